@@ -1,0 +1,164 @@
+// The fleet file's shape, as zod schemas. Only shape and value checks live
+// here; defaults and cross-references are applied in config.ts.
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+import { type HostPort, isIp, parseHostPort } from "./address.ts";
+
+function got(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  if (typeof v === "string") return JSON.stringify(v.length > 60 ? v.slice(0, 57) + "..." : v);
+  return `${typeof v} ${String(v)}`;
+}
+
+/** A leaf validated by `check`, with a message that says what was expected. */
+function leaf<T>(expected: string, check: (v: unknown) => T | undefined) {
+  return z.unknown().transform((v, ctx): T => {
+    const out = v === undefined ? undefined : check(v);
+    if (out === undefined) {
+      const message = v === undefined
+        ? `missing: expected ${expected}`
+        : `expected ${expected}, got ${got(v)}`;
+      ctx.addIssue({ code: "custom", message });
+      return z.NEVER;
+    }
+    return out;
+  });
+}
+
+const str = (what = "a string") =>
+  leaf<string>(what, (v) => (typeof v === "string" && v.length > 0 ? v : undefined));
+const name = () =>
+  leaf<string>(
+    "a name of letters, digits, '.', '_' or '-'",
+    (v) => (typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(v) ? v : undefined),
+  );
+const absPath = () =>
+  leaf<string>(
+    "an absolute path",
+    (v) => (typeof v === "string" && v.startsWith("/") && !v.includes("\0") ? v : undefined),
+  );
+const duration = () =>
+  leaf<number>(
+    'a duration with a unit, like "200ms", "2s" or "5m"',
+    (v) => (typeof v === "string" ? parseDuration(v) ?? undefined : undefined),
+  );
+const hostPort = () =>
+  leaf<HostPort>(
+    "host:port with an IP address",
+    (v) => (typeof v === "string" ? parseHostPort(v) ?? undefined : undefined),
+  );
+const ip = () =>
+  leaf<string>(
+    "an IP address (rsync --address and hosts allow need one)",
+    (v) => (typeof v === "string" && isIp(v) ? v : undefined),
+  );
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  leaf<number>(
+    max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`,
+    (v) => (typeof v === "number" && Number.isInteger(v) && v >= min && v <= max ? v : undefined),
+  );
+const bool = () => leaf<boolean>("true or false", (v) => (typeof v === "boolean" ? v : undefined));
+const rsyncUrl = () =>
+  leaf<string>(
+    "an rsync URL like rsync://host:873/module/",
+    (v) => (typeof v === "string" && /^rsync:\/\/[^/\s]+\/[^\s]+$/.test(v) ? v : undefined),
+  );
+const patterns = () =>
+  leaf<string[]>(
+    "a list of patterns",
+    (v) =>
+      Array.isArray(v) && v.every((p) => typeof p === "string" && p.length > 0 && !p.includes("\n"))
+        ? v as string[]
+        : undefined,
+  );
+const names = () =>
+  leaf<string[]>(
+    "a list of host names",
+    (v) => Array.isArray(v) && v.every((p) => typeof p === "string") ? v as string[] : undefined,
+  );
+
+const server = {
+  name: name(),
+  address: ip().optional(),
+  listen: hostPort().optional(),
+  health: hostPort().optional(),
+  path: absPath(),
+  max_connections: int(1).optional(),
+};
+
+/** The raw fleet file, shape-checked; every optional key may be absent. */
+export const FleetSchema = z.object({
+  tree: name(),
+  binary: absPath().optional(),
+  modules: z.object({ read: name().optional(), write: name().optional() }).strict().optional(),
+  auth: z.object({
+    user: name().optional(),
+    secrets_file: absPath().optional(),
+    password_file: absPath().optional(),
+  }).strict().optional(),
+  uid: str().optional(),
+  gid: str().optional(),
+  state_dir: absPath().optional(),
+  rsync: z.object({
+    path: str().optional(),
+    timeout: duration().optional(),
+    connect_timeout: duration().optional(),
+  }).strict().optional(),
+  primary: z.object(server).strict(),
+  publisher: z.object({
+    name: name().optional(),
+    address: ip(),
+    repo: absPath().optional(),
+    ref: str().optional(),
+    staging: absPath().optional(),
+  }).strict().optional(),
+  replicas: z.array(z.object({ ...server, upstream: name().optional() }).strict()).optional(),
+  proxy: z.object({
+    name: name().optional(),
+    listen: hostPort().optional(),
+    address: ip().optional(),
+    health: hostPort().optional(),
+    backends: names().optional(),
+    interval: duration().optional(),
+    check_timeout: duration().optional(),
+    fall: int(1, 100).optional(),
+    rise: int(1, 100).optional(),
+    max_connections: int(1).optional(),
+    idle_timeout: duration().optional(),
+    drain_timeout: duration().optional(),
+    version_grace: duration().optional(),
+    proxy_protocol: bool().optional(),
+  }).strict().optional(),
+  client: z.object({
+    source: rsyncUrl().optional(),
+    dest: absPath().optional(),
+    splay: duration().optional(),
+    timeout: duration().optional(),
+    connect_timeout: duration().optional(),
+    retries: int(0, 100).optional(),
+    max_delete: int(0).optional(),
+    verify_every: duration().optional(),
+    backup_dir: absPath().optional(),
+    atomic: bool().optional(),
+    keep: int(1, 100).optional(),
+    watch_interval: duration().optional(),
+    user: name().optional(),
+  }).strict().optional(),
+  push: z.object({
+    debounce: duration().optional(),
+    max_delay: duration().optional(),
+    reconcile: duration().optional(),
+    concurrency: int(1, 256).optional(),
+    max_delete: int(0).optional(),
+    exclude: patterns().optional(),
+    max_paths: int(1).optional(),
+    storm_events: int(1).optional(),
+    retry_min: duration().optional(),
+    retry_max: duration().optional(),
+  }).strict().optional(),
+}).strict();
+
+/** The raw fleet file after shape checks. */
+export type RawFleet = z.infer<typeof FleetSchema>;

@@ -1,0 +1,97 @@
+/**
+ * `fanout check-config`: validate the fleet file and print, per host, what it
+ * will run and listen on. With `--role`, also check what that role needs on
+ * this host: its secrets, rsync, its tree.
+ *
+ * @module
+ */
+
+import type { CommonOptions, Role } from "./cli.ts";
+import { downstreamsOf, type Fleet, selectServer, servers, writersOf } from "./config.ts";
+import { formatHostPort } from "./address.ts";
+import { formatDuration } from "./duration.ts";
+import { checkSecretFiles } from "./secrets.ts";
+import { requireRsync } from "./rsync.ts";
+import { fleetFor } from "../roles/_fleet.ts";
+
+/**
+ * Prints the plan of the fleet; returns 0 when valid.
+ *
+ * @throws {ConfigError} / {EnvironmentError} with what is wrong.
+ */
+export async function checkConfig(opts: CommonOptions, role?: Role): Promise<number> {
+  const fleet = await fleetFor(opts, role);
+  const lines = describeFleet(fleet);
+  if (role) {
+    await checkRoleHere(fleet, role, opts.name);
+    lines.push(`--role ${role}${opts.name ? ` --name ${opts.name}` : ""}: ready on this host`);
+  }
+  console.log(lines.join("\n"));
+  return 0;
+}
+
+/** One line per host: what it runs, where it listens, whom it pushes to. */
+export function describeFleet(fleet: Fleet): string[] {
+  const lines = [
+    `${fleet.file ?? "flags"}: valid. tree "${fleet.tree}": read module "${fleet.modules.read}", ` +
+    `write module "${fleet.modules.write}", auth user "${fleet.auth.user}", state under ${fleet.stateDir}`,
+  ];
+  const row = (kind: string, name: string, text: string) =>
+    `  ${kind.padEnd(8)} ${name.padEnd(10)} ${text}`;
+  const p = fleet.publisher;
+  if (p) {
+    lines.push(row(
+      "publish",
+      p.name,
+      `exports ${
+        p.repo ?? "(--repo)"
+      } at ${p.ref}, pushes from ${p.address} to ${fleet.primary.name} ${fleet.modules.write}`,
+    ));
+  }
+  for (const s of servers(fleet)) {
+    const writers = writersOf(fleet, s);
+    const from = s.kind === "primary" ? p?.name : s.upstream;
+    const downs = downstreamsOf(fleet, s.name).map((d) => d.name);
+    lines.push(row(
+      s.kind,
+      s.name,
+      `rsync daemon ${formatHostPort(s.listen)}, health ${
+        formatHostPort(s.health)
+      }, tree ${s.path}; ` +
+        (writers.length ? `writes from ${from} (${writers.join(" ")})` : "no writes allowed") +
+        (downs.length ? `; pushes to ${downs.join(", ")}` : ""),
+    ));
+  }
+  const x = fleet.proxy;
+  if (x) {
+    lines.push(row(
+      "proxy",
+      x.name,
+      `listens ${formatHostPort(x.listen)}, health ${formatHostPort(x.health)}, backends ${
+        x.backends.join(", ")
+      } ` +
+        `(checks every ${formatDuration(x.interval)}, fall ${x.fall}, rise ${x.rise})`,
+    ));
+  }
+  const c = fleet.client;
+  lines.push(row(
+    "client",
+    "(each)",
+    `mirrors ${c.source ?? "(set client.source)"} into ${c.dest ?? "(set client.dest)"} ` +
+      `(splay ${formatDuration(c.splay)}, max_delete ${c.maxDelete}${c.atomic ? ", atomic" : ""})`,
+  ));
+  return lines;
+}
+
+async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<void> {
+  await requireRsync(fleet.rsync.path);
+  if (role === "primary" || role === "replica") {
+    const self = selectServer(fleet, role, name);
+    await checkSecretFiles(fleet, {
+      daemon: writersOf(fleet, self).length > 0,
+      pusher: downstreamsOf(fleet, self.name).length > 0,
+    });
+  } else if (role === "publish") {
+    await checkSecretFiles(fleet, { daemon: false, pusher: true });
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Every default of fanout, in one place. The fleet file, the flags and the
+ * README's key table all take their defaults from here.
+ *
+ * Durations are in milliseconds.
+ *
+ * @module
+ */
+
+/** Defaults for every optional fleet-file key. */
+export const DEFAULTS = {
+  auth: {
+    user: "fanout",
+    secretsFile: "/etc/fanout/rsyncd.secrets",
+    passwordFile: "/etc/fanout/push.password",
+  },
+  stateDir: "/var/lib/fanout",
+  binary: "/usr/local/bin/fanout",
+  rsync: { path: "rsync", timeout: 300_000, connectTimeout: 10_000 },
+  server: { port: 873, healthPort: 8873 },
+  primary: { maxConnections: 1000 },
+  replica: { maxConnections: 200 },
+  /** Concurrent pushes a write module accepts (upstream plus publisher). */
+  writeModuleMaxConnections: 50,
+  publisher: { name: "publisher", ref: "main" },
+  proxy: {
+    name: "proxy",
+    listen: "0.0.0.0:873",
+    healthPort: 8874,
+    interval: 2_000,
+    checkTimeout: 1_000,
+    fall: 2,
+    rise: 2,
+    maxConnections: 1000,
+    idleTimeout: 300_000,
+    drainTimeout: 30_000,
+    versionGrace: 10_000,
+    proxyProtocol: false,
+  },
+  client: {
+    splay: 30_000,
+    timeout: 300_000,
+    connectTimeout: 10_000,
+    retries: 3,
+    maxDelete: 500,
+    verifyEvery: 0,
+    atomic: false,
+    keep: 3,
+    watchInterval: 2_000,
+    user: "root",
+  },
+  push: {
+    debounce: 0,
+    maxDelay: 1_000,
+    reconcile: 300_000,
+    concurrency: 8,
+    maxDelete: 1000,
+    exclude: [".git"],
+    maxPaths: 1000,
+    stormEvents: 5000,
+    retryMin: 1_000,
+    retryMax: 60_000,
+  },
+} as const;
+
+/** Name of the version marker at the root of every tree. */
+export const VERSION_MARKER = ".fanout-version";
+
+/** Name of the marker fanout leaves in a client destination it manages. */
+export const DEST_MARKER = ".fanout-dest";

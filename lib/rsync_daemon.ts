@@ -1,0 +1,364 @@
+/**
+ * The rsync daemon of a server host: its rsyncd.conf, rendered from the fleet
+ * file, and a supervisor that starts `rsync --daemon --no-detach`, waits for
+ * its `@RSYNCD:` greeting, restarts it with backoff when it dies, and stops
+ * its whole process group.
+ *
+ * @module
+ */
+
+import template from "../templates/rsyncd.conf" with { type: "text" };
+import type { Fleet, ServerHost } from "./config.ts";
+import { writersOf } from "./config.ts";
+import { EnvironmentError } from "./errors.ts";
+import type { HostPort } from "./address.ts";
+import { formatHostPort } from "./address.ts";
+import type { Logger } from "./log.ts";
+import { renderTemplate } from "./template.ts";
+import { probeRsyncd } from "./rsync_probe.ts";
+import { killGroup, trackGroup } from "./children.ts";
+import { VERSION } from "./meta.ts";
+import { formatDuration } from "./duration.ts";
+
+/** Who the daemon runs as, when started by root. */
+export interface DaemonIdentity {
+  /** True when fanout runs as root: then uid/gid and chroot apply. */
+  asRoot: boolean;
+  uid: string;
+  gid: string;
+}
+
+/**
+ * Decides the daemon's identity: `uid`/`gid` from the fleet file, else the
+ * owner of the host's tree (so the daemon can write to it after dropping root).
+ *
+ * @throws {EnvironmentError} when the tree does not exist.
+ */
+export async function daemonIdentity(fleet: Fleet, host: ServerHost): Promise<DaemonIdentity> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(host.path);
+  } catch {
+    throw new EnvironmentError(
+      `${host.name}: the tree ${host.path} does not exist: create it (mkdir -p ${host.path}) or fix path in the fleet file`,
+    );
+  }
+  if (!st.isDirectory) throw new EnvironmentError(`${host.name}: ${host.path} is not a directory`);
+  return {
+    asRoot: Deno.uid() === 0,
+    uid: fleet.uid ?? String(st.uid ?? 0),
+    gid: fleet.gid ?? String(st.gid ?? 0),
+  };
+}
+
+/**
+ * Renders the rsyncd.conf of a server host: a read module open to all, and a
+ * write module that only the host's writers (the publisher for the primary,
+ * the upstream for a replica) may use, with the password.
+ *
+ * @example
+ * ```ts
+ * const text = renderRsyncdConf(fleet, fleet.replicas[0], { asRoot: false, uid: "0", gid: "0" });
+ * ```
+ */
+export function renderRsyncdConf(
+  fleet: Fleet,
+  host: ServerHost,
+  id: DaemonIdentity,
+  opts: { proxyProtocol?: boolean; listen?: HostPort } = {},
+): string {
+  const writers = writersOf(fleet, host);
+  const writerNames = host.kind === "primary" ? fleet.publisher?.name ?? "" : host.upstream ?? "";
+  const listen = opts.listen ?? host.listen;
+  return renderTemplate(template, {
+    name: host.name,
+    kind: host.kind,
+    version: VERSION,
+    fleet_file: fleet.file ?? "flags",
+    state_dir: host.stateDir,
+    listen_host: listen.host,
+    listen_port: listen.port,
+    timeout: Math.ceil(fleet.rsync.timeout / 1000),
+    proxy_protocol: opts.proxyProtocol ?? false,
+    root: id.asRoot,
+    uid: id.uid,
+    gid: id.gid,
+    tree: fleet.tree,
+    path: host.path,
+    read_module: fleet.modules.read,
+    write_module: fleet.modules.write,
+    max_connections: host.maxConnections,
+    writers: writers.length > 0,
+    writer_names: writerNames,
+    writer_addresses: writers.join(" "),
+    user: fleet.auth.user,
+    secrets_file: fleet.auth.secretsFile,
+    write_max_connections: 50,
+  });
+}
+
+/** Where the daemon is in its life. */
+export type DaemonState = "starting" | "up" | "down" | "stopped";
+
+/** Options of {@linkcode RsyncDaemon}. */
+export interface DaemonOptions {
+  /** The rsync binary. */
+  rsync: string;
+  /** Absolute path of the rendered rsyncd.conf. */
+  confPath: string;
+  /** Where the daemon listens (to wait for its greeting). */
+  listen: HostPort;
+  /** Holds rsyncd.pid and rsyncd.log. */
+  stateDir: string;
+  log: Logger;
+  /** How long a start may take before it counts as failed (ms). */
+  readyTimeout?: number;
+  /** First and longest wait between restarts (ms). */
+  backoffMin?: number;
+  backoffMax?: number;
+}
+
+/**
+ * Supervises one `rsync --daemon --no-detach`.
+ *
+ * @example
+ * ```ts
+ * const d = new RsyncDaemon({ rsync: "rsync", confPath, listen, stateDir, log });
+ * await d.start();   // resolves once the daemon greets
+ * // … d.state === "up"
+ * await d.stop();    // SIGTERM to its process group, SIGKILL after 5 s
+ * ```
+ */
+export class RsyncDaemon {
+  #o: Required<DaemonOptions>;
+  #state: DaemonState = "stopped";
+  #child: Deno.ChildProcess | null = null;
+  #stopping = false;
+  #loop: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #restarts = 0;
+  #lastError: string | null = null;
+  #since = Date.now();
+
+  constructor(opts: DaemonOptions) {
+    this.#o = { readyTimeout: 10_000, backoffMin: 1_000, backoffMax: 30_000, ...opts };
+  }
+
+  /** starting, up, down (between a crash and its restart) or stopped. */
+  get state(): DaemonState {
+    return this.#state;
+  }
+  /** The daemon's pid while it runs. */
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
+  }
+  /** How many times it was restarted after dying. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+  /** Why it last died or failed to start. */
+  get lastError(): string | null {
+    return this.#lastError;
+  }
+  /** When the state last changed (ms since epoch). */
+  get since(): number {
+    return this.#since;
+  }
+
+  /**
+   * Starts the daemon and resolves once it greets.
+   *
+   * @throws {EnvironmentError} when the first start fails (port in use, bad
+   * config, rsync missing), with rsync's own words.
+   */
+  async start(): Promise<void> {
+    this.#stopping = false;
+    await this.#clearStale();
+    let first: (err?: Error) => void = () => {};
+    const started = new Promise<void>((res, rej) => first = (err) => err ? rej(err) : res());
+    this.#loop = this.#run(first);
+    await started;
+  }
+
+  /** Stops the daemon and every process of its group; idempotent. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    const child = this.#child;
+    if (child) {
+      killGroup(child.pid, "SIGTERM");
+      const t = setTimeout(() => killGroup(child.pid, "SIGKILL"), 5_000);
+      await child.status;
+      clearTimeout(t);
+      // Per-connection children may still be finishing a transfer.
+      killGroup(child.pid, "SIGKILL");
+    }
+    await this.#loop;
+    this.#set("stopped");
+  }
+
+  async #run(first: (err?: Error) => void): Promise<void> {
+    let backoff = this.#o.backoffMin;
+    let isFirst = true;
+    while (!this.#stopping) {
+      this.#set("starting");
+      const t0 = Date.now();
+      let child: Deno.ChildProcess;
+      try {
+        child = new Deno.Command(this.#o.rsync, {
+          args: ["--daemon", "--no-detach", `--config=${this.#o.confPath}`],
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+          detached: true,
+        }).spawn();
+      } catch (e) {
+        const err = e instanceof Deno.errors.NotFound
+          ? new EnvironmentError(`rsync is not installed: install it with "apt-get install rsync"`)
+          : new EnvironmentError(`cannot start rsync: ${(e as Error).message}`);
+        if (isFirst) return first(err);
+        this.#lastError = err.message;
+        await this.#sleep(backoff);
+        continue;
+      }
+      this.#child = child;
+      const forget = trackGroup(child.pid);
+      const stderr = collectStderr(child.stderr);
+      const ready = await this.#waitReady(child);
+      if (ready) {
+        this.#set("up");
+        this.#o.log.info("rsync daemon up", {
+          pid: child.pid,
+          listen: formatHostPort(this.#o.listen),
+          ms: Date.now() - t0,
+        });
+        if (isFirst) first();
+        isFirst = false;
+      }
+      const status = await child.status;
+      forget();
+      this.#child = null;
+      if (this.#stopping) break;
+      const why = await this.#describeExit(child.pid, status, await stderr, ready);
+      this.#lastError = why;
+      this.#set("down");
+      if (!ready && isFirst) {
+        killGroup(child.pid, "SIGKILL");
+        return first(new EnvironmentError(`rsync daemon did not start: ${why}`));
+      }
+      if (Date.now() - t0 > 60_000) backoff = this.#o.backoffMin;
+      this.#o.log.error("rsync daemon died; restarting", {
+        reason: why,
+        restart_in: formatDuration(backoff),
+      });
+      await this.#sleep(backoff);
+      backoff = Math.min(backoff * 2, this.#o.backoffMax);
+      if (!this.#stopping) this.#restarts++;
+    }
+  }
+
+  async #waitReady(child: Deno.ChildProcess): Promise<boolean> {
+    let exited = false;
+    child.status.then(() => exited = true);
+    const deadline = Date.now() + this.#o.readyTimeout;
+    while (!exited && !this.#stopping && Date.now() < deadline) {
+      const r = await probeRsyncd(this.#o.listen, 500);
+      if (r.ok) return true;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    if (!exited && !this.#stopping) {
+      this.#lastError = `no greeting on ${
+        formatHostPort(this.#o.listen)
+      } within ${this.#o.readyTimeout}ms`;
+      killGroup(child.pid, "SIGTERM");
+    }
+    return false;
+  }
+
+  async #describeExit(
+    pid: number,
+    status: Deno.CommandStatus,
+    stderr: string,
+    wasUp: boolean,
+  ): Promise<string> {
+    if (!wasUp && this.#lastError?.startsWith("no greeting")) return this.#lastError;
+    const how = status.signal ? `killed by ${status.signal}` : `exited with code ${status.code}`;
+    // rsync's stderr holds only its generic "rsync error: … (code N)"; the
+    // cause ("bind() failed: Address already in use") is in its log file.
+    const specific = (l: string) => l.trim() !== "" && !l.startsWith("rsync error:");
+    const said = stderr.split("\n").find(specific) ?? (await this.#logLines(pid)).find(specific);
+    return said ? `${how}: ${said.trim()}` : how;
+  }
+
+  async #logLines(pid: number): Promise<string[]> {
+    try {
+      const text = await Deno.readTextFile(`${this.#o.stateDir}/rsyncd.log`);
+      const mark = `[${pid}] `;
+      return text.split("\n").slice(-200)
+        .filter((l) => l.includes(mark) && /failed|unable|unknown|invalid|error|denied/i.test(l))
+        .map((l) => l.slice(l.indexOf(mark) + mark.length));
+    } catch {
+      return [];
+    }
+  }
+
+  /** A daemon left running by an earlier fanout that was SIGKILLed holds our port. */
+  async #clearStale(): Promise<void> {
+    const pidFile = `${this.#o.stateDir}/rsyncd.pid`;
+    let pid: number;
+    try {
+      pid = Number((await Deno.readTextFile(pidFile)).trim());
+    } catch {
+      return;
+    }
+    let cmdline = "";
+    try {
+      cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).replaceAll("\0", " ");
+    } catch { /* not running */ }
+    if (pid > 1 && cmdline.includes(this.#o.confPath)) {
+      this.#o.log.warn("stopping a stale rsync daemon left by an earlier run", { pid });
+      killGroup(pid, "SIGTERM");
+      for (let i = 0; i < 50 && (await exists(`/proc/${pid}`)); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      killGroup(pid, "SIGKILL");
+    }
+    await Deno.remove(pidFile).catch(() => {});
+  }
+
+  #set(state: DaemonState): void {
+    if (state !== this.#state) this.#since = Date.now();
+    this.#state = state;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((res) => {
+      const t = setTimeout(() => {
+        this.#wake = null;
+        res();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        this.#wake = null;
+        res();
+      };
+    });
+  }
+}
+
+async function collectStderr(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text = (text + chunk).slice(-4096);
+  }
+  return text;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

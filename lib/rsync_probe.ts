@@ -1,0 +1,130 @@
+/**
+ * Speaks just enough of the rsync daemon protocol to tell whether a daemon is
+ * alive: connect, read its `@RSYNCD:` greeting, optionally list modules, and
+ * hang up politely. A daemon that accepts TCP but never greets is down.
+ *
+ * @module
+ */
+
+import type { HostPort } from "./address.ts";
+
+/** The outcome of one probe. */
+export interface ProbeResult {
+  ok: boolean;
+  /** The greeting line, e.g. `@RSYNCD: 32.0 sha512 sha256 …`. */
+  greeting?: string;
+  /** Listed modules (only when asked for, and only `list = yes` ones). */
+  modules?: string[];
+  /** Why it failed, in words. */
+  error?: string;
+  /** Round trip in ms. */
+  ms: number;
+}
+
+const enc = new TextEncoder();
+
+/**
+ * Probes the rsync daemon at `at` within `timeoutMs`.
+ *
+ * @example
+ * ```ts
+ * const r = await probeRsyncd({ host: "127.0.0.3", port: 10873 }, 1000, { list: true });
+ * if (r.ok) console.log(r.modules);
+ * ```
+ */
+export async function probeRsyncd(
+  at: HostPort,
+  timeoutMs: number,
+  opts: { list?: boolean } = {},
+): Promise<ProbeResult> {
+  const started = performance.now();
+  let conn: Deno.TcpConn | null = null;
+  // One deadline for the whole exchange: it aborts the connect, or closes
+  // the connection so a pending read fails.
+  const abort = new AbortController();
+  const timer = setTimeout(() => {
+    abort.abort();
+    try {
+      conn?.close();
+    } catch { /* closed */ }
+    conn = null;
+  }, timeoutMs);
+  const done = (r: Omit<ProbeResult, "ms">): ProbeResult => ({
+    ...r,
+    ms: performance.now() - started,
+  });
+  try {
+    conn = await Deno.connect({
+      hostname: at.host,
+      port: at.port,
+      transport: "tcp",
+      signal: abort.signal,
+    });
+    if (abort.signal.aborted) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
+    conn.setNoDelay(true);
+    const reader = new LineReader(conn);
+    const greeting = await reader.line();
+    if (greeting === null) {
+      return done({
+        ok: false,
+        error: abort.signal.aborted
+          ? `no greeting within ${timeoutMs}ms`
+          : "connection closed before the greeting",
+      });
+    }
+    if (!greeting.startsWith("@RSYNCD:")) {
+      return done({
+        ok: false,
+        error: `not an rsync daemon: ${JSON.stringify(greeting.slice(0, 60))}`,
+      });
+    }
+    // Protocol 30 needs no digest list and every 3.x daemon speaks it.
+    await conn.write(enc.encode("@RSYNCD: 30.0\n#list\n"));
+    const modules: string[] = [];
+    for (let line = await reader.line(); line !== null; line = await reader.line()) {
+      if (line.startsWith("@RSYNCD: EXIT")) break;
+      if (line.startsWith("@ERROR")) return done({ ok: false, greeting, error: line });
+      if (opts.list && line.trim()) modules.push(line.split(/\s/)[0]);
+    }
+    return done({ ok: true, greeting, modules: opts.list ? modules : undefined });
+  } catch (e) {
+    if (abort.signal.aborted) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
+    return done({ ok: false, error: describeConnectError(e) });
+  } finally {
+    clearTimeout(timer);
+    try {
+      (conn as Deno.TcpConn | null)?.close();
+    } catch { /* already closed by the timer */ }
+  }
+}
+
+/** A short reason for a failed connect, e.g. `connection refused`. */
+export function describeConnectError(e: unknown): string {
+  if (e instanceof Deno.errors.ConnectionRefused) return "connection refused";
+  if (e instanceof Deno.errors.TimedOut) return "connect timed out";
+  if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) {
+    return "timed out";
+  }
+  return (e as Error).message ?? String(e);
+}
+
+class LineReader {
+  #conn: Deno.Conn;
+  #buf = "";
+  #dec = new TextDecoder();
+  #chunk = new Uint8Array(4096);
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+  async line(): Promise<string | null> {
+    while (!this.#buf.includes("\n")) {
+      const n = await this.#conn.read(this.#chunk);
+      if (n === null) return null;
+      this.#buf += this.#dec.decode(this.#chunk.subarray(0, n));
+    }
+    const i = this.#buf.indexOf("\n");
+    const line = this.#buf.slice(0, i);
+    this.#buf = this.#buf.slice(i + 1);
+    return line;
+  }
+}

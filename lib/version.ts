@@ -1,0 +1,74 @@
+/**
+ * The version marker at the root of every tree (`.fanout-version`):
+ * `{"seq": 42, "commit": "<sha>", "ref": "main", "published_at": "<ISO>"}`.
+ * Publish writes it last, every push sends it last, so a host whose marker
+ * says seq N holds all of version N.
+ *
+ * @module
+ */
+
+import { VERSION_MARKER } from "./defaults.ts";
+
+/** A published version. */
+export interface VersionMarker {
+  /** Monotonic publish counter. */
+  seq: number;
+  /** The git commit the tree was exported from. */
+  commit: string;
+  ref: string;
+  /** ISO time of the publish. */
+  published_at: string;
+}
+
+/**
+ * Parses marker text; null when it is not a valid marker.
+ *
+ * @example
+ * ```ts
+ * parseMarker('{"seq":1,"commit":"ab12","ref":"main","published_at":"2026-11-25T00:00:00Z"}')?.seq; // 1
+ * ```
+ */
+export function parseMarker(text: string): VersionMarker | null {
+  try {
+    const v = JSON.parse(text);
+    if (
+      typeof v === "object" && v !== null && Number.isInteger(v.seq) && v.seq >= 0 &&
+      typeof v.commit === "string" && typeof v.ref === "string" &&
+      typeof v.published_at === "string"
+    ) {
+      return { seq: v.seq, commit: v.commit, ref: v.ref, published_at: v.published_at };
+    }
+  } catch { /* not JSON */ }
+  return null;
+}
+
+/**
+ * Reads the marker of the tree at `dir`; null when absent or invalid.
+ *
+ * @example
+ * ```ts
+ * const v = await readMarker("/data/rsync/plugins");
+ * ```
+ */
+export async function readMarker(dir: string): Promise<VersionMarker | null> {
+  try {
+    return parseMarker(await Deno.readTextFile(`${dir}/${VERSION_MARKER}`));
+  } catch {
+    return null;
+  }
+}
+
+/** The marker as it is written to disk (one line of JSON and a newline). */
+export function formatMarker(v: VersionMarker): string {
+  return JSON.stringify({
+    seq: v.seq,
+    commit: v.commit,
+    ref: v.ref,
+    published_at: v.published_at,
+  }) + "\n";
+}
+
+/** A short human form: `seq 42 (1a2b3c4d main)`. */
+export function describeVersion(v: VersionMarker | null): string {
+  return v ? `seq ${v.seq} (${v.commit.slice(0, 8)} ${v.ref})` : "none";
+}

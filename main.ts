@@ -1,0 +1,85 @@
+/**
+ * fanout: one binary, roles by flag. Parses the command line and hands over
+ * to the role or command asked for; each is imported only when used, so a
+ * cron client does not pay for the proxy's or the primary's code.
+ *
+ * @module
+ */
+
+import { type Command, parseCli } from "./lib/cli.ts";
+import { ExitCode, FanoutError } from "./lib/errors.ts";
+import { Logger, setLogger } from "./lib/log.ts";
+import { VERSION } from "./lib/meta.ts";
+import { killAllGroups } from "./lib/children.ts";
+
+type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
+
+const ROLES: Record<string, Runner> = {
+  primary: async (c) => (await import("./roles/primary.ts")).run(c.opts),
+  replica: async (c) => (await import("./roles/replica.ts")).run(c.opts),
+  proxy: notBuilt,
+  client: notBuilt,
+  publish: notBuilt,
+};
+
+async function notBuilt(c: Command & { kind: "role" }): Promise<number> {
+  // Still validate, so a fleet file can be prepared for the role.
+  await (await import("./roles/_fleet.ts")).fleetFor(c.opts, c.role);
+  throw new FanoutError(
+    `--role ${c.role} is not built yet in fanout ${VERSION}; see README.md ("Status")`,
+    ExitCode.Usage,
+  );
+}
+
+/** Runs fanout with `argv`; returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let json = argv.includes("json") && argv.some((a) => a.startsWith("--log-format"));
+  try {
+    const cmd = parseCli(argv);
+    if (cmd.kind === "help") {
+      console.log(cmd.text);
+      return ExitCode.Ok;
+    }
+    if (cmd.kind === "version") {
+      console.log(`fanout ${VERSION}`);
+      return ExitCode.Ok;
+    }
+    json = cmd.opts.logFormat === "json";
+    setLogger(new Logger({ format: cmd.opts.logFormat, level: cmd.opts.logLevel }));
+    switch (cmd.kind) {
+      case "role":
+        return await ROLES[cmd.role](cmd);
+      case "check-config":
+        return await (await import("./lib/check_config.ts")).checkConfig(cmd.opts, cmd.role);
+      case "render":
+        return await (await import("./lib/render.ts")).renderCommand(cmd.what, cmd.opts, cmd.role);
+      case "demo":
+        throw new FanoutError(
+          `"fanout demo" is not built yet in fanout ${VERSION}`,
+          ExitCode.Usage,
+        );
+      case "fleet":
+        throw new FanoutError(
+          `"fanout fleet" is not built yet in fanout ${VERSION}`,
+          ExitCode.Usage,
+        );
+    }
+  } catch (e) {
+    const code = e instanceof FanoutError ? e.exitCode : 70;
+    const message = e instanceof FanoutError
+      ? e.message
+      : `internal error (please report): ${(e as Error)?.stack ?? e}`;
+    for (const line of message.split("\n")) {
+      console.error(
+        json ? JSON.stringify({ level: "error", msg: line, exit: code }) : `fanout: ${line}`,
+      );
+    }
+    return code;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  killAllGroups();
+  Deno.exit(code);
+}

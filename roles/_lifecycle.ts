@@ -1,0 +1,44 @@
+// What every long-running role shares: state dir, shutdown signal, health server.
+import type { Hono } from "hono";
+import type { HostPort } from "../lib/address.ts";
+import { healthApp, type HealthServer, type HealthSource, serveHealth } from "../lib/health.ts";
+import { shutdownSignal } from "../lib/signals.ts";
+
+/**
+ * Creates `dir` (and parents) when missing.
+ *
+ * @throws {Deno.errors.PermissionDenied} when it cannot be created.
+ */
+export async function ensureDir(dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+}
+
+/**
+ * Runs `body` until SIGTERM/SIGINT, then its cleanups in reverse order.
+ * Cleanups also run when `body` or a start step throws.
+ */
+export async function untilShutdown(
+  body: (signal: AbortSignal, onStop: (fn: () => Promise<void> | void) => void) => Promise<void>,
+): Promise<void> {
+  const { signal, dispose } = shutdownSignal();
+  const stops: (() => Promise<void> | void)[] = [];
+  try {
+    await body(signal, (fn) => stops.push(fn));
+  } finally {
+    for (const fn of stops.reverse()) {
+      try {
+        await fn();
+      } catch { /* keep stopping the rest */ }
+    }
+    dispose();
+  }
+}
+
+/** Serves the health app of `src` on `at` (see lib/health.ts). */
+export function startHealth(
+  at: HostPort,
+  src: HealthSource,
+  extend?: (app: Hono) => void,
+): HealthServer {
+  return serveHealth(at, healthApp(src, extend));
+}

@@ -1,0 +1,395 @@
+// Test helpers: a "lab" of loopback hosts, fleet files, and fanout processes
+// that are always stopped, by pid, whatever the test does.
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+const dec = new TextDecoder();
+
+/** Sleeps `ms`. */
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Polls `fn` until it returns a truthy value or `timeoutMs` passes.
+ * Throws with `what` on timeout.
+ */
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/** Output of a finished command. */
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion. */
+export async function sh(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string>; stdin?: string } = {},
+): Promise<Ran> {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: opts.cwd,
+    env: opts.env,
+    stdin: opts.stdin !== undefined ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A running process started by a lab. */
+export class Proc {
+  readonly child: Deno.ChildProcess;
+  readonly pid: number;
+  #out = "";
+  #err = "";
+  #done: Promise<Deno.CommandStatus>;
+  #exited: Deno.CommandStatus | null = null;
+  constructor(child: Deno.ChildProcess) {
+    this.child = child;
+    this.pid = child.pid;
+    const pump = async (s: ReadableStream<Uint8Array>, to: "out" | "err") => {
+      for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+        if (to === "out") this.#out += chunk;
+        else this.#err += chunk;
+      }
+    };
+    const pumps = Promise.all([pump(child.stdout, "out"), pump(child.stderr, "err")]);
+    this.#done = (async () => {
+      const st = await child.status;
+      await pumps;
+      this.#exited = st;
+      return st;
+    })();
+  }
+  get stdout(): string {
+    return this.#out;
+  }
+  get stderr(): string {
+    return this.#err;
+  }
+  get exited(): Deno.CommandStatus | null {
+    return this.#exited;
+  }
+  /** Resolves with the exit status. */
+  status(): Promise<Deno.CommandStatus> {
+    return this.#done;
+  }
+  /** Waits until stderr (or stdout) matches `re`. */
+  async waitFor(re: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+    return await waitFor(`${re} in output of pid ${this.pid}:\n${this.#err.slice(-2000)}`, () => {
+      if (this.#exited && !re.test(this.#err + this.#out)) {
+        throw new Error(`process exited (${this.#exited.code}) first:\n${this.#err.slice(-2000)}`);
+      }
+      return (this.#err.match(re) ?? this.#out.match(re)) as RegExpMatchArray | null;
+    }, timeoutMs);
+  }
+  /** Sends `signal` to the process (its group, so children go too). */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      Deno.kill(-this.pid, signal);
+    } catch { /* gone */ }
+  }
+  /** Stops it with `signal` and waits; SIGKILL after `graceMs`. */
+  async stop(signal: Deno.Signal = "SIGTERM", graceMs = 8_000): Promise<Deno.CommandStatus> {
+    if (this.#exited) return this.#exited;
+    try {
+      Deno.kill(this.pid, signal);
+    } catch { /* gone */ }
+    const t = setTimeout(() => this.kill("SIGKILL"), graceMs);
+    const st = await this.#done;
+    clearTimeout(t);
+    return st;
+  }
+}
+
+let netCounter = 0;
+
+/** Options for {@linkcode Lab.fleet}. */
+export interface FleetSpec {
+  /** Replica names, or entries with an upstream. Default: two replicas. */
+  replicas?: (string | { name: string; upstream?: string })[];
+  proxy?: boolean;
+  publisher?: boolean;
+  /** Extra YAML appended at the end (sections not otherwise written). */
+  extra?: string;
+  /** Extra top-level YAML lines under the replicas etc. (e.g. "push:\n  debounce: 0ms"). */
+  client?: Record<string, string | number | boolean>;
+  push?: Record<string, string | number | boolean>;
+}
+
+/** A host of a lab fleet. */
+export interface LabHost {
+  name: string;
+  ip: string;
+  port: number;
+  health: number;
+  path: string;
+}
+
+/**
+ * A test's private world: a temp dir, a loopback /24 of its own
+ * (127.x.y.0, so parallel test files never collide), fleet files, secrets,
+ * and every process it started, stopped at `close()`.
+ */
+export class Lab {
+  readonly dir: string;
+  readonly net: string;
+  readonly secrets: string;
+  readonly password: string;
+  #procs: Proc[] = [];
+  hosts: Record<string, LabHost> = {};
+  fleetFile = "";
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    // Spread labs over 127.0.0.0/8 by pid and a counter.
+    const n = (Deno.pid * 7 + netCounter++ * 13) % 60000;
+    this.net = `127.${1 + (n >> 8) % 250}.${n & 255}`;
+    this.secrets = `${dir}/rsyncd.secrets`;
+    this.password = `${dir}/push.password`;
+  }
+
+  /** Makes a lab with secrets files in place (mode 600). */
+  static async create(): Promise<Lab> {
+    const dir = await Deno.makeTempDir({ prefix: "fanout-test-" });
+    const lab = new Lab(dir);
+    await Deno.writeTextFile(lab.secrets, "fanout:lab-secret-1234\n", { mode: 0o600 });
+    await Deno.writeTextFile(lab.password, "lab-secret-1234\n", { mode: 0o600 });
+    await Deno.chmod(lab.secrets, 0o600);
+    await Deno.chmod(lab.password, 0o600);
+    return lab;
+  }
+
+  /** `127.x.y.n` in this lab's /24. */
+  ip(n: number): string {
+    return `${this.net}.${n}`;
+  }
+
+  /** A free TCP port on `host`. */
+  port(host = this.ip(1)): number {
+    const l = Deno.listen({ hostname: host, port: 0 });
+    const p = (l.addr as Deno.NetAddr).port;
+    l.close();
+    return p;
+  }
+
+  /**
+   * Writes a fleet file with a primary (`rsync1` on .2), replicas (.3, .4, …),
+   * a publisher (.5 is avoided: it is `git1` on .250) and a proxy (.200);
+   * returns its path. Trees live under `<dir>/<name>`.
+   */
+  async fleet(spec: FleetSpec = {}): Promise<string> {
+    const replicas = (spec.replicas ?? ["rsync2", "rsync3"]).map((r) =>
+      typeof r === "string" ? { name: r } : r
+    );
+    const host = (name: string, n: number): LabHost => {
+      const ip = this.ip(n);
+      return { name, ip, port: this.port(ip), health: this.port(ip), path: `${this.dir}/${name}` };
+    };
+    this.hosts = { rsync1: host("rsync1", 2) };
+    replicas.forEach((r, i) => this.hosts[r.name] = host(r.name, 3 + i));
+    for (const h of Object.values(this.hosts)) await Deno.mkdir(h.path, { recursive: true });
+    const lines = [
+      "tree: plugins",
+      "auth:",
+      "  user: fanout",
+      `  secrets_file: ${this.secrets}`,
+      `  password_file: ${this.password}`,
+      `state_dir: ${this.dir}/state`,
+      "rsync:",
+      "  connect_timeout: 3s",
+      "  timeout: 30s",
+      "primary:",
+      ...serverLines(this.hosts.rsync1),
+    ];
+    if (spec.publisher !== false) {
+      lines.push(
+        "publisher:",
+        "  name: git1",
+        `  address: ${this.ip(250)}`,
+        `  staging: ${this.dir}/staging`,
+      );
+    }
+    if (replicas.length) {
+      lines.push("replicas:");
+      for (const r of replicas) {
+        lines.push(
+          ...serverLines(this.hosts[r.name]).map((
+            l,
+            i,
+          ) => (i === 0 ? "  - " + l.trim() : "  " + l)),
+        );
+        if (r.upstream) lines.push(`    upstream: ${r.upstream}`);
+      }
+    }
+    if (spec.proxy) {
+      const ip = this.ip(200);
+      this.hosts.proxy = {
+        name: "proxy",
+        ip,
+        port: this.port(ip),
+        health: this.port(ip),
+        path: "",
+      };
+      lines.push(
+        "proxy:",
+        `  listen: ${ip}:${this.hosts.proxy.port}`,
+        `  health: ${ip}:${this.hosts.proxy.health}`,
+        "  interval: 200ms",
+        "  check_timeout: 500ms",
+      );
+    }
+    for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {
+      if (!values) continue;
+      lines.push(`${section}:`, ...Object.entries(values).map(([k, v]) => `  ${k}: ${v}`));
+    }
+    if (spec.extra) lines.push(spec.extra);
+    this.fleetFile = `${this.dir}/fanout.yaml`;
+    await Deno.writeTextFile(this.fleetFile, lines.join("\n") + "\n");
+    return this.fleetFile;
+  }
+
+  /** Starts `fanout <args>` in the background; stopped at `close()`. */
+  spawn(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Proc {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", `--config=${ROOT}deno.json`, MAIN, ...args],
+      cwd: opts.cwd ?? this.dir,
+      env: opts.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn();
+    const p = new Proc(child);
+    this.#procs.push(p);
+    return p;
+  }
+
+  /** Runs `fanout <args>` to completion. */
+  async run(
+    args: string[],
+    opts: { env?: Record<string, string>; cwd?: string } = {},
+  ): Promise<Ran> {
+    const p = this.spawn(args, opts);
+    const st = await p.status();
+    return { code: st.code, stdout: p.stdout, stderr: p.stderr };
+  }
+
+  /** Starts a server role and waits until it says it is ready. */
+  async server(role: "primary" | "replica", name: string, extra: string[] = []): Promise<Proc> {
+    const args = [
+      "--role",
+      role,
+      "-c",
+      this.fleetFile,
+      ...(role === "replica" ? ["--name", name] : []),
+      ...extra,
+    ];
+    const p = this.spawn(args);
+    await p.waitFor(/msg=ready/);
+    return p;
+  }
+
+  /** Stops every process this lab started, and any rsync daemon they left. */
+  async close(keepDir = false): Promise<void> {
+    await Promise.all(this.#procs.map((p) => p.stop("SIGTERM", 5_000)));
+    // A fanout killed with SIGKILL leaves its daemon: find it by pid file.
+    try {
+      for await (const e of Deno.readDir(`${this.dir}/state`)) {
+        try {
+          const pid = Number(await Deno.readTextFile(`${this.dir}/state/${e.name}/rsyncd.pid`));
+          if (pid > 1) Deno.kill(-pid, "SIGKILL");
+        } catch { /* none */ }
+      }
+    } catch { /* no state dir */ }
+    if (!keepDir) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+function serverLines(h: LabHost): string[] {
+  return [
+    `  name: ${h.name}`,
+    `  address: ${h.ip}`,
+    `  listen: ${h.ip}:${h.port}`,
+    `  health: ${h.ip}:${h.health}`,
+    `  path: ${h.path}`,
+  ];
+}
+
+/** Runs `body` with a fresh lab, always closing it. */
+export async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> {
+  const lab = await Lab.create();
+  try {
+    await body(lab);
+  } finally {
+    await lab.close();
+  }
+}
+
+/** `diff -r` of two trees (no symlink following); "" when identical. */
+export async function diffTrees(a: string, b: string, excludes: string[] = []): Promise<string> {
+  const r = await sh("diff", [
+    "-r",
+    "--no-dereference",
+    ...excludes.flatMap((x) => ["-x", x]),
+    a,
+    b,
+  ]);
+  return r.stdout + r.stderr;
+}
+
+/** Asserts two trees are identical, with the diff as the message. */
+export async function assertSameTree(a: string, b: string, excludes: string[] = []): Promise<void> {
+  const d = await diffTrees(a, b, excludes);
+  assert.equal(d, "", `trees differ:\n${d.slice(0, 3000)}`);
+}
+
+/** Plain rsync with TCP_NODELAY, for tests that act as a third party. */
+export function rsync(args: string[]): Promise<Ran> {
+  return sh("rsync", ["--sockopts=TCP_NODELAY", "--contimeout=5", "--timeout=20", ...args]);
+}
+
+/** GETs a URL; returns status and body text. */
+export async function http(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: string }> {
+  const res = await fetch(url, init);
+  return { status: res.status, body: await res.text() };
+}
+
+/** Writes files (path → content) under `dir`, creating directories. */
+export async function writeTree(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [p, content] of Object.entries(files)) {
+    const full = `${dir}/${p}`;
+    await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(full, content);
+  }
+}

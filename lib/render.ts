@@ -1,17 +1,31 @@
 /**
  * `fanout render <kind>`: config files for the tools around fanout, derived
- * from the fleet file, each saying which fanout version and fleet file
- * produced it.
+ * from the fleet file. Each kind lives in its own module (`render_<kind>.ts`)
+ * and is loaded only when asked for; every rendered file starts with
+ * {@linkcode renderedBy}, saying which fanout version and fleet file produced it.
  *
  * @module
  */
 
 import type { CommonOptions, Role } from "./cli.ts";
-import { type Fleet, selectServer } from "./config.ts";
-import { ExitCode, FanoutError, UsageError } from "./errors.ts";
-import { type DaemonIdentity, renderRsyncdConf } from "./rsync_daemon.ts";
+import type { Fleet } from "./config.ts";
+import { ExitCode, FanoutError } from "./errors.ts";
 import { fleetFor } from "../roles/_fleet.ts";
 import { VERSION } from "./meta.ts";
+
+/** What every renderer gets. */
+export interface RenderInput {
+  fleet: Fleet;
+  role?: Role;
+  opts: CommonOptions;
+}
+
+/** A renderer: returns the file's text. */
+export type Renderer = (input: RenderInput) => Promise<string> | string;
+
+const RENDERERS: Record<string, () => Promise<Renderer>> = {
+  rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
+};
 
 /**
  * Prints the rendered file; returns the exit code.
@@ -23,33 +37,26 @@ export async function renderCommand(
   opts: CommonOptions,
   role?: Role,
 ): Promise<number> {
-  const fleet = await fleetFor(opts, role);
-  switch (what) {
-    case "rsyncd": {
-      if (role !== "primary" && role !== "replica") {
-        throw new UsageError("render rsyncd needs --role primary or --role replica (with --name)");
-      }
-      const self = selectServer(fleet, role, opts.name);
-      console.log(renderRsyncdConf(fleet, self, await renderIdentity(fleet, self.path)).trimEnd());
-      return 0;
-    }
+  const load = RENDERERS[what];
+  if (!load) {
+    throw new FanoutError(`render ${what} is not built yet in fanout ${VERSION}`, ExitCode.Usage);
   }
-  throw new FanoutError(`render ${what} is not built yet in fanout ${VERSION}`, ExitCode.Usage);
+  const fleet = await fleetFor(opts, role);
+  const text = await (await load())({ fleet, role, opts });
+  console.log(text.trimEnd());
+  return 0;
 }
 
 /**
- * The daemon identity to render for a host that may not be this one: rendered
- * files are for root-run daemons; uid/gid from the fleet file, else the
- * owner of the tree when it exists here, else root.
+ * The first line of every rendered file: which fanout and fleet file made it.
+ *
+ * @example
+ * ```ts
+ * renderedBy(fleet, "#"); // "# Rendered by fanout 0.1.0 from /etc/fanout/fanout.yaml; do not edit, re-render."
+ * ```
  */
-async function renderIdentity(fleet: Fleet, path: string): Promise<DaemonIdentity> {
-  let st: Deno.FileInfo | null = null;
-  try {
-    st = await Deno.stat(path);
-  } catch { /* rendering for another host */ }
-  return {
-    asRoot: true,
-    uid: fleet.uid ?? (st?.uid != null ? String(st.uid) : "root"),
-    gid: fleet.gid ?? (st?.gid != null ? String(st.gid) : "root"),
-  };
+export function renderedBy(fleet: Fleet, comment = "#"): string {
+  return `${comment} Rendered by fanout ${VERSION} from ${
+    fleet.file ?? "flags"
+  }; do not edit, re-render.`;
 }

@@ -155,6 +155,7 @@ export const FleetSchema = z.object({
     exclude: patterns().optional(),
     max_paths: int(1).optional(),
     storm_events: int(1).optional(),
+    poll_interval: duration().optional(),
     retry_min: duration().optional(),
     retry_max: duration().optional(),
   }).strict().optional(),

@@ -95,6 +95,7 @@ export interface PushConfig {
   exclude: string[];
   maxPaths: number;
   stormEvents: number;
+  pollInterval: number;
   retryMin: number;
   retryMax: number;
 }
@@ -553,6 +554,7 @@ function build(raw: RawFleet, file: string): Fleet {
       exclude: p.exclude ?? [...dp.exclude],
       maxPaths: p.max_paths ?? dp.maxPaths,
       stormEvents: p.storm_events ?? dp.stormEvents,
+      pollInterval: p.poll_interval ?? dp.pollInterval,
       retryMin: p.retry_min ?? dp.retryMin,
       retryMax: p.retry_max ?? dp.retryMax,
     },

@@ -57,7 +57,9 @@ export const DEFAULTS = {
     maxDelete: 1000,
     exclude: [".git"],
     maxPaths: 1000,
-    stormEvents: 5000,
+    stormEvents: 2000,
+    /** Full push this often when the watcher cannot run (out of inotify watches). */
+    pollInterval: 10_000,
     retryMin: 1_000,
     retryMax: 60_000,
   },

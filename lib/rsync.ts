@@ -104,7 +104,7 @@ export function rsyncArgs(job: RsyncJob): string[] {
   if (job.backupDir) a.push("--backup", `--backup-dir=${job.backupDir}`);
   if (job.linkDest) a.push(`--link-dest=${job.linkDest}`);
   if (job.progress) a.push("--info=progress2");
-  if (job.filesFrom) a.push(`--files-from=${job.filesFrom}`, "--from0");
+  if (job.filesFrom) a.push("--from0", `--files-from=${job.filesFrom}`);
   for (const x of job.excludes ?? []) a.push(`--exclude=${x}`);
   a.push(...(job.extra ?? []));
   a.push(job.source, job.dest);

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 say() { printf 'compile.sh: %s\n' "$*" >&2; }
+# deno compile reads DENORT_BIN itself: an empty one must not reach it.
+[ -n "${DENORT_BIN:-}" ] || unset DENORT_BIN
 
 # What every role needs, and nothing more that Deno lets us withhold:
 PERMISSIONS=(
@@ -29,7 +31,9 @@ PERMISSIONS=(
   # process group) needs unrestricted --allow-run: --allow-run=rsync,git would leave
   # daemons behind on SIGTERM.
   --allow-run
-  --allow-env # children inherit it anyway; the roles read HOME/TMPDIR-like variables
+  # Not read by the roles built so far; granted so that a role reading, say, HOME cannot
+  # fail in the binary alone (with all of --allow-run, withholding it would isolate nothing).
+  --allow-env
   --allow-sys=hostname,uid,gid # --name defaults to the host name; root decides uid/chroot
   --no-prompt # a service has nobody to answer a prompt: fail at once
 )

@@ -18,7 +18,8 @@ async function has(cmd: string): Promise<boolean> {
   }
 }
 const hasAnalyze = await has("systemd-analyze");
-const canDropCaps = Deno.uid() === 0 && await has("setpriv");
+// The sandbox test needs root, setpriv and unshare (util-linux).
+const canSandbox = Deno.uid() === 0 && await has("setpriv") && await has("unshare");
 
 /** A lab fleet whose `binary:` is a real executable (systemd-analyze checks it exists). */
 async function labFleet(lab: Lab, binDir = "bin"): Promise<{ file: string; bin: string }> {
@@ -180,25 +181,48 @@ Deno.test("render systemd: one-shot roles, no role, an unknown host, a bad path:
 
 Deno.test({
   name:
-    "render systemd: a replica works with only the unit's capabilities and no_new_privs (chroot, uid drop); one less breaks it",
-  ignore: !canDropCaps,
+    "render systemd: a replica works inside the unit's limits (capabilities, no_new_privs, all read-only but ReadWritePaths); one less breaks it",
+  ignore: !canSandbox,
   fn: async () => {
     await withLab(async (lab) => {
       const { file } = await labFleet(lab);
       const unit = await render(lab, ["--role", "replica", "--name", "rsync2", "-c", file]);
       const caps = line(unit, "CapabilityBoundingSet")[0].split(" ")
         .map((c) => c.replace(/^CAP_/, "").toLowerCase());
+      const writable = line(unit, "ReadWritePaths")[0].split(" ").map((p) => p.replace(/^-/, ""));
       const r2 = lab.hosts.rsync2;
+      const state = `${lab.dir}/state/rsync2`;
+      await Deno.mkdir(state, { recursive: true }); // what the unit's ExecStartPre does
       await writeTree(r2.path, { "a.txt": "alpha\n" });
       // The tree belongs to an unprivileged user, as in production (uid: apps).
       for (const p of [r2.path, `${r2.path}/a.txt`]) await Deno.chown(p, 65534, 65534);
       const src = `${lab.dir}/src`;
       await writeTree(src, { "new.txt": "pushed\n" });
 
-      const attempt = async (keep: string[]) => {
+      // systemd's sandbox, approximated: a private mount namespace where every
+      // mount is read-only but the unit's ReadWritePaths (ProtectSystem=strict),
+      // then the unit's capability bounding set and no_new_privs.
+      const attempt = async (keep: string[], rw: string[]) => {
+        const script = [
+          "set -e",
+          "mount --make-rprivate /",
+          ...rw.map((p) => `mount --bind '${p}' '${p}'`),
+          "for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do",
+          `  case "$m" in ${rw.map((p) => `'${p}'`).join("|")}|/proc*|/sys*|/dev*) ;;`,
+          '    *) mount -o remount,bind,ro "$m" 2>/dev/null || true ;;',
+          "  esac",
+          "done",
+          'exec "$@"',
+        ].join("\n");
         const proc = new Proc(
-          new Deno.Command("setpriv", {
+          new Deno.Command("unshare", {
             args: [
+              "-m",
+              "bash",
+              "-c",
+              script,
+              "sandbox",
+              "setpriv",
               "--nnp",
               `--bounding-set=-all,${keep.map((c) => `+${c}`).join(",")}`,
               "--inh-caps=-all",
@@ -228,25 +252,36 @@ Deno.test({
             `rsync://${r2.ip}:${r2.port}/plugins/`,
             `${lab.dir}/pull-${keep.length}/`,
           ]);
-          return { push, pull, stop: await proc.stop() };
+          return { push, pull, stop: await proc.stop(), stderr: proc.stderr };
+        } catch (e) {
+          return { error: e as Error, stderr: proc.stderr, code: proc.exited?.code };
         } finally {
           await proc.stop("SIGKILL", 1000);
         }
       };
 
-      const conf = () => Deno.readTextFile(`${lab.dir}/state/rsync2/rsyncd.conf`);
-      const ok = await attempt(caps);
-      assert.match(await conf(), /^uid = 65534$/m);
-      assert.match(await conf(), /^use chroot = yes$/m);
-      assert.equal(ok.push.code, 0, ok.push.stderr);
-      assert.equal(ok.pull.code, 0, ok.pull.stderr);
+      const ok = await attempt(caps, writable);
+      assert.ok(!("error" in ok), `${"error" in ok && ok.error}`);
+      const conf = await Deno.readTextFile(`${state}/rsyncd.conf`);
+      assert.match(conf, /^uid = 65534$/m);
+      assert.match(conf, /^use chroot = yes$/m);
+      assert.equal(ok.push!.code, 0, ok.push!.stderr);
+      assert.equal(ok.pull!.code, 0, ok.pull!.stderr);
       const st = await Deno.stat(`${r2.path}/new.txt`);
       assert.equal(st.uid, 65534, "the push was written by the dropped uid");
-      assert.equal(ok.stop.code, 0);
+      assert.equal(ok.stop!.code, 0, ok.stderr);
 
-      const less = await attempt(caps.filter((c) => c !== "sys_chroot"));
-      assert.equal(less.pull.code, 5, "without CAP_SYS_CHROOT the daemon cannot serve");
-      assert.match(less.pull.stderr, /chroot failed/);
+      const noChroot = await attempt(caps.filter((c) => c !== "sys_chroot"), writable);
+      assert.equal(noChroot.pull?.code, 5, "without CAP_SYS_CHROOT the daemon cannot serve");
+      assert.match(noChroot.pull!.stderr, /chroot failed/);
+
+      const noState = await attempt(caps, writable.filter((p) => p !== state));
+      assert.ok("error" in noState, "without its state dir writable, the replica does not start");
+      assert.equal(noState.code, 2, noState.stderr);
+      assert.match(
+        noState.stderr,
+        /^fanout: cannot write the state dir \S+\/state\/rsync2: Read-only file system \(state_dir must be writable by fanout\)$/m,
+      );
     });
   },
 });

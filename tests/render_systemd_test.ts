@@ -102,7 +102,8 @@ Deno.test("render systemd: one unit per long-running role, with the flags, resta
 });
 
 Deno.test({
-  name: "render systemd: /var/lib state, and paths with spaces, % and $ survive systemd's parser",
+  name:
+    "render systemd: /var/lib state, and paths with spaces, % and $ are quoted so systemd-analyze accepts them",
   ignore: !hasAnalyze,
   fn: async () => {
     await withLab(async (lab) => {

@@ -24,7 +24,7 @@ import { checkSecretFiles } from "../lib/secrets.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";
-import { ensureDir, startHealth, untilShutdown } from "./_lifecycle.ts";
+import { startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
  * Runs a server host until SIGTERM/SIGINT; returns the exit code.
@@ -42,10 +42,12 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     daemon: writersOf(fleet, self).length > 0,
     pusher: downstreams.length > 0,
   });
-  await ensureDir(self.stateDir);
   const id = await daemonIdentity(fleet, self);
-  const confPath = `${self.stateDir}/rsyncd.conf`;
-  await Deno.writeTextFile(confPath, renderRsyncdConf(fleet, self, id));
+  const confPath = await writeState(
+    self.stateDir,
+    "rsyncd.conf",
+    renderRsyncdConf(fleet, self, id),
+  );
 
   const daemon = new RsyncDaemon({
     rsync: fleet.rsync.path,

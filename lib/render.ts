@@ -25,6 +25,7 @@ export type Renderer = (input: RenderInput) => Promise<string> | string;
 
 const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
+  "post-receive": async () => (await import("./render_post_receive.ts")).renderPostReceive,
 };
 
 /**

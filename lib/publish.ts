@@ -134,16 +134,23 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       );
     }
 
-    const previous = await primaryMarker(fleet, pub, files.pulledDir);
+    // Both read only: the export touches nothing but staging, so it runs while
+    // the primary's marker is fetched (a refused publish just leaves staging ahead).
+    const [fetched, exporting] = await Promise.allSettled([
+      primaryMarker(fleet, pub, files.pulledDir),
+      exportTree(repo, tree, {
+        staging: pub.staging,
+        indexFile: files.index,
+        stampFile: files.stamp,
+      }),
+    ]);
+    if (fetched.status === "rejected") throw fetched.reason;
+    const previous = fetched.value;
     lg.debug("primary version", { version: describeVersion(previous) });
     const rollback = previous !== null && previous.commit !== commit &&
       await checkOrder(repo, commit, ref, previous, fleet.primary.name, opts.force ?? false);
-
-    const exported = await exportTree(repo, tree, {
-      staging: pub.staging,
-      indexFile: files.index,
-      stampFile: files.stamp,
-    });
+    if (exporting.status === "rejected") throw exporting.reason;
+    const exported = exporting.value;
     lg.debug("exported", {
       staging: pub.staging,
       fresh: exported.fresh,

@@ -11,8 +11,8 @@ const MARKER = ".fanout-version";
 class Repo {
   constructor(readonly bare: string, readonly work: string) {}
 
-  static async create(lab: Lab): Promise<Repo> {
-    const repo = new Repo(`${lab.dir}/origin.git`, `${lab.dir}/work`);
+  static async create(lab: Lab, name = "origin"): Promise<Repo> {
+    const repo = new Repo(`${lab.dir}/${name}.git`, `${lab.dir}/${name}-work`);
     await git(lab.dir, "init", "-q", "--bare", "-b", "main", repo.bare);
     await git(lab.dir, "clone", "-q", repo.bare, repo.work);
     await git(repo.work, "symbolic-ref", "HEAD", "refs/heads/main");
@@ -217,6 +217,21 @@ Deno.test("publish: a stale commit is refused; --force rolls back with a higher 
       stale.stderr,
       new RegExp(
         `refusing to publish ${a.slice(0, 8)} .*older than ${b.slice(0, 8)}.*seq 2.*--force`,
+      ),
+    );
+    await assertPublished(lab, repo, b, 2);
+
+    // A commit the published one cannot be compared with (another repository).
+    const other = await Repo.create(lab, "other");
+    const x = await other.commit({ "app.txt": "unrelated\n" });
+    const foreign = await publish(lab, other.work);
+    assert.equal(foreign.code, 4, foreign.stderr);
+    assert.match(
+      foreign.stderr,
+      new RegExp(
+        `refusing to publish ${x.slice(0, 8)} \\(main\\): the published commit ${
+          b.slice(0, 8)
+        } \\(seq 2 on rsync1\\) is not in .*other-work.*add --force`,
       ),
     );
     await assertPublished(lab, repo, b, 2);

@@ -236,9 +236,12 @@ Deno.test("publish: a stale commit is refused; --force rolls back with a higher 
     );
     await assertPublished(lab, repo, b, 2);
 
-    const back = ok(await publish(lab, repo.bare, "--ref", a, "--force"));
+    const back = ok(await publish(lab, repo.bare, "--ref", a, "--force", "--verbose")).split("\n");
+    // --verbose lists rsync's changes before the summary line.
+    assert.ok(back.includes("<f+++++++++ only-in-a.txt"), back.join("\n"));
+    assert.ok(back.some((l) => /^<f\S* app\.txt$/.test(l)), back.join("\n"));
     assert.match(
-      back,
+      back.at(-1)!,
       new RegExp(
         `^published seq 3 \\(${a.slice(0, 8)} ${a.slice(0, 8)}\\) .*rolled back from seq 2 \\(${
           b.slice(0, 8)

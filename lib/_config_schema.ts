@@ -113,6 +113,7 @@ export const FleetSchema = z.object({
     repo: absPath().optional(),
     ref: str().optional(),
     staging: absPath().optional(),
+    lock_timeout: duration().optional(),
   }).strict().optional(),
   replicas: z.array(z.object({ ...server, upstream: name().optional() }).strict()).optional(),
   proxy: z.object({

@@ -42,6 +42,8 @@ export interface PublisherHost {
   ref: string;
   /** Persistent export of the tree, so rsync sends only the delta. */
   staging: string;
+  /** How long a publish waits for another one to finish (ms). */
+  lockTimeout: number;
   stateDir: string;
 }
 
@@ -525,6 +527,7 @@ function build(raw: RawFleet, file: string): Fleet {
         repo: pub.repo ?? null,
         ref: pub.ref ?? DEFAULTS.publisher.ref,
         staging: pub.staging ?? `${stateDir}/${pubName}/staging`,
+        lockTimeout: pub.lock_timeout ?? DEFAULTS.publisher.lockTimeout,
         stateDir: `${stateDir}/${pubName}`,
       }
       : null,

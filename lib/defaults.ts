@@ -22,7 +22,8 @@ export const DEFAULTS = {
   replica: { maxConnections: 200 },
   /** Concurrent pushes a write module accepts (upstream plus publisher). */
   writeModuleMaxConnections: 50,
-  publisher: { name: "publisher", ref: "main" },
+  /** A publish waits this long for another to finish before giving up (exit 5). */
+  publisher: { name: "publisher", ref: "main", lockTimeout: 300_000 },
   proxy: {
     name: "proxy",
     listen: "0.0.0.0:873",

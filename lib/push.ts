@@ -386,6 +386,8 @@ export class PushEngine {
   ): Promise<RsyncResult & { dryRun?: boolean }> {
     const job = this.#job(r, {
       delete: true,
+      // A renamed file's old name goes only once the new one is in place.
+      deleteDelay: true,
       delayUpdates: !extra.dryRun,
       excludes: [`/${VERSION_MARKER}`, ".~tmp~/", ...this.#o.push.exclude],
       ...extra,

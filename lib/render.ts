@@ -32,6 +32,7 @@ export type Renderer = ((input: RenderInput) => Promise<string> | string) & {
 const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
   systemd: async () => (await import("./render_systemd.ts")).renderSystemd,
+  "post-receive": async () => (await import("./render_post_receive.ts")).renderPostReceive,
 };
 
 /**

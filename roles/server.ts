@@ -24,7 +24,7 @@ import { checkSecretFiles } from "../lib/secrets.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";
-import { startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
+import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
  * Runs a server host until SIGTERM/SIGINT; returns the exit code.

@@ -307,19 +307,22 @@ export class PushEngine {
     }
     const reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
     try {
-      let result: (RsyncResult & { dryRun?: boolean }) | null = null;
       const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
       if (guard !== null && (kind === "full" || (await anyMissing(this.#o.source, changes)))) {
-        const dry = await this.#rsync(r, kind, changes, { dryRun: true, itemize: true });
+        // Count what would be deleted, and nothing else: --existing with
+        // --ignore-existing transfers no file, so the dry run lists deletions only.
+        const dry = await this.#rsync(r, kind, changes, {
+          dryRun: true,
+          itemize: true,
+          extra: ["--existing", "--ignore-existing"],
+        });
         if (dry.code !== 0 && dry.code !== 24) {
           return this.#failed(r, work, describeRsyncFailure(dry));
         }
         const deletes = dry.items.filter((l) => l.startsWith("*deleting")).length;
         if (deletes > guard) return this.#refuse(r, work, deletes, guard);
-        // A full push that would change nothing needs no second walk.
-        if (kind === "full" && dry.items.every((l) => /^\.d\S* \.\/?$/.test(l))) result = dry;
       }
-      result ??= await this.#rsync(r, kind, changes, {
+      const result = await this.#rsync(r, kind, changes, {
         maxDelete: guard ?? undefined,
         itemize: true,
       });
@@ -334,7 +337,7 @@ export class PushEngine {
         r.ackText = markerText;
       }
       const ms = performance.now() - t0;
-      const stats = result.dryRun ? null : result.stats;
+      const stats = result.stats;
       r.lastPush = {
         kind,
         ms: Math.round(ms * 10) / 10,
@@ -383,7 +386,7 @@ export class PushEngine {
     kind: "full" | "scoped",
     changes: Change[],
     extra: Partial<RsyncJob>,
-  ): Promise<RsyncResult & { dryRun?: boolean }> {
+  ): Promise<RsyncResult> {
     const job = this.#job(r, {
       delete: true,
       // A renamed file's old name goes only once the new one is in place.
@@ -397,13 +400,12 @@ export class PushEngine {
         const file = `${this.#o.workDir}/${r.target.name}.filter`;
         await Deno.writeTextFile(file, filterRules(changes).join("\0") + "\0");
         // --from0 must come first: rsync reads the include file when it meets the option.
-        job.extra = ["--from0", `--include-from=${file}`, "--exclude=*"];
+        job.extra = [...(extra.extra ?? []), "--from0", `--include-from=${file}`, "--exclude=*"];
       }
-      const res = await runRsync(rsyncArgs(job), {
+      return await runRsync(rsyncArgs(job), {
         rsync: this.#o.rsync.path,
         signal: this.#abort.signal,
       });
-      return extra.dryRun ? { ...res, dryRun: true } : res;
     })();
   }
 

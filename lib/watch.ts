@@ -48,6 +48,8 @@ export interface WatchOptions {
 /** rsync's in-flight files: `.name.XXXXXX` temp files and `--delay-updates` dirs. */
 const RSYNC_TEMP = /(^|\/)\.[^/]+\.[A-Za-z0-9]{6}$/;
 const DELAY_DIR = /(^|\/)\.~tmp~(\/|$)/;
+/** How long a written file's push waits for its close event. */
+const WRITE_GRACE_MS = 25;
 /** Watches added for new directories (calls, paths) before a fresh worker takes over. */
 const MAX_EXTRA_CALLS = 16;
 const MAX_EXTRA_PATHS = 2000;
@@ -139,6 +141,9 @@ export class TreeWatcher {
   #newDirs: string[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> | null = null;
+  #flushDelay = 0;
+  /** Files with a create or write event and no close yet. */
+  #writing = new Set<string>();
   #events;
   #overflows;
   #storms;
@@ -259,7 +264,12 @@ export class TreeWatcher {
       this.#rebuild("watcher rescan");
       return;
     }
-    if (evKind === "access") return;
+    // Deno reports a file's close-after-write as "access": the writer is done.
+    if (evKind === "access") {
+      for (const abs of paths) this.#writing.delete(abs);
+      if (this.#writing.size === 0 && this.#batch.length) this.#scheduleFlush(0);
+      return;
+    }
     this.#countStorm();
     for (const abs of paths) {
       const rel = this.#relative(abs);
@@ -273,13 +283,24 @@ export class TreeWatcher {
       const st = kind === "remove" ? null : lstatSync(abs);
       if (st?.isDirectory && !this.#dirs.has(abs)) this.#newDirs.push(abs);
       if (kind === "remove") this.#forget(abs);
+      if (st?.isFile && evKind !== "rename") this.#writing.add(abs);
       // A modified directory is only its own attributes; anything else may
       // have brought a whole subtree (a new or renamed-in dir) or taken one.
       this.#batch.push({ path: rel, deep: kind !== "modify" || !st?.isDirectory });
     }
-    if (this.#batch.length && this.#flushTimer === undefined) {
-      this.#flushTimer = setTimeout(() => this.#flush(), 0);
+    // A file being written is pushed once its writer closes it (one push,
+    // not one per write), or after a short grace if no close comes (chmod,
+    // a writer that keeps the file open).
+    if (this.#batch.length) this.#scheduleFlush(this.#writing.size ? WRITE_GRACE_MS : 0);
+  }
+
+  #scheduleFlush(ms: number): void {
+    if (this.#flushTimer !== undefined) {
+      if (ms > 0 || this.#flushDelay === 0) return;
+      clearTimeout(this.#flushTimer);
     }
+    this.#flushDelay = ms;
+    this.#flushTimer = setTimeout(() => this.#flush(), ms);
   }
 
   /**
@@ -289,6 +310,7 @@ export class TreeWatcher {
    */
   #flush(): void {
     this.#flushTimer = undefined;
+    this.#writing.clear();
     const changes = this.#batch;
     const dirs = this.#newDirs;
     this.#batch = [];

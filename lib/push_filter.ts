@@ -40,7 +40,7 @@ function escaped(path: string): string {
 export function filterRules(changes: Change[]): string[] {
   const rules: string[] = [];
   const parents = new Set<string>();
-  for (const { path, deep } of changes) {
+  const addParents = (path: string) => {
     const parts = path.split("/");
     for (let i = 1; i < parts.length; i++) {
       const dir = parts.slice(0, i).join("/");
@@ -48,11 +48,38 @@ export function filterRules(changes: Change[]): string[] {
       parents.add(dir);
       rules.push(`+ /${literal(dir)}/`);
     }
-    rules.push(`+ /${literal(path)}`);
-    if (deep) rules.push(`+ /${escaped(path)}/${"*".repeat(3)}`);
+  };
+  // rsync tries every rule on every file it meets: a burst of 500 new files
+  // in a few directories would cost 500 rules per file. Past a handful of
+  // changed entries in one directory, one rule takes all its entries instead
+  // (without descending into its subdirectories).
+  const byDir = new Map<string, Change[]>();
+  for (const c of changes) {
+    const slash = c.path.lastIndexOf("/");
+    const dir = slash < 0 ? "" : c.path.slice(0, slash);
+    let list = byDir.get(dir);
+    if (!list) byDir.set(dir, list = []);
+    list.push(c);
+  }
+  for (const [dir, list] of byDir) {
+    const shallow = list.filter((c) => !c.deep);
+    const collapse = shallow.length > COLLAPSE_AT;
+    if (collapse) {
+      addParents(dir ? `${dir}/x` : "x");
+      rules.push(dir ? `+ /${escaped(dir)}/*` : "+ /*");
+    }
+    for (const { path, deep } of list) {
+      if (collapse && !deep) continue;
+      addParents(path);
+      rules.push(`+ /${literal(path)}`);
+      if (deep) rules.push(`+ /${escaped(path)}/${"*".repeat(3)}`);
+    }
   }
   return rules;
 }
+
+/** Changed entries in one directory past which a single rule covers them all. */
+const COLLAPSE_AT = 16;
 
 /** True when a path cannot be written as a filter rule (fall back to a full push). */
 export function unfilterable(path: string): boolean {

@@ -284,9 +284,10 @@ export class TreeWatcher {
       if (st?.isDirectory && !this.#dirs.has(abs)) this.#newDirs.push(abs);
       if (kind === "remove") this.#forget(abs);
       if (st?.isFile && evKind !== "rename") this.#writing.add(abs);
-      // A modified directory is only its own attributes; anything else may
-      // have brought a whole subtree (a new or renamed-in dir) or taken one.
-      this.#batch.push({ path: rel, deep: kind !== "modify" || !st?.isDirectory });
+      // Only a directory that appeared (created, renamed in) or a path that
+      // is gone (maybe a whole directory) needs everything below it looked
+      // at; a modified directory is only its own attributes, a file is itself.
+      this.#batch.push({ path: rel, deep: st === null || (st.isDirectory && kind !== "modify") });
     }
     // A file being written is pushed once its writer closes it (one push,
     // not one per write), or after a short grace if no close comes (chmod,

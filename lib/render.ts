@@ -25,6 +25,7 @@ export type Renderer = (input: RenderInput) => Promise<string> | string;
 
 const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
+  cron: async () => (await import("./render_cron.ts")).renderCron,
 };
 
 /**

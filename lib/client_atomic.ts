@@ -20,17 +20,10 @@
  */
 
 import { UsageError } from "./errors.ts";
-import {
-  type ApplyContext,
-  baseJob,
-  type ClientJob,
-  type Drift,
-  readPin,
-  stamp,
-  transfer,
-  type TreeLayout,
-  writePin,
-} from "./client.ts";
+import { type ApplyContext, readPin, type TreeLayout, writePin } from "./client.ts";
+import type { Drift } from "./client_drift.ts";
+import { baseJob, type ClientJob, stamp } from "./client_job.ts";
+import { transfer } from "./client_transfer.ts";
 import { writeDestMarker } from "./client_safety.ts";
 import type { RsyncResult } from "./rsync.ts";
 import { describeVersion, readMarker, type VersionMarker } from "./version.ts";

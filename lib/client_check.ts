@@ -6,16 +6,9 @@
  * @module
  */
 
-import {
-  type ClientJob,
-  compare,
-  type Drift,
-  driftCount,
-  type DriftItem,
-  fetchMarker,
-  retrying,
-  type TreeLayout,
-} from "./client.ts";
+import { fetchMarker, type TreeLayout } from "./client.ts";
+import { compare, type Drift, driftCount, type DriftItem } from "./client_drift.ts";
+import { type ClientJob, retrying } from "./client_job.ts";
 import { checkDest } from "./client_safety.ts";
 import { FanoutError } from "./errors.ts";
 import { describeVersion, readMarker, type VersionMarker } from "./version.ts";

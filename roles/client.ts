@@ -14,14 +14,9 @@ import { log, type Logger } from "../lib/log.ts";
 import { type Lock, tryLock } from "../lib/lock.ts";
 import { shutdownSignal } from "../lib/signals.ts";
 import { sleep, splayDelay } from "../lib/splay.ts";
-import {
-  type ClientJob,
-  fetchMarker,
-  inPlace,
-  runClient,
-  sameVersion,
-  type TreeLayout,
-} from "../lib/client.ts";
+import { fetchMarker, runClient, sameVersion, type TreeLayout } from "../lib/client.ts";
+import type { ClientJob } from "../lib/client_job.ts";
+import { inPlace } from "../lib/client_inplace.ts";
 import { type ClientRunResult, readStatus, writeStatus } from "../lib/client_status.ts";
 import { describeVersion, readMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";

@@ -1,7 +1,8 @@
 // Which destinations a client may mirror into, and what it makes of rsync's answers.
 import assert from "node:assert/strict";
 import { adoptDest, checkDest, dangerous, homeDirs, rememberDest } from "../lib/client_safety.ts";
-import { classify, isConnectionFailure, serverOf } from "../lib/client.ts";
+import { classify } from "../lib/client_drift.ts";
+import { isConnectionFailure, serverOf } from "../lib/client_job.ts";
 import { SafetyError, UsageError } from "../lib/errors.ts";
 
 const NO_HOMES = new Map<string, string>();

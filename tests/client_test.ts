@@ -169,6 +169,15 @@ Deno.test("client: local edits are overwritten and kept in the backup dir", asyn
     assert.equal((await s.client(["--backup-dir", backups])).code, 0);
     assert.equal((await Array.fromAsync(Deno.readDir(backups))).length, 1);
 
+    // Entries that change kind: a file becomes a directory and back.
+    await Deno.remove(`${s.src}/b.txt`);
+    await writeTree(s.src, { "b.txt/inner.txt": "now a dir\n" });
+    await Deno.remove(`${s.src}/dir2`, { recursive: true });
+    await writeTree(s.src, { "dir2": "now a file\n" });
+    const kinds = await s.client();
+    assert.deepEqual([kinds.code, kinds.stderr], [0, ""]);
+    await assertSameTree(s.src, s.dest, OURS);
+
     const inside = await s.client(["--backup-dir", `${s.dest}/.backups`]);
     assert.equal(inside.code, 2);
     assert.match(inside.stderr, /the backup dir .* is inside it/);

@@ -22,6 +22,7 @@ const quick = args.values.quick ?? false;
 const FILES = 10_000;
 const NOOP_RUNS = quick ? 7 : 25;
 const CHANGE_RUNS = quick ? 3 : 9;
+const HISTORY = quick ? 10 : 40;
 const ROOT = new URL("..", import.meta.url).pathname;
 
 async function main(): Promise<void> {
@@ -37,6 +38,15 @@ async function main(): Promise<void> {
     await git(work, "init", "-q", "-b", "main");
     await git(work, "add", "-A");
     await git(work, "commit", "-qm", "initial");
+    // Some history, as a real repository has: each commit reworks 500 files.
+    for (let h = 0; h < HISTORY; h++) {
+      for (let i = h * 500; i < h * 500 + 500; i++) {
+        const f = `${work}/src/mod${(i % FILES) % 50}/file${i % FILES}.ts`;
+        const text = (await Deno.readTextFile(f)).replaceAll("input", `input${h}`);
+        await Deno.writeTextFile(f, `// rev ${h}\n` + text);
+      }
+      await git(work, "commit", "-qam", `rework ${h}`);
+    }
     await sh("git", ["clone", "-q", "--bare", work, bare]);
     await git(work, "remote", "add", "origin", bare);
     // The replica holds the same tree, exported without .git, plus its marker.
@@ -227,7 +237,9 @@ async function main(): Promise<void> {
     const changeTarget = med(change, tools[0].name) < med(change, gitName);
     rows.push(
       "",
-      `${FILES} files, ${fmtBytes(disk.gitWithout)}; ${NOOP_RUNS} no-op rounds, ${
+      `${FILES} files, ${fmtBytes(disk.gitWithout)}, ${
+        HISTORY + 1
+      } commits; ${NOOP_RUNS} no-op rounds, ${
         CHANGE_RUNS - 1
       } timed change rounds (+1 counted), interleaved; fanout runs as \`deno run\` (start-up included).`,
       `Targets: no-op ≤ 0.5× git pull: ${noopTarget ? "met" : "NOT met"}; ` +

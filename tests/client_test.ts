@@ -228,9 +228,9 @@ Deno.test("client: a run killed mid-transfer leaves no partial file; the next ru
       const rsyncPid = Number(
         (await Deno.readTextFile(`${s.state}/client-rsync.pid`)).split("\n")[0],
       );
+      if (alsoRsync === "freeze") Deno.kill(-rsyncPid, "SIGSTOP"); // an orphan that hangs on
       p.kill("SIGKILL"); // fanout, like the OOM killer or a reboot would
       if (alsoRsync === "kill") Deno.kill(-rsyncPid, "SIGKILL");
-      else Deno.kill(-rsyncPid, "SIGSTOP"); // an orphan that hangs on
       await p.status();
       return { partial, rsyncPid };
     };

@@ -33,6 +33,9 @@ export interface Drift {
   sourceEntries: number;
   /** The server that answered. */
   server: string;
+  /** Some names came escaped from rsync (unprintable bytes): shown decoded,
+   * but not trusted as a transfer list. */
+  escaped: boolean;
 }
 
 /** The number of differences in `d`. */
@@ -79,18 +82,27 @@ export async function compare(
  * ```
  */
 export function classify(items: string[]): Omit<Drift, "sourceEntries" | "server"> {
-  const out: Omit<Drift, "sourceEntries" | "server"> = { changed: [], missing: [], extra: [] };
+  const out: Omit<Drift, "sourceEntries" | "server"> = {
+    changed: [],
+    missing: [],
+    extra: [],
+    escaped: false,
+  };
+  const name = (raw: string) => {
+    const path = unescapeName(raw);
+    if (path !== raw) out.escaped = true;
+    return path;
+  };
   for (const line of items) {
     if (line.startsWith("*deleting")) {
-      const path = line.slice(9).trimStart();
+      const path = name(line.slice(9).trimStart());
       if (ours(path)) continue;
       out.extra.push({ path, kind: path.endsWith("/") ? "dir" : "other" });
       continue;
     }
     const flags = line.slice(0, 11);
-    let path = line.slice(12);
     const kind = ({ f: "file", d: "dir", L: "link" } as const)[flags[1]] ?? "other";
-    if (kind === "link") path = path.replace(/ -> .*$/, "");
+    const path = name(kind === "link" ? line.slice(12).replace(/ -> .*$/, "") : line.slice(12));
     if (ours(path)) continue;
     // The root's own mtime moves whenever fanout writes its marker: not drift.
     if (path === "./" && flags[0] === "." && flags.slice(2).replace(/[tT.]/g, "") === "") continue;
@@ -101,6 +113,33 @@ export function classify(items: string[]): Omit<Drift, "sourceEntries" | "server
     }
   }
   return out;
+}
+
+/**
+ * Undoes rsync's escaping of names in its output (`caf\#303\#251.txt` for
+ * `café.txt`: bytes it will not print, in octal).
+ *
+ * @example
+ * ```ts
+ * unescapeName("caf\\#303\\#251.txt"); // "café.txt"
+ * ```
+ */
+export function unescapeName(raw: string): string {
+  if (!raw.includes("\\#")) return raw;
+  const bytes: number[] = [];
+  const enc = new TextEncoder();
+  for (let i = 0; i < raw.length;) {
+    const oct = /^\\#([0-7]{3})/.exec(raw.slice(i, i + 5));
+    if (oct) {
+      bytes.push(parseInt(oct[1], 8));
+      i += 5;
+    } else {
+      const ch = String.fromCodePoint(raw.codePointAt(i)!);
+      bytes.push(...enc.encode(ch));
+      i += ch.length;
+    }
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
 const ATTRS: [number, string, string][] = [

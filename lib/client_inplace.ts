@@ -41,7 +41,8 @@ export function inPlace(job: ClientJob): TreeLayout {
       const listed = [...drift.changed, ...drift.missing].map((i) => i.path);
       const all = [...listed, ...drift.extra.map((i) => i.path)];
       if (
-        ctx.state === "marked" && all.length <= LISTED_MAX && all.every(plainPath)
+        ctx.state === "marked" && !drift.escaped && all.length <= LISTED_MAX &&
+        all.every(plainPath)
       ) {
         let r: RsyncResult | null = null;
         if (listed.length) {

@@ -1,7 +1,7 @@
 // Which destinations a client may mirror into, and what it makes of rsync's answers.
 import assert from "node:assert/strict";
 import { adoptDest, checkDest, dangerous, homeDirs, rememberDest } from "../lib/client_safety.ts";
-import { classify } from "../lib/client_drift.ts";
+import { classify, unescapeName } from "../lib/client_drift.ts";
 import { isConnectionFailure, serverOf } from "../lib/client_job.ts";
 import { SafetyError, UsageError } from "../lib/errors.ts";
 
@@ -110,6 +110,11 @@ Deno.test("client: itemized rsync lines sort into changed, missing and extra", (
     ["link", "link"],
   ]);
   assert.deepEqual(d.extra.map((i) => i.path), ["old.txt", "olddir/"]);
+  assert.equal(d.escaped, false);
+
+  const e = classify([">f+++++++++ caf\\#303\\#251.txt", "*deleting   nl\\#012x"]);
+  assert.deepEqual([e.missing[0].path, e.extra[0].path, e.escaped], ["café.txt", "nl\nx", true]);
+  assert.equal(unescapeName("plain\\#b"), "plain\\#b");
 });
 
 Deno.test("client: only connection failures are retried", () => {

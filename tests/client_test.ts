@@ -405,10 +405,12 @@ Deno.test("client: --check lists drift, exit 0 in sync and 1 when not, changing 
     await Deno.writeTextFile(`${s.dest}/a.txt`, "edited locally\n");
     await Deno.remove(`${s.dest}/b.txt`);
     await Deno.writeTextFile(`${s.dest}/local.txt`, "mine\n");
+    await Deno.writeTextFile(`${s.dest}/dir1/café.txt`, "local\n");
     const before = await listing(s.dest);
     const drift = await s.client(["--check"]);
     assert.equal(drift.code, 1, drift.stderr);
-    assert.match(drift.stdout, /differs from .* in 3 entries \(1 changed, 1 missing, 1 extra\):/);
+    assert.match(drift.stdout, /differs from .* in 5 entries \(2 changed, 1 missing, 2 extra\):/);
+    assert.match(drift.stdout, /^ {2}extra {4}dir1\/café\.txt$/m);
     assert.match(drift.stdout, /^ {2}changed {2}a\.txt \(.*size.*\)$/m);
     assert.match(drift.stdout, /^ {2}missing {2}b\.txt$/m);
     assert.match(drift.stdout, /^ {2}extra {4}local\.txt$/m);
@@ -419,10 +421,18 @@ Deno.test("client: --check lists drift, exit 0 in sync and 1 when not, changing 
     const report = JSON.parse(json.stdout);
     assert.equal(report.in_sync, false);
     assert.deepEqual(report.missing.map((i: { path: string }) => i.path), ["b.txt"]);
-    assert.deepEqual(report.extra.map((i: { path: string }) => i.path), ["local.txt"]);
+    assert.deepEqual(report.extra.map((i: { path: string }) => i.path).sort(), [
+      "dir1/café.txt",
+      "local.txt",
+    ]);
     assert.equal(report.changed[0].path, "a.txt");
     assert.equal(report.source_version.seq, 1);
     assert.equal(await listing(s.dest), before, "--check changed nothing");
+    // Names rsync prints escaped are synced all the same (by a whole-tree pass).
+    await writeTree(s.src, { "ünïcode/naïve.txt": "x\n" });
+    assert.equal((await s.client()).code, 0);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal((await s.client(["--check"])).code, 0);
 
     const bad = await s.client(["--json"]);
     assert.equal(bad.code, 2);

@@ -58,7 +58,7 @@ export function inPlace(job: ClientJob): TreeLayout {
             backupDir: ctx.backupDir ?? undefined,
             // A directory that became a file: its contents are among the
             // extras the comparison counted, so it may go.
-            extra: [...base.extra!, "--force"],
+            extra: ["--force"],
           });
         }
         await removeExtras(job.dest, drift, ctx.backupDir);
@@ -72,7 +72,7 @@ export function inPlace(job: ClientJob): TreeLayout {
         // Deletions after the new files are in place, so readers see the
         // tree change in one short burst; --max-delete is the backstop for
         // a source that changed since the comparison.
-        extra: [...base.extra!, "--delete-delay"],
+        deleteDelay: true,
         maxDelete: job.maxDelete,
       });
     },

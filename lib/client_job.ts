@@ -69,9 +69,6 @@ export function baseJob(job: ClientJob, dest: string): RsyncJob {
     // The destination marker is fanout's, never the source's: excluded, so
     // --delete leaves it alone and no server can supply or remove it.
     excludes: [`/${DEST_MARKER}`],
-    // Compare mtimes to the nanosecond: two publishes within one second that
-    // keep a file's size (the version marker always does) still differ.
-    extra: ["--modify-window=-1"],
   };
 }
 

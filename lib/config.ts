@@ -42,6 +42,8 @@ export interface PublisherHost {
   ref: string;
   /** Persistent export of the tree, so rsync sends only the delta. */
   staging: string;
+  /** How long a publish waits for another one to finish (ms). */
+  lockTimeout: number;
   stateDir: string;
 }
 
@@ -95,6 +97,7 @@ export interface PushConfig {
   exclude: string[];
   maxPaths: number;
   stormEvents: number;
+  pollInterval: number;
   retryMin: number;
   retryMax: number;
 }
@@ -524,6 +527,7 @@ function build(raw: RawFleet, file: string): Fleet {
         repo: pub.repo ?? null,
         ref: pub.ref ?? DEFAULTS.publisher.ref,
         staging: pub.staging ?? `${stateDir}/${pubName}/staging`,
+        lockTimeout: pub.lock_timeout ?? DEFAULTS.publisher.lockTimeout,
         stateDir: `${stateDir}/${pubName}`,
       }
       : null,
@@ -553,6 +557,7 @@ function build(raw: RawFleet, file: string): Fleet {
       exclude: p.exclude ?? [...dp.exclude],
       maxPaths: p.max_paths ?? dp.maxPaths,
       stormEvents: p.storm_events ?? dp.stormEvents,
+      pollInterval: p.poll_interval ?? dp.pollInterval,
       retryMin: p.retry_min ?? dp.retryMin,
       retryMax: p.retry_max ?? dp.retryMax,
     },

@@ -12,6 +12,7 @@ import { UsageError } from "./errors.ts";
 import { formatDuration } from "./duration.ts";
 import { renderTemplate } from "./template.ts";
 import type { Override } from "./config.ts";
+import type { Role } from "./cli.ts";
 
 /**
  * Renders the cron.d file for this host's client.
@@ -24,9 +25,7 @@ import type { Override } from "./config.ts";
  * ```
  */
 export function renderCron({ fleet, role, opts }: RenderInput): string {
-  if (role !== undefined && role !== "client") {
-    throw new UsageError(`render cron is for --role client, not --role ${role}`);
-  }
+  checkCronRole(role);
   const c = fleet.client;
   if (!c.dest) {
     throw new UsageError("render cron: the fleet file has no client.dest (or pass --dest DIR)");
@@ -45,6 +44,14 @@ export function renderCron({ fleet, role, opts }: RenderInput): string {
     command: args.map(cronQuote).join(" "),
   });
 }
+
+/** Refuses a role other than client, before the fleet file is read. */
+function checkCronRole(role?: Role): void {
+  if (role !== undefined && role !== "client") {
+    throw new UsageError(`render cron is for --role client, not --role ${role}`);
+  }
+}
+renderCron.checkRole = checkCronRole;
 
 function keyOf(o: Override): string {
   return o.path.map((k, i) => typeof k === "number" ? `[${k}]` : i ? `.${k}` : k).join("");

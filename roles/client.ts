@@ -11,7 +11,7 @@ import type { CommonOptions } from "../lib/cli.ts";
 import { type Fleet, hostname } from "../lib/config.ts";
 import { EnvironmentError, ExitCode, FanoutError, LockedError, UsageError } from "../lib/errors.ts";
 import { log, type Logger } from "../lib/log.ts";
-import { type Lock, tryLock } from "../lib/lock.ts";
+import { acquireLock, type FileLock } from "../lib/file_lock.ts";
 import { shutdownSignal } from "../lib/signals.ts";
 import { sleep, splayDelay } from "../lib/splay.ts";
 import { fetchMarker, runClient, sameVersion, type TreeLayout } from "../lib/client.ts";
@@ -90,6 +90,14 @@ function makeJob(
   };
 }
 
+/**
+ * The client's run lock: taken at once or not at all (a cron run that finds
+ * it held has nothing to do).
+ */
+function lockRun(job: ClientJob): Promise<FileLock> {
+  return acquireLock(`${job.stateDir}/client.lock`, { timeout: 0, what: "client run" });
+}
+
 async function makeStateDir(dir: string): Promise<void> {
   try {
     await Deno.mkdir(dir, { recursive: true });
@@ -109,9 +117,9 @@ async function layoutFor(job: ClientJob): Promise<TreeLayout> {
 // one cron run
 
 async function cronRun(job: ClientJob, layout: TreeLayout, splay: number): Promise<number> {
-  let held: Lock;
+  let held: FileLock;
   try {
-    held = await tryLock(`${job.stateDir}/client.lock`);
+    held = await lockRun(job);
   } catch (e) {
     // Overlap is normal under cron (a slow run, a --watch): quiet unless asked.
     if (e instanceof LockedError && !job.verbose) return ExitCode.Locked;
@@ -190,9 +198,14 @@ async function check(job: ClientJob, layout: TreeLayout, json: boolean): Promise
 // --rollback
 
 async function rollbackCommand(job: ClientJob): Promise<number> {
-  using _held = await tryLock(`${job.stateDir}/client.lock`);
+  const held = await lockRun(job);
   const { rollback } = await import("../lib/client_atomic.ts");
-  const rb = await rollback(job);
+  let rb;
+  try {
+    rb = await rollback(job);
+  } finally {
+    held.release();
+  }
   console.log(
     `rolled back ${job.dest} from ${describeVersion(rb.fromVersion)} to ${
       describeVersion(rb.toVersion)
@@ -217,7 +230,21 @@ async function watch(
   watchInterval: number,
 ): Promise<number> {
   const signal = job.signal!;
-  using _held = await tryLock(`${job.stateDir}/client.lock`);
+  const held = await lockRun(job);
+  try {
+    return await watchLoop(job, layout, splay, watchInterval, signal);
+  } finally {
+    held.release();
+  }
+}
+
+async function watchLoop(
+  job: ClientJob,
+  layout: TreeLayout,
+  splay: number,
+  watchInterval: number,
+  signal: AbortSignal,
+): Promise<number> {
   const verifyPeriod = job.verifyEvery || WATCH_VERIFY_DEFAULT;
   // Hosts started together poll out of step: each keeps its own phase.
   if (!(await sleep(splayDelay(job.host, splay), signal))) return 0;

@@ -2,7 +2,7 @@
 // client directories, the fanout CLI run as cron would run it.
 import assert from "node:assert/strict";
 import { assertSameTree, type Lab, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
-import { tryLock } from "../lib/lock.ts";
+import { acquireLock } from "../lib/file_lock.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const NAME = "web1";
@@ -280,13 +280,13 @@ Deno.test("client: overlapping runs: the second exits 5, quietly unless --verbos
   await withLab(async (lab) => {
     const s = await setup(lab);
     await Deno.mkdir(s.state, { recursive: true });
-    const held = await tryLock(`${s.state}/client.lock`);
+    const held = await acquireLock(`${s.state}/client.lock`, { timeout: 0, what: "test" });
     try {
       const quiet = await s.client();
       assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [5, "", ""]);
       const loud = await s.client(["--verbose"]);
       assert.equal(loud.code, 5);
-      assert.match(loud.stderr, /^fanout: another run \(pid \d+\) holds .*client\.lock\n$/);
+      assert.match(loud.stderr, /^fanout: another client run holds .*client\.lock \(pid \d+\)\n$/);
       await assert.rejects(Deno.stat(s.dest), "nothing synced while locked");
     } finally {
       held.release();

@@ -1,0 +1,306 @@
+// Propagation benchmark (issue 4): write on the primary -> identical on two
+// replicas, for fanout, lsyncd (delay = 0) and the hand-made inotifywait loop,
+// on the same tree and the same replica daemons, in one run.
+//
+//   deno run -A bench/propagation.ts            # 100k files in 10k dirs
+//   deno run -A bench/propagation.ts --quick    # 10k files in 1k dirs, fewer samples
+//
+// Needs rsync, lsyncd and inotify-tools (apt-get install lsyncd inotify-tools).
+import { Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
+
+const quick = Deno.args.includes("--quick");
+/** `--only=fanout` (or lsyncd, loop) runs one contender. */
+const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7);
+const runs = (name: string) => !only || name.startsWith(only);
+const DIRS_A = quick ? 10 : 100; // top-level dirs
+const DIRS_B = quick ? 100 : 100; // subdirs each
+const FILES = 10; // files per subdir
+const SINGLE = quick ? 20 : 50;
+const BURST = 500;
+const LOOP_SINGLE = quick ? 3 : 5;
+const LOOP_CAP_MS = quick ? 10_000 : 30_000;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+function rssMB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The deno process of a fanout started through `lab.spawn` (deno is the group leader). */
+function rssTree(pid: number): number {
+  return rssMB(pid);
+}
+
+async function makeTree(root: string): Promise<void> {
+  const enc = new TextEncoder();
+  for (let a = 0; a < DIRS_A; a++) {
+    for (let b = 0; b < DIRS_B; b++) {
+      const d = `${root}/d${a}/e${b}`;
+      await Deno.mkdir(d, { recursive: true });
+      for (let f = 0; f < FILES; f++) {
+        Deno.writeFileSync(`${d}/f${f}.txt`, enc.encode(`${a}-${b}-${f}\n`));
+      }
+    }
+  }
+}
+
+async function sameContent(path: string, want: string): Promise<boolean> {
+  try {
+    return (await Deno.readTextFile(path)) === want;
+  } catch {
+    return false;
+  }
+}
+
+interface Result {
+  name: string;
+  missed: string;
+  p50: number;
+  p99: number;
+  burst: number;
+  setup: string;
+  rss: string;
+}
+
+async function measure(
+  lab: Lab,
+  name: string,
+  samples: number,
+  cap: number,
+): Promise<{ lat: number[]; burst: number; missed: number }> {
+  const src = lab.hosts.rsync1.path;
+  const reps = [lab.hosts.rsync2.path, lab.hosts.rsync3.path];
+  const lat: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const rel = `d${i % DIRS_A}/e${(i * 7) % DIRS_B}/${name}-${i}.txt`;
+    const content = `${name} ${i} ${crypto.randomUUID()}\n`;
+    const t0 = performance.now();
+    await Deno.writeTextFile(`${src}/${rel}`, content);
+    try {
+      await waitFor(
+        `${rel} on replicas`,
+        async () => {
+          for (const r of reps) if (!(await sameContent(`${r}/${rel}`, content))) return false;
+          return true;
+        },
+        cap,
+        1,
+      );
+      lat.push(performance.now() - t0);
+    } catch {
+      lat.push(Infinity); // never arrived: a change the tool missed
+    }
+    await sleep(30);
+  }
+  // A burst: 500 files in 50 directories, written as fast as possible.
+  const tag = `${name}-burst-${Date.now()}`;
+  const t0 = performance.now();
+  for (let i = 0; i < BURST; i++) {
+    Deno.writeTextFileSync(`${src}/d${i % DIRS_A}/e${i % 50}/${tag}-${i}.txt`, `${i}\n`);
+  }
+  let burst = NaN;
+  try {
+    // Files that arrived stay: each is checked until it is there, once.
+    const next = reps.map(() => 0);
+    await waitFor(
+      "burst on replicas",
+      async () => {
+        for (const [k, r] of reps.entries()) {
+          while (next[k] < BURST) {
+            const i = next[k];
+            if (
+              !(await sameContent(`${r}/d${i % DIRS_A}/e${i % 50}/${tag}-${i}.txt`, `${i}\n`))
+            ) return false;
+            next[k]++;
+          }
+        }
+        return true;
+      },
+      cap,
+      2,
+    );
+    burst = performance.now() - t0;
+  } catch {
+    burst = Infinity;
+  }
+  return { lat, burst, missed: lat.filter((x) => x === Infinity).length };
+}
+
+async function syncReplicas(lab: Lab): Promise<void> {
+  const src = lab.hosts.rsync1.path;
+  for (const r of ["rsync2", "rsync3"]) {
+    const res = await sh("rsync", ["-a", "--delete", `${src}/`, `${lab.hosts[r].path}/`]);
+    if (res.code !== 0) throw new Error(res.stderr);
+  }
+}
+
+async function main() {
+  for (const tool of ["rsync", "lsyncd", "inotifywait"]) {
+    if ((await sh("sh", ["-c", `command -v ${tool}`])).code !== 0) {
+      console.error(
+        `bench/propagation: ${tool} is missing (apt-get install rsync lsyncd inotify-tools)`,
+      );
+      Deno.exit(2);
+    }
+  }
+  const lab = await Lab.create();
+  const results: Result[] = [];
+  try {
+    await lab.fleet({ push: { reconcile: "1h" } });
+    const src = lab.hosts.rsync1.path;
+    console.error(
+      `bench: making a tree of ${DIRS_A * DIRS_B * FILES} files in ${DIRS_A * DIRS_B} directories`,
+    );
+    await makeTree(src);
+    await syncReplicas(lab);
+    await lab.server("replica", "rsync2");
+    await lab.server("replica", "rsync3");
+    const r2 = lab.hosts.rsync2, r3 = lab.hosts.rsync3, p = lab.hosts.rsync1;
+    const target = (h: typeof r2) => `rsync://fanout@${h.ip}:${h.port}/plugins-push/`;
+
+    // --- fanout
+    if (runs("fanout")) {
+      const t0 = performance.now();
+      const proc = await lab.server("primary", "rsync1");
+      const st = await waitFor("initial sync", async () => {
+        const s = await (await fetch(`http://${p.ip}:${p.health}/status`)).json();
+        return s.replicas.every((r: { last_success: string | null }) => r.last_success) ? s : null;
+      }, 120_000);
+      const ready = performance.now() - t0;
+      console.error(
+        `bench: fanout ready in ${Math.round(ready)}ms (watch setup ${st.watch.setup_ms}ms)`,
+      );
+      const m = await measure(lab, "fanout", SINGLE, 60_000);
+      results.push({
+        name: "fanout",
+        missed: `${m.missed}/${SINGLE}`,
+        p50: pct(m.lat, 50),
+        p99: pct(m.lat, 99),
+        burst: m.burst,
+        setup: `${st.watch.setup_ms} ms`,
+        rss: `${rssTree(proc.pid)} MB`,
+      });
+      await proc.stop();
+    }
+
+    // --- lsyncd, delay = 0, as fast as it goes (with TCP_NODELAY like fanout)
+    for (const nodelay of runs("lsyncd") ? [false, true] : []) {
+      await syncReplicas(lab);
+      const name = nodelay ? "lsyncd delay=0 +NODELAY" : "lsyncd delay=0";
+      const conf = `${lab.dir}/lsyncd-${nodelay}.lua`;
+      const extra = [`"--address=${p.ip}"`, ...(nodelay ? [`"--sockopts=TCP_NODELAY"`] : [])].join(
+        ", ",
+      );
+      const syncs = [r2, r3].map((h) => `
+sync {
+  default.rsync,
+  source = "${src}",
+  target = "${target(h)}",
+  delay = 0,
+  rsync = { archive = true, password_file = "${lab.password}", _extra = { ${extra} } },
+}`).join("\n");
+      await Deno.writeTextFile(
+        conf,
+        `settings { logfile = "${lab.dir}/lsyncd.log", nodaemon = true, insist = true }\n${syncs}\n`,
+      );
+      const t0 = performance.now();
+      const child = new Deno.Command("lsyncd", {
+        args: [conf],
+        stdout: "null",
+        stderr: "null",
+        detached: true,
+      })
+        .spawn();
+      try {
+        await waitFor(
+          "lsyncd startup",
+          async () => {
+            const log = await Deno.readTextFile(`${lab.dir}/lsyncd.log`).catch(() => "");
+            return (log.match(/Startup of .* finished/g) ?? []).length >= 2;
+          },
+          300_000,
+          50,
+        );
+        const ready = performance.now() - t0;
+        const m = await measure(lab, nodelay ? "lsyncdn" : "lsyncd", SINGLE, 60_000);
+        results.push({
+          name,
+          missed: `${m.missed}/${SINGLE}`,
+          p50: pct(m.lat, 50),
+          p99: pct(m.lat, 99),
+          burst: m.burst,
+          setup: `${Math.round(ready)} ms (incl. startup rsync)`,
+          rss: `${rssMB(child.pid)} MB`,
+        });
+      } finally {
+        Deno.kill(-child.pid, "SIGTERM");
+        await child.status;
+        await Deno.remove(`${lab.dir}/lsyncd.log`).catch(() => {});
+      }
+    }
+
+    // --- the hand-made loop this replaces
+    if (runs("loop")) {
+      await syncReplicas(lab);
+      const rs = [r2, r3].map((h) =>
+        `rsync -az --delete --address=${p.ip} --password-file=${lab.password} ${src}/ ${target(h)}`
+      ).join("; ");
+      const script = `while inotifywait -qq -r -e modify,create,delete,move ${src}; do ${rs}; done`;
+      const child = new Deno.Command("sh", {
+        args: ["-c", script],
+        stdout: "null",
+        stderr: "null",
+        detached: true,
+      })
+        .spawn();
+      try {
+        await sleep(quick ? 1000 : 3000); // let inotifywait set its watches
+        const m = await measure(lab, "loop", LOOP_SINGLE, LOOP_CAP_MS);
+        results.push({
+          name: "inotifywait loop",
+          missed: `${m.missed}/${LOOP_SINGLE}`,
+          p50: pct(m.lat, 50),
+          p99: pct(m.lat, 99),
+          burst: m.burst,
+          setup: "re-walks per event",
+          rss: "-",
+        });
+      } finally {
+        Deno.kill(-child.pid, "SIGTERM");
+        await child.status;
+      }
+    }
+  } finally {
+    await lab.close();
+  }
+
+  const f = results.find((r) => r.name === "fanout") ?? results[0];
+  const fmt = (ms: number) => ms === Infinity ? "missed" : `${ms.toFixed(1)} ms`;
+  const ratio = (a: number, b: number) => (b === Infinity ? "∞" : `${(a / b).toFixed(1)}×`);
+  console.log(
+    `\nPropagation, write on the primary -> identical on 2 replicas, ${
+      DIRS_A * DIRS_B * FILES
+    } files / ${DIRS_A * DIRS_B} dirs (${SINGLE} single writes; ${BURST}-file burst)\n`,
+  );
+  console.log(
+    "| tool | one file p50 | p99 | missed | 500-file burst | vs fanout (p50 / burst) | watch setup | RSS |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const r of results) {
+    console.log(
+      `| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.missed} | ${fmt(r.burst)} | ${
+        r === f ? "1×" : `${ratio(r.p50, f.p50)} / ${ratio(r.burst, f.burst)}`
+      } | ${r.setup} | ${r.rss} |`,
+    );
+  }
+}
+
+if (import.meta.main) await main();

@@ -18,7 +18,7 @@ const ROLES: Record<string, Runner> = {
   primary: async (c) => (await import("./roles/primary.ts")).run(c.opts),
   replica: async (c) => (await import("./roles/replica.ts")).run(c.opts),
   proxy: notBuilt,
-  client: notBuilt,
+  client: async (c) => (await import("./roles/client.ts")).run(c.opts),
   publish: async (c) => (await import("./roles/publish.ts")).run(c.opts),
 };
 

@@ -33,6 +33,7 @@ const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
   systemd: async () => (await import("./render_systemd.ts")).renderSystemd,
   "post-receive": async () => (await import("./render_post_receive.ts")).renderPostReceive,
+  cron: async () => (await import("./render_cron.ts")).renderCron,
 };
 
 /**

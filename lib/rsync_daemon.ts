@@ -16,6 +16,7 @@ import { formatHostPort } from "./address.ts";
 import type { Logger } from "./log.ts";
 import { renderTemplate } from "./template.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
+import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "./children.ts";
 import { VERSION } from "./meta.ts";
 import { formatDuration } from "./duration.ts";
@@ -65,9 +66,16 @@ export function renderRsyncdConf(
   fleet: Fleet,
   host: ServerHost,
   id: DaemonIdentity,
-  opts: { proxyProtocol?: boolean; listen?: HostPort } = {},
+  opts: {
+    proxyProtocol?: boolean;
+    listen?: HostPort;
+    /** Read module only (the daemon behind the PROXY-protocol proxy). */
+    readOnly?: boolean;
+    /** Where pid, lock and log files go (default: the host's state dir). */
+    stateDir?: string;
+  } = {},
 ): string {
-  const writers = writersOf(fleet, host);
+  const writers = opts.readOnly ? [] : writersOf(fleet, host);
   const writerNames = host.kind === "primary" ? fleet.publisher?.name ?? "" : host.upstream ?? "";
   const listen = opts.listen ?? host.listen;
   return renderTemplate(template, {
@@ -75,11 +83,12 @@ export function renderRsyncdConf(
     kind: host.kind,
     version: VERSION,
     fleet_file: fleet.file ?? "flags",
-    state_dir: host.stateDir,
+    state_dir: opts.stateDir ?? host.stateDir,
     listen_host: listen.host,
     listen_port: listen.port,
     timeout: Math.ceil(fleet.rsync.timeout / 1000),
     proxy_protocol: opts.proxyProtocol ?? false,
+    push_listen: formatHostPort(host.listen),
     root: id.asRoot,
     uid: id.uid,
     gid: id.gid,
@@ -116,6 +125,8 @@ export interface DaemonOptions {
   /** First and longest wait between restarts (ms). */
   backoffMin?: number;
   backoffMax?: number;
+  /** The daemon has `proxy protocol = yes`: readiness probes send a PROXY header. */
+  proxyProtocol?: boolean;
 }
 
 /**
@@ -141,7 +152,13 @@ export class RsyncDaemon {
   #since = Date.now();
 
   constructor(opts: DaemonOptions) {
-    this.#o = { readyTimeout: 10_000, backoffMin: 1_000, backoffMax: 30_000, ...opts };
+    this.#o = {
+      readyTimeout: 10_000,
+      backoffMin: 1_000,
+      backoffMax: 30_000,
+      proxyProtocol: false,
+      ...opts,
+    };
   }
 
   /** starting, up, down (between a crash and its restart) or stopped. */
@@ -262,7 +279,9 @@ export class RsyncDaemon {
     child.status.then(() => exited = true);
     const deadline = Date.now() + this.#o.readyTimeout;
     while (!exited && !this.#stopping && Date.now() < deadline) {
-      const r = await probeRsyncd(this.#o.listen, 500);
+      const r = await probeRsyncd(this.#o.listen, 500, {
+        proxyHeader: this.#o.proxyProtocol ? PROXY_V1_UNKNOWN : undefined,
+      });
       if (r.ok) return true;
       await new Promise((res) => setTimeout(res, 20));
     }

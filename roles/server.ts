@@ -13,6 +13,7 @@ import { Registry } from "../lib/metrics.ts";
 import { requireRsync } from "../lib/rsync.ts";
 import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync_daemon.ts";
 import { checkSecretFiles } from "../lib/secrets.ts";
+import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";
@@ -46,6 +47,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     stateDir: self.stateDir,
     log: lg,
   });
+  // Only behind a PROXY-protocol proxy: a second, read-only daemon.
+  const proxied = await proxiedDaemon(fleet, self, id, lg);
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",
@@ -67,11 +70,13 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   await untilShutdown(async (signal, onStop) => {
     onStop(() => daemon.stop());
     await daemon.start();
+    onStop(() => proxied?.stop());
+    await proxied?.start();
     const health = startHealth(self.health, {
       role: kind,
       name: self.name,
       registry,
-      problem: () => daemonProblem(daemon),
+      problem: () => daemonProblem(daemon) ?? proxiedProblem(proxied),
       status: () => ({
         tree: { path: self.path, version },
         daemon: {
@@ -82,6 +87,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
           last_error: daemon.lastError,
           since: new Date(daemon.since).toISOString(),
         },
+        proxied_daemon: proxied && { state: proxied.state, pid: proxied.pid },
         modules: {
           read: fleet.modules.read,
           write: writersOf(fleet, self).length ? fleet.modules.write : null,

@@ -17,7 +17,7 @@ type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
 const ROLES: Record<string, Runner> = {
   primary: async (c) => (await import("./roles/primary.ts")).run(c.opts),
   replica: async (c) => (await import("./roles/replica.ts")).run(c.opts),
-  proxy: notBuilt,
+  proxy: async (c) => (await import("./roles/proxy.ts")).run(c.opts),
   client: notBuilt,
   publish: notBuilt,
 };

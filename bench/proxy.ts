@@ -84,7 +84,10 @@ try {
   ];
   // HAProxy marks servers up only after its first checks.
   for (const t of targets) {
-    await waitFor(`${t.name} serving`, async () => (await pull(t.url(0), "warm")) > 0, 20_000);
+    await waitFor(`${t.name} serving`, async () => {
+      await clear("warm");
+      return (await pull(t.url(0), "warm")) > 0;
+    }, 20_000);
   }
 
   const single = new Map<string, number[]>();
@@ -94,15 +97,15 @@ try {
   for (let run = 0; run < RUNS; run++) {
     // Interleaved, so drift on a shared machine hits every target alike.
     for (const t of targets) {
+      const tags = Array.from({ length: PARALLEL }, (_, i) => `agg${i}`);
+      await clear("single", ...tags);
       const pids = await t.pids();
       const c0 = await cpuSeconds(pids);
       const t0 = performance.now();
       await pull(t.url(0), "single");
       push(single, t.name, treeBytes / ((performance.now() - t0) / 1000));
       const t1 = performance.now();
-      await Promise.all(
-        Array.from({ length: PARALLEL }, (_, i) => pull(t.url(i), `agg${i}`)),
-      );
+      await Promise.all(tags.map((tag, i) => pull(t.url(i), tag)));
       push(aggregate, t.name, (PARALLEL * treeBytes) / ((performance.now() - t1) / 1000));
       const c = cpu.get(t.name) ?? { s: 0, bytes: 0 };
       c.s += (await cpuSeconds(pids)) - c0;
@@ -171,10 +174,14 @@ async function makeTree(root: string): Promise<number> {
   return total;
 }
 
-/** One rsync pull into a fresh dir on tmpfs; returns rsync's byte count. */
+/** Empties the destinations of the next pulls (outside the timed part). */
+async function clear(...tags: string[]): Promise<void> {
+  for (const tag of tags) await Deno.remove(`${shm}/${tag}`, { recursive: true }).catch(() => {});
+}
+
+/** One rsync pull into a dir on tmpfs (see clear); returns rsync's byte count. */
 async function pull(url: string, tag: string): Promise<number> {
   const dest = `${shm}/${tag}`;
-  await Deno.remove(dest, { recursive: true }).catch(() => {});
   const r = await runRsync(rsyncArgs({ source: url, dest: `${dest}/`, timeout: 120_000 }));
   if (r.code !== 0) throw new Error(`pull ${url} failed: ${r.stderr}`);
   return r.stats?.totalSize ?? 0;

@@ -45,8 +45,8 @@ export interface ProxyCounters {
   refusedMaxConnections: number;
   refusedNoBackend: number;
   idleTimeouts: number;
-  /** Connects that failed and were retried on another backend. */
-  retries: number;
+  /** Backend connects that failed (each client then tries the next backend). */
+  connectFailures: number;
 }
 
 const SMALL = 16 * 1024;
@@ -105,7 +105,7 @@ export class TcpProxy {
     refusedMaxConnections: 0,
     refusedNoBackend: 0,
     idleTimeouts: 0,
-    retries: 0,
+    connectFailures: 0,
   };
 
   constructor(opts: ProxyOptions) {
@@ -234,7 +234,7 @@ export class TcpProxy {
         } catch (e) {
           const why = describeConnectError(e);
           pool.markFailed(b, why);
-          this.counters.retries++;
+          this.counters.connectFailures++;
           log.warn("backend connect failed; trying the next", { backend: b.name, error: why });
         }
       }

@@ -297,10 +297,9 @@ export class BackendPool {
   async #readVersion(b: Backend): Promise<void> {
     if (!b.health && !this.#o.readVersion) return;
     try {
-      b.version = await (this.#o.readVersion ?? ((b) =>
-        readStatusVersion(b, this.#o.checkTimeout)))(
-          b,
-        );
+      const read = this.#o.readVersion ??
+        ((b: Backend) => readStatusVersion(b, this.#o.checkTimeout));
+      b.version = await read(b);
       b.versionError = null;
     } catch (e) {
       b.versionError = (e as Error).message;

@@ -151,7 +151,7 @@ function status(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Record<stri
       refused_max_connections: tcp.counters.refusedMaxConnections,
       refused_no_backend: tcp.counters.refusedNoBackend,
       idle_timeouts: tcp.counters.idleTimeouts,
-      connect_retries: tcp.counters.retries,
+      connect_failures: tcp.counters.connectFailures,
     },
     newest_seq: pool.newestSeq ?? null,
     degraded: pool.degraded,

@@ -122,6 +122,18 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
     assert.notEqual(served[0], served[1]);
     assert.deepEqual(served, [served[0], served[1], served[0], served[1]]);
 
+    // Half-close passes through: a client that shuts its write side still gets its answer.
+    const c = await Deno.connect({ hostname: lab.hosts.proxy.ip, port: lab.hosts.proxy.port });
+    await c.write(new TextEncoder().encode("@RSYNCD: 30.0\n#list\n"));
+    await c.closeWrite();
+    let answer = "";
+    const buf = new Uint8Array(4096);
+    for (let n = await c.read(buf); n !== null; n = await c.read(buf)) {
+      answer += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    c.close();
+    assert.match(answer, /^plugins\s.*\n@RSYNCD: EXIT\n$/m);
+
     // Wedged: the daemon still accepts (the kernel does) but never greets.
     const r2status = JSON.parse(
       (await http(`http://${lab.hosts.rsync2.ip}:${lab.hosts.rsync2.health}/status`)).body,

@@ -19,7 +19,7 @@ const ROLES: Record<string, Runner> = {
   replica: async (c) => (await import("./roles/replica.ts")).run(c.opts),
   proxy: async (c) => (await import("./roles/proxy.ts")).run(c.opts),
   client: notBuilt,
-  publish: notBuilt,
+  publish: async (c) => (await import("./roles/publish.ts")).run(c.opts),
 };
 
 async function notBuilt(c: Command & { kind: "role" }): Promise<number> {

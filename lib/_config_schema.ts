@@ -114,6 +114,7 @@ export const FleetSchema = z.object({
     repo: absPath().optional(),
     ref: str().optional(),
     staging: absPath().optional(),
+    lock_timeout: duration().optional(),
   }).strict().optional(),
   replicas: z.array(z.object({ ...server, upstream: name().optional() }).strict()).optional(),
   proxy: z.object({
@@ -156,6 +157,7 @@ export const FleetSchema = z.object({
     exclude: patterns().optional(),
     max_paths: int(1).optional(),
     storm_events: int(1).optional(),
+    poll_interval: duration().optional(),
     retry_min: duration().optional(),
     retry_max: duration().optional(),
   }).strict().optional(),

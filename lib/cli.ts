@@ -644,6 +644,7 @@ const SUB_HELP: Record<string, { usage: string; what: string; examples: string[]
       "fanout render systemd --role primary -c fanout.yaml > /etc/systemd/system/fanout-primary.service",
       "fanout render nginx -c fanout.yaml",
       "fanout render cron -c fanout.yaml > /etc/cron.d/fanout",
+      "fanout render post-receive -c fanout.yaml > /srv/git/plugins.git/hooks/post-receive",
     ],
   },
   demo: {

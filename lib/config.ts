@@ -48,6 +48,8 @@ export interface PublisherHost {
   ref: string;
   /** Persistent export of the tree, so rsync sends only the delta. */
   staging: string;
+  /** How long a publish waits for another one to finish (ms). */
+  lockTimeout: number;
   stateDir: string;
 }
 
@@ -101,6 +103,7 @@ export interface PushConfig {
   exclude: string[];
   maxPaths: number;
   stormEvents: number;
+  pollInterval: number;
   retryMin: number;
   retryMax: number;
 }
@@ -540,6 +543,7 @@ function build(raw: RawFleet, file: string): Fleet {
         repo: pub.repo ?? null,
         ref: pub.ref ?? DEFAULTS.publisher.ref,
         staging: pub.staging ?? `${stateDir}/${pubName}/staging`,
+        lockTimeout: pub.lock_timeout ?? DEFAULTS.publisher.lockTimeout,
         stateDir: `${stateDir}/${pubName}`,
       }
       : null,
@@ -569,6 +573,7 @@ function build(raw: RawFleet, file: string): Fleet {
       exclude: p.exclude ?? [...dp.exclude],
       maxPaths: p.max_paths ?? dp.maxPaths,
       stormEvents: p.storm_events ?? dp.stormEvents,
+      pollInterval: p.poll_interval ?? dp.pollInterval,
       retryMin: p.retry_min ?? dp.retryMin,
       retryMax: p.retry_max ?? dp.retryMax,
     },

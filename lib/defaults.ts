@@ -22,7 +22,8 @@ export const DEFAULTS = {
   replica: { maxConnections: 200 },
   /** Concurrent pushes a write module accepts (upstream plus publisher). */
   writeModuleMaxConnections: 50,
-  publisher: { name: "publisher", ref: "main" },
+  /** A publish waits this long for another to finish before giving up (exit 5). */
+  publisher: { name: "publisher", ref: "main", lockTimeout: 300_000 },
   proxy: {
     name: "proxy",
     listen: "0.0.0.0:873",
@@ -57,7 +58,9 @@ export const DEFAULTS = {
     maxDelete: 1000,
     exclude: [".git"],
     maxPaths: 1000,
-    stormEvents: 5000,
+    stormEvents: 2000,
+    /** Full push this often when the watcher cannot run (out of inotify watches). */
+    pollInterval: 10_000,
     retryMin: 1_000,
     retryMax: 60_000,
   },

@@ -20,7 +20,7 @@ export interface HealthSource {
   /** null when healthy, else the reason (shown with 503). */
   problem(): string | null;
   /** Role-specific status fields, merged into `/status`. */
-  status(): Record<string, unknown>;
+  status(): Record<string, unknown> | Promise<Record<string, unknown>>;
   registry: Registry;
 }
 
@@ -42,7 +42,7 @@ export function healthApp(src: HealthSource, extend?: (app: Hono) => void): Hono
     const problem = src.problem();
     return problem === null ? c.text("ok\n") : c.text(`${problem}\n`, 503);
   });
-  app.get("/status", (c) => {
+  app.get("/status", async (c) => {
     const problem = src.problem();
     return c.json({
       role: src.role,
@@ -52,7 +52,7 @@ export function healthApp(src: HealthSource, extend?: (app: Hono) => void): Hono
       problem,
       started_at: new Date(started).toISOString(),
       uptime_s: Math.round((Date.now() - started) / 1000),
-      ...src.status(),
+      ...(await src.status()),
     });
   });
   app.get("/metrics", (c) =>

@@ -20,19 +20,28 @@ export interface RenderInput {
   opts: CommonOptions;
 }
 
-/** A renderer: returns the file's text. */
-export type Renderer = (input: RenderInput) => Promise<string> | string;
+/**
+ * A renderer: returns the file's text. It may carry `checkRole`, called
+ * before the fleet file is read, so a role it does not render for is told
+ * which renderer it needs rather than what its fleet section lacks.
+ */
+export type Renderer = ((input: RenderInput) => Promise<string> | string) & {
+  checkRole?: (role?: Role) => void;
+};
 
 const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
   nginx: async () => (await import("./render_nginx.ts")).renderNginx,
   haproxy: async () => (await import("./render_haproxy.ts")).renderHaproxy,
+  systemd: async () => (await import("./render_systemd.ts")).renderSystemd,
+  "post-receive": async () => (await import("./render_post_receive.ts")).renderPostReceive,
 };
 
 /**
  * Prints the rendered file; returns the exit code.
  *
- * @throws {UsageError} when the kind needs a role that was not given.
+ * @throws {UsageError} when the kind needs a role that was not given, or
+ * does not render for the role given.
  */
 export async function renderCommand(
   what: string,
@@ -43,8 +52,10 @@ export async function renderCommand(
   if (!load) {
     throw new FanoutError(`render ${what} is not built yet in fanout ${VERSION}`, ExitCode.Usage);
   }
+  const render = await load();
+  render.checkRole?.(role);
   const fleet = await fleetFor(opts, role);
-  const text = await (await load())({ fleet, role, opts });
+  const text = await render({ fleet, role, opts });
   console.log(text.trimEnd());
   return 0;
 }

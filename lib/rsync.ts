@@ -20,6 +20,11 @@ export interface RsyncJob {
   dest: string;
   /** Delete what the source does not have. */
   delete?: boolean;
+  /**
+   * With `delete`: remove only after every updated file is in place
+   * (`--delete-delay`), so a renamed file never vanishes before its new name appears.
+   */
+  deleteDelay?: boolean;
   /** Put changed files in place at the end, together (`--delay-updates`). */
   delayUpdates?: boolean;
   /** Local address to connect from (`--address`), so `hosts allow` sees it. */
@@ -48,6 +53,13 @@ export interface RsyncJob {
   progress?: boolean;
   /** Compare by checksum instead of size and time. */
   checksum?: boolean;
+  /**
+   * Compare mtimes to the nanosecond (`--modify-window=-1`; rsync 3.1.3+).
+   * On unless set to false: rsync's default compares whole seconds, so a
+   * file rewritten with the same size within one second of its last
+   * transfer would be skipped, and stay wrong.
+   */
+  exactTimes?: boolean;
   /** Anything else, appended before source and dest. */
   extra?: string[];
 }
@@ -95,16 +107,17 @@ export function rsyncArgs(job: RsyncJob): string[] {
   }
   if (remote && job.address) a.push(`--address=${job.address}`);
   if (job.passwordFile) a.push(`--password-file=${job.passwordFile}`);
-  if (job.delete) a.push("--delete");
+  if (job.delete) a.push(job.deleteDelay ? "--delete-delay" : "--delete");
   if (job.delayUpdates) a.push("--delay-updates");
   if (job.maxDelete !== undefined) a.push(`--max-delete=${job.maxDelete}`);
   if (job.dryRun) a.push("--dry-run");
   if (job.itemize) a.push("--itemize-changes");
   if (job.checksum) a.push("--checksum");
+  if (job.exactTimes !== false) a.push("--modify-window=-1");
   if (job.backupDir) a.push("--backup", `--backup-dir=${job.backupDir}`);
   if (job.linkDest) a.push(`--link-dest=${job.linkDest}`);
   if (job.progress) a.push("--info=progress2");
-  if (job.filesFrom) a.push(`--files-from=${job.filesFrom}`, "--from0");
+  if (job.filesFrom) a.push("--from0", `--files-from=${job.filesFrom}`);
   for (const x of job.excludes ?? []) a.push(`--exclude=${x}`);
   a.push(...(job.extra ?? []));
   a.push(job.source, job.dest);
@@ -338,7 +351,8 @@ export async function rsyncOrThrow(job: RsyncJob, opts: RunOptions = {}): Promis
 let checked: Promise<string> | null = null;
 
 /**
- * Checks that rsync is installed and at least 3.1; returns its version.
+ * Checks that rsync is installed and at least 3.1.3 (nanosecond mtime
+ * comparison); returns its version.
  * The answer is cached for the process.
  *
  * @throws {EnvironmentError} with one sentence saying how to install it.

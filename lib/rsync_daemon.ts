@@ -15,10 +15,10 @@ import type { HostPort } from "./address.ts";
 import { formatHostPort } from "./address.ts";
 import type { Logger } from "./log.ts";
 import { renderTemplate } from "./template.ts";
+import { renderedBy } from "./render.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
 import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "./children.ts";
-import { VERSION } from "./meta.ts";
 import { formatDuration } from "./duration.ts";
 
 /** Who the daemon runs as, when started by root. */
@@ -79,10 +79,9 @@ export function renderRsyncdConf(
   const writerNames = host.kind === "primary" ? fleet.publisher?.name ?? "" : host.upstream ?? "";
   const listen = opts.listen ?? host.listen;
   return renderTemplate(template, {
+    header: renderedBy(fleet),
     name: host.name,
     kind: host.kind,
-    version: VERSION,
-    fleet_file: fleet.file ?? "flags",
     state_dir: opts.stateDir ?? host.stateDir,
     listen_host: listen.host,
     listen_port: listen.port,

@@ -3,6 +3,7 @@ import type { Hono } from "hono";
 import type { HostPort } from "../lib/address.ts";
 import { healthApp, type HealthServer, type HealthSource, serveHealth } from "../lib/health.ts";
 import { shutdownSignal } from "../lib/signals.ts";
+import { EnvironmentError } from "../lib/errors.ts";
 
 /**
  * Creates `dir` (and parents) when missing.
@@ -11,6 +12,33 @@ import { shutdownSignal } from "../lib/signals.ts";
  */
 export async function ensureDir(dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
+}
+
+/**
+ * Writes `text` to `<dir>/<file>` (creating `dir` when missing); returns the path.
+ *
+ * @throws {EnvironmentError} naming the state dir when it cannot be written:
+ * a read-only file system, permissions, or (under systemd) a state dir the
+ * unit does not list in ReadWritePaths=.
+ *
+ * @example
+ * ```ts
+ * const conf = await writeState("/var/lib/fanout/rsync2", "rsyncd.conf", text);
+ * ```
+ */
+export async function writeState(dir: string, file: string, text: string): Promise<string> {
+  const path = `${dir}/${file}`;
+  try {
+    await ensureDir(dir);
+    await Deno.writeTextFile(path, text);
+  } catch (e) {
+    // "Read-only file system (os error 30): writefile '/x/rsyncd.conf'" -> "Read-only file system"
+    const why = (e as Error).message.replace(/ \(os error \d+\)/, "").replace(/: \w+ '.*'$/, "");
+    throw new EnvironmentError(
+      `cannot write the state dir ${dir}: ${why} (state_dir must be writable by fanout)`,
+    );
+  }
+  return path;
 }
 
 /**

@@ -6,18 +6,26 @@
  */
 
 import type { CommonOptions } from "../lib/cli.ts";
-import { downstreamsOf, selectServer, type ServerHost, writersOf } from "../lib/config.ts";
+import {
+  downstreamsOf,
+  type Fleet,
+  selectServer,
+  type ServerHost,
+  writersOf,
+} from "../lib/config.ts";
 import { formatHostPort } from "../lib/address.ts";
-import { log } from "../lib/log.ts";
+import { log, type Logger } from "../lib/log.ts";
 import { Registry } from "../lib/metrics.ts";
-import { requireRsync } from "../lib/rsync.ts";
+import { daemonUrl, requireRsync } from "../lib/rsync.ts";
+import { PushEngine } from "../lib/push.ts";
+import { TreeWatcher } from "../lib/watch.ts";
 import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync_daemon.ts";
 import { checkSecretFiles } from "../lib/secrets.ts";
 import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";
-import { ensureDir, startHealth, untilShutdown } from "./_lifecycle.ts";
+import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
  * Runs a server host until SIGTERM/SIGINT; returns the exit code.
@@ -35,10 +43,12 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     daemon: writersOf(fleet, self).length > 0,
     pusher: downstreams.length > 0,
   });
-  await ensureDir(self.stateDir);
   const id = await daemonIdentity(fleet, self);
-  const confPath = `${self.stateDir}/rsyncd.conf`;
-  await Deno.writeTextFile(confPath, renderRsyncdConf(fleet, self, id));
+  const confPath = await writeState(
+    self.stateDir,
+    "rsyncd.conf",
+    renderRsyncdConf(fleet, self, id),
+  );
 
   const daemon = new RsyncDaemon({
     rsync: fleet.rsync.path,
@@ -72,13 +82,26 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     await daemon.start();
     onStop(() => proxied?.stop());
     await proxied?.start();
+    let relay: Relay | null = null;
+    if (downstreams.length > 0) {
+      relay = await startRelay(
+        fleet,
+        self,
+        downstreams,
+        lg,
+        registry,
+        Boolean(opts.flags["allow-mass-delete"]),
+      );
+      onStop(() => relay!.stop());
+    }
     const health = startHealth(self.health, {
       role: kind,
       name: self.name,
       registry,
-      problem: () => daemonProblem(daemon) ?? proxiedProblem(proxied),
-      status: () => ({
-        tree: { path: self.path, version },
+      problem: () =>
+        daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ?? null,
+      status: async () => ({
+        tree: { path: self.path, version: version = await readMarker(self.path) },
         daemon: {
           state: daemon.state,
           pid: daemon.pid,
@@ -94,6 +117,14 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         },
         upstream: self.upstream,
         downstreams: downstreams.map((d) => d.name),
+        watch: relay
+          ? {
+            mode: relay.watcher.mode,
+            dirs: relay.watcher.dirs,
+            setup_ms: Math.round(relay.watcher.setupMs),
+          }
+          : null,
+        replicas: relay?.engine.status() ?? [],
       }),
     });
     onStop(() => health.shutdown());
@@ -106,6 +137,69 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   });
   lg.info("stopped");
   return 0;
+}
+
+/** The watcher and the push engine of a host with downstream replicas. */
+interface Relay {
+  engine: PushEngine;
+  watcher: TreeWatcher;
+  stop(): Promise<void>;
+}
+
+async function startRelay(
+  fleet: Fleet,
+  self: ServerHost,
+  downstreams: ServerHost[],
+  lg: Logger,
+  registry: Registry,
+  allowMassDelete: boolean,
+): Promise<Relay> {
+  const workDir = `${self.stateDir}/push`;
+  await ensureDir(workDir);
+  const engine = new PushEngine({
+    source: self.path,
+    targets: downstreams.map((d) => ({
+      name: d.name,
+      url: daemonUrl(d.listen, fleet.modules.write, fleet.auth.user),
+    })),
+    push: fleet.push,
+    rsync: fleet.rsync,
+    address: self.address,
+    passwordFile: fleet.auth.passwordFile,
+    workDir,
+    log: lg,
+    registry,
+    allowMassDelete,
+  });
+  const watcher = new TreeWatcher({
+    root: self.path,
+    excludes: fleet.push.exclude,
+    stormEvents: fleet.push.stormEvents,
+    onChanges: (c) => engine.notify(c),
+    onFull: (why) => engine.requestFull(why),
+    log: lg,
+    registry,
+  });
+  // Watch first, then push everything: nothing changed in between is lost.
+  await watcher.start();
+  engine.start();
+  lg.info("watching", {
+    root: self.path,
+    mode: watcher.mode,
+    setup_ms: Math.round(watcher.setupMs),
+  });
+  const poll = setInterval(() => {
+    if (watcher.mode === "polling") engine.requestFull("no watcher: periodic full push");
+  }, fleet.push.pollInterval);
+  return {
+    engine,
+    watcher,
+    async stop() {
+      clearInterval(poll);
+      await watcher.close();
+      await engine.stop();
+    },
+  };
 }
 
 function daemonProblem(d: RsyncDaemon): string | null {

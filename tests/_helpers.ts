@@ -9,9 +9,12 @@ const dec = new TextDecoder();
 /** Sleeps `ms`. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Thrown by a {@linkcode waitFor} condition to stop waiting at once (e.g. the process exited). */
+export class GaveUp extends Error {}
+
 /**
  * Polls `fn` until it returns a truthy value or `timeoutMs` passes.
- * Throws with `what` on timeout.
+ * Throws with `what` on timeout, or at once when `fn` throws {@linkcode GaveUp}.
  */
 export async function waitFor<T>(
   what: string,
@@ -26,6 +29,7 @@ export async function waitFor<T>(
       const v = await fn();
       if (v) return v as NonNullable<T>;
     } catch (e) {
+      if (e instanceof GaveUp) throw e;
       last = e;
     }
     await sleep(everyMs);
@@ -105,7 +109,11 @@ export class Proc {
   async waitFor(re: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
     return await waitFor(`${re} in output of pid ${this.pid}:\n${this.#err.slice(-2000)}`, () => {
       if (this.#exited && !re.test(this.#err + this.#out)) {
-        throw new Error(`process exited (${this.#exited.code}) first:\n${this.#err.slice(-2000)}`);
+        throw new GaveUp(
+          `${re} never showed: process ${this.pid} exited (${this.#exited.code}) first:\n${
+            this.#err.slice(-2000)
+          }`,
+        );
       }
       return (this.#err.match(re) ?? this.#out.match(re)) as RegExpMatchArray | null;
     }, timeoutMs);

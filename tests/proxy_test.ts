@@ -294,40 +294,41 @@ Deno.test("proxy: SIGTERM drains: a running transfer finishes, new clients are t
 
 Deno.test("proxy: a lagging backend leaves the rotation and returns when it catches up", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({ replicas: ["rsync2"], proxy: true });
+    // Two replicas, no primary running: nothing pushes, so each tree's version is the test's to set.
+    await lab.fleet({ replicas: ["rsync2", "rsync3"], proxy: true });
     await plantTrees(lab, { ".fanout-version": marker(1) });
-    const r1 = await lab.server("primary", "rsync1");
-    await lab.server("replica", "rsync2");
-    await startProxy(lab, ["--set", "proxy.version_grace=500ms"]);
+    const r2 = await lab.server("replica", "rsync2");
+    await lab.server("replica", "rsync3");
+    await startProxy(lab, ["--backends", "rsync2,rsync3", "--set", "proxy.version_grace=500ms"]);
     await waitFor("both at seq 1", async () => {
       const st = await status(lab);
       return st.newest_seq === 1 && st.rotation.length === 2;
     });
 
-    const { rsync1, rsync2 } = lab.hosts;
-    await Deno.writeTextFile(`${rsync1.path}/.fanout-version`, marker(2));
-    await waitFor("rsync2 out", async () => (await status(lab)).rotation.join() === "rsync1");
+    const { rsync2, rsync3 } = lab.hosts;
+    await Deno.writeTextFile(`${rsync2.path}/.fanout-version`, marker(2));
+    await waitFor("rsync3 out", async () => (await status(lab)).rotation.join() === "rsync2");
     const st = await status(lab);
-    const b2 = st.backends.find((b) => b.name === "rsync2")!;
-    assert.equal(b2.lagging, true);
-    assert.equal(b2.version?.seq, 1);
+    const b3 = st.backends.find((b) => b.name === "rsync3")!;
+    assert.equal(b3.lagging, true);
+    assert.equal(b3.version?.seq, 1);
     for (let i = 0; i < 3; i++) {
-      assert.equal(await pullAndWhich(lab, `v${i}`), "rsync1");
+      assert.equal(await pullAndWhich(lab, `v${i}`), "rsync2");
       assert.equal(await Deno.readTextFile(`${lab.dir}/v${i}/.fanout-version`), marker(2));
     }
 
-    await Deno.writeTextFile(`${rsync2.path}/.fanout-version`, marker(2));
-    await waitFor("rsync2 back", async () => (await status(lab)).rotation.length === 2);
+    await Deno.writeTextFile(`${rsync3.path}/.fanout-version`, marker(2));
+    await waitFor("rsync3 back", async () => (await status(lab)).rotation.length === 2);
 
     // The newest goes away: the newest left serves, and /status says why.
-    await Deno.writeTextFile(`${rsync1.path}/.fanout-version`, marker(3));
-    await waitFor("rsync2 out again", async () => (await status(lab)).rotation.join() === "rsync1");
-    await r1.stop();
-    await waitFor("rsync2 serves", async () => (await status(lab)).rotation.join() === "rsync2");
+    await Deno.writeTextFile(`${rsync2.path}/.fanout-version`, marker(3));
+    await waitFor("rsync3 out again", async () => (await status(lab)).rotation.join() === "rsync2");
+    await r2.stop();
+    await waitFor("rsync3 serves", async () => (await status(lab)).rotation.join() === "rsync3");
     const degraded = await status(lab);
     assert.match(
       degraded.degraded ?? "",
-      /serving seq 2: seq 3 was seen on rsync1, which is not up/,
+      /serving seq 2: seq 3 was seen on rsync2, which is not up/,
     );
     const r = await pull(lab, "stale");
     assert.equal(r.code, 0, r.stderr);
@@ -369,7 +370,12 @@ Deno.test("proxy: PROXY protocol: the second daemon logs the real client; pushes
       assert.match(conf, /^proxy protocol = yes$/m);
       assert.doesNotMatch(conf, /plugins-push/, "read module only");
     }
-    // The first daemon takes plain connections (pushes, other servers).
+    // The first daemon takes plain connections: the primary's pushes still land.
+    await Deno.writeTextFile(`${lab.hosts.rsync1.path}/pushed.txt`, "pushed\n");
+    await waitFor(
+      "the push to rsync2",
+      () => Deno.readTextFile(`${lab.hosts.rsync2.path}/pushed.txt`).catch(() => null),
+    );
     const h1 = lab.hosts.rsync1;
     const list = await rsync([`rsync://${h1.ip}:${h1.port}/`]);
     assert.equal(list.code, 0, list.stderr);

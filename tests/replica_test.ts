@@ -190,7 +190,7 @@ Deno.test("render rsyncd: the rendered file is accepted by a real daemon", async
       r.stdout,
       new RegExp(`hosts allow = ${lab.hosts.rsync1.ip.replaceAll(".", "\\.")}\\n`),
     );
-    assert.match(r.stdout, /rendered by fanout \d+\.\d+\.\d+ from .*fanout\.yaml/);
+    assert.match(r.stdout, /^# Rendered by fanout \d+\.\d+\.\d+\S* from .*fanout\.yaml/);
     await Deno.mkdir(`${lab.dir}/state/rsync2`, { recursive: true });
     const conf = `${lab.dir}/rendered.conf`;
     await Deno.writeTextFile(conf, r.stdout);

@@ -1,0 +1,528 @@
+/**
+ * The push engine: keeps every downstream replica identical to this host's
+ * tree. Each replica has its own pending change set and its own state
+ * machine, so a slow or dead replica never holds the others back:
+ *
+ * ```
+ *   idle ──work pending──▶ pushing ──ok, nothing pending──▶ idle
+ *                            │  ▲ └──ok, more pending──────┘ (next push at once)
+ *          transfer failed   │  │ retry timer (full push)
+ *                            ▼  │
+ *                          backoff
+ *   pushing ──would delete more than max_delete──▶ refused ──new change, reconcile──▶ pushing
+ * ```
+ *
+ * An idle engine pushes at once; changes that arrive during a push are
+ * batched into the next one. Small change sets push only the changed paths
+ * (see push_filter.ts); large or unknown ones the whole tree. The tree goes
+ * first and the version marker last, from a snapshot taken when the push
+ * began, so a replica's marker never claims more than it was sent.
+ *
+ * @module
+ */
+
+import { type Change, ChangeSet, type Work } from "./changes.ts";
+import type { PushConfig } from "./config.ts";
+import { VERSION_MARKER } from "./defaults.ts";
+import { formatDuration } from "./duration.ts";
+import type { Logger } from "./log.ts";
+import type { Registry } from "./metrics.ts";
+import { filterRules, unfilterable } from "./push_filter.ts";
+import {
+  describeRsyncFailure,
+  rsyncArgs,
+  type RsyncJob,
+  type RsyncResult,
+  runRsync,
+} from "./rsync.ts";
+import { parseMarker, type VersionMarker } from "./version.ts";
+import { Semaphore } from "./_semaphore.ts";
+
+/** A replica to push to. */
+export interface PushTarget {
+  name: string;
+  /** `rsync://user@host:port/write-module/` */
+  url: string;
+}
+
+/** Options of {@linkcode PushEngine}. */
+export interface PushEngineOptions {
+  /** Absolute path of the tree pushed from. */
+  source: string;
+  targets: PushTarget[];
+  push: PushConfig;
+  rsync: { path: string; timeout: number; connectTimeout: number };
+  /** This host's address: pushes leave from it (`--address`). */
+  address: string;
+  passwordFile: string;
+  /** Scratch space for filter files and marker snapshots. */
+  workDir: string;
+  log: Logger;
+  registry: Registry;
+  /** Let pushes delete past max_delete until every replica has synced once. */
+  allowMassDelete?: boolean;
+}
+
+/** A replica's state, as `/status` shows it. */
+export type ReplicaState = "idle" | "pushing" | "backoff" | "refused";
+
+/** What `/status` reports per replica. */
+export interface ReplicaStatus {
+  name: string;
+  /** ok, pushing, failing or refused. */
+  state: "ok" | "pushing" | "failing" | "refused";
+  /** The version marker the replica acknowledged (last pushed), or null. */
+  version: VersionMarker | null;
+  /** Seconds its oldest unpushed change has waited (0 when in sync). */
+  lag_s: number;
+  pending_paths: number;
+  pending_full: string | null;
+  failures: number;
+  last_success: string | null;
+  last_error: string | null;
+  next_retry: string | null;
+  last_push:
+    | { kind: "full" | "scoped"; ms: number; files: number; deleted: number; bytes: number }
+    | null;
+}
+
+const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+class Replica {
+  state: ReplicaState = "idle";
+  pending: ChangeSet;
+  failures = 0;
+  lastSuccess: number | null = null;
+  lastError: string | null = null;
+  nextRetry: number | null = null;
+  retryTimer: ReturnType<typeof setTimeout> | undefined;
+  ack: VersionMarker | null = null;
+  ackText: string | null = null;
+  lastPush: ReplicaStatus["last_push"] = null;
+  synced = false;
+  inFlight: Promise<void> | null = null;
+  inFlightSince: number | null = null;
+  constructor(readonly target: PushTarget, maxPaths: number) {
+    this.pending = new ChangeSet(maxPaths);
+  }
+}
+
+/**
+ * Pushes a tree to its replicas.
+ *
+ * @example
+ * ```ts
+ * const engine = new PushEngine({ source, targets, push: fleet.push, rsync: fleet.rsync,
+ *   address: self.address, passwordFile: fleet.auth.passwordFile, workDir, log, registry });
+ * engine.start();                  // full push to every replica
+ * engine.notify([{ path: "a.txt", deep: false }]);
+ * await engine.stop();
+ * ```
+ */
+export class PushEngine {
+  #o: PushEngineOptions;
+  #replicas: Replica[];
+  #sem: Semaphore;
+  #abort = new AbortController();
+  #stopped = false;
+  #problem: string | null = null;
+  #guardTimer: ReturnType<typeof setInterval> | undefined;
+  #reconcileTimer: ReturnType<typeof setInterval> | undefined;
+  #debounce: { timer: ReturnType<typeof setTimeout>; first: number } | null = null;
+  #allowMassDelete: boolean;
+  #m;
+
+  constructor(opts: PushEngineOptions) {
+    this.#o = opts;
+    this.#replicas = opts.targets.map((t) => new Replica(t, opts.push.maxPaths));
+    this.#sem = new Semaphore(opts.push.concurrency);
+    this.#allowMassDelete = opts.allowMassDelete ?? false;
+    const r = opts.registry;
+    this.#m = {
+      pushes: r.counter(
+        "fanout_pushes_total",
+        "Pushes to replicas, by kind (scoped, full) and result.",
+      ),
+      failures: r.counter("fanout_push_failures_total", "Failed pushes, by replica."),
+      refused: r.counter(
+        "fanout_push_refused_total",
+        "Pushes refused by the max_delete guard, by replica.",
+      ),
+      bytes: r.counter("fanout_push_bytes_total", "Bytes sent to replicas, by replica."),
+      files: r.counter("fanout_push_files_total", "Files transferred to replicas, by replica."),
+      duration: r.histogram(
+        "fanout_push_duration_seconds",
+        "Push duration (tree and marker), by kind.",
+        HISTOGRAM_BUCKETS,
+      ),
+    };
+    r.gauge(
+      "fanout_replica_lag_seconds",
+      "Age of the oldest change not yet on the replica.",
+      () => this.status().map((s) => [{ replica: s.name }, s.lag_s]),
+    );
+    r.gauge(
+      "fanout_replica_version_seq",
+      "seq of the version marker the replica acknowledged.",
+      () => this.status().map((s) => [{ replica: s.name }, s.version?.seq ?? -1]),
+    );
+    r.gauge(
+      "fanout_replica_failing",
+      "1 while pushes to the replica fail or are refused.",
+      () =>
+        this.status().map((
+          s,
+        ) => [{ replica: s.name }, s.state === "failing" || s.state === "refused" ? 1 : 0]),
+    );
+  }
+
+  /** Starts with a full push to every replica and schedules the reconcile. */
+  start(): void {
+    for (const r of this.#replicas) r.pending.markFull("start");
+    this.#reconcileTimer = setInterval(() => this.requestFull("reconcile"), this.#o.push.reconcile);
+    this.#kickAll();
+  }
+
+  /** Changes seen by the watcher: queued for every replica. */
+  notify(changes: Change[]): void {
+    if (this.#stopped || changes.length === 0) return;
+    for (const r of this.#replicas) r.pending.add(changes);
+    this.#kickSoon();
+  }
+
+  /** Asks for a full push to every replica (overflow, storm, reconcile, fallback). */
+  requestFull(reason: string): void {
+    if (this.#stopped) return;
+    for (const r of this.#replicas) r.pending.markFull(reason);
+    this.#kickSoon();
+  }
+
+  /** Why nothing is being pushed (empty or vanished source), or null. */
+  problem(): string | null {
+    if (this.#problem) return this.#problem;
+    const refused = this.#replicas.find((r) => r.state === "refused");
+    return refused ? `push to ${refused.target.name} refused: ${refused.lastError}` : null;
+  }
+
+  /** Per-replica status for `/status`. */
+  status(): ReplicaStatus[] {
+    const now = Date.now();
+    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    return this.#replicas.map((r) => {
+      const since = r.pending.since ?? (r.state === "pushing" ? r.inFlightSince : null);
+      return {
+        name: r.target.name,
+        state: r.state === "idle" ? "ok" : r.state === "backoff" ? "failing" : r.state,
+        version: r.ack,
+        lag_s: since === null || since === undefined ? 0 : Math.round((now - since) / 100) / 10,
+        pending_paths: r.pending.size,
+        pending_full: r.pending.fullReason,
+        failures: r.failures,
+        last_success: iso(r.lastSuccess),
+        last_error: r.lastError,
+        next_retry: iso(r.nextRetry),
+        last_push: r.lastPush,
+      };
+    });
+  }
+
+  /** Stops pushing: kills transfers in flight and waits for them. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#reconcileTimer);
+    clearInterval(this.#guardTimer);
+    if (this.#debounce) clearTimeout(this.#debounce.timer);
+    for (const r of this.#replicas) clearTimeout(r.retryTimer);
+    this.#abort.abort();
+    await Promise.all(this.#replicas.map((r) => r.inFlight));
+  }
+
+  /** Kicks now, or after the debounce when one is configured. */
+  #kickSoon(): void {
+    const { debounce, maxDelay } = this.#o.push;
+    if (debounce <= 0) return this.#kickAll();
+    const now = Date.now();
+    const first = this.#debounce?.first ?? now;
+    if (this.#debounce) clearTimeout(this.#debounce.timer);
+    const wait = Math.max(0, Math.min(debounce, first + maxDelay - now));
+    this.#debounce = {
+      first,
+      timer: setTimeout(() => {
+        this.#debounce = null;
+        this.#kickAll();
+      }, wait),
+    };
+  }
+
+  #kickAll(): void {
+    for (const r of this.#replicas) this.#kick(r);
+  }
+
+  #kick(r: Replica): void {
+    if (this.#stopped || this.#problem) return;
+    if (r.state === "pushing" || r.state === "backoff") return;
+    if (r.pending.empty) return;
+    r.state = "pushing";
+    r.inFlightSince = r.pending.since ?? Date.now();
+    r.inFlight = this.#drain(r);
+  }
+
+  /** Pushes until the replica's pending set is empty, or a push fails. */
+  async #drain(r: Replica): Promise<void> {
+    const release = await this.#sem.acquire();
+    try {
+      while (!this.#stopped) {
+        const work = r.pending.take();
+        if (!work) break;
+        r.inFlightSince = work.since;
+        const problem = await sourceProblem(this.#o.source);
+        if (problem) {
+          this.#block(problem, r, work);
+          return;
+        }
+        const outcome = await this.#pushOnce(r, work);
+        if (outcome !== "ok") return;
+      }
+      if (r.state === "pushing") r.state = "idle";
+    } finally {
+      release();
+      r.inFlightSince = null;
+      if (r.state === "pushing") r.state = "idle";
+      // Work that arrived while the last push ran, after the loop looked.
+      if (r.state === "idle" && !r.pending.empty && !this.#stopped) {
+        queueMicrotask(() => this.#kick(r));
+      }
+    }
+  }
+
+  /** One push of `work`; returns how it ended (the state is already set). */
+  async #pushOnce(r: Replica, work: Work): Promise<"ok" | "failed" | "refused"> {
+    const t0 = performance.now();
+    const markerText = await readText(`${this.#o.source}/${VERSION_MARKER}`);
+    let kind: "full" | "scoped" = work.kind === "full" ? "full" : "scoped";
+    let changes = work.kind === "paths" ? work.changes : [];
+    if (kind === "scoped" && changes.some((c) => unfilterable(c.path))) {
+      kind = "full";
+      changes = [];
+    }
+    const reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
+    try {
+      let result: (RsyncResult & { dryRun?: boolean }) | null = null;
+      const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
+      if (guard !== null && (kind === "full" || (await anyMissing(this.#o.source, changes)))) {
+        const dry = await this.#rsync(r, kind, changes, { dryRun: true, itemize: true });
+        if (dry.code !== 0 && dry.code !== 24) {
+          return this.#failed(r, work, describeRsyncFailure(dry));
+        }
+        const deletes = dry.items.filter((l) => l.startsWith("*deleting")).length;
+        if (deletes > guard) return this.#refuse(r, work, deletes, guard);
+        // A full push that would change nothing needs no second walk.
+        if (kind === "full" && dry.items.every((l) => /^\.d\S* \.\/?$/.test(l))) result = dry;
+      }
+      result ??= await this.#rsync(r, kind, changes, {
+        maxDelete: guard ?? undefined,
+        itemize: true,
+      });
+      if (result.code !== 0 && result.code !== 24) {
+        return this.#failed(r, work, describeRsyncFailure(result));
+      }
+      const marker = markerText === null ? null : parseMarker(markerText);
+      if (markerText !== null && (kind === "full" || markerText !== r.ackText)) {
+        const m = await this.#pushMarker(r, markerText);
+        if (m.code !== 0) return this.#failed(r, work, describeRsyncFailure(m));
+        r.ack = marker;
+        r.ackText = markerText;
+      }
+      const ms = performance.now() - t0;
+      const stats = result.dryRun ? null : result.stats;
+      r.lastPush = {
+        kind,
+        ms: Math.round(ms * 10) / 10,
+        files: stats?.transferred ?? 0,
+        // --stats counts no deletions made by a daemon: count rsync's own lines.
+        deleted: stats ? result.items.filter((l) => l.startsWith("*deleting")).length : 0,
+        bytes: stats?.bytesSent ?? 0,
+      };
+      r.lastSuccess = Date.now();
+      r.lastError = null;
+      if (r.failures > 0) {
+        this.#o.log.info("replica back", { replica: r.target.name, after_failures: r.failures });
+      }
+      r.failures = 0;
+      r.nextRetry = null;
+      if (r.synced === false && kind === "full") {
+        r.synced = true;
+        if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) {
+          this.#allowMassDelete = false;
+        }
+      }
+      this.#m.pushes.inc({ replica: r.target.name, kind, result: "ok" });
+      this.#m.duration.observe(ms / 1000, { kind });
+      this.#m.bytes.inc({ replica: r.target.name }, r.lastPush.bytes);
+      this.#m.files.inc({ replica: r.target.name }, r.lastPush.files);
+      this.#o.log.info("pushed", {
+        replica: r.target.name,
+        kind,
+        reason,
+        files: r.lastPush.files,
+        deleted: r.lastPush.deleted,
+        bytes: r.lastPush.bytes,
+        version: marker?.seq,
+        ms: r.lastPush.ms,
+      });
+      return "ok";
+    } catch (e) {
+      if (this.#stopped) return "failed";
+      return this.#failed(r, work, (e as Error).message);
+    }
+  }
+
+  /** The tree run (or its dry run) for one replica. */
+  #rsync(
+    r: Replica,
+    kind: "full" | "scoped",
+    changes: Change[],
+    extra: Partial<RsyncJob>,
+  ): Promise<RsyncResult & { dryRun?: boolean }> {
+    const job = this.#job(r, {
+      delete: true,
+      // A renamed file's old name goes only once the new one is in place.
+      deleteDelay: true,
+      delayUpdates: !extra.dryRun,
+      excludes: [`/${VERSION_MARKER}`, ".~tmp~/", ...this.#o.push.exclude],
+      ...extra,
+    });
+    return (async () => {
+      if (kind === "scoped") {
+        const file = `${this.#o.workDir}/${r.target.name}.filter`;
+        await Deno.writeTextFile(file, filterRules(changes).join("\0") + "\0");
+        // --from0 must come first: rsync reads the include file when it meets the option.
+        job.extra = ["--from0", `--include-from=${file}`, "--exclude=*"];
+      }
+      const res = await runRsync(rsyncArgs(job), {
+        rsync: this.#o.rsync.path,
+        signal: this.#abort.signal,
+      });
+      return extra.dryRun ? { ...res, dryRun: true } : res;
+    })();
+  }
+
+  /** Sends the marker snapshot taken when the push began, alone. */
+  async #pushMarker(r: Replica, text: string): Promise<RsyncResult> {
+    const dir = `${this.#o.workDir}/${r.target.name}.marker`;
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, text);
+    const job = this.#job(r, {
+      source: `${dir}/`,
+      extra: [`--include=/${VERSION_MARKER}`, "--exclude=*"],
+    });
+    return await runRsync(rsyncArgs(job), {
+      rsync: this.#o.rsync.path,
+      signal: this.#abort.signal,
+    });
+  }
+
+  #job(r: Replica, over: Partial<RsyncJob>): RsyncJob {
+    return {
+      source: `${this.#o.source}/`,
+      dest: r.target.url,
+      address: this.#o.address,
+      passwordFile: this.#o.passwordFile,
+      timeout: this.#o.rsync.timeout,
+      connectTimeout: this.#o.rsync.connectTimeout,
+      ...over,
+    };
+  }
+
+  #failed(r: Replica, _work: Work, error: string): "failed" {
+    r.failures++;
+    r.lastError = error;
+    r.state = "backoff";
+    // Whatever was half done, the next attempt re-checks the whole tree.
+    r.pending.markFull("retry after failure");
+    const { retryMin, retryMax } = this.#o.push;
+    const base = Math.min(retryMax, retryMin * 2 ** (r.failures - 1));
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    r.nextRetry = Date.now() + delay;
+    this.#m.failures.inc({ replica: r.target.name });
+    this.#m.pushes.inc({ replica: r.target.name, kind: "any", result: "error" });
+    this.#o.log.error("push failed", {
+      replica: r.target.name,
+      error,
+      failures: r.failures,
+      retry_in: formatDuration(delay),
+    });
+    r.retryTimer = setTimeout(() => {
+      r.state = "idle";
+      r.nextRetry = null;
+      this.#kick(r);
+    }, delay);
+    return "failed";
+  }
+
+  #refuse(r: Replica, work: Work, deletes: number, max: number): "refused" {
+    r.state = "refused";
+    r.lastError = `would delete ${deletes} entries, more than push.max_delete ${max}; ` +
+      "nothing was deleted (restore the source, raise push.max_delete, or restart with --allow-mass-delete)";
+    // Keep the work: a later change or the reconcile re-checks it.
+    if (work.kind === "full") r.pending.markFull(work.reason);
+    else r.pending.add(work.changes);
+    this.#m.refused.inc({ replica: r.target.name });
+    this.#o.log.error("push refused", { replica: r.target.name, deletes, max_delete: max });
+    return "refused";
+  }
+
+  /** The source is empty or gone: hold every push, re-check every second. */
+  #block(problem: string, r: Replica, work: Work): void {
+    if (work.kind === "full") r.pending.markFull(work.reason);
+    else r.pending.add(work.changes);
+    r.state = "idle";
+    if (this.#problem === null) {
+      this.#problem = problem;
+      this.#o.log.error("not pushing", { reason: problem });
+      this.#guardTimer = setInterval(async () => {
+        if (await sourceProblem(this.#o.source)) return;
+        clearInterval(this.#guardTimer);
+        this.#problem = null;
+        this.#o.log.info("source tree is back; full push", {});
+        this.requestFull("source back");
+      }, 1000);
+    }
+  }
+}
+
+/**
+ * Why the tree at `root` must not be pushed, or null: missing, not a
+ * directory, or empty (an unmounted disk looks like an empty mount point).
+ */
+export async function sourceProblem(root: string): Promise<string | null> {
+  try {
+    const st = await Deno.stat(root);
+    if (!st.isDirectory) return `source tree ${root} is not a directory`;
+  } catch {
+    return `source tree ${root} is missing (unmounted disk?); not pushing, replicas keep their files`;
+  }
+  for await (const e of Deno.readDir(root)) {
+    if (e.name !== VERSION_MARKER && e.name !== ".~tmp~") return null;
+  }
+  return `source tree ${root} is empty (unmounted disk?); not pushing, replicas keep their files`;
+}
+
+async function anyMissing(root: string, changes: Change[]): Promise<boolean> {
+  for (const c of changes) {
+    try {
+      await Deno.lstat(`${root}/${c.path}`);
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
+async function readText(path: string): Promise<string | null> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return null;
+  }
+}

@@ -38,6 +38,12 @@ const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "fanout-bench-" })
 const thirdParty: Deno.ChildProcess[] = [];
 try {
   await lab.fleet({ replicas: ["rsync2"], proxy: true });
+  // Production check intervals (the lab's are 200ms, for fast tests), for every proxy alike.
+  const fleetText = await Deno.readTextFile(lab.fleetFile);
+  await Deno.writeTextFile(
+    lab.fleetFile,
+    fleetText.replace(/^ {2}interval: .*\n/m, "").replace(/^ {2}check_timeout: .*\n/m, ""),
+  );
   const r1 = lab.hosts.rsync1;
   const r2 = lab.hosts.rsync2;
   const treeBytes = await makeTree(r1.path);

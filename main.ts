@@ -22,7 +22,6 @@ const ROLES: Record<string, Runner> = {
   publish: async (c) => (await import("./roles/publish.ts")).run(c.opts),
 };
 
-
 /** Runs fanout with `argv`; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes("json") && argv.some((a) => a.startsWith("--log-format"));

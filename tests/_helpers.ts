@@ -143,7 +143,8 @@ let netCounter = 0;
 export interface FleetSpec {
   /** Replica names, or entries with an upstream. Default: two replicas. */
   replicas?: (string | { name: string; upstream?: string })[];
-  proxy?: boolean;
+  /** A proxy on .200; an object adds its keys to the proxy section (e.g. `{ max_connections: 50 }`). */
+  proxy?: boolean | Record<string, string | number | boolean>;
   publisher?: boolean;
   /** Extra YAML appended at the end (sections not otherwise written). */
   extra?: string;
@@ -172,6 +173,7 @@ export class Lab {
   readonly secrets: string;
   readonly password: string;
   #procs: Proc[] = [];
+  #argv = new Map<Proc, string[]>();
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
 
@@ -272,6 +274,9 @@ export class Lab {
         `  health: ${ip}:${this.hosts.proxy.health}`,
         "  interval: 200ms",
         "  check_timeout: 500ms",
+        ...(typeof spec.proxy === "object"
+          ? Object.entries(spec.proxy).map(([k, v]) => `  ${k}: ${v}`)
+          : []),
       );
     }
     for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {
@@ -282,6 +287,23 @@ export class Lab {
     this.fleetFile = `${this.dir}/fanout.yaml`;
     await Deno.writeTextFile(this.fleetFile, lines.join("\n") + "\n");
     return this.fleetFile;
+  }
+
+  /**
+   * Writes an executable `fanout` wrapper (`deno run … main.ts "$@"`) into the
+   * lab dir and returns its path: what a fleet file's `binary:` names, so a
+   * rendered hook or cron line runs this checkout.
+   */
+  async wrapper(): Promise<string> {
+    const bin = `${this.dir}/bin/fanout`;
+    await Deno.mkdir(`${this.dir}/bin`, { recursive: true });
+    await Deno.writeTextFile(
+      bin,
+      `#!/bin/sh\nexec "${Deno.execPath()}" run -A --quiet --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(bin, 0o755);
+    return bin;
   }
 
   /** Starts `fanout <args>` in the background; stopped at `close()`. */
@@ -297,6 +319,7 @@ export class Lab {
     }).spawn();
     const p = new Proc(child);
     this.#procs.push(p);
+    this.#argv.set(p, args);
     return p;
   }
 
@@ -325,9 +348,27 @@ export class Lab {
     return p;
   }
 
+  /** Starts the proxy and waits until it says it is ready. */
+  async proxy(extra: string[] = []): Promise<Proc> {
+    const p = this.spawn(["--role", "proxy", "-c", this.fleetFile, ...extra]);
+    await p.waitFor(/msg=ready/);
+    return p;
+  }
+
   /** Stops every process this lab started, and any rsync daemon they left. */
   async close(keepDir = false): Promise<void> {
     await Promise.all(this.#procs.map((p) => p.stop("SIGTERM", 5_000)));
+    if (keepDir) {
+      // What each process said, to read next to the trees it left.
+      await Deno.mkdir(`${this.dir}/logs`, { recursive: true });
+      for (const [i, p] of this.#procs.entries()) {
+        const argv = (this.#argv.get(p) ?? []).join(" ");
+        await Deno.writeTextFile(
+          `${this.dir}/logs/${String(i).padStart(3, "0")}-${p.pid}.log`,
+          `$ fanout ${argv}\nexit ${p.exited?.code}\n${p.stdout}${p.stderr}`,
+        );
+      }
+    }
     // A fanout killed with SIGKILL leaves its daemon: find it by pid file.
     try {
       for await (const e of Deno.readDir(`${this.dir}/state`)) {
@@ -359,10 +400,15 @@ function serverLines(h: LabHost): string[] {
 /** Runs `body` with a fresh lab, always closing it. */
 export async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> {
   const lab = await Lab.create();
+  // FANOUT_KEEP_LAB=1 keeps a failed test's lab dir (logs, trees, state) to look at.
+  let failed = true;
   try {
     await body(lab);
+    failed = false;
   } finally {
-    await lab.close();
+    const keep = failed && Deno.env.get("FANOUT_KEEP_LAB") === "1";
+    if (keep) console.error(`lab kept: ${lab.dir}`);
+    await lab.close(keep);
   }
 }
 

@@ -287,9 +287,13 @@ export class TreeWatcher {
     for (const abs of paths) {
       const rel = this.#relative(abs);
       if (rel === undefined) continue; // Deno maps some symlink events outside the tree
-      if (
-        rel === "" || DELAY_DIR.test(rel) || RSYNC_TEMP.test(rel) || this.#exclude.excluded(rel)
-      ) {
+      if (rel === "" || DELAY_DIR.test(rel) || this.#exclude.excluded(rel)) continue;
+      if (RSYNC_TEMP.test(rel)) {
+        // An incoming rsync's temp file: writing it is no change, but a push
+        // that walked its directory meanwhile copied it downstream, so its
+        // going away is one (the next push deletes that copy).
+        const gone = evKind === "remove" || (evKind === "rename" && lstatSync(abs) === null);
+        if (gone) this.#batch.push({ path: rel, deep: false });
         continue;
       }
       const kind = evKind === "modify" ? "modify" : evKind === "remove" ? "remove" : "other";

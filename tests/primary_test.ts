@@ -360,3 +360,26 @@ for d in range(200):
     assert.match(primary.stderr, /event storm/);
   });
 });
+
+Deno.test("primary: an rsync in-flight file a push copied is deleted downstream once it is gone", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"] });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "seed.txt": "seed\n" });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    await converged(lab, ["rsync2"]);
+    // What the tree looks like while an rsync (a publish) is writing into it: a
+    // new directory holding the receiver's temp file. The push of the new
+    // directory copies whatever is in it.
+    const staged = `${lab.dir}/staged`;
+    await writeTree(staged, { "new/.big.bin.Ab3dE9": "half of it" });
+    await Deno.rename(`${staged}/new`, `${src}/new`);
+    const copy = `${lab.hosts.rsync2.path}/new/.big.bin.Ab3dE9`;
+    await waitFor("the in-flight file copied to rsync2", () => Deno.lstat(copy).catch(() => null));
+    // The receiver finishes: its temp file becomes the real one.
+    await Deno.writeTextFile(`${src}/new/.big.bin.Ab3dE9`, "all of it");
+    await Deno.rename(`${src}/new/.big.bin.Ab3dE9`, `${src}/new/big.bin`);
+    await converged(lab, ["rsync2"]);
+  });
+});

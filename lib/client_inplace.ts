@@ -7,6 +7,7 @@
  */
 
 import type { ApplyContext, TreeLayout } from "./client.ts";
+import { VERSION_MARKER } from "./defaults.ts";
 import { writeDestMarker } from "./client_safety.ts";
 import type { Drift } from "./client_drift.ts";
 import { baseJob, type ClientJob } from "./client_job.ts";
@@ -40,8 +41,16 @@ export function inPlace(job: ClientJob): TreeLayout {
       const base = baseJob(job, job.dest);
       const listed = [...drift.changed, ...drift.missing].map((i) => i.path);
       const all = [...listed, ...drift.extra.map((i) => i.path)];
+      // A new version (the marker among the differences) comes whole from
+      // one connection. The comparison and the transfer are two connections:
+      // behind a balancer they may reach two servers, and while a version
+      // travels (or a push lands in between) those hold two versions. The
+      // list of one applied with the files and marker of the other leaves a
+      // tree that is neither, under the newer marker, which the fast path
+      // and --watch then trust.
+      const newVersion = listed.includes(VERSION_MARKER);
       if (
-        ctx.state === "marked" && !drift.escaped && all.length <= LISTED_MAX &&
+        ctx.state === "marked" && !newVersion && !drift.escaped && all.length <= LISTED_MAX &&
         all.every(plainPath)
       ) {
         let r: RsyncResult | null = null;

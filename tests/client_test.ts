@@ -1,7 +1,17 @@
 // The client role end to end: a real replica daemon on a loopback alias, real
 // client directories, the fanout CLI run as cron would run it.
 import assert from "node:assert/strict";
-import { assertSameTree, type Lab, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
+import {
+  assertSameTree,
+  diffTrees,
+  http,
+  type Lab,
+  rsync,
+  sh,
+  waitFor,
+  withLab,
+  writeTree,
+} from "./_helpers.ts";
 import { acquireLock } from "../lib/file_lock.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -471,6 +481,59 @@ Deno.test("client: the server unreachable: one clear line, exit 3, dest untouche
     assert.equal(typo.code, 3);
     assert.match(typo.stderr, /rsync exit 5 .*@ERROR: Unknown module 'plugns'/);
     assert.equal(await listing(s.dest), before);
+  });
+});
+
+Deno.test("client: when the comparison and the transfer reach servers at two versions, dest ends at one of them", async () => {
+  await withLab(async (lab) => {
+    // Behind a balancer each rsync connection may reach another server, and
+    // while a version travels the servers hold different ones.
+    const dest = `${lab.dir}/apps/plugins`;
+    await lab.fleet({
+      replicas: ["rsync2", "rsync3"],
+      proxy: { backends: "[rsync2, rsync3]", version_grace: "1h" },
+      client: { dest, retries: 0 },
+    });
+    const v1 = {
+      "a.txt": "a1\n",
+      "b.txt": "b1\n",
+      "gone/x.txt": "x\n",
+      ".fanout-version": marker(1),
+    };
+    const [r2, r3] = [lab.hosts.rsync2.path, lab.hosts.rsync3.path];
+    await writeTree(r2, v1);
+    assert.equal((await sh("cp", ["-a", `${r2}/.`, r3])).code, 0, "the same tree, mtimes too");
+    await lab.server("replica", "rsync2");
+    await lab.server("replica", "rsync3");
+    await lab.proxy();
+    const client = () =>
+      lab.run(["--role", "client", "-c", lab.fleetFile, "--name", NAME, "--no-splay"]);
+    assert.equal((await client()).code, 0);
+    await assertSameTree(r2, dest, OURS);
+
+    // rsync2 got version 2, rsync3 already version 3 (which deletes gone/ and adds c.txt).
+    await writeTree(r2, { "b.txt": "b2\n", ".fanout-version": marker(2) });
+    await Deno.remove(`${r3}/gone`, { recursive: true });
+    await writeTree(r3, { "b.txt": "b3\n", "c.txt": "c3\n", ".fanout-version": marker(3) });
+    // Round robin: line it up so the comparison reaches rsync2 and the transfer rsync3.
+    const px = lab.hosts.proxy;
+    const served = async () => {
+      const st = JSON.parse((await http(`http://${px.ip}:${px.health}/status`)).body);
+      return st.backends.map((b: { connections: number }) => b.connections).join(",");
+    };
+    for (let i = 0; i < 2; i++) {
+      const before = await served();
+      const probe = await rsync(["--list-only", `rsync://${px.ip}:${px.port}/plugins/a.txt`]);
+      assert.equal(probe.code, 0, probe.stderr);
+      const [n2, n3] = (await served()).split(",").map(Number);
+      const [b2, b3] = before.split(",").map(Number);
+      if (n3 > b3 && n2 === b2) break; // rsync3 took the probe: rsync2 is next
+    }
+    const r = await client();
+    assert.equal(r.code, 0, r.stderr);
+    const d2 = await diffTrees(r2, dest, OURS);
+    const d3 = await diffTrees(r3, dest, OURS);
+    assert.ok(d2 === "" || d3 === "", `dest is neither version 2 nor version 3:\n${d3}`);
   });
 });
 

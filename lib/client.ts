@@ -162,6 +162,9 @@ async function syncSteps(
 
   const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
   const applied = await retrying(job, "sync", async () => {
+    // An attempt cut mid-transfer left its staging dirs; the source may have
+    // changed since, so what it staged may never be sent (nor cleaned) again.
+    await recoverInterrupted(job, () => layout.recover());
     const drift = await compare(job, current ?? job.dest, { adopt: state === "adopt" });
     result.server = drift.server;
     result.drift = driftCount(drift);

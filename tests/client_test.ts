@@ -286,6 +286,38 @@ Deno.test("client: a run killed mid-transfer leaves no partial file; the next ru
   });
 });
 
+Deno.test("client: a transfer cut by the server and retried leaves no staging dir behind", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, {
+      files: { "a/small.txt": "staged first\n" },
+      client: { retries: 2 },
+    });
+    await Deno.mkdir(`${s.src}/zz`);
+    const big = await Deno.open(`${s.src}/zz/big.bin`, { write: true, create: true });
+    await big.truncate(1 << 28); // sparse: cheap to make, slow enough to send
+    big.close();
+    const h = lab.hosts.rsync2;
+    const daemon = JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body).daemon.pid;
+    const run = s.client();
+    // a/small.txt is done (staged in a/.~tmp~ until the end), zz/big.bin on its way:
+    // the server's process for this connection dies.
+    await waitFor(
+      "a/small.txt staged",
+      () => Deno.stat(`${s.dest}/a/.~tmp~/small.txt`).catch(() => null),
+      20_000,
+      5,
+    );
+    const children = (await sh("pgrep", ["-P", String(daemon)])).stdout.trim().split("\n");
+    for (const pid of children.filter(Boolean)) Deno.kill(Number(pid), "SIGKILL");
+    // Before the retry, the source drops the staged file.
+    await Deno.remove(`${s.src}/a/small.txt`);
+    const r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await sh("find", [s.dest, "-name", ".~tmp~"])).stdout, "", "no staging dir left");
+    await assertSameTree(s.src, s.dest, OURS);
+  });
+});
+
 Deno.test("client: overlapping runs: the second exits 5, quietly unless --verbose", async () => {
   await withLab(async (lab) => {
     const s = await setup(lab);

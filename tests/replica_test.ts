@@ -67,6 +67,34 @@ Deno.test("replica: the write module takes its upstream with the password, nobod
   });
 });
 
+Deno.test("replica: a burst of 600 connections at once is accepted at once (listen backlog)", async () => {
+  await withLab(async (lab) => {
+    const { r2 } = await startReplica(lab);
+    // A balancer opens a connection per client: at :00, hundreds in the same
+    // instant. A full accept queue drops SYNs (the retry comes 1 s later), and
+    // a balancer's connect timeout then calls a healthy server down.
+    const conns: Deno.TcpConn[] = [];
+    const slow: number[] = [];
+    await Promise.all(Array.from({ length: 600 }, async () => {
+      const t0 = performance.now();
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), 3000);
+      try {
+        conns.push(await Deno.connect({ hostname: r2.ip, port: r2.port, signal: ac.signal }));
+      } catch {
+        /* counted below */
+      } finally {
+        clearTimeout(timer);
+      }
+      const ms = performance.now() - t0;
+      if (ms > 500) slow.push(Math.round(ms));
+    }));
+    for (const c of conns) c.close();
+    assert.equal(conns.length, 600);
+    assert.deepEqual(slow, [], "connects that waited for a SYN retransmit (ms)");
+  });
+});
+
 Deno.test("replica: a killed daemon is restarted; /healthz is 503 in between", async () => {
   await withLab(async (lab) => {
     const { r2, proc } = await startReplica(lab);
@@ -186,6 +214,7 @@ Deno.test("render rsyncd: the rendered file is accepted by a real daemon", async
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /socket options = TCP_NODELAY/);
     assert.match(r.stdout, /reverse lookup = no/);
+    assert.match(r.stdout, /^listen backlog = 1024$/m);
     assert.match(
       r.stdout,
       new RegExp(`hosts allow = ${lab.hosts.rsync1.ip.replaceAll(".", "\\.")}\\n`),

@@ -90,8 +90,9 @@ export class GitRepo {
   /** The tree of `commit` as `git archive` writes it, extracted into `dir`. */
   async archive(commit: string, dir: string): Promise<string> {
     await Deno.mkdir(dir, { recursive: true });
+    // From the bare repository: it has every developer's pushed commits.
     const r = await sh("sh", ["-c", `git archive ${commit} | tar -x -C "${dir}"`], {
-      cwd: this.work,
+      cwd: this.bare,
     });
     assert.equal(r.code, 0, r.stderr);
     return dir;

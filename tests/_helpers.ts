@@ -174,6 +174,7 @@ export class Lab {
   readonly password: string;
   #procs: Proc[] = [];
   #argv = new Map<Proc, string[]>();
+  #mounted = false;
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
 
@@ -186,10 +187,20 @@ export class Lab {
     this.password = `${dir}/push.password`;
   }
 
-  /** Makes a lab with secrets files in place (mode 600). */
-  static async create(): Promise<Lab> {
+  /**
+   * Makes a lab with secrets files in place (mode 600). `tmpfs` mounts a
+   * private tmpfs on the lab dir when this process may (root), for tests that
+   * create tens of thousands of files: creating a file on this machine's disk
+   * costs ~0.7 ms of kernel time (20,000 files: 14 s; on a tmpfs, 0.4 s).
+   */
+  static async create(opts: { tmpfs?: boolean } = {}): Promise<Lab> {
     const dir = await Deno.makeTempDir({ prefix: "fanout-test-" });
+    const mounted = opts.tmpfs === true &&
+      (await sh("mount", ["-t", "tmpfs", "-o", "size=4g,mode=0700", "fanout-lab", dir]).catch(
+          () => null,
+        ))?.code === 0;
     const lab = new Lab(dir);
+    lab.#mounted = mounted;
     await Deno.writeTextFile(lab.secrets, "fanout:lab-secret-1234\n", { mode: 0o600 });
     await Deno.writeTextFile(lab.password, "lab-secret-1234\n", { mode: 0o600 });
     await Deno.chmod(lab.secrets, 0o600);
@@ -383,7 +394,15 @@ export class Lab {
         }
       }
     } catch { /* no state dir */ }
-    if (!keepDir) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    if (keepDir) {
+      if (this.#mounted) console.error(`(a tmpfs: umount ${this.dir} when done)`);
+      return;
+    }
+    if (this.#mounted) {
+      // Lazy: a killed daemon's child may still hold a cwd in it for a moment.
+      await sh("umount", ["-l", this.dir]).catch(() => {});
+    }
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
 
@@ -397,9 +416,12 @@ function serverLines(h: LabHost): string[] {
   ];
 }
 
-/** Runs `body` with a fresh lab, always closing it. */
-export async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> {
-  const lab = await Lab.create();
+/** Runs `body` with a fresh lab, always closing it (options as {@linkcode Lab.create}). */
+export async function withLab(
+  body: (lab: Lab) => Promise<void>,
+  opts: { tmpfs?: boolean } = {},
+): Promise<void> {
+  const lab = await Lab.create(opts);
   // FANOUT_KEEP_LAB=1 keeps a failed test's lab dir (logs, trees, state) to look at.
   let failed = true;
   try {

@@ -4,7 +4,16 @@
 // by `git push`, and faults no single role's tests cover. Every test ends with
 // every host holding exactly a commit's tree and no process left behind.
 import assert from "node:assert/strict";
-import { assertSameTree, diffTrees, rsync, sh, sleep, waitFor, withLab } from "./_helpers.ts";
+import {
+  assertSameTree,
+  diffTrees,
+  type Lab,
+  rsync,
+  sh,
+  sleep,
+  waitFor,
+  withLab,
+} from "./_helpers.ts";
 import {
   assertNothingLeft,
   DEST_MARKER,
@@ -15,8 +24,14 @@ import {
   Topology,
 } from "./_fleet.ts";
 
+/**
+ * Ten hosts' trees on one machine: on a tmpfs when one has room, where
+ * creating 20,000 files takes 0.4 s instead of 14 s of kernel time here.
+ */
+const fleetLab = (body: (lab: Lab) => Promise<void>) => withLab(body, { tmpfs: true });
+
 Deno.test("fleet: every git push reaches every server and every client, exactly", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab);
     // Two clients keep current with --watch from the start (an empty fleet
     // included); the other three run as cron runs them.
@@ -110,7 +125,7 @@ interface TimedRun {
 }
 
 Deno.test("fault: a replica killed behind the proxy while clients pull: no client run fails", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab, { push: FAST_RETRY });
     const v1 = await t.publish({ ...smallTree(1500, "v1"), "lib/util.php": "<?php // v1\n" });
     await t.converged(v1, { clients: [] });
@@ -160,7 +175,7 @@ Deno.test("fault: a replica killed behind the proxy while clients pull: no clien
 });
 
 Deno.test("fault: a client killed mid-sync through the proxy leaves no partial file; its next run completes", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab, { clients: ["c1", "c2"] });
     const size = 24 << 20;
     const big = await bigFiles(t, 4, 24);
@@ -209,7 +224,7 @@ Deno.test("fault: a client killed mid-sync through the proxy leaves no partial f
 });
 
 Deno.test("fault: two pushes at once: both publishes go through the hook, every host ends at the newer", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab, { clients: ["c1", "c2"] });
     const v1 = await t.publish(smallTree(30, "v1"));
     await t.converged(v1);
@@ -258,7 +273,7 @@ Deno.test("fault: two pushes at once: both publishes go through the hook, every 
 });
 
 Deno.test("fault: a storm of 20,000 files in one second on the primary reaches every replica and every client", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab);
     const v1 = await t.publish(smallTree(20, "v1"));
     await t.converged(v1, { clients: [] });
@@ -302,7 +317,7 @@ for d in range(200):
 });
 
 Deno.test("fault: a flood of 2,000 connections at the proxy breaks no transfer in progress", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab, { clients: ["c1", "c2", "c3"] });
     await bigFiles(t, 2, 16);
     const v1 = await t.publish({ ...smallTree(200, "v1") });
@@ -368,7 +383,7 @@ Deno.test("fault: a flood of 2,000 connections at the proxy breaks no transfer i
 });
 
 Deno.test("hostile: a fleet file with secrets in the wrong mode is refused by every role that needs them", async () => {
-  await withLab(async (lab) => {
+  await fleetLab(async (lab) => {
     const t = await Topology.start(lab, { clients: ["c1"] });
     const v1 = await t.publish(smallTree(10, "v1"));
     await t.converged(v1);

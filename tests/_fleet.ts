@@ -193,8 +193,11 @@ export class Topology {
     return `${this.lab.dir}/state/${name}`;
   }
 
-  /** The command line of client `name`, as its cron line runs it (plus `extra`). */
-  clientArgs(name: string, extra: string[] = []): string[] {
+  /**
+   * The command line of client `name`, as its cron line runs it (plus
+   * `extra`); `--no-splay` unless `opts.splay`.
+   */
+  clientArgs(name: string, extra: string[] = [], opts: { splay?: boolean } = {}): string[] {
     return [
       "--role",
       "client",
@@ -202,7 +205,7 @@ export class Topology {
       this.fleetFile,
       "--name",
       name,
-      "--no-splay",
+      ...(opts.splay ? [] : ["--no-splay"]),
       "--dest",
       this.dest(name),
       ...extra,
@@ -216,9 +219,13 @@ export class Topology {
   }
 
   /** Starts client `name` in the background (e.g. `--watch`). */
-  async spawnClient(name: string, extra: string[] = []): Promise<Proc> {
+  async spawnClient(
+    name: string,
+    extra: string[] = [],
+    opts: { splay?: boolean } = {},
+  ): Promise<Proc> {
     await Deno.mkdir(this.dest(name).replace(/\/[^/]*$/, ""), { recursive: true });
-    return this.lab.spawn(this.clientArgs(name, extra));
+    return this.lab.spawn(this.clientArgs(name, extra, opts));
   }
 
   /** Starts `--watch` on each of `names` and waits until each says it watches. */

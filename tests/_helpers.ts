@@ -143,7 +143,7 @@ let netCounter = 0;
 export interface FleetSpec {
   /** Replica names, or entries with an upstream. Default: two replicas. */
   replicas?: (string | { name: string; upstream?: string })[];
-  /** A proxy on .200; an object adds its keys to the proxy section (e.g. `{ max_connections: 50 }`). */
+  /** A proxy on .200; an object adds (or overrides) keys of its section (e.g. `{ max_connections: 50 }`). */
   proxy?: boolean | Record<string, string | number | boolean>;
   publisher?: boolean;
   /** Extra YAML appended at the end (sections not otherwise written). */
@@ -283,11 +283,11 @@ export class Lab {
         "proxy:",
         `  listen: ${ip}:${this.hosts.proxy.port}`,
         `  health: ${ip}:${this.hosts.proxy.health}`,
-        "  interval: 200ms",
-        "  check_timeout: 500ms",
-        ...(typeof spec.proxy === "object"
-          ? Object.entries(spec.proxy).map(([k, v]) => `  ${k}: ${v}`)
-          : []),
+        ...Object.entries({
+          interval: "200ms",
+          check_timeout: "500ms",
+          ...(typeof spec.proxy === "object" ? spec.proxy : {}),
+        }).map(([k, v]) => `  ${k}: ${v}`),
       );
     }
     for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {

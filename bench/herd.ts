@@ -1,0 +1,272 @@
+// Benchmark: a herd of clients against three replicas behind fanout's proxy.
+//
+// The cron-at-:00 case: N clients (`fanout --role client`, each its own host
+// name and dest, as cron runs them) started in the same second with
+// --no-splay, then the same fleet with the per-host splay. Each mode runs
+// three scenarios: a cold start (every client fetches the whole tree), a new
+// version (a few files changed), and a no-op run (nothing changed: the
+// steady state of a cron client, which compares the whole tree every run).
+//
+// Measured per scenario: time until every client is done, client run times,
+// failures (every client must end identical to the primary), retries the
+// clients made, connections the proxy refused (its /metrics), "max
+// connections" refusals in the daemons' logs, the proxy's peak of active
+// connections, and CPU seconds of the three replicas' rsync daemons (their
+// forked children included, from /proc/<pid>/stat) and of the proxy.
+//
+//   deno run -A bench/herd.ts [--clients 200] [--files 5000] [--quick]
+//
+// --quick: 50 clients and 1,000 files. The splay keeps the production arrival
+// rate: the default 30 s for 200 clients, scaled with the client count (50
+// clients: 7.5 s), so each replica sees the same connections per second.
+//
+// Everything runs on one machine: the clients' own start-up (a Deno process
+// each) competes with the servers for the same cores, so wall times are an
+// upper bound; the servers' CPU seconds are what a real replica would spend.
+import { parseArgs } from "node:util";
+import { diffTrees, http, Lab, type Proc, sleep } from "../tests/_helpers.ts";
+import { DEST_MARKER, smallTree, Topology } from "../tests/_fleet.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean" },
+    clients: { type: "string" },
+    files: { type: "string" },
+  },
+});
+const quick = args.values.quick ?? false;
+const CLIENTS = Number(args.values.clients ?? (quick ? 50 : 200));
+const FILES = Number(args.values.files ?? (quick ? 1000 : 5000));
+/** The default splay (30 s for a fleet of 200), scaled to keep the arrival rate. */
+const SPLAY_MS = Math.round(30_000 * CLIENTS / 200);
+const TICK = 100; // USER_HZ: /proc/<pid>/stat counts in 1/100 s on Linux
+
+interface Row {
+  mode: string;
+  scenario: string;
+  wallS: number;
+  p50: number;
+  p95: number;
+  max: number;
+  failed: number;
+  diverged: number;
+  retries: number;
+  proxyRefused: number;
+  daemonRefused: number;
+  peakProxy: number;
+  daemonCpu: number;
+  proxyCpu: number;
+}
+
+async function main(): Promise<void> {
+  const lab = await Lab.create({ tmpfs: true });
+  const rows: Row[] = [];
+  try {
+    const names = Array.from({ length: CLIENTS }, (_, i) => `c${String(i + 1).padStart(3, "0")}`);
+    console.error(
+      `herd: ${CLIENTS} clients, ${FILES}-file tree, splay ${SPLAY_MS} ms; starting the fleet…`,
+    );
+    const t = await Topology.start(lab, {
+      clients: names,
+      replicas: ["rsync2", "rsync3", "rsync4"],
+      // Clients reach the three replicas only, as in the hand-made setup.
+      proxy: { backends: "[rsync2, rsync3, rsync4]", interval: "1s", check_timeout: "1s" },
+      // Production-like client settings: a 10 s connect timeout, 3 retries.
+      client: { connect_timeout: "10s", retries: 3 },
+    });
+    const files = tree(FILES, "v1");
+    const v1 = await t.publish(files);
+    await t.converged(v1, { clients: [] });
+    const bytes = Object.values(files).reduce((n, s) => n + s.length, 0);
+    console.error(`tree: ${FILES} files, ${(bytes / 1e6).toFixed(1)} MB`);
+
+    let version = 1;
+    for (const [mode, splay] of [["same second", false], ["splay", true]] as const) {
+      // Fresh dests for each mode's cold start.
+      for (const n of names) await Deno.remove(t.dest(n), { recursive: true }).catch(() => {});
+      for (const n of names) {
+        await Deno.remove(t.clientState(n), { recursive: true }).catch(() => {});
+      }
+      for (const scenario of ["cold start", "new version", "no-op"] as const) {
+        if (scenario === "new version") {
+          version++;
+          const change: Record<string, string> = {};
+          for (let i = 0; i < 10; i++) {
+            change[`src/m${i % 4}/f${i * 7}.php`] = `<?php // v${version} ${i}\n`;
+          }
+          const c = await t.publish(change);
+          await t.converged(c, { clients: [] });
+        }
+        console.error(`${mode}: ${scenario}…`);
+        rows.push(await herd(t, names, mode, scenario, splay));
+      }
+    }
+    await t.shutdown();
+  } finally {
+    await lab.close();
+  }
+  print(rows);
+}
+
+/** Files of a plugin tree: PHP sources and a few larger assets. */
+function tree(n: number, tag: string): Record<string, string> {
+  const out = smallTree(n, tag);
+  for (const p of Object.keys(out)) out[p] = out[p].repeat(1 + (p.length % 40) * 20);
+  for (let i = 0; i < Math.max(1, n / 200); i++) {
+    out[`assets/img${i}.bin`] = "\x89PNG".repeat(25_000);
+  }
+  return out;
+}
+
+async function herd(
+  t: Topology,
+  names: string[],
+  mode: string,
+  scenario: string,
+  splay: boolean,
+): Promise<Row> {
+  const lab = t.lab;
+  const replicas = ["rsync2", "rsync3", "rsync4"];
+  const daemonPids = await Promise.all(
+    replicas.map(async (r) => Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`))),
+  );
+  const proxyPid = t.procs.get("proxy")!.pid;
+  const cpu0 = { daemons: daemonPids.map(cpuOf), proxy: cpuOf(proxyPid) };
+  const refused0 = await proxyRefused(t);
+  const logged0 = await Promise.all(replicas.map((r) => maxConnLines(lab, r)));
+
+  let peak = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      try {
+        peak = Math.max(peak, (await t.proxyStatus()).connections.active);
+      } catch { /* busy */ }
+      await sleep(100);
+    }
+  })();
+
+  const t0 = performance.now();
+  const procs: Proc[] = [];
+  for (const n of names) {
+    procs.push(
+      await t.spawnClient(n, [
+        "--log-level",
+        "debug",
+        ...(splay ? ["--splay", `${SPLAY_MS}ms`] : []),
+      ], {
+        splay,
+      }),
+    );
+  }
+  const ends = await Promise.all(procs.map(async (p) => {
+    const st = await p.status();
+    return { code: st.code, ms: performance.now() - t0, stderr: p.stderr };
+  }));
+  const wall = performance.now() - t0;
+  sampling = false;
+  await sampler;
+
+  const cpu1 = { daemons: daemonPids.map(cpuOf), proxy: cpuOf(proxyPid) };
+  const refused1 = await proxyRefused(t);
+  const logged1 = await Promise.all(replicas.map((r) => maxConnLines(lab, r)));
+  // Run times from each client's status file (splay excluded).
+  const durations: number[] = [];
+  for (const n of names) {
+    try {
+      const st = JSON.parse(await Deno.readTextFile(`${t.clientState(n)}/client-status.json`));
+      durations.push(st.duration_ms);
+    } catch { /* a client that never wrote one failed */ }
+  }
+  durations.sort((a, b) => a - b);
+  const failed = ends.filter((e) => e.code !== 0);
+  for (const f of failed.slice(0, 3)) {
+    console.error(`  failed (exit ${f.code}): ${lastLine(f.stderr)}`);
+  }
+  let diverged = 0;
+  const src = lab.hosts.rsync1.path;
+  for (let i = 0; i < names.length; i += 8) {
+    const diffs = await Promise.all(
+      names.slice(i, i + 8).map((n) => diffTrees(src, t.dest(n), [DEST_MARKER])),
+    );
+    diverged += diffs.filter((d) => d !== "").length;
+  }
+  const q = (p: number) =>
+    durations[Math.min(durations.length - 1, Math.floor(p * durations.length))] ?? NaN;
+  return {
+    mode,
+    scenario,
+    wallS: wall / 1000,
+    p50: q(0.5),
+    p95: q(0.95),
+    max: durations.at(-1) ?? NaN,
+    failed: failed.length,
+    diverged,
+    retries: ends.reduce(
+      (n, e) => n + (e.stderr.match(/connection failed; retrying/g)?.length ?? 0),
+      0,
+    ),
+    proxyRefused: refused1 - refused0,
+    daemonRefused: logged1.reduce((a, b) => a + b, 0) - logged0.reduce((a, b) => a + b, 0),
+    peakProxy: peak,
+    daemonCpu: cpu1.daemons.reduce((a, b) => a + b, 0) - cpu0.daemons.reduce((a, b) => a + b, 0),
+    proxyCpu: cpu1.proxy - cpu0.proxy,
+  };
+}
+
+/** CPU seconds of `pid` and its reaped children (utime+stime+cutime+cstime). */
+function cpuOf(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14-17 of stat(5), counted from the state field (3) here.
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICK;
+  } catch {
+    return NaN;
+  }
+}
+
+async function proxyRefused(t: Topology): Promise<number> {
+  const m = (await http(t.healthUrl("proxy", "/metrics"))).body;
+  let n = 0;
+  for (const line of m.split("\n")) {
+    if (line.startsWith("fanout_proxy_refused_total")) n += Number(line.split(" ").at(-1));
+  }
+  return n;
+}
+
+async function maxConnLines(lab: Lab, name: string): Promise<number> {
+  const log = await Deno.readTextFile(`${lab.dir}/state/${name}/rsyncd.log`).catch(() => "");
+  return log.match(/max connections \(\d+\) reached/g)?.length ?? 0;
+}
+
+function lastLine(s: string): string {
+  return s.trim().split("\n").filter((l) => !l.includes("level=debug")).at(-1) ?? "";
+}
+
+function print(rows: Row[]): void {
+  const f1 = (n: number) => Number.isFinite(n) ? n.toFixed(1) : "-";
+  const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "-";
+  const ms = (n: number) => Number.isFinite(n) ? `${Math.round(n)} ms` : "-";
+  console.log(
+    `\n${CLIENTS} clients through fanout's proxy to 3 replicas, ${FILES}-file tree` +
+      ` (splay mode: ${(SPLAY_MS / 1000).toFixed(1)} s window)\n`,
+  );
+  console.log(
+    "| start | scenario | all done | run p50 | run p95 | run max | failed | diverged | retries | proxy refused | daemon refused | peak proxy conns | daemons CPU | per run | proxy CPU | per run |",
+  );
+  console.log("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+  for (const r of rows) {
+    const per = (s: number) => `${f1((s / CLIENTS) * 1000)} ms`;
+    console.log(
+      `| ${r.mode} | ${r.scenario} | ${f1(r.wallS)} s | ${ms(r.p50)} | ${ms(r.p95)} | ${
+        ms(r.max)
+      } | ${r.failed} | ${r.diverged} | ${r.retries} | ${r.proxyRefused} | ${r.daemonRefused} | ${r.peakProxy} | ${
+        f2(r.daemonCpu)
+      } s | ${per(r.daemonCpu)} | ${f2(r.proxyCpu)} s | ${per(r.proxyCpu)} |`,
+    );
+  }
+}
+
+if (import.meta.main) await main();

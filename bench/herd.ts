@@ -4,8 +4,9 @@
 // name and dest, as cron runs them) started in the same second with
 // --no-splay, then the same fleet with the per-host splay. Each mode runs
 // three scenarios: a cold start (every client fetches the whole tree), a new
-// version (a few files changed), and a no-op run (nothing changed: the
-// steady state of a cron client, which compares the whole tree every run).
+// version (a few files changed), a no-op run (nothing changed: the steady
+// state of a cron client, which compares the whole tree every run), and a
+// no-op run on the fast path (`--verify-every 1h`: the version marker alone).
 //
 // Measured per scenario: time until every client is done, client run times,
 // failures (every client must end identical to the primary), retries the
@@ -60,7 +61,10 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const lab = await Lab.create({ tmpfs: true });
+  // Every host's tree in memory (~10 KB a file with its pages).
+  const lab = await Lab.create({
+    tmpfs: `${Math.ceil(2 + ((CLIENTS + 5) * FILES * 10e3) / 1e9)}g`,
+  });
   const rows: Row[] = [];
   try {
     const names = Array.from({ length: CLIENTS }, (_, i) => `c${String(i + 1).padStart(3, "0")}`);
@@ -88,7 +92,7 @@ async function main(): Promise<void> {
       for (const n of names) {
         await Deno.remove(t.clientState(n), { recursive: true }).catch(() => {});
       }
-      for (const scenario of ["cold start", "new version", "no-op"] as const) {
+      for (const scenario of ["cold start", "new version", "no-op", "no-op, fast path"] as const) {
         if (scenario === "new version") {
           version++;
           const change: Record<string, string> = {};
@@ -99,7 +103,10 @@ async function main(): Promise<void> {
           await t.converged(c, { clients: [] });
         }
         console.error(`${mode}: ${scenario}…`);
-        rows.push(await herd(t, names, mode, scenario, splay));
+        // The fast path (client.verify_every): a run that finds the version
+        // unchanged fetches the marker alone, no tree walk.
+        const extra = scenario === "no-op, fast path" ? ["--verify-every", "1h"] : [];
+        rows.push(await herd(t, names, mode, scenario, splay, extra));
       }
     }
     await t.shutdown();
@@ -125,6 +132,7 @@ async function herd(
   mode: string,
   scenario: string,
   splay: boolean,
+  extra: string[],
 ): Promise<Row> {
   const lab = t.lab;
   const replicas = ["rsync2", "rsync3", "rsync4"];
@@ -155,6 +163,7 @@ async function herd(
         "--log-level",
         "debug",
         ...(splay ? ["--splay", `${SPLAY_MS}ms`] : []),
+        ...extra,
       ], {
         splay,
       }),

@@ -239,7 +239,13 @@ export class Topology {
 
   /** Starts server `name` (the primary is rsync1) and waits until it is ready. */
   async startServer(name: string): Promise<Proc> {
-    const p = await this.lab.server(name === "rsync1" ? "primary" : "replica", name);
+    // FANOUT_LAB_LOG=debug: the servers log at that level (read with FANOUT_KEEP_LAB=1).
+    const level = Deno.env.get("FANOUT_LAB_LOG");
+    const p = await this.lab.server(
+      name === "rsync1" ? "primary" : "replica",
+      name,
+      level ? ["--log-level", level] : [],
+    );
     this.procs.set(name, p);
     return p;
   }

@@ -96,6 +96,9 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
   });
 });
 
+/** The storm test's push.reconcile: the full push that catches what the watcher missed. */
+const RECONCILE = "15s";
+
 /** Pushes retry fast here: a replica that returns catches up within a second. */
 const FAST_RETRY = { retry_min: "200ms", retry_max: "1s" };
 
@@ -274,7 +277,8 @@ Deno.test("fault: two pushes at once: both publishes go through the hook, every 
 
 Deno.test("fault: a storm of 20,000 files in one second on the primary reaches every replica and every client", async () => {
   await fleetLab(async (lab) => {
-    const t = await Topology.start(lab);
+    // The safety net under test is the reconcile (5 min by default; 15 s here).
+    const t = await Topology.start(lab, { push: { reconcile: RECONCILE } });
     const v1 = await t.publish(smallTree(20, "v1"));
     await t.converged(v1, { clients: [] });
     const src = lab.hosts.rsync1.path;
@@ -290,8 +294,12 @@ for d in range(200):
 `,
     ]);
     assert.equal(storm.code, 0, storm.stderr);
-    // The kernel queue overflows or the watcher calls it a storm: either way a
-    // re-walk and a full push, on the primary and on the relay.
+    // Events are lost in such a storm, and not always visibly: besides the
+    // kernel's queue, Deno.watchFs hands events over through a 16-slot channel
+    // and drops what does not fit without a word (no rescan flag), so the
+    // watcher may see neither an overflow nor a storm. What it saw is pushed at
+    // once; what it missed, by the next full push (a storm's, or the reconcile),
+    // on the primary and on the relay alike.
     const same = async (name: string) => {
       let last = "";
       await waitFor(
@@ -300,14 +308,13 @@ for d in range(200):
           last = await diffTrees(src, t.treeOf(name), [DEST_MARKER]);
           return last === "";
         },
-        90_000,
+        60_000,
         200,
       ).catch((e) => {
         throw new Error(`${e.message}\n${last.slice(0, 1500)}`);
       });
     };
     await Promise.all(t.servers.slice(1).map(same));
-    assert.match(t.procs.get("rsync1")!.stderr, /event storm|rescan/);
     // Clients, as cron runs them, through the proxy.
     const runs = await Promise.all(t.clients.map((c) => t.runClient(c)));
     runs.forEach((r, i) => assert.deepEqual([r.code, r.stderr], [0, ""], t.clients[i]));

@@ -134,6 +134,16 @@ export function isConnectionFailure(code: number | null, stderr: string): boolea
       .test(stderr);
 }
 
+/**
+ * True when files vanished from the source while rsync read them (exit 24):
+ * a push landed during the run (its temp files come and go, a new version
+ * deletes files), so the tree read was mid-change. Comparing again, once the
+ * push is done, gives a consistent one.
+ */
+export function sourceChanged(code: number | null): boolean {
+  return code === 24;
+}
+
 /** The default backoff: 1 s, 2 s, 4 s… at most 30 s, with ±20% jitter. */
 export function defaultBackoff(n: number): number {
   const base = Math.min(1000 * 2 ** (n - 1), 30_000);
@@ -142,6 +152,7 @@ export function defaultBackoff(n: number): number {
 
 /**
  * Runs `fn`, retrying connection failures (see {@linkcode isConnectionFailure})
+ * and a source that changed under the transfer (see {@linkcode sourceChanged})
  * up to `job.retries` times with backoff; `what` names the step in the error.
  *
  * @throws {TransferError} when the last attempt fails too, or at once for
@@ -154,13 +165,15 @@ export async function retrying<T>(job: ClientJob, what: string, fn: () => Promis
     } catch (e) {
       if (
         !(e instanceof RsyncFailure) || job.signal?.aborted ||
-        !isConnectionFailure(e.rsyncCode, e.stderr)
+        !(isConnectionFailure(e.rsyncCode, e.stderr) || sourceChanged(e.rsyncCode))
       ) throw e;
       if (attempt >= job.retries) {
         throw new TransferError(
-          `cannot ${what} from ${job.source} (${attempt + 1} attempt${
-            attempt ? "s" : ""
-          }): ${e.detail}; dest unchanged`,
+          `cannot ${what} from ${job.source} (${attempt + 1} attempt${attempt ? "s" : ""}): ${
+            sourceChanged(e.rsyncCode)
+              ? `${e.detail}: the source kept changing (a push in progress?); the next run completes the sync`
+              : `${e.detail}; dest unchanged`
+          }`,
           e.rsyncCode,
         );
       }

@@ -318,6 +318,40 @@ Deno.test("client: a transfer cut by the server and retried leaves no staging di
   });
 });
 
+Deno.test("client: files that vanish from the source during the transfer (a push landing) are no failure", async () => {
+  await withLab(async (lab) => {
+    // A server mid-push: rsync's temp files come and go, a new version deletes files.
+    const s = await setup(lab, {
+      files: { "zz/.marker.Ab3dE9": "in flight\n", "zz/old.txt": "old\n" },
+      client: { retries: 1 },
+    });
+    await Deno.mkdir(`${s.src}/a`);
+    const big = await Deno.open(`${s.src}/a/big.bin`, { write: true, create: true });
+    await big.truncate(1 << 28); // sent first (sorted), slowly enough
+    big.close();
+    const run = s.client();
+    await waitFor(
+      "a/big.bin on its way",
+      async () => {
+        try {
+          // rsync's temp file (.big.bin.XXXXXX), or the file staged in .~tmp~.
+          for await (const e of Deno.readDir(`${s.dest}/a`)) {
+            if (e.name.startsWith(".")) return true;
+          }
+        } catch { /* not yet */ }
+        return false;
+      },
+      20_000,
+      5,
+    );
+    await Deno.remove(`${s.src}/zz/.marker.Ab3dE9`);
+    await Deno.remove(`${s.src}/zz/old.txt`);
+    const r = await run;
+    assert.deepEqual([r.code, r.stderr], [0, ""], "a cron run that mails nothing");
+    await assertSameTree(s.src, s.dest, OURS);
+  });
+});
+
 Deno.test("client: overlapping runs: the second exits 5, quietly unless --verbose", async () => {
   await withLab(async (lab) => {
     const s = await setup(lab);

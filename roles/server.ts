@@ -23,7 +23,7 @@ import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync_daem
 import { checkSecretFiles } from "../lib/secrets.ts";
 import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
-import { readMarker } from "../lib/version.ts";
+import { readMarker, type VersionMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
@@ -44,11 +44,11 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     pusher: downstreams.length > 0,
   });
   const id = await daemonIdentity(fleet, self);
-  const confPath = await writeState(
-    self.stateDir,
-    "rsyncd.conf",
-    renderRsyncdConf(fleet, self, id),
-  );
+  let version = await readMarker(self.path);
+  // The read module's comment announces the tree's version, so clients can
+  // check it with a module listing (no rsync process on either side).
+  const render = (v: VersionMarker | null) => renderRsyncdConf(fleet, self, id, { version: v });
+  const confPath = await writeState(self.stateDir, "rsyncd.conf", render(version));
 
   const daemon = new RsyncDaemon({
     rsync: fleet.rsync.path,
@@ -56,9 +56,10 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     listen: self.listen,
     stateDir: self.stateDir,
     log: lg,
+    render,
   });
   // Only behind a PROXY-protocol proxy: a second, read-only daemon.
-  const proxied = await proxiedDaemon(fleet, self, id, lg);
+  const proxied = await proxiedDaemon(fleet, self, id, lg, version);
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",
@@ -70,7 +71,6 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     "Restarts of the rsync daemon since start.",
     () => [[{}, daemon.restarts]],
   );
-  let version = await readMarker(self.path);
   registry.gauge(
     "fanout_tree_version_seq",
     "seq of the version marker in this host's tree.",
@@ -128,8 +128,13 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       }),
     });
     onStop(() => health.shutdown());
-    // The marker changes when a push lands; refresh it for /status and /metrics.
-    const refresh = setInterval(async () => version = await readMarker(self.path), 1000);
+    // The marker changes when a push lands: refresh /status, /metrics and
+    // the module comment soon after (a read of one small file).
+    const refresh = setInterval(async () => {
+      version = await readMarker(self.path);
+      await daemon.setVersion(version);
+      await proxied?.setVersion(version);
+    }, 200);
     onStop(() => clearInterval(refresh));
     lg.info("ready", describe(self, downstreams));
     await aborted(signal);

@@ -59,10 +59,7 @@ export async function main(argv: string[]): Promise<number> {
           ExitCode.Usage,
         );
       case "fleet":
-        throw new FanoutError(
-          `"fanout fleet" is not built yet in fanout ${VERSION}`,
-          ExitCode.Usage,
-        );
+        return await (await import("./lib/fleet_cli.ts")).fleetCommand(cmd.opts);
     }
   } catch (e) {
     const code = e instanceof FanoutError ? e.exitCode : 70;

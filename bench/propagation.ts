@@ -6,7 +6,7 @@
 //   deno run -A bench/propagation.ts --quick    # 10k files in 1k dirs, fewer samples
 //
 // Needs rsync, lsyncd and inotify-tools (apt-get install lsyncd inotify-tools).
-import { Lab, type Proc, sh, sleep, waitFor } from "../tests/_helpers.ts";
+import { Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
 
 const quick = Deno.args.includes("--quick");
 /** `--only=fanout` (or lsyncd, loop) runs one contender. */

@@ -74,7 +74,18 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     () => [[{}, version?.seq ?? -1]],
   );
 
+  // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
+  const fleetView = kind === "primary"
+    ? await (await import("../lib/fleet_service.ts")).openFleetView({
+      fleet,
+      self,
+      registry,
+      log: lg,
+    })
+    : null;
+
   await untilShutdown(async (signal, onStop) => {
+    if (fleetView) onStop(() => fleetView.close());
     onStop(() => daemon.stop());
     await daemon.start();
     let relay: Relay | null = null;
@@ -88,6 +99,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         Boolean(opts.flags["allow-mass-delete"]),
       );
       onStop(() => relay!.stop());
+      fleetView?.setReplicaSource(() => relay!.engine.status());
     }
     const health = startHealth(self.health, {
       role: kind,
@@ -119,7 +131,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
           : null,
         replicas: relay?.engine.status() ?? [],
       }),
-    });
+    }, fleetView?.routes);
     onStop(() => health.shutdown());
     // The marker changes when a push lands; refresh it for /status and /metrics.
     const refresh = setInterval(async () => version = await readMarker(self.path), 1000);

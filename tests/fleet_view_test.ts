@@ -178,6 +178,27 @@ function count(dom: string, id: string): number {
   return Number(m[1]);
 }
 
+/**
+ * The page's DOM right after the simulated clients ran again. They count as
+ * silent after fleet.silent_after: on a loaded machine Chromium may take that
+ * long to fetch the page, so try again (at most three times) when it shows
+ * more silent clients than `silent`.
+ */
+async function freshDom(
+  lab: Lab,
+  url: string,
+  tick: () => Promise<unknown>,
+  silent: number,
+): Promise<string> {
+  let dom = "";
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await tick();
+    dom = await chromiumDom(lab, url);
+    if (count(dom, "count-silent") <= silent) break;
+  }
+  return dom;
+}
+
 function rows(dom: string): Record<string, string> {
   return Object.fromEntries(
     [...dom.matchAll(/<tr[^>]*data-host="([^"]+)"[^>]*data-state="([^"]+)"/g)].map((
@@ -191,7 +212,7 @@ Deno.test({
     "fleet view: reports from clients, publishes and servers add up in JSON, metrics, CLI and the page",
   fn: async (t) => {
     await withLab(async (lab) => {
-      const started = await startFleet(lab, "fleet:\n  silent_after: 5s");
+      const started = await startFleet(lab, "fleet:\n  silent_after: 5s\n  report_rate: 30");
       const fleet = started.fleet;
       let primary = started.primary;
       const src = await Source.create(lab);
@@ -320,8 +341,7 @@ Deno.test({
         name: "the /fleet page in headless Chromium shows the counts",
         ignore: !CHROMIUM,
         fn: async () => {
-          await tick();
-          const dom = await chromiumDom(lab, `${base(lab)}/fleet`);
+          const dom = await freshDom(lab, `${base(lab)}/fleet`, tick, 1);
           assert.match(
             dom,
             /<title>fanout fleet: 1 client behind, 1 client failing, 1 client silent<\/title>/,
@@ -351,7 +371,12 @@ Deno.test({
             dom,
             new RegExp(`<g class="bar open" data-seq="${v2.seq}" data-converged="false">`),
           );
-          const filtered = await chromiumDom(lab, `${base(lab)}/fleet?state=behind&host=web`);
+          const filtered = await freshDom(
+            lab,
+            `${base(lab)}/fleet?state=behind&host=web`,
+            tick,
+            1,
+          );
           assert.deepEqual(rows(filtered), { web2: "behind" });
           assert.equal(count(filtered, "shown"), 1);
           assert.match(
@@ -376,7 +401,9 @@ Deno.test({
       assert.ok(done.max_s !== null && done.max_s >= 0 && done.max_s < 60, JSON.stringify(done));
       assert.ok(done.p50_s !== null && done.p50_s <= done.max_s!);
       if (CHROMIUM) {
-        const dom = await chromiumDom(lab, `${base(lab)}/fleet`);
+        const all = () =>
+          Promise.all(["web1", "web2", "web3", "web4"].map((h) => report(fleet, run(h, v2))));
+        const dom = await freshDom(lab, `${base(lab)}/fleet`, all, 0);
         assert.match(dom, /<p id="verdict" class="ok" data-ok="true">every host is current/);
         assert.equal(count(dom, "count-current"), 4);
         assert.match(dom, new RegExp(`<g class="bar" data-seq="${v2.seq}" data-converged="true">`));
@@ -570,7 +597,7 @@ Deno.test("fleet view: sendReport never throws and never waits long", async () =
     const ms = performance.now() - t0;
     mute.close();
     assert.deepEqual(out, { sent: false, status: null, reason: "timed out" });
-    assert.ok(ms >= 900 && ms < 1500, `took ${ms} ms`);
+    assert.ok(ms >= 900 && ms < 2500, `took ${ms} ms`);
     // A token readable by others is not used.
     await Deno.chmod(lab.reportToken, 0o644);
     out = await sendReport(fleet, report);

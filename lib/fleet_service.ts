@@ -226,7 +226,7 @@ export class FleetView {
         const t0 = Date.parse(v.published_at) || v.seen_at;
         return convergence(
           v,
-          this.#store.reach(v.seq, t0),
+          this.#store.reach(v.seq),
           now,
           this.#o.fleet.fleet.silentAfter,
           t0,

@@ -65,7 +65,7 @@ export interface Convergence {
   commit: string;
   ref: string;
   published_at: string;
-  /** Clients concerned: those that reported since the publish (minus silent ones that never got it). */
+  /** Clients concerned: those there at the publish (minus silent ones that never got it). */
   clients: number;
   /** Of those, how many have it (or a newer one). */
   reached: number;
@@ -187,25 +187,28 @@ export function replicaState(r: PushedReplica, current: VersionMarker | null): S
 }
 
 /**
- * Time-to-converge of `v`, published at `t0` (ms), from each concerned host's
- * progress. A host that is silent now and never got the version is left out:
- * it is reported as silent, and would otherwise keep the version unconverged
- * for ever.
+ * Time-to-converge of `v`, published at `t0` (ms), from each host's progress.
+ * The clients concerned are those that were there when it was published:
+ * heard of before `t0` (give or take `silentAfter`) and not silent at the
+ * time. Of those, one that is silent now and never got the version is left
+ * out: it is reported as silent, and would otherwise keep the version
+ * unconverged for ever.
  *
  * @example
  * ```ts
- * convergence(v42, [{ reached_at: t0 + 30_000, last_report_at: now }], now, 300_000).max_s; // 30
+ * convergence(v42, [{ reached_at: t0 + 30_000, last_report_at: now, first_seen: t0 - 86_400_000 }], now, 300_000).max_s; // 30
  * ```
  */
 export function convergence(
   v: VersionMarker,
-  reach: { reached_at: number | null; last_report_at: number }[],
+  reach: { reached_at: number | null; last_report_at: number; first_seen: number }[],
   now: number,
   silentAfter: number,
   t0: number = Date.parse(v.published_at),
 ): Convergence {
   const concerned = reach.filter((r) =>
-    r.reached_at !== null || now - r.last_report_at <= silentAfter
+    r.first_seen <= t0 + silentAfter && r.last_report_at >= t0 - silentAfter &&
+    (r.reached_at !== null || now - r.last_report_at <= silentAfter)
   );
   const times = concerned.filter((r) => r.reached_at !== null)
     .map((r) => Math.max(0, (r.reached_at! - t0) / 1000))

@@ -42,6 +42,8 @@ export interface Reach {
   reached_at: number | null;
   /** When its latest report came (ms). */
   last_report_at: number;
+  /** When its first report (kept within retention) came (ms). */
+  first_seen: number;
 }
 
 const SCHEMA = `
@@ -74,6 +76,7 @@ CREATE TABLE IF NOT EXISTS clients (
   source TEXT,
   version TEXT,
   last_ok_at INTEGER,
+  first_seen INTEGER NOT NULL,
   remote TEXT
 );
 CREATE TABLE IF NOT EXISTS versions (
@@ -169,8 +172,8 @@ export class FleetStore {
         ).run({ ...row, seq: r.version?.seq ?? null });
       }
       this.#db.prepare(
-        `INSERT INTO clients (host, received_at, started_at, duration_ms, exit_code, drift, error, source, version, last_ok_at, remote)
-         VALUES (:host, :received_at, :started_at, :duration_ms, :exit_code, :drift, :error, :source, :version, :ok_at, :remote)
+        `INSERT INTO clients (host, received_at, started_at, duration_ms, exit_code, drift, error, source, version, last_ok_at, first_seen, remote)
+         VALUES (:host, :received_at, :started_at, :duration_ms, :exit_code, :drift, :error, :source, :version, :ok_at, :received_at, :remote)
          ON CONFLICT (host) DO UPDATE SET
            received_at = excluded.received_at, started_at = excluded.started_at,
            duration_ms = excluded.duration_ms, exit_code = excluded.exit_code,
@@ -230,24 +233,21 @@ export class FleetStore {
   }
 
   /**
-   * Each host concerned by version `seq` published at `since` (ms): those
-   * that reported after it, or reached it. `reached_at` is when the host
-   * first reported `seq` or a newer one.
+   * Every host's progress towards version `seq`: when it first reported
+   * `seq` or a newer one (null: not yet), when it was first and last heard of.
    */
-  reach(seq: number, since: number): Reach[] {
+  reach(seq: number): Reach[] {
     return this.#db.prepare(
-      `SELECT c.host AS host, c.received_at AS last_report_at,
+      `SELECT c.host AS host, c.received_at AS last_report_at, c.first_seen AS first_seen,
          (SELECT MIN(first_at) FROM reached r WHERE r.host = c.host AND r.seq >= :seq) AS reached_at
-       FROM clients c
-       WHERE c.received_at >= :since
-          OR EXISTS (SELECT 1 FROM reached y WHERE y.host = c.host AND y.seq >= :seq)
-       ORDER BY c.host`,
-    ).all({ seq, since }).map((row) => {
+       FROM clients c ORDER BY c.host`,
+    ).all({ seq }).map((row) => {
       const r = row as Record<string, string | number | null>;
       return {
         host: r.host as string,
         reached_at: r.reached_at as number | null,
         last_report_at: r.last_report_at as number,
+        first_seen: r.first_seen as number,
       };
     });
   }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Fleet, loadFleet } from "../lib/config.ts";
 import { FleetStore } from "../lib/fleet_store.ts";
-import type { FleetSnapshot } from "../lib/fleet_state.ts";
+import { convergence, type FleetSnapshot } from "../lib/fleet_state.ts";
 import { type ClientReport, sendReport } from "../lib/report.ts";
 import { SIGNATURE_HEADER, signReport } from "../lib/report_sign.ts";
 import { readMarker, type VersionMarker } from "../lib/version.ts";
@@ -711,7 +711,7 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
       ["web2", 2, 3],
     ]);
     assert.deepEqual(store.versions(10).map((v) => v.seq), [3]);
-    assert.deepEqual(store.reach(3, t - 2 * day).map((r) => [r.host, r.reached_at]), [
+    assert.deepEqual(store.reach(3).map((r) => [r.host, r.reached_at]), [
       ["web1", t - 1 * day],
       ["web2", null],
     ]);
@@ -725,4 +725,57 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("fleet state: which clients a version's time to converge counts", () => {
+  const t0 = Date.parse("2026-11-25T12:00:00Z");
+  const v: VersionMarker = {
+    seq: 7,
+    commit: "abc",
+    ref: "main",
+    published_at: new Date(t0).toISOString(),
+  };
+  const now = t0 + 600_000;
+  const silentAfter = 300_000;
+  const host = (first: number, last: number, reached: number | null) => ({
+    first_seen: t0 + first,
+    last_report_at: t0 + last,
+    reached_at: reached === null ? null : t0 + reached,
+  });
+  const c = convergence(
+    v,
+    [
+      host(-86_400_000, 590_000, 30_000), // got it after 30 s
+      host(-86_400_000, 590_000, 90_000), // after 90 s
+      host(-86_400_000, 590_000, null), // alive, not yet: holds it back
+      host(-86_400_000, 100_000, null), // silent since, never got it: left out
+      host(-86_400_000, -3_600_000, null), // silent before the publish: left out
+      host(3_600_000, 590_000, 3_600_000), // joined later (impossible here, but): left out
+      host(60_000, 590_000, 60_000), // joined within silent_after of the publish: counted
+    ],
+    now,
+    silentAfter,
+    t0,
+  );
+  assert.deepEqual(
+    [c.clients, c.reached, c.converged, c.p50_s, c.max_s],
+    [4, 3, false, 60, null],
+  );
+  const done = convergence(
+    v,
+    [
+      host(-1000, 590_000, 30_000),
+      host(-1000, 590_000, -5_000), // had it before the publish's clock said so: 0 s
+    ],
+    now,
+    silentAfter,
+    t0,
+  );
+  assert.deepEqual([done.clients, done.reached, done.converged, done.p50_s, done.max_s], [
+    2,
+    2,
+    true,
+    0,
+    30,
+  ]);
 });

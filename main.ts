@@ -17,19 +17,10 @@ type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
 const ROLES: Record<string, Runner> = {
   primary: async (c) => (await import("./roles/primary.ts")).run(c.opts),
   replica: async (c) => (await import("./roles/replica.ts")).run(c.opts),
-  proxy: notBuilt,
-  client: notBuilt,
+  proxy: async (c) => (await import("./roles/proxy.ts")).run(c.opts),
+  client: async (c) => (await import("./roles/client.ts")).run(c.opts),
   publish: async (c) => (await import("./roles/publish.ts")).run(c.opts),
 };
-
-async function notBuilt(c: Command & { kind: "role" }): Promise<number> {
-  // Still validate, so a fleet file can be prepared for the role.
-  await (await import("./roles/_fleet.ts")).fleetFor(c.opts, c.role);
-  throw new FanoutError(
-    `--role ${c.role} is not built yet in fanout ${VERSION}; see README.md ("Status")`,
-    ExitCode.Usage,
-  );
-}
 
 /** Runs fanout with `argv`; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {

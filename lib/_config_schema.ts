@@ -84,6 +84,7 @@ const server = {
   address: ip().optional(),
   listen: hostPort().optional(),
   health: hostPort().optional(),
+  proxy_listen: hostPort().optional(),
   path: absPath(),
   max_connections: int(1).optional(),
 };

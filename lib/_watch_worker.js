@@ -50,5 +50,9 @@ self.onmessage = (m) => {
         w.close();
       } catch { /* closed */ }
     }
+    // Events already read go out first, then the answer.
+    if (timer !== null) clearTimeout(timer);
+    if (batch.length) flush();
+    self.postMessage({ type: "ready", id: msg.id });
   }
 };

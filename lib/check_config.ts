@@ -52,6 +52,7 @@ export function describeFleet(fleet: Fleet): string[] {
     const writers = writersOf(fleet, s);
     const from = s.kind === "primary" ? p?.name : s.upstream;
     const downs = downstreamsOf(fleet, s.name).map((d) => d.name);
+    const proxied = fleet.proxy?.proxyProtocol && fleet.proxy.backends.includes(s.name);
     lines.push(row(
       s.kind,
       s.name,
@@ -59,7 +60,8 @@ export function describeFleet(fleet: Fleet): string[] {
         formatHostPort(s.health)
       }, tree ${s.path}; ` +
         (writers.length ? `writes from ${from} (${writers.join(" ")})` : "no writes allowed") +
-        (downs.length ? `; pushes to ${downs.join(", ")}` : ""),
+        (downs.length ? `; pushes to ${downs.join(", ")}` : "") +
+        (proxied ? `; PROXY-protocol read daemon ${formatHostPort(s.proxyListen)}` : ""),
     ));
   }
   const x = fleet.proxy;
@@ -70,7 +72,8 @@ export function describeFleet(fleet: Fleet): string[] {
       `listens ${formatHostPort(x.listen)}, health ${formatHostPort(x.health)}, backends ${
         x.backends.join(", ")
       } ` +
-        `(checks every ${formatDuration(x.interval)}, fall ${x.fall}, rise ${x.rise})`,
+        `(checks every ${formatDuration(x.interval)}, fall ${x.fall}, rise ${x.rise}` +
+        `${x.proxyProtocol ? ", PROXY protocol" : ""})`,
     ));
   }
   const c = fleet.client;

@@ -24,6 +24,12 @@ export interface ServerHost {
   listen: HostPort;
   /** Where its health endpoint listens. */
   health: HostPort;
+  /**
+   * Where its second rsync daemon listens when `proxy.proxy_protocol` is on:
+   * read module only, `proxy protocol = yes` (a global daemon setting, so the
+   * daemon that takes pushes cannot have it). The proxy connects there.
+   */
+  proxyListen: HostPort;
   /** The tree on this host. */
   path: string;
   /** rsyncd `max connections` of the read module. */
@@ -387,10 +393,18 @@ function crossCheck(raw: RawFleet): Problem[] {
   }
 
   const listens = new Map<string, KeyPath>();
+  const proxied = raw.proxy?.proxy_protocol === true;
   for (const { at, s } of servers) {
-    for (const key of ["listen", "health"] as const) {
-      const port = key === "listen" ? DEFAULTS.server.port : DEFAULTS.server.healthPort;
-      const hp = s[key] ?? (s.address ? { host: s.address, port } : undefined);
+    const listen = s.listen ?? (s.address ? { host: s.address, port: DEFAULTS.server.port } : null);
+    const addrs = {
+      listen,
+      health: s.health ??
+        (s.address ? { host: s.address, port: DEFAULTS.server.healthPort } : null),
+      // The second daemon runs only behind a PROXY-protocol proxy.
+      proxy_listen: !proxied ? null : s.proxy_listen ?? (listen ? nextPort(listen) : null),
+    };
+    for (const key of ["listen", "health", "proxy_listen"] as const) {
+      const hp = addrs[key];
       if (!hp) continue;
       const k = `${hp.host}:${hp.port}`;
       const other = listens.get(k);
@@ -460,12 +474,14 @@ function build(raw: RawFleet, file: string): Fleet {
     primaryName: string,
   ): ServerHost => {
     const address = s.address ?? s.listen!.host;
+    const listen = s.listen ?? { host: address, port: DEFAULTS.server.port };
     return {
       kind,
       name: s.name,
       address,
-      listen: s.listen ?? { host: address, port: DEFAULTS.server.port },
+      listen,
       health: s.health ?? { host: address, port: DEFAULTS.server.healthPort },
+      proxyListen: s.proxy_listen ?? nextPort(listen),
       path: trimSlash(s.path),
       maxConnections: s.max_connections ??
         (kind === "primary" ? DEFAULTS.primary.maxConnections : DEFAULTS.replica.maxConnections),
@@ -592,6 +608,11 @@ function defaultSource(
   if (!at) return null;
   const host = at.host.includes(":") ? `[${at.host}]` : at.host;
   return `rsync://${host}:${at.port}/${module}/`;
+}
+
+/** The default `proxy_listen`: the listen port + 1 (- 1 for 65535). */
+function nextPort(hp: HostPort): HostPort {
+  return { host: hp.host, port: hp.port === 65535 ? 65534 : hp.port + 1 };
 }
 
 function parseHostPortOrThrow(text: string): HostPort {

@@ -58,9 +58,8 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<File
       if (waited >= opts.timeout) {
         const pid = await holderPid(path);
         throw new LockedError(
-          `another ${opts.what} holds ${path}${pid ? ` (pid ${pid})` : ""}; gave up after ${
-            formatDuration(opts.timeout)
-          }`,
+          `another ${opts.what} holds ${path}${pid ? ` (pid ${pid})` : ""}` +
+            (opts.timeout > 0 ? `; gave up after ${formatDuration(opts.timeout)}` : ""),
         );
       }
       if (!waiting) {

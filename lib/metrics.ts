@@ -29,11 +29,19 @@ function labelText(labels: Labels, extra?: [string, string]): string {
 
 const key = (labels: Labels) => JSON.stringify(Object.entries(labels).sort());
 
-/** A value that only goes up. */
+/**
+ * A value that only goes up. With `collect`, the values are read at scrape
+ * time (for totals a hot path keeps in plain fields, where `inc` would cost
+ * too much per call).
+ */
 export class Counter implements Family {
   readonly type = "counter";
   #values = new Map<string, { labels: Labels; v: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly collect?: () => [Labels, number][],
+  ) {}
   /** Adds `n` (default 1) to the series with `labels`. */
   inc(labels: Labels = {}, n = 1): void {
     const k = key(labels);
@@ -46,6 +54,9 @@ export class Counter implements Family {
     return this.#values.get(key(labels))?.v ?? 0;
   }
   render(): string[] {
+    if (this.collect) {
+      return this.collect().map(([labels, v]) => `${this.name}${labelText(labels)} ${v}`);
+    }
     if (this.#values.size === 0) return [`${this.name} 0`];
     return [...this.#values.values()].map((s) => `${this.name}${labelText(s.labels)} ${s.v}`);
   }
@@ -115,8 +126,8 @@ export class Histogram implements Family {
  */
 export class Registry {
   #families: Family[] = [];
-  counter(name: string, help: string): Counter {
-    return this.#add(new Counter(name, help));
+  counter(name: string, help: string, collect?: () => [Labels, number][]): Counter {
+    return this.#add(new Counter(name, help, collect));
   }
   gauge(name: string, help: string, collect?: () => [Labels, number][]): Gauge {
     return this.#add(new Gauge(name, help, collect));

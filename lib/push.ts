@@ -86,6 +86,9 @@ export interface ReplicaStatus {
     | null;
 }
 
+/** An itemized line for an entry that does not exist on the receiver yet. */
+const CREATED = /^[<>ch][fdLDS]\+{7,}/;
+
 const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 class Replica {
@@ -308,22 +311,24 @@ export class PushEngine {
     const reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
     try {
       const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
+      // The real run still caps deletions (rsync --max-delete), in case the
+      // source lost files between the dry run and now: at what the dry run
+      // counted, plus the guard's slack.
+      let cap = guard ?? undefined;
       if (guard !== null && (kind === "full" || (await anyMissing(this.#o.source, changes)))) {
-        // Count what would be deleted, and nothing else: --existing with
-        // --ignore-existing transfers no file, so the dry run lists deletions only.
-        const dry = await this.#rsync(r, kind, changes, {
-          dryRun: true,
-          itemize: true,
-          extra: ["--existing", "--ignore-existing"],
-        });
+        // Deletions balanced by new entries are a move, not a loss: a renamed
+        // directory deletes N entries and creates N. Only the net is guarded.
+        const dry = await this.#rsync(r, kind, changes, { dryRun: true, itemize: true });
         if (dry.code !== 0 && dry.code !== 24) {
           return this.#failed(r, work, describeRsyncFailure(dry));
         }
         const deletes = dry.items.filter((l) => l.startsWith("*deleting")).length;
-        if (deletes > guard) return this.#refuse(r, work, deletes, guard);
+        const creates = dry.items.filter((l) => CREATED.test(l)).length;
+        if (deletes - creates > guard) return this.#refuse(r, work, deletes, creates, guard);
+        cap = deletes + guard;
       }
       const result = await this.#rsync(r, kind, changes, {
-        maxDelete: guard ?? undefined,
+        maxDelete: cap,
         itemize: true,
       });
       if (result.code !== 0 && result.code !== 24) {
@@ -462,15 +467,21 @@ export class PushEngine {
     return "failed";
   }
 
-  #refuse(r: Replica, work: Work, deletes: number, max: number): "refused" {
+  #refuse(r: Replica, work: Work, deletes: number, creates: number, max: number): "refused" {
     r.state = "refused";
-    r.lastError = `would delete ${deletes} entries, more than push.max_delete ${max}; ` +
+    r.lastError = `would delete ${deletes} entries and create ${creates}: ` +
+      `${deletes - creates} net, more than push.max_delete ${max}; ` +
       "nothing was deleted (restore the source, raise push.max_delete, or restart with --allow-mass-delete)";
     // Keep the work: a later change or the reconcile re-checks it.
     if (work.kind === "full") r.pending.markFull(work.reason);
     else r.pending.add(work.changes);
     this.#m.refused.inc({ replica: r.target.name });
-    this.#o.log.error("push refused", { replica: r.target.name, deletes, max_delete: max });
+    this.#o.log.error("push refused", {
+      replica: r.target.name,
+      deletes,
+      creates,
+      max_delete: max,
+    });
     return "refused";
   }
 

@@ -31,8 +31,11 @@ export type Renderer = ((input: RenderInput) => Promise<string> | string) & {
 
 const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./render_rsyncd.ts")).renderRsyncd,
+  nginx: async () => (await import("./render_nginx.ts")).renderNginx,
+  haproxy: async () => (await import("./render_haproxy.ts")).renderHaproxy,
   systemd: async () => (await import("./render_systemd.ts")).renderSystemd,
   "post-receive": async () => (await import("./render_post_receive.ts")).renderPostReceive,
+  cron: async () => (await import("./render_cron.ts")).renderCron,
 };
 
 /**

@@ -151,6 +151,10 @@ export interface RunOptions {
   onStderr?: (line: string) => void;
   /** Pass stderr through to ours untouched (interactive `--verbose`). */
   inheritStderr?: boolean;
+  /** Called for each stdout line as it arrives (`--info=progress2` updates). */
+  onStdout?: (line: string) => void;
+  /** Called with rsync's pid (it leads its own process group) once it started. */
+  onSpawn?: (pid: number) => void;
 }
 
 /**
@@ -182,6 +186,7 @@ export async function runRsync(args: string[], opts: RunOptions = {}): Promise<R
   } catch (e) {
     throw missingRsync(opts.rsync ?? "rsync", e);
   }
+  opts.onSpawn?.(child.pid);
   const kill = () => {
     try {
       Deno.kill(-child.pid, "SIGTERM");
@@ -190,7 +195,7 @@ export async function runRsync(args: string[], opts: RunOptions = {}): Promise<R
   opts.signal?.addEventListener("abort", kill, { once: true });
   try {
     const [out, err, status] = await Promise.all([
-      readLines(child.stdout),
+      readLines(child.stdout, opts.onStdout),
       opts.inheritStderr ? Promise.resolve([]) : readLines(child.stderr, opts.onStderr),
       child.status,
     ]);

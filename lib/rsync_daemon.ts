@@ -17,6 +17,7 @@ import type { Logger } from "./log.ts";
 import { renderTemplate } from "./template.ts";
 import { renderedBy } from "./render.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
+import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "./children.ts";
 import { formatDuration } from "./duration.ts";
 
@@ -65,20 +66,28 @@ export function renderRsyncdConf(
   fleet: Fleet,
   host: ServerHost,
   id: DaemonIdentity,
-  opts: { proxyProtocol?: boolean; listen?: HostPort } = {},
+  opts: {
+    proxyProtocol?: boolean;
+    listen?: HostPort;
+    /** Read module only (the daemon behind the PROXY-protocol proxy). */
+    readOnly?: boolean;
+    /** Where pid, lock and log files go (default: the host's state dir). */
+    stateDir?: string;
+  } = {},
 ): string {
-  const writers = writersOf(fleet, host);
+  const writers = opts.readOnly ? [] : writersOf(fleet, host);
   const writerNames = host.kind === "primary" ? fleet.publisher?.name ?? "" : host.upstream ?? "";
   const listen = opts.listen ?? host.listen;
   return renderTemplate(template, {
     header: renderedBy(fleet),
     name: host.name,
     kind: host.kind,
-    state_dir: host.stateDir,
+    state_dir: opts.stateDir ?? host.stateDir,
     listen_host: listen.host,
     listen_port: listen.port,
     timeout: Math.ceil(fleet.rsync.timeout / 1000),
     proxy_protocol: opts.proxyProtocol ?? false,
+    push_listen: formatHostPort(host.listen),
     root: id.asRoot,
     uid: id.uid,
     gid: id.gid,
@@ -115,6 +124,8 @@ export interface DaemonOptions {
   /** First and longest wait between restarts (ms). */
   backoffMin?: number;
   backoffMax?: number;
+  /** The daemon has `proxy protocol = yes`: readiness probes send a PROXY header. */
+  proxyProtocol?: boolean;
 }
 
 /**
@@ -140,7 +151,13 @@ export class RsyncDaemon {
   #since = Date.now();
 
   constructor(opts: DaemonOptions) {
-    this.#o = { readyTimeout: 10_000, backoffMin: 1_000, backoffMax: 30_000, ...opts };
+    this.#o = {
+      readyTimeout: 10_000,
+      backoffMin: 1_000,
+      backoffMax: 30_000,
+      proxyProtocol: false,
+      ...opts,
+    };
   }
 
   /** starting, up, down (between a crash and its restart) or stopped. */
@@ -261,7 +278,9 @@ export class RsyncDaemon {
     child.status.then(() => exited = true);
     const deadline = Date.now() + this.#o.readyTimeout;
     while (!exited && !this.#stopping && Date.now() < deadline) {
-      const r = await probeRsyncd(this.#o.listen, 500);
+      const r = await probeRsyncd(this.#o.listen, 500, {
+        proxyHeader: this.#o.proxyProtocol ? PROXY_V1_UNKNOWN : undefined,
+      });
       if (r.ok) return true;
       await new Promise((res) => setTimeout(res, 20));
     }

@@ -35,7 +35,11 @@ const enc = new TextEncoder();
 export async function probeRsyncd(
   at: HostPort,
   timeoutMs: number,
-  opts: { list?: boolean } = {},
+  opts: {
+    list?: boolean;
+    /** Sent first, for a daemon with `proxy protocol = yes` (see lib/proxy_protocol.ts). */
+    proxyHeader?: Uint8Array;
+  } = {},
 ): Promise<ProbeResult> {
   const started = performance.now();
   let conn: Deno.TcpConn | null = null;
@@ -62,6 +66,7 @@ export async function probeRsyncd(
     });
     if (abort.signal.aborted) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
     conn.setNoDelay(true);
+    if (opts.proxyHeader) await conn.write(opts.proxyHeader);
     const reader = new LineReader(conn);
     const greeting = await reader.line();
     if (greeting === null) {

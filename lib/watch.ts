@@ -99,6 +99,19 @@ class WatchWorker {
     });
   }
 
+  /** Closes the watches and resolves once every event seen so far was delivered. */
+  drain(): Promise<void> {
+    const id = this.#next++;
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, 2000);
+      this.#waiting.set(id, () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.#worker.postMessage({ type: "close", id });
+    });
+  }
+
   get crowded(): boolean {
     return this.extraCalls > MAX_EXTRA_CALLS || this.extraPaths > MAX_EXTRA_PATHS;
   }
@@ -314,6 +327,13 @@ export class TreeWatcher {
     this.#writing.clear();
     const changes = this.#batch;
     const dirs = this.#newDirs;
+    if (this.#o.log.enabled("debug")) {
+      this.#o.log.debug("changes", {
+        n: changes.length,
+        new_dirs: dirs.length,
+        paths: changes.slice(0, 8).map((c) => c.path + (c.deep ? "/**" : "")).join(" "),
+      });
+    }
     this.#batch = [];
     this.#newDirs = [];
     if (dirs.length === 0) {
@@ -322,20 +342,29 @@ export class TreeWatcher {
     }
     const prev = this.#flushing ?? Promise.resolve();
     this.#flushing = prev.then(async () => {
-      await this.#addDirs(dirs);
-      if (!this.#closed) this.#o.onChanges(changes);
-    });
+      try {
+        await this.#addDirs(dirs);
+      } finally {
+        // Whatever happened to the watches, the changes go out.
+        if (!this.#closed) this.#o.onChanges(changes);
+      }
+    }).catch((e) => this.#o.log.error("watching new directories failed", { error: e }));
   }
 
   /** Watches new directories (and any below them) with one more watch. */
   async #addDirs(roots: string[]): Promise<void> {
+    await this.#rebuilding;
     const worker = this.#worker;
     if (this.#mode !== "events" || !worker) return;
     const dirs: string[] = [];
     for (const r of roots) {
-      for (const d of walkDirsSync(r, (rel) => this.#skipDir(rel), this.#root)) {
-        if (!this.#dirs.has(d)) dirs.push(d);
+      let found: string[];
+      try {
+        found = walkDirsSync(r, (rel) => this.#skipDir(rel), this.#root);
+      } catch {
+        continue; // gone already (moved or removed): its events follow
       }
+      for (const d of found) if (!this.#dirs.has(d)) dirs.push(d);
     }
     if (dirs.length === 0) return;
     try {
@@ -376,6 +405,9 @@ export class TreeWatcher {
         const old = this.#worker;
         this.#worker = fresh;
         this.#dirs = new Set(dirs);
+        // Whatever the old worker saw before the new one was ready must
+        // still arrive: it closes its watches and flushes, then goes.
+        await old?.drain();
         old?.terminate();
       } catch (e) {
         if (!this.#closed) this.#fallBack(e as Error);

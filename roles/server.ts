@@ -21,6 +21,7 @@ import { PushEngine } from "../lib/push.ts";
 import { TreeWatcher } from "../lib/watch.ts";
 import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync_daemon.ts";
 import { checkSecretFiles } from "../lib/secrets.ts";
+import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker } from "../lib/version.ts";
 import { fleetFor } from "./_fleet.ts";
@@ -56,6 +57,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     stateDir: self.stateDir,
     log: lg,
   });
+  // Only behind a PROXY-protocol proxy: a second, read-only daemon.
+  const proxied = await proxiedDaemon(fleet, self, id, lg);
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",
@@ -88,6 +91,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     if (fleetView) onStop(() => fleetView.close());
     onStop(() => daemon.stop());
     await daemon.start();
+    onStop(() => proxied?.stop());
+    await proxied?.start();
     let relay: Relay | null = null;
     if (downstreams.length > 0) {
       relay = await startRelay(
@@ -105,7 +110,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       role: kind,
       name: self.name,
       registry,
-      problem: () => daemonProblem(daemon) ?? relay?.engine.problem() ?? null,
+      problem: () =>
+        daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ?? null,
       status: async () => ({
         tree: { path: self.path, version: version = await readMarker(self.path) },
         daemon: {
@@ -116,6 +122,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
           last_error: daemon.lastError,
           since: new Date(daemon.since).toISOString(),
         },
+        proxied_daemon: proxied && { state: proxied.state, pid: proxied.pid },
         modules: {
           read: fleet.modules.read,
           write: writersOf(fleet, self).length ? fleet.modules.write : null,

@@ -337,10 +337,15 @@ export class Lab {
     // A fanout killed with SIGKILL leaves its daemon: find it by pid file.
     try {
       for await (const e of Deno.readDir(`${this.dir}/state`)) {
-        try {
-          const pid = Number(await Deno.readTextFile(`${this.dir}/state/${e.name}/rsyncd.pid`));
-          if (pid > 1) Deno.kill(-pid, "SIGKILL");
-        } catch { /* none */ }
+        // proxied/: the second daemon of a server behind a PROXY-protocol proxy.
+        for (const sub of ["", "/proxied"]) {
+          try {
+            const pid = Number(
+              await Deno.readTextFile(`${this.dir}/state/${e.name}${sub}/rsyncd.pid`),
+            );
+            if (pid > 1) Deno.kill(-pid, "SIGKILL");
+          } catch { /* none */ }
+        }
       }
     } catch { /* no state dir */ }
     if (!keepDir) await Deno.remove(this.dir, { recursive: true }).catch(() => {});

@@ -217,3 +217,28 @@ Deno.test("duration and address parsing", () => {
   assert.equal(parseHostPort("10.0.0.1:0"), null);
   assert.equal(parseHostPort("256.0.0.1:1"), null);
 });
+
+Deno.test("config: proxy_listen defaults to the listen port + 1 and must not clash when used", async () => {
+  const f = await parseFleet(BASE, "f.yaml");
+  assert.deepEqual(f.primary.proxyListen, { host: "10.0.0.10", port: 874 });
+  assert.equal(f.proxy?.proxyProtocol, false);
+  // Unused without proxy_protocol: a clash with it is no problem.
+  const clash = BASE.replace(
+    "    address: 10.0.0.11\n",
+    "    address: 10.0.0.11\n    health: 10.0.0.11:874\n    listen: 10.0.0.11:873\n",
+  );
+  await parseFleet(clash, "f.yaml");
+  const p = await problems(
+    clash.replace("  address: 10.0.0.20\n", "  address: 10.0.0.20\n  proxy_protocol: true\n"),
+  );
+  assert.ok(
+    p.some((l) =>
+      /replicas\[0\]\.proxy_listen: 10\.0\.0\.11:874 is also used by replicas\[0\]\.health/.test(l)
+    ),
+    p.join("\n"),
+  );
+  const bad = await problems(
+    BASE.replace("    address: 10.0.0.11\n", "    address: 10.0.0.11\n    proxy_listen: 874\n"),
+  );
+  assert.match(bad[0], /replicas\[0\]\.proxy_listen: expected host:port/);
+});

@@ -239,13 +239,18 @@ Deno.test("primary: a push that would delete more than max_delete is refused, th
     await lab.server("replica", "rsync2");
     let primary = await lab.server("primary", "rsync1");
     await converged(lab, ["rsync2"]);
+    // A rename deletes as many entries as it creates: not a loss, not refused.
+    await Deno.rename(`${src}/many`, `${src}/renamed`);
+    await converged(lab, ["rsync2"]);
+    await Deno.rename(`${src}/renamed`, `${src}/many`);
+    await converged(lab, ["rsync2"]);
     await Deno.remove(`${src}/many`, { recursive: true });
-    await primary.waitFor(/msg="push refused" .*replica=rsync2 deletes=31 max_delete=10/);
+    await primary.waitFor(/msg="push refused" .*replica=rsync2 deletes=31 creates=0 max_delete=10/);
     const h = await http(`http://${lab.hosts.rsync1.ip}:${lab.hosts.rsync1.health}/healthz`);
     assert.equal(h.status, 503);
     assert.match(
       h.body,
-      /push to rsync2 refused: would delete 31 entries, more than push\.max_delete 10; nothing was deleted/,
+      /push to rsync2 refused: would delete 31 entries and create 0: 31 net, more than push\.max_delete 10; nothing was deleted/,
     );
     const left = [...Deno.readDirSync(`${lab.hosts.rsync2.path}/many`)].length;
     assert.equal(left, 30, "nothing deleted on the replica");

@@ -1,0 +1,404 @@
+// Benchmark: a client keeping a 10k-file tree current, three ways, in one run:
+//
+// - fanout client from a replica (as cron runs it: `fanout --role client`), with a
+//   full tree comparison every run (the default) and with the version fast path
+//   (`client.verify_every`);
+// - `git pull` from a local `git daemon` (the old way);
+// - plain `rsync -az --delete` from the same replica, as the hand-made cron line ran it
+//   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
+//
+// Measures a no-op sync (wall time, bytes on the wire), a one-file change, and the
+// bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
+// in this process, used only for those runs (timings go direct).
+//
+//   deno run -A bench/client.ts [--quick]
+//
+// Prints a markdown table with ratios against git pull, measured in the same run.
+import { parseArgs } from "node:util";
+import { Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+
+const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
+const quick = args.values.quick ?? false;
+const FILES = 10_000;
+const NOOP_RUNS = quick ? 7 : 25;
+const CHANGE_RUNS = quick ? 3 : 9;
+const HISTORY = quick ? 10 : 40;
+const ROOT = new URL("..", import.meta.url).pathname;
+
+async function main(): Promise<void> {
+  const lab = await Lab.create();
+  const children: Deno.ChildProcess[] = [];
+  try {
+    await lab.fleet({ replicas: ["rsync2"] });
+    const r2 = lab.hosts.rsync2;
+    const work = `${lab.dir}/work`; // the developers' repository
+    const bare = `${lab.dir}/git/plugins.git`;
+    console.error(`building a ${FILES}-file tree…`);
+    await makeTree(work);
+    await git(work, "init", "-q", "-b", "main");
+    await git(work, "add", "-A");
+    await git(work, "commit", "-qm", "initial");
+    // Some history, as a real repository has: each commit reworks 500 files.
+    for (let h = 0; h < HISTORY; h++) {
+      for (let i = h * 500; i < h * 500 + 500; i++) {
+        const f = `${work}/src/mod${(i % FILES) % 50}/file${i % FILES}.ts`;
+        const text = (await Deno.readTextFile(f)).replaceAll("input", `input${h}`);
+        await Deno.writeTextFile(f, `// rev ${h}\n` + text);
+      }
+      await git(work, "commit", "-qam", `rework ${h}`);
+    }
+    await sh("git", ["clone", "-q", "--bare", work, bare]);
+    await git(work, "remote", "add", "origin", bare);
+    // The replica holds the same tree, exported without .git, plus its marker.
+    await sh("rsync", ["-a", "--exclude=.git", `${work}/`, `${r2.path}/`]);
+    let seq = 1;
+    await writeMarker(r2.path, seq);
+    await lab.server("replica", "rsync2");
+
+    const gitIp = lab.ip(40);
+    const gitPort = lab.port(gitIp);
+    const daemon = new Deno.Command("git", {
+      args: [
+        "daemon",
+        "--reuseaddr",
+        "--export-all",
+        `--base-path=${lab.dir}/git`,
+        `--listen=${gitIp}`,
+        `--port=${gitPort}`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      detached: true,
+    }).spawn();
+    children.push(daemon);
+    await waitFor("git daemon", () => canConnect(gitIp, gitPort));
+
+    const relay = new CountingRelay(lab.ip(41));
+    const relayFor = async (host: string, port: number) => await relay.add(host, port);
+    const rsyncUrl = (at: { host: string; port: number }) =>
+      `rsync://${at.host}:${at.port}/plugins/`;
+    const gitUrl = (at: { host: string; port: number }) =>
+      `git://${at.host}:${at.port}/plugins.git`;
+    const direct = { replica: { host: r2.ip, port: r2.port }, git: { host: gitIp, port: gitPort } };
+    const counted = {
+      replica: await relayFor(r2.ip, r2.port),
+      git: await relayFor(gitIp, gitPort),
+    };
+
+    const gitDest = `${lab.dir}/clients/git`;
+    await sh("git", ["clone", "-q", gitUrl(direct.git), gitDest]);
+    const dests = {
+      fanout: `${lab.dir}/clients/fanout`,
+      fast: `${lab.dir}/clients/fanout-fast`,
+      rsync: `${lab.dir}/clients/rsync`,
+      rsyncNodelay: `${lab.dir}/clients/rsync-nodelay`,
+    };
+
+    type Tool = { name: string; run: (counted: boolean) => Promise<void> };
+    const fanout = (name: string, dest: string, extra: string[] = []) => (c: boolean) =>
+      runOk(Deno.execPath(), [
+        "run",
+        "-A",
+        "--quiet",
+        `--config=${ROOT}deno.json`,
+        `${ROOT}main.ts`,
+        "--role",
+        "client",
+        "-c",
+        lab.fleetFile,
+        "--name",
+        name,
+        "--no-splay",
+        "--source",
+        rsyncUrl(c ? counted.replica : direct.replica),
+        "--dest",
+        dest,
+        ...extra,
+      ]);
+    const tools: Tool[] = [
+      { name: "fanout client (full verify, default)", run: fanout("bench", dests.fanout) },
+      {
+        name: "fanout client (fast path, verify_every=1h)",
+        run: fanout("bench-fast", dests.fast, ["--verify-every", "1h"]),
+      },
+      {
+        name: "git pull (git daemon)",
+        run: (c) =>
+          runOk("git", [
+            "-C",
+            gitDest,
+            "pull",
+            "-q",
+            "--ff-only",
+            gitUrl(c ? counted.git : direct.git),
+            "main",
+          ]),
+      },
+      {
+        name: "rsync -az --delete (hand-made cron line)",
+        run: (c) =>
+          runOk("rsync", [
+            "-az",
+            "--delete",
+            rsyncUrl(c ? counted.replica : direct.replica),
+            `${dests.rsync}/`,
+          ]),
+      },
+      {
+        name: "rsync -az --delete + TCP_NODELAY",
+        run: (c) =>
+          runOk("rsync", [
+            "-az",
+            "--delete",
+            "--sockopts=TCP_NODELAY",
+            rsyncUrl(c ? counted.replica : direct.replica),
+            `${dests.rsyncNodelay}/`,
+          ]),
+      },
+    ];
+
+    console.error("first syncs…");
+    for (const t of tools) await t.run(false);
+    // The fast path needs one verified run on record; the first sync is one.
+
+    const noop = new Map<string, number[]>();
+    console.error(`no-op syncs (${NOOP_RUNS} rounds)…`);
+    for (let i = 0; i < NOOP_RUNS; i++) {
+      // Interleaved, so load from elsewhere on the machine hits every tool alike.
+      for (const t of tools) push(noop, t.name, await timed(() => t.run(false)));
+    }
+    const noopBytes = new Map<string, number>();
+    for (const t of tools) noopBytes.set(t.name, await relay.measure(() => t.run(true)));
+
+    const change = new Map<string, number[]>();
+    const changeBytes = new Map<string, number>();
+    console.error(`one-file changes (${CHANGE_RUNS} rounds)…`);
+    for (let i = 0; i < CHANGE_RUNS; i++) {
+      // One file edited and published: a commit on the git server, the same
+      // edit on the replica with its next version marker.
+      const file = `src/mod${i % 50}/file${i}.ts`;
+      const text = `// edit ${i}\n` + await Deno.readTextFile(`${work}/${file}`);
+      await Deno.writeTextFile(`${work}/${file}`, text);
+      await git(work, "commit", "-qam", `edit ${i}`);
+      await git(work, "push", "-q", "origin", "main");
+      await Deno.writeTextFile(`${r2.path}/${file}`, text);
+      await writeMarker(r2.path, ++seq);
+      const last = i === CHANGE_RUNS - 1;
+      for (const t of tools) {
+        if (last) changeBytes.set(t.name, await relay.measure(() => t.run(true)));
+        else push(change, t.name, await timed(() => t.run(false)));
+      }
+    }
+
+    for (const [name, dest] of Object.entries(dests)) {
+      const d = await Deno.readTextFile(`${dest}/src/mod0/file0.ts`);
+      if (d !== await Deno.readTextFile(`${work}/src/mod0/file0.ts`)) {
+        throw new Error(`${name} did not converge`);
+      }
+    }
+    const disk = {
+      gitWith: await du(gitDest),
+      gitWithout: await du(gitDest, [".git"]),
+      fanout: await du(dests.fanout),
+    };
+
+    // ---- report
+    const gitName = tools[2].name;
+    const med = (m: Map<string, number[]>, n: string) => median(m.get(n) ?? []);
+    const rows: string[] = [];
+    const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : "–");
+    rows.push(
+      "| client | no-op sync (median) | vs git pull | no-op bytes on the wire | one-file change (median) | vs git pull | one-file change bytes |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const t of tools) {
+      const n = med(noop, t.name);
+      const c = med(change, t.name);
+      rows.push(
+        `| ${t.name} | ${n.toFixed(1)} ms | ${ratio(n, med(noop, gitName))} | ${
+          fmtBytes(noopBytes.get(t.name)!)
+        } | ${c.toFixed(1)} ms | ${ratio(c, med(change, gitName))} | ${
+          fmtBytes(changeBytes.get(t.name)!)
+        } |`,
+      );
+    }
+    rows.push(
+      "",
+      "| client's disk | bytes | vs git checkout |",
+      "| --- | ---: | ---: |",
+      `| git checkout (with .git) | ${fmtBytes(disk.gitWith)} | 1.00× |`,
+      `| git checkout without .git | ${fmtBytes(disk.gitWithout)} | ${
+        ratio(disk.gitWithout, disk.gitWith)
+      } |`,
+      `| fanout dest (no .git) | ${fmtBytes(disk.fanout)} | ${ratio(disk.fanout, disk.gitWith)} |`,
+    );
+    const noopTarget = med(noop, tools[0].name) <= 0.5 * med(noop, gitName);
+    const changeTarget = med(change, tools[0].name) < med(change, gitName);
+    rows.push(
+      "",
+      `${FILES} files, ${fmtBytes(disk.gitWithout)}, ${
+        HISTORY + 1
+      } commits; ${NOOP_RUNS} no-op rounds, ${
+        CHANGE_RUNS - 1
+      } timed change rounds (+1 counted), interleaved; fanout runs as \`deno run\` (start-up included).`,
+      `Targets: no-op ≤ 0.5× git pull: ${noopTarget ? "met" : "NOT met"}; ` +
+        `one-file change faster than git pull: ${changeTarget ? "met" : "NOT met"}; ` +
+        `no .git on the client: ${await exists(`${dests.fanout}/.git`) ? "NOT met" : "met"}.`,
+    );
+    console.log(rows.join("\n"));
+    relay.close();
+  } finally {
+    for (const c of children) {
+      try {
+        Deno.kill(-c.pid, "SIGTERM");
+      } catch { /* gone */ }
+      await c.status;
+    }
+    await lab.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+async function makeTree(dir: string): Promise<void> {
+  const files: Record<string, string> = {};
+  const line = "export const value = compute(input, options); // some code\n";
+  for (let i = 0; i < FILES; i++) {
+    // ~2.5 KB of text a file, in 50 modules of 20 dirs: a plugin tree.
+    files[`src/mod${i % 50}/file${i}.ts`] = `// file ${i}\n` + line.repeat(30 + (i % 30));
+  }
+  files["README.md"] = "plugins\n";
+  await writeTree(dir, files);
+}
+
+async function writeMarker(dir: string, seq: number): Promise<void> {
+  await Deno.writeTextFile(
+    `${dir}/.fanout-version`,
+    JSON.stringify({
+      seq,
+      commit: seq.toString(16).padStart(40, "0"),
+      ref: "main",
+      published_at: new Date().toISOString(),
+    }) + "\n",
+  );
+}
+
+async function git(cwd: string, ...a: string[]): Promise<void> {
+  const r = await sh("git", ["-c", "user.name=bench", "-c", "user.email=b@b", ...a], { cwd });
+  if (r.code !== 0) throw new Error(`git ${a.join(" ")}: ${r.stderr}`);
+}
+
+async function runOk(cmd: string, a: string[]): Promise<void> {
+  const r = await sh(cmd, a);
+  if (r.code !== 0) throw new Error(`${cmd} ${a.join(" ")} exited ${r.code}: ${r.stderr}`);
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+function push(m: Map<string, number[]>, k: string, v: number): void {
+  m.set(k, [...(m.get(k) ?? []), v]);
+}
+
+function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+async function du(dir: string, exclude: string[] = []): Promise<number> {
+  const r = await sh("du", ["-sb", ...exclude.map((x) => `--exclude=${x}`), dir]);
+  return Number(r.stdout.split("\t")[0]);
+}
+
+function fmtBytes(n: number): string {
+  if (n < 10_000) return `${n} B`;
+  if (n < 10_000_000) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function canConnect(host: string, port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: host, port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A TCP relay that counts the bytes of every connection, both ways. */
+class CountingRelay {
+  #host: string;
+  #listeners: Deno.Listener[] = [];
+  #bytes = 0;
+  #open = new Set<Promise<void>>();
+  constructor(host: string) {
+    this.#host = host;
+  }
+
+  /** Starts relaying a new local port to `host:port`; returns the local address. */
+  add(host: string, port: number): Promise<{ host: string; port: number }> {
+    const l = Deno.listen({ hostname: this.#host, port: 0 });
+    this.#listeners.push(l);
+    (async () => {
+      for await (const conn of l) {
+        const p = this.#pipe(conn, host, port);
+        this.#open.add(p);
+        p.finally(() => this.#open.delete(p));
+      }
+    })().catch(() => {});
+    return Promise.resolve({ host: this.#host, port: (l.addr as Deno.NetAddr).port });
+  }
+
+  /** Bytes relayed while `fn` ran (and its connections drained). */
+  async measure(fn: () => Promise<void>): Promise<number> {
+    this.#bytes = 0;
+    await fn();
+    await Promise.all(this.#open);
+    await sleep(10);
+    return this.#bytes;
+  }
+
+  async #pipe(client: Deno.TcpConn, host: string, port: number): Promise<void> {
+    const server = await Deno.connect({ hostname: host, port });
+    client.setNoDelay(true);
+    server.setNoDelay(true);
+    const copy = async (from: Deno.TcpConn, to: Deno.TcpConn) => {
+      const buf = new Uint8Array(64 * 1024);
+      try {
+        for (;;) {
+          const n = await from.read(buf);
+          if (n === null) break;
+          this.#bytes += n;
+          let off = 0;
+          while (off < n) off += await to.write(buf.subarray(off, n));
+        }
+      } catch { /* reset */ }
+      try {
+        await to.closeWrite();
+      } catch { /* closed */ }
+    };
+    await Promise.all([copy(client, server), copy(server, client)]);
+    client.close();
+    server.close();
+  }
+
+  close(): void {
+    for (const l of this.#listeners) l.close();
+  }
+}
+
+await main();

@@ -1,0 +1,306 @@
+/**
+ * One client run: make a local directory identical to the source tree.
+ *
+ * The order keeps every refusal free of side effects and the common case
+ * cheap:
+ *
+ * 1. recover from a run that was killed (stop its orphaned rsync, remove the
+ *    `.~tmp~` staging dirs `--delay-updates` left behind);
+ * 2. refuse a dangerous destination (lib/client_safety.ts);
+ * 3. fast path (when `client.verify_every` allows it): fetch only the source's
+ *    `.fanout-version` (one small request) and stop when it matches dest's;
+ * 4. compare: a dry run lists the drift. Nothing to change ends the run here,
+ *    so a no-op costs one tree walk, not two. An empty source, a source that
+ *    lost its version marker, or more deletions than `client.max_delete`
+ *    are refused here, before dest is touched;
+ * 5. apply, through the tree layout: in place (lib/client_inplace.ts: just
+ *    the listed paths for a small drift, else `rsync -a --delete-delay
+ *    --delay-updates`), or a new tree swapped in whole (`--atomic`,
+ *    lib/client_atomic.ts).
+ *
+ * Connection failures (refused, reset, timeouts, a full server) are retried
+ * with backoff, each attempt on a new connection so a proxy can pick another
+ * server; anything else fails at once.
+ *
+ * @module
+ */
+
+import { VERSION_MARKER } from "./defaults.ts";
+import { FanoutError, SafetyError } from "./errors.ts";
+import type { RsyncResult } from "./rsync.ts";
+import { describeVersion, parseMarker, readMarker, type VersionMarker } from "./version.ts";
+import { adoptDest, checkDest, type DestState, rememberDest } from "./client_safety.ts";
+import type { ClientRunResult } from "./client_status.ts";
+import { type ClientJob, failUnlessOk, retrying, rsyncRun, serverOf, stamp } from "./client_job.ts";
+import { compare, type Drift, driftCount } from "./client_drift.ts";
+import { recoverInterrupted } from "./client_transfer.ts";
+
+/** Files in the state dir. */
+const RECORD_FILE = "client-dest.json";
+const PIN_FILE = "client-pin.json";
+
+/** What the previous run left, for the fast path. */
+export interface PreviousRun {
+  /** The last status written, or null. */
+  status: ClientRunResult | null;
+}
+
+/** How the tree is laid out on disk: in place, or atomic generations. */
+export interface TreeLayout {
+  /** The directory to compare against and read the version from; null when none yet. */
+  current(): Promise<string | null>;
+  /** Applies `drift` (already checked) so dest matches the source. */
+  apply(drift: Drift, ctx: ApplyContext): Promise<RsyncResult>;
+  /** Removes what a killed run left behind. */
+  recover(): Promise<void>;
+}
+
+/** What {@linkcode TreeLayout.apply} gets. */
+export interface ApplyContext {
+  state: DestState;
+  /** The backup dir for this run (`<backup_dir>/<time>`), or null. */
+  backupDir: string | null;
+}
+
+/**
+ * Runs one sync of `job` and returns its result (never throws for failures
+ * the user can act on: they are in `exit_code` and `error`).
+ *
+ * @throws only for internal errors (bugs).
+ *
+ * @example
+ * ```ts
+ * const result = await runClient(job, { status: await readStatus(job.stateDir) });
+ * await writeStatus(job.stateDir, result);
+ * ```
+ */
+export async function runClient(
+  job: ClientJob,
+  prev: PreviousRun,
+  layout: TreeLayout,
+): Promise<ClientRunResult> {
+  const started = Date.now();
+  const result: ClientRunResult = {
+    host: job.host,
+    time: new Date(started).toISOString(),
+    duration_ms: 0,
+    mode: "failed",
+    source: job.source,
+    server: null,
+    dest: job.dest,
+    version: null,
+    previous_version: null,
+    drift: 0,
+    files_changed: 0,
+    files_deleted: 0,
+    bytes_changed: 0,
+    bytes_received: 0,
+    backup_dir: null,
+    verified_at: prev.status?.verified_at ?? null,
+    exit_code: 0,
+    error: null,
+  };
+  try {
+    await syncSteps(job, prev, layout, result);
+  } catch (e) {
+    if (!(e instanceof FanoutError)) throw e;
+    result.mode = "failed";
+    result.exit_code = e.exitCode;
+    result.error = e.message;
+  }
+  result.duration_ms = Date.now() - started;
+  return result;
+}
+
+async function syncSteps(
+  job: ClientJob,
+  prev: PreviousRun,
+  layout: TreeLayout,
+  result: ClientRunResult,
+): Promise<void> {
+  const forced = await recoverInterrupted(job, () => layout.recover());
+  const state = await checkDest(job.dest, {
+    adopt: job.adopt,
+    stateDir: job.stateDir,
+    backupDir: job.backupDir,
+    recordFile: `${job.stateDir}/${RECORD_FILE}`,
+  });
+  const current = await layout.current();
+  const before = current ? await readMarker(current) : null;
+  result.previous_version = before;
+  result.version = before;
+
+  const pin = await readPin(job.stateDir);
+  const fastOk = job.verifyEvery > 0 && !forced && state === "marked" && before !== null &&
+    prev.status?.exit_code === 0 && prev.status.verified_at !== null &&
+    Date.now() - Date.parse(prev.status.verified_at) < job.verifyEvery;
+  let remoteBefore: VersionMarker | null = null;
+  if (pin || fastOk || job.verifyEvery > 0) {
+    remoteBefore = await retrying(job, "fetch the version marker", () => fetchMarker(job));
+    result.server = serverOf(job.source);
+  }
+  if (pin) {
+    if (remoteBefore && remoteBefore.seq <= pin.seq) {
+      job.log.debug("pinned by rollback", {
+        pinned_below: pin.seq,
+        source: describeVersion(remoteBefore),
+      });
+      result.mode = "pinned";
+      return;
+    }
+    job.log.info("a newer version than the rolled-back one is out; resuming", {
+      rolled_back: pin.seq,
+      source: describeVersion(remoteBefore),
+    });
+    await clearPin(job.stateDir);
+  }
+  if (fastOk && remoteBefore && sameVersion(remoteBefore, before)) {
+    job.log.debug("version unchanged; tree walk skipped", { version: describeVersion(before) });
+    result.mode = "fast";
+    return;
+  }
+
+  const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
+  const applied = await retrying(job, "sync", async () => {
+    const drift = await compare(job, current ?? job.dest, { adopt: state === "adopt" });
+    result.server = drift.server;
+    result.drift = driftCount(drift);
+    refuseUnsafe(job, drift, state, before);
+    if (driftCount(drift) === 0 && state === "marked") return null;
+    if (state === "adopt") {
+      const dropped = await adoptDest(job.dest);
+      job.log.info("adopted dest", { dest: job.dest, dropped_git: dropped });
+    }
+    const r = await layout.apply(drift, { state, backupDir });
+    await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
+    return { drift, r };
+  });
+
+  const after = await readMarker((await layout.current()) ?? job.dest);
+  result.version = after;
+  if (before && after && after.seq < before.seq) {
+    job.log.warn("version went backwards", {
+      from: describeVersion(before),
+      to: describeVersion(after),
+      source: job.source,
+    });
+  }
+  if (applied) {
+    const s = applied.r.stats;
+    result.mode = "sync";
+    // From the comparison: an --atomic transfer into a fresh tree itemizes
+    // every directory as new, so its own lines do not say what changed.
+    result.files_changed = applied.drift.changed.length + applied.drift.missing.length;
+    result.files_deleted = applied.drift.extra.length;
+    result.bytes_changed = s?.transferredSize ?? 0;
+    result.bytes_received = s?.bytesReceived ?? 0;
+    if (backupDir && await exists(backupDir)) result.backup_dir = backupDir;
+  } else {
+    result.mode = "verify";
+  }
+  // A comparison is a verification only when the source held still during
+  // it: the marker is written last on every server, so an unchanged marker
+  // before and after means no push landed in between.
+  let consistent = true;
+  if (job.verifyEvery > 0) {
+    const remoteAfter = await fetchMarker(job).catch(() => null);
+    consistent = sameVersion(remoteBefore, remoteAfter) && sameVersion(remoteAfter, after);
+  }
+  // An unsure run also voids the last verification, or the next run could
+  // trust a marker that arrived ahead of its tree.
+  result.verified_at = consistent ? new Date().toISOString() : null;
+  if (!consistent) job.log.debug("source changed during the run; the next run verifies again");
+}
+
+function refuseUnsafe(
+  job: ClientJob,
+  drift: Drift,
+  state: DestState,
+  before: VersionMarker | null,
+): void {
+  const populated = state === "marked" || state === "adopt";
+  if (drift.sourceEntries <= 1 && populated && drift.extra.length > 0) {
+    throw new SafetyError(
+      `refusing to sync ${job.dest}: the source ${job.source} is empty (a server that lost ` +
+        `or has not received its tree?); nothing changed`,
+    );
+  }
+  if (before && drift.extra.some((i) => i.path === VERSION_MARKER)) {
+    throw new SafetyError(
+      `refusing to sync ${job.dest}: the source ${job.source} has no ${VERSION_MARKER} while ` +
+        `dest holds ${describeVersion(before)} (a server mid-push or one that lost its tree?); ` +
+        `nothing changed`,
+    );
+  }
+  if (drift.extra.length > job.maxDelete) {
+    throw new SafetyError(
+      `refusing to sync ${job.dest}: it would delete ${drift.extra.length} entries, more than ` +
+        `client.max_delete (${job.maxDelete}); nothing changed (is the source's tree complete? ` +
+        `raise --max-delete to allow it)`,
+    );
+  }
+}
+
+/**
+ * Fetches only the source's `.fanout-version` (one small request); null when
+ * the source has none.
+ *
+ * @throws {TransferError} when the source cannot be reached.
+ */
+export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null> {
+  const into = `${job.stateDir}/source-version`;
+  await Deno.remove(into).catch(() => {});
+  const r = await rsyncRun(job, {
+    source: job.source + VERSION_MARKER,
+    dest: into,
+    timeout: Math.min(job.timeout, 30_000),
+    connectTimeout: job.connectTimeout,
+  });
+  if (r.code === 23 && /No such file|change_dir|link_stat/.test(r.stderr)) return null;
+  failUnlessOk(job, r);
+  return parseMarker(await Deno.readTextFile(into).catch(() => ""));
+}
+
+/** True when both markers name the same publish (or both are absent). */
+export function sameVersion(a: VersionMarker | null, b: VersionMarker | null): boolean {
+  if (!a || !b) return a === b;
+  return a.seq === b.seq && a.commit === b.commit && a.published_at === b.published_at;
+}
+
+/** A rollback pin: syncs stay off until the source has a version newer than `seq`. */
+export interface Pin {
+  /** The version rolled back from. */
+  seq: number;
+  /** When the rollback happened (ISO). */
+  at: string;
+}
+
+/** Reads the rollback pin of the host with state dir `stateDir`, or null. */
+export async function readPin(stateDir: string): Promise<Pin | null> {
+  try {
+    const p = JSON.parse(await Deno.readTextFile(`${stateDir}/${PIN_FILE}`));
+    return Number.isInteger(p.seq) ? p : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Pins the host at a rollback from version `seq`. */
+export async function writePin(stateDir: string, seq: number): Promise<void> {
+  const pin: Pin = { seq, at: new Date().toISOString() };
+  await Deno.writeTextFile(`${stateDir}/${PIN_FILE}`, JSON.stringify(pin) + "\n");
+}
+
+/** Removes the rollback pin. */
+export async function clearPin(stateDir: string): Promise<void> {
+  await Deno.remove(`${stateDir}/${PIN_FILE}`).catch(() => {});
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

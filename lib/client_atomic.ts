@@ -1,0 +1,198 @@
+/**
+ * `--atomic`: readers never see a half-updated tree. Each new version is
+ * built in a directory of its own next to the current one
+ * (`<parent>/.<name>.trees/<time>`), hard-linking every unchanged file from
+ * the current tree (`--link-dest`, so it costs no copy and no transfer), and
+ * goes live by replacing the `dest` symlink in one `rename(2)`. The last
+ * `client.keep` trees stay for an instant `--rollback`.
+ *
+ * ```
+ * /apps/dat/plugins -> .plugins.trees/2026-11-25T21-42-55.004Z
+ * /apps/dat/.plugins.trees/2026-11-25T21-40-12.310Z/   (previous, kept)
+ * /apps/dat/.plugins.trees/2026-11-25T21-42-55.004Z/   (live)
+ * ```
+ *
+ * Files are shared between trees by hard links: a file edited in place in
+ * one tree changes in every tree that shares it (rsync itself always writes
+ * a new file and renames it, so syncs never do this).
+ *
+ * @module
+ */
+
+import { UsageError } from "./errors.ts";
+import { type ApplyContext, readPin, type TreeLayout, writePin } from "./client.ts";
+import type { Drift } from "./client_drift.ts";
+import { baseJob, type ClientJob, stamp } from "./client_job.ts";
+import { transfer } from "./client_transfer.ts";
+import { writeDestMarker } from "./client_safety.ts";
+import type { RsyncResult } from "./rsync.ts";
+import { describeVersion, readMarker, type VersionMarker } from "./version.ts";
+
+const PARTIAL = ".partial";
+
+/** Where the trees of `dest` live: `<parent>/.<name>.trees`. */
+export function treesDir(dest: string): string {
+  const i = dest.lastIndexOf("/");
+  return `${dest.slice(0, i) || ""}/.${dest.slice(i + 1)}.trees`;
+}
+
+/**
+ * The atomic layout of `job.dest` (see the module doc).
+ *
+ * @example
+ * ```ts
+ * const result = await runClient(job, prev, atomicLayout(job));
+ * ```
+ */
+export function atomicLayout(job: ClientJob): TreeLayout {
+  const trees = treesDir(job.dest);
+  const swapLink = `${trees}.swap`;
+  return {
+    current: () => liveTree(job.dest),
+    recover: async () => {
+      for (const g of await entries(trees)) {
+        if (g.endsWith(PARTIAL)) await Deno.remove(`${trees}/${g}`, { recursive: true });
+      }
+      await Deno.remove(swapLink).catch(() => {});
+    },
+    apply: async (_drift: Drift, _ctx: ApplyContext): Promise<RsyncResult> => {
+      await Deno.mkdir(trees, { recursive: true });
+      const live = await liveTree(job.dest);
+      const t0 = Date.now();
+      const name = stamp(new Date(t0));
+      const building = `${trees}/${name}${PARTIAL}`;
+      const r = await transfer(job, {
+        ...baseJob(job, building),
+        // Unchanged files become hard links to the live tree's.
+        linkDest: live ?? undefined,
+      });
+      await writeDestMarker(building, "created");
+      await Deno.rename(building, `${trees}/${name}`);
+      // A plain dir switching to --atomic is kept as the tree before this one.
+      await swap(job.dest, `${trees}/${name}`, live, `${stamp(new Date(t0 - 1))}-before-atomic`);
+      await prune(job, trees);
+      return r;
+    },
+  };
+}
+
+/** The tree `dest` shows now: the symlink's target, dest itself when it is a plain directory, or null. */
+export async function liveTree(dest: string): Promise<string | null> {
+  try {
+    const st = await Deno.lstat(dest);
+    if (st.isSymlink) return await Deno.realPath(dest);
+    return st.isDirectory ? dest : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Points `dest` at `tree` in one rename. A plain directory at `dest` (a host
+ * switching to `--atomic`) first becomes one of the kept trees.
+ */
+async function swap(
+  dest: string,
+  tree: string,
+  live: string | null,
+  asideName = `${stamp(new Date())}-before-atomic`,
+): Promise<void> {
+  const trees = treesDir(dest);
+  const link = `${trees}.swap`;
+  await Deno.remove(link).catch(() => {});
+  await Deno.symlink(tree.slice(trees.lastIndexOf("/") + 1), link);
+  if (live === dest) {
+    // rename(2) cannot replace a directory with a symlink: move the old tree
+    // aside first (dest is missing for the microseconds in between, once).
+    await Deno.rename(dest, `${trees}/${asideName}`);
+  }
+  await Deno.rename(link, dest);
+}
+
+/** The kept trees of `dest`, oldest first. */
+export async function listTrees(dest: string): Promise<string[]> {
+  return (await entries(treesDir(dest))).filter((n) => !n.endsWith(PARTIAL) && !n.startsWith("."))
+    .sort();
+}
+
+async function prune(job: ClientJob, trees: string): Promise<void> {
+  const live = basename(await liveTree(job.dest) ?? "");
+  const all = await listTrees(job.dest);
+  const extra = all.slice(0, Math.max(0, all.length - job.keep));
+  for (const name of extra) {
+    const path = `${trees}/${name}`;
+    if (name === live) continue;
+    await Deno.remove(path, { recursive: true });
+    job.log.debug("removed an old tree", { tree: path });
+  }
+}
+
+/** What {@linkcode rollback} did. */
+export interface Rollback {
+  from: string;
+  to: string;
+  fromVersion: VersionMarker | null;
+  toVersion: VersionMarker | null;
+}
+
+/**
+ * Points `dest` back at the tree before the live one, and pins the host
+ * there: later runs leave it alone until the source publishes a version newer
+ * than the one rolled back from.
+ *
+ * @throws {UsageError} when dest is not an `--atomic` symlink or no earlier
+ * tree is kept.
+ *
+ * @example
+ * ```ts
+ * const rb = await rollback(job);
+ * console.log(`now on ${describeVersion(rb.toVersion)}`);
+ * ```
+ */
+export async function rollback(job: ClientJob): Promise<Rollback> {
+  const trees = treesDir(job.dest);
+  let st: Deno.FileInfo | null = null;
+  try {
+    st = await Deno.lstat(job.dest);
+  } catch { /* absent */ }
+  if (!st?.isSymlink) {
+    throw new UsageError(
+      `--rollback: ${job.dest} is not an --atomic tree (no symlink into ${trees}); ` +
+        `nothing to roll back to`,
+    );
+  }
+  const live = await Deno.realPath(job.dest);
+  const names = await listTrees(job.dest);
+  const i = names.indexOf(basename(live));
+  const earlier = i > 0 ? names[i - 1] : i < 0 ? names[names.length - 1] : undefined;
+  if (!earlier) {
+    throw new UsageError(
+      `--rollback: no tree older than the live one is kept in ${trees} (client.keep is ${job.keep})`,
+    );
+  }
+  const to = `${trees}/${earlier}`;
+  const fromVersion = await readMarker(live);
+  const toVersion = await readMarker(to);
+  await swap(job.dest, to, live);
+  // Rolling back twice must not unpin the version the first rollback fled.
+  const pinned = Math.max(fromVersion?.seq ?? -1, (await readPin(job.stateDir))?.seq ?? -1);
+  if (pinned >= 0) await writePin(job.stateDir, pinned);
+  job.log.info("rolled back", {
+    dest: job.dest,
+    from: describeVersion(fromVersion),
+    to: describeVersion(toVersion),
+  });
+  return { from: live, to, fromVersion, toVersion };
+}
+
+function basename(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The default tree layout: dest is updated in place, with `--delay-updates`
+ * so changed files land together at the end and a killed run leaves no
+ * partial file in dest.
+ *
+ * @module
+ */
+
+import type { ApplyContext, TreeLayout } from "./client.ts";
+import { writeDestMarker } from "./client_safety.ts";
+import type { Drift } from "./client_drift.ts";
+import { baseJob, type ClientJob } from "./client_job.ts";
+import { removeDelayDirs, transfer } from "./client_transfer.ts";
+import type { RsyncResult } from "./rsync.ts";
+
+/**
+ * Up to this many differences, a sync sends only the paths the comparison
+ * listed (`--files-from`) instead of walking the whole tree a second time.
+ */
+export const LISTED_MAX = 1000;
+
+/**
+ * The default layout: dest is updated in place with `--delay-updates`
+ * (changed files land together at the end, deletions after them).
+ *
+ * A small drift (the common case: a few files of a new version) is applied
+ * from the comparison's own list: rsync transfers just those paths, then the
+ * extra entries are removed here (kept in the backup dir when asked). A large
+ * one gets a whole-tree `rsync --delete`.
+ */
+export function inPlace(job: ClientJob): TreeLayout {
+  return {
+    current: async () => (await exists(job.dest)) ? job.dest : null,
+    recover: async () => void await removeDelayDirs(job.dest),
+    apply: async (drift: Drift, ctx: ApplyContext) => {
+      if (ctx.state === "absent") await Deno.mkdir(job.dest, { recursive: true });
+      if (ctx.state === "absent" || ctx.state === "empty") {
+        await writeDestMarker(job.dest, "created");
+      }
+      const base = baseJob(job, job.dest);
+      const listed = [...drift.changed, ...drift.missing].map((i) => i.path);
+      const all = [...listed, ...drift.extra.map((i) => i.path)];
+      if (
+        ctx.state === "marked" && !drift.escaped && all.length <= LISTED_MAX &&
+        all.every(plainPath)
+      ) {
+        let r: RsyncResult | null = null;
+        if (listed.length) {
+          const list = `${job.stateDir}/client-files-from`;
+          await Deno.writeTextFile(
+            list,
+            listed.map((p) => (p === "./" ? "." : p) + "\0").join(""),
+          );
+          r = await transfer(job, {
+            ...base,
+            filesFrom: list,
+            delayUpdates: true,
+            backupDir: ctx.backupDir ?? undefined,
+            // A directory that became a file: its contents are among the
+            // extras the comparison counted, so it may go.
+            extra: ["--force"],
+          });
+        }
+        await removeExtras(job.dest, drift, ctx.backupDir);
+        return r ?? emptyResult();
+      }
+      return await transfer(job, {
+        ...base,
+        delete: true,
+        delayUpdates: true,
+        backupDir: ctx.backupDir ?? undefined,
+        // Deletions after the new files are in place, so readers see the
+        // tree change in one short burst; --max-delete is the backstop for
+        // a source that changed since the comparison.
+        deleteDelay: true,
+        maxDelete: job.maxDelete,
+      });
+    },
+  };
+}
+
+/** A path as rsync itemized it, usable as is: no escapes, nothing leaving the tree. */
+function plainPath(p: string): boolean {
+  return !p.includes("\\#") && !p.startsWith("/") && !p.split("/").includes("..");
+}
+
+function emptyResult(): RsyncResult {
+  return { code: 0, stats: null, items: [], stderr: "", ms: 0 };
+}
+
+/**
+ * Removes the entries a comparison found only in dest (the top-most of each
+ * subtree), or moves them into `backupDir` when given. An entry that was just
+ * transferred under the same name (a file that became a directory, or the
+ * reverse) stays, and so does what was below a directory that became a file.
+ */
+async function removeExtras(
+  dest: string,
+  drift: Drift,
+  backupDir: string | null,
+): Promise<void> {
+  const bare = (p: string) => p.replace(/\/$/, "");
+  const sent = [...drift.changed, ...drift.missing];
+  const same = new Set(sent.map((i) => bare(i.path)));
+  const nonDirs = new Set(sent.filter((i) => i.kind !== "dir").map((i) => bare(i.path)));
+  const paths = [...new Set(drift.extra.map((i) => bare(i.path)))].filter(Boolean).sort();
+  const tops = new Set<string>();
+  for (const p of paths) {
+    const parts = p.split("/");
+    const under = (set: Set<string>) =>
+      parts.some((_, i) => i > 0 && set.has(parts.slice(0, i).join("/")));
+    if (same.has(p) || under(nonDirs) || under(tops)) continue;
+    tops.add(p);
+  }
+  for (const p of tops) {
+    const from = `${dest}/${p}`;
+    try {
+      if (backupDir) {
+        const to = `${backupDir}/${p}`;
+        await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
+        await moveAside(from, to);
+      } else {
+        await Deno.remove(from, { recursive: true });
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}
+
+async function moveAside(from: string, to: string): Promise<void> {
+  try {
+    await Deno.rename(from, to);
+  } catch (e) {
+    // Another filesystem: copy, then remove.
+    if (!(e instanceof Error) || !/EXDEV|cross-device/i.test(e.message)) throw e;
+    const cp = await new Deno.Command("cp", { args: ["-a", from, to], stdin: "null" }).output();
+    if (!cp.success) throw new Error(`cp -a ${from} ${to} failed`);
+    await Deno.remove(from, { recursive: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,618 @@
+// The client role end to end: a real replica daemon on a loopback alias, real
+// client directories, the fanout CLI run as cron would run it.
+import assert from "node:assert/strict";
+import { assertSameTree, type Lab, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
+import { acquireLock } from "../lib/file_lock.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const NAME = "web1";
+const OURS = [".fanout-dest"]; // fanout's marker: in dest only
+
+function marker(seq: number, commit = `c0ffee${seq}`): string {
+  return JSON.stringify({
+    seq,
+    commit,
+    ref: "main",
+    published_at: `2026-11-25T00:00:${String(seq).padStart(2, "0")}Z`,
+  }) + "\n";
+}
+
+function files(n: number, tag = "v1"): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < n; i++) out[`dir${i % 5}/sub${i % 3}/file${i}.txt`] = `${tag} file ${i}\n`;
+  out["a.txt"] = `alpha ${tag}\n`;
+  out["b.txt"] = "beta\n";
+  return out;
+}
+
+interface Setup {
+  src: string;
+  dest: string;
+  url: string;
+  state: string;
+  client: (args?: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
+  status: () => Promise<Record<string, unknown>>;
+}
+
+async function setup(
+  lab: Lab,
+  opts: { files?: Record<string, string>; client?: Record<string, string | number> } = {},
+): Promise<Setup> {
+  const dest = `${lab.dir}/apps/plugins`;
+  await lab.fleet({
+    replicas: ["rsync2"],
+    client: { dest, retries: 0, ...opts.client },
+  });
+  const r2 = lab.hosts.rsync2;
+  await writeTree(r2.path, { ...(opts.files ?? files(40)), ".fanout-version": marker(1) });
+  await Deno.symlink("a.txt", `${r2.path}/link-to-a`);
+  await lab.server("replica", "rsync2");
+  const url = `rsync://${r2.ip}:${r2.port}/plugins/`;
+  const state = `${lab.dir}/state/${NAME}`;
+  return {
+    src: r2.path,
+    dest,
+    url,
+    state,
+    client: (args = []) =>
+      lab.run([
+        "--role",
+        "client",
+        "-c",
+        lab.fleetFile,
+        "--name",
+        NAME,
+        "--no-splay",
+        "--source",
+        url,
+        ...args,
+      ]),
+    status: async () => JSON.parse(await Deno.readTextFile(`${state}/client-status.json`)),
+  };
+}
+
+/** True while `pid` runs (a zombie does not count). */
+async function alive(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** Every path under `dir` with its size and mtime: "untouched" means equal listings. */
+async function listing(dir: string): Promise<string> {
+  const r = await sh("find", [dir, "-printf", "%P %y %s %T@ %i\n"]);
+  return r.stdout.split("\n").sort().join("\n");
+}
+
+Deno.test("client: first sync, a silent no-op, the fast path, the status file", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    const first = await s.client();
+    assert.deepEqual([first.code, first.stdout, first.stderr], [0, "", ""], first.stderr);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.ok((await Deno.lstat(`${s.dest}/link-to-a`)).isSymlink);
+    assert.ok((await Deno.stat(`${s.dest}/.fanout-dest`)).isFile, "dest is marked");
+    let st = await s.status();
+    assert.equal(st.mode, "sync");
+    assert.equal(st.exit_code, 0);
+    assert.equal(st.error, null);
+    assert.equal((st.version as { seq: number }).seq, 1);
+    assert.equal(st.server, s.url.slice(8, -9));
+    assert.equal(st.host, NAME);
+    assert.ok((st.files_changed as number) >= 43, `files_changed ${st.files_changed}`);
+    assert.ok((st.bytes_changed as number) > 0);
+    assert.equal(typeof st.duration_ms, "number");
+    assert.ok(st.verified_at);
+
+    // A no-op changes nothing: same inodes, same mtimes, nothing printed.
+    const before = await listing(s.dest);
+    const noop = await s.client();
+    assert.deepEqual([noop.code, noop.stdout, noop.stderr], [0, "", ""]);
+    assert.equal(await listing(s.dest), before);
+    st = await s.status();
+    assert.equal(st.mode, "verify");
+    assert.equal(st.drift, 0);
+
+    // With verify_every, an unchanged version stops after the marker request.
+    const fast = await s.client(["--verify-every", "1h"]);
+    assert.equal(fast.code, 0, fast.stderr);
+    assert.equal((await s.status()).mode, "fast");
+    // …even when the tree changed behind an unchanged marker (by design) …
+    await writeTree(s.src, { "a.txt": "alpha v2\n" });
+    assert.equal((await s.client(["--verify-every", "1h"])).code, 0);
+    assert.equal((await s.status()).mode, "fast");
+    assert.equal(await Deno.readTextFile(`${s.dest}/a.txt`), "alpha v1\n");
+    // … and a new version is fetched at once.
+    await writeTree(s.src, { ".fanout-version": marker(2) });
+    const v2 = await s.client(["--verify-every", "1h", "--verbose"]);
+    assert.equal(v2.code, 0, v2.stderr);
+    assert.match(v2.stderr, /synced .* to seq 2 \(c0ffee2 main\) from .*: 2 changed, 0 deleted/);
+    await assertSameTree(s.src, s.dest, OURS);
+    st = await s.status();
+    assert.equal(st.mode, "sync");
+    assert.equal((st.previous_version as { seq: number }).seq, 1);
+
+    // A version going backwards is mirrored, with a warning naming both.
+    await writeTree(s.src, { ".fanout-version": marker(1, "0ld0ld") });
+    const back = await s.client();
+    assert.equal(back.code, 0, back.stderr);
+    assert.match(
+      back.stderr,
+      /level=warn msg="version went backwards".*from="seq 2 \(c0ffee2 main\)" to="seq 1 \(0ld0ld main\)"/,
+    );
+    await assertSameTree(s.src, s.dest, OURS);
+  });
+});
+
+Deno.test("client: local edits are overwritten and kept in the backup dir", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    assert.equal((await s.client()).code, 0);
+    await Deno.writeTextFile(`${s.dest}/a.txt`, "my local edit\n");
+    await Deno.remove(`${s.dest}/b.txt`);
+    await Deno.writeTextFile(`${s.dest}/dir1/notes.txt`, "scratch\n");
+    await Deno.mkdir(`${s.dest}/.git/objects`, { recursive: true }); // no .git on a client
+    const backups = `${lab.dir}/backups`;
+    const r = await s.client(["--backup-dir", backups]);
+    assert.deepEqual([r.code, r.stderr], [0, ""]);
+    await assertSameTree(s.src, s.dest, OURS);
+    const runs = await Array.fromAsync(Deno.readDir(backups));
+    assert.equal(runs.length, 1, "one backup dir per run");
+    const kept = `${backups}/${runs[0].name}`;
+    assert.equal(await Deno.readTextFile(`${kept}/a.txt`), "my local edit\n");
+    assert.equal(await Deno.readTextFile(`${kept}/dir1/notes.txt`), "scratch\n");
+    assert.equal((await s.status()).backup_dir, kept);
+    // Nothing to overwrite: no new backup dir.
+    assert.equal((await s.client(["--backup-dir", backups])).code, 0);
+    assert.equal((await Array.fromAsync(Deno.readDir(backups))).length, 1);
+
+    // Entries that change kind: a file becomes a directory and back.
+    await Deno.remove(`${s.src}/b.txt`);
+    await writeTree(s.src, { "b.txt/inner.txt": "now a dir\n" });
+    await Deno.remove(`${s.src}/dir2`, { recursive: true });
+    await writeTree(s.src, { "dir2": "now a file\n" });
+    const kinds = await s.client();
+    assert.deepEqual([kinds.code, kinds.stderr], [0, ""]);
+    await assertSameTree(s.src, s.dest, OURS);
+
+    const inside = await s.client(["--backup-dir", `${s.dest}/.backups`]);
+    assert.equal(inside.code, 2);
+    assert.match(inside.stderr, /the backup dir .* is inside it/);
+  });
+});
+
+Deno.test("client: a run killed mid-transfer leaves no partial file; the next run completes", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { files: files(10) });
+    assert.equal((await s.client()).code, 0);
+    const size = 48 << 20;
+    const bigFiles = ["big1.bin", "big2.bin", "big3.bin", "big4.bin", "dir1/big5.bin"];
+    const grow = async (n: number) => {
+      for (const f of bigFiles) {
+        const file = await Deno.open(`${s.src}/${f}`, { write: true, create: true });
+        await file.truncate(size + n); // sparse: cheap to make, costly to send
+        file.close();
+      }
+      await writeTree(s.src, { "a.txt": `alpha ${n}\n` });
+    };
+    const killMidTransfer = async (alsoRsync: "kill" | "freeze") => {
+      const p = lab.spawn([
+        "--role",
+        "client",
+        "-c",
+        lab.fleetFile,
+        "--name",
+        NAME,
+        "--no-splay",
+        "--source",
+        s.url,
+      ]);
+      const partial = await waitFor(
+        "a partial file in .~tmp~",
+        async () => {
+          for (const dir of [s.dest, `${s.dest}/dir1`]) {
+            try {
+              for await (const e of Deno.readDir(`${dir}/.~tmp~`)) {
+                if ((await Deno.stat(`${dir}/.~tmp~/${e.name}`)).size > 0) return e.name;
+              }
+            } catch { /* not yet */ }
+          }
+          return null;
+        },
+        20_000,
+        5,
+      );
+      const rsyncPid = Number(
+        (await Deno.readTextFile(`${s.state}/client-rsync.pid`)).split("\n")[0],
+      );
+      if (alsoRsync === "freeze") Deno.kill(-rsyncPid, "SIGSTOP"); // an orphan that hangs on
+      p.kill("SIGKILL"); // fanout, like the OOM killer or a reboot would
+      if (alsoRsync === "kill") Deno.kill(-rsyncPid, "SIGKILL");
+      await p.status();
+      return { partial, rsyncPid };
+    };
+    // Complete means: the old version's file, or the new one's, never a part.
+    const assertNoPartial = async (sizes: number[]) => {
+      for (const f of bigFiles) {
+        try {
+          const st = await Deno.stat(`${s.dest}/${f}`);
+          assert.ok(sizes.includes(st.size), `${f} is partial: ${st.size} bytes`);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+        }
+      }
+    };
+
+    // 1. fanout and its rsync both killed: staging dirs stay behind.
+    await grow(0);
+    const k1 = await killMidTransfer("kill");
+    assert.ok(k1.partial);
+    await assertNoPartial([size]);
+    const next = await s.client();
+    assert.deepEqual([next.code, next.stderr], [0, ""]);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal((await sh("find", [s.dest, "-name", ".~tmp~"])).stdout, "", "no staging left");
+
+    // 2. only fanout killed: its rsync lives on (here: hung). The next run
+    //    stops it before syncing, so two rsyncs never write one dest.
+    await grow(1);
+    const k2 = await killMidTransfer("freeze");
+    try {
+      await assertNoPartial([size, size + 1]);
+      const after = await s.client();
+      assert.equal(after.code, 0, after.stderr);
+      assert.match(after.stderr, /stopping an rsync left running by a killed run.*pid=\d+/);
+      await assertSameTree(s.src, s.dest, OURS);
+      assert.equal((await sh("find", [s.dest, "-name", ".~tmp~"])).stdout, "");
+      assert.ok(!(await alive(k2.rsyncPid)), "the orphan is gone");
+    } finally {
+      try {
+        Deno.kill(-k2.rsyncPid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  });
+});
+
+Deno.test("client: overlapping runs: the second exits 5, quietly unless --verbose", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    await Deno.mkdir(s.state, { recursive: true });
+    const held = await acquireLock(`${s.state}/client.lock`, { timeout: 0, what: "test" });
+    try {
+      const quiet = await s.client();
+      assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [5, "", ""]);
+      const loud = await s.client(["--verbose"]);
+      assert.equal(loud.code, 5);
+      assert.match(loud.stderr, /^fanout: another client run holds .*client\.lock \(pid \d+\)\n$/);
+      await assert.rejects(Deno.stat(s.dest), "nothing synced while locked");
+    } finally {
+      held.release();
+    }
+    assert.equal((await s.client()).code, 0);
+  });
+});
+
+Deno.test("client: dangerous destinations are refused with exit 4, nothing touched", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    const refuse = async (dest: string, re: RegExp, extra: string[] = []) => {
+      const r = await s.client(["--dest", dest, ...extra]);
+      assert.equal(r.code, 4, `${dest}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.equal(r.stderr.trim().split("\n").length, 1, "one line");
+    };
+    await refuse("/", /^fanout: refusing dest \/: it is the root directory; nothing changed/);
+    await refuse("/etc", /refusing dest \/etc: it is a system directory/);
+    await refuse("/usr/local/bin", /system directory/);
+    await refuse("/etc/fanout/plugins", /inside the system directory \/etc/);
+    await refuse("/root", /system directory|home directory/);
+    const passwd = await Deno.readTextFile("/etc/passwd");
+    const home = passwd.split("\n").map((l) => l.split(":")).find((f) =>
+      f.length >= 7 && /^\/(var|srv|opt|data)\/./.test(f[5]) &&
+      !/^\/var\/(lib|log|cache|spool|tmp)$/.test(f[5])
+    );
+    if (home) await refuse(home[5], new RegExp(`home directory of user ${home[0]}`));
+    const link = `${lab.dir}/innocent`;
+    await Deno.symlink("/etc", link);
+    await refuse(link, /innocent resolves to \/etc\): it is a system directory/);
+    await refuse(`${lab.dir}/state`, /the state dir .* is inside it/);
+    await Deno.writeTextFile(`${lab.dir}/afile`, "x");
+    await refuse(`${lab.dir}/afile`, /not a directory/);
+
+    // A git checkout: refused, then adopted once with --adopt.
+    const co = `${lab.dir}/checkout`;
+    await writeTree(co, { "a.txt": "old alpha\n", "mine.txt": "local\n" });
+    for (
+      const args of [["init", "-q"], ["add", "-A"], [
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "x",
+      ]]
+    ) assert.equal((await sh("git", args, { cwd: co })).code, 0);
+    const before = await listing(co);
+    await refuse(co, /is not empty and has no \.fanout-dest marker.*--adopt/);
+    assert.equal(await listing(co), before, "refusal touched nothing");
+    const adopt = await s.client(["--dest", co, "--adopt"]);
+    assert.deepEqual([adopt.code, adopt.stderr.includes("level=error")], [0, false], adopt.stderr);
+    await assertSameTree(s.src, co, OURS);
+    await assert.rejects(Deno.stat(`${co}/.git`), ".git dropped");
+    assert.equal((await s.client(["--dest", co])).code, 0, "adopted for good");
+  });
+});
+
+Deno.test("client: a source that lost its tree is refused (max_delete, empty, no marker)", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    assert.equal((await s.client()).code, 0);
+    const before = await listing(s.dest);
+    // 30 files gone on the server: more than max_delete.
+    for (let i = 0; i < 30; i++) {
+      await Deno.remove(`${s.src}/dir${i % 5}/sub${i % 3}/file${i}.txt`);
+    }
+    await writeTree(s.src, { "a.txt": "changed too\n" });
+    const many = await s.client(["--max-delete", "20"]);
+    assert.equal(many.code, 4);
+    assert.match(
+      many.stderr,
+      /^fanout: refusing to sync .*: it would delete 30 entries, more than client.max_delete \(20\); nothing changed/,
+    );
+    assert.equal(await listing(s.dest), before, "dest untouched, not even the changed file");
+    assert.equal((await s.status()).exit_code, 4);
+    // Allowed when within the limit.
+    assert.equal((await s.client(["--max-delete", "30"])).code, 0);
+    await assertSameTree(s.src, s.dest, OURS);
+
+    const synced = await listing(s.dest);
+    const hide = `${lab.dir}/hidden`;
+    await Deno.rename(`${s.src}/.fanout-version`, `${lab.dir}/marker`);
+    const noMarker = await s.client();
+    assert.equal(noMarker.code, 4);
+    assert.match(noMarker.stderr, /has no \.fanout-version while dest holds seq 1/);
+    assert.equal(await listing(s.dest), synced);
+
+    await Deno.mkdir(hide);
+    for await (const e of Deno.readDir(s.src)) {
+      await Deno.rename(`${s.src}/${e.name}`, `${hide}/${e.name}`);
+    }
+    const empty = await s.client(["--max-delete", "100000"]);
+    assert.equal(empty.code, 4);
+    assert.match(empty.stderr, /the source .* is empty/);
+    assert.equal(await listing(s.dest), synced);
+  });
+});
+
+Deno.test("client: --check lists drift, exit 0 in sync and 1 when not, changing nothing", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    const absent = await s.client(["--check"]);
+    assert.equal(absent.code, 1);
+    assert.match(absent.stdout, /missing {2}a\.txt/);
+    assert.equal((await s.client()).code, 0);
+    const ok = await s.client(["--check"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(
+      ok.stdout,
+      /is in sync with rsync:\/\/.*\ndest: seq 1 \(c0ffee1 main\); source: seq 1/,
+    );
+
+    await Deno.writeTextFile(`${s.dest}/a.txt`, "edited locally\n");
+    await Deno.remove(`${s.dest}/b.txt`);
+    await Deno.writeTextFile(`${s.dest}/local.txt`, "mine\n");
+    await Deno.writeTextFile(`${s.dest}/dir1/café.txt`, "local\n");
+    const before = await listing(s.dest);
+    const drift = await s.client(["--check"]);
+    assert.equal(drift.code, 1, drift.stderr);
+    assert.match(drift.stdout, /differs from .* in 5 entries \(2 changed, 1 missing, 2 extra\):/);
+    assert.match(drift.stdout, /^ {2}extra {4}dir1\/café\.txt$/m);
+    assert.match(drift.stdout, /^ {2}changed {2}a\.txt \(.*size.*\)$/m);
+    assert.match(drift.stdout, /^ {2}missing {2}b\.txt$/m);
+    assert.match(drift.stdout, /^ {2}extra {4}local\.txt$/m);
+    assert.doesNotMatch(drift.stdout, /fanout-dest|~tmp~/);
+
+    const json = await s.client(["--check", "--json"]);
+    assert.equal(json.code, 1);
+    const report = JSON.parse(json.stdout);
+    assert.equal(report.in_sync, false);
+    assert.deepEqual(report.missing.map((i: { path: string }) => i.path), ["b.txt"]);
+    assert.deepEqual(report.extra.map((i: { path: string }) => i.path).sort(), [
+      "dir1/café.txt",
+      "local.txt",
+    ]);
+    assert.equal(report.changed[0].path, "a.txt");
+    assert.equal(report.source_version.seq, 1);
+    assert.equal(await listing(s.dest), before, "--check changed nothing");
+    // Names rsync prints escaped are synced all the same (by a whole-tree pass).
+    await writeTree(s.src, { "ünïcode/naïve.txt": "x\n" });
+    assert.equal((await s.client()).code, 0);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal((await s.client(["--check"])).code, 0);
+
+    const bad = await s.client(["--json"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--json goes with --check/);
+  });
+});
+
+Deno.test("client: the server unreachable: one clear line, exit 3, dest untouched", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    assert.equal((await s.client()).code, 0);
+    await Deno.writeTextFile(`${s.dest}/a.txt`, "local edit\n");
+    const before = await listing(s.dest);
+    const nowhere = `rsync://${lab.ip(99)}:${lab.port(lab.ip(99))}/plugins/`;
+    const t0 = Date.now();
+    const r = await s.client(["--source", nowhere, "--retries", "1"]);
+    assert.equal(r.code, 3);
+    assert.match(
+      r.stderr,
+      /^fanout: cannot sync from rsync:\/\/.* \(2 attempts\): rsync exit 10 \(error in socket I\/O\): .*Connection refused.*; dest unchanged\n$/,
+    );
+    assert.ok(Date.now() - t0 >= 700, "waited before retrying");
+    assert.equal(await listing(s.dest), before);
+    const st = await s.status();
+    assert.equal(st.exit_code, 3);
+    assert.match(st.error as string, /Connection refused/);
+    assert.equal(st.mode, "failed");
+
+    // Not a connection failure: no retry, rsync's own words.
+    const typo = await s.client([
+      "--source",
+      s.url.replace("/plugins/", "/plugns/"),
+      "--retries",
+      "3",
+    ]);
+    assert.equal(typo.code, 3);
+    assert.match(typo.stderr, /rsync exit 5 .*@ERROR: Unknown module 'plugns'/);
+    assert.equal(await listing(s.dest), before);
+  });
+});
+
+Deno.test("client: --watch picks up a new version within its interval, holding the lock", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { client: { watch_interval: "100ms" } });
+    const w = lab.spawn([
+      "--role",
+      "client",
+      "-c",
+      lab.fleetFile,
+      "--name",
+      NAME,
+      "--no-splay",
+      "--source",
+      s.url,
+      "--watch",
+    ]);
+    await waitFor("first sync", async () => (await s.status()).mode === "sync", 15_000);
+    await assertSameTree(s.src, s.dest, OURS);
+    const cron = await s.client();
+    assert.deepEqual([cron.code, cron.stderr], [5, ""], "cron runs step aside for --watch");
+
+    await writeTree(s.src, { "a.txt": "alpha v2\n", "new/file.txt": "new\n" });
+    await Deno.remove(`${s.src}/b.txt`);
+    await writeTree(s.src, { ".fanout-version": marker(2) });
+    const t0 = Date.now();
+    await waitFor(
+      "version 2 synced",
+      async () => {
+        const st = await s.status();
+        return st.exit_code === 0 && (st.version as { seq: number }).seq === 2;
+      },
+      10_000,
+      20,
+    );
+    const ms = Date.now() - t0;
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.ok(ms < 5000, `took ${ms} ms`);
+    assert.equal((await w.stop("SIGTERM")).code, 0);
+    assert.match(w.stderr, /msg=synced .*version="seq 2/);
+  });
+});
+
+Deno.test("client: --atomic swaps whole trees, keeps client.keep, rolls back and stays", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { client: { keep: 2 } });
+    // Start as a plain mirror: switching to --atomic keeps it as a tree.
+    assert.equal((await s.client()).code, 0);
+    const trees = `${lab.dir}/apps/.plugins.trees`;
+    const live = async () => await Deno.realPath(s.dest);
+    const publish = async (seq: number, change: Record<string, string>) => {
+      await writeTree(s.src, change);
+      await writeTree(s.src, { ".fanout-version": marker(seq) });
+    };
+
+    await publish(2, { "a.txt": "alpha v2\n" });
+    const a2 = await s.client(["--atomic"]);
+    assert.deepEqual([a2.code, a2.stderr], [0, ""]);
+    assert.ok((await Deno.lstat(s.dest)).isSymlink);
+    assert.ok((await live()).startsWith(`${trees}/`));
+    await assertSameTree(s.src, `${s.dest}/`, OURS);
+    const t2 = await live();
+    // Unchanged files are hard links into the previous tree, not copies.
+    const names = (await Array.fromAsync(Deno.readDir(trees))).map((e) => e.name).sort();
+    assert.equal(names.length, 2);
+    assert.match(names[0], /-before-atomic$/);
+    const oldB = await Deno.stat(`${trees}/${names[0]}/b.txt`);
+    assert.equal((await Deno.stat(`${t2}/b.txt`)).ino, oldB.ino);
+    assert.notEqual(
+      (await Deno.stat(`${t2}/a.txt`)).ino,
+      (await Deno.stat(`${trees}/${names[0]}/a.txt`)).ino,
+    );
+
+    // A no-op makes no new tree.
+    assert.equal((await s.client(["--atomic"])).code, 0);
+    assert.equal(await live(), t2);
+
+    await publish(3, { "a.txt": "alpha v3 (bad)\n" });
+    assert.equal((await s.client(["--atomic"])).code, 0);
+    const t3 = await live();
+    assert.notEqual(t3, t2);
+    assert.equal((await Array.fromAsync(Deno.readDir(trees))).length, 2, "client.keep trees");
+
+    const rb = await s.client(["--atomic", "--rollback"]);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.match(rb.stdout, /rolled back .* from seq 3 \(c0ffee3 main\) to seq 2 \(c0ffee2 main\)/);
+    assert.equal(await live(), t2);
+    assert.equal(await Deno.readTextFile(`${s.dest}/a.txt`), "alpha v2\n");
+    // Cron runs leave the rollback in place while the source still has seq 3…
+    assert.equal((await s.client(["--atomic"])).code, 0);
+    assert.equal((await s.status()).mode, "pinned");
+    assert.equal(await live(), t2);
+    // …and a rollback past the oldest kept tree is refused.
+    const tooFar = await s.client(["--atomic", "--rollback"]);
+    assert.equal(tooFar.code, 2);
+    assert.match(tooFar.stderr, /no tree older than the live one/);
+    // A newer version ends the pin.
+    await publish(4, { "a.txt": "alpha v4 (fixed)\n" });
+    assert.equal((await s.client(["--atomic"])).code, 0);
+    assert.equal(await Deno.readTextFile(`${s.dest}/a.txt`), "alpha v4 (fixed)\n");
+    await assertSameTree(s.src, `${s.dest}/`, OURS);
+
+    const combo = await s.client(["--atomic", "--backup-dir", `${lab.dir}/bk`]);
+    assert.equal(combo.code, 2);
+    assert.match(combo.stderr, /client.atomic and client.backup_dir do not go together/);
+  });
+});
+
+Deno.test("client: the rendered cron line runs a silent, working client", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    const bin = `${lab.dir}/fanout`;
+    await Deno.writeTextFile(
+      bin,
+      `#!/bin/sh\nexec ${Deno.execPath()} run -A --quiet --config=${ROOT}deno.json ${ROOT}main.ts "$@"\n`,
+      { mode: 0o755 },
+    );
+    const r = await lab.run([
+      "render",
+      "cron",
+      "--role",
+      "client",
+      "-c",
+      lab.fleetFile,
+      "--name",
+      NAME,
+      "--source",
+      s.url,
+      "--splay",
+      "1ms",
+      "--set",
+      `binary=${bin}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const line = r.stdout.split("\n").find((l) => /^[*\d]/.test(l))!;
+    const fields = line.split(/\s+/);
+    assert.equal(fields[5], "root");
+    const command = fields.slice(6).join(" ");
+    assert.ok(command.startsWith(`${bin} --role client`), command);
+    const ran = await sh("/bin/sh", ["-c", command], { cwd: "/" });
+    assert.deepEqual([ran.code, ran.stdout, ran.stderr], [0, "", ""]);
+    await assertSameTree(s.src, s.dest, OURS);
+  });
+});

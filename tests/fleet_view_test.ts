@@ -779,3 +779,64 @@ Deno.test("fleet state: which clients a version's time to converge counts", () =
     30,
   ]);
 });
+
+Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once every client has the publish", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"] });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    const src = await Source.create(lab);
+    const client = (n: number, ...extra: string[]) =>
+      lab.run([
+        "--role",
+        "client",
+        "-c",
+        lab.fleetFile,
+        "--name",
+        `web${n}`,
+        "--dest",
+        `${lab.dir}/dest${n}`,
+        "--no-splay",
+        ...extra,
+      ]);
+    const fleetExit = async () => (await fanoutFleet(lab)).code;
+    const v1 = await src.publish({ "a.txt": "one\n" });
+    for (const n of [1, 2, 3]) {
+      const r = await client(n);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, "", "a run that reports is still silent");
+    }
+    await waitFor("fanout fleet exit 0", async () => await fleetExit() === 0);
+
+    const v2 = await src.publish({ "a.txt": "two\n" });
+    await serversAt(lab, v2.seq);
+    assert.equal(await fleetExit(), 1, "published, no client has it yet");
+    assert.equal((await client(1)).code, 0);
+    assert.equal((await client(2)).code, 0);
+    let r = await fanoutFleet(lab);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /not current: 1 client behind/);
+    assert.match(r.stdout, new RegExp(`^web3 +behind +${v1.seq} `, "m"));
+    assert.equal((await client(3)).code, 0);
+    r = await fanoutFleet(lab);
+    assert.equal(r.code, 0, r.stdout);
+    const v = await view(lab);
+    assert.deepEqual(v.clients.map((c) => [c.host, c.state, c.version?.seq]), [
+      ["web1", "current", v2.seq],
+      ["web2", "current", v2.seq],
+      ["web3", "current", v2.seq],
+    ]);
+    const c2 = v.converge.find((c) => c.seq === v2.seq)!;
+    assert.deepEqual([c2.clients, c2.reached, c2.converged], [3, 3, true]);
+
+    // A failed run is reported too (and still fails the run, with its own exit code).
+    const dead = `rsync://${lab.ip(99)}:${lab.port(lab.ip(99))}/plugins/`;
+    r = await client(3, "--source", dead, "--retries", "0");
+    assert.equal(r.code, 3, r.stderr);
+    const web3 = (await view(lab)).clients.find((c) => c.host === "web3")!;
+    assert.equal(web3.state, "failing");
+    assert.equal(web3.exit_code, 3);
+    assert.match(web3.error ?? "", /cannot sync from rsync:\/\//);
+    assert.equal(await fleetExit(), 1);
+  });
+});

@@ -94,6 +94,13 @@ async function serversAt(lab: Lab, seq: number): Promise<FleetSnapshot> {
   );
 }
 
+let lastStart = 0;
+
+/**
+ * A run result as a client reports it. Two runs never start in the same
+ * millisecond; two identical reports signed in the same second would be
+ * refused as a replay.
+ */
 function run(
   host: string,
   version: VersionMarker | null,
@@ -102,7 +109,7 @@ function run(
   return {
     host,
     version,
-    started_at: new Date().toISOString(),
+    started_at: new Date(lastStart = Math.max(Date.now(), lastStart + 1)).toISOString(),
     duration_ms: 120,
     exit_code: 0,
     drift: 0,

@@ -13,6 +13,7 @@ export const DEFAULTS = {
     user: "fanout",
     secretsFile: "/etc/fanout/rsyncd.secrets",
     passwordFile: "/etc/fanout/push.password",
+    reportTokenFile: "/etc/fanout/report.token",
   },
   stateDir: "/var/lib/fanout",
   binary: "/usr/local/bin/fanout",
@@ -63,6 +64,20 @@ export const DEFAULTS = {
     pollInterval: 10_000,
     retryMin: 1_000,
     retryMax: 60_000,
+  },
+  fleet: {
+    /** Reports older than this are deleted from the primary's database. */
+    retention: 7 * 86_400_000,
+    /** A client whose last report is older than this is "silent". */
+    silentAfter: 300_000,
+    /** Reports accepted per client host per minute; more get 429. */
+    reportRate: 12,
+    /** Largest report body the primary reads (bytes); larger gets 413. */
+    maxReportBytes: 8192,
+    /** A signed report's time may differ from the primary's clock by this much (ms). */
+    maxClockSkew: 300_000,
+    /** How long a client waits for the primary to take its report (ms). */
+    reportTimeout: 1_000,
   },
 } as const;
 

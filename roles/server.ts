@@ -77,7 +77,18 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     () => [[{}, version?.seq ?? -1]],
   );
 
+  // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
+  const fleetView = kind === "primary"
+    ? await (await import("../lib/fleet_service.ts")).openFleetView({
+      fleet,
+      self,
+      registry,
+      log: lg,
+    })
+    : null;
+
   await untilShutdown(async (signal, onStop) => {
+    if (fleetView) onStop(() => fleetView.close());
     onStop(() => daemon.stop());
     await daemon.start();
     onStop(() => proxied?.stop());
@@ -93,6 +104,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         Boolean(opts.flags["allow-mass-delete"]),
       );
       onStop(() => relay!.stop());
+      fleetView?.setReplicaSource(() => relay!.engine.status());
     }
     const health = startHealth(self.health, {
       role: kind,
@@ -126,7 +138,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
           : null,
         replicas: relay?.engine.status() ?? [],
       }),
-    });
+    }, fleetView?.routes);
     onStop(() => health.shutdown());
     // The marker changes when a push lands: refresh /status, /metrics and
     // the module comment soon after (a read of one small file).

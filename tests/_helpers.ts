@@ -171,6 +171,8 @@ export class Lab {
   readonly net: string;
   readonly secrets: string;
   readonly password: string;
+  /** The report token clients sign fleet reports with (mode 600). */
+  readonly reportToken: string;
   #procs: Proc[] = [];
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
@@ -182,6 +184,7 @@ export class Lab {
     this.net = `127.${1 + (n >> 8) % 250}.${n & 255}`;
     this.secrets = `${dir}/rsyncd.secrets`;
     this.password = `${dir}/push.password`;
+    this.reportToken = `${dir}/report.token`;
   }
 
   /** Makes a lab with secrets files in place (mode 600). */
@@ -192,6 +195,8 @@ export class Lab {
     await Deno.writeTextFile(lab.password, "lab-secret-1234\n", { mode: 0o600 });
     await Deno.chmod(lab.secrets, 0o600);
     await Deno.chmod(lab.password, 0o600);
+    await Deno.writeTextFile(lab.reportToken, "lab-report-token-5678\n", { mode: 0o600 });
+    await Deno.chmod(lab.reportToken, 0o600);
     return lab;
   }
 
@@ -230,6 +235,7 @@ export class Lab {
       "  user: fanout",
       `  secrets_file: ${this.secrets}`,
       `  password_file: ${this.password}`,
+      `  report_token_file: ${this.reportToken}`,
       `state_dir: ${this.dir}/state`,
       "rsync:",
       "  connect_timeout: 3s",

@@ -24,6 +24,7 @@ import { checkSecretFiles } from "../lib/secrets.ts";
 import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker, type VersionMarker } from "../lib/version.ts";
+import { VERSION_MARKER } from "../lib/defaults.ts";
 import { fleetFor } from "./_fleet.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
@@ -141,19 +142,51 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     }, fleetView?.routes);
     onStop(() => health.shutdown());
     // The marker changes when a push lands: refresh /status, /metrics and
-    // the module comment soon after (a read of one small file).
-    const refresh = setInterval(async () => {
+    // the module comment at once (clients read the version from it), on a
+    // watch of the tree's root, with a timer in case an event is missed.
+    const refresh = async () => {
       version = await readMarker(self.path);
       await daemon.setVersion(version);
       await proxied?.setVersion(version);
-    }, 200);
-    onStop(() => clearInterval(refresh));
+    };
+    const timer = setInterval(refresh, 1000);
+    onStop(() => clearInterval(timer));
+    const markerWatch = watchMarker(self.path, refresh);
+    onStop(() => markerWatch.close());
     lg.info("ready", describe(self, downstreams));
     await aborted(signal);
     lg.info("stopping", { signal: String(signal.reason) });
   });
   lg.info("stopped");
   return 0;
+}
+
+/**
+ * Calls `changed` when the version marker at the root of `tree` changes. A
+ * watch of the root alone (not recursive): one inotify watch, whatever the
+ * tree's size.
+ */
+function watchMarker(tree: string, changed: () => Promise<void>): { close(): void } {
+  let w: Deno.FsWatcher;
+  try {
+    w = Deno.watchFs(tree, { recursive: false });
+  } catch {
+    return { close() {} }; // the timer still refreshes
+  }
+  (async () => {
+    try {
+      for await (const ev of w) {
+        if (ev.paths.some((p) => p.endsWith(`/${VERSION_MARKER}`))) await changed();
+      }
+    } catch { /* closed, or the tree went away: the timer still refreshes */ }
+  })();
+  return {
+    close() {
+      try {
+        w.close();
+      } catch { /* closed */ }
+    },
+  };
 }
 
 /** The watcher and the push engine of a host with downstream replicas. */

@@ -174,6 +174,7 @@ export class Lab {
   /** The report token clients sign fleet reports with (mode 600). */
   readonly reportToken: string;
   #procs: Proc[] = [];
+  #ports = new Set<number>();
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
 
@@ -207,10 +208,16 @@ export class Lab {
 
   /** A free TCP port on `host`. */
   port(host = this.ip(1)): number {
-    const l = Deno.listen({ hostname: host, port: 0 });
-    const p = (l.addr as Deno.NetAddr).port;
-    l.close();
-    return p;
+    // A port just closed can be handed out again: never give one twice.
+    for (;;) {
+      const l = Deno.listen({ hostname: host, port: 0 });
+      const p = (l.addr as Deno.NetAddr).port;
+      l.close();
+      if (!this.#ports.has(p)) {
+        this.#ports.add(p);
+        return p;
+      }
+    }
   }
 
   /**

@@ -84,5 +84,13 @@ export const DEFAULTS = {
 /** Name of the version marker at the root of every tree. */
 export const VERSION_MARKER = ".fanout-version";
 
+/**
+ * Where rsync writes the files it is receiving on a server (`--temp-dir`),
+ * at the tree's root: never served, never pushed, never deleted by a push.
+ * Without it rsync writes `.name.XXXXXX` next to each file, where a client
+ * pulling at that moment would copy a half-written file.
+ */
+export const SERVER_TEMP_DIR = ".fanout-tmp";
+
 /** Name of the marker fanout leaves in a client destination it manages. */
 export const DEST_MARKER = ".fanout-dest";

@@ -108,6 +108,7 @@ export async function runDemo(opts: CommonOptions): Promise<number> {
       }
       showLogs = true;
       await follow(hosts, v, t0, say, signal, Math.min(30_000, deadline - performance.now()));
+      say(`  fleet view: ${await fleetLine(hosts[0], v)}`);
       if (round === 1) {
         printTry(hosts, dir);
       }
@@ -255,11 +256,12 @@ function makeHosts(dir: string, net: string): Host[] {
 async function writeFleet(dir: string, net: string, hosts: Host[]): Promise<string> {
   const secrets = `${dir}/rsyncd.secrets`;
   const password = `${dir}/push.password`;
+  const token = `${dir}/report.token`;
   const pw = crypto.randomUUID();
   await Deno.writeTextFile(secrets, `fanout:${pw}\n`, { mode: 0o600 });
   await Deno.writeTextFile(password, `${pw}\n`, { mode: 0o600 });
-  await Deno.chmod(secrets, 0o600);
-  await Deno.chmod(password, 0o600);
+  await Deno.writeTextFile(token, `${crypto.randomUUID()}\n`, { mode: 0o600 });
+  for (const f of [secrets, password, token]) await Deno.chmod(f, 0o600);
   const [selfCmd, ...selfArgs] = selfCommand();
   const wrapper = `${dir}/bin/fanout`;
   await Deno.mkdir(`${dir}/bin`);
@@ -292,6 +294,7 @@ async function writeFleet(dir: string, net: string, hosts: Host[]): Promise<stri
     "  user: fanout",
     `  secrets_file: ${secrets}`,
     `  password_file: ${password}`,
+    `  report_token_file: ${token}`,
     `state_dir: ${dir}/state`,
     "primary:",
     ...server(p),
@@ -384,6 +387,26 @@ async function makeRepo(dir: string, fleetFile: string) {
       return { line, version };
     },
   };
+}
+
+/** What the primary's fleet view says about version `v`, in one line. */
+async function fleetLine(primary: Host, v: VersionMarker): Promise<string> {
+  const url = `http://${primary.ip}:${primary.health}`;
+  // The clients report right after their run: give the last report a moment.
+  for (let i = 0; i < 40; i++) {
+    try {
+      const snap = await (await fetch(`${url}/fleet.json`)).json();
+      const c = snap.counts.clients;
+      if (snap.current?.seq === v.seq && c.current === c.total || i === 39) {
+        return `${c.current}/${c.total} clients current, ${snap.counts.servers.current}/${snap.counts.servers.total} ` +
+          `servers current${snap.ok ? "" : ` (${snap.problems.join(", ")})`}: ${url}/fleet`;
+      }
+    } catch (e) {
+      if (i === 39) return `unavailable (${(e as Error).message})`;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return "unavailable";
 }
 
 /** Shows each host reaching version `v`, with the time since the push started. */

@@ -21,6 +21,7 @@ import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "./children.ts";
 import { formatDuration } from "./duration.ts";
 import { markerComment, type VersionMarker } from "./version.ts";
+import { SERVER_TEMP_DIR } from "./defaults.ts";
 
 /** Who the daemon runs as, when started by root. */
 export interface DaemonIdentity {
@@ -106,6 +107,7 @@ export function renderRsyncdConf(
     secrets_file: fleet.auth.secretsFile,
     write_max_connections: 50,
     version_comment: opts.version ? markerComment(opts.version) : "",
+    temp_dir: SERVER_TEMP_DIR,
   });
 }
 

@@ -47,7 +47,7 @@ export interface WatchOptions {
 
 /** rsync's in-flight files: `.name.XXXXXX` temp files and `--delay-updates` dirs. */
 const RSYNC_TEMP = /(^|\/)\.[^/]+\.[A-Za-z0-9]{6}$/;
-const DELAY_DIR = /(^|\/)\.~tmp~(\/|$)/;
+const DELAY_DIR = /(^|\/)\.~tmp~(\/|$)|^\.fanout-tmp(\/|$)/;
 /** How long a written file's push waits for its close event. */
 const WRITE_GRACE_MS = 25;
 /** Watches added for new directories (calls, paths) before a fresh worker takes over. */

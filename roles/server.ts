@@ -24,7 +24,7 @@ import { checkSecretFiles } from "../lib/secrets.ts";
 import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
 import { readMarker, type VersionMarker } from "../lib/version.ts";
-import { VERSION_MARKER } from "../lib/defaults.ts";
+import { SERVER_TEMP_DIR, VERSION_MARKER } from "../lib/defaults.ts";
 import { fleetFor } from "./_fleet.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
@@ -45,6 +45,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     pusher: downstreams.length > 0,
   });
   const id = await daemonIdentity(fleet, self);
+  await ensureTempDir(self.path);
   let version = await readMarker(self.path);
   // The read module's comment announces the tree's version, so clients can
   // check it with a module listing (no rsync process on either side).
@@ -145,6 +146,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     // the module comment at once (clients read the version from it), on a
     // watch of the tree's root, with a timer in case an event is missed.
     const refresh = async () => {
+      await ensureTempDir(self.path);
       version = await readMarker(self.path);
       await daemon.setVersion(version);
       await proxied?.setVersion(version);
@@ -159,6 +161,26 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   });
   lg.info("stopped");
   return 0;
+}
+
+/**
+ * Makes the tree's temp dir (rsync `--temp-dir` of pushes and publishes
+ * into this host), owned like the tree so the daemon can write to it after
+ * dropping root; puts it back if someone removed it.
+ */
+async function ensureTempDir(tree: string): Promise<void> {
+  const dir = `${tree}/${SERVER_TEMP_DIR}`;
+  try {
+    await Deno.lstat(dir);
+    return;
+  } catch { /* missing: make it */ }
+  try {
+    const st = await Deno.stat(tree);
+    await Deno.mkdir(dir, { mode: 0o700 });
+    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
+      await Deno.chown(dir, st.uid, st.gid);
+    }
+  } catch { /* the tree is gone: the push guard reports it */ }
 }
 
 /**

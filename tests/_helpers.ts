@@ -379,12 +379,15 @@ export async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> 
   }
 }
 
-/** `diff -r` of two trees (no symlink following); "" when identical. */
+/**
+ * `diff -r` of two trees (no symlink following); "" when identical. A
+ * server's own temp dir (`.fanout-tmp`, never served) does not count.
+ */
 export async function diffTrees(a: string, b: string, excludes: string[] = []): Promise<string> {
   const r = await sh("diff", [
     "-r",
     "--no-dereference",
-    ...excludes.flatMap((x) => ["-x", x]),
+    ...[".fanout-tmp", ...excludes].flatMap((x) => ["-x", x]),
     a,
     b,
   ]);

@@ -360,3 +360,32 @@ for d in range(200):
     assert.match(primary.stderr, /event storm/);
   });
 });
+
+Deno.test("primary: a reader of a replica never sees a file being received", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"] });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "a.txt": "a\n" });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    await converged(lab, ["rsync2"]);
+    const big = await sh("sh", [
+      "-c",
+      `for i in $(seq 1 40); do head -c 2000000 /dev/urandom > ${src}/big$i.bin; done`,
+    ]);
+    assert.equal(big.code, 0, big.stderr);
+    const h = lab.hosts.rsync2;
+    const seen = new Set<string>();
+    const until = Date.now() + 20_000;
+    while (Date.now() < until) {
+      const l = await rsync(["-r", "--list-only", `rsync://${h.ip}:${h.port}/plugins/`]);
+      for (const line of l.stdout.split("\n")) {
+        const name = line.split(/\s+/).slice(4).join(" ");
+        if (/\.fanout-tmp|\.~tmp~|(^|\/)\.[^/]+\.[A-Za-z0-9]{6}$/.test(name)) seen.add(name);
+      }
+      if ((await diffTrees(src, h.path)) === "") break;
+    }
+    assert.deepEqual([...seen], [], "files in flight were listed");
+    await converged(lab, ["rsync2"]);
+  });
+});

@@ -41,6 +41,7 @@ import type { ClientRunResult } from "./client_status.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, serverOf, stamp } from "./client_job.ts";
 import { compare, type Drift, driftCount } from "./client_drift.ts";
 import { recoverInterrupted } from "./client_transfer.ts";
+import { exists } from "./_fs.ts";
 
 /** Files in the state dir. */
 const RECORD_FILE = "client-dest.json";
@@ -318,13 +319,4 @@ export async function writePin(stateDir: string, seq: number): Promise<void> {
 /** Removes the rollback pin. */
 export async function clearPin(stateDir: string): Promise<void> {
   await Deno.remove(`${stateDir}/${PIN_FILE}`).catch(() => {});
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

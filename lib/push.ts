@@ -37,6 +37,7 @@ import {
 } from "./rsync.ts";
 import { parseMarker, type VersionMarker } from "./version.ts";
 import { Semaphore } from "./_semaphore.ts";
+import { readTextOrNull } from "./_fs.ts";
 
 /** A replica to push to. */
 export interface PushTarget {
@@ -301,7 +302,7 @@ export class PushEngine {
   /** One push of `work`; returns how it ended (the state is already set). */
   async #pushOnce(r: Replica, work: Work): Promise<"ok" | "failed" | "refused"> {
     const t0 = performance.now();
-    const markerText = await readText(`${this.#o.source}/${VERSION_MARKER}`);
+    const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     let kind: "full" | "scoped" = work.kind === "full" ? "full" : "scoped";
     let changes = work.kind === "paths" ? work.changes : [];
     if (kind === "scoped" && changes.some((c) => unfilterable(c.path))) {
@@ -532,12 +533,4 @@ async function anyMissing(root: string, changes: Change[]): Promise<boolean> {
     }
   }
   return false;
-}
-
-async function readText(path: string): Promise<string | null> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch {
-    return null;
-  }
 }

@@ -22,6 +22,7 @@ import { killGroup, trackGroup } from "./children.ts";
 import { formatDuration } from "./duration.ts";
 import { markerComment, type VersionMarker } from "./version.ts";
 import { SERVER_TEMP_DIR } from "./defaults.ts";
+import { exists } from "./_fs.ts";
 
 /** Who the daemon runs as, when started by root. */
 export interface DaemonIdentity {
@@ -401,13 +402,4 @@ async function collectStderr(stream: ReadableStream<Uint8Array>): Promise<string
     text = (text + chunk).slice(-4096);
   }
   return text;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

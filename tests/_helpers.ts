@@ -394,6 +394,29 @@ export async function diffTrees(a: string, b: string, excludes: string[] = []): 
   return r.stdout + r.stderr;
 }
 
+/**
+ * Waits until each named server's tree equals the primary's (`rsync1`),
+ * failing with the last diff.
+ */
+export async function converged(lab: Lab, names: string[], timeoutMs = 15_000): Promise<void> {
+  for (const name of names) {
+    let last = "";
+    try {
+      await waitFor(
+        `${name} identical to rsync1`,
+        async () => {
+          last = await diffTrees(lab.hosts.rsync1.path, lab.hosts[name].path);
+          return last === "";
+        },
+        timeoutMs,
+        50,
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}`);
+    }
+  }
+}
+
 /** Asserts two trees are identical, with the diff as the message. */
 export async function assertSameTree(a: string, b: string, excludes: string[] = []): Promise<void> {
   const d = await diffTrees(a, b, excludes);

@@ -2,6 +2,7 @@
 // loopback aliases, real files, every replica compared with diff -r.
 import assert from "node:assert/strict";
 import {
+  converged,
   diffTrees,
   http,
   type Lab,
@@ -12,27 +13,6 @@ import {
   withLab,
   writeTree,
 } from "./_helpers.ts";
-
-/** Waits until every named replica's tree equals the primary's. */
-async function converged(lab: Lab, replicas: string[], timeoutMs = 15_000): Promise<void> {
-  const src = lab.hosts.rsync1.path;
-  for (const name of replicas) {
-    let last = "";
-    try {
-      await waitFor(
-        `${name} identical to rsync1`,
-        async () => {
-          last = await diffTrees(src, lab.hosts[name].path);
-          return last === "";
-        },
-        timeoutMs,
-        50,
-      );
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}`);
-    }
-  }
-}
 
 async function status(lab: Lab, name = "rsync1") {
   const h = lab.hosts[name];

@@ -409,6 +409,7 @@ export class TreeWatcher {
         // still arrive: it closes its watches and flushes, then goes.
         await old?.drain();
         old?.terminate();
+        this.#o.log.debug("watches moved to a fresh worker", { dirs: dirs.length, walked: walk });
       } catch (e) {
         if (!this.#closed) this.#fallBack(e as Error);
       } finally {

@@ -369,3 +369,29 @@ Deno.test("primary: a reader of a replica never sees a file being received", asy
     await converged(lab, ["rsync2"]);
   });
 });
+
+Deno.test("primary: watches added for many new directories are merged, and nothing is missed", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "a.txt": "a\n" });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    await converged(lab, ["rsync2"]);
+    // One directory at a time: each gets a watch of its own, until a fresh
+    // worker takes them all over (past 16 added watches).
+    for (let i = 0; i < 40; i++) {
+      await Deno.mkdir(`${src}/n${i}`);
+      await sleep(30);
+    }
+    await converged(lab, ["rsync2"]);
+    // Files in the first and the last new directories are still seen.
+    await writeTree(src, {
+      "n0/late.txt": "first\n",
+      "n39/late.txt": "last\n",
+      "n20/x/y.txt": "deep\n",
+    });
+    await converged(lab, ["rsync2"]);
+    assert.equal((await status(lab)).watch.dirs, 42);
+  });
+});

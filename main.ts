@@ -45,15 +45,9 @@ export async function main(argv: string[]): Promise<number> {
       case "render":
         return await (await import("./lib/render.ts")).renderCommand(cmd.what, cmd.opts, cmd.role);
       case "demo":
-        throw new FanoutError(
-          `"fanout demo" is not built yet in fanout ${VERSION}`,
-          ExitCode.Usage,
-        );
+        return await (await import("./lib/demo.ts")).runDemo(cmd.opts);
       case "fleet":
-        throw new FanoutError(
-          `"fanout fleet" is not built yet in fanout ${VERSION}`,
-          ExitCode.Usage,
-        );
+        return await (await import("./lib/fleet_cli.ts")).fleetCommand(cmd.opts);
     }
   } catch (e) {
     const code = e instanceof FanoutError ? e.exitCode : 70;

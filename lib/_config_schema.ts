@@ -98,6 +98,7 @@ export const FleetSchema = z.object({
     user: name().optional(),
     secrets_file: absPath().optional(),
     password_file: absPath().optional(),
+    report_token_file: absPath().optional(),
   }).strict().optional(),
   uid: str().optional(),
   gid: str().optional(),
@@ -160,6 +161,11 @@ export const FleetSchema = z.object({
     poll_interval: duration().optional(),
     retry_min: duration().optional(),
     retry_max: duration().optional(),
+  }).strict().optional(),
+  fleet: z.object({
+    retention: duration().optional(),
+    silent_after: duration().optional(),
+    report_rate: int(1, 10_000).optional(),
   }).strict().optional(),
 }).strict();
 

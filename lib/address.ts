@@ -64,3 +64,16 @@ export function parseHostPort(text: string): HostPort | null {
 export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
+
+/**
+ * Where to dial a listener: `listen` itself, or `address` (the host's own IP)
+ * in place of a wildcard listen IP.
+ *
+ * @example
+ * ```ts
+ * dialable({ host: "0.0.0.0", port: 8873 }, "10.0.0.10"); // { host: "10.0.0.10", port: 8873 }
+ * ```
+ */
+export function dialable(listen: HostPort, address: string): HostPort {
+  return isWildcard(listen.host) ? { host: address, port: listen.port } : listen;
+}

@@ -10,7 +10,7 @@ import type { CommonOptions, Role } from "./cli.ts";
 import { downstreamsOf, type Fleet, selectServer, servers, writersOf } from "./config.ts";
 import { formatHostPort } from "./address.ts";
 import { formatDuration } from "./duration.ts";
-import { checkSecretFiles } from "./secrets.ts";
+import { checkSecretFiles, readReportToken } from "./secrets.ts";
 import { requireRsync } from "./rsync.ts";
 import { fleetFor } from "../roles/_fleet.ts";
 
@@ -94,6 +94,8 @@ async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<v
       daemon: writersOf(fleet, self).length > 0,
       pusher: downstreamsOf(fleet, self.name).length > 0,
     });
+    // A bad report token stops the primary; a missing one only turns reports off.
+    if (role === "primary") await readReportToken(fleet);
   } else if (role === "publish") {
     await checkSecretFiles(fleet, { daemon: false, pusher: true });
   }

@@ -655,8 +655,13 @@ const SUB_HELP: Record<string, { usage: string; what: string; examples: string[]
   },
   fleet: {
     usage: "fanout fleet -c FILE [--json]",
-    what: "show which host has which version; exit 1 if any is behind or failing",
-    examples: ["fanout fleet -c fanout.yaml"],
+    what:
+      "show which host has which version, from the primary's fleet view; exit 0 when every server and client is current, 1 when any is behind, failing, silent or unknown, 3 when the primary cannot be reached",
+    examples: [
+      "fanout fleet -c fanout.yaml",
+      "fanout fleet -c fanout.yaml --json | jq '.clients[] | select(.state != \"current\")'",
+      "until fanout fleet -c fanout.yaml >/dev/null; do sleep 10; done   # wait for a publish to land",
+    ],
   },
 };
 

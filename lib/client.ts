@@ -28,12 +28,20 @@
 import { VERSION_MARKER } from "./defaults.ts";
 import { FanoutError, SafetyError } from "./errors.ts";
 import type { RsyncResult } from "./rsync.ts";
-import { describeVersion, parseMarker, readMarker, type VersionMarker } from "./version.ts";
+import {
+  describeVersion,
+  markerFromComment,
+  parseMarker,
+  readMarker,
+  type VersionMarker,
+} from "./version.ts";
+import { probeRsyncd } from "./rsync_probe.ts";
 import { adoptDest, checkDest, type DestState, rememberDest } from "./client_safety.ts";
 import type { ClientRunResult } from "./client_status.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, serverOf, stamp } from "./client_job.ts";
 import { compare, type Drift, driftCount } from "./client_drift.ts";
 import { recoverInterrupted } from "./client_transfer.ts";
+import { exists } from "./_fs.ts";
 
 /** Files in the state dir. */
 const RECORD_FILE = "client-dest.json";
@@ -251,6 +259,8 @@ function refuseUnsafe(
  * @throws {TransferError} when the source cannot be reached.
  */
 export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null> {
+  const listed = await listedMarker(job);
+  if (listed) return listed;
   const into = `${job.stateDir}/source-version`;
   await Deno.remove(into).catch(() => {});
   const r = await rsyncRun(job, {
@@ -262,6 +272,21 @@ export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null>
   if (r.code === 23 && /No such file|change_dir|link_stat/.test(r.stderr)) return null;
   failUnlessOk(job, r);
   return parseMarker(await Deno.readTextFile(into).catch(() => ""));
+}
+
+/**
+ * The version the source's read module announces in its comment (fanout's
+ * servers put it there): one module listing, a few milliseconds and no rsync
+ * process on either side. Null when it cannot tell (an older or hand-made
+ * server, a source below the module's root): then the marker file is fetched.
+ */
+async function listedMarker(job: ClientJob): Promise<VersionMarker | null> {
+  const m = /^rsync:\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^/:]+)(?::(\d+))?\/([^/]+)\/?$/.exec(job.source);
+  if (!m) return null;
+  const at = { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2] ?? 873) };
+  const r = await probeRsyncd(at, Math.min(job.connectTimeout, 5_000), { list: true });
+  const comment = r.ok ? r.comments?.[m[3]] : undefined;
+  return comment ? markerFromComment(comment) : null;
 }
 
 /** True when both markers name the same publish (or both are absent). */
@@ -297,13 +322,4 @@ export async function writePin(stateDir: string, seq: number): Promise<void> {
 /** Removes the rollback pin. */
 export async function clearPin(stateDir: string): Promise<void> {
   await Deno.remove(`${stateDir}/${PIN_FILE}`).catch(() => {});
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

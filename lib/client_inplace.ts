@@ -13,6 +13,7 @@ import type { Drift } from "./client_drift.ts";
 import { baseJob, type ClientJob } from "./client_job.ts";
 import { removeDelayDirs, transfer } from "./client_transfer.ts";
 import type { RsyncResult } from "./rsync.ts";
+import { exists } from "./_fs.ts";
 
 /**
  * Up to this many differences, a sync sends only the paths the comparison
@@ -146,14 +147,5 @@ async function moveAside(from: string, to: string): Promise<void> {
     const cp = await new Deno.Command("cp", { args: ["-a", from, to], stdin: "null" }).output();
     if (!cp.success) throw new Error(`cp -a ${from} ${to} failed`);
     await Deno.remove(from, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

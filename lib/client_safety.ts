@@ -17,6 +17,7 @@
 import { DEST_MARKER } from "./defaults.ts";
 import { SafetyError, UsageError } from "./errors.ts";
 import { VERSION } from "./meta.ts";
+import { exists } from "./_fs.ts";
 
 /** Directories that are never a destination, whatever they hold. */
 export const SYSTEM_DIRS: readonly string[] = [
@@ -292,15 +293,6 @@ async function resolve(path: string): Promise<string> {
       tail = head.slice(i) + tail;
       head = i === 0 ? "/" : head.slice(0, i);
     }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

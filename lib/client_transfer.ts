@@ -12,6 +12,7 @@ import { SafetyError } from "./errors.ts";
 import type { RsyncJob, RsyncResult } from "./rsync.ts";
 import { sleep } from "./splay.ts";
 import { type ClientJob, failUnlessOk, rsyncRun } from "./client_job.ts";
+import { exists } from "./_fs.ts";
 
 /** rsync's staging dir name for `--delay-updates`. */
 export const DELAY_DIR = ".~tmp~";
@@ -142,13 +143,4 @@ const PROGRESS = /[\d,]+\s+\d+%\s+\S+\s+\S+(?:\s+\(xfr#\d+, \w+-chk=\d+\/\d+\))?
 function showProgress(line: string): void {
   const m = PROGRESS.exec(line);
   if (m) writeErr(`\r${m[0]}   `);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -108,6 +108,16 @@ export interface PushConfig {
   retryMax: number;
 }
 
+/** The fleet view on the primary: client reports and how they are judged. */
+export interface FleetViewConfig {
+  /** How long reports are kept (ms). */
+  retention: number;
+  /** A client whose last report is older than this is silent (ms). */
+  silentAfter: number;
+  /** Reports accepted per client host per minute. */
+  reportRate: number;
+}
+
 /** The whole fleet, validated and defaulted. Durations are milliseconds. */
 export interface Fleet {
   /** Absolute path of the fleet file, or null when built from flags alone. */
@@ -115,7 +125,7 @@ export interface Fleet {
   tree: string;
   binary: string;
   modules: { read: string; write: string };
-  auth: { user: string; secretsFile: string; passwordFile: string };
+  auth: { user: string; secretsFile: string; passwordFile: string; reportTokenFile: string };
   uid: string | null;
   gid: string | null;
   stateDir: string;
@@ -126,6 +136,7 @@ export interface Fleet {
   proxy: ProxyConfig | null;
   client: ClientConfig;
   push: PushConfig;
+  fleet: FleetViewConfig;
 }
 
 /** A value set from the command line in place of the fleet file's. */
@@ -526,6 +537,7 @@ function build(raw: RawFleet, file: string): Fleet {
       user: raw.auth?.user ?? DEFAULTS.auth.user,
       secretsFile: raw.auth?.secrets_file ?? DEFAULTS.auth.secretsFile,
       passwordFile: raw.auth?.password_file ?? DEFAULTS.auth.passwordFile,
+      reportTokenFile: raw.auth?.report_token_file ?? DEFAULTS.auth.reportTokenFile,
     },
     uid: raw.uid ?? null,
     gid: raw.gid ?? null,
@@ -576,6 +588,11 @@ function build(raw: RawFleet, file: string): Fleet {
       pollInterval: p.poll_interval ?? dp.pollInterval,
       retryMin: p.retry_min ?? dp.retryMin,
       retryMax: p.retry_max ?? dp.retryMax,
+    },
+    fleet: {
+      retention: raw.fleet?.retention ?? DEFAULTS.fleet.retention,
+      silentAfter: raw.fleet?.silent_after ?? DEFAULTS.fleet.silentAfter,
+      reportRate: raw.fleet?.report_rate ?? DEFAULTS.fleet.reportRate,
     },
   };
 }

@@ -13,6 +13,7 @@ export const DEFAULTS = {
     user: "fanout",
     secretsFile: "/etc/fanout/rsyncd.secrets",
     passwordFile: "/etc/fanout/push.password",
+    reportTokenFile: "/etc/fanout/report.token",
   },
   stateDir: "/var/lib/fanout",
   binary: "/usr/local/bin/fanout",
@@ -64,10 +65,32 @@ export const DEFAULTS = {
     retryMin: 1_000,
     retryMax: 60_000,
   },
+  fleet: {
+    /** Reports older than this are deleted from the primary's database. */
+    retention: 7 * 86_400_000,
+    /** A client whose last report is older than this is "silent". */
+    silentAfter: 300_000,
+    /** Reports accepted per client host per minute; more get 429. */
+    reportRate: 12,
+    /** Largest report body the primary reads (bytes); larger gets 413. */
+    maxReportBytes: 8192,
+    /** A signed report's time may differ from the primary's clock by this much (ms). */
+    maxClockSkew: 300_000,
+    /** How long a client waits for the primary to take its report (ms). */
+    reportTimeout: 1_000,
+  },
 } as const;
 
 /** Name of the version marker at the root of every tree. */
 export const VERSION_MARKER = ".fanout-version";
+
+/**
+ * Where rsync writes the files it is receiving on a server (`--temp-dir`),
+ * at the tree's root: never served, never pushed, never deleted by a push.
+ * Without it rsync writes `.name.XXXXXX` next to each file, where a client
+ * pulling at that moment would copy a half-written file.
+ */
+export const SERVER_TEMP_DIR = ".fanout-tmp";
 
 /** Name of the marker fanout leaves in a client destination it manages. */
 export const DEST_MARKER = ".fanout-dest";

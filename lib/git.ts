@@ -18,6 +18,7 @@
  */
 
 import { EnvironmentError, SafetyError, UsageError } from "./errors.ts";
+import { exists } from "./_fs.ts";
 
 /** An opened repository. */
 export interface GitRepo {
@@ -314,13 +315,4 @@ async function isEmptyOrMissing(dir: string): Promise<boolean> {
   }
   for await (const _ of Deno.readDir(dir)) return false;
   return true;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -14,6 +14,7 @@
 import type { Fleet, ServerHost } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { type DaemonIdentity, renderRsyncdConf, RsyncDaemon } from "./rsync_daemon.ts";
+import type { VersionMarker } from "./version.ts";
 
 /**
  * The daemon behind the proxy for `self`, with its rsyncd.conf written under
@@ -31,21 +32,22 @@ export async function proxiedDaemon(
   self: ServerHost,
   id: DaemonIdentity,
   log: Logger,
+  version: VersionMarker | null = null,
 ): Promise<RsyncDaemon | null> {
   const proxy = fleet.proxy;
   if (!proxy?.proxyProtocol || !proxy.backends.includes(self.name)) return null;
   const stateDir = `${self.stateDir}/proxied`;
   await Deno.mkdir(stateDir, { recursive: true });
   const confPath = `${stateDir}/rsyncd.conf`;
-  await Deno.writeTextFile(
-    confPath,
+  const render = (version: VersionMarker | null) =>
     renderRsyncdConf(fleet, self, id, {
       proxyProtocol: true,
       listen: self.proxyListen,
       readOnly: true,
       stateDir,
-    }),
-  );
+      version,
+    });
+  await Deno.writeTextFile(confPath, render(version));
   return new RsyncDaemon({
     rsync: fleet.rsync.path,
     confPath,
@@ -53,6 +55,7 @@ export async function proxiedDaemon(
     stateDir,
     proxyProtocol: true,
     log: log.child({ daemon: "proxied" }),
+    render,
   });
 }
 

@@ -23,7 +23,7 @@
  */
 
 import type { Fleet, PublisherHost } from "./config.ts";
-import { VERSION_MARKER } from "./defaults.ts";
+import { SERVER_TEMP_DIR, VERSION_MARKER } from "./defaults.ts";
 import { SafetyError, TransferError } from "./errors.ts";
 import { acquireLock } from "./file_lock.ts";
 import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
@@ -165,7 +165,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
           deleteDelay: true,
           // The marker is sent on its own, last; excluding it also keeps
           // --delete from removing the primary's current one meanwhile.
-          excludes: [`/${VERSION_MARKER}`, ...fleet.push.exclude],
+          excludes: [`/${VERSION_MARKER}`, `/${SERVER_TEMP_DIR}/`, ...fleet.push.exclude],
           // The daemon's --stats never count deletions on its side; the items do.
           itemize: true,
         }),
@@ -363,9 +363,10 @@ function pushJob(
     passwordFile: fleet.auth.passwordFile,
     timeout: fleet.rsync.timeout,
     connectTimeout: fleet.rsync.connectTimeout,
-    // Files land together at the end; the temporaries sit in .~tmp~, which
-    // the read module never serves.
+    // Files land together at the end; meanwhile they sit in the primary's
+    // temp dir and .~tmp~ dirs, which its read module never serves.
     delayUpdates: true,
+    tempDir: SERVER_TEMP_DIR,
     // Two publishes within one second may rewrite a file with the same size.
     ...more,
   };

@@ -23,7 +23,7 @@
 
 import { type Change, ChangeSet, type Work } from "./changes.ts";
 import type { PushConfig } from "./config.ts";
-import { VERSION_MARKER } from "./defaults.ts";
+import { SERVER_TEMP_DIR, VERSION_MARKER } from "./defaults.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
@@ -37,6 +37,7 @@ import {
 } from "./rsync.ts";
 import { parseMarker, type VersionMarker } from "./version.ts";
 import { Semaphore } from "./_semaphore.ts";
+import { readTextOrNull } from "./_fs.ts";
 
 /** A replica to push to. */
 export interface PushTarget {
@@ -301,7 +302,7 @@ export class PushEngine {
   /** One push of `work`; returns how it ended (the state is already set). */
   async #pushOnce(r: Replica, work: Work): Promise<"ok" | "failed" | "refused"> {
     const t0 = performance.now();
-    const markerText = await readText(`${this.#o.source}/${VERSION_MARKER}`);
+    const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     let kind: "full" | "scoped" = work.kind === "full" ? "full" : "scoped";
     let changes = work.kind === "paths" ? work.changes : [];
     if (kind === "scoped" && changes.some((c) => unfilterable(c.path))) {
@@ -397,7 +398,7 @@ export class PushEngine {
       // A renamed file's old name goes only once the new one is in place.
       deleteDelay: true,
       delayUpdates: !extra.dryRun,
-      excludes: [`/${VERSION_MARKER}`, ".~tmp~/", ...this.#o.push.exclude],
+      excludes: [`/${VERSION_MARKER}`, ".~tmp~/", `/${SERVER_TEMP_DIR}/`, ...this.#o.push.exclude],
       ...extra,
     });
     return (async () => {
@@ -435,6 +436,8 @@ export class PushEngine {
       dest: r.target.url,
       address: this.#o.address,
       passwordFile: this.#o.passwordFile,
+      // The replica receives into its temp dir, which its clients never see.
+      tempDir: SERVER_TEMP_DIR,
       timeout: this.#o.rsync.timeout,
       connectTimeout: this.#o.rsync.connectTimeout,
       ...over,
@@ -516,7 +519,7 @@ export async function sourceProblem(root: string): Promise<string | null> {
     return `source tree ${root} is missing (unmounted disk?); not pushing, replicas keep their files`;
   }
   for await (const e of Deno.readDir(root)) {
-    if (e.name !== VERSION_MARKER && e.name !== ".~tmp~") return null;
+    if (e.name !== VERSION_MARKER && e.name !== ".~tmp~" && e.name !== SERVER_TEMP_DIR) return null;
   }
   return `source tree ${root} is empty (unmounted disk?); not pushing, replicas keep their files`;
 }
@@ -530,12 +533,4 @@ async function anyMissing(root: string, changes: Change[]): Promise<boolean> {
     }
   }
   return false;
-}
-
-async function readText(path: string): Promise<string | null> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch {
-    return null;
-  }
 }

@@ -60,6 +60,8 @@ export interface RsyncJob {
    * transfer would be skipped, and stay wrong.
    */
   exactTimes?: boolean;
+  /** Write incoming files here first (`--temp-dir`, relative to the destination root). */
+  tempDir?: string;
   /** Anything else, appended before source and dest. */
   extra?: string[];
 }
@@ -116,6 +118,7 @@ export function rsyncArgs(job: RsyncJob): string[] {
   if (job.exactTimes !== false) a.push("--modify-window=-1");
   if (job.backupDir) a.push("--backup", `--backup-dir=${job.backupDir}`);
   if (job.linkDest) a.push(`--link-dest=${job.linkDest}`);
+  if (job.tempDir) a.push(`--temp-dir=${job.tempDir}`);
   if (job.progress) a.push("--info=progress2");
   if (job.filesFrom) a.push("--from0", `--files-from=${job.filesFrom}`);
   for (const x of job.excludes ?? []) a.push(`--exclude=${x}`);

@@ -20,6 +20,9 @@ import { probeRsyncd } from "./rsync_probe.ts";
 import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "./children.ts";
 import { formatDuration } from "./duration.ts";
+import { markerComment, type VersionMarker } from "./version.ts";
+import { SERVER_TEMP_DIR } from "./defaults.ts";
+import { exists } from "./_fs.ts";
 
 /** Who the daemon runs as, when started by root. */
 export interface DaemonIdentity {
@@ -73,6 +76,8 @@ export function renderRsyncdConf(
     readOnly?: boolean;
     /** Where pid, lock and log files go (default: the host's state dir). */
     stateDir?: string;
+    /** The tree's version, announced in the read module's comment. */
+    version?: VersionMarker | null;
   } = {},
 ): string {
   const writers = opts.readOnly ? [] : writersOf(fleet, host);
@@ -102,6 +107,8 @@ export function renderRsyncdConf(
     user: fleet.auth.user,
     secrets_file: fleet.auth.secretsFile,
     write_max_connections: 50,
+    version_comment: opts.version ? markerComment(opts.version) : "",
+    temp_dir: SERVER_TEMP_DIR,
   });
 }
 
@@ -119,6 +126,11 @@ export interface DaemonOptions {
   /** Holds rsyncd.pid and rsyncd.log. */
   stateDir: string;
   log: Logger;
+  /**
+   * Renders the conf for a tree version; with it, {@linkcode RsyncDaemon.setVersion}
+   * rewrites the conf when the version changes (rsyncd re-reads it on every connection).
+   */
+  render?: (version: VersionMarker | null) => string;
   /** How long a start may take before it counts as failed (ms). */
   readyTimeout?: number;
   /** First and longest wait between restarts (ms). */
@@ -140,7 +152,7 @@ export interface DaemonOptions {
  * ```
  */
 export class RsyncDaemon {
-  #o: Required<DaemonOptions>;
+  #o: Required<Omit<DaemonOptions, "render">> & Pick<DaemonOptions, "render">;
   #state: DaemonState = "stopped";
   #child: Deno.ChildProcess | null = null;
   #stopping = false;
@@ -149,6 +161,7 @@ export class RsyncDaemon {
   #restarts = 0;
   #lastError: string | null = null;
   #since = Date.now();
+  #conf: string | null = null;
 
   constructor(opts: DaemonOptions) {
     this.#o = {
@@ -194,6 +207,25 @@ export class RsyncDaemon {
     const started = new Promise<void>((res, rej) => first = (err) => err ? rej(err) : res());
     this.#loop = this.#run(first);
     await started;
+  }
+
+  /**
+   * Announces `version` in the read module's comment: rewrites the
+   * conf (atomically: rsyncd reads it on every connection) when it changed.
+   */
+  async setVersion(version: VersionMarker | null): Promise<void> {
+    const render = this.#o.render;
+    if (!render) return;
+    const text = render(version);
+    if (text === this.#conf) return;
+    const tmp = `${this.#o.confPath}.tmp`;
+    try {
+      await Deno.writeTextFile(tmp, text);
+      await Deno.rename(tmp, this.#o.confPath);
+      this.#conf = text;
+    } catch (e) {
+      this.#o.log.warn("cannot rewrite rsyncd.conf", { path: this.#o.confPath, error: e });
+    }
   }
 
   /** Stops the daemon and every process of its group; idempotent. */
@@ -370,13 +402,4 @@ async function collectStderr(stream: ReadableStream<Uint8Array>): Promise<string
     text = (text + chunk).slice(-4096);
   }
   return text;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

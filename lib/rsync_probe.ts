@@ -15,6 +15,8 @@ export interface ProbeResult {
   greeting?: string;
   /** Listed modules (only when asked for, and only `list = yes` ones). */
   modules?: string[];
+  /** Each listed module's comment, by name. */
+  comments?: Record<string, string>;
   /** Why it failed, in words. */
   error?: string;
   /** Round trip in ms. */
@@ -86,12 +88,24 @@ export async function probeRsyncd(
     // Protocol 30 needs no digest list and every 3.x daemon speaks it.
     await conn.write(enc.encode("@RSYNCD: 30.0\n#list\n"));
     const modules: string[] = [];
+    const comments: Record<string, string> = {};
     for (let line = await reader.line(); line !== null; line = await reader.line()) {
       if (line.startsWith("@RSYNCD: EXIT")) break;
       if (line.startsWith("@ERROR")) return done({ ok: false, greeting, error: line });
-      if (opts.list && line.trim()) modules.push(line.split(/\s/)[0]);
+      if (opts.list && line.trim()) {
+        // rsyncd lists "%-15s\t%s": the name, padded, then the comment.
+        const name = line.split(/\s/)[0];
+        modules.push(name);
+        const tab = line.indexOf("\t");
+        comments[name] = tab < 0 ? "" : line.slice(tab + 1);
+      }
     }
-    return done({ ok: true, greeting, modules: opts.list ? modules : undefined });
+    return done({
+      ok: true,
+      greeting,
+      modules: opts.list ? modules : undefined,
+      comments: opts.list ? comments : undefined,
+    });
   } catch (e) {
     if (abort.signal.aborted) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
     return done({ ok: false, error: describeConnectError(e) });

@@ -1,8 +1,9 @@
 /**
- * Checks of the files that hold fanout's one shared secret: the daemons'
- * secrets file (`user:password` lines) and the pushers' password file. rsync
- * refuses either when other users can read it, but says so late and vaguely;
- * fanout refuses before anything starts and says which file and what to run.
+ * Checks of the files that hold fanout's shared secrets: the daemons'
+ * secrets file (`user:password` lines), the pushers' password file, and the
+ * report token clients sign their run reports with. rsync refuses the first
+ * two when other users can read them, but says so late and vaguely; fanout
+ * refuses before anything starts and says which file and what to run.
  *
  * @module
  */
@@ -33,7 +34,7 @@ export interface SecretNeeds {
 export async function checkSecretFiles(fleet: Fleet, needs: SecretNeeds): Promise<void> {
   const problems: ConfigProblem[] = [];
   if (needs.daemon) {
-    const p = await checkFile(fleet.auth.secretsFile, "auth.secrets_file", "rsync daemon");
+    const p = await secretFileProblem(fleet.auth.secretsFile, "auth.secrets_file", "rsync daemon");
     if (p) problems.push(p);
     else {
       const text = await Deno.readTextFile(fleet.auth.secretsFile);
@@ -49,7 +50,7 @@ export async function checkSecretFiles(fleet: Fleet, needs: SecretNeeds): Promis
     }
   }
   if (needs.pusher) {
-    const p = await checkFile(fleet.auth.passwordFile, "auth.password_file", "push");
+    const p = await secretFileProblem(fleet.auth.passwordFile, "auth.password_file", "push");
     if (p) problems.push(p);
     else if ((await Deno.readTextFile(fleet.auth.passwordFile)).trim() === "") {
       problems.push({ path: "auth.password_file", message: `${fleet.auth.passwordFile} is empty` });
@@ -58,7 +59,55 @@ export async function checkSecretFiles(fleet: Fleet, needs: SecretNeeds): Promis
   if (problems.length) throw new ConfigError(fleet.file ?? "flags", problems);
 }
 
-async function checkFile(path: string, key: string, use: string): Promise<ConfigProblem | null> {
+/**
+ * Reads the report token (`auth.report_token_file`), the secret clients sign
+ * their run reports with and the primary checks them with. It is not the push
+ * password: a client holding that could write to the write modules.
+ *
+ * Returns null when the file does not exist (the primary then refuses
+ * reports, and clients send none).
+ *
+ * @throws {ConfigError} when it exists but is not a regular file, is readable
+ * by group or others, cannot be read, or is empty.
+ *
+ * @example
+ * ```ts
+ * const token = await readReportToken(fleet); // null: reports off
+ * ```
+ */
+export async function readReportToken(fleet: Fleet): Promise<string | null> {
+  const path = fleet.auth.reportTokenFile;
+  const key = "auth.report_token_file";
+  try {
+    await Deno.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+  }
+  const p = await secretFileProblem(path, key, "fleet view");
+  if (p) throw new ConfigError(fleet.file ?? "flags", [p]);
+  const token = (await Deno.readTextFile(path)).trim();
+  if (token === "") {
+    throw new ConfigError(fleet.file ?? "flags", [{ path: key, message: `${path} is empty` }]);
+  }
+  return token;
+}
+
+/**
+ * What is wrong with a secret file at `path` (set by fleet-file key `key`,
+ * needed by `use`), or null: missing, not a regular file, readable by group
+ * or others, or unreadable by this user. Never reads the secret into a message.
+ *
+ * @example
+ * ```ts
+ * const p = await secretFileProblem("/etc/fanout/report.token", "auth.report_token_file", "report");
+ * if (p) console.error(p.message);
+ * ```
+ */
+export async function secretFileProblem(
+  path: string,
+  key: string,
+  use: string,
+): Promise<ConfigProblem | null> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(path);

@@ -72,3 +72,28 @@ export function formatMarker(v: VersionMarker): string {
 export function describeVersion(v: VersionMarker | null): string {
   return v ? `seq ${v.seq} (${v.commit.slice(0, 8)} ${v.ref})` : "none";
 }
+
+const COMMENT = /fanout-version seq=(\d+) commit=(\S+) ref=(\S+) at=(\S+)/;
+
+/**
+ * The marker as the read module's comment carries it, so a client can learn
+ * the version from a module listing: one tiny exchange with the daemon and
+ * no rsync process (see rsync_probe.ts).
+ *
+ * @example
+ * ```ts
+ * markerComment(v); // "fanout-version seq=42 commit=1a2b… ref=main at=2026-11-25T21:00:00.000Z"
+ * ```
+ */
+export function markerComment(v: VersionMarker): string {
+  const safe = (s: string) => s.replace(/\s/g, "_");
+  return `fanout-version seq=${v.seq} commit=${safe(v.commit)} ref=${safe(v.ref)} at=${
+    safe(v.published_at)
+  }`;
+}
+
+/** The marker a module comment carries (see {@linkcode markerComment}), or null. */
+export function markerFromComment(comment: string): VersionMarker | null {
+  const m = COMMENT.exec(comment);
+  return m ? { seq: Number(m[1]), commit: m[2], ref: m[3], published_at: m[4] } : null;
+}

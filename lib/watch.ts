@@ -47,7 +47,7 @@ export interface WatchOptions {
 
 /** rsync's in-flight files: `.name.XXXXXX` temp files and `--delay-updates` dirs. */
 const RSYNC_TEMP = /(^|\/)\.[^/]+\.[A-Za-z0-9]{6}$/;
-const DELAY_DIR = /(^|\/)\.~tmp~(\/|$)/;
+const DELAY_DIR = /(^|\/)\.~tmp~(\/|$)|^\.fanout-tmp(\/|$)/;
 /** How long a written file's push waits for its close event. */
 const WRITE_GRACE_MS = 25;
 /** Watches added for new directories (calls, paths) before a fresh worker takes over. */
@@ -289,9 +289,10 @@ export class TreeWatcher {
       if (rel === undefined) continue; // Deno maps some symlink events outside the tree
       if (rel === "" || DELAY_DIR.test(rel) || this.#exclude.excluded(rel)) continue;
       if (RSYNC_TEMP.test(rel)) {
-        // An incoming rsync's temp file: writing it is no change, but a push
-        // that walked its directory meanwhile copied it downstream, so its
-        // going away is one (the next push deletes that copy).
+        // Named like an rsync temp file: writing it is taken for no change.
+        // But it was pushed if it is a real file (.env.sample), or if a push
+        // walked its directory while another rsync was writing it, so its
+        // going away is one (the next push deletes the copy downstream).
         const gone = evKind === "remove" || (evKind === "rename" && lstatSync(abs) === null);
         if (gone) this.#batch.push({ path: rel, deep: false });
         continue;
@@ -413,6 +414,7 @@ export class TreeWatcher {
         // still arrive: it closes its watches and flushes, then goes.
         await old?.drain();
         old?.terminate();
+        this.#o.log.debug("watches moved to a fresh worker", { dirs: dirs.length, walked: walk });
       } catch (e) {
         if (!this.#closed) this.#fallBack(e as Error);
       } finally {

@@ -19,6 +19,7 @@ import type { ClientJob } from "../lib/client_job.ts";
 import { inPlace } from "../lib/client_inplace.ts";
 import { type ClientRunResult, readStatus, writeStatus } from "../lib/client_status.ts";
 import { describeVersion, readMarker } from "../lib/version.ts";
+import { sendReport } from "../lib/report.ts";
 import { fleetFor } from "./_fleet.ts";
 
 /** Runs the client role; returns the exit code. */
@@ -38,8 +39,11 @@ export async function run(opts: CommonOptions): Promise<number> {
     if (f.check) return await check(job, layout, f.json === true);
     if (f.rollback) return await rollbackCommand(job);
     const noSplay = f["no-splay"] === true;
-    if (f.watch) return await watch(job, layout, noSplay ? 0 : watchInterval, watchInterval);
-    return await cronRun(job, layout, noSplay ? 0 : splay);
+    const report = (r: ClientRunResult) => reportRun(fleet, job, r);
+    if (f.watch) {
+      return await watch(job, layout, noSplay ? 0 : watchInterval, watchInterval, report);
+    }
+    return await cronRun(job, layout, noSplay ? 0 : splay, report);
   } finally {
     dispose();
   }
@@ -116,7 +120,26 @@ async function layoutFor(job: ClientJob): Promise<TreeLayout> {
 // ---------------------------------------------------------------------------
 // one cron run
 
-async function cronRun(job: ClientJob, layout: TreeLayout, splay: number): Promise<number> {
+/** Sends a run's result to the primary's fleet view; never fails the run. */
+async function reportRun(fleet: Fleet, job: ClientJob, r: ClientRunResult): Promise<void> {
+  await sendReport(fleet, {
+    host: r.host,
+    version: r.version,
+    started_at: r.time,
+    duration_ms: r.duration_ms,
+    exit_code: r.exit_code,
+    drift: r.drift,
+    error: r.error,
+    source: r.source,
+  }, { log: job.log });
+}
+
+async function cronRun(
+  job: ClientJob,
+  layout: TreeLayout,
+  splay: number,
+  report: (r: ClientRunResult) => Promise<void>,
+): Promise<number> {
   let held: FileLock;
   try {
     held = await lockRun(job);
@@ -133,6 +156,7 @@ async function cronRun(job: ClientJob, layout: TreeLayout, splay: number): Promi
     }
     const result = await runClient(job, { status: await readStatus(job.stateDir) }, layout);
     await writeStatus(job.stateDir, result);
+    await report(result);
     if (result.exit_code !== 0) throw new FanoutError(result.error!, exitOf(result));
     if (job.verbose) console.error(summary(result));
     return ExitCode.Ok;
@@ -228,11 +252,12 @@ async function watch(
   layout: TreeLayout,
   splay: number,
   watchInterval: number,
+  report: (r: ClientRunResult) => Promise<void>,
 ): Promise<number> {
   const signal = job.signal!;
   const held = await lockRun(job);
   try {
-    return await watchLoop(job, layout, splay, watchInterval, signal);
+    return await watchLoop(job, layout, splay, watchInterval, signal, report);
   } finally {
     held.release();
   }
@@ -244,6 +269,7 @@ async function watchLoop(
   splay: number,
   watchInterval: number,
   signal: AbortSignal,
+  report: (r: ClientRunResult) => Promise<void>,
 ): Promise<number> {
   const verifyPeriod = job.verifyEvery || WATCH_VERIFY_DEFAULT;
   // Hosts started together poll out of step: each keeps its own phase.
@@ -268,6 +294,7 @@ async function watchLoop(
     if (due && !signal.aborted) {
       const result = await runClient(full, { status: await readStatus(job.stateDir) }, layout);
       await writeStatus(job.stateDir, result);
+      await report(result);
       failing = result.exit_code !== 0;
       if (failing) {
         if (!signal.aborted) job.log.error("sync failed", { error: result.error });

@@ -23,7 +23,8 @@ import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync_daem
 import { checkSecretFiles } from "../lib/secrets.ts";
 import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
-import { readMarker } from "../lib/version.ts";
+import { readMarker, type VersionMarker } from "../lib/version.ts";
+import { SERVER_TEMP_DIR, VERSION_MARKER } from "../lib/defaults.ts";
 import { fleetFor } from "./_fleet.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
@@ -44,11 +45,12 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     pusher: downstreams.length > 0,
   });
   const id = await daemonIdentity(fleet, self);
-  const confPath = await writeState(
-    self.stateDir,
-    "rsyncd.conf",
-    renderRsyncdConf(fleet, self, id),
-  );
+  await ensureTempDir(self.path);
+  let version = await readMarker(self.path);
+  // The read module's comment announces the tree's version, so clients can
+  // check it with a module listing (no rsync process on either side).
+  const render = (v: VersionMarker | null) => renderRsyncdConf(fleet, self, id, { version: v });
+  const confPath = await writeState(self.stateDir, "rsyncd.conf", render(version));
 
   const daemon = new RsyncDaemon({
     rsync: fleet.rsync.path,
@@ -56,9 +58,10 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     listen: self.listen,
     stateDir: self.stateDir,
     log: lg,
+    render,
   });
   // Only behind a PROXY-protocol proxy: a second, read-only daemon.
-  const proxied = await proxiedDaemon(fleet, self, id, lg);
+  const proxied = await proxiedDaemon(fleet, self, id, lg, version);
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",
@@ -70,14 +73,24 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     "Restarts of the rsync daemon since start.",
     () => [[{}, daemon.restarts]],
   );
-  let version = await readMarker(self.path);
   registry.gauge(
     "fanout_tree_version_seq",
     "seq of the version marker in this host's tree.",
     () => [[{}, version?.seq ?? -1]],
   );
 
+  // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
+  const fleetView = kind === "primary"
+    ? await (await import("../lib/fleet_service.ts")).openFleetView({
+      fleet,
+      self,
+      registry,
+      log: lg,
+    })
+    : null;
+
   await untilShutdown(async (signal, onStop) => {
+    if (fleetView) onStop(() => fleetView.close());
     onStop(() => daemon.stop());
     await daemon.start();
     onStop(() => proxied?.stop());
@@ -93,6 +106,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         Boolean(opts.flags["allow-mass-delete"]),
       );
       onStop(() => relay!.stop());
+      fleetView?.setReplicaSource(() => relay!.engine.status());
     }
     const health = startHealth(self.health, {
       role: kind,
@@ -126,17 +140,75 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
           : null,
         replicas: relay?.engine.status() ?? [],
       }),
-    });
+    }, fleetView?.routes);
     onStop(() => health.shutdown());
-    // The marker changes when a push lands; refresh it for /status and /metrics.
-    const refresh = setInterval(async () => version = await readMarker(self.path), 1000);
-    onStop(() => clearInterval(refresh));
+    // The marker changes when a push lands: refresh /status, /metrics and
+    // the module comment at once (clients read the version from it), on a
+    // watch of the tree's root, with a timer in case an event is missed.
+    const refresh = async () => {
+      await ensureTempDir(self.path);
+      version = await readMarker(self.path);
+      await daemon.setVersion(version);
+      await proxied?.setVersion(version);
+    };
+    const timer = setInterval(refresh, 1000);
+    onStop(() => clearInterval(timer));
+    const markerWatch = watchMarker(self.path, refresh);
+    onStop(() => markerWatch.close());
     lg.info("ready", describe(self, downstreams));
     await aborted(signal);
     lg.info("stopping", { signal: String(signal.reason) });
   });
   lg.info("stopped");
   return 0;
+}
+
+/**
+ * Makes the tree's temp dir (rsync `--temp-dir` of pushes and publishes
+ * into this host), owned like the tree so the daemon can write to it after
+ * dropping root; puts it back if someone removed it.
+ */
+async function ensureTempDir(tree: string): Promise<void> {
+  const dir = `${tree}/${SERVER_TEMP_DIR}`;
+  try {
+    await Deno.lstat(dir);
+    return;
+  } catch { /* missing: make it */ }
+  try {
+    const st = await Deno.stat(tree);
+    await Deno.mkdir(dir, { mode: 0o700 });
+    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
+      await Deno.chown(dir, st.uid, st.gid);
+    }
+  } catch { /* the tree is gone: the push guard reports it */ }
+}
+
+/**
+ * Calls `changed` when the version marker at the root of `tree` changes. A
+ * watch of the root alone (not recursive): one inotify watch, whatever the
+ * tree's size.
+ */
+function watchMarker(tree: string, changed: () => Promise<void>): { close(): void } {
+  let w: Deno.FsWatcher;
+  try {
+    w = Deno.watchFs(tree, { recursive: false });
+  } catch {
+    return { close() {} }; // the timer still refreshes
+  }
+  (async () => {
+    try {
+      for await (const ev of w) {
+        if (ev.paths.some((p) => p.endsWith(`/${VERSION_MARKER}`))) await changed();
+      }
+    } catch { /* closed, or the tree went away: the timer still refreshes */ }
+  })();
+  return {
+    close() {
+      try {
+        w.close();
+      } catch { /* closed */ }
+    },
+  };
 }
 
 /** The watcher and the push engine of a host with downstream replicas. */

@@ -172,9 +172,12 @@ export class Lab {
   readonly net: string;
   readonly secrets: string;
   readonly password: string;
+  /** The report token clients sign fleet reports with (mode 600). */
+  readonly reportToken: string;
   #procs: Proc[] = [];
   #argv = new Map<Proc, string[]>();
   #mounted = false;
+  #ports = new Set<number>();
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
 
@@ -185,6 +188,7 @@ export class Lab {
     this.net = `127.${1 + (n >> 8) % 250}.${n & 255}`;
     this.secrets = `${dir}/rsyncd.secrets`;
     this.password = `${dir}/push.password`;
+    this.reportToken = `${dir}/report.token`;
   }
 
   /**
@@ -206,6 +210,8 @@ export class Lab {
     await Deno.writeTextFile(lab.password, "lab-secret-1234\n", { mode: 0o600 });
     await Deno.chmod(lab.secrets, 0o600);
     await Deno.chmod(lab.password, 0o600);
+    await Deno.writeTextFile(lab.reportToken, "lab-report-token-5678\n", { mode: 0o600 });
+    await Deno.chmod(lab.reportToken, 0o600);
     return lab;
   }
 
@@ -216,10 +222,16 @@ export class Lab {
 
   /** A free TCP port on `host`. */
   port(host = this.ip(1)): number {
-    const l = Deno.listen({ hostname: host, port: 0 });
-    const p = (l.addr as Deno.NetAddr).port;
-    l.close();
-    return p;
+    // A port just closed can be handed out again: never give one twice.
+    for (;;) {
+      const l = Deno.listen({ hostname: host, port: 0 });
+      const p = (l.addr as Deno.NetAddr).port;
+      l.close();
+      if (!this.#ports.has(p)) {
+        this.#ports.add(p);
+        return p;
+      }
+    }
   }
 
   /**
@@ -244,6 +256,7 @@ export class Lab {
       "  user: fanout",
       `  secrets_file: ${this.secrets}`,
       `  password_file: ${this.password}`,
+      `  report_token_file: ${this.reportToken}`,
       `state_dir: ${this.dir}/state`,
       "rsync:",
       "  connect_timeout: 3s",
@@ -435,16 +448,42 @@ export async function withLab(
   }
 }
 
-/** `diff -r` of two trees (no symlink following); "" when identical. */
+/**
+ * `diff -r` of two trees (no symlink following); "" when identical. A
+ * server's own temp dir (`.fanout-tmp`, never served) does not count.
+ */
 export async function diffTrees(a: string, b: string, excludes: string[] = []): Promise<string> {
   const r = await sh("diff", [
     "-r",
     "--no-dereference",
-    ...excludes.flatMap((x) => ["-x", x]),
+    ...[".fanout-tmp", ...excludes].flatMap((x) => ["-x", x]),
     a,
     b,
   ]);
   return r.stdout + r.stderr;
+}
+
+/**
+ * Waits until each named server's tree equals the primary's (`rsync1`),
+ * failing with the last diff.
+ */
+export async function converged(lab: Lab, names: string[], timeoutMs = 15_000): Promise<void> {
+  for (const name of names) {
+    let last = "";
+    try {
+      await waitFor(
+        `${name} identical to rsync1`,
+        async () => {
+          last = await diffTrees(lab.hosts.rsync1.path, lab.hosts[name].path);
+          return last === "";
+        },
+        timeoutMs,
+        50,
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}`);
+    }
+  }
 }
 
 /** Asserts two trees are identical, with the diff as the message. */

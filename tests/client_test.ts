@@ -135,8 +135,13 @@ Deno.test("client: first sync, a silent no-op, the fast path, the status file", 
     assert.equal((await s.client(["--verify-every", "1h"])).code, 0);
     assert.equal((await s.status()).mode, "fast");
     assert.equal(await Deno.readTextFile(`${s.dest}/a.txt`), "alpha v1\n");
-    // … and a new version is fetched at once.
+    // … and a new version is fetched at once, once the server announces it
+    // (its read module's comment follows the marker within a moment).
     await writeTree(s.src, { ".fanout-version": marker(2) });
+    await waitFor("the server announces seq 2", async () => {
+      const list = await sh("rsync", [s.url.replace(/[^/]+\/$/, "")]);
+      return /fanout-version seq=2 /.test(list.stdout);
+    });
     const v2 = await s.client(["--verify-every", "1h", "--verbose"]);
     assert.equal(v2.code, 0, v2.stderr);
     assert.match(v2.stderr, /synced .* to seq 2 \(c0ffee2 main\) from .*: 2 changed, 0 deleted/);

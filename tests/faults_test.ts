@@ -2,7 +2,7 @@
 // convergence and no process left behind; nothing hostile gets in or out.
 import assert from "node:assert/strict";
 import {
-  diffTrees,
+  converged,
   http,
   type Lab,
   rsync,
@@ -12,25 +12,6 @@ import {
   withLab,
   writeTree,
 } from "./_helpers.ts";
-
-async function converged(lab: Lab, replicas: string[], timeoutMs = 30_000): Promise<void> {
-  let last = "";
-  for (const name of replicas) {
-    try {
-      await waitFor(
-        `${name} identical to rsync1`,
-        async () => {
-          last = await diffTrees(lab.hosts.rsync1.path, lab.hosts[name].path);
-          return last === "";
-        },
-        timeoutMs,
-        50,
-      );
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last.slice(0, 1500)}`);
-    }
-  }
-}
 
 /** A tree big enough that a push takes a while: `n` files of `size` bytes. */
 async function bigTree(dir: string, n: number, size: number): Promise<void> {
@@ -61,7 +42,7 @@ Deno.test("fault: a replica killed with SIGKILL during a large push converges af
     let r2 = await lab.server("replica", "rsync2");
     await lab.server("replica", "rsync3");
     const primary = await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2", "rsync3"]);
+    await converged(lab, ["rsync2", "rsync3"], 30_000);
     await bigTree(lab.hosts.rsync1.path, 3000, 64 * 1024);
     // The host dies: fanout and its daemon, no goodbyes.
     await primary.waitFor(/msg=pushed .*replica=rsync2 kind=scoped|push failed/, 30_000).catch(
@@ -91,7 +72,7 @@ Deno.test("fault: the primary restarted mid-push converges", async () => {
     await lab.server("replica", "rsync2");
     await lab.server("replica", "rsync3");
     let primary = await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2", "rsync3"]);
+    await converged(lab, ["rsync2", "rsync3"], 30_000);
     await bigTree(lab.hosts.rsync1.path, 2000, 64 * 1024);
     await sleep(200);
     await primary.stop("SIGTERM");
@@ -107,7 +88,7 @@ Deno.test("fault: a replica's disk read-only for a while, then writable again", 
     await writeTree(lab.hosts.rsync1.path, { "a.txt": "a\n" });
     await lab.server("replica", "rsync2");
     const primary = await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2"]);
+    await converged(lab, ["rsync2"], 30_000);
     const tree = lab.hosts.rsync2.path;
     const ro = await sh("sh", [
       "-c",
@@ -129,7 +110,7 @@ Deno.test("fault: a replica's disk read-only for a while, then writable again", 
       // Lazy: a daemon child may still have its cwd in the mount.
       await sh("umount", ["-l", tree]);
     }
-    await converged(lab, ["rsync2"]);
+    await converged(lab, ["rsync2"], 30_000);
   });
 });
 
@@ -142,7 +123,7 @@ Deno.test("fault: a directory tree moved and deleted while pushing converges", a
     await lab.server("replica", "rsync2");
     await lab.server("replica", "rsync3");
     await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2", "rsync3"]);
+    await converged(lab, ["rsync2", "rsync3"], 30_000);
     await bigTree(src, 1500, 16 * 1024);
     await Deno.rename(`${src}/big`, `${src}/moved`);
     await sleep(50);
@@ -288,7 +269,7 @@ Deno.test("faults leave no process behind", async () => {
     await writeTree(lab.hosts.rsync1.path, { "a.txt": "a\n" });
     const r2 = await lab.server("replica", "rsync2");
     const p = await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2"]);
+    await converged(lab, ["rsync2"], 30_000);
     await p.stop();
     await r2.stop();
     await noDaemonLeft(lab);

@@ -2,6 +2,7 @@
 // loopback aliases, real files, every replica compared with diff -r.
 import assert from "node:assert/strict";
 import {
+  converged,
   diffTrees,
   http,
   type Lab,
@@ -12,27 +13,6 @@ import {
   withLab,
   writeTree,
 } from "./_helpers.ts";
-
-/** Waits until every named replica's tree equals the primary's. */
-async function converged(lab: Lab, replicas: string[], timeoutMs = 15_000): Promise<void> {
-  const src = lab.hosts.rsync1.path;
-  for (const name of replicas) {
-    let last = "";
-    try {
-      await waitFor(
-        `${name} identical to rsync1`,
-        async () => {
-          last = await diffTrees(src, lab.hosts[name].path);
-          return last === "";
-        },
-        timeoutMs,
-        50,
-      );
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}`);
-    }
-  }
-}
 
 async function status(lab: Lab, name = "rsync1") {
   const h = lab.hosts[name];
@@ -361,25 +341,76 @@ for d in range(200):
   });
 });
 
-Deno.test("primary: an rsync in-flight file a push copied is deleted downstream once it is gone", async () => {
+Deno.test("primary: a file named like an rsync temp file (.env.sample) that goes away is deleted downstream", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({ replicas: ["rsync2"] });
+    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
     const src = lab.hosts.rsync1.path;
-    await writeTree(src, { "seed.txt": "seed\n" });
+    // rsync's temp files are named .<name>.XXXXXX, and so are some real files.
+    await writeTree(src, {
+      "seed.txt": "seed\n",
+      ".env.sample": "KEY=\n",
+      "conf/.htaccess.backup": "Deny from all\n",
+    });
     await lab.server("replica", "rsync2");
     await lab.server("primary", "rsync1");
     await converged(lab, ["rsync2"]);
-    // What the tree looks like while an rsync (a publish) is writing into it: a
-    // new directory holding the receiver's temp file. The push of the new
-    // directory copies whatever is in it.
-    const staged = `${lab.dir}/staged`;
-    await writeTree(staged, { "new/.big.bin.Ab3dE9": "half of it" });
-    await Deno.rename(`${staged}/new`, `${src}/new`);
-    const copy = `${lab.hosts.rsync2.path}/new/.big.bin.Ab3dE9`;
-    await waitFor("the in-flight file copied to rsync2", () => Deno.lstat(copy).catch(() => null));
-    // The receiver finishes: its temp file becomes the real one.
-    await Deno.writeTextFile(`${src}/new/.big.bin.Ab3dE9`, "all of it");
-    await Deno.rename(`${src}/new/.big.bin.Ab3dE9`, `${src}/new/big.bin`);
+    await Deno.remove(`${src}/.env.sample`);
+    await Deno.rename(`${src}/conf/.htaccess.backup`, `${src}/conf/.htaccess`);
     await converged(lab, ["rsync2"]);
+  });
+});
+
+Deno.test("primary: a reader of a replica never sees a file being received", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"] });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "a.txt": "a\n" });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    await converged(lab, ["rsync2"]);
+    const big = await sh("sh", [
+      "-c",
+      `for i in $(seq 1 40); do head -c 2000000 /dev/urandom > ${src}/big$i.bin; done`,
+    ]);
+    assert.equal(big.code, 0, big.stderr);
+    const h = lab.hosts.rsync2;
+    const seen = new Set<string>();
+    const until = Date.now() + 20_000;
+    while (Date.now() < until) {
+      const l = await rsync(["-r", "--list-only", `rsync://${h.ip}:${h.port}/plugins/`]);
+      for (const line of l.stdout.split("\n")) {
+        const name = line.split(/\s+/).slice(4).join(" ");
+        if (/\.fanout-tmp|\.~tmp~|(^|\/)\.[^/]+\.[A-Za-z0-9]{6}$/.test(name)) seen.add(name);
+      }
+      if ((await diffTrees(src, h.path)) === "") break;
+    }
+    assert.deepEqual([...seen], [], "files in flight were listed");
+    await converged(lab, ["rsync2"]);
+  });
+});
+
+Deno.test("primary: watches added for many new directories are merged, and nothing is missed", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "a.txt": "a\n" });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    await converged(lab, ["rsync2"]);
+    // One directory at a time: each gets a watch of its own, until a fresh
+    // worker takes them all over (past 16 added watches).
+    for (let i = 0; i < 40; i++) {
+      await Deno.mkdir(`${src}/n${i}`);
+      await sleep(30);
+    }
+    await converged(lab, ["rsync2"]);
+    // Files in the first and the last new directories are still seen.
+    await writeTree(src, {
+      "n0/late.txt": "first\n",
+      "n39/late.txt": "last\n",
+      "n20/x/y.txt": "deep\n",
+    });
+    await converged(lab, ["rsync2"]);
+    assert.equal((await status(lab)).watch.dirs, 42);
   });
 });

@@ -242,3 +242,24 @@ Deno.test("render rsyncd: the rendered file is accepted by a real daemon", async
     }
   });
 });
+
+Deno.test("replica: the read module's comment announces the tree's version", async () => {
+  await withLab(async (lab) => {
+    const { r2 } = await startReplica(lab);
+    const marker = {
+      seq: 12,
+      commit: "abcdef0123456789",
+      ref: "main",
+      published_at: "2026-11-25T21:00:00.000Z",
+    };
+    await Deno.writeTextFile(`${r2.path}/.fanout-version`, JSON.stringify(marker) + "\n");
+    const list = await waitFor("version in the listing", async () => {
+      const l = await rsync([`rsync://${r2.ip}:${r2.port}/`]);
+      return /fanout-version seq=12 /.test(l.stdout) ? l.stdout : null;
+    }, 5000);
+    assert.match(
+      list,
+      /^plugins\s+plugins \(read only\) fanout-version seq=12 commit=abcdef0123456789 ref=main at=2026-11-25T21:00:00\.000Z$/m,
+    );
+  });
+});

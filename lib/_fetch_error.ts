@@ -1,0 +1,12 @@
+// fetch() fails with "fetch failed" and hides the reason in `cause`
+// ("error sending request for url (…): client error (Connect): tcp connect
+// error: Connection refused (os error 111)"): keep only the reason.
+
+/** Why a fetch failed, in a few words ("connection refused", "timed out"). */
+export function fetchFailure(e: unknown): string {
+  const err = e as (Error & { cause?: unknown }) | undefined;
+  if (err?.name === "AbortError" || err?.name === "TimeoutError") return "timed out";
+  const inner = err?.cause instanceof Error ? err.cause.message : err?.message ?? String(e);
+  const last = inner.replace(/ \(os error \d+\)/g, "").split(": ").pop()!.trim();
+  return last.charAt(0).toLowerCase() + last.slice(1);
+}

@@ -1,0 +1,849 @@
+// The fleet view end to end: a real primary with a direct replica and a
+// relayed one, real publishes from a real git repository, clients simulated
+// by sendReport() with the versions those publishes made, and what an
+// operator looks at: /fleet.json, /metrics, `fanout fleet`, and the /fleet
+// page as headless Chromium renders it.
+import assert from "node:assert/strict";
+import { type Fleet, loadFleet } from "../lib/config.ts";
+import { FleetStore } from "../lib/fleet_store.ts";
+import { convergence, type FleetSnapshot } from "../lib/fleet_state.ts";
+import { type ClientReport, sendReport } from "../lib/report.ts";
+import { SIGNATURE_HEADER, signReport } from "../lib/report_sign.ts";
+import { readMarker, type VersionMarker } from "../lib/version.ts";
+import {
+  http,
+  type Lab,
+  type Proc,
+  type Ran,
+  sh,
+  sleep,
+  waitFor,
+  withLab,
+  writeTree,
+} from "./_helpers.ts";
+
+const TOKEN = "lab-report-token-5678";
+const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => {
+  try {
+    return Deno.statSync(p).isFile;
+  } catch {
+    return false;
+  }
+});
+
+async function git(cwd: string, ...args: string[]): Promise<string> {
+  const r = await sh("git", ["-c", "user.name=t", "-c", "user.email=t@lab", ...args], { cwd });
+  if (r.code !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** A repository to publish from, and the publishes made so far. */
+class Source {
+  constructor(readonly lab: Lab, readonly bare: string, readonly work: string) {}
+
+  static async create(lab: Lab): Promise<Source> {
+    const s = new Source(lab, `${lab.dir}/origin.git`, `${lab.dir}/origin-work`);
+    await git(lab.dir, "init", "-q", "--bare", "-b", "main", s.bare);
+    await git(lab.dir, "clone", "-q", s.bare, s.work);
+    await git(s.work, "symbolic-ref", "HEAD", "refs/heads/main");
+    return s;
+  }
+
+  /** Commits `files`, pushes, runs `fanout --role publish`; returns the primary's new marker. */
+  async publish(files: Record<string, string>): Promise<VersionMarker> {
+    await writeTree(this.work, files);
+    await git(this.work, "add", "-A");
+    await git(this.work, "commit", "-q", "-m", "change");
+    await git(this.work, "push", "-q", "origin", "main");
+    const r = await this.lab.run([
+      "--role",
+      "publish",
+      "-c",
+      this.lab.fleetFile,
+      "--repo",
+      this.bare,
+    ]);
+    assert.equal(r.code, 0, `publish failed:\n${r.stderr}`);
+    const m = await readMarker(this.lab.hosts.rsync1.path);
+    assert.ok(m, "the primary has a marker after a publish");
+    return m;
+  }
+}
+
+function base(lab: Lab): string {
+  const h = lab.hosts.rsync1;
+  return `http://${h.ip}:${h.health}`;
+}
+
+async function view(lab: Lab, query = ""): Promise<FleetSnapshot> {
+  const r = await http(`${base(lab)}/fleet.json${query}`);
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body);
+}
+
+/** Waits until every server holds `seq` as the primary sees it. */
+async function serversAt(lab: Lab, seq: number): Promise<FleetSnapshot> {
+  return await waitFor(
+    `every server at seq ${seq}`,
+    async () => {
+      const v = await view(lab);
+      return v.servers.every((s) => s.state === "current" && s.version?.seq === seq) ? v : null;
+    },
+    15_000,
+    100,
+  );
+}
+
+let lastStart = 0;
+
+/**
+ * A run result as a client reports it. Two runs never start in the same
+ * millisecond; two identical reports signed in the same second would be
+ * refused as a replay.
+ */
+function run(
+  host: string,
+  version: VersionMarker | null,
+  over: Partial<ClientReport> = {},
+): ClientReport {
+  return {
+    host,
+    version,
+    started_at: new Date(lastStart = Math.max(Date.now(), lastStart + 1)).toISOString(),
+    duration_ms: 120,
+    exit_code: 0,
+    drift: 0,
+    error: null,
+    source: "rsync://127.0.0.1:873/plugins/",
+    ...over,
+  };
+}
+
+async function report(fleet: Fleet, r: ClientReport): Promise<void> {
+  const out = await sendReport(fleet, r);
+  assert.deepEqual(out, { sent: true, status: 200, reason: null }, `report of ${r.host}`);
+}
+
+function fanoutFleet(lab: Lab, ...args: string[]): Promise<Ran> {
+  return lab.run(["fleet", "-c", lab.fleetFile, ...args]);
+}
+
+/** Starts rsync3 (relayed by rsync2), rsync2 and the primary. */
+async function startFleet(
+  lab: Lab,
+  extra: string,
+): Promise<{ fleet: Fleet; primary: Proc; rsync2: Proc }> {
+  await lab.fleet({ replicas: ["rsync2", { name: "rsync3", upstream: "rsync2" }], extra });
+  await lab.server("replica", "rsync3");
+  const rsync2 = await lab.server("replica", "rsync2");
+  const primary = await lab.server("primary", "rsync1");
+  return { fleet: await loadFleet(lab.fleetFile), primary, rsync2 };
+}
+
+/** The DOM of `url` after headless Chromium loaded it. */
+async function chromiumDom(lab: Lab, url: string): Promise<string> {
+  const profile = await Deno.makeTempDir({ dir: lab.dir, prefix: "chromium-" });
+  const child = new Deno.Command(CHROMIUM!, {
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      `--user-data-dir=${profile}`,
+      "--dump-dom",
+      url,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    detached: true,
+  }).spawn();
+  const killer = setTimeout(() => {
+    try {
+      Deno.kill(-child.pid, "SIGKILL");
+    } catch { /* gone */ }
+  }, 30_000);
+  const out = await child.output();
+  clearTimeout(killer);
+  const dom = new TextDecoder().decode(out.stdout);
+  assert.ok(
+    dom.includes("</html>"),
+    `chromium gave no DOM (exit ${out.code}):\n${
+      new TextDecoder().decode(out.stderr).slice(-1500)
+    }`,
+  );
+  return dom;
+}
+
+function count(dom: string, id: string): number {
+  const m = new RegExp(`id="${id}"[^>]*data-count="(\\d+)"`).exec(dom) ??
+    new RegExp(`data-count="(\\d+)"[^>]*id="${id}"`).exec(dom);
+  assert.ok(m, `no #${id} with a data-count in the page`);
+  return Number(m[1]);
+}
+
+/**
+ * The page's DOM right after the simulated clients ran again. They count as
+ * silent after fleet.silent_after: on a loaded machine Chromium may take that
+ * long to fetch the page, so try again (at most three times) when it shows
+ * more silent clients than `silent`.
+ */
+async function freshDom(
+  lab: Lab,
+  url: string,
+  tick: () => Promise<unknown>,
+  silent: number,
+): Promise<string> {
+  let dom = "";
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await tick();
+    dom = await chromiumDom(lab, url);
+    if (count(dom, "count-silent") <= silent) break;
+  }
+  return dom;
+}
+
+function rows(dom: string): Record<string, string> {
+  return Object.fromEntries(
+    [...dom.matchAll(/<tr[^>]*data-host="([^"]+)"[^>]*data-state="([^"]+)"/g)].map((
+      m,
+    ) => [m[1], m[2]]),
+  );
+}
+
+Deno.test({
+  name:
+    "fleet view: reports from clients, publishes and servers add up in JSON, metrics, CLI and the page",
+  fn: async (t) => {
+    await withLab(async (lab) => {
+      const started = await startFleet(lab, "fleet:\n  silent_after: 5s\n  report_rate: 30");
+      const fleet = started.fleet;
+      let primary = started.primary;
+      const src = await Source.create(lab);
+      const v1 = await src.publish({ "a.txt": "one\n", "lib/x.php": "<?php\n" });
+      let v = await serversAt(lab, v1.seq);
+      assert.equal(v.current?.commit, v1.commit);
+      assert.deepEqual(v.servers.map((s) => [s.name, s.upstream, s.state]), [
+        ["rsync1", null, "current"],
+        ["rsync2", "rsync1", "current"],
+        ["rsync3", "rsync2", "current"],
+      ]);
+
+      // Nothing reported yet: all current, and fanout fleet says so.
+      let r = await fanoutFleet(lab);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /^primary rsync1: seq 1 \(/);
+      assert.match(r.stdout, /every host is current/);
+      assert.match(r.stdout, /no client has reported yet/);
+
+      // web4 reports once, then falls silent (silent_after: 5s); the others
+      // report again before each look, as cron would run them.
+      await report(fleet, run("web4", v1));
+      const web4At = Date.now();
+      const v2 = await src.publish({ "a.txt": "two\n", "new.txt": "new\n" });
+      assert.equal(v2.seq, v1.seq + 1);
+      await serversAt(lab, v2.seq);
+      const tick = () =>
+        Promise.all([
+          report(fleet, run("web1", v2, { duration_ms: 310 })),
+          report(fleet, run("web2", v1, { drift: 2 })),
+          report(
+            fleet,
+            run("web3", v1, { exit_code: 3, error: "rsync failed: connection refused (code 10)" }),
+          ),
+        ]);
+      await tick();
+      await sleep(Math.max(0, web4At + 5_300 - Date.now()));
+      await tick();
+
+      v = await view(lab);
+      assert.deepEqual(v.counts.clients, {
+        total: 4,
+        current: 1,
+        behind: 1,
+        failing: 1,
+        silent: 1,
+      });
+      assert.deepEqual(v.counts.servers, {
+        total: 3,
+        current: 3,
+        behind: 0,
+        failing: 0,
+        unknown: 0,
+      });
+      assert.equal(v.ok, false);
+      assert.deepEqual(v.problems, ["1 client behind", "1 client failing", "1 client silent"]);
+      const byHost = Object.fromEntries(v.clients.map((c) => [c.host, c]));
+      assert.equal(byHost.web1.state, "current");
+      assert.equal(byHost.web1.duration_ms, 310);
+      assert.equal(byHost.web2.state, "behind");
+      assert.equal(byHost.web2.version?.seq, v1.seq);
+      assert.equal(byHost.web2.drift, 2);
+      assert.equal(byHost.web3.state, "failing");
+      assert.equal(byHost.web3.error, "rsync failed: connection refused (code 10)");
+      assert.equal(byHost.web4.state, "silent");
+      assert.ok(byHost.web4.age_s >= 5);
+      // Time to converge: seq 2 reached by web1 alone of the three concerned
+      // (web4 is silent and never had it, so it does not hold the version back).
+      const c2 = v.converge.find((c) => c.seq === v2.seq)!;
+      assert.deepEqual([c2.clients, c2.reached, c2.converged], [3, 1, false]);
+      assert.equal(c2.max_s, null);
+
+      // Filters.
+      assert.deepEqual((await view(lab, "?state=behind,failing")).clients.map((c) => c.host), [
+        "web2",
+        "web3",
+      ]);
+      assert.deepEqual(
+        (await view(lab, "?state=silent&state=current")).clients.map((c) => c.host),
+        ["web1", "web4"],
+      );
+      assert.deepEqual((await view(lab, "?host=EB1")).clients.map((c) => c.host), ["web1"]);
+      assert.equal(
+        (await view(lab, "?state=behind")).counts.clients.total,
+        4,
+        "counts are never filtered",
+      );
+
+      // Alerts as metrics.
+      const m = (await http(`${base(lab)}/metrics`)).body;
+      for (
+        const [name, n] of [
+          ["fanout_fleet_clients", 4],
+          ["fanout_fleet_clients_current", 1],
+          ["fanout_fleet_clients_behind", 1],
+          ["fanout_fleet_clients_failing", 1],
+          ["fanout_fleet_clients_silent", 1],
+          ["fanout_fleet_replicas_lagging", 0],
+        ] as const
+      ) {
+        assert.match(m, new RegExp(`^${name} ${n}$`, "m"), `${name} ${n} in\n${m}`);
+      }
+      assert.match(m, /^fanout_fleet_reports_total\{result="stored"\} 7$/m);
+
+      // The terminal view.
+      r = await fanoutFleet(lab);
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.match(r.stdout, /not current: 1 client behind, 1 client failing, 1 client silent/);
+      assert.match(r.stdout, /^SERVER +KIND +UPSTREAM +VERSION +STATE/m);
+      assert.match(r.stdout, /^rsync3 +replica +rsync2 +2 +current/m);
+      assert.match(r.stdout, /^CLIENT +STATE +VERSION +LAST REPORT/m);
+      assert.match(r.stdout, /^web2 +behind +1 /m);
+      assert.match(
+        r.stdout,
+        /^web3 +failing +1 .* 3 +0 +rsync failed: connection refused \(code 10\)$/m,
+      );
+      assert.match(
+        r.stdout,
+        /clients: 1 current, 1 behind, 1 failing, 1 silent \(4 in all\); servers: 3 of 3 current/,
+      );
+      r = await fanoutFleet(lab, "--json");
+      assert.equal(r.code, 1);
+      assert.deepEqual(JSON.parse(r.stdout).counts.clients, v.counts.clients);
+
+      await t.step({
+        name: "the /fleet page in headless Chromium shows the counts",
+        ignore: !CHROMIUM,
+        fn: async () => {
+          const dom = await freshDom(lab, `${base(lab)}/fleet`, tick, 1);
+          assert.match(
+            dom,
+            /<title>fanout fleet: 1 client behind, 1 client failing, 1 client silent<\/title>/,
+          );
+          assert.deepEqual(
+            ["current", "behind", "failing", "silent", "total", "lagging"].map((s) =>
+              count(dom, `count-${s}`)
+            ),
+            [1, 1, 1, 1, 4, 0],
+          );
+          assert.deepEqual(rows(dom), {
+            web1: "current",
+            web2: "behind",
+            web3: "failing",
+            web4: "silent",
+          });
+          assert.match(
+            dom,
+            new RegExp(
+              `<p id="current">published <b>seq ${v2.seq}</b> <code>${
+                v2.commit.slice(0, 12)
+              }</code>`,
+            ),
+          );
+          assert.match(dom, /data-name="rsync3" data-state="current"/);
+          assert.match(
+            dom,
+            new RegExp(`<g class="bar open" data-seq="${v2.seq}" data-converged="false">`),
+          );
+          const filtered = await freshDom(
+            lab,
+            `${base(lab)}/fleet?state=behind&host=web`,
+            tick,
+            1,
+          );
+          assert.deepEqual(rows(filtered), { web2: "behind" });
+          assert.equal(count(filtered, "shown"), 1);
+          assert.match(
+            filtered,
+            /<input type="checkbox" name="state" value="behind" checked(="")?>/,
+          );
+        },
+      });
+      if (!CHROMIUM) {
+        console.log("SKIPPED: /fleet page in Chromium: no chromium (apt-get install chromium)");
+      }
+
+      // Everyone catches up: all current, exit 0, seq 2 converged.
+      for (const h of ["web1", "web2", "web3", "web4"]) await report(fleet, run(h, v2));
+      r = await fanoutFleet(lab);
+      assert.equal(r.code, 0, r.stdout);
+      assert.match(r.stdout, /every host is current/);
+      assert.match(r.stdout, /clients: 4 current, 0 behind, 0 failing, 0 silent \(4 in all\)/);
+      v = await view(lab);
+      const done = v.converge.find((c) => c.seq === v2.seq)!;
+      assert.deepEqual([done.clients, done.reached, done.converged], [4, 4, true]);
+      assert.ok(done.max_s !== null && done.max_s >= 0 && done.max_s < 60, JSON.stringify(done));
+      assert.ok(done.p50_s !== null && done.p50_s <= done.max_s!);
+      if (CHROMIUM) {
+        const all = () =>
+          Promise.all(["web1", "web2", "web3", "web4"].map((h) => report(fleet, run(h, v2))));
+        const dom = await freshDom(lab, `${base(lab)}/fleet`, all, 0);
+        assert.match(dom, /<p id="verdict" class="ok" data-ok="true">every host is current/);
+        assert.equal(count(dom, "count-current"), 4);
+        assert.match(dom, new RegExp(`<g class="bar" data-seq="${v2.seq}" data-converged="true">`));
+      }
+
+      // Stored, not remembered: a restarted primary still knows every client.
+      await primary.stop();
+      primary = await lab.server("primary", "rsync1");
+      v = await view(lab);
+      assert.deepEqual(v.clients.map((c) => [c.host, c.version?.seq]), [
+        ["web1", v2.seq],
+        ["web2", v2.seq],
+        ["web3", v2.seq],
+        ["web4", v2.seq],
+      ]);
+
+      // A relay goes down: it fails, the replica behind it is unknown.
+      await started.rsync2.stop();
+      await src.publish({ "a.txt": "three\n" });
+      v = await waitFor(
+        "rsync2 failing, rsync3 unknown",
+        async () => {
+          const x = await view(lab);
+          const state = (name: string) => x.servers.find((s) => s.name === name)?.state;
+          return state("rsync2") === "failing" && state("rsync3") === "unknown" ? x : null;
+        },
+        15_000,
+        100,
+      );
+      const rs3 = v.servers.find((s) => s.name === "rsync3")!;
+      assert.equal(rs3.state, "unknown");
+      assert.match(rs3.error ?? "", /cannot read rsync2's \/status/);
+      assert.match((await http(`${base(lab)}/metrics`)).body, /^fanout_fleet_replicas_lagging 2$/m);
+      r = await fanoutFleet(lab);
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, /1 server failing, 1 server unknown, 4 clients behind/);
+    });
+  },
+});
+
+/** POSTs `body` to /report with `signature` (none when null). */
+async function post(
+  lab: Lab,
+  body: string | ReadableStream<Uint8Array>,
+  signature: string | null,
+): Promise<{ status: number; body: string; retryAfter: string | null }> {
+  const res = await fetch(`${base(lab)}/report`, {
+    method: "POST",
+    headers: signature ? { [SIGNATURE_HEADER]: signature } : {},
+    body,
+  });
+  return {
+    status: res.status,
+    body: await res.text(),
+    retryAfter: res.headers.get("retry-after"),
+  };
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, invalid and too frequent reports are refused", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [], extra: "fleet:\n  report_rate: 3" });
+    await lab.server("primary", "rsync1");
+    const fleet = await loadFleet(lab.fleetFile);
+    const body = JSON.stringify(run("web1", null));
+
+    let r = await post(lab, body, null);
+    assert.deepEqual([r.status, r.body.trim()], [
+      401,
+      `unsigned report: expected header ${SIGNATURE_HEADER}: t=<unix seconds>,sig=<hex HMAC-SHA256>`,
+    ]);
+    r = await post(lab, body, "t=123,sig=nothex");
+    assert.equal(r.status, 401);
+    assert.match(r.body, /^unsigned report/);
+    // Signed with the push password instead of the report token.
+    r = await post(lab, body, await signReport("lab-secret-1234", body, now()));
+    assert.deepEqual([r.status, r.body.trim()], [
+      401,
+      "bad signature: not signed with the primary's report token",
+    ]);
+    // The right token over another body (a report altered on the way).
+    r = await post(lab, body.replace("web1", "web9"), await signReport(TOKEN, body, now()));
+    assert.equal(r.status, 401);
+    assert.match(r.body, /^bad signature/);
+    // Six minutes off the primary's clock, either way.
+    for (const t of [now() - 360, now() + 360]) {
+      r = await post(lab, body, await signReport(TOKEN, body, t));
+      assert.equal(r.status, 401);
+      assert.match(
+        r.body,
+        /^stale report: signed 6(\.0)?m away from the primary's clock \(at most 5m\)/,
+      );
+    }
+    // Accepted once; the same request again is a replay.
+    const sig = await signReport(TOKEN, body, now());
+    r = await post(lab, body, sig);
+    assert.deepEqual([r.status, r.body], [200, "stored\n"]);
+    r = await post(lab, body, sig);
+    assert.deepEqual([r.status, r.body.trim()], [
+      401,
+      "replayed report: this signature was already used",
+    ]);
+    // Over 8 KiB, with a length or streamed without one.
+    const big = JSON.stringify(run("web2", null, { error: "x".repeat(9000) }));
+    r = await post(lab, big, await signReport(TOKEN, big, now()));
+    assert.deepEqual([r.status, r.body.trim()], [413, "report larger than 8192 bytes"]);
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode("y".repeat(1000)));
+        c.close();
+      },
+    });
+    r = await post(lab, stream, await signReport(TOKEN, "y".repeat(10_000), now()));
+    assert.equal(r.status, 413);
+    // Signed but not a report.
+    for (
+      const [text, why] of [
+        ["{not json", "report is not JSON"],
+        [JSON.stringify({ ...run("../etc", null) }), "invalid report: host: expected a host name"],
+        [JSON.stringify({ ...run("web3", null), exit_code: -1 }), "invalid report: exit_code"],
+        [
+          JSON.stringify({ ...run("web3", null), version: { seq: "x" } }),
+          "invalid report: version",
+        ],
+      ]
+    ) {
+      r = await post(lab, text, await signReport(TOKEN, text, now()));
+      assert.equal(r.status, 400, text);
+      assert.ok(r.body.startsWith(why), `${r.body} should start with ${why}`);
+    }
+    // report_rate: 3 a minute per host; web1 has used one.
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await sendReport(fleet, run("web1", null))).status, 200);
+    }
+    const limited = await sendReport(fleet, run("web1", null));
+    assert.equal(limited.sent, false);
+    assert.equal(limited.status, 429);
+    assert.match(limited.reason!, /too many reports from web1: at most 3 a minute/);
+    const raw = JSON.stringify(run("web1", null));
+    r = await post(lab, raw, await signReport(TOKEN, raw, now()));
+    assert.equal(r.status, 429);
+    assert.ok(
+      Number(r.retryAfter) > 0 && Number(r.retryAfter) <= 60,
+      `retry-after ${r.retryAfter}`,
+    );
+    // Another host is not held back by web1.
+    assert.equal((await sendReport(fleet, run("web2", null))).status, 200);
+    // Reading endpoints stay read-only, /report takes POST only.
+    assert.equal((await http(`${base(lab)}/report`)).status, 405);
+    assert.equal((await http(`${base(lab)}/fleet.json`, { method: "DELETE" })).status, 405);
+
+    // Only the accepted reports were stored.
+    const v = await view(lab);
+    assert.deepEqual(v.clients.map((c) => c.host), ["web1", "web2"]);
+    const m = (await http(`${base(lab)}/metrics`)).body;
+    for (
+      const [result, n] of [
+        ["stored", 4],
+        ["unsigned", 2],
+        ["bad_signature", 2],
+        ["stale", 2],
+        ["replayed", 1],
+        ["too_large", 2],
+        ["invalid", 4],
+        ["rate_limited", 2],
+      ] as const
+    ) {
+      assert.match(m, new RegExp(`^fanout_fleet_reports_total\\{result="${result}"\\} ${n}$`, "m"));
+    }
+  });
+});
+
+Deno.test("fleet view: sendReport never throws and never waits long", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [] });
+    const fleet = await loadFleet(lab.fleetFile);
+    const report = run("web1", null);
+    // No primary running: connection refused, at once.
+    let t0 = performance.now();
+    let out = await sendReport(fleet, report);
+    assert.equal(out.sent, false);
+    assert.equal(out.status, null);
+    assert.match(out.reason!, /refused/i);
+    assert.ok(performance.now() - t0 < 1000);
+    // A primary that accepts the connection and never answers: 1 s at most.
+    const h = lab.hosts.rsync1;
+    const mute = Deno.listen({ hostname: h.ip, port: h.health });
+    t0 = performance.now();
+    out = await sendReport(fleet, report);
+    const ms = performance.now() - t0;
+    mute.close();
+    assert.deepEqual(out, { sent: false, status: null, reason: "timed out" });
+    assert.ok(ms >= 900 && ms < 2500, `took ${ms} ms`);
+    // A token readable by others is not used.
+    await Deno.chmod(lab.reportToken, 0o644);
+    out = await sendReport(fleet, report);
+    assert.equal(out.sent, false);
+    assert.match(
+      out.reason!,
+      /report\.token has mode 644, readable by others; expected 600 or 400/,
+    );
+    await Deno.remove(lab.reportToken);
+    out = await sendReport(fleet, report);
+    assert.match(out.reason!, /report\.token does not exist/);
+  });
+});
+
+Deno.test("fanout fleet and the primary: bad token, no token, no fleet file, primary down", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [] });
+    // The primary is not running: exit 3 naming the URL.
+    let r = await lab.run(["fleet", "-c", lab.fleetFile]);
+    assert.equal(r.code, 3);
+    const h = lab.hosts.rsync1;
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^fanout: cannot read the fleet view of the primary rsync1 at http://${h.ip}:${h.health}/fleet.json: .*refused`,
+      ),
+    );
+    // No fleet file: exit 2.
+    r = await lab.run(["fleet", "-c", `${lab.dir}/nope.yaml`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /nope\.yaml: cannot read the fleet file: no such file/);
+    r = await lab.run(["fleet", "-c", lab.fleetFile, "--set", "fleet.silent_after=soon"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--set fleet\.silent_after: expected a duration/);
+    r = await lab.run(["fleet", "-c", lab.fleetFile, "--dest", "/x"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--dest does not apply to "fanout fleet"/);
+
+    // A world-readable token: the primary refuses to start, as for the other secrets.
+    await Deno.chmod(lab.reportToken, 0o644);
+    r = await lab.run(["--role", "primary", "-c", lab.fleetFile]);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /auth\.report_token_file: .*report\.token has mode 644, readable by others; expected 600 or 400 \(chmod 600 /,
+    );
+    r = await lab.run(["check-config", "-c", lab.fleetFile, "--role", "primary"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /auth\.report_token_file: .*mode 644/);
+    await Deno.writeTextFile(lab.reportToken, "\n");
+    await Deno.chmod(lab.reportToken, 0o600);
+    r = await lab.run(["--role", "primary", "-c", lab.fleetFile]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /auth\.report_token_file: .*report\.token is empty/);
+
+    // No token at all: the primary runs, says reports are off, refuses them with 503.
+    await Deno.remove(lab.reportToken);
+    const primary = await lab.server("primary", "rsync1");
+    assert.match(
+      primary.stderr,
+      /level=warn msg="fleet reports off" .*report\.token does not exist/,
+    );
+    const res = await post(lab, "{}", null);
+    assert.equal(res.status, 503);
+    assert.match(res.body, /^reports are off: .*report\.token does not exist on the primary/);
+    const v = await view(lab);
+    assert.equal(v.reports_enabled, false);
+    r = await lab.run(["fleet", "-c", lab.fleetFile]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /client reports are off: the primary has no report token/);
+  });
+});
+
+Deno.test("fleet store: retention prunes old reports, hosts and versions", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fanout-store-" });
+  try {
+    const day = 86_400_000;
+    const t = Date.now();
+    const mk = (seq: number): VersionMarker => ({
+      seq,
+      commit: `c${seq}`,
+      ref: "main",
+      published_at: new Date(t - (10 - seq) * day).toISOString(),
+    });
+    let store = FleetStore.open(`${dir}/fleet.db`);
+    for (const seq of [1, 2, 3]) store.recordVersion(mk(seq), t - (10 - seq) * day);
+    store.addReport(run("old", mk(1)), t - 9 * day, null);
+    store.addReport(run("web1", mk(1)), t - 9 * day, null);
+    store.addReport(run("web1", mk(3)), t - 1 * day, "127.0.0.9");
+    store.addReport(run("web2", mk(2), { exit_code: 3, error: "boom" }), t - 2 * day, null);
+    // The same run again adds nothing to the history; a change does.
+    store.addReport(
+      run("web2", mk(2), { exit_code: 3, error: "boom" }),
+      t - 2 * day + 60_000,
+      null,
+    );
+    assert.equal(store.historyCount(), 4);
+    store.addReport(
+      run("web2", mk(2), { exit_code: 3, error: "bang" }),
+      t - 2 * day + 120_000,
+      null,
+    );
+    assert.equal(store.historyCount(), 5);
+    store.close();
+    // Reopened: still there; then a week's retention drops what is older.
+    store = FleetStore.open(`${dir}/fleet.db`);
+    assert.equal(store.prune(t, 7 * day), 2);
+    assert.equal(store.historyCount(), 3);
+    assert.deepEqual(store.clients().map((c) => [c.host, c.version?.seq, c.exit_code]), [
+      ["web1", 3, 0],
+      ["web2", 2, 3],
+    ]);
+    assert.deepEqual(store.versions(10).map((v) => v.seq), [3]);
+    assert.deepEqual(store.reach(3).map((r) => [r.host, r.reached_at]), [
+      ["web1", t - 1 * day],
+      ["web2", null],
+    ]);
+    store.close();
+    // Not a database: one clear line.
+    await Deno.writeTextFile(`${dir}/bad.db`, "this is not sqlite ".repeat(100));
+    assert.throws(
+      () => FleetStore.open(`${dir}/bad.db`),
+      /cannot open the fleet database .*bad\.db/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fleet state: which clients a version's time to converge counts", () => {
+  const t0 = Date.parse("2026-11-25T12:00:00Z");
+  const v: VersionMarker = {
+    seq: 7,
+    commit: "abc",
+    ref: "main",
+    published_at: new Date(t0).toISOString(),
+  };
+  const now = t0 + 600_000;
+  const silentAfter = 300_000;
+  const host = (first: number, last: number, reached: number | null) => ({
+    first_seen: t0 + first,
+    last_report_at: t0 + last,
+    reached_at: reached === null ? null : t0 + reached,
+  });
+  const c = convergence(
+    v,
+    [
+      host(-86_400_000, 590_000, 30_000), // got it after 30 s
+      host(-86_400_000, 590_000, 90_000), // after 90 s
+      host(-86_400_000, 590_000, null), // alive, not yet: holds it back
+      host(-86_400_000, 100_000, null), // silent since, never got it: left out
+      host(-86_400_000, -3_600_000, null), // silent before the publish: left out
+      host(3_600_000, 590_000, 3_600_000), // joined later (impossible here, but): left out
+      host(60_000, 590_000, 60_000), // joined within silent_after of the publish: counted
+    ],
+    now,
+    silentAfter,
+    t0,
+  );
+  assert.deepEqual(
+    [c.clients, c.reached, c.converged, c.p50_s, c.max_s],
+    [4, 3, false, 60, null],
+  );
+  const done = convergence(
+    v,
+    [
+      host(-1000, 590_000, 30_000),
+      host(-1000, 590_000, -5_000), // had it before the publish's clock said so: 0 s
+    ],
+    now,
+    silentAfter,
+    t0,
+  );
+  assert.deepEqual([done.clients, done.reached, done.converged, done.p50_s, done.max_s], [
+    2,
+    2,
+    true,
+    0,
+    30,
+  ]);
+});
+
+Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once every client has the publish", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"] });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    const src = await Source.create(lab);
+    const client = (n: number, ...extra: string[]) =>
+      lab.run([
+        "--role",
+        "client",
+        "-c",
+        lab.fleetFile,
+        "--name",
+        `web${n}`,
+        "--dest",
+        `${lab.dir}/dest${n}`,
+        "--no-splay",
+        ...extra,
+      ]);
+    const fleetExit = async () => (await fanoutFleet(lab)).code;
+    const v1 = await src.publish({ "a.txt": "one\n" });
+    for (const n of [1, 2, 3]) {
+      const r = await client(n);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, "", "a run that reports is still silent");
+    }
+    await waitFor("fanout fleet exit 0", async () => await fleetExit() === 0);
+
+    const v2 = await src.publish({ "a.txt": "two\n" });
+    await serversAt(lab, v2.seq);
+    assert.equal(await fleetExit(), 1, "published, no client has it yet");
+    assert.equal((await client(1)).code, 0);
+    assert.equal((await client(2)).code, 0);
+    let r = await fanoutFleet(lab);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /not current: 1 client behind/);
+    assert.match(r.stdout, new RegExp(`^web3 +behind +${v1.seq} `, "m"));
+    assert.equal((await client(3)).code, 0);
+    r = await fanoutFleet(lab);
+    assert.equal(r.code, 0, r.stdout);
+    const v = await view(lab);
+    assert.deepEqual(v.clients.map((c) => [c.host, c.state, c.version?.seq]), [
+      ["web1", "current", v2.seq],
+      ["web2", "current", v2.seq],
+      ["web3", "current", v2.seq],
+    ]);
+    const c2 = v.converge.find((c) => c.seq === v2.seq)!;
+    assert.deepEqual([c2.clients, c2.reached, c2.converged], [3, 3, true]);
+
+    // A failed run is reported too (and still fails the run, with its own exit code).
+    const dead = `rsync://${lab.ip(99)}:${lab.port(lab.ip(99))}/plugins/`;
+    r = await client(3, "--source", dead, "--retries", "0");
+    assert.equal(r.code, 3, r.stderr);
+    const web3 = (await view(lab)).clients.find((c) => c.host === "web3")!;
+    assert.equal(web3.state, "failing");
+    assert.equal(web3.exit_code, 3);
+    assert.match(web3.error ?? "", /cannot sync from rsync:\/\//);
+    assert.equal(await fleetExit(), 1);
+  });
+});

@@ -124,20 +124,24 @@ export function failUnlessOk(job: ClientJob, r: Pick<RsyncResult, "code" | "stde
  * @example
  * ```ts
  * isConnectionFailure(10, "failed to connect to 10.0.0.3: Connection refused"); // true
+ * isConnectionFailure(5, "@ERROR: fanout proxy: no healthy rsync server (…)"); // true
  * isConnectionFailure(5, "@ERROR: Unknown module 'plugns'"); // false
  * ```
  */
 export function isConnectionFailure(code: number | null, stderr: string): boolean {
   if (code === 10 || code === 12 || code === 30 || code === 35) return true;
+  // "no healthy rsync server": fanout's proxy between a server's return and
+  // its next passed checks, or after its own connect timeouts under a flood.
   return code === 5 &&
-    /max connections|try again later|did not see server greeting|connection unexpectedly closed|Connection reset/i
+    /max connections|try again later|did not see server greeting|connection unexpectedly closed|Connection reset|no healthy rsync server/i
       .test(stderr);
 }
 
 /**
  * True when files vanished from the source while rsync read them (exit 24):
- * a push landed during the run (its temp files come and go, a new version
- * deletes files), so the tree read was mid-change. Comparing again, once the
+ * a push landed during the run (a new version deletes files; an rsync
+ * writing into the tree without a temp dir leaves temp files that come and
+ * go), so the tree read was mid-change. Comparing again, once the
  * push is done, gives a consistent one.
  */
 export function sourceChanged(code: number | null): boolean {

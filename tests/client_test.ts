@@ -8,6 +8,7 @@ import {
   type Lab,
   rsync,
   sh,
+  sleep,
   waitFor,
   withLab,
   writeTree,
@@ -605,6 +606,26 @@ Deno.test("client: when the comparison and the transfer reach servers at two ver
     const d2 = await diffTrees(r2, dest, OURS);
     const d3 = await diffTrees(r3, dest, OURS);
     assert.ok(d2 === "" || d3 === "", `dest is neither version 2 nor version 3:\n${d3}`);
+  });
+});
+
+Deno.test("client: a proxy with no healthy server for a moment is retried, not a failure", async () => {
+  await withLab(async (lab) => {
+    const dest = `${lab.dir}/apps/plugins`;
+    await lab.fleet({
+      replicas: ["rsync2"],
+      proxy: { backends: "[rsync2]" },
+      client: { dest, retries: 2 },
+    });
+    await writeTree(lab.hosts.rsync2.path, { "a.txt": "a\n", ".fanout-version": marker(1) });
+    // The proxy is up, its only server not yet (a restart, a flood's timeouts).
+    await lab.proxy();
+    const run = lab.run(["--role", "client", "-c", lab.fleetFile, "--name", NAME, "--no-splay"]);
+    await sleep(300);
+    await lab.server("replica", "rsync2");
+    const r = await run;
+    assert.deepEqual([r.code, r.stderr], [0, ""], "retried once the server is back");
+    await assertSameTree(lab.hosts.rsync2.path, dest, OURS);
   });
 });
 

@@ -59,7 +59,7 @@ export const DEFAULTS = {
     maxDelete: 1000,
     exclude: [".git"],
     maxPaths: 1000,
-    stormEvents: 2000,
+    stormEvents: 200,
     /** Full push this often when the watcher cannot run (out of inotify watches). */
     pollInterval: 10_000,
     retryMin: 1_000,

@@ -235,7 +235,11 @@ export class TcpProxy {
           upstream = await connectWithin(b.addr, this.#o.connectTimeout);
         } catch (e) {
           const why = describeConnectError(e);
-          pool.markFailed(b, why);
+          // A refused connect is a daemon gone: out of rotation at once. A
+          // slow one may be this proxy's own lag under a flood: this client
+          // tries the next backend, and the active checks decide.
+          if (e instanceof Deno.errors.TimedOut) b.connectFailures++;
+          else pool.markFailed(b, why);
           this.counters.connectFailures++;
           log.warn("backend connect failed; trying the next", { backend: b.name, error: why });
         }

@@ -337,7 +337,7 @@ for d in range(200):
     ]);
     assert.equal(r.code, 0, r.stderr);
     await converged(lab, ["rsync2", "rsync3"], 60_000);
-    assert.match(primary.stderr, /event storm/);
+    assert.match(primary.stderr, /event burst/);
   });
 });
 

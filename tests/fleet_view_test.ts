@@ -444,6 +444,8 @@ Deno.test({
       assert.equal(rs3.state, "unknown");
       assert.match(rs3.error ?? "", /cannot read rsync2's \/status/);
       assert.match((await http(`${base(lab)}/metrics`)).body, /^fanout_fleet_replicas_lagging 2$/m);
+      // Fresh reports, still at seq 2: behind, not silent, however slow this run was.
+      for (const h of ["web1", "web2", "web3", "web4"]) await report(fleet, run(h, v2));
       r = await fanoutFleet(lab);
       assert.equal(r.code, 1);
       assert.match(r.stdout, /1 server failing, 1 server unknown, 4 clients behind/);

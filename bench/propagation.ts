@@ -169,7 +169,9 @@ async function main() {
     // --- fanout
     if (runs("fanout")) {
       const t0 = performance.now();
-      const proc = await lab.server("primary", "rsync1");
+      // FANOUT_BENCH_LOG=FILE: the primary's debug log, to see where time goes.
+      const logTo = Deno.env.get("FANOUT_BENCH_LOG");
+      const proc = await lab.server("primary", "rsync1", logTo ? ["--log-level", "debug"] : []);
       const st = await waitFor("initial sync", async () => {
         const s = await (await fetch(`http://${p.ip}:${p.health}/status`)).json();
         return s.replicas.every((r: { last_success: string | null }) => r.last_success) ? s : null;
@@ -189,6 +191,7 @@ async function main() {
         rss: `${rssTree(proc.pid)} MB`,
       });
       await proc.stop();
+      if (logTo) await Deno.writeTextFile(logTo, proc.stderr);
     }
 
     // --- lsyncd, delay = 0, as fast as it goes (with TCP_NODELAY like fanout)

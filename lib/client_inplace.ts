@@ -95,7 +95,7 @@ function plainPath(p: string): boolean {
 }
 
 function emptyResult(): RsyncResult {
-  return { code: 0, stats: null, items: [], stderr: "", ms: 0 };
+  return { code: 0, stats: null, items: [], deleted: 0, created: 0, stderr: "", ms: 0 };
 }
 
 /**

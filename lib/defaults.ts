@@ -85,6 +85,15 @@ export const DEFAULTS = {
 export const VERSION_MARKER = ".fanout-version";
 
 /**
+ * V8 flags every fanout process starts with (compile.sh, the bundle's
+ * shebang, the demo, the tests). V8 lets the young generation grow to 16 MB
+ * per semi-space and keeps it: a primary itemizing a 100k-file push peaked at
+ * 172 MB RSS with the default and 113 MB with 1 MB semi-spaces. They only take
+ * effect on the command line, not set later at run time.
+ */
+export const V8_FLAGS = "--max-semi-space-size=1";
+
+/**
  * Where rsync writes the files it is receiving on a server (`--temp-dir`),
  * at the tree's root: never served, never pushed, never deleted by a push.
  * Without it rsync writes `.name.XXXXXX` next to each file, where a client

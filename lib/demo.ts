@@ -15,6 +15,7 @@ import { parseDuration } from "./duration.ts";
 import { readMarker, type VersionMarker } from "./version.ts";
 import { killGroup, trackGroup } from "./children.ts";
 import { shutdownSignal } from "./signals.ts";
+import { V8_FLAGS } from "./defaults.ts";
 
 const dec = new TextDecoder();
 
@@ -174,7 +175,7 @@ export async function runDemo(opts: CommonOptions): Promise<number> {
 function selfCommand(): string[] {
   const exe = Deno.execPath();
   if (!/\/deno$/.test(exe)) return [exe];
-  return [exe, "run", "-A", "--quiet", new URL(Deno.mainModule).pathname];
+  return [exe, "run", "-A", "--quiet", `--v8-flags=${V8_FLAGS}`, new URL(Deno.mainModule).pathname];
 }
 
 function spawnSelf(args: string[], stdout: "null" | "piped" = "null"): Deno.ChildProcess {

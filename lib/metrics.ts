@@ -126,6 +126,18 @@ export class Histogram implements Family {
  */
 export class Registry {
   #families: Family[] = [];
+  /** Every registry starts with the process's memory, the first thing to check on a leak. */
+  constructor() {
+    this.gauge(
+      "process_resident_memory_bytes",
+      "Resident memory of this fanout process.",
+      () => [[{}, Deno.memoryUsage().rss]],
+    );
+    this.gauge("fanout_heap_used_bytes", "JavaScript heap in use.", () => [[
+      {},
+      Deno.memoryUsage().heapUsed,
+    ]]);
+  }
   counter(name: string, help: string, collect?: () => [Labels, number][]): Counter {
     return this.#add(new Counter(name, help, collect));
   }

@@ -88,7 +88,11 @@ export interface ReplicaStatus {
 }
 
 /** An itemized line for an entry that does not exist on the receiver yet. */
-const CREATED = /^[<>ch][fdLDS]\+{7,}/;
+/**
+ * How one run picks its paths: the whole tree; filter rules (deletions,
+ * new directories); or a plain list of paths that all exist.
+ */
+type Scope = "full" | "filter" | "list";
 
 const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -311,27 +315,22 @@ export class PushEngine {
     }
     const reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
     try {
-      const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
-      // The real run still caps deletions (rsync --max-delete), in case the
-      // source lost files between the dry run and now: at what the dry run
-      // counted, plus the guard's slack.
-      let cap = guard ?? undefined;
-      if (guard !== null && (kind === "full" || (await anyMissing(this.#o.source, changes)))) {
-        // Deletions balanced by new entries are a move, not a loss: a renamed
-        // directory deletes N entries and creates N. Only the net is guarded.
-        const dry = await this.#rsync(r, kind, changes, { dryRun: true, itemize: true });
-        if (dry.code !== 0 && dry.code !== 24) {
-          return this.#failed(r, work, describeRsyncFailure(dry));
-        }
-        const deletes = dry.items.filter((l) => l.startsWith("*deleting")).length;
-        const creates = dry.items.filter((l) => CREATED.test(l)).length;
-        if (deletes - creates > guard) return this.#refuse(r, work, deletes, creates, guard);
-        cap = deletes + guard;
+      const missing = kind === "scoped" && await anyMissing(this.#o.source, changes);
+      // Nothing to delete and nothing deep: rsync is given the list itself,
+      // which costs a stat per path; filter rules cost every rule on every
+      // entry met (a 500-file burst in a 100k tree: ~45 ms against ~190 ms).
+      const how: Scope = kind === "full"
+        ? "full"
+        : !missing && changes.every((c) => !c.deep)
+        ? "list"
+        : "filter";
+      let result = await this.#guardedRun(r, work, how, changes);
+      // 23 from a list: a path went away since the check (its event follows);
+      // the filter rules deal with a missing path, so the push goes on with them.
+      if (how === "list" && typeof result !== "string" && result.code === 23) {
+        result = await this.#guardedRun(r, work, "filter", changes);
       }
-      const result = await this.#rsync(r, kind, changes, {
-        maxDelete: cap,
-        itemize: true,
-      });
+      if (typeof result === "string") return result;
       if (result.code !== 0 && result.code !== 24) {
         return this.#failed(r, work, describeRsyncFailure(result));
       }
@@ -349,7 +348,7 @@ export class PushEngine {
         ms: Math.round(ms * 10) / 10,
         files: stats?.transferred ?? 0,
         // --stats counts no deletions made by a daemon: count rsync's own lines.
-        deleted: stats ? result.items.filter((l) => l.startsWith("*deleting")).length : 0,
+        deleted: stats ? result.deleted : 0,
         bytes: stats?.bytesSent ?? 0,
       };
       r.lastSuccess = Date.now();
@@ -386,15 +385,47 @@ export class PushEngine {
     }
   }
 
+  /**
+   * The tree run, behind the net-deletion guard: unless mass deletes are
+   * allowed, a dry run counts what would go and the push is refused past
+   * push.max_delete. "refused" or "failed" when it ended there (the state is
+   * already set).
+   */
+  async #guardedRun(
+    r: Replica,
+    work: Work,
+    how: Scope,
+    changes: Change[],
+  ): Promise<RsyncResult | "refused" | "failed"> {
+    const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
+    // The real run still caps deletions (rsync --max-delete), in case the
+    // source lost files between the dry run and now: at what the dry run
+    // counted, plus the guard's slack. A list deletes nothing.
+    let cap = guard ?? undefined;
+    if (guard !== null && how !== "list") {
+      // Deletions balanced by new entries are a move, not a loss: a renamed
+      // directory deletes N entries and creates N. Only the net is guarded.
+      const dry = await this.#rsync(r, how, changes, { dryRun: true, itemize: true });
+      if (dry.code !== 0 && dry.code !== 24) {
+        return this.#failed(r, work, describeRsyncFailure(dry));
+      }
+      const deletes = dry.deleted, creates = dry.created;
+      if (deletes - creates > guard) return this.#refuse(r, work, deletes, creates, guard);
+      cap = deletes + guard;
+    }
+    return await this.#rsync(r, how, changes, { maxDelete: cap, itemize: true });
+  }
+
   /** The tree run (or its dry run) for one replica. */
   #rsync(
     r: Replica,
-    kind: "full" | "scoped",
+    how: Scope,
     changes: Change[],
     extra: Partial<RsyncJob>,
   ): Promise<RsyncResult> {
     const job = this.#job(r, {
-      delete: true,
+      // rsync refuses --delete without recursion, and a list has nothing to delete.
+      delete: how !== "list",
       // A renamed file's old name goes only once the new one is in place.
       deleteDelay: true,
       delayUpdates: !extra.dryRun,
@@ -402,7 +433,12 @@ export class PushEngine {
       ...extra,
     });
     return (async () => {
-      if (kind === "scoped") {
+      if (how === "list") {
+        const file = `${this.#o.workDir}/${r.target.name}.list`;
+        const paths = new Set(changes.map((c) => c.path));
+        await Deno.writeTextFile(file, [...paths].join("\0") + "\0");
+        job.filesFrom = file;
+      } else if (how === "filter") {
         const file = `${this.#o.workDir}/${r.target.name}.filter`;
         await Deno.writeTextFile(file, filterRules(changes).join("\0") + "\0");
         // --from0 must come first: rsync reads the include file when it meets the option.
@@ -411,6 +447,7 @@ export class PushEngine {
       return await runRsync(rsyncArgs(job), {
         rsync: this.#o.rsync.path,
         signal: this.#abort.signal,
+        keepItems: false,
       });
     })();
   }

@@ -84,8 +84,15 @@ export interface RsyncResult {
   code: number;
   /** Parsed `--stats`, when rsync printed them. */
   stats: RsyncStats | null;
-  /** Itemized change lines (`>f+++++++++ a/b`), when `itemize` was set. */
+  /**
+   * Itemized change lines (`>f+++++++++ a/b`), when `itemize` was set and
+   * the run kept them ({@linkcode RunOptions.keepItems}).
+   */
   items: string[];
+  /** Itemized deletions (`*deleting`), counted even when the lines are not kept. */
+  deleted: number;
+  /** Itemized new entries (`>f+++++++++`, `cd+++++++++`…), counted likewise. */
+  created: number;
   /** stderr, trimmed to its last few KiB. */
   stderr: string;
   /** Wall time in ms. */
@@ -158,6 +165,12 @@ export interface RunOptions {
   onStdout?: (line: string) => void;
   /** Called with rsync's pid (it leads its own process group) once it started. */
   onSpawn?: (pid: number) => void;
+  /**
+   * Keep the itemized lines in the result (default true). A whole-tree push
+   * to an empty replica itemizes every file: 100k lines held in memory per
+   * run, when only their counts are wanted.
+   */
+  keepItems?: boolean;
 }
 
 /**
@@ -196,17 +209,33 @@ export async function runRsync(args: string[], opts: RunOptions = {}): Promise<R
     } catch { /* already gone */ }
   };
   opts.signal?.addEventListener("abort", kill, { once: true });
+  const other: string[] = [];
+  const items: string[] = [];
+  let deleted = 0, created = 0;
+  const keepItems = opts.keepItems ?? true;
+  const onOut = (line: string) => {
+    opts.onStdout?.(line);
+    if (!ITEM.test(line)) {
+      other.push(line);
+      return;
+    }
+    if (line.startsWith("*deleting")) deleted++;
+    else if (CREATED.test(line)) created++;
+    if (keepItems) items.push(line);
+  };
   try {
-    const [out, err, status] = await Promise.all([
-      readLines(child.stdout, opts.onStdout),
-      opts.inheritStderr ? Promise.resolve([]) : readLines(child.stderr, opts.onStderr),
+    const [, err, status] = await Promise.all([
+      readLines(child.stdout, onOut),
+      opts.inheritStderr ? Promise.resolve([]) : readLines(child.stderr, opts.onStderr, true),
       child.status,
     ]);
     const stderr = err.join("\n");
     return {
       code: status.code,
-      stats: parseStats(out),
-      items: out.filter(isItemLine),
+      stats: parseStats(other),
+      items,
+      deleted,
+      created,
       stderr: stderr.length > 4096 ? stderr.slice(-4096) : stderr,
       ms: performance.now() - started,
     };
@@ -215,9 +244,11 @@ export async function runRsync(args: string[], opts: RunOptions = {}): Promise<R
   }
 }
 
+/** Hands each line to `each`; returns them too when `keep`. */
 async function readLines(
   stream: ReadableStream<Uint8Array>,
   each?: (line: string) => void,
+  keep = false,
 ): Promise<string[]> {
   const lines: string[] = [];
   let rest = "";
@@ -227,22 +258,20 @@ async function readLines(
     rest = parts.pop()!;
     for (const p of parts) {
       if (!p) continue;
-      lines.push(p);
+      if (keep) lines.push(p);
       each?.(p);
     }
   }
   if (rest) {
-    lines.push(rest);
+    if (keep) lines.push(rest);
     each?.(rest);
   }
   return lines;
 }
 
 const ITEM = /^(\*deleting|[<>ch.*][fdLDS][.+cstpoguaxn?]{7,9}) /;
-
-function isItemLine(line: string): boolean {
-  return ITEM.test(line);
-}
+/** An itemized line of an entry the destination did not have. */
+const CREATED = /^[<>ch][fdLDS]\+{7,}/;
 
 const STAT_KEYS: [RegExp, keyof RsyncStats][] = [
   [/^Number of files: ([\d,]+)/, "files"],

@@ -1,6 +1,7 @@
 // Test helpers: a "lab" of loopback hosts, fleet files, and fanout processes
 // that are always stopped, by pid, whatever the test does.
 import assert from "node:assert/strict";
+import { V8_FLAGS } from "../lib/defaults.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -324,7 +325,7 @@ export class Lab {
     await Deno.mkdir(`${this.dir}/bin`, { recursive: true });
     await Deno.writeTextFile(
       bin,
-      `#!/bin/sh\nexec "${Deno.execPath()}" run -A --quiet --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
+      `#!/bin/sh\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
       { mode: 0o755 },
     );
     await Deno.chmod(bin, 0o755);
@@ -334,7 +335,15 @@ export class Lab {
   /** Starts `fanout <args>` in the background; stopped at `close()`. */
   spawn(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Proc {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `--config=${ROOT}deno.json`, MAIN, ...args],
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        `--v8-flags=${V8_FLAGS}`,
+        `--config=${ROOT}deno.json`,
+        MAIN,
+        ...args,
+      ],
       cwd: opts.cwd ?? this.dir,
       env: opts.env,
       stdin: "null",

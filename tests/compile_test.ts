@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { http, Proc, type Ran, sh, waitFor, withLab } from "./_helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import { V8_FLAGS } from "../lib/defaults.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPILE = `${ROOT}compile.sh`;
@@ -109,7 +110,12 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       },
     );
 
-    const perms = (await sh("bash", [COMPILE, "--print-permissions"])).stdout.trim().split(/\s+/);
+    const perms = (await sh("bash", [COMPILE, "--print-run-flags"])).stdout.trim().split(/\s+/);
+    await t.step("bundle: its shebang starts deno with the V8 flags", async () => {
+      const first = (await Deno.readTextFile(bundle)).split("\n", 1)[0];
+      assert.ok(first.includes(`--v8-flags=${V8_FLAGS}`), first);
+      assert.ok(perms.includes(`--v8-flags=${V8_FLAGS}`), perms.join(" "));
+    });
     const fanout = (args: string[], cwd: string) =>
       new Proc(
         new Deno.Command(Deno.execPath(), {
@@ -206,7 +212,7 @@ Deno.test({
       assert.equal(built.code, 0, built.stderr);
       assert.match(
         lastSay(built),
-        /built .*\/fanout \(fanout \S+ for \S+, not run; permissions: --allow-net/,
+        /built .*\/fanout \(fanout \S+ for \S+, not run; flags: --allow-net/,
       );
       const bytes = await Deno.readFile(`${out}/fanout`);
       const text = new TextDecoder("latin1").decode(bytes);
@@ -221,6 +227,7 @@ Deno.test({
       assert.match(text, /"allow_sys":\["hostname","uid","gid"\]/);
       assert.match(text, /"allow_ffi":null/, "no ffi");
       assert.match(text, /"prompt":false/);
+      assert.ok(text.includes(V8_FLAGS), "the V8 flags");
       await Deno.remove(`${out}/fanout`);
 
       const cases: [Record<string, string>, RegExp][] = [

@@ -414,3 +414,46 @@ Deno.test("primary: watches added for many new directories are merged, and nothi
     assert.equal((await status(lab)).watch.dirs, 42);
   });
 });
+
+Deno.test("primary: a file that goes away just before its push is not a failure", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "seed.txt": "seed\n" });
+    // The real rsync behind a wrapper that removes `vanish*` files named in
+    // a path list right before the run: the race of a file deleted between
+    // the engine's check and rsync's walk, made certain.
+    const wrapper = `${lab.dir}/rsync-racing`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+for a in "$@"; do
+  case "$a" in --files-from=*)
+    for p in $(tr '\\0' '\\n' < "\${a#--files-from=}"); do
+      case "$p" in vanish*) rm -f "${src}/$p" ;; esac
+    done ;;
+  esac
+done
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    await lab.server("replica", "rsync2");
+    const primary = await lab.server("primary", "rsync1", ["--set", `rsync.path=${wrapper}`]);
+    await converged(lab, ["rsync2"]);
+    await Deno.writeTextFile(`${src}/vanish.txt`, "gone soon\n");
+    await Deno.writeTextFile(`${src}/stays.txt`, "here\n");
+    await waitFor("stays.txt on rsync2", async () => {
+      try {
+        return (await Deno.readTextFile(`${lab.hosts.rsync2.path}/stays.txt`)) === "here\n";
+      } catch {
+        return false;
+      }
+    });
+    await converged(lab, ["rsync2"]);
+    const st = await status(lab);
+    assert.equal(st.replicas[0].failures, 0, JSON.stringify(st.replicas[0]));
+    assert.equal(st.replicas[0].last_error, null);
+    assert.doesNotMatch(primary.stderr, /push failed/);
+  });
+});

@@ -87,7 +87,6 @@ export interface ReplicaStatus {
     | null;
 }
 
-/** An itemized line for an entry that does not exist on the receiver yet. */
 /**
  * How one run picks its paths: the whole tree; filter rules (deletions,
  * new directories); or a plain list of paths that all exist.

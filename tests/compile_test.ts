@@ -157,6 +157,14 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
         const bad = fanout(["check-config", "-c", `${lab.dir}/nope.yaml`], lab.dir);
         assert.equal((await bad.status()).code, 2);
         assert.match(bad.stderr, /nope\.yaml: cannot read the fleet file: no such file/);
+        // The bundle's yaml is the ES module build: errors still name the line.
+        await Deno.writeTextFile(
+          `${lab.dir}/typo.yaml`,
+          (await Deno.readTextFile(file)).replace("tree: plugins\n", "tree: plugins\ntreee: x\n"),
+        );
+        const typo = fanout(["check-config", "-c", `${lab.dir}/typo.yaml`], lab.dir);
+        assert.equal((await typo.status()).code, 2);
+        assert.match(typo.stderr, /typo\.yaml:2: treee: unknown key .*did you mean "tree"/);
       });
     });
 

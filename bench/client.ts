@@ -16,6 +16,7 @@
 // Prints a markdown table with ratios against git pull, measured in the same run.
 import { parseArgs } from "node:util";
 import { Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+import { V8_FLAGS } from "../lib/defaults.ts";
 
 const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
 const quick = args.values.quick ?? false;
@@ -91,36 +92,52 @@ async function main(): Promise<void> {
     const dests = {
       fanout: `${lab.dir}/clients/fanout`,
       fast: `${lab.dir}/clients/fanout-fast`,
+      fastBundle: `${lab.dir}/clients/fanout-fast-bundle`,
       rsync: `${lab.dir}/clients/rsync`,
       rsyncNodelay: `${lab.dir}/clients/rsync-nodelay`,
     };
 
+    // What ships where the binary cannot be built: the bundle, run by its
+    // shebang's flags (compile.sh --print-run-flags).
+    console.error("building the bundle…");
+    const dist = `${lab.dir}/dist`;
+    const built = await sh("bash", [`${ROOT}compile.sh`, "--bundle-only"], {
+      env: { OUT_DIR: dist },
+    });
+    if (built.code !== 0) throw new Error(`compile.sh: ${built.stderr}`);
+    const runFlags = (await sh("bash", [`${ROOT}compile.sh`, "--print-run-flags"])).stdout.trim()
+      .split(/\s+/);
+    const source = ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`];
+    const bundle = ["--no-config", "--quiet", ...runFlags];
+
     type Tool = { name: string; run: (counted: boolean) => Promise<void> };
-    const fanout = (name: string, dest: string, extra: string[] = []) => (c: boolean) =>
-      runOk(Deno.execPath(), [
-        "run",
-        "-A",
-        "--quiet",
-        `--config=${ROOT}deno.json`,
-        `${ROOT}main.ts`,
-        "--role",
-        "client",
-        "-c",
-        lab.fleetFile,
-        "--name",
-        name,
-        "--no-splay",
-        "--source",
-        rsyncUrl(c ? counted.replica : direct.replica),
-        "--dest",
-        dest,
-        ...extra,
-      ]);
+    const fanout =
+      (name: string, dest: string, extra: string[] = [], from = "source") => (c: boolean) =>
+        runOk(Deno.execPath(), [
+          "run",
+          ...(from === "bundle" ? [...bundle, `${dist}/fanout.js`] : [...source, `${ROOT}main.ts`]),
+          "--role",
+          "client",
+          "-c",
+          lab.fleetFile,
+          "--name",
+          name,
+          "--no-splay",
+          "--source",
+          rsyncUrl(c ? counted.replica : direct.replica),
+          "--dest",
+          dest,
+          ...extra,
+        ]);
     const tools: Tool[] = [
       { name: "fanout client (full verify, default)", run: fanout("bench", dests.fanout) },
       {
         name: "fanout client (fast path, verify_every=1h)",
         run: fanout("bench-fast", dests.fast, ["--verify-every", "1h"]),
+      },
+      {
+        name: "fanout client (fast path, the bundle dist/fanout.js)",
+        run: fanout("bench-bundle", dests.fastBundle, ["--verify-every", "1h"], "bundle"),
       },
       {
         name: "git pull (git daemon)",
@@ -241,7 +258,7 @@ async function main(): Promise<void> {
         HISTORY + 1
       } commits; ${NOOP_RUNS} no-op rounds, ${
         CHANGE_RUNS - 1
-      } timed change rounds (+1 counted), interleaved; fanout runs as \`deno run\` (start-up included).`,
+      } timed change rounds (+1 counted), interleaved; fanout runs as \`deno run\` of main.ts or of the bundle (start-up included).`,
       `Targets: no-op ≤ 0.5× git pull: ${noopTarget ? "met" : "NOT met"}; ` +
         `one-file change faster than git pull: ${changeTarget ? "met" : "NOT met"}; ` +
         `no .git on the client: ${await exists(`${dests.fanout}/.git`) ? "NOT met" : "met"}.`,

@@ -14,9 +14,9 @@
  *
  * An idle engine pushes at once; changes that arrive during a push are
  * batched into the next one. Small change sets push only the changed paths
- * (see push_filter.ts); large or unknown ones the whole tree. The tree goes
- * first and the version marker last, from a snapshot taken when the push
- * began, so a replica's marker never claims more than it was sent.
+ * (see push_filter.ts); large or unknown ones the whole tree. The version
+ * marker goes only with a whole-tree push, last, from a snapshot taken when
+ * the push began, so a replica's marker never claims more than it was sent.
  *
  * @module
  */
@@ -308,11 +308,21 @@ export class PushEngine {
     const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     let kind: "full" | "scoped" = work.kind === "full" ? "full" : "scoped";
     let changes = work.kind === "paths" ? work.changes : [];
+    let reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
     if (kind === "scoped" && changes.some((c) => unfilterable(c.path))) {
       kind = "full";
       changes = [];
     }
-    const reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
+    // A new marker goes out only behind a whole-tree run that started after
+    // it was read. A scoped run sends the paths whose events have arrived, but
+    // the marker on disk can be ahead of them (a file's event still in the
+    // watcher when the publisher wrote the marker): sending it then would let
+    // a replica claim a version it does not fully hold, and clients trust it.
+    if (kind === "scoped" && markerText !== null && markerText !== r.ackText) {
+      kind = "full";
+      changes = [];
+      reason = "new version";
+    }
     try {
       const missing = kind === "scoped" && await anyMissing(this.#o.source, changes);
       // Nothing to delete and nothing deep: rsync is given the list itself,
@@ -334,7 +344,7 @@ export class PushEngine {
         return this.#failed(r, work, describeRsyncFailure(result));
       }
       const marker = markerText === null ? null : parseMarker(markerText);
-      if (markerText !== null && (kind === "full" || markerText !== r.ackText)) {
+      if (markerText !== null && kind === "full") {
         const m = await this.#pushMarker(r, markerText);
         if (m.code !== 0) return this.#failed(r, work, describeRsyncFailure(m));
         r.ack = marker;
@@ -374,7 +384,7 @@ export class PushEngine {
         files: r.lastPush.files,
         deleted: r.lastPush.deleted,
         bytes: r.lastPush.bytes,
-        version: marker?.seq,
+        version: kind === "full" ? marker?.seq : undefined,
         ms: r.lastPush.ms,
       });
       return "ok";

@@ -457,3 +457,35 @@ exec rsync "$@"
     assert.doesNotMatch(primary.stderr, /push failed/);
   });
 });
+
+Deno.test("primary: a new version marker never reaches a replica ahead of a change it has not pushed", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "a.txt": "a\n" });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    await converged(lab, ["rsync2"]);
+    // A change whose event never reaches the watcher (Deno drops the events
+    // of a link pointing out of the tree, denoland/deno#27560; the kernel
+    // drops events in a storm): the marker written after it must not go out
+    // without it, or the replica claims a version it does not hold.
+    await Deno.symlink("/etc/hostname", `${src}/unseen-link`);
+    const marker = {
+      seq: 2,
+      commit: "feedc0de",
+      ref: "main",
+      published_at: new Date().toISOString(),
+    };
+    await Deno.writeTextFile(`${src}/.fanout-version`, JSON.stringify(marker) + "\n");
+    const r2 = lab.hosts.rsync2.path;
+    await waitFor("seq 2 on rsync2", async () => {
+      try {
+        return JSON.parse(await Deno.readTextFile(`${r2}/.fanout-version`)).seq === 2;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(await Deno.readLink(`${r2}/unseen-link`), "/etc/hostname");
+  });
+});

@@ -57,9 +57,13 @@ export function inPlace(job: ClientJob): TreeLayout {
         let r: RsyncResult | null = null;
         if (listed.length) {
           const list = `${job.stateDir}/client-files-from`;
+          // The marker rides along: the same version as dest's on the server
+          // that sends the list, it is not sent; another version, and it is,
+          // which says the listed files came from that other version.
           await Deno.writeTextFile(
             list,
-            listed.map((p) => (p === "./" ? "." : p) + "\0").join(""),
+            [...listed, ...(await exists(`${job.dest}/${VERSION_MARKER}`) ? [VERSION_MARKER] : [])]
+              .map((p) => (p === "./" ? "." : p) + "\0").join(""),
           );
           r = await transfer(job, {
             ...base,
@@ -71,8 +75,16 @@ export function inPlace(job: ClientJob): TreeLayout {
             extra: ["--force"],
           });
         }
-        await removeExtras(job.dest, drift, ctx.backupDir);
-        return r ?? emptyResult();
+        if (!r?.items.some((l) => l.endsWith(` ${VERSION_MARKER}`))) {
+          await removeExtras(job.dest, drift, ctx.backupDir);
+          return r ?? emptyResult();
+        }
+        // Behind a balancer the list went to a server at another version than
+        // the one compared (a push in flight): the whole tree, on one
+        // connection, makes dest one version again.
+        job.log.debug("the list came from another version; syncing the whole tree", {
+          dest: job.dest,
+        });
       }
       return await transfer(job, {
         ...base,

@@ -771,3 +771,33 @@ Deno.test("client: the rendered cron line runs a silent, working client", async 
     await assertSameTree(s.src, s.dest, OURS);
   });
 });
+
+Deno.test("client: a drift applied from a server at another version gets the whole tree, not a mix", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    assert.equal((await s.client()).code, 0);
+    await Deno.writeTextFile(`${s.dest}/a.txt`, "my local edit\n");
+    // The real rsync behind a wrapper that lands version 2 on the server
+    // right before the list of drifted paths is sent: the comparison saw
+    // version 1, the transfer reaches version 2 (behind a balancer: another
+    // server, or a push in between). Version 2 changes a.txt and b.txt.
+    const wrapper = `${lab.dir}/rsync-version-lands`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+case "$*" in *--files-from=*)
+  echo "a, version 2" > "${s.src}/a.txt"
+  echo "b, version 2" > "${s.src}/b.txt"
+  printf '%s\\n' '${marker(2)}' > "${s.src}/.fanout-version" ;;
+esac
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    const r = await s.client(["--set", `rsync.path=${wrapper}`]);
+    assert.deepEqual([r.code, r.stderr], [0, ""]);
+    // Not a.txt of version 2 under version 1's marker: all of version 2.
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "b, version 2\n");
+  });
+});

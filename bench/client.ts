@@ -221,7 +221,10 @@ async function main(): Promise<void> {
     };
 
     // ---- report
-    const gitName = tools[2].name;
+    const gitName = tools.find((t) => t.name.startsWith("git pull"))!.name;
+    // The targets are judged on fanout's best way to run.
+    const ours = tools.filter((t) => t.name.startsWith("fanout")).map((t) => t.name);
+    const best = (m: Map<string, number[]>) => Math.min(...ours.map((n) => med(m, n)));
     const med = (m: Map<string, number[]>, n: string) => median(m.get(n) ?? []);
     const rows: string[] = [];
     const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : "–");
@@ -250,8 +253,8 @@ async function main(): Promise<void> {
       } |`,
       `| fanout dest (no .git) | ${fmtBytes(disk.fanout)} | ${ratio(disk.fanout, disk.gitWith)} |`,
     );
-    const noopTarget = med(noop, tools[0].name) <= 0.5 * med(noop, gitName);
-    const changeTarget = med(change, tools[0].name) < med(change, gitName);
+    const noopTarget = best(noop) <= 0.5 * med(noop, gitName);
+    const changeTarget = best(change) < med(change, gitName);
     rows.push(
       "",
       `${FILES} files, ${fmtBytes(disk.gitWithout)}, ${

@@ -132,8 +132,10 @@ export function isConnectionFailure(code: number | null, stderr: string): boolea
   if (code === 10 || code === 12 || code === 30 || code === 35) return true;
   // "no healthy rsync server": fanout's proxy between a server's return and
   // its next passed checks, or after its own connect timeouts under a flood.
+  // "didn't get server startup line": the server died between the greeting
+  // and the transfer (a replica killed while clients pull through the proxy).
   return code === 5 &&
-    /max connections|try again later|did not see server greeting|connection unexpectedly closed|Connection reset|no healthy rsync server/i
+    /max connections|try again later|did not see server greeting|didn't get server startup line|connection unexpectedly closed|Connection reset|no healthy rsync server/i
       .test(stderr);
 }
 

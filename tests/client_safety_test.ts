@@ -123,6 +123,7 @@ Deno.test("client: only connection failures are retried", () => {
   assert.ok(isConnectionFailure(30, "timeout"));
   assert.ok(isConnectionFailure(5, "@ERROR: max connections (200) reached -- try again later"));
   assert.ok(isConnectionFailure(5, "rsync: did not see server greeting"));
+  assert.ok(isConnectionFailure(5, "rsync: didn't get server startup line"));
   assert.ok(isConnectionFailure(5, "@ERROR: fanout proxy: no healthy rsync server (rsync2: down)"));
   assert.ok(!isConnectionFailure(5, "@ERROR: Unknown module 'plugns'"));
   assert.ok(!isConnectionFailure(23, "some files could not be transferred"));

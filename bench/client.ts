@@ -15,7 +15,8 @@
 //
 // Prints a markdown table with ratios against git pull, measured in the same run.
 import { parseArgs } from "node:util";
-import { Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+import { canConnect, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+import { exists } from "../lib/_fs.ts";
 import { V8_FLAGS } from "../lib/defaults.ts";
 
 const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
@@ -339,24 +340,6 @@ function fmtBytes(n: number): string {
   if (n < 10_000) return `${n} B`;
   if (n < 10_000_000) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1048576).toFixed(1)} MiB`;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function canConnect(host: string, port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: host, port })).close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A TCP relay that counts the bytes of every connection, both ways. */

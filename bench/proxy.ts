@@ -7,7 +7,7 @@
 //
 // Prints a markdown table with ratios against direct pulls measured in the same run.
 import { parseArgs } from "node:util";
-import { Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
+import { canConnect, Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
 import { rsyncArgs, runRsync } from "../lib/rsync.ts";
 
 const args = parseArgs({
@@ -233,15 +233,6 @@ async function startHaproxy(ip: string, port: number): Promise<Deno.ChildProcess
   thirdParty.push(c);
   await waitFor("haproxy", () => canConnect(ip, port), 10_000);
   return c;
-}
-
-async function canConnect(host: string, port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: host, port })).close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Pids of the process group led by `pid` (nginx master and workers). */

@@ -10,6 +10,7 @@
 //
 // Usage: deno run -A bench/publish.ts [--quick]
 import { Lab, sh } from "../tests/_helpers.ts";
+import { exists } from "../lib/_fs.ts";
 
 const quick = Deno.args.includes("--quick");
 const FILES = quick ? 5_000 : 20_000;
@@ -123,13 +124,4 @@ function rsyncTo(lab: Lab, src: string, extra: string[]) {
     `${src}/`,
     `rsync://fanout@${p.ip}:${p.port}/plugins-push/`,
   ]);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

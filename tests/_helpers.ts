@@ -13,6 +13,16 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 /** Thrown by a {@linkcode waitFor} condition to stop waiting at once (e.g. the process exited). */
 export class GaveUp extends Error {}
 
+/** True when a TCP connection to `host:port` opens (it is closed at once). */
+export async function canConnect(host: string, port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: host, port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Polls `fn` until it returns a truthy value or `timeoutMs` passes.
  * Throws with `what` on timeout, or at once when `fn` throws {@linkcode GaveUp}.

@@ -17,7 +17,9 @@
 import { parseArgs } from "node:util";
 import { canConnect, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
 import { exists } from "../lib/_fs.ts";
-import { V8_FLAGS } from "../lib/defaults.ts";
+import { V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/defaults.ts";
+import { formatMarker, readMarker, type VersionMarker } from "../lib/version.ts";
+import { appendEntry, newEntry } from "../lib/version_log.ts";
 
 const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
 const quick = args.values.quick ?? false;
@@ -194,14 +196,26 @@ async function main(): Promise<void> {
     console.error(`one-file changes (${CHANGE_RUNS} rounds)…`);
     for (let i = 0; i < CHANGE_RUNS; i++) {
       // One file edited and published: a commit on the git server, the same
-      // edit on the replica with its next version marker.
+      // edit on the replica with the version log entry and the next marker,
+      // as a publish and a push leave them (lib/publish.ts writes the entry
+      // with the same functions, from rsync's list of what it sent).
       const file = `src/mod${i % 50}/file${i}.ts`;
       const text = `// edit ${i}\n` + await Deno.readTextFile(`${work}/${file}`);
       await Deno.writeTextFile(`${work}/${file}`, text);
       await git(work, "commit", "-qam", `edit ${i}`);
       await git(work, "push", "-q", "origin", "main");
       await Deno.writeTextFile(`${r2.path}/${file}`, text);
-      await writeMarker(r2.path, ++seq);
+      const from = await readMarker(r2.path);
+      const to = await writeMarker(r2.path, ++seq, async (v) => {
+        const log = await Deno.readTextFile(`${r2.path}/${VERSION_LOG}`).catch(() => "");
+        const entry = newEntry(from, v, { paths: [file], deleted: [] });
+        await Deno.writeTextFile(`${r2.path}/${VERSION_LOG}`, appendEntry(log, entry));
+      });
+      // Timed from when the replica announces it (its module comment), as a client sees it.
+      await waitFor("the replica announces the version", async () => {
+        const list = await sh("rsync", [`rsync://${r2.ip}:${r2.port}/`]);
+        return list.stdout.includes(`seq=${to.seq} `);
+      });
       const last = i === CHANGE_RUNS - 1;
       for (const t of tools) {
         if (last) changeBytes.set(t.name, await relay.measure(() => t.run(true)));
@@ -293,16 +307,21 @@ async function makeTree(dir: string): Promise<void> {
   await writeTree(dir, files);
 }
 
-async function writeMarker(dir: string, seq: number): Promise<void> {
-  await Deno.writeTextFile(
-    `${dir}/.fanout-version`,
-    JSON.stringify({
-      seq,
-      commit: seq.toString(16).padStart(40, "0"),
-      ref: "main",
-      published_at: new Date().toISOString(),
-    }) + "\n",
-  );
+/** Writes marker `seq` into `dir`, after `before` (the version log's entry) when given. */
+async function writeMarker(
+  dir: string,
+  seq: number,
+  before?: (v: VersionMarker) => Promise<void>,
+): Promise<VersionMarker> {
+  const v: VersionMarker = {
+    seq,
+    commit: seq.toString(16).padStart(40, "0"),
+    ref: "main",
+    published_at: new Date().toISOString(),
+  };
+  await before?.(v);
+  await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, formatMarker(v));
+  return v;
 }
 
 async function git(cwd: string, ...a: string[]): Promise<void> {

@@ -9,6 +9,9 @@
  * 2. refuse a dangerous destination (lib/client_safety.ts);
  * 3. fast path (when `client.verify_every` allows it): fetch only the source's
  *    `.fanout-version` (one small request) and stop when it matches dest's;
+ *    when the source is ahead, catch up by its version log
+ *    (lib/client_catchup.ts: just the changed paths, no tree walk) when the
+ *    log can vouch for the change;
  * 4. compare: a dry run lists the drift. Nothing to change ends the run here,
  *    so a no-op costs one tree walk, not two. An empty source, a source that
  *    lost its version marker, or more deletions than `client.max_delete`
@@ -33,6 +36,7 @@ import {
   markerFromComment,
   parseMarker,
   readMarker,
+  sameVersion,
   type VersionMarker,
 } from "./version.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
@@ -41,6 +45,8 @@ import type { ClientRunResult } from "./client_status.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, serverOf, stamp } from "./client_job.ts";
 import { compare, type Drift, driftCount } from "./client_drift.ts";
 import { recoverInterrupted } from "./client_transfer.ts";
+import { catchUp } from "./client_catchup.ts";
+import type { ChangeList } from "./version_log.ts";
 import { exists } from "./_fs.ts";
 
 /** Files in the state dir. */
@@ -61,6 +67,14 @@ export interface TreeLayout {
   apply(drift: Drift, ctx: ApplyContext): Promise<RsyncResult>;
   /** Removes what a killed run left behind. */
   recover(): Promise<void>;
+  /**
+   * Applies a version log's change list (lib/client_catchup.ts) so dest is at
+   * `target`; null when the source did not match the list (the whole-tree
+   * path follows). Layouts without it always walk the tree.
+   */
+  applyChanges?(list: ChangeList, target: VersionMarker, ctx: ApplyContext): Promise<
+    RsyncResult | null
+  >;
 }
 
 /** What {@linkcode TreeLayout.apply} gets. */
@@ -169,6 +183,27 @@ async function syncSteps(
   }
 
   const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
+  if (fastOk && remoteBefore && before && remoteBefore.seq > before.seq) {
+    const done = await retrying(
+      job,
+      "sync",
+      () => catchUp(job, before, layout, { state, backupDir }),
+    );
+    if (done) {
+      result.mode = "sync";
+      result.version = done.target;
+      result.drift = done.list.paths.length + done.list.deleted.length;
+      result.files_changed = done.r.items.filter((l) =>
+        !l.startsWith("*") && !/ \.fanout-(version|changes)$/.test(l)
+      ).length;
+      result.files_deleted = done.list.deleted.length;
+      result.bytes_changed = done.r.stats?.transferredSize ?? 0;
+      result.bytes_received = done.r.stats?.bytesReceived ?? 0;
+      if (backupDir && await exists(backupDir)) result.backup_dir = backupDir;
+      // Not a verification: verified_at stays that of the last tree walk.
+      return;
+    }
+  }
   const applied = await retrying(job, "sync", async () => {
     // An attempt cut mid-transfer left its staging dirs; the source may have
     // changed since, so what it staged may never be sent (nor cleaned) again.
@@ -287,12 +322,6 @@ async function listedMarker(job: ClientJob): Promise<VersionMarker | null> {
   const r = await probeRsyncd(at, Math.min(job.connectTimeout, 5_000), { list: true });
   const comment = r.ok ? r.comments?.[m[3]] : undefined;
   return comment ? markerFromComment(comment) : null;
-}
-
-/** True when both markers name the same publish (or both are absent). */
-export function sameVersion(a: VersionMarker | null, b: VersionMarker | null): boolean {
-  if (!a || !b) return a === b;
-  return a.seq === b.seq && a.commit === b.commit && a.published_at === b.published_at;
 }
 
 /** A rollback pin: syncs stay off until the source has a version newer than `seq`. */

@@ -7,12 +7,14 @@
  */
 
 import type { ApplyContext, TreeLayout } from "./client.ts";
-import { VERSION_MARKER } from "./defaults.ts";
+import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import { writeDestMarker } from "./client_safety.ts";
-import type { Drift } from "./client_drift.ts";
-import { baseJob, type ClientJob } from "./client_job.ts";
-import { removeDelayDirs, transfer } from "./client_transfer.ts";
+import type { Drift, DriftItem } from "./client_drift.ts";
+import { baseJob, type ClientJob, RsyncFailure } from "./client_job.ts";
+import { clearDirty, removeDelayDirs, transfer } from "./client_transfer.ts";
 import type { RsyncResult } from "./rsync.ts";
+import { readMarker, sameVersion, type VersionMarker } from "./version.ts";
+import type { ChangeList } from "./version_log.ts";
 import { exists } from "./_fs.ts";
 
 /**
@@ -28,7 +30,8 @@ export const LISTED_MAX = 1000;
  * A small drift (the common case: a few files of a new version) is applied
  * from the comparison's own list: rsync transfers just those paths, then the
  * extra entries are removed here (kept in the backup dir when asked). A large
- * one gets a whole-tree `rsync --delete`.
+ * one gets a whole-tree `rsync --delete`. A version log's change list
+ * (lib/client_catchup.ts) is applied the same way, without a comparison.
  */
 export function inPlace(job: ClientJob): TreeLayout {
   return {
@@ -76,7 +79,12 @@ export function inPlace(job: ClientJob): TreeLayout {
           });
         }
         if (!r?.items.some((l) => l.endsWith(` ${VERSION_MARKER}`))) {
-          await removeExtras(job.dest, drift, ctx.backupDir);
+          await removeExtras(
+            job.dest,
+            [...drift.changed, ...drift.missing],
+            drift.extra,
+            ctx.backupDir,
+          );
           return r ?? emptyResult();
         }
         // Behind a balancer the list went to a server at another version than
@@ -98,6 +106,40 @@ export function inPlace(job: ClientJob): TreeLayout {
         maxDelete: job.maxDelete,
       });
     },
+    applyChanges: async (list: ChangeList, target: VersionMarker, ctx: ApplyContext) => {
+      const file = `${job.stateDir}/client-files-from`;
+      const names = new Set([...list.paths, VERSION_LOG, VERSION_MARKER]);
+      await Deno.writeTextFile(file, [...names].map((p) => p + "\0").join(""));
+      let r: RsyncResult;
+      try {
+        r = await transfer(job, {
+          ...baseJob(job, job.dest),
+          filesFrom: file,
+          delayUpdates: true,
+          backupDir: ctx.backupDir ?? undefined,
+          // A directory that became a file: the log lists what was below it as deleted.
+          extra: ["--force"],
+        }, { keepDirty: true });
+      } catch (e) {
+        // A listed path the source lacks (23) or lost meanwhile (24): the log
+        // and that server's tree disagree. The dirty flag stays up, so the
+        // whole-tree path that follows cleans up first.
+        if (e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24)) return null;
+        throw e;
+      }
+      // Behind a balancer the transfer may reach a server at another version
+      // than the one whose log was read: then the listed paths are not the change.
+      if (!sameVersion(await readMarker(job.dest), target)) return null;
+      const kind = (p: string): DriftItem["kind"] => list.dirs.has(p) ? "dir" : "file";
+      await removeExtras(
+        job.dest,
+        list.paths.map((path) => ({ path, kind: kind(path) })),
+        list.deleted.map((path) => ({ path, kind: "other" })),
+        ctx.backupDir,
+      );
+      await clearDirty(job);
+      return r;
+    },
   };
 }
 
@@ -111,21 +153,22 @@ function emptyResult(): RsyncResult {
 }
 
 /**
- * Removes the entries a comparison found only in dest (the top-most of each
- * subtree), or moves them into `backupDir` when given. An entry that was just
- * transferred under the same name (a file that became a directory, or the
- * reverse) stays, and so does what was below a directory that became a file.
+ * Removes `extra` entries from dest (the top-most of each subtree), or moves
+ * them into `backupDir` when given. An entry just `sent` under the same name
+ * (a file that became a directory, or the reverse) stays, and so does what
+ * was below a directory that became a file.
  */
 async function removeExtras(
   dest: string,
-  drift: Drift,
+  sent: DriftItem[],
+  extra: DriftItem[],
   backupDir: string | null,
 ): Promise<void> {
   const bare = (p: string) => p.replace(/\/$/, "");
-  const sent = [...drift.changed, ...drift.missing];
   const same = new Set(sent.map((i) => bare(i.path)));
   const nonDirs = new Set(sent.filter((i) => i.kind !== "dir").map((i) => bare(i.path)));
-  const paths = [...new Set(drift.extra.map((i) => bare(i.path)))].filter(Boolean).sort();
+  const paths = [...new Set(extra.map((i) => bare(i.path)))].filter((p) => p && p !== ".")
+    .sort();
   const tops = new Set<string>();
   for (const p of paths) {
     const parts = p.split("/");

@@ -23,11 +23,17 @@ const RSYNC_PID_FILE = "client-rsync.pid";
 /**
  * Runs a transfer that changes dest, with the dirty flag and rsync's pid
  * recorded, so a run killed in the middle is cleaned up by the next one.
+ * `keepDirty` leaves the flag up for steps that follow the transfer
+ * (removing deleted paths): {@linkcode clearDirty} takes it down.
  *
  * @throws {TransferError} when rsync fails; {@linkcode SafetyError} when the
  * `--max-delete` backstop stopped it.
  */
-export async function transfer(job: ClientJob, rj: RsyncJob): Promise<RsyncResult> {
+export async function transfer(
+  job: ClientJob,
+  rj: RsyncJob,
+  opts: { keepDirty?: boolean } = {},
+): Promise<RsyncResult> {
   await Deno.writeTextFile(`${job.stateDir}/${DIRTY_FILE}`, `${Date.now()}\n`);
   const pidFile = `${job.stateDir}/${RSYNC_PID_FILE}`;
   const r = await rsyncRun(job, { ...rj, progress: job.verbose }, {
@@ -44,8 +50,16 @@ export async function transfer(job: ClientJob, rj: RsyncJob): Promise<RsyncResul
     );
   }
   failUnlessOk(job, r);
-  await Deno.remove(`${job.stateDir}/${DIRTY_FILE}`).catch(() => {});
+  if (!opts.keepDirty) await clearDirty(job);
   return r;
+}
+
+/**
+ * Clears the dirty flag a {@linkcode transfer} with `keepDirty` left: the
+ * caller's steps after the transfer are done.
+ */
+export async function clearDirty(job: ClientJob): Promise<void> {
+  await Deno.remove(`${job.stateDir}/${DIRTY_FILE}`).catch(() => {});
 }
 
 /**

@@ -85,6 +85,13 @@ export const DEFAULTS = {
 export const VERSION_MARKER = ".fanout-version";
 
 /**
+ * Name of the version log at the root of every tree, next to the marker: what
+ * each recent publish changed, so a client one or a few versions behind
+ * fetches just those paths (lib/version_log.ts).
+ */
+export const VERSION_LOG = ".fanout-changes";
+
+/**
  * V8 flags every fanout process starts with (compile.sh, the bundle's
  * shebang, the demo, the tests). V8 lets the young generation grow to 16 MB
  * per semi-space and keeps it: a primary itemizing a 100k-file push peaked at

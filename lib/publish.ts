@@ -13,8 +13,10 @@
  * 4. send staging to the primary's write module (`--delete-delay
  *    --delay-updates`: new files land together, deletions after them), from
  *    the publisher's address, with the password file, leaving the marker alone;
- * 5. write `.fanout-version` with the next `seq` and send it last, alone, so a
- *    host whose marker says seq N holds all of version N.
+ * 5. write `.fanout-version` with the next `seq`, add what step 4 changed to
+ *    the version log (`.fanout-changes`, lib/version_log.ts), and send both
+ *    last, the log first, so a host whose marker says seq N holds all of
+ *    version N and the log up to it.
  *
  * `seq` is one more than the highest of the publisher's own record and the
  * primary's marker, so it stays monotonic when either is lost.
@@ -23,7 +25,7 @@
  */
 
 import type { Fleet, PublisherHost } from "./config.ts";
-import { SERVER_TEMP_DIR, VERSION_MARKER } from "./defaults.ts";
+import { SERVER_TEMP_DIR, VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import { SafetyError, TransferError } from "./errors.ts";
 import { acquireLock } from "./file_lock.ts";
 import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
@@ -37,7 +39,15 @@ import {
   type RsyncStats,
   runRsync,
 } from "./rsync.ts";
-import { describeVersion, formatMarker, parseMarker, type VersionMarker } from "./version.ts";
+import {
+  describeVersion,
+  formatMarker,
+  parseMarker,
+  sameVersion,
+  type VersionMarker,
+} from "./version.ts";
+import { appendEntry, newEntry } from "./version_log.ts";
+import { classify } from "./client_drift.ts";
 
 /** What to publish, and how. */
 export interface PublishOptions {
@@ -80,6 +90,7 @@ export function publisherFiles(p: PublisherHost): {
   index: string;
   stamp: string;
   markerDir: string;
+  markerList: string;
   pulledDir: string;
 } {
   return {
@@ -88,6 +99,7 @@ export function publisherFiles(p: PublisherHost): {
     index: `${p.stateDir}/staging.index`,
     stamp: `${p.stateDir}/staging.json`,
     markerDir: `${p.stateDir}/marker`,
+    markerList: `${p.stateDir}/marker.list`,
     pulledDir: `${p.stateDir}/primary-marker`,
   };
 }
@@ -165,7 +177,12 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
           deleteDelay: true,
           // The marker is sent on its own, last; excluding it also keeps
           // --delete from removing the primary's current one meanwhile.
-          excludes: [`/${VERSION_MARKER}`, `/${SERVER_TEMP_DIR}/`, ...fleet.push.exclude],
+          excludes: [
+            `/${VERSION_MARKER}`,
+            `/${VERSION_LOG}`,
+            `/${SERVER_TEMP_DIR}/`,
+            ...fleet.push.exclude,
+          ],
           // The daemon's --stats never count deletions on its side; the items do.
           itemize: true,
         }),
@@ -210,11 +227,28 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     await writeAtomic(files.state, formatMarker(marker));
     await Deno.mkdir(files.markerDir, { recursive: true });
     await writeAtomic(`${files.markerDir}/${VERSION_MARKER}`, formatMarker(marker));
+    // The entry lists this transfer's changes, which are the whole change
+    // from `previous` only when the primary held exactly `previous` before
+    // it: not after a publish of ours that failed between tree and marker
+    // (our record is then ahead), nor after another publisher's.
+    const drift = classify(sent.items);
+    const entry = newEntry(previous, marker, {
+      paths: [...drift.changed, ...drift.missing].map((i) => i.path),
+      deleted: drift.extra.map((i) => i.path),
+      whole: drift.escaped || (previous !== null && !sameVersion(local, previous)),
+    });
+    const logFile = `${files.markerDir}/${VERSION_LOG}`;
+    const logBefore = await Deno.readTextFile(logFile).catch(() => "");
+    await writeAtomic(logFile, appendEntry(logBefore, entry));
+    // One transfer, the log sorted first: --delay-updates lands it just before the marker.
+    await Deno.writeTextFile(files.markerList, `${VERSION_LOG}\0${VERSION_MARKER}\0`);
     const last = await runRsync(
-      rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/${VERSION_MARKER}`, {})),
+      rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
       { rsync: fleet.rsync.path },
     );
     if (last.code !== 0) {
+      // A version never published has no place in the log.
+      await writeAtomic(logFile, logBefore);
       throw new TransferError(
         `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${
           describeRsyncFailure(last)

@@ -58,6 +58,19 @@ export async function readMarker(dir: string): Promise<VersionMarker | null> {
   }
 }
 
+/**
+ * True when both markers name the same publish (or both are absent).
+ *
+ * @example
+ * ```ts
+ * if (!sameVersion(remote, local)) console.log("a new version is out");
+ * ```
+ */
+export function sameVersion(a: VersionMarker | null, b: VersionMarker | null): boolean {
+  if (!a || !b) return a === b;
+  return a.seq === b.seq && a.commit === b.commit && a.published_at === b.published_at;
+}
+
 /** The marker as it is written to disk (one line of JSON and a newline). */
 export function formatMarker(v: VersionMarker): string {
   return JSON.stringify({

@@ -14,11 +14,11 @@ import { log, type Logger } from "../lib/log.ts";
 import { acquireLock, type FileLock } from "../lib/file_lock.ts";
 import { shutdownSignal } from "../lib/signals.ts";
 import { sleep, splayDelay } from "../lib/splay.ts";
-import { fetchMarker, runClient, sameVersion, type TreeLayout } from "../lib/client.ts";
+import { fetchMarker, runClient, type TreeLayout } from "../lib/client.ts";
 import type { ClientJob } from "../lib/client_job.ts";
 import { inPlace } from "../lib/client_inplace.ts";
 import { type ClientRunResult, readStatus, writeStatus } from "../lib/client_status.ts";
-import { describeVersion, readMarker } from "../lib/version.ts";
+import { describeVersion, readMarker, sameVersion } from "../lib/version.ts";
 import { sendReport } from "../lib/report.ts";
 import { fleetFor } from "./_fleet.ts";
 
@@ -277,10 +277,11 @@ async function watchLoop(
   job.log.info("watching", { source: job.source, dest: job.dest, every_ms: watchInterval });
   let lastFull = 0;
   let failing = false;
-  // Each pass decides itself when to walk the tree; runClient never takes its fast path.
+  // The loop decides when to walk the tree: those passes run without the fast path.
   const full: ClientJob = { ...job, verifyEvery: 0 };
   while (!signal.aborted) {
-    let due = Date.now() - lastFull >= verifyPeriod || failing;
+    const walk = Date.now() - lastFull >= verifyPeriod || failing;
+    let due = walk;
     if (!due) {
       try {
         const remote = await fetchMarker(job);
@@ -292,14 +293,17 @@ async function watchLoop(
       }
     }
     if (due && !signal.aborted) {
-      const result = await runClient(full, { status: await readStatus(job.stateDir) }, layout);
+      const status = await readStatus(job.stateDir);
+      // A new version between walks catches up by the version log when it can.
+      const pass = walk ? full : { ...job, verifyEvery: verifyPeriod };
+      const result = await runClient(pass, { status }, layout);
       await writeStatus(job.stateDir, result);
       await report(result);
       failing = result.exit_code !== 0;
       if (failing) {
         if (!signal.aborted) job.log.error("sync failed", { error: result.error });
       } else {
-        lastFull = Date.now();
+        if (walk || result.verified_at !== status?.verified_at) lastFull = Date.now();
         if (result.mode === "sync") {
           job.log.info("synced", {
             version: describeVersion(result.version),

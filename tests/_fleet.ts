@@ -16,8 +16,9 @@ import {
   writeTree,
 } from "./_helpers.ts";
 
-/** fanout's own files: the version marker (every tree) and the dest marker (clients). */
+/** fanout's own files: the version marker and log (every tree) and the dest marker (clients). */
 export const MARKER = ".fanout-version";
+export const LOG = ".fanout-changes";
 export const DEST_MARKER = ".fanout-dest";
 
 /** Runs git with a fixed identity; throws with git's words on failure. */
@@ -139,6 +140,8 @@ export class Topology {
   readonly procs = new Map<string, Proc>();
   /** Running `--watch` clients, by name. */
   readonly watchers = new Map<string, Proc>();
+  /** Flags a client's every run gets (its cron line's), by name. */
+  readonly clientFlags = new Map<string, string[]>();
   #archives = new Map<string, string>();
 
   private constructor(readonly lab: Lab, readonly repo: GitRepo, readonly bin: string) {
@@ -208,6 +211,7 @@ export class Topology {
       ...(opts.splay ? [] : ["--no-splay"]),
       "--dest",
       this.dest(name),
+      ...(this.clientFlags.get(name) ?? []),
       ...extra,
     ];
   }
@@ -328,7 +332,7 @@ export class Topology {
    * whether its marker names `commit`; "" when it holds exactly that commit.
    */
   async divergence(dir: string, commit: string): Promise<string> {
-    const diff = await diffTrees(await this.archive(commit), dir, [MARKER, DEST_MARKER]);
+    const diff = await diffTrees(await this.archive(commit), dir, [MARKER, LOG, DEST_MARKER]);
     if (diff) return diff;
     const m = await markerOf(dir);
     if (m?.commit !== commit) {

@@ -14,6 +14,8 @@ import {
   writeTree,
 } from "./_helpers.ts";
 import { acquireLock } from "../lib/file_lock.ts";
+import { appendEntry, newEntry } from "../lib/version_log.ts";
+import { parseMarker } from "../lib/version.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const NAME = "web1";
@@ -799,5 +801,129 @@ exec rsync "$@"
     // Not a.txt of version 2 under version 1's marker: all of version 2.
     await assertSameTree(s.src, s.dest, OURS);
     assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "b, version 2\n");
+  });
+});
+
+/**
+ * Lands version `seq` on the server as the publisher does: the changed tree,
+ * then the version log with its entry, then the marker; waits until the
+ * server announces it.
+ */
+async function landVersion(
+  s: Setup,
+  seq: number,
+  change: { write?: Record<string, string>; remove?: string[]; paths: string[]; deleted: string[] },
+  opts: { from?: number } = {},
+): Promise<void> {
+  for (const p of change.remove ?? []) await Deno.remove(`${s.src}/${p}`, { recursive: true });
+  await writeTree(s.src, change.write ?? {});
+  const log = await Deno.readTextFile(`${s.src}/.fanout-changes`).catch(() => "");
+  const from = parseMarker(marker(opts.from ?? seq - 1));
+  const entry = newEntry(from, parseMarker(marker(seq))!, change);
+  await Deno.writeTextFile(`${s.src}/.fanout-changes`, appendEntry(log, entry));
+  await Deno.writeTextFile(`${s.src}/.fanout-version`, marker(seq));
+  await waitFor(`the server announces seq ${seq}`, async () => {
+    const list = await sh("rsync", [s.url.replace(/[^/]+\/$/, "")]);
+    return new RegExp(`fanout-version seq=${seq} `).test(list.stdout);
+  });
+}
+
+Deno.test("client: a new version is fetched by the version log: the listed paths only, no tree walk", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { client: { verify_every: "1h" } });
+    assert.equal((await s.client()).code, 0);
+    const verified = (await s.status()).verified_at;
+    // A local edit outside the change: only a tree walk would overwrite it.
+    await Deno.writeTextFile(`${s.dest}/b.txt`, "my local edit\n");
+    // Version 2: a change, a deletion, a new directory, a directory that became a file.
+    await landVersion(s, 2, {
+      write: { "a.txt": "alpha v2\n", "newdir/x.txt": "x\n" },
+      remove: ["dir0/sub0/file0.txt", "dir1/sub1"],
+      paths: ["a.txt", "newdir/", "newdir/x.txt", "dir1/sub1"],
+      deleted: ["dir0/sub0/file0.txt", "dir1/sub1/", "dir1/sub1/file1.txt", "dir1/sub1/file16.txt"],
+    });
+    await writeTree(s.src, { "dir1/sub1": "now a file\n" });
+    const r = await s.client(["--log-level", "debug"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /msg="caught up by the version log".*versions=1 paths=4 deleted=3/);
+    assert.doesNotMatch(r.stderr, /--dry-run|comparing the whole tree/);
+    await assertSameTree(s.src, s.dest, [...OURS, "b.txt"]);
+    assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "my local edit\n");
+    let st = await s.status();
+    assert.deepEqual(
+      [st.mode, (st.version as { seq: number }).seq, st.files_deleted, st.verified_at],
+      ["sync", 2, 3, verified],
+      "a catch-up is no verification",
+    );
+    assert.ok((st.files_changed as number) >= 3, `files_changed ${st.files_changed}`);
+
+    // Two versions at once follow the chain; a third with a gap before it
+    // (no entry from 4 to 5) walks the tree: the local edit goes.
+    await landVersion(s, 3, { write: { "c.txt": "c\n" }, paths: ["c.txt"], deleted: [] });
+    await landVersion(s, 4, { remove: ["c.txt"], paths: [], deleted: ["c.txt"] });
+    const two = await s.client(["--log-level", "debug"]);
+    assert.match(two.stderr, /caught up by the version log".*versions=2 paths=0 deleted=1/);
+    await assertSameTree(s.src, s.dest, [...OURS, "b.txt"]);
+    await landVersion(s, 6, { write: { "d.txt": "d\n" }, paths: ["d.txt"], deleted: [] }, {
+      from: 5,
+    });
+    const gap = await s.client(["--log-level", "debug"]);
+    assert.equal(gap.code, 0, gap.stderr);
+    assert.match(gap.stderr, /the version log cannot say.*reason="no chain of entries"/);
+    await assertSameTree(s.src, s.dest, OURS);
+    st = await s.status();
+    assert.equal(st.mode, "sync");
+    assert.notEqual(st.verified_at, verified, "the tree walk verified");
+
+    // A log naming a path the source lacks is not trusted either.
+    await landVersion(s, 7, {
+      write: { "e.txt": "e\n" },
+      paths: ["e.txt", "ghost.txt"],
+      deleted: [],
+    });
+    const ghost = await s.client(["--log-level", "debug"]);
+    assert.equal(ghost.code, 0, ghost.stderr);
+    assert.match(ghost.stderr, /the source did not match its version log/);
+    await assertSameTree(s.src, s.dest, OURS);
+
+    // Deletions past client.max_delete go to the comparison, which refuses.
+    await landVersion(s, 8, {
+      remove: ["dir2"],
+      paths: [],
+      deleted: ["dir2/", ...Object.keys(files(40)).filter((p) => p.startsWith("dir2/"))],
+    });
+    const many = await s.client(["--max-delete", "3", "--log-level", "debug"]);
+    assert.equal(many.code, 4, many.stderr);
+    assert.match(many.stderr, /deletions, more than client.max_delete/);
+    assert.match(many.stderr, /refusing to sync .*client.max_delete \(3\); nothing changed/);
+    assert.ok(await Deno.stat(`${s.dest}/dir2`));
+  });
+});
+
+Deno.test("client: a version log read on one server and a transfer from another version end whole", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { client: { verify_every: "1h" } });
+    assert.equal((await s.client()).code, 0);
+    await landVersion(s, 2, { write: { "a.txt": "alpha v2\n" }, paths: ["a.txt"], deleted: [] });
+    // Version 3 lands right before the listed transfer (behind a balancer:
+    // another server), changing b.txt, which version 2's list does not name.
+    const wrapper = `${lab.dir}/rsync-version-lands`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+case "$*" in *client-files-from*)
+  echo "b, version 3" > "${s.src}/b.txt"
+  printf '%s\\n' '${marker(3).trim()}' > "${s.src}/.fanout-version" ;;
+esac
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /the source did not match its version log/);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "b, version 3\n");
+    assert.equal(((await s.status()).version as { seq: number }).seq, 3);
   });
 });

@@ -34,8 +34,11 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
   await fleetLab(async (lab) => {
     const t = await Topology.start(lab);
     // Two clients keep current with --watch from the start (an empty fleet
-    // included); the other three run as cron runs them.
+    // included); the other three run as cron runs them, one of them walking
+    // the tree only hourly: between walks both it and the watchers follow
+    // the version log the publisher writes.
     await t.startWatchers(["c4", "c5"]);
+    t.clientFlags.set("c3", ["--verify-every", "1h"]);
 
     const v1 = await t.publish({
       ...smallTree(40, "v1"),
@@ -47,6 +50,9 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
       "kind": "a file that becomes a directory\n",
     }, { executable: ["bin/run.sh"], symlinks: { "current": "src/m0" } });
     await t.converged(v1);
+    const c3Status = async () =>
+      JSON.parse(await Deno.readTextFile(`${t.clientState("c3")}/client-status.json`));
+    const c3Verified = (await c3Status()).verified_at;
 
     // Changes.
     const v2 = await t.publish({
@@ -77,6 +83,9 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
     const v6 = await t.publish({ "src/moved": null, "src/moved.php": "<?php // a file now\n" });
     await t.converged(v6);
     assert.notEqual(v5, v6);
+    // c3 got every version since v1 by the version log, without a tree walk.
+    const c3 = await c3Status();
+    assert.deepEqual([c3.mode, c3.verified_at], ["sync", c3Verified]);
 
     for (const name of [...t.servers, ...t.clients]) {
       const mode = (await Deno.stat(`${t.treeOf(name)}/bin/run.sh`)).mode! & 0o777;

@@ -3,9 +3,16 @@
 // binary run as a process, and the rendered post-receive hook under `git push`.
 import assert from "node:assert/strict";
 import { assertSameTree, type Lab, type Ran, sh, withLab, writeTree } from "./_helpers.ts";
+import { changesBetween, parseLog } from "../lib/version_log.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const MARKER = ".fanout-version";
+const LOG = ".fanout-changes";
+
+/** The primary's version log: [from seq, to seq, whole] per entry. */
+async function logOf(lab: Lab) {
+  return parseLog(await Deno.readTextFile(`${lab.hosts.rsync1.path}/${LOG}`));
+}
 
 /** A bare repository (`origin.git`) and a work clone of it, in the lab dir. */
 class Repo {
@@ -84,7 +91,7 @@ async function assertPublished(
   for (const x of excludes) {
     await sh("find", [want, "-name", x, "-delete"]);
   }
-  await assertSameTree(want, primary, [MARKER]);
+  await assertSameTree(want, primary, [MARKER, LOG]);
   const m = await marker(primary);
   assert.equal(m.commit, commit, "the marker names the commit");
   assert.equal(m.seq, seq);
@@ -164,6 +171,17 @@ Deno.test("publish: adds, changes, deletes and renames land exactly; marker last
     );
     await assertPublished(lab, repo, b, 2, ["notes.tmp"]);
     assert.ok(!(await entries(primary)).some((p) => p.split("/").includes(".git")), "no .git");
+    // The version log says what changed, for clients one version behind.
+    const log = await logOf(lab);
+    assert.deepEqual(log.map((e) => [e.from?.seq ?? null, e.to.seq, e.whole]), [
+      [null, 1, false],
+      [1, 2, false],
+    ]);
+    const list = changesBetween(log, log[0].to, log[1].to)!;
+    assert.deepEqual(list.deleted, ["dir/sub", "dir/sub/c.txt", "old-name.txt"]);
+    for (const p of ["a.txt", "new.txt", "new-name.txt"]) {
+      assert.ok(list.paths.includes(p), `${p} in ${list.paths}`);
+    }
 
     // The marker landed last: nothing in the tree changed after it (ctimes
     // in ns from find: Deno's stat rounds ctime to the second).
@@ -256,12 +274,47 @@ Deno.test("publish: a stale commit is refused; --force rolls back with a higher 
     await Deno.remove(`${lab.dir}/staging`, { recursive: true });
     ok(await publish(lab, repo.bare));
     await assertPublished(lab, repo, b, 4);
+    // Without its record the publisher cannot vouch that the primary held
+    // exactly seq 3 before: the entry says "walk the tree".
+    assert.deepEqual((await logOf(lab)).map((e) => [e.from?.seq, e.to.seq, e.whole]), [
+      [3, 4, true],
+    ]);
     // And after the primary lost its marker: from the publisher's own record.
     await Deno.remove(`${lab.hosts.rsync1.path}/${MARKER}`);
     const c = await repo.commit({ "app.txt": "version C\n" });
     assert.equal((await repo.push()).code, 0);
     ok(await publish(lab, repo.bare));
     await assertPublished(lab, repo, c, 5);
+  });
+});
+
+Deno.test("publish: a tree sent without its marker is published again whole in the version log", async () => {
+  await withLab(async (lab) => {
+    await startPrimary(lab);
+    const repo = await Repo.create(lab);
+    await repo.commit({ "app.txt": "version A\n" });
+    ok(await publish(lab, repo.work));
+    // The connection fails when the marker goes out: the tree of B is on the
+    // primary under A's marker.
+    const wrapper = `${lab.dir}/rsync-no-marker`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh\ncase "$*" in *marker.list*) echo "connection reset" >&2; exit 12 ;; esac\nexec rsync "$@"\n`,
+      { mode: 0o755 },
+    );
+    await repo.commit({ "app.txt": "version B\n", "b.txt": "b\n" });
+    const failed = await publish(lab, repo.work, "--set", `rsync.path=${wrapper}`);
+    assert.equal(failed.code, 3, failed.stderr);
+    assert.match(failed.stderr, /sent the tree of \w{8} to rsync1 but not its version marker/);
+    assert.equal((await marker(lab.hosts.rsync1.path)).seq, 1);
+    // Again: nothing left to send, yet the change from seq 1 is not nothing.
+    const c = await repo.commit({ "c.txt": "c\n" });
+    ok(await publish(lab, repo.work));
+    await assertPublished(lab, repo, c, 3);
+    assert.deepEqual((await logOf(lab)).map((e) => [e.from?.seq ?? null, e.to.seq, e.whole]), [
+      [null, 1, false],
+      [1, 3, true],
+    ]);
   });
 });
 

@@ -17,6 +17,7 @@ import { DEFAULTS } from "./defaults.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { SIGNATURE_HEADER, signReport } from "./report_sign.ts";
 import { fetchFailure } from "./_fetch_error.ts";
+import { postOnce } from "./_http_post.ts";
 import { secretFileProblem } from "./secrets.ts";
 import { parseMarker, type VersionMarker } from "./version.ts";
 
@@ -112,23 +113,19 @@ export async function sendReport(
     const body = JSON.stringify(trimReport(report));
     if (body.length > DEFAULTS.fleet.maxReportBytes) return fail("report too large");
     const signature = await signReport(token, body, Math.floor(Date.now() / 1000));
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), opts.timeoutMs ?? DEFAULTS.fleet.reportTimeout);
     const t0 = performance.now();
-    try {
-      const res = await fetch(url, {
-        method: "POST",
-        headers: { "content-type": "application/json", [SIGNATURE_HEADER]: signature },
-        body,
-        signal: ctl.signal,
-      });
-      const text = (await res.text()).trim();
-      if (!res.ok) return fail(`${url}: ${res.status} ${text.slice(0, 200)}`, res.status);
-      lg.debug("report sent", { url, ms: Math.round(performance.now() - t0) });
-      return { sent: true, status: res.status, reason: null };
-    } finally {
-      clearTimeout(timer);
+    const res = await postOnce(
+      url,
+      { "content-type": "application/json", [SIGNATURE_HEADER]: signature },
+      body,
+      opts.timeoutMs ?? DEFAULTS.fleet.reportTimeout,
+    );
+    const text = res.text.trim();
+    if (res.status < 200 || res.status > 299) {
+      return fail(`${url}: ${res.status} ${text.slice(0, 200)}`, res.status);
     }
+    lg.debug("report sent", { url, ms: Math.round(performance.now() - t0) });
+    return { sent: true, status: res.status, reason: null };
   } catch (e) {
     return fail(fetchFailure(e));
   }

@@ -843,7 +843,8 @@ Deno.test("client: a new version is fetched by the version log: the listed paths
       deleted: ["dir0/sub0/file0.txt", "dir1/sub1/", "dir1/sub1/file1.txt", "dir1/sub1/file16.txt"],
     });
     await writeTree(s.src, { "dir1/sub1": "now a file\n" });
-    const r = await s.client(["--log-level", "debug"]);
+    const backups = `${lab.dir}/backups`;
+    const r = await s.client(["--log-level", "debug", "--backup-dir", backups]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /msg="caught up by the version log".*versions=1 paths=4 deleted=3/);
     assert.doesNotMatch(r.stderr, /--dry-run|comparing the whole tree/);
@@ -856,6 +857,11 @@ Deno.test("client: a new version is fetched by the version log: the listed paths
       "a catch-up is no verification",
     );
     assert.ok((st.files_changed as number) >= 3, `files_changed ${st.files_changed}`);
+    // What the version overwrote and deleted is kept when asked.
+    const kept = st.backup_dir as string;
+    assert.ok(kept.startsWith(`${backups}/`), kept);
+    assert.equal(await Deno.readTextFile(`${kept}/a.txt`), "alpha v1\n");
+    assert.equal(await Deno.readTextFile(`${kept}/dir0/sub0/file0.txt`), "v1 file 0\n");
 
     // Two versions at once follow the chain; a third with a gap before it
     // (no entry from 4 to 5) walks the tree: the local edit goes.

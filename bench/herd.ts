@@ -5,8 +5,9 @@
 // --no-splay, then the same fleet with the per-host splay. Each mode runs
 // three scenarios: a cold start (every client fetches the whole tree), a new
 // version (a few files changed), a no-op run (nothing changed: the steady
-// state of a cron client, which compares the whole tree every run), and a
-// no-op run on the fast path (`--verify-every 1h`: the version marker alone).
+// state of a cron client, which compares the whole tree every run), a no-op
+// run on the fast path (`--verify-every 1h`: the version marker alone), and a
+// new version on the fast path (the version log's paths alone).
 //
 // Measured per scenario: time until every client is done, client run times,
 // failures (every client must end identical to the primary), retries the
@@ -92,8 +93,15 @@ async function main(): Promise<void> {
       for (const n of names) {
         await Deno.remove(t.clientState(n), { recursive: true }).catch(() => {});
       }
-      for (const scenario of ["cold start", "new version", "no-op", "no-op, fast path"] as const) {
-        if (scenario === "new version") {
+      const scenarios = [
+        "cold start",
+        "new version",
+        "no-op",
+        "no-op, fast path",
+        "new version, fast path",
+      ] as const;
+      for (const scenario of scenarios) {
+        if (scenario.startsWith("new version")) {
           version++;
           const change: Record<string, string> = {};
           for (let i = 0; i < 10; i++) {
@@ -104,8 +112,9 @@ async function main(): Promise<void> {
         }
         console.error(`${mode}: ${scenario}…`);
         // The fast path (client.verify_every): a run that finds the version
-        // unchanged fetches the marker alone, no tree walk.
-        const extra = scenario === "no-op, fast path" ? ["--verify-every", "1h"] : [];
+        // unchanged fetches the marker alone, no tree walk; one that finds a
+        // new version fetches the paths the version log names, no tree walk.
+        const extra = scenario.endsWith("fast path") ? ["--verify-every", "1h"] : [];
         rows.push(await herd(t, names, mode, scenario, splay, extra));
       }
     }

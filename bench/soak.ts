@@ -1,6 +1,6 @@
 // Soak: the whole fleet (git server with the hook, primary, three replicas
 // with one behind a relay, proxy, five clients: three run as cron runs them,
-// two with --watch) under random commits, faults and client runs for a set
+// one of those with --verify-every 1h, two with --watch) under random commits, faults and client runs for a set
 // time, with a convergence check every --check-every. Not in CI.
 //
 //   deno run -A bench/soak.ts [--duration 10m] [--check-every 30s] [--seed N]
@@ -101,6 +101,9 @@ async function main(): Promise<void> {
       client: { retries: 3 },
     });
     const fleet = t;
+    // One cron client walks the tree only hourly: between walks it follows the
+    // version log, as the --watch clients do between their minutely walks.
+    fleet.clientFlags.set("c3", ["--verify-every", "1h"]);
     const repo = fleet.repo;
     const model = new TreeModel(repo);
     let head = await fleet.publish(await model.seed(), { msg: "seed" });

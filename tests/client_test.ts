@@ -645,6 +645,8 @@ Deno.test("client: --watch picks up a new version within its interval, holding t
       "--source",
       s.url,
       "--watch",
+      "--log-level",
+      "debug",
     ]);
     await waitFor("first sync", async () => (await s.status()).mode === "sync", 15_000);
     await assertSameTree(s.src, s.dest, OURS);
@@ -667,8 +669,21 @@ Deno.test("client: --watch picks up a new version within its interval, holding t
     const ms = Date.now() - t0;
     await assertSameTree(s.src, s.dest, OURS);
     assert.ok(ms < 5000, `took ${ms} ms`);
+    // Between its tree walks, a version the log lists is fetched by the log.
+    await landVersion(s, 3, { write: { "c.txt": "c\n" }, paths: ["c.txt"], deleted: [] });
+    await waitFor(
+      "version 3 synced",
+      async () => {
+        const st = await s.status();
+        return st.exit_code === 0 && (st.version as { seq: number }).seq === 3;
+      },
+      10_000,
+      20,
+    );
+    await assertSameTree(s.src, s.dest, OURS);
     assert.equal((await w.stop("SIGTERM")).code, 0);
     assert.match(w.stderr, /msg=synced .*version="seq 2/);
+    assert.match(w.stderr, /msg="caught up by the version log".*to="seq 3/);
   });
 });
 

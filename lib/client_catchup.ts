@@ -59,10 +59,16 @@ export async function catchUp(
 ): Promise<CatchUp | null> {
   if (!layout.applyChanges) return null;
   const fetched = await fetchLog(job);
-  if (!fetched) return null;
+  if (!fetched) {
+    job.log.debug("the source has no version log or marker; comparing the whole tree");
+    return null;
+  }
   const { target, text } = fetched;
-  const list = target.seq > before.seq ? changesBetween(parseLog(text), before, target) : null;
-  const why = !list
+  const ahead = target.seq > before.seq;
+  const list = ahead ? changesBetween(parseLog(text), before, target) : null;
+  const why = !ahead
+    ? "the server read is not ahead"
+    : !list
     ? "no chain of entries"
     : list.deleted.length > job.maxDelete
     ? `${list.deleted.length} deletions, more than client.max_delete`

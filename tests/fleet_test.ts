@@ -340,15 +340,18 @@ Deno.test("fault: a flood of 2,000 connections at the proxy breaks no transfer i
 
     // Transfers that last through the flood: slow pulls (--bwlimit) and client runs.
     const slow = [0, 1].map((i) =>
-      rsync(["-a", "--bwlimit=8m", url, `${lab.dir}/slow${i}/`]).then((r) => ({ i, ...r }))
+      rsync(["-a", "--bwlimit=4m", url, `${lab.dir}/slow${i}/`]).then((r) => ({ i, ...r }))
     );
     const clients = t.clients.map((c) => t.runClient(c));
+    // Both slow pulls and at least one client: under a loaded CI machine the
+    // clients start seconds apart, and a client's transfer is short, so all
+    // five at once is not something to wait for.
     await waitFor(
       "the transfers under way",
       async () => {
-        return (await t.proxyStatus()).connections.active >= 2 + t.clients.length;
+        return (await t.proxyStatus()).connections.active >= 3;
       },
-      10_000,
+      20_000,
       10,
     );
 

@@ -235,7 +235,12 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     const entry = newEntry(previous, marker, {
       paths: [...drift.changed, ...drift.missing].map((i) => i.path),
       deleted: drift.extra.map((i) => i.path),
-      whole: drift.escaped || (previous !== null && !sameVersion(local, previous)),
+      // rsync escapes bytes it will not print; decoded they are exact, except
+      // bytes that are not UTF-8, which JSON cannot carry.
+      whole: drift.changed.concat(drift.missing, drift.extra).some((i) =>
+        i.path.includes("\uFFFD")
+      ) ||
+        (previous !== null && !sameVersion(local, previous)),
     });
     const logFile = `${files.markerDir}/${VERSION_LOG}`;
     const logBefore = await Deno.readTextFile(logFile).catch(() => "");

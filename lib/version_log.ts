@@ -26,7 +26,7 @@ export interface LogEntry {
   paths: string[];
   /** Paths deleted (directories end in `/`). */
   deleted: string[];
-  /** The change is not known path by path (too large, names rsync escaped,
+  /** The change is not known path by path (too large, a name that is not UTF-8,
    * or a primary whose tree may not have been `from`'s): walk the tree. */
   whole: boolean;
 }

@@ -57,6 +57,7 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
     // Changes.
     const v2 = await t.publish({
       "src/m1/f1.php": "<?php // changed\n",
+      "docs/café ünï.txt": "a name rsync prints escaped\n",
       "README.md": "plugins, v2\n",
       "assets/logo.bin": "\x00\x02binary\xfe".repeat(3000),
     });

@@ -318,6 +318,30 @@ Deno.test("publish: a tree sent without its marker is published again whole in t
   });
 });
 
+Deno.test("publish: names rsync prints escaped are listed exactly; bytes that are not UTF-8 make a whole entry", async () => {
+  await withLab(async (lab) => {
+    await startPrimary(lab);
+    const repo = await Repo.create(lab);
+    await repo.commit({ "app.txt": "a\n" });
+    ok(await publish(lab, repo.work));
+    // rsync itemizes é as \#303\#251 without a UTF-8 locale, and a backslash
+    // before '#' as \#134: decoded, the names are exact.
+    await repo.commit({ "tab\there.txt": "t\n", "café.txt": "c\n", "a\\#101b": "b\n" });
+    ok(await publish(lab, repo.work));
+    // A name that is not UTF-8 cannot travel in the JSON log.
+    const raw = await sh("python3", [
+      "-c",
+      `open(b"${repo.work}/\\xff.bin".decode("unicode_escape").encode("latin-1"), "w").write("x")`,
+    ]);
+    assert.equal(raw.code, 0, raw.stderr);
+    await repo.commit({});
+    ok(await publish(lab, repo.work));
+    const log = await logOf(lab);
+    assert.deepEqual(log.map((e) => [e.to.seq, e.whole]), [[1, false], [2, false], [3, true]]);
+    assert.deepEqual(log[1].paths, ["a\\#101b", "café.txt", "tab\there.txt"]);
+  });
+});
+
 Deno.test("publish: concurrent publishes wait for each other; past the lock timeout, exit 5", async () => {
   await withLab(async (lab) => {
     await startPrimary(lab);

@@ -232,16 +232,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     // it: not after a publish of ours that failed between tree and marker
     // (our record is then ahead), nor after another publisher's.
     const drift = classify(sent.items);
-    const entry = newEntry(previous, marker, {
-      paths: [...drift.changed, ...drift.missing].map((i) => i.path),
-      deleted: drift.extra.map((i) => i.path),
-      // rsync escapes bytes it will not print; decoded they are exact, except
-      // bytes that are not UTF-8, which JSON cannot carry.
-      whole: drift.changed.concat(drift.missing, drift.extra).some((i) =>
-        i.path.includes("\uFFFD")
-      ) ||
-        (previous !== null && !sameVersion(local, previous)),
-    });
+    const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
+    const deleted = drift.extra.map((i) => i.path);
+    // rsync escapes bytes it will not print; decoded they are exact, except
+    // bytes that are not UTF-8, which the JSON log cannot carry.
+    const lossy = [...paths, ...deleted].some((p) => p.includes("\uFFFD"));
+    const unsure = previous !== null && !sameVersion(local, previous);
+    const entry = newEntry(previous, marker, { paths, deleted, whole: lossy || unsure });
     const logFile = `${files.markerDir}/${VERSION_LOG}`;
     const logBefore = await Deno.readTextFile(logFile).catch(() => "");
     await writeAtomic(logFile, appendEntry(logBefore, entry));

@@ -71,24 +71,37 @@ function timeout(): Error {
   return e;
 }
 
+/**
+ * Reads the answer: until the server closes, or, with a Content-Length, until
+ * the body is complete (a server or a proxy in between that keeps the
+ * connection open despite `Connection: close` costs no timeout).
+ */
 async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
+  let out = new Uint8Array(0);
   const buf = new Uint8Array(16 * 1024);
+  let want = Infinity;
   for (;;) {
     const n = await conn.read(buf);
     if (n === null) break;
-    chunks.push(buf.slice(0, n));
-    size += n;
-    if (size > MAX_RESPONSE) break;
-  }
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
+    const next = new Uint8Array(out.length + n);
+    next.set(out);
+    next.set(buf.subarray(0, n), out.length);
+    out = next;
+    if (out.length > MAX_RESPONSE) break;
+    if (want === Infinity) want = expectedLength(out);
+    if (out.length >= want) break;
   }
   return out;
+}
+
+/** Bytes of the whole answer once its head is in and says Content-Length; else Infinity. */
+function expectedLength(raw: Uint8Array): number {
+  const text = new TextDecoder().decode(raw);
+  const end = text.indexOf("\r\n\r\n");
+  if (end < 0) return Infinity;
+  const m = /\r\ncontent-length:\s*(\d+)/i.exec(text.slice(0, end));
+  if (!m) return Infinity;
+  return new TextEncoder().encode(text.slice(0, end + 4)).length + Number(m[1]);
 }
 
 function parseAnswer(raw: Uint8Array): PostAnswer {

@@ -40,6 +40,27 @@ Deno.test("postOnce: status and body, plain or chunked; headers and body arrive;
   } finally {
     await server.shutdown();
   }
+  // Answers and keeps the connection open: the Content-Length ends the read.
+  const open = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const kept: Deno.Conn[] = [];
+  const answering = (async () => {
+    for await (const c of open) {
+      kept.push(c);
+      await c.read(new Uint8Array(4096));
+      await c.write(
+        new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"),
+      );
+    }
+  })();
+  const t1 = performance.now();
+  assert.deepEqual(await postOnce(`http://127.0.0.1:${open.addr.port}/r`, {}, "{}", 2000), {
+    status: 200,
+    text: "ok\n",
+  });
+  assert.ok(performance.now() - t1 < 1000, "no wait for a close");
+  open.close();
+  for (const c of kept) c.close();
+  await answering.catch(() => {});
   // Accepts, never answers: TimeoutError after the limit.
   const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const held: Deno.Conn[] = [];

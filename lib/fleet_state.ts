@@ -17,6 +17,7 @@
  */
 
 import type { VersionMarker } from "./version.ts";
+import type { ClientReport } from "./report.ts";
 
 /** How a client stands. */
 export type ClientState = "current" | "behind" | "failing" | "silent";
@@ -106,17 +107,11 @@ export interface FleetSnapshot {
   converge: Convergence[];
 }
 
-/** What a client row is made from (a stored latest report). */
-export interface ClientInput {
-  host: string;
-  version: VersionMarker | null;
-  started_at: string;
-  duration_ms: number;
-  exit_code: number;
-  drift: number;
-  error: string | null;
-  source: string | null;
+/** What a client row is made from: its stored latest report, and when the primary got it. */
+export interface ClientInput extends ClientReport {
+  /** When the primary received the report (ms). */
   received_at: number;
+  /** When the last report with exit code 0 arrived (ms), or null. */
   last_ok_at: number | null;
 }
 

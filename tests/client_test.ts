@@ -653,33 +653,27 @@ Deno.test("client: --watch picks up a new version within its interval, holding t
     const cron = await s.client();
     assert.deepEqual([cron.code, cron.stderr], [5, ""], "cron runs step aside for --watch");
 
+    const syncedTo = (seq: number) =>
+      waitFor(
+        `version ${seq} synced`,
+        async () => {
+          const st = await s.status();
+          return st.exit_code === 0 && (st.version as { seq: number }).seq === seq;
+        },
+        10_000,
+        20,
+      );
     await writeTree(s.src, { "a.txt": "alpha v2\n", "new/file.txt": "new\n" });
     await Deno.remove(`${s.src}/b.txt`);
     await writeTree(s.src, { ".fanout-version": marker(2) });
     const t0 = Date.now();
-    await waitFor(
-      "version 2 synced",
-      async () => {
-        const st = await s.status();
-        return st.exit_code === 0 && (st.version as { seq: number }).seq === 2;
-      },
-      10_000,
-      20,
-    );
+    await syncedTo(2);
     const ms = Date.now() - t0;
     await assertSameTree(s.src, s.dest, OURS);
     assert.ok(ms < 5000, `took ${ms} ms`);
     // Between its tree walks, a version the log lists is fetched by the log.
     await landVersion(s, 3, { write: { "c.txt": "c\n" }, paths: ["c.txt"], deleted: [] });
-    await waitFor(
-      "version 3 synced",
-      async () => {
-        const st = await s.status();
-        return st.exit_code === 0 && (st.version as { seq: number }).seq === 3;
-      },
-      10_000,
-      20,
-    );
+    await syncedTo(3);
     await assertSameTree(s.src, s.dest, OURS);
     assert.equal((await w.stop("SIGTERM")).code, 0);
     assert.match(w.stderr, /msg=synced .*version="seq 2/);

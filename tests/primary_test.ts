@@ -14,6 +14,20 @@ import {
   writeTree,
 } from "./_helpers.ts";
 
+/**
+ * A primary holding `a.txt` and one replica in sync with it, reconciling
+ * only hourly (what arrives comes from events); returns the primary's tree.
+ */
+async function primaryAndOneReplica(lab: Lab): Promise<string> {
+  await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
+  const src = lab.hosts.rsync1.path;
+  await writeTree(src, { "a.txt": "a\n" });
+  await lab.server("replica", "rsync2");
+  await lab.server("primary", "rsync1");
+  await converged(lab, ["rsync2"]);
+  return src;
+}
+
 async function status(lab: Lab, name = "rsync1") {
   const h = lab.hosts[name];
   return JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body);
@@ -391,12 +405,7 @@ Deno.test("primary: a reader of a replica never sees a file being received", asy
 
 Deno.test("primary: watches added for many new directories are merged, and nothing is missed", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
-    const src = lab.hosts.rsync1.path;
-    await writeTree(src, { "a.txt": "a\n" });
-    await lab.server("replica", "rsync2");
-    await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2"]);
+    const src = await primaryAndOneReplica(lab);
     // One directory at a time: each gets a watch of its own, until a fresh
     // worker takes them all over (past 16 added watches).
     for (let i = 0; i < 40; i++) {
@@ -460,12 +469,7 @@ exec rsync "$@"
 
 Deno.test("primary: a new version marker never reaches a replica ahead of a change it has not pushed", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
-    const src = lab.hosts.rsync1.path;
-    await writeTree(src, { "a.txt": "a\n" });
-    await lab.server("replica", "rsync2");
-    await lab.server("primary", "rsync1");
-    await converged(lab, ["rsync2"]);
+    const src = await primaryAndOneReplica(lab);
     // A change whose event never reaches the watcher (Deno drops the events
     // of a link pointing out of the tree, denoland/deno#27560; the kernel
     // drops events in a storm): the marker written after it must not go out

@@ -28,7 +28,7 @@
  * @module
  */
 
-import { VERSION_MARKER } from "./defaults.ts";
+import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import { FanoutError, SafetyError } from "./errors.ts";
 import type { RsyncResult } from "./rsync.ts";
 import {
@@ -193,8 +193,9 @@ async function syncSteps(
       result.mode = "sync";
       result.version = done.target;
       result.drift = done.list.paths.length + done.list.deleted.length;
+      const ours = [` ${VERSION_MARKER}`, ` ${VERSION_LOG}`];
       result.files_changed = done.r.items.filter((l) =>
-        !l.startsWith("*") && !/ \.fanout-(version|changes)$/.test(l)
+        !l.startsWith("*") && !ours.some((n) => l.endsWith(n))
       ).length;
       result.files_deleted = done.list.deleted.length;
       result.bytes_changed = done.r.stats?.transferredSize ?? 0;

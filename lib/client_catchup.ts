@@ -24,7 +24,7 @@ import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import type { ApplyContext, TreeLayout } from "./client.ts";
 import { type ClientJob, failUnlessOk, rsyncRun } from "./client_job.ts";
 import { LISTED_MAX } from "./client_inplace.ts";
-import type { RsyncResult } from "./rsync.ts";
+import { type RsyncResult, writeFileList } from "./rsync.ts";
 import { describeVersion, parseMarker, type VersionMarker } from "./version.ts";
 import { type ChangeList, changesBetween, parseLog } from "./version_log.ts";
 
@@ -107,7 +107,7 @@ async function fetchLog(job: ClientJob): Promise<{ target: VersionMarker; text: 
   const dir = `${job.stateDir}/version-log`;
   const names = `${job.stateDir}/version-log.list`;
   await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(names, `${VERSION_LOG}\0${VERSION_MARKER}\0`);
+  await writeFileList(names, [VERSION_LOG, VERSION_MARKER]);
   // Into a kept copy: rsync sends only what the log gained since.
   const r = await rsyncRun(job, {
     source: job.source,

@@ -12,7 +12,7 @@ import { writeDestMarker } from "./client_safety.ts";
 import type { Drift, DriftItem } from "./client_drift.ts";
 import { baseJob, type ClientJob, RsyncFailure } from "./client_job.ts";
 import { clearDirty, removeDelayDirs, transfer } from "./client_transfer.ts";
-import type { RsyncResult } from "./rsync.ts";
+import { type RsyncResult, writeFileList } from "./rsync.ts";
 import { readMarker, sameVersion, type VersionMarker } from "./version.ts";
 import type { ChangeList } from "./version_log.ts";
 import { exists } from "./_fs.ts";
@@ -63,10 +63,10 @@ export function inPlace(job: ClientJob): TreeLayout {
           // The marker rides along: the same version as dest's on the server
           // that sends the list, it is not sent; another version, and it is,
           // which says the listed files came from that other version.
-          await Deno.writeTextFile(
+          await writeFileList(
             list,
             [...listed, ...(await exists(`${job.dest}/${VERSION_MARKER}`) ? [VERSION_MARKER] : [])]
-              .map((p) => (p === "./" ? "." : p) + "\0").join(""),
+              .map((p) => p === "./" ? "." : p),
           );
           r = await transfer(job, {
             ...base,
@@ -109,7 +109,7 @@ export function inPlace(job: ClientJob): TreeLayout {
     applyChanges: async (list: ChangeList, target: VersionMarker, ctx: ApplyContext) => {
       const file = `${job.stateDir}/client-files-from`;
       const names = new Set([...list.paths, VERSION_LOG, VERSION_MARKER]);
-      await Deno.writeTextFile(file, [...names].map((p) => p + "\0").join(""));
+      await writeFileList(file, names);
       let r: RsyncResult;
       try {
         r = await transfer(job, {

@@ -38,6 +38,7 @@ import {
   type RsyncJob,
   type RsyncStats,
   runRsync,
+  writeFileList,
 } from "./rsync.ts";
 import {
   describeVersion,
@@ -243,7 +244,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     const logBefore = await Deno.readTextFile(logFile).catch(() => "");
     await writeAtomic(logFile, appendEntry(logBefore, entry));
     // One transfer, the log sorted first: --delay-updates lands it just before the marker.
-    await Deno.writeTextFile(files.markerList, `${VERSION_LOG}\0${VERSION_MARKER}\0`);
+    await writeFileList(files.markerList, [VERSION_LOG, VERSION_MARKER]);
     const last = await runRsync(
       rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
       { rsync: fleet.rsync.path },

@@ -34,6 +34,7 @@ import {
   type RsyncJob,
   type RsyncResult,
   runRsync,
+  writeFileList,
 } from "./rsync.ts";
 import { parseMarker, type VersionMarker } from "./version.ts";
 import { Semaphore } from "./_semaphore.ts";
@@ -445,7 +446,7 @@ export class PushEngine {
       if (how === "list") {
         const file = `${this.#o.workDir}/${r.target.name}.list`;
         const paths = new Set(changes.map((c) => c.path));
-        await Deno.writeTextFile(file, [...paths].join("\0") + "\0");
+        await writeFileList(file, paths);
         job.filesFrom = file;
       } else if (how === "filter") {
         const file = `${this.#o.workDir}/${r.target.name}.filter`;

@@ -135,6 +135,20 @@ export function rsyncArgs(job: RsyncJob): string[] {
 }
 
 /**
+ * Writes `paths` to `file` as rsync reads a `filesFrom` list (NUL-terminated,
+ * for the `--from0` that {@linkcode rsyncArgs} passes with it), so any name
+ * but one holding a NUL travels as is.
+ *
+ * @example
+ * ```ts
+ * await writeFileList("/var/lib/fanout/web1/files-from", ["a.txt", "dir/b c.txt"]);
+ * ```
+ */
+export async function writeFileList(file: string, paths: Iterable<string>): Promise<void> {
+  await Deno.writeTextFile(file, [...paths].map((p) => p + "\0").join(""));
+}
+
+/**
  * `rsync://[user@]host:port/module/`.
  *
  * @example

@@ -4,6 +4,8 @@
 // request on Deno.connect costs under 1 ms. Only what fanout's own health
 // server answers is supported: http://, a body of at most 64 KiB back.
 
+import { deadline } from "./_deadline.ts";
+
 const MAX_RESPONSE = 64 * 1024;
 const enc = new TextEncoder();
 
@@ -30,16 +32,14 @@ export async function postOnce(
   if (u.protocol !== "http:") throw new Error(`only http:// is supported, not ${u.protocol}`);
   const hostname = u.hostname.replace(/^\[|\]$/g, "");
   let conn: Deno.TcpConn | null = null;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
+  const dl = deadline(timeoutMs, () => {
     try {
       conn?.close();
     } catch { /* closed */ }
-  }, timeoutMs);
+  });
   try {
-    conn = await Deno.connect({ hostname, port: Number(u.port || 80) });
-    if (timedOut) throw timeout();
+    conn = await Deno.connect({ hostname, port: Number(u.port || 80), signal: dl.signal });
+    if (dl.expired) throw timeout();
     const payload = enc.encode(body);
     const head = [
       `POST ${u.pathname}${u.search} HTTP/1.1`,
@@ -55,10 +55,10 @@ export async function postOnce(
     const raw = await readAll(conn);
     return parseAnswer(raw);
   } catch (e) {
-    if (timedOut) throw timeout();
+    if (dl.expired) throw timeout();
     throw e;
   } finally {
-    clearTimeout(timer);
+    dl.done();
     try {
       conn?.close();
     } catch { /* closed */ }

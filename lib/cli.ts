@@ -6,10 +6,10 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
 import type { Override } from "./config.ts";
 import { closest } from "./_config_paths.ts";
+import { tokenize } from "./_argv.ts";
 import { VERSION } from "./meta.ts";
 
 /** The roles a host can play. */
@@ -409,22 +409,11 @@ const SUBCOMMANDS = ["check-config", "render", "demo", "fleet", "help"] as const
  * ```
  */
 export function parseCli(argv: string[]): Command {
-  let values: Record<string, string | boolean | string[] | undefined>;
-  let positionals: string[];
-  try {
-    const options = Object.fromEntries(
-      FLAGS.map((f) => [f.name, {
-        type: f.type,
-        ...(f.short ? { short: f.short } : {}),
-        ...(f.multiple ? { multiple: true } : {}),
-      }]),
-    );
-    const parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-    values = parsed.values as typeof values;
-    positionals = parsed.positionals;
-  } catch (e) {
-    throw rewriteParseError(e as Error);
-  }
+  const specs = Object.fromEntries(FLAGS.map((f) => [f.name, f]));
+  const { values, positionals } = tokenize(argv, specs, (flag) => {
+    const near = closest(flag.replace(/^-+/, ""), FLAGS.map((f) => f.name));
+    return `unknown flag "${flag}"${near ? ` (did you mean "--${near}"?)` : ""}; see fanout --help`;
+  });
   const sub = positionals[0];
   if (sub !== undefined && !(SUBCOMMANDS as readonly string[]).includes(sub)) {
     if ((ROLES as readonly string[]).includes(sub)) {
@@ -569,24 +558,6 @@ function parseSet(s: string): Override {
     value = raw.slice(1, -1).split(",").map((x) => x.trim()).filter(Boolean);
   }
   return { path, value, flag: `--set ${s.slice(0, eq)}` };
-}
-
-function rewriteParseError(e: Error): UsageError {
-  const unknown = /Unknown option '(-{1,2}[^']+)'/.exec(e.message);
-  if (unknown) {
-    const flag = unknown[1].replace(/^-+/, "");
-    const near = closest(flag, FLAGS.map((f) => f.name));
-    return new UsageError(
-      `unknown flag "${unknown[1]}"${
-        near ? ` (did you mean "--${near}"?)` : ""
-      }; see fanout --help`,
-    );
-  }
-  const missing = /Option '(?:-\w, )?(--[\w-]+) <value>' argument missing/.exec(e.message);
-  if (missing) return new UsageError(`${missing[1]} needs a value`);
-  const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(e.message);
-  if (noValue) return new UsageError(`${noValue[1]} takes no value`);
-  return new UsageError(e.message);
 }
 
 // ---------------------------------------------------------------------------

@@ -92,8 +92,8 @@ export interface ApplyContext {
  *
  * @example
  * ```ts
- * const result = await runClient(job, { status: await readStatus(job.stateDir) });
- * await writeStatus(job.stateDir, result);
+ * const result = await runClient(job, { status: readStatus(job.stateDir) });
+ * writeStatus(job.stateDir, result);
  * ```
  */
 export async function runClient(
@@ -148,11 +148,11 @@ async function syncSteps(
     recordFile: `${job.stateDir}/${RECORD_FILE}`,
   });
   const current = await layout.current();
-  const before = current ? await readMarker(current) : null;
+  const before = current ? readMarker(current) : null;
   result.previous_version = before;
   result.version = before;
 
-  const pin = await readPin(job.stateDir);
+  const pin = readPin(job.stateDir);
   const fastOk = job.verifyEvery > 0 && !forced && state === "marked" && before !== null &&
     prev.status?.exit_code === 0 && prev.status.verified_at !== null &&
     Date.now() - Date.parse(prev.status.verified_at) < job.verifyEvery;
@@ -223,7 +223,7 @@ async function syncSteps(
     return { drift, r };
   });
 
-  const after = await readMarker((await layout.current()) ?? job.dest);
+  const after = readMarker((await layout.current()) ?? job.dest);
   result.version = after;
   if (before && after && after.seq < before.seq) {
     job.log.warn("version went backwards", {
@@ -334,9 +334,9 @@ export interface Pin {
 }
 
 /** Reads the rollback pin of the host with state dir `stateDir`, or null. */
-export async function readPin(stateDir: string): Promise<Pin | null> {
+export function readPin(stateDir: string): Pin | null {
   try {
-    const p = JSON.parse(await Deno.readTextFile(`${stateDir}/${PIN_FILE}`));
+    const p = JSON.parse(Deno.readTextFileSync(`${stateDir}/${PIN_FILE}`));
     return Number.isInteger(p.seq) ? p : null;
   } catch {
     return null;

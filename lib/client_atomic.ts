@@ -171,11 +171,11 @@ export async function rollback(job: ClientJob): Promise<Rollback> {
     );
   }
   const to = `${trees}/${earlier}`;
-  const fromVersion = await readMarker(live);
-  const toVersion = await readMarker(to);
+  const fromVersion = readMarker(live);
+  const toVersion = readMarker(to);
   await swap(job.dest, to, live);
   // Rolling back twice must not unpin the version the first rollback fled.
-  const pinned = Math.max(fromVersion?.seq ?? -1, (await readPin(job.stateDir))?.seq ?? -1);
+  const pinned = Math.max(fromVersion?.seq ?? -1, readPin(job.stateDir)?.seq ?? -1);
   if (pinned >= 0) await writePin(job.stateDir, pinned);
   job.log.info("rolled back", {
     dest: job.dest,

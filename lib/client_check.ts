@@ -56,7 +56,7 @@ export async function checkDrift(job: ClientJob, layout: TreeLayout): Promise<Ch
     in_sync: driftCount(drift) === 0,
     dest: job.dest,
     source: job.source,
-    dest_version: current ? await readMarker(current) : null,
+    dest_version: current ? readMarker(current) : null,
     source_version: sourceVersion,
     changed: drift.changed,
     missing: drift.missing,

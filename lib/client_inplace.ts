@@ -15,7 +15,7 @@ import { clearDirty, removeDelayDirs, transfer } from "./client_transfer.ts";
 import { type RsyncResult, writeFileList } from "./rsync.ts";
 import { readMarker, sameVersion, type VersionMarker } from "./version.ts";
 import type { ChangeList } from "./version_log.ts";
-import { exists } from "./_fs.ts";
+import { exists, existsNow } from "./_fs.ts";
 
 /**
  * Up to this many differences, a sync sends only the paths the comparison
@@ -35,7 +35,7 @@ export const LISTED_MAX = 1000;
  */
 export function inPlace(job: ClientJob): TreeLayout {
   return {
-    current: async () => (await exists(job.dest)) ? job.dest : null,
+    current: () => Promise.resolve(existsNow(job.dest) ? job.dest : null),
     recover: async () => void await removeDelayDirs(job.dest),
     apply: async (drift: Drift, ctx: ApplyContext) => {
       if (ctx.state === "absent") await Deno.mkdir(job.dest, { recursive: true });
@@ -129,7 +129,7 @@ export function inPlace(job: ClientJob): TreeLayout {
       }
       // Behind a balancer the transfer may reach a server at another version
       // than the one whose log was read: then the listed paths are not the change.
-      if (!sameVersion(await readMarker(job.dest), target)) return null;
+      if (!sameVersion(readMarker(job.dest), target)) return null;
       const kind = (p: string): DriftItem["kind"] => list.dirs.has(p) ? "dir" : "file";
       await removeExtras(
         job.dest,

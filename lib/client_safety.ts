@@ -17,7 +17,7 @@
 import { DEST_MARKER } from "./defaults.ts";
 import { SafetyError, UsageError } from "./errors.ts";
 import { VERSION } from "./meta.ts";
-import { exists } from "./_fs.ts";
+import { existsNow } from "./_fs.ts";
 
 /** Directories that are never a destination, whatever they hold. */
 export const SYSTEM_DIRS: readonly string[] = [
@@ -106,8 +106,9 @@ export interface DestCheck {
  */
 export async function checkDest(dest: string, opts: DestCheck = {}): Promise<DestState> {
   const literal = normalize(dest);
-  const real = await resolve(literal);
-  const homes = opts.homes ?? await homeDirs();
+  // Sync calls throughout: see existsNow in lib/_fs.ts.
+  const real = resolve(literal);
+  const homes = opts.homes ?? homeDirs();
   for (const p of new Set([literal, real])) {
     const why = dangerous(p, homes);
     if (why) {
@@ -133,7 +134,7 @@ export async function checkDest(dest: string, opts: DestCheck = {}): Promise<Des
 
   let info: Deno.FileInfo;
   try {
-    info = await Deno.stat(literal);
+    info = Deno.statSync(literal);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return "absent";
     throw new SafetyError(`cannot inspect dest ${literal}: ${(e as Error).message}`);
@@ -141,9 +142,9 @@ export async function checkDest(dest: string, opts: DestCheck = {}): Promise<Des
   if (!info.isDirectory) {
     throw new SafetyError(`refusing dest ${literal}: it is not a directory; nothing changed`);
   }
-  if (await exists(`${literal}/${DEST_MARKER}`)) return "marked";
-  if (await isEmpty(literal)) return "empty";
-  if (opts.recordFile && await remembered(opts.recordFile, literal, info)) {
+  if (existsNow(`${literal}/${DEST_MARKER}`)) return "marked";
+  if (isEmpty(literal)) return "empty";
+  if (opts.recordFile && remembered(opts.recordFile, literal, info)) {
     // Same directory as last time (same device and inode): its marker was
     // deleted by hand. Put it back rather than refuse every run from now on.
     await writeDestMarker(literal, "restored");
@@ -181,10 +182,10 @@ export function dangerous(path: string, homes: Map<string, string>): string | nu
  * Home directories: each user's from /etc/passwd, and every entry of /home.
  * Maps the directory to a description of whose it is.
  */
-export async function homeDirs(passwd = "/etc/passwd"): Promise<Map<string, string>> {
+export function homeDirs(passwd = "/etc/passwd"): Map<string, string> {
   const homes = new Map<string, string>();
   try {
-    for (const line of (await Deno.readTextFile(passwd)).split("\n")) {
+    for (const line of Deno.readTextFileSync(passwd).split("\n")) {
       const f = line.split(":");
       if (f.length < 7 || !f[5].startsWith("/")) continue;
       const dir = normalize(f[5]);
@@ -194,7 +195,7 @@ export async function homeDirs(passwd = "/etc/passwd"): Promise<Map<string, stri
     }
   } catch { /* no passwd file: nothing to add */ }
   try {
-    for await (const e of Deno.readDir("/home")) {
+    for (const e of Deno.readDirSync("/home")) {
       const dir = `/home/${e.name}`;
       if (!homes.has(dir)) homes.set(dir, `a user (${dir})`);
     }
@@ -235,9 +236,9 @@ export async function rememberDest(recordFile: string, dir: string): Promise<voi
   } catch { /* best effort: the in-dest marker is the primary record */ }
 }
 
-async function remembered(recordFile: string, dir: string, st: Deno.FileInfo): Promise<boolean> {
+function remembered(recordFile: string, dir: string, st: Deno.FileInfo): boolean {
   try {
-    const r = JSON.parse(await Deno.readTextFile(recordFile));
+    const r = JSON.parse(Deno.readTextFileSync(recordFile));
     return r.dest === dir && r.dev === st.dev && r.ino === st.ino && st.ino !== null;
   } catch {
     return false;
@@ -281,12 +282,12 @@ function inside(p: string, dir: string): boolean {
 }
 
 /** Resolves symlinks in `path`, or in its nearest existing ancestor. */
-async function resolve(path: string): Promise<string> {
+function resolve(path: string): string {
   let head = path;
   let tail = "";
   while (true) {
     try {
-      return normalize((await Deno.realPath(head)) + tail);
+      return normalize(Deno.realPathSync(head) + tail);
     } catch {
       if (head === "/") return path;
       const i = head.lastIndexOf("/");
@@ -296,7 +297,7 @@ async function resolve(path: string): Promise<string> {
   }
 }
 
-async function isEmpty(dir: string): Promise<boolean> {
-  for await (const _ of Deno.readDir(dir)) return false;
+function isEmpty(dir: string): boolean {
+  for (const _ of Deno.readDirSync(dir)) return false;
   return true;
 }

@@ -61,12 +61,12 @@ export interface ClientRunResult {
  *
  * @example
  * ```ts
- * const last = await readStatus("/var/lib/fanout/web1");
+ * const last = readStatus("/var/lib/fanout/web1");
  * ```
  */
-export async function readStatus(stateDir: string): Promise<ClientRunResult | null> {
+export function readStatus(stateDir: string): ClientRunResult | null {
   try {
-    const v = JSON.parse(await Deno.readTextFile(`${stateDir}/${STATUS_FILE}`));
+    const v = JSON.parse(Deno.readTextFileSync(`${stateDir}/${STATUS_FILE}`));
     return typeof v === "object" && v !== null && typeof v.exit_code === "number" ? v : null;
   } catch {
     return null;
@@ -79,12 +79,13 @@ export async function readStatus(stateDir: string): Promise<ClientRunResult | nu
  *
  * @example
  * ```ts
- * await writeStatus("/var/lib/fanout/web1", result);
+ * writeStatus("/var/lib/fanout/web1", result);
  * ```
  */
-export async function writeStatus(stateDir: string, result: ClientRunResult): Promise<void> {
+export function writeStatus(stateDir: string, result: ClientRunResult): void {
   const path = `${stateDir}/${STATUS_FILE}`;
   const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(result, null, 2) + "\n");
-  await Deno.rename(tmp, path);
+  // Sync: two small calls at the end of every cron run (see existsNow in lib/_fs.ts).
+  Deno.writeTextFileSync(tmp, JSON.stringify(result, null, 2) + "\n");
+  Deno.renameSync(tmp, path);
 }

@@ -12,7 +12,7 @@ import { SafetyError } from "./errors.ts";
 import type { RsyncJob, RsyncResult } from "./rsync.ts";
 import { sleep } from "./splay.ts";
 import { type ClientJob, failUnlessOk, rsyncRun } from "./client_job.ts";
-import { exists } from "./_fs.ts";
+import { existsNow, readTextNow } from "./_fs.ts";
 
 /** rsync's staging dir name for `--delay-updates`. */
 export const DELAY_DIR = ".~tmp~";
@@ -71,10 +71,12 @@ export async function recoverInterrupted(
   job: ClientJob,
   cleanup: () => Promise<void>,
 ): Promise<boolean> {
-  await Deno.mkdir(job.stateDir, { recursive: true });
+  // Sync calls: the usual answer is "nothing to recover", and each async
+  // call would cost a no-op cron run a thread hop (see existsNow).
+  Deno.mkdirSync(job.stateDir, { recursive: true });
   const pidFile = `${job.stateDir}/${RSYNC_PID_FILE}`;
   let found = false;
-  const [pidText, destArg] = (await Deno.readTextFile(pidFile).catch(() => "")).split("\n");
+  const [pidText, destArg] = (readTextNow(pidFile) ?? "").split("\n");
   const pid = Number(pidText);
   if (pid > 1 && destArg && await isRsyncInto(pid, destArg)) {
     // Its fanout was killed (SIGKILL, OOM) but the transfer runs on: two
@@ -83,8 +85,12 @@ export async function recoverInterrupted(
     await stopGroup(pid, destArg);
     found = true;
   }
-  await Deno.remove(pidFile).catch(() => {});
-  if (await exists(`${job.stateDir}/${DIRTY_FILE}`)) {
+  if (pidText) {
+    try {
+      Deno.removeSync(pidFile);
+    } catch { /* gone already */ }
+  }
+  if (existsNow(`${job.stateDir}/${DIRTY_FILE}`)) {
     job.log.debug("cleaning up after an interrupted run", { dest: job.dest });
     await cleanup();
     await Deno.remove(`${job.stateDir}/${DIRTY_FILE}`).catch(() => {});

@@ -10,6 +10,7 @@ import type { ZodIssue, ZodTypeAny } from "zod";
 import { ConfigError, type ConfigProblem } from "./errors.ts";
 import { type HostPort, isWildcard } from "./address.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { hostname } from "./host_name.ts";
 import { FleetSchema, type RawFleet } from "./_config_schema.ts";
 import { closest, formatPath, type KeyPath, lineOf } from "./_config_paths.ts";
 
@@ -662,13 +663,4 @@ export function selectServer(fleet: Fleet, role: "primary" | "replica", name?: s
     }]);
   }
   return host;
-}
-
-/** The machine's host name, or "localhost" when it cannot be read. */
-export function hostname(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "localhost";
-  }
 }

@@ -382,9 +382,7 @@ async function makeRepo(dir: string, fleetFile: string) {
       const out = await git(work, "push", "-q", "origin", "main");
       const line =
         out.split("\n").map((l) => l.replace(/^remote: /, "").trim()).filter(Boolean).pop() ?? "";
-      const version = /published seq (\d+)/.test(line)
-        ? await readMarker(`${dir}/rsync1/plugins`)
-        : null;
+      const version = /published seq (\d+)/.test(line) ? readMarker(`${dir}/rsync1/plugins`) : null;
       return { line, version };
     },
   };
@@ -427,7 +425,7 @@ async function follow(
   let atPrimary: number | null = null;
   while (pending.length && !signal.aborted && performance.now() < until) {
     for (let i = pending.length - 1; i >= 0; i--) {
-      const m = await readMarker(pending[i].path);
+      const m = readMarker(pending[i].path);
       if (m?.seq === v.seq) {
         const { h } = pending[i];
         const now = performance.now();

@@ -47,13 +47,15 @@ export interface LockOptions {
  * ```
  */
 export async function acquireLock(path: string, opts: LockOptions): Promise<FileLock> {
-  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
-  const file = await Deno.open(path, { read: true, write: true, create: true });
+  // Sync calls where nothing is waited for: each async one costs a thread
+  // hop (~0.3 ms), and a cron client takes this lock every minute.
+  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
+  const file = Deno.openSync(path, { read: true, write: true, create: true });
   const started = performance.now();
   try {
     let pause = 10;
     let waiting = false;
-    while (!(await file.tryLock(true))) {
+    while (!file.tryLockSync(true)) {
       const waited = performance.now() - started;
       if (waited >= opts.timeout) {
         const pid = await holderPid(path);
@@ -74,8 +76,8 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<File
     throw e;
   }
   const waitedMs = performance.now() - started;
-  await file.truncate(0);
-  await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
+  file.truncateSync(0);
+  file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
   let held = true;
   return {
     path,

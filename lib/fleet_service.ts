@@ -83,9 +83,9 @@ export async function openFleetView(o: FleetViewOptions): Promise<FleetView> {
     });
   }
   await Deno.mkdir(o.self.stateDir, { recursive: true });
-  const store = FleetStore.open(`${o.self.stateDir}/fleet.db`);
+  const store = await FleetStore.open(`${o.self.stateDir}/fleet.db`);
   const view = new FleetView(o, store, token);
-  await view.start();
+  view.start();
   return view;
 }
 
@@ -173,11 +173,11 @@ export class FleetView {
   }
 
   /** Reads the primary's version, prunes, and starts the periodic refresh. */
-  async start(): Promise<void> {
-    await this.#refreshVersion();
+  start(): void {
+    this.#refreshVersion();
     this.#prune();
     this.#timer = setInterval(() => {
-      this.#refreshVersion().catch(() => {});
+      this.#refreshVersion();
       if (Date.now() - this.#relayAt >= RELAY_POLL) this.#pollRelays().catch(() => {});
     }, 1000);
     this.#pruneTimer = setInterval(
@@ -214,7 +214,7 @@ export class FleetView {
    * comma-separated lists) and a `host` substring.
    */
   async snapshot(states: string[] = [], host?: string): Promise<FleetSnapshot> {
-    await this.#refreshVersion();
+    this.#refreshVersion();
     if (Date.now() - this.#relayAt >= RELAY_POLL) await this.#pollRelays();
     const now = Date.now();
     const servers = this.#serverRows();
@@ -409,8 +409,8 @@ export class FleetView {
     };
   }
 
-  async #refreshVersion(): Promise<void> {
-    const v = await readMarker(this.#o.self.path);
+  #refreshVersion(): void {
+    const v = readMarker(this.#o.self.path);
     if (this.#closed) return;
     this.#current = v;
     if (v) this.#store.recordVersion(v, Date.now());

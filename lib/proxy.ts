@@ -23,7 +23,6 @@ import type { Logger } from "./log.ts";
 import type { Backend, BackendPool } from "./proxy_backends.ts";
 import { proxyV1Header } from "./proxy_protocol.ts";
 import { describeConnectError } from "./rsync_probe.ts";
-import { setImmediate } from "node:timers";
 
 /** Options of {@linkcode TcpProxy}. */
 export interface ProxyOptions {

@@ -108,7 +108,7 @@ export async function sendReport(
   try {
     const url = opts.url ?? reportUrl(fleet);
     if (!url) return fail("no fleet file: no primary to report to");
-    const token = await readToken(fleet.auth.reportTokenFile);
+    const token = readToken(fleet.auth.reportTokenFile);
     if (typeof token !== "string") return fail(token.problem);
     const body = JSON.stringify(trimReport(report));
     if (body.length > DEFAULTS.fleet.maxReportBytes) return fail("report too large");
@@ -131,10 +131,10 @@ export async function sendReport(
   }
 }
 
-async function readToken(path: string): Promise<string | { problem: string }> {
-  const p = await secretFileProblem(path, "auth.report_token_file", "report");
+function readToken(path: string): string | { problem: string } {
+  const p = secretFileProblem(path, "auth.report_token_file", "report");
   if (p) return { problem: p.message };
-  const token = (await Deno.readTextFile(path)).trim();
+  const token = Deno.readTextFileSync(path).trim();
   return token === "" ? { problem: `${path} is empty` } : token;
 }
 

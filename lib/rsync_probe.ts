@@ -7,6 +7,7 @@
  */
 
 import type { HostPort } from "./address.ts";
+import { deadline } from "./_deadline.ts";
 
 /** The outcome of one probe. */
 export interface ProbeResult {
@@ -47,14 +48,12 @@ export async function probeRsyncd(
   let conn: Deno.TcpConn | null = null;
   // One deadline for the whole exchange: it aborts the connect, or closes
   // the connection so a pending read fails.
-  const abort = new AbortController();
-  const timer = setTimeout(() => {
-    abort.abort();
+  const dl = deadline(timeoutMs, () => {
     try {
       conn?.close();
     } catch { /* closed */ }
     conn = null;
-  }, timeoutMs);
+  });
   const done = (r: Omit<ProbeResult, "ms">): ProbeResult => ({
     ...r,
     ms: performance.now() - started,
@@ -64,9 +63,9 @@ export async function probeRsyncd(
       hostname: at.host,
       port: at.port,
       transport: "tcp",
-      signal: abort.signal,
+      signal: dl.signal,
     });
-    if (abort.signal.aborted) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
+    if (dl.expired) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
     conn.setNoDelay(true);
     if (opts.proxyHeader) await conn.write(opts.proxyHeader);
     const reader = new LineReader(conn);
@@ -74,7 +73,7 @@ export async function probeRsyncd(
     if (greeting === null) {
       return done({
         ok: false,
-        error: abort.signal.aborted
+        error: dl.expired
           ? `no greeting within ${timeoutMs}ms`
           : "connection closed before the greeting",
       });
@@ -107,13 +106,13 @@ export async function probeRsyncd(
       comments: opts.list ? comments : undefined,
     });
   } catch (e) {
-    if (abort.signal.aborted) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
+    if (dl.expired) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
     return done({ ok: false, error: describeConnectError(e) });
   } finally {
-    clearTimeout(timer);
+    dl.done();
     try {
       (conn as Deno.TcpConn | null)?.close();
-    } catch { /* already closed by the timer */ }
+    } catch { /* already closed by the deadline */ }
   }
 }
 

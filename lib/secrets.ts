@@ -34,7 +34,7 @@ export interface SecretNeeds {
 export async function checkSecretFiles(fleet: Fleet, needs: SecretNeeds): Promise<void> {
   const problems: ConfigProblem[] = [];
   if (needs.daemon) {
-    const p = await secretFileProblem(fleet.auth.secretsFile, "auth.secrets_file", "rsync daemon");
+    const p = secretFileProblem(fleet.auth.secretsFile, "auth.secrets_file", "rsync daemon");
     if (p) problems.push(p);
     else {
       const text = await Deno.readTextFile(fleet.auth.secretsFile);
@@ -50,7 +50,7 @@ export async function checkSecretFiles(fleet: Fleet, needs: SecretNeeds): Promis
     }
   }
   if (needs.pusher) {
-    const p = await secretFileProblem(fleet.auth.passwordFile, "auth.password_file", "push");
+    const p = secretFileProblem(fleet.auth.passwordFile, "auth.password_file", "push");
     if (p) problems.push(p);
     else if ((await Deno.readTextFile(fleet.auth.passwordFile)).trim() === "") {
       problems.push({ path: "auth.password_file", message: `${fleet.auth.passwordFile} is empty` });
@@ -83,7 +83,7 @@ export async function readReportToken(fleet: Fleet): Promise<string | null> {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
   }
-  const p = await secretFileProblem(path, key, "fleet view");
+  const p = secretFileProblem(path, key, "fleet view");
   if (p) throw new ConfigError(fleet.file ?? "flags", [p]);
   const token = (await Deno.readTextFile(path)).trim();
   if (token === "") {
@@ -99,18 +99,18 @@ export async function readReportToken(fleet: Fleet): Promise<string | null> {
  *
  * @example
  * ```ts
- * const p = await secretFileProblem("/etc/fanout/report.token", "auth.report_token_file", "report");
+ * const p = secretFileProblem("/etc/fanout/report.token", "auth.report_token_file", "report");
  * if (p) console.error(p.message);
  * ```
  */
-export async function secretFileProblem(
+export function secretFileProblem(
   path: string,
   key: string,
   use: string,
-): Promise<ConfigProblem | null> {
+): ConfigProblem | null {
   let st: Deno.FileInfo;
   try {
-    st = await Deno.stat(path);
+    st = Deno.statSync(path); // sync: read on every cron run (see existsNow in lib/_fs.ts)
   } catch (e) {
     const why = e instanceof Deno.errors.PermissionDenied
       ? "cannot be read (permission denied)"
@@ -128,7 +128,7 @@ export async function secretFileProblem(
     };
   }
   try {
-    (await Deno.open(path)).close();
+    Deno.openSync(path).close();
   } catch {
     return { path: key, message: `${path} cannot be read by this user` };
   }

@@ -47,12 +47,13 @@ export function parseMarker(text: string): VersionMarker | null {
  *
  * @example
  * ```ts
- * const v = await readMarker("/data/rsync/plugins");
+ * const v = readMarker("/data/rsync/plugins");
  * ```
  */
-export async function readMarker(dir: string): Promise<VersionMarker | null> {
+export function readMarker(dir: string): VersionMarker | null {
   try {
-    return parseMarker(await Deno.readTextFile(`${dir}/${VERSION_MARKER}`));
+    // Sync: a few bytes, read on every cron run (see existsNow in lib/_fs.ts).
+    return parseMarker(Deno.readTextFileSync(`${dir}/${VERSION_MARKER}`));
   } catch {
     return null;
   }

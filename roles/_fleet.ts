@@ -1,31 +1,41 @@
 // Loads the fleet file a role runs from and checks the role has what it needs.
 import type { CommonOptions, Role } from "../lib/cli.ts";
 import { ConfigError, UsageError } from "../lib/errors.ts";
-import { flagsOnlyFleet, type Fleet, loadFleet } from "../lib/config.ts";
+import type { Fleet } from "../lib/config.ts";
+import { cacheFleet, fleetCacheKey, readCachedFleet } from "../lib/fleet_cache.ts";
+import { hostname } from "../lib/host_name.ts";
 
 /** Where the fleet file is looked for when `-c` is not given. */
 export const DEFAULT_FLEET_FILE = "/etc/fanout/fanout.yaml";
 
 /**
  * The fleet for `role`: from `-c`, else the default file, else (client only)
- * from flags alone.
+ * from flags alone. The client, which cron starts every minute, takes it from
+ * lib/fleet_cache.ts when nothing changed since its last run; the validating
+ * code (the YAML parser, the schema) is loaded only when it did.
  *
  * @throws {UsageError} when there is no fleet file to read.
  * @throws {ConfigError} when it is invalid or lacks the role's section.
  */
 export async function fleetFor(opts: CommonOptions, role?: Role): Promise<Fleet> {
   const self = role ? { role, name: opts.name } : undefined;
-  let fleet: Fleet;
-  if (opts.config) fleet = await loadFleet(opts.config, { overrides: opts.overrides, self });
-  else if (exists(DEFAULT_FLEET_FILE)) {
-    fleet = await loadFleet(DEFAULT_FLEET_FILE, { overrides: opts.overrides, self });
-  } else if (role === "client" && opts.flags.source && opts.flags.dest) {
-    fleet = await flagsOnlyFleet(opts.overrides);
-  } else {
+  const file = opts.config ?? (exists(DEFAULT_FLEET_FILE) ? DEFAULT_FLEET_FILE : null);
+  if (file === null && !(role === "client" && opts.flags.source && opts.flags.dest)) {
     throw new UsageError(
       `no fleet file: pass -c FILE (${DEFAULT_FLEET_FILE} does not exist)` +
         (role === "client" ? ", or --source URL --dest DIR" : ""),
     );
+  }
+  const key = role === "client"
+    ? await fleetCacheKey(file, opts.overrides, role, opts.name ?? hostname())
+    : null;
+  let fleet = key && await readCachedFleet(key);
+  if (!fleet) {
+    const config = await import("../lib/config.ts");
+    fleet = file === null
+      ? await config.flagsOnlyFleet(opts.overrides)
+      : await config.loadFleet(file, { overrides: opts.overrides, self });
+    if (key) await cacheFleet(key, fleet);
   }
   if (role) requireSection(fleet, role);
   return fleet;

@@ -8,7 +8,8 @@
  */
 
 import type { CommonOptions } from "../lib/cli.ts";
-import { type Fleet, hostname } from "../lib/config.ts";
+import type { Fleet } from "../lib/config.ts";
+import { hostname } from "../lib/host_name.ts";
 import { EnvironmentError, ExitCode, FanoutError, LockedError, UsageError } from "../lib/errors.ts";
 import { log, type Logger } from "../lib/log.ts";
 import { acquireLock, type FileLock } from "../lib/file_lock.ts";
@@ -31,7 +32,7 @@ export async function run(opts: CommonOptions): Promise<number> {
   const lg = log().child({ role: "client", name: host });
   const job = makeJob(fleet, host, f, lg);
   const { splay, watchInterval } = fleet.client;
-  await makeStateDir(job.stateDir);
+  makeStateDir(job.stateDir);
   const layout = await layoutFor(job);
   const { signal, dispose } = shutdownSignal();
   job.signal = signal;
@@ -102,9 +103,9 @@ function lockRun(job: ClientJob): Promise<FileLock> {
   return acquireLock(`${job.stateDir}/client.lock`, { timeout: 0, what: "client run" });
 }
 
-async function makeStateDir(dir: string): Promise<void> {
+function makeStateDir(dir: string): void {
   try {
-    await Deno.mkdir(dir, { recursive: true });
+    Deno.mkdirSync(dir, { recursive: true });
   } catch (e) {
     throw new EnvironmentError(
       `cannot create the state dir ${dir}: ${(e as Error).message} (pass --state-dir DIR)`,
@@ -154,8 +155,8 @@ async function cronRun(
       job.log.debug("splay", { ms: delay });
       if (!(await sleep(delay, job.signal))) return 130;
     }
-    const result = await runClient(job, { status: await readStatus(job.stateDir) }, layout);
-    await writeStatus(job.stateDir, result);
+    const result = await runClient(job, { status: readStatus(job.stateDir) }, layout);
+    writeStatus(job.stateDir, result);
     await report(result);
     if (result.exit_code !== 0) throw new FanoutError(result.error!, exitOf(result));
     if (job.verbose) console.error(summary(result));
@@ -286,18 +287,18 @@ async function watchLoop(
       try {
         const remote = await fetchMarker(job);
         const current = await layout.current();
-        due = !sameVersion(remote, current ? await readMarker(current) : null);
+        due = !sameVersion(remote, current ? readMarker(current) : null);
       } catch (e) {
         if (!(e instanceof FanoutError)) throw e;
         if (!signal.aborted) job.log.warn("cannot read the source's version", { error: e.message });
       }
     }
     if (due && !signal.aborted) {
-      const status = await readStatus(job.stateDir);
+      const status = readStatus(job.stateDir);
       // A new version between walks catches up by the version log when it can.
       const pass = walk ? full : { ...job, verifyEvery: verifyPeriod };
       const result = await runClient(pass, { status }, layout);
-      await writeStatus(job.stateDir, result);
+      writeStatus(job.stateDir, result);
       await report(result);
       failing = result.exit_code !== 0;
       if (failing) {

@@ -46,7 +46,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   });
   const id = await daemonIdentity(fleet, self);
   await ensureTempDir(self.path);
-  let version = await readMarker(self.path);
+  let version = readMarker(self.path);
   // The read module's comment announces the tree's version, so clients can
   // check it with a module listing (no rsync process on either side).
   const render = (v: VersionMarker | null) => renderRsyncdConf(fleet, self, id, { version: v });
@@ -114,8 +114,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       registry,
       problem: () =>
         daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ?? null,
-      status: async () => ({
-        tree: { path: self.path, version: version = await readMarker(self.path) },
+      status: () => ({
+        tree: { path: self.path, version: version = readMarker(self.path) },
         daemon: {
           state: daemon.state,
           pid: daemon.pid,
@@ -147,7 +147,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     // watch of the tree's root, with a timer in case an event is missed.
     const refresh = async () => {
       await ensureTempDir(self.path);
-      version = await readMarker(self.path);
+      version = readMarker(self.path);
       await daemon.setVersion(version);
       await proxied?.setVersion(version);
     };

@@ -191,6 +191,7 @@ export class Lab {
   #ports = new Set<number>();
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
+  #bundle: { path: string; flags: string[] } | null = null;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -342,20 +343,40 @@ export class Lab {
     return bin;
   }
 
-  /** Starts `fanout <args>` in the background; stopped at `close()`. */
-  spawn(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Proc {
+  /**
+   * Builds the bundle (`compile.sh --bundle-only`) into the lab, once, for
+   * {@linkcode Lab.spawn}'s `bundle` option: what ships where the binary
+   * cannot be built, run with its shebang's flags.
+   */
+  async bundle(): Promise<{ path: string; flags: string[] }> {
+    if (this.#bundle) return this.#bundle;
+    const dist = `${this.dir}/dist`;
+    const built = await sh("bash", [`${ROOT}compile.sh`, "--bundle-only"], {
+      env: { OUT_DIR: dist },
+    });
+    if (built.code !== 0) throw new Error(`compile.sh: ${built.stderr}`);
+    const flags = (await sh("bash", [`${ROOT}compile.sh`, "--print-run-flags"])).stdout.trim()
+      .split(/\s+/);
+    return this.#bundle = { path: `${dist}/fanout.js`, flags: ["--no-config", ...flags] };
+  }
+
+  /**
+   * Starts `fanout <args>` in the background (from main.ts, or from the
+   * bundle built by {@linkcode Lab.bundle} first); stopped at `close()`.
+   */
+  spawn(
+    args: string[],
+    opts: { env?: Record<string, string>; cwd?: string; bundle?: boolean } = {},
+  ): Proc {
+    if (opts.bundle && !this.#bundle) throw new Error("call lab.bundle() before spawning it");
+    const entry = opts.bundle
+      ? ["--quiet", ...this.#bundle!.flags, this.#bundle!.path]
+      : ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`, MAIN];
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--quiet",
-        `--v8-flags=${V8_FLAGS}`,
-        `--config=${ROOT}deno.json`,
-        MAIN,
-        ...args,
-      ],
+      args: ["run", ...entry, ...args],
       cwd: opts.cwd ?? this.dir,
-      env: opts.env,
+      // The client's fleet cache (lib/fleet_cache.ts) stays in the lab.
+      env: { XDG_CACHE_HOME: `${this.dir}/.cache`, ...opts.env },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -378,7 +399,12 @@ export class Lab {
   }
 
   /** Starts a server role and waits until it says it is ready. */
-  async server(role: "primary" | "replica", name: string, extra: string[] = []): Promise<Proc> {
+  async server(
+    role: "primary" | "replica",
+    name: string,
+    extra: string[] = [],
+    opts: { bundle?: boolean } = {},
+  ): Promise<Proc> {
     const args = [
       "--role",
       role,
@@ -387,7 +413,7 @@ export class Lab {
       ...(role === "replica" ? ["--name", name] : []),
       ...extra,
     ];
-    const p = this.spawn(args);
+    const p = this.spawn(args, opts);
     await p.waitFor(/msg=ready/);
     return p;
   }

@@ -182,5 +182,48 @@ Deno.test("cli: parseCli maps role flags to fleet keys", () => {
   );
 });
 
+Deno.test("cli: the flag forms node's parseArgs accepted still parse the same", () => {
+  const role = (argv: string[]) => {
+    const c = parseCli(argv);
+    assert.equal(c.kind, "role");
+    return (c as Extract<typeof c, { kind: "role" }>).opts;
+  };
+  // -c FILE, -cFILE, --config FILE and --config=FILE
+  for (
+    const argv of [
+      ["--role", "client", "-c", "f.yaml"],
+      ["--role", "client", "-cf.yaml"],
+      ["--role", "client", "--config", "f.yaml"],
+      ["--role=client", "--config=f.yaml"],
+    ]
+  ) assert.equal(role(argv).config, "f.yaml", argv.join(" "));
+  // A value may hold "=" and start with "-" when given with "=".
+  const o = role(["--role", "client", "--set", "client.splay=0s", "--set=client.retries=2"]);
+  assert.deepEqual(o.overrides.map((x) => [x.path.join("."), x.value]), [
+    ["client.splay", "0s"],
+    ["client.retries", 2],
+  ]);
+  // The last of a repeated flag wins; short booleans group.
+  assert.equal(role(["--role", "client", "--name", "a", "--name", "b"]).name, "b");
+  assert.equal(parseCli(["-hV"]).kind, "version");
+  // After "--" nothing is a flag.
+  assert.throws(
+    () => parseCli(["--role", "client", "--", "--verbose"]),
+    /unexpected "--verbose"|unknown command "--verbose"/,
+  );
+  const bad: [string[], RegExp][] = [
+    [
+      ["--role", "client", "--name", "--dest", "/x"],
+      /: --name needs a value \(got the flag "--dest"; a value starting with - goes as --name=VALUE\)$/,
+    ],
+    [["--role", "client", "-c"], /: --config needs a value$/],
+    [["--role", "client", "--verbose=yes"], /: --verbose takes no value$/],
+    [["--role", "client", "-q"], /: unknown flag "-q"/],
+    [["--role", "client", "--dst", "/x"], /: unknown flag "--dst" \(did you mean "--dest"\?\)/],
+    [["--role", "client", "--__proto__", "x"], /: unknown flag "--__proto__"/],
+  ];
+  for (const [argv, re] of bad) assert.throws(() => parseCli(argv), re, argv.join(" "));
+});
+
 // Keeps the Lab import used for type checks in editors.
 export type { Lab };

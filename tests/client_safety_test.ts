@@ -38,7 +38,7 @@ Deno.test("client_safety: home dirs come from passwd and /home", async () => {
       "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n" +
         "nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\nbad line\n",
     );
-    const homes = await homeDirs(`${dir}/passwd`);
+    const homes = homeDirs(`${dir}/passwd`);
     assert.equal(homes.get("/var/www"), "user www-data");
     assert.equal(homes.get("/root"), "user root");
     assert.ok(!homes.has("/nonexistent"));

@@ -16,6 +16,7 @@ import {
 import { acquireLock } from "../lib/file_lock.ts";
 import { appendEntry, newEntry } from "../lib/version_log.ts";
 import { parseMarker } from "../lib/version.ts";
+import { existsNow } from "../lib/_fs.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const NAME = "web1";
@@ -940,5 +941,76 @@ exec rsync "$@"
     await assertSameTree(s.src, s.dest, OURS);
     assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "b, version 3\n");
     assert.equal(((await s.status()).version as { seq: number }).seq, 3);
+  });
+});
+
+Deno.test("client: the fleet cache is used only while the file, the flags and the build are the same", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    const cacheDir = `${lab.dir}/.cache/fanout`;
+    const cached = async () => {
+      const names = [];
+      for await (const e of Deno.readDir(cacheDir)) names.push(e.name);
+      assert.equal(names.length, 1, names.join(" "));
+      assert.match(names[0], /^fleet-client-[0-9a-f]{8}\.json$/);
+      return `${cacheDir}/${names[0]}`;
+    };
+    const first = await s.client();
+    assert.equal(first.code, 0, first.stderr);
+    const entry = await cached();
+    assert.equal((await Deno.stat(entry)).mode! & 0o777, 0o600);
+    assert.equal(JSON.parse(await Deno.readTextFile(entry)).fleet.client.dest, s.dest);
+
+    // An edit to the fleet file is seen at once: here, a new dest.
+    const dest2 = `${lab.dir}/apps/other`;
+    const text = await Deno.readTextFile(lab.fleetFile);
+    await Deno.writeTextFile(lab.fleetFile, text.replace(s.dest, dest2));
+    const moved = await s.client();
+    assert.equal(moved.code, 0, moved.stderr);
+    await assertSameTree(s.src, dest2, OURS);
+    assert.equal(JSON.parse(await Deno.readTextFile(await cached())).fleet.client.dest, dest2);
+
+    // A flag is part of the key: --dest wins over the cached file's dest.
+    const dest3 = `${lab.dir}/apps/third`;
+    const flagged = await s.client(["--dest", dest3]);
+    assert.equal(flagged.code, 0, flagged.stderr);
+    await assertSameTree(s.src, dest3, OURS);
+
+    // A fleet file broken after it was cached is reported, not papered over.
+    await Deno.writeTextFile(lab.fleetFile, text.replace("tree: plugins", "tree: [plugins"));
+    const broken = await s.client();
+    assert.equal(broken.code, 2);
+    assert.match(broken.stderr, /fanout\.yaml.*not valid YAML/);
+    await Deno.writeTextFile(lab.fleetFile, text);
+
+    // A damaged cache file is ignored and rewritten.
+    for (const e of Deno.readDirSync(cacheDir)) {
+      Deno.writeTextFileSync(`${cacheDir}/${e.name}`, "{");
+    }
+    const again = await s.client();
+    assert.equal(again.code, 0, again.stderr);
+    const ks = [];
+    for (const e of Deno.readDirSync(cacheDir)) {
+      ks.push(JSON.parse(Deno.readTextFileSync(`${cacheDir}/${e.name}`)).fleet.client.dest);
+    }
+    assert.ok(ks.includes(s.dest), ks.join(" "));
+
+    // An entry from another build (or for other inputs) is not used.
+    const file = await cached();
+    const stale = JSON.parse(await Deno.readTextFile(file));
+    const staleDest = `${lab.dir}/apps/stale`;
+    stale.key = JSON.stringify({ ...JSON.parse(stale.key), version: "0.0.1+other" });
+    stale.fleet.client.dest = staleDest;
+    await Deno.writeTextFile(file, JSON.stringify(stale));
+    const fresh = await s.client();
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(existsNow(staleDest), false);
+
+    // No usable cache dir (XDG_CACHE_HOME relative, HOME unset): runs all the same.
+    const bare = await lab.run(
+      ["--role", "client", "-c", lab.fleetFile, "--name", NAME, "--no-splay", "--source", s.url],
+      { env: { XDG_CACHE_HOME: "relative", HOME: "" } },
+    );
+    assert.equal(bare.code, 0, bare.stderr);
   });
 });

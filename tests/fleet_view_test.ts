@@ -64,7 +64,7 @@ class Source {
       this.bare,
     ]);
     assert.equal(r.code, 0, `publish failed:\n${r.stderr}`);
-    const m = await readMarker(this.lab.hosts.rsync1.path);
+    const m = readMarker(this.lab.hosts.rsync1.path);
     assert.ok(m, "the primary has a marker after a publish");
     return m;
   }
@@ -691,7 +691,7 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
       ref: "main",
       published_at: new Date(t - (10 - seq) * day).toISOString(),
     });
-    let store = FleetStore.open(`${dir}/fleet.db`);
+    let store = await FleetStore.open(`${dir}/fleet.db`);
     for (const seq of [1, 2, 3]) store.recordVersion(mk(seq), t - (10 - seq) * day);
     store.addReport(run("old", mk(1)), t - 9 * day, null);
     store.addReport(run("web1", mk(1)), t - 9 * day, null);
@@ -712,7 +712,7 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
     assert.equal(store.historyCount(), 5);
     store.close();
     // Reopened: still there; then a week's retention drops what is older.
-    store = FleetStore.open(`${dir}/fleet.db`);
+    store = await FleetStore.open(`${dir}/fleet.db`);
     assert.equal(store.prune(t, 7 * day), 2);
     assert.equal(store.historyCount(), 3);
     assert.deepEqual(store.clients().map((c) => [c.host, c.version?.seq, c.exit_code]), [
@@ -727,7 +727,7 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
     store.close();
     // Not a database: one clear line.
     await Deno.writeTextFile(`${dir}/bad.db`, "this is not sqlite ".repeat(100));
-    assert.throws(
+    await assert.rejects(
       () => FleetStore.open(`${dir}/bad.db`),
       /cannot open the fleet database .*bad\.db/,
     );

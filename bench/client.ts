@@ -103,22 +103,16 @@ async function main(): Promise<void> {
     // What ships where the binary cannot be built: the bundle, run by its
     // shebang's flags (compile.sh --print-run-flags).
     console.error("building the bundle…");
-    const dist = `${lab.dir}/dist`;
-    const built = await sh("bash", [`${ROOT}compile.sh`, "--bundle-only"], {
-      env: { OUT_DIR: dist },
-    });
-    if (built.code !== 0) throw new Error(`compile.sh: ${built.stderr}`);
-    const runFlags = (await sh("bash", [`${ROOT}compile.sh`, "--print-run-flags"])).stdout.trim()
-      .split(/\s+/);
+    const built = await lab.bundle();
     const source = ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`];
-    const bundle = ["--no-config", "--quiet", ...runFlags];
+    const bundle = ["--quiet", ...built.flags];
 
     type Tool = { name: string; run: (counted: boolean) => Promise<void> };
     const fanout =
       (name: string, dest: string, extra: string[] = [], from = "source") => (c: boolean) =>
         runOk(Deno.execPath(), [
           "run",
-          ...(from === "bundle" ? [...bundle, `${dist}/fanout.js`] : [...source, `${ROOT}main.ts`]),
+          ...(from === "bundle" ? [...bundle, built.path] : [...source, `${ROOT}main.ts`]),
           "--role",
           "client",
           "-c",
@@ -205,7 +199,7 @@ async function main(): Promise<void> {
       await git(work, "commit", "-qam", `edit ${i}`);
       await git(work, "push", "-q", "origin", "main");
       await Deno.writeTextFile(`${r2.path}/${file}`, text);
-      const from = await readMarker(r2.path);
+      const from = readMarker(r2.path);
       const to = await writeMarker(r2.path, ++seq, async (v) => {
         const log = await Deno.readTextFile(`${r2.path}/${VERSION_LOG}`).catch(() => "");
         const entry = newEntry(from, v, { paths: [file], deleted: [] });

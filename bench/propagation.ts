@@ -25,9 +25,9 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
-function rssMB(pid: number): number {
+function rssMB(pid: number, field = "VmRSS"): number {
   try {
-    const m = /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    const m = new RegExp(`${field}:\\s+(\\d+)`).exec(Deno.readTextFileSync(`/proc/${pid}/status`));
     return m ? Math.round(Number(m[1]) / 1024) : NaN;
   } catch {
     return NaN;
@@ -166,32 +166,41 @@ async function main() {
     const r2 = lab.hosts.rsync2, r3 = lab.hosts.rsync3, p = lab.hosts.rsync1;
     const target = (h: typeof r2) => `rsync://fanout@${h.ip}:${h.port}/plugins-push/`;
 
-    // --- fanout
-    if (runs("fanout")) {
+    // --- fanout, from main.ts and from the bundle (what ships where the binary cannot be built)
+    for (const bundle of runs("fanout") ? [false, true] : []) {
+      const name = bundle ? "fanout (bundle)" : "fanout";
+      if (bundle) await lab.bundle();
       const t0 = performance.now();
       // FANOUT_BENCH_LOG=FILE: the primary's debug log, to see where time goes.
       const logTo = Deno.env.get("FANOUT_BENCH_LOG");
-      const proc = await lab.server("primary", "rsync1", logTo ? ["--log-level", "debug"] : []);
+      const proc = await lab.server(
+        "primary",
+        "rsync1",
+        logTo ? ["--log-level", "debug"] : [],
+        { bundle },
+      );
       const st = await waitFor("initial sync", async () => {
         const s = await (await fetch(`http://${p.ip}:${p.health}/status`)).json();
         return s.replicas.every((r: { last_success: string | null }) => r.last_success) ? s : null;
       }, 120_000);
       const ready = performance.now() - t0;
       console.error(
-        `bench: fanout ready in ${Math.round(ready)}ms (watch setup ${st.watch.setup_ms}ms)`,
+        `bench: ${name} ready in ${Math.round(ready)}ms (watch setup ${st.watch.setup_ms}ms)`,
       );
-      const m = await measure(lab, "fanout", SINGLE, 60_000);
+      const m = await measure(lab, bundle ? "fanoutb" : "fanout", SINGLE, 60_000);
+      // Now, and the most it held (the first full push of the tree).
+      const rss = `${rssTree(proc.pid)} MB (peak ${rssMB(proc.pid, "VmHWM")} MB)`;
       results.push({
-        name: "fanout",
+        name,
         missed: `${m.missed}/${SINGLE}`,
         p50: pct(m.lat, 50),
         p99: pct(m.lat, 99),
         burst: m.burst,
         setup: `${st.watch.setup_ms} ms`,
-        rss: `${rssTree(proc.pid)} MB`,
+        rss,
       });
       await proc.stop();
-      if (logTo) await Deno.writeTextFile(logTo, proc.stderr);
+      if (logTo) await Deno.writeTextFile(bundle ? `${logTo}.bundle` : logTo, proc.stderr);
     }
 
     // --- lsyncd, delay = 0, as fast as it goes (with TCP_NODELAY like fanout)

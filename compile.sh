@@ -32,8 +32,8 @@ RUN_FLAGS=(
   # process group) needs unrestricted --allow-run: --allow-run=rsync,git would leave
   # daemons behind on SIGTERM.
   --allow-run
-  # Not read by the roles built so far; granted so that a role reading, say, HOME cannot
-  # fail in the binary alone (with all of --allow-run, withholding it would isolate nothing).
+  # The client reads XDG_CACHE_HOME and HOME (where its fleet cache lives); with all of
+  # --allow-run, narrowing it would isolate nothing.
   --allow-env
   --allow-sys=hostname,uid,gid # --name defaults to the host name; root decides uid/chroot
   --no-prompt # a service has nobody to answer a prompt: fail at once

@@ -336,7 +336,7 @@ export class Lab {
     await Deno.mkdir(`${this.dir}/bin`, { recursive: true });
     await Deno.writeTextFile(
       bin,
-      `#!/bin/sh\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
+      `#!/bin/sh\nexport XDG_CACHE_HOME="\${XDG_CACHE_HOME:-${this.dir}/.cache}"\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
       { mode: 0o755 },
     );
     await Deno.chmod(bin, 0o755);

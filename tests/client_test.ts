@@ -18,7 +18,6 @@ import { appendEntry, newEntry } from "../lib/version_log.ts";
 import { parseMarker } from "../lib/version.ts";
 import { existsNow } from "../lib/_fs.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const NAME = "web1";
 const OURS = [".fanout-dest"]; // fanout's marker: in dest only
 
@@ -750,12 +749,7 @@ Deno.test("client: --atomic swaps whole trees, keeps client.keep, rolls back and
 Deno.test("client: the rendered cron line runs a silent, working client", async () => {
   await withLab(async (lab) => {
     const s = await setup(lab);
-    const bin = `${lab.dir}/fanout`;
-    await Deno.writeTextFile(
-      bin,
-      `#!/bin/sh\nexec ${Deno.execPath()} run -A --quiet --config=${ROOT}deno.json ${ROOT}main.ts "$@"\n`,
-      { mode: 0o755 },
-    );
+    const bin = await lab.wrapper();
     const r = await lab.run([
       "render",
       "cron",

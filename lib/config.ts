@@ -168,10 +168,15 @@ export interface FleetOptions {
  * console.log(fleet.primary.listen.port);
  * ```
  */
-export async function loadFleet(file: string, opts: FleetOptions = {}): Promise<Fleet> {
-  let text: string;
+export async function loadFleet(
+  file: string,
+  { text, ...opts }: FleetOptions & {
+    /** The file's text when the caller has read it already (so both use one version). */
+    text?: string;
+  } = {},
+): Promise<Fleet> {
   try {
-    text = await Deno.readTextFile(file);
+    text ??= await Deno.readTextFile(file);
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound
       ? "no such file"

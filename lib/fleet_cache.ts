@@ -21,6 +21,7 @@
 
 import type { Fleet, Override } from "./config.ts";
 import { VERSION } from "./meta.ts";
+import { fnv1a } from "./splay.ts";
 
 /** Everything a validated fleet depends on. */
 export interface FleetCacheKey {
@@ -110,7 +111,8 @@ function cachePath(key: FleetCacheKey): string | null {
     return null; // no --allow-env
   }
   if (!base?.startsWith("/")) return null;
-  const id = fnv1a(JSON.stringify([key.file, key.role, key.name, key.cwd]));
+  const id = fnv1a(JSON.stringify([key.file, key.role, key.name, key.cwd])).toString(16)
+    .padStart(8, "0");
   return `${base}/fanout/fleet-${key.role}-${id}.json`;
 }
 
@@ -121,14 +123,4 @@ function plainData(v: unknown): boolean {
   if (Array.isArray(v)) return v.every(plainData);
   if (typeof v !== "object" || Object.getPrototypeOf(v) !== Object.prototype) return false;
   return Object.values(v as Record<string, unknown>).every(plainData);
-}
-
-/** A short stable name for a string (FNV-1a, 32 bits, hex). */
-function fnv1a(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0).toString(16).padStart(8, "0");
 }

@@ -34,7 +34,12 @@ export async function fleetFor(opts: CommonOptions, role?: Role): Promise<Fleet>
     const config = await import("../lib/config.ts");
     fleet = file === null
       ? await config.flagsOnlyFleet(opts.overrides)
-      : await config.loadFleet(file, { overrides: opts.overrides, self });
+      // The text the key holds, not a second read that could see a newer file.
+      : await config.loadFleet(file, {
+        overrides: opts.overrides,
+        self,
+        text: key?.text ?? undefined,
+      });
     if (key) await cacheFleet(key, fleet);
   }
   if (role) requireSection(fleet, role);

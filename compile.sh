@@ -36,6 +36,10 @@ RUN_FLAGS=(
   # --allow-run, narrowing it would isolate nothing.
   --allow-env
   --allow-sys=hostname,uid,gid # --name defaults to the host name; root decides uid/chroot
+  # The proxy's splice engine calls libc (socket, epoll, splice) through FFI; without it
+  # the proxy falls back to its copy engine. With all of --allow-run, narrowing it would
+  # isolate nothing.
+  --allow-ffi
   --no-prompt # a service has nobody to answer a prompt: fail at once
   # Small young generation and lite mode: ~90 MB less peak RSS for a busy primary, no
   # slower (V8_FLAGS in lib/defaults.ts says what was measured).

@@ -53,9 +53,27 @@ try {
   await lab.server("primary", "rsync1");
   await lab.server("replica", "rsync2");
 
+  // The default engine (splice where it works) on the lab's proxy host, and
+  // the portable copy engine beside it.
   const px = lab.hosts.proxy;
   const fanout = lab.spawn(["--role", "proxy", "-c", lab.fleetFile, "--log-level", "warn"]);
   await waitFor("fanout proxy", () => canConnect(px.ip, px.port), 20_000);
+  const pxc = { ip: lab.ip(203), port: lab.port(lab.ip(203)) };
+  const fanoutCopy = lab.spawn([
+    "--role",
+    "proxy",
+    "-c",
+    lab.fleetFile,
+    "--log-level",
+    "warn",
+    "--set",
+    `proxy.listen=${pxc.ip}:${pxc.port}`,
+    "--set",
+    `proxy.health=${pxc.ip}:${lab.port(pxc.ip)}`,
+    "--set",
+    "proxy.engine=copy",
+  ]);
+  await waitFor("fanout proxy (copy)", () => canConnect(pxc.ip, pxc.port), 20_000);
 
   const ngx = { ip: lab.ip(201), port: lab.port(lab.ip(201)) };
   const hap = { ip: lab.ip(202), port: lab.port(lab.ip(202)) };
@@ -72,6 +90,13 @@ try {
       pids: () => Promise.resolve([fanout.pid]),
       host: px.ip,
       port: px.port,
+    },
+    {
+      name: "fanout, copy engine",
+      url: () => url(pxc.ip, pxc.port),
+      pids: () => Promise.resolve([fanoutCopy.pid]),
+      host: pxc.ip,
+      port: pxc.port,
     },
     {
       name: "nginx stream",

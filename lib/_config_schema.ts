@@ -60,6 +60,11 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     (v) => (typeof v === "number" && Number.isInteger(v) && v >= min && v <= max ? v : undefined),
   );
 const bool = () => leaf<boolean>("true or false", (v) => (typeof v === "boolean" ? v : undefined));
+const oneOf = <T extends string>(...choices: T[]) =>
+  leaf<T>(
+    choices.map((c) => `"${c}"`).join(", ").replace(/, ([^,]*)$/, " or $1"),
+    (v) => (choices.includes(v as T) ? v as T : undefined),
+  );
 const rsyncUrl = () =>
   leaf<string>(
     "an rsync URL like rsync://host:873/module/",
@@ -133,6 +138,7 @@ export const FleetSchema = z.object({
     drain_timeout: duration().optional(),
     version_grace: duration().optional(),
     proxy_protocol: bool().optional(),
+    engine: oneOf("auto", "splice", "copy").optional(),
   }).strict().optional(),
   client: z.object({
     source: rsyncUrl().optional(),

@@ -72,6 +72,8 @@ export interface ProxyConfig {
   drainTimeout: number;
   versionGrace: number;
   proxyProtocol: boolean;
+  /** The socket engine: see lib/proxy_net.ts. */
+  engine: "auto" | "splice" | "copy";
   stateDir: string;
 }
 
@@ -523,6 +525,7 @@ function build(raw: RawFleet, file: string): Fleet {
       drainTimeout: p.drain_timeout ?? d.drainTimeout,
       versionGrace: p.version_grace ?? d.versionGrace,
       proxyProtocol: p.proxy_protocol ?? d.proxyProtocol,
+      engine: p.engine ?? d.engine,
       stateDir: `${stateDir}/${name}`,
     };
   }

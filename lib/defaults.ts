@@ -38,6 +38,8 @@ export const DEFAULTS = {
     drainTimeout: 30_000,
     versionGrace: 10_000,
     proxyProtocol: false,
+    /** splice(2) where it works (Linux with --allow-ffi), read/write loops elsewhere. */
+    engine: "auto" as const,
   },
   client: {
     splay: 30_000,

@@ -13,6 +13,7 @@ import { formatDuration } from "../lib/duration.ts";
 import { log, type Logger } from "../lib/log.ts";
 import { Registry } from "../lib/metrics.ts";
 import { TcpProxy } from "../lib/proxy.ts";
+import { openProxyNet } from "../lib/proxy_net.ts";
 import { type Backend, BackendPool, backendSpecs } from "../lib/proxy_backends.ts";
 import { aborted } from "../lib/signals.ts";
 import { fleetFor } from "./_fleet.ts";
@@ -37,6 +38,8 @@ export async function run(opts: CommonOptions): Promise<number> {
     proxyProtocol: cfg.proxyProtocol,
     log: lg,
   });
+  const { net, fallback } = openProxyNet(cfg.engine);
+  if (fallback) lg.warn("proxy engine: copy, not splice", { why: fallback });
   const tcp = new TcpProxy({
     listen: cfg.listen,
     pool,
@@ -44,13 +47,14 @@ export async function run(opts: CommonOptions): Promise<number> {
     idleTimeout: cfg.idleTimeout,
     connectTimeout: cfg.checkTimeout,
     proxyProtocol: cfg.proxyProtocol,
+    net,
     log: lg,
   });
 
   await untilShutdown(async (signal, onStop) => {
     // One round first, so the first clients find the healthy backends.
     await pool.checkAll();
-    tcp.start();
+    await tcp.start();
     onStop(() => tcp.close());
     const stopChecks = checkEvery(pool, cfg.interval);
     onStop(stopChecks);
@@ -74,6 +78,7 @@ export async function run(opts: CommonOptions): Promise<number> {
       backends: pool.backends.map((b) => `${b.name}=${formatHostPort(b.addr)}`).join(","),
       in_rotation: pool.rotation.map((b) => b.name).join(",") || "none",
       proxy_protocol: cfg.proxyProtocol,
+      engine: net.engine,
     });
     await aborted(signal);
     lg.info("draining", {

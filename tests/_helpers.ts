@@ -366,12 +366,25 @@ export class Lab {
    */
   spawn(
     args: string[],
-    opts: { env?: Record<string, string>; cwd?: string; bundle?: boolean } = {},
+    opts: {
+      env?: Record<string, string>;
+      cwd?: string;
+      bundle?: boolean;
+      /** Extra `deno run` flags, e.g. `--deny-ffi`. */
+      denoFlags?: string[];
+    } = {},
   ): Proc {
     if (opts.bundle && !this.#bundle) throw new Error("call lab.bundle() before spawning it");
     const entry = opts.bundle
-      ? ["--quiet", ...this.#bundle!.flags, this.#bundle!.path]
-      : ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`, MAIN];
+      ? ["--quiet", ...this.#bundle!.flags, ...(opts.denoFlags ?? []), this.#bundle!.path]
+      : [
+        "-A",
+        ...(opts.denoFlags ?? []),
+        "--quiet",
+        `--v8-flags=${V8_FLAGS}`,
+        `--config=${ROOT}deno.json`,
+        MAIN,
+      ];
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...entry, ...args],
       cwd: opts.cwd ?? this.dir,
@@ -391,7 +404,7 @@ export class Lab {
   /** Runs `fanout <args>` to completion. */
   async run(
     args: string[],
-    opts: { env?: Record<string, string>; cwd?: string } = {},
+    opts: { env?: Record<string, string>; cwd?: string; denoFlags?: string[] } = {},
   ): Promise<Ran> {
     const p = this.spawn(args, opts);
     const st = await p.status();

@@ -233,7 +233,7 @@ Deno.test({
       assert.ok(text.includes(commit ? `commit: "${commit}` : "commit: null"), "the commit");
       assert.match(text, /"allow_run":\[\],"deny_run":null/, "--allow-run (unrestricted)");
       assert.match(text, /"allow_sys":\["hostname","uid","gid"\]/);
-      assert.match(text, /"allow_ffi":null/, "no ffi");
+      assert.match(text, /"allow_ffi":\[\]/, "--allow-ffi (the proxy's splice engine)");
       assert.match(text, /"prompt":false/);
       assert.ok(text.includes(V8_FLAGS), "the V8 flags");
       await Deno.remove(`${out}/fanout`);

@@ -39,10 +39,28 @@ function proxyKeys(text: string, keys: Record<string, string | number | boolean>
   return text.replace(/^proxy:\n/m, `proxy:\n${lines}\n`);
 }
 
-async function startProxy(lab: Lab, extra: string[] = []): Promise<Proc> {
-  const p = lab.spawn(["--role", "proxy", "-c", lab.fleetFile, ...extra]);
+async function startProxy(
+  lab: Lab,
+  extra: string[] = [],
+  denoFlags: string[] = [],
+): Promise<Proc> {
+  const p = lab.spawn(["--role", "proxy", "-c", lab.fleetFile, ...extra], { denoFlags });
   await p.waitFor(/msg=ready/);
   return p;
+}
+
+/** A client that sends `#list`, shuts its write side, and reads the answer to the end. */
+async function listHalfClosed(lab: Lab): Promise<string> {
+  const c = await Deno.connect({ hostname: lab.hosts.proxy.ip, port: lab.hosts.proxy.port });
+  await c.write(new TextEncoder().encode("@RSYNCD: 30.0\n#list\n"));
+  await c.closeWrite();
+  let answer = "";
+  const buf = new Uint8Array(4096);
+  for (let n = await c.read(buf); n !== null; n = await c.read(buf)) {
+    answer += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  c.close();
+  return answer;
 }
 
 const proxyUrl = (lab: Lab) => `rsync://${lab.hosts.proxy.ip}:${lab.hosts.proxy.port}/plugins/`;
@@ -112,7 +130,9 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
     await plantTrees(lab);
     await lab.server("primary", "rsync1");
     const r2 = await lab.server("replica", "rsync2");
-    await startProxy(lab);
+    const proxy = await startProxy(lab);
+    // Every other test here runs the default engine too: splice on this machine.
+    assert.match(proxy.stderr, /msg=ready .*engine=splice/);
 
     const served: string[] = [];
     for (let i = 0; i < 4; i++) {
@@ -123,16 +143,7 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
     assert.deepEqual(served, [served[0], served[1], served[0], served[1]]);
 
     // Half-close passes through: a client that shuts its write side still gets its answer.
-    const c = await Deno.connect({ hostname: lab.hosts.proxy.ip, port: lab.hosts.proxy.port });
-    await c.write(new TextEncoder().encode("@RSYNCD: 30.0\n#list\n"));
-    await c.closeWrite();
-    let answer = "";
-    const buf = new Uint8Array(4096);
-    for (let n = await c.read(buf); n !== null; n = await c.read(buf)) {
-      answer += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    c.close();
-    assert.match(answer, /^plugins\s.*\n@RSYNCD: EXIT\n$/m);
+    assert.match(await listHalfClosed(lab), /^plugins\s.*\n@RSYNCD: EXIT\n$/m);
 
     // Wedged: the daemon still accepts (the kernel does) but never greets.
     const r2status = JSON.parse(
@@ -173,6 +184,73 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
       m,
       /^fanout_proxy_backend_bytes_total\{backend="rsync1",direction="to_client"\} [1-9]\d*$/m,
     );
+  });
+});
+
+Deno.test("proxy: the copy engine carries the same pulls; without FFI, auto falls back and splice refuses to start", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"], proxy: true });
+    const big = new Uint8Array(3_000_000);
+    for (let o = 0; o < big.length; o += 65536) crypto.getRandomValues(big.subarray(o, o + 65536));
+    await plantTrees(lab);
+    for (const h of [lab.hosts.rsync1, lab.hosts.rsync2]) {
+      await Deno.writeFile(`${h.path}/big.bin`, big);
+    }
+    await lab.server("primary", "rsync1");
+    await lab.server("replica", "rsync2");
+
+    const cases: { extra: string[]; deno: string[]; engine: string; warn?: RegExp }[] = [
+      { extra: ["--set", "proxy.engine=copy"], deno: [], engine: "copy" },
+      {
+        extra: [],
+        deno: ["--deny-ffi"],
+        engine: "copy",
+        warn:
+          /level=warn msg="proxy engine: copy, not splice" .*FFI is not permitted \(run with --allow-ffi\)/,
+      },
+      { extra: ["--set", "proxy.engine=splice"], deno: [], engine: "splice" },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const proxy = await startProxy(lab, c.extra, c.deno);
+      assert.match(proxy.stderr, new RegExp(`msg=ready .*engine=${c.engine}`));
+      if (c.warn) assert.match(proxy.stderr, c.warn);
+      const served = [await pullAndWhich(lab, `e${i}a`), await pullAndWhich(lab, `e${i}b`)];
+      assert.notEqual(served[0], served[1]);
+      for (const d of [`e${i}a`, `e${i}b`]) {
+        await assertSameTree(`${lab.dir}/${d}`, lab.hosts.rsync1.path);
+      }
+      assert.match(await listHalfClosed(lab), /^plugins\s.*\n@RSYNCD: EXIT\n$/m);
+      Deno.kill(proxy.pid, "SIGTERM");
+      assert.equal((await proxy.status()).code, 0, proxy.stderr);
+    }
+
+    // Asked for splice where it cannot work: exit 2 and why, before listening.
+    const r = await lab.run([
+      "--role",
+      "proxy",
+      "-c",
+      lab.fleetFile,
+      "--set",
+      "proxy.engine=splice",
+    ], {
+      denoFlags: ["--deny-ffi"],
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^fanout: proxy\.engine is splice, but FFI is not permitted \(run with --allow-ffi\)$/m,
+    );
+    // A value that is no engine: named, with the choices.
+    const bad = await lab.run([
+      "--role",
+      "proxy",
+      "-c",
+      lab.fleetFile,
+      "--set",
+      "proxy.engine=fast",
+    ]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /proxy\.engine: expected "auto", "splice" or "copy", got "fast"/);
   });
 });
 

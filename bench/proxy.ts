@@ -124,7 +124,7 @@ try {
   const single = new Map<string, number[]>();
   const aggregate = new Map<string, number[]>();
   /** CPU seconds each proxy spent on the pulls, and the bytes it carried. */
-  const cpu = new Map<string, { s: number; bytes: number }>();
+  const cpu = new Map<string, { s: number; machine: number; bytes: number }>();
   for (let run = 0; run < RUNS; run++) {
     // Interleaved, so drift on a shared machine hits every target alike.
     for (const t of targets) {
@@ -132,14 +132,16 @@ try {
       await clear("single", ...tags);
       const pids = await t.pids();
       const c0 = await cpuSeconds(pids);
+      const m0 = await machineBusySeconds();
       const t0 = performance.now();
       await pull(t.url(0), "single");
       push(single, t.name, treeBytes / ((performance.now() - t0) / 1000));
       const t1 = performance.now();
       await Promise.all(tags.map((tag, i) => pull(t.url(i), tag)));
       push(aggregate, t.name, (PARALLEL * treeBytes) / ((performance.now() - t1) / 1000));
-      const c = cpu.get(t.name) ?? { s: 0, bytes: 0 };
+      const c = cpu.get(t.name) ?? { s: 0, machine: 0, bytes: 0 };
       c.s += (await cpuSeconds(pids)) - c0;
+      c.machine += (await machineBusySeconds()) - m0;
       c.bytes += (1 + PARALLEL) * treeBytes;
       cpu.set(t.name, c);
     }
@@ -156,6 +158,10 @@ try {
     const c = cpu.get(name);
     return name === "direct" || !c ? "-" : `${(c.s / (c.bytes / 1e9)).toFixed(2)} s`;
   };
+  const machineText = (name: string) => {
+    const c = cpu.get(name)!;
+    return `${(c.machine / (c.bytes / 1e9)).toFixed(2)} s`;
+  };
   console.log(
     `\nproxy benchmark${quick ? " (--quick)" : ""}: tree of ${FILES} files, ${
       (treeBytes / 1e6).toFixed(0)
@@ -163,9 +169,9 @@ try {
       `RSS with ${IDLE_CONNS} idle connections (each got the rsync greeting)\n`,
   );
   console.log(
-    `| path | ${PARALLEL} parallel pulls | × direct | 1 pull | × direct | proxy CPU per GB | RSS at rest | RSS, ${IDLE_CONNS} conns |`,
+    `| path | ${PARALLEL} parallel pulls | × direct | 1 pull | × direct | proxy CPU per GB | machine CPU per GB | RSS at rest | RSS, ${IDLE_CONNS} conns |`,
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const t of targets) {
     const a = med(aggregate, t.name);
     const s = med(single, t.name);
@@ -173,7 +179,7 @@ try {
     console.log(
       `| ${t.name} | ${mb(a)} MB/s | ${(a / dAgg).toFixed(2)} | ${mb(s)} MB/s | ${
         (s / dOne).toFixed(2)
-      } | ${cpuText(t.name)} | ${r ? `${r.idle.toFixed(0)} MB` : "-"} | ${
+      } | ${cpuText(t.name)} | ${machineText(t.name)} | ${r ? `${r.idle.toFixed(0)} MB` : "-"} | ${
         r ? `${r.loaded.toFixed(0)} MB` : "-"
       } |`,
     );
@@ -275,6 +281,14 @@ async function cpuSeconds(pids: number[]): Promise<number> {
     ticks += Number(f[11] ?? 0) + Number(f[12] ?? 0);
   }
   return ticks / 100;
+}
+
+/** CPU seconds the whole machine was busy (every process and the kernel), from /proc/stat. */
+async function machineBusySeconds(): Promise<number> {
+  const f = (await Deno.readTextFile("/proc/stat")).split("\n", 1)[0].trim().split(/\s+/);
+  // user nice system idle iowait irq softirq steal: all but idle and iowait.
+  const t = f.slice(1, 9).map(Number);
+  return (t[0] + t[1] + t[2] + t[5] + t[6] + t[7]) / 100;
 }
 
 async function rssMb(pids: number[]): Promise<number> {

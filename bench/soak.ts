@@ -295,6 +295,7 @@ function clientResult(name: string, code: number, stderr: string): void {
   // 3 (cannot reach a server: the proxy or every backend was down) and 5
   // (the lock: a --watch or a killed run's successor) are expected here.
   if (![0, 3, 5].includes(code)) unexpected.push(`${name}: exit ${code}: ${stderr.trim()}`);
+  else if (code === 3) log(`client ${name}: exit 3: ${stderr.trim().split("\n").at(-1)}`);
 }
 
 /** dev1 pushes A; dev2 (who has A) pushes B at once on top of it. */

@@ -9,7 +9,7 @@
  * `nonblocking` call, ~35 µs a round trip here), which an eventfd wakes when
  * the last descriptor leaves, so no call is left pending.
  *
- * Internal to lib/splice_net.ts.
+ * Internal to lib/splice_net.ts and lib/_inotify.ts.
  *
  * @module
  */
@@ -65,10 +65,17 @@ export class Reactor {
   #ctl = new Uint8Array(EV_SIZE);
   #ctlView = new DataView(this.#ctl.buffer);
   #loop: Promise<void> | null = null;
+  #hot: boolean;
 
-  /** @throws {Error} when the kernel refuses an epoll instance or an eventfd. */
-  constructor(c: Libc) {
+  /**
+   * `hot: false` parks the wait on the worker thread at once, for a caller
+   * whose events come a few at a time and whose main thread must not wait.
+   *
+   * @throws {Error} when the kernel refuses an epoll instance or an eventfd.
+   */
+  constructor(c: Libc, opts: { hot?: boolean } = {}) {
     this.#c = c;
+    this.#hot = opts.hot ?? true;
     this.#ep = c.epoll_create1(CLOEXEC);
     this.#wake = c.eventfd(0, EFD_NONBLOCK | CLOEXEC);
     if (this.#ep < 0 || this.#wake < 0) throw new Error(`epoll: errno ${errno(c)}`);
@@ -131,7 +138,7 @@ export class Reactor {
     try {
       while (this.#masks.size > 0) {
         let n: number;
-        if (quiet < HOT_SPINS) {
+        if (quiet < HOT_SPINS && this.#hot) {
           n = c.epoll_wait(this.#ep, this.#events, MAX_EVENTS, HOT_WAIT_MS);
           quiet = n > 0 ? 0 : quiet + 1;
         } else {

@@ -1,8 +1,8 @@
 /**
- * The few libc calls the splice data plane needs (Linux, glibc, x86-64 or
+ * The few libc calls the proxy's splice engine and the inotify watcher need (Linux, glibc, x86-64 or
  * arm64), opened once through Deno's FFI, with socket-address helpers.
  *
- * Internal to lib/splice_net.ts and lib/_epoll.ts.
+ * Internal to lib/splice_net.ts, lib/_inotify.ts and lib/_epoll.ts.
  *
  * @module
  */
@@ -45,6 +45,8 @@ const SYMBOLS = {
   },
   freeaddrinfo: { parameters: ["pointer"], result: "void" },
   gai_strerror: { parameters: ["i32"], result: "pointer" },
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;

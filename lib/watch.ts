@@ -8,11 +8,14 @@
  * skips excluded directories (`.git`), and it is faster than the recursive
  * mode (10k directories: ~0.5 s against ~0.75 s).
  *
- * The watches live in a worker (`_watch_worker.js`): Deno keeps one watcher
- * per runtime and checks every event against every watch ever opened in it,
- * closed ones included, so the watches added for new directories would slow
- * every later event down for the life of the process. When they pile up, a
- * fresh worker takes over with one watch list and the old one is dropped.
+ * The watches come from inotify itself, through FFI (lib/_inotify.ts), when
+ * FFI is permitted: no worker isolate to carry, and a kernel queue overflow is
+ * always reported. Otherwise they live in a worker (`_watch_worker.js`): Deno
+ * keeps one watcher per runtime and checks every event against every watch
+ * ever opened in it, closed ones included, so the watches added for new
+ * directories would slow every later event down for the life of the process.
+ * When they pile up, a fresh worker takes over with one watch list and the
+ * old one is dropped.
  *
  * Events are never trusted alone: an overflow, an event that cannot be mapped,
  * or a storm (the kernel drops events silently when its queue overflows, and
@@ -26,6 +29,8 @@
 import workerSource from "./_watch_worker.js" with { type: "text" };
 import type { Change } from "./changes.ts";
 import { compileExcludes, type ExcludeMatcher } from "./_glob.ts";
+import { InotifySource, type RawEvent } from "./_inotify.ts";
+import { openLibc } from "./_libc.ts";
 import type { Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 
@@ -57,12 +62,24 @@ const MAX_EXTRA_PATHS = 2000;
 /** Whether the watcher runs on events or fell back to periodic full pushes. */
 export type WatchMode = "events" | "polling" | "stopped";
 
-type RawEvent = [kind: Deno.FsEvent["kind"], paths: string[], flag: string | null];
+/** Which kernel interface the watches come through. */
+export type WatchBackend = "inotify" | "watchFs";
+
+/** Where watches come from: inotify directly, or Deno.watchFs in a worker. */
+interface WatchSource {
+  /** Watches `dirs` (non-recursively); resolves once the watches are in place. */
+  watch(dirs: string[]): Promise<void>;
+  /** Resolves once every event seen so far was delivered. */
+  drain(): Promise<void>;
+  /** True when a fresh source should take over (watches piled up). */
+  readonly crowded: boolean;
+  terminate(): Promise<void>;
+}
 
 let workerUrl: string | null = null;
 
 /** One watch worker: opens watches on request, forwards their events. */
-class WatchWorker {
+class WatchWorker implements WatchSource {
   #worker: Worker;
   #waiting = new Map<number, (err: Error | null) => void>();
   #next = 0;
@@ -116,10 +133,11 @@ class WatchWorker {
     return this.extraCalls > MAX_EXTRA_CALLS || this.extraPaths > MAX_EXTRA_PATHS;
   }
 
-  terminate(): void {
+  terminate(): Promise<void> {
     for (const done of this.#waiting.values()) done(new Error("watcher stopped"));
     this.#waiting.clear();
     this.#worker.terminate();
+    return Promise.resolve();
   }
 }
 
@@ -139,7 +157,10 @@ export class TreeWatcher {
   #o: WatchOptions;
   #root: string;
   #exclude: ExcludeMatcher;
-  #worker: WatchWorker | null = null;
+  #worker: WatchSource | null = null;
+  /** Sources being stopped (their epoll loops end asynchronously). */
+  #stopping = new Set<Promise<void>>();
+  #backend: WatchBackend | null = null;
   #dirs = new Set<string>();
   #mode: WatchMode = "stopped";
   #closed = false;
@@ -180,6 +201,11 @@ export class TreeWatcher {
     return this.#mode;
   }
 
+  /** inotify (through FFI) or watchFs (Deno's, in a worker); null before start. */
+  get backend(): WatchBackend | null {
+    return this.#backend;
+  }
+
   /** How long setting up the watches took (ms). */
   get setupMs(): number {
     return this.#setupMs;
@@ -217,28 +243,39 @@ export class TreeWatcher {
     clearTimeout(this.#flushTimer);
     await this.#rebuilding;
     await this.#flushing;
-    this.#worker?.terminate();
+    this.#stop(this.#worker);
     this.#worker = null;
+    await Promise.all(this.#stopping);
     this.#mode = "stopped";
   }
 
-  /** A new worker watching `dirs`, once its watches are in place. */
-  async #spawn(dirs: string[]): Promise<WatchWorker> {
-    const w = new WatchWorker(
-      (events) => {
-        if (this.#worker === w || this.#rebuilding) { for (const e of events) this.#handle(e); }
-      },
-      (message) => {
-        if (this.#worker === w && !this.#closed) this.#fallBack(new Error(message));
-      },
-    );
+  /** A new source watching `dirs`, once its watches are in place. */
+  async #spawn(dirs: string[]): Promise<WatchSource> {
+    const onEvents = (events: RawEvent[]) => {
+      if (this.#worker === w || this.#rebuilding) { for (const e of events) this.#handle(e); }
+    };
+    const onError = (message: string) => {
+      if (this.#worker === w && !this.#closed) this.#fallBack(new Error(message));
+    };
+    const libc = openLibc();
+    const w: WatchSource = typeof libc === "string"
+      ? new WatchWorker(onEvents, onError)
+      : new InotifySource(libc, onEvents, onError);
+    this.#backend = typeof libc === "string" ? "watchFs" : "inotify";
     try {
       await w.watch(dirs);
     } catch (e) {
-      w.terminate();
+      this.#stop(w);
       throw e;
     }
     return w;
+  }
+
+  /** Terminates a source; close() waits for every one stopped. */
+  #stop(w: WatchSource | null): void {
+    if (!w) return;
+    const p = w.terminate().finally(() => this.#stopping.delete(p));
+    this.#stopping.add(p);
   }
 
   #skipDir(rel: string): boolean {
@@ -261,7 +298,7 @@ export class TreeWatcher {
       });
     }
     this.#overflows?.inc();
-    this.#worker?.terminate();
+    this.#stop(this.#worker);
     this.#worker = null;
     this.#o.onFull("watcher unavailable");
   }
@@ -413,7 +450,7 @@ export class TreeWatcher {
         // Whatever the old worker saw before the new one was ready must
         // still arrive: it closes its watches and flushes, then goes.
         await old?.drain();
-        old?.terminate();
+        this.#stop(old);
         this.#o.log.debug("watches moved to a fresh worker", { dirs: dirs.length, walked: walk });
       } catch (e) {
         if (!this.#closed) this.#fallBack(e as Error);

@@ -134,6 +134,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         watch: relay
           ? {
             mode: relay.watcher.mode,
+            backend: relay.watcher.backend,
             dirs: relay.watcher.dirs,
             setup_ms: Math.round(relay.watcher.setupMs),
           }
@@ -258,6 +259,7 @@ async function startRelay(
   lg.info("watching", {
     root: self.path,
     mode: watcher.mode,
+    backend: watcher.backend,
     setup_ms: Math.round(watcher.setupMs),
   });
   const poll = setInterval(() => {

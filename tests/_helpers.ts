@@ -416,7 +416,7 @@ export class Lab {
     role: "primary" | "replica",
     name: string,
     extra: string[] = [],
-    opts: { bundle?: boolean } = {},
+    opts: { bundle?: boolean; denoFlags?: string[] } = {},
   ): Promise<Proc> {
     const args = [
       "--role",

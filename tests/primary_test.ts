@@ -43,6 +43,7 @@ Deno.test("primary: every kind of change reaches both replicas", async () => {
     await lab.server("replica", "rsync2");
     await lab.server("replica", "rsync3");
     const primary = await lab.server("primary", "rsync1");
+    assert.match(primary.stderr, /msg=watching .*backend=inotify/);
     await converged(lab, ["rsync2", "rsync3"]);
 
     // create, modify, delete, rename
@@ -421,6 +422,23 @@ Deno.test("primary: watches added for many new directories are merged, and nothi
     });
     await converged(lab, ["rsync2"]);
     assert.equal((await status(lab)).watch.dirs, 42);
+  });
+});
+
+Deno.test("primary: without FFI the watches come from Deno.watchFs, and changes still arrive", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"], push: { reconcile: "1h" } });
+    const src = lab.hosts.rsync1.path;
+    await writeTree(src, { "a.txt": "a\n" });
+    await lab.server("replica", "rsync2");
+    const primary = await lab.server("primary", "rsync1", [], { denoFlags: ["--deny-ffi"] });
+    assert.match(primary.stderr, /msg=watching .*backend=watchFs/);
+    await converged(lab, ["rsync2"]);
+    await writeTree(src, { "b.txt": "b\n", "new/dir/c.txt": "c\n" });
+    await Deno.writeTextFile(`${src}/a.txt`, "changed\n");
+    await Deno.rename(`${src}/new`, `${src}/moved`);
+    await converged(lab, ["rsync2"]);
+    assert.equal(await Deno.readTextFile(`${lab.hosts.rsync2.path}/moved/dir/c.txt`), "c\n");
   });
 });
 

@@ -53,27 +53,32 @@ try {
   await lab.server("primary", "rsync1");
   await lab.server("replica", "rsync2");
 
-  // The default engine (splice where it works) on the lab's proxy host, and
-  // the portable copy engine beside it.
+  // The default engine (native copy) on the lab's proxy host; the splice and
+  // deno engines beside it, each its own proxy on its own address.
   const px = lab.hosts.proxy;
   const fanout = lab.spawn(["--role", "proxy", "-c", lab.fleetFile, "--log-level", "warn"]);
   await waitFor("fanout proxy", () => canConnect(px.ip, px.port), 20_000);
-  const pxc = { ip: lab.ip(203), port: lab.port(lab.ip(203)) };
-  const fanoutCopy = lab.spawn([
-    "--role",
-    "proxy",
-    "-c",
-    lab.fleetFile,
-    "--log-level",
-    "warn",
-    "--set",
-    `proxy.listen=${pxc.ip}:${pxc.port}`,
-    "--set",
-    `proxy.health=${pxc.ip}:${lab.port(pxc.ip)}`,
-    "--set",
-    "proxy.engine=copy",
-  ]);
-  await waitFor("fanout proxy (copy)", () => canConnect(pxc.ip, pxc.port), 20_000);
+  const engines = [["splice", 203], ["deno", 204]] as const;
+  const others = [];
+  for (const [engine, n] of engines) {
+    const at = { ip: lab.ip(n), port: lab.port(lab.ip(n)) };
+    const proc = lab.spawn([
+      "--role",
+      "proxy",
+      "-c",
+      lab.fleetFile,
+      "--log-level",
+      "warn",
+      "--set",
+      `proxy.listen=${at.ip}:${at.port}`,
+      "--set",
+      `proxy.health=${at.ip}:${lab.port(at.ip)}`,
+      "--set",
+      `proxy.engine=${engine}`,
+    ]);
+    await waitFor(`fanout proxy (${engine})`, () => canConnect(at.ip, at.port), 20_000);
+    others.push({ engine, at, proc });
+  }
 
   const ngx = { ip: lab.ip(201), port: lab.port(lab.ip(201)) };
   const hap = { ip: lab.ip(202), port: lab.port(lab.ip(202)) };
@@ -85,19 +90,19 @@ try {
   const targets: Target[] = [
     { name: "direct", url: (i) => direct[i % 2], pids: () => Promise.resolve([]) },
     {
-      name: "fanout proxy",
+      name: "fanout proxy (copy)",
       url: () => url(px.ip, px.port),
       pids: () => Promise.resolve([fanout.pid]),
       host: px.ip,
       port: px.port,
     },
-    {
-      name: "fanout, copy engine",
-      url: () => url(pxc.ip, pxc.port),
-      pids: () => Promise.resolve([fanoutCopy.pid]),
-      host: pxc.ip,
-      port: pxc.port,
-    },
+    ...others.map(({ engine, at, proc }): Target => ({
+      name: `fanout, ${engine} engine`,
+      url: () => url(at.ip, at.port),
+      pids: () => Promise.resolve([proc.pid]),
+      host: at.ip,
+      port: at.port,
+    })),
     {
       name: "nginx stream",
       url: () => url(ngx.ip, ngx.port),

@@ -138,7 +138,7 @@ export const FleetSchema = z.object({
     drain_timeout: duration().optional(),
     version_grace: duration().optional(),
     proxy_protocol: bool().optional(),
-    engine: oneOf("auto", "splice", "copy").optional(),
+    engine: oneOf("auto", "copy", "splice", "deno").optional(),
   }).strict().optional(),
   client: z.object({
     source: rsyncUrl().optional(),

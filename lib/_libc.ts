@@ -1,8 +1,8 @@
 /**
- * The few libc calls the proxy's splice engine and the inotify watcher need (Linux, glibc, x86-64 or
+ * The few libc calls the proxy's native engines and the inotify watcher need (Linux, glibc, x86-64 or
  * arm64), opened once through Deno's FFI, with socket-address helpers.
  *
- * Internal to lib/splice_net.ts, lib/_inotify.ts and lib/_epoll.ts.
+ * Internal to lib/ffi_net.ts, lib/_holders.ts, lib/_inotify.ts and lib/_epoll.ts.
  *
  * @module
  */

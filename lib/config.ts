@@ -73,7 +73,7 @@ export interface ProxyConfig {
   versionGrace: number;
   proxyProtocol: boolean;
   /** The socket engine: see lib/proxy_net.ts. */
-  engine: "auto" | "splice" | "copy";
+  engine: "auto" | "copy" | "splice" | "deno";
   stateDir: string;
 }
 

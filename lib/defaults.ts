@@ -38,7 +38,7 @@ export const DEFAULTS = {
     drainTimeout: 30_000,
     versionGrace: 10_000,
     proxyProtocol: false,
-    /** splice(2) where it works (Linux with --allow-ffi), read/write loops elsewhere. */
+    /** Native sockets copying through a buffer where FFI works, Deno's sockets elsewhere. */
     engine: "auto" as const,
   },
   client: {

@@ -1,21 +1,21 @@
 /**
- * The socket layer under the proxy, as an interface with two engines:
+ * The socket layer under the proxy, as an interface with three engines:
  *
- * - `splice` (lib/splice_net.ts): sockets opened through FFI and bytes moved
- *   kernel-to-kernel with splice(2), never copied into the process. Linux only,
- *   needs `--allow-ffi`.
- * - `copy` (lib/copy_net.ts): `Deno.TcpConn` read/write loops with reused
- *   buffers. Works everywhere.
+ * - `copy` and `splice` (lib/ffi_net.ts): sockets opened through FFI, one
+ *   epoll loop, bytes moved with read(2)/write(2) through a buffer, or with
+ *   splice(2) through a pipe. Linux only, needs `--allow-ffi`.
+ * - `deno` (lib/deno_net.ts): `Deno.TcpConn` read/write loops. Works
+ *   everywhere, at about twice the CPU per byte.
  *
- * `auto` (the default) takes splice when it can and says why when it cannot.
+ * `auto` (the default) takes `copy` when it can and `deno` otherwise, saying why.
  *
  * @module
  */
 
 import type { HostPort } from "./address.ts";
 import { EnvironmentError } from "./errors.ts";
-import { copyNet } from "./copy_net.ts";
-import { openSpliceNet } from "./splice_net.ts";
+import { denoNet } from "./deno_net.ts";
+import { openFfiNet } from "./ffi_net.ts";
 
 /** A connected TCP socket, as the proxy uses it outside the byte relay. */
 export interface ProxyConn {
@@ -42,7 +42,7 @@ export type ByteCounter = (toBackend: boolean, n: number) => void;
 
 /** An engine: how the proxy listens, dials and relays. */
 export interface ProxyNet {
-  readonly engine: "splice" | "copy";
+  readonly engine: "copy" | "splice" | "deno";
   /**
    * @throws {Deno.errors.AddrInUse | Deno.errors.AddrNotAvailable} and other
    * `Deno.errors` when the address cannot be bound.
@@ -63,18 +63,18 @@ export interface ProxyNet {
 }
 
 /** Which engine the fleet file asks for. */
-export type ProxyEngine = "auto" | "splice" | "copy";
+export type ProxyEngine = "auto" | "copy" | "splice" | "deno";
 
 /**
- * Opens the engine asked for. `auto` falls back to `copy`, returning why in
- * `fallback`; `splice` where splice cannot work throws.
+ * Opens the engine asked for. `auto` falls back to `deno`, returning why in
+ * `fallback`; `copy` or `splice` where FFI cannot work throws.
  *
- * @throws {EnvironmentError} when `splice` is asked for and cannot be used here.
+ * @throws {EnvironmentError} when a native engine is asked for and cannot be used here.
  */
 export function openProxyNet(engine: ProxyEngine): { net: ProxyNet; fallback: string | null } {
-  if (engine === "copy") return { net: copyNet(), fallback: null };
-  const got = openSpliceNet();
+  if (engine === "deno") return { net: denoNet(), fallback: null };
+  const got = openFfiNet(engine === "auto" ? "copy" : engine);
   if (typeof got !== "string") return { net: got, fallback: null };
-  if (engine === "splice") throw new EnvironmentError(`proxy.engine is splice, but ${got}`);
-  return { net: copyNet(), fallback: got };
+  if (engine !== "auto") throw new EnvironmentError(`proxy.engine is ${engine}, but ${got}`);
+  return { net: denoNet(), fallback: got };
 }

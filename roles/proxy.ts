@@ -39,7 +39,7 @@ export async function run(opts: CommonOptions): Promise<number> {
     log: lg,
   });
   const { net, fallback } = openProxyNet(cfg.engine);
-  if (fallback) lg.warn("proxy engine: copy, not splice", { why: fallback });
+  if (fallback) lg.warn("proxy engine: deno, not the native copy engine", { why: fallback });
   const tcp = new TcpProxy({
     listen: cfg.listen,
     pool,

@@ -131,8 +131,8 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
     await lab.server("primary", "rsync1");
     const r2 = await lab.server("replica", "rsync2");
     const proxy = await startProxy(lab);
-    // Every other test here runs the default engine too: splice on this machine.
-    assert.match(proxy.stderr, /msg=ready .*engine=splice/);
+    // Every other test here runs the default engine too: the native copy engine on this machine.
+    assert.match(proxy.stderr, /msg=ready .*engine=copy/);
 
     const served: string[] = [];
     for (let i = 0; i < 4; i++) {
@@ -187,7 +187,7 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
   });
 });
 
-Deno.test("proxy: the copy engine carries the same pulls; without FFI, auto falls back and splice refuses to start", async () => {
+Deno.test("proxy: the splice and deno engines carry the same pulls; without FFI, auto falls back to deno and a native engine refuses to start", async () => {
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"], proxy: true });
     const big = new Uint8Array(3_000_000);
@@ -200,13 +200,13 @@ Deno.test("proxy: the copy engine carries the same pulls; without FFI, auto fall
     await lab.server("replica", "rsync2");
 
     const cases: { extra: string[]; deno: string[]; engine: string; warn?: RegExp }[] = [
-      { extra: ["--set", "proxy.engine=copy"], deno: [], engine: "copy" },
+      { extra: ["--set", "proxy.engine=deno"], deno: [], engine: "deno" },
       {
         extra: [],
         deno: ["--deny-ffi"],
-        engine: "copy",
+        engine: "deno",
         warn:
-          /level=warn msg="proxy engine: copy, not splice" .*FFI is not permitted \(run with --allow-ffi\)/,
+          /level=warn msg="proxy engine: deno, not the native copy engine" .*FFI is not permitted \(run with --allow-ffi\)/,
       },
       { extra: ["--set", "proxy.engine=splice"], deno: [], engine: "splice" },
     ];
@@ -250,7 +250,10 @@ Deno.test("proxy: the copy engine carries the same pulls; without FFI, auto fall
       "proxy.engine=fast",
     ]);
     assert.equal(bad.code, 2, bad.stderr);
-    assert.match(bad.stderr, /proxy\.engine: expected "auto", "splice" or "copy", got "fast"/);
+    assert.match(
+      bad.stderr,
+      /proxy\.engine: expected "auto", "copy", "splice" or "deno", got "fast"/,
+    );
   });
 });
 

@@ -1,9 +1,9 @@
-// The splice engine's socket addresses: what the proxy logs and puts in PROXY
+// The native proxy engines' socket addresses: what the proxy logs and puts in PROXY
 // headers comes from these bytes, so each form round-trips as Deno prints it.
 import assert from "node:assert/strict";
 import { decodeSockAddr, encodeSockAddr } from "../lib/_libc.ts";
 
-Deno.test("splice engine: socket addresses round-trip as Deno writes them; names are left to the resolver", () => {
+Deno.test("native proxy engines: socket addresses round-trip as Deno writes them; names are left to the resolver", () => {
   const cases: [string, string][] = [
     ["127.0.0.2", "127.0.0.2"],
     ["0.0.0.0", "0.0.0.0"],

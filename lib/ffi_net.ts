@@ -1,12 +1,15 @@
 /**
- * The `splice` proxy engine: sockets opened through FFI, watched by an epoll
- * reactor, and bytes moved socket → pipe → socket with splice(2), so they
- * never enter the process. The copy engine spends most of its CPU copying
- * every byte into JavaScript buffers and back out; this one leaves the
- * kernel only the page references to pass on.
+ * The proxy's native engines: sockets opened through FFI and watched by the
+ * process's own epoll loop (lib/_epoll.ts), bytes moved by plain system calls
+ * with no promise, op or Deno resource per chunk. Two movers (lib/_holders.ts):
  *
- * Each direction of a connection borrows a pipe from a small pool only while
- * it holds data, so a thousand idle connections hold no pipes.
+ * - `copy`: read(2) into a 256 KiB buffer, write(2) out of it, as nginx does;
+ * - `splice`: socket → pipe → socket with splice(2), so the bytes never enter
+ *   the process. Half the proxy's own CPU, but on loopback the whole machine
+ *   spent more per GB (see README), so it is not the default.
+ *
+ * Each direction of a connection borrows a buffer or pipe only while it holds
+ * bytes, so a thousand idle connections hold neither.
  *
  * @module
  */
@@ -22,7 +25,6 @@ import {
   EINPROGRESS,
   EINTR,
   errno,
-  F_SETPIPE_SZ,
   IPPROTO_TCP,
   type Libc,
   openLibc,
@@ -35,53 +37,44 @@ import {
   SOCK_STREAM,
   type SockAddr,
   SOL_SOCKET,
-  SPLICE_F_MOVE,
-  SPLICE_F_NONBLOCK,
   strerror,
   TCP_NODELAY,
 } from "./_libc.ts";
+import { type Holder, type HolderPool, holderPool, type Mover } from "./_holders.ts";
 import type { ByteCounter, ProxyConn, ProxyListener, ProxyNet } from "./proxy_net.ts";
 
-/** Bytes a pipe holds: one splice moves at most this much. */
-const PIPE_SIZE = 1024 * 1024;
-const PIPE_BIG = BigInt(PIPE_SIZE);
-/** Pipes kept for reuse (1 MiB each counts against the user's pipe pages). */
-const MAX_FREE_PIPES = 16;
-/** Splice rounds for one direction before it yields to other connections. */
+/** Rounds (a read and its writes) for one direction before it yields to other connections. */
 const ROUNDS = 32;
 const ECONNABORTED = 103;
-const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 /**
- * Opens the engine, or says why it cannot be used here.
+ * Opens a native engine moving bytes with `mover`, or says why it cannot be
+ * used here.
  *
  * @example
  * ```ts
- * const got = openSpliceNet();
- * if (typeof got === "string") console.log(`no splice: ${got}`);
+ * const got = openFfiNet("copy");
+ * if (typeof got === "string") console.log(`no native engine: ${got}`);
  * ```
  */
-export function openSpliceNet(): ProxyNet | string {
+export function openFfiNet(mover: Mover): ProxyNet | string {
   const c = openLibc();
   if (typeof c === "string") return c;
-  return new SpliceNet(c);
+  return new FfiNet(c, mover);
 }
 
-interface Pipe {
-  r: number;
-  w: number;
-}
-
-class SpliceNet implements ProxyNet {
-  readonly engine = "splice" as const;
+class FfiNet implements ProxyNet {
+  readonly engine: Mover;
   readonly c: Libc;
   readonly reactor: Reactor;
-  #pipes: Pipe[] = [];
+  readonly holders: HolderPool;
   #int = new Int32Array(1);
 
-  constructor(c: Libc) {
+  constructor(c: Libc, mover: Mover) {
     this.c = c;
+    this.engine = mover;
     this.reactor = new Reactor(c);
+    this.holders = holderPool(c, mover);
   }
 
   async listen(at: HostPort): Promise<ProxyListener> {
@@ -191,28 +184,7 @@ class SpliceNet implements ProxyNet {
 
   async close(): Promise<void> {
     await this.reactor.close();
-    for (const p of this.#pipes.splice(0)) this.#closePipe(p);
-  }
-
-  takePipe(): Pipe | null {
-    const p = this.#pipes.pop();
-    if (p) return p;
-    const fds = new Int32Array(2);
-    if (this.c.pipe2(fds, SOCK_NONBLOCK | SOCK_CLOEXEC) < 0) return null;
-    // Bigger pipes move more per call; past the user's pipe-page limit the
-    // kernel refuses, and the default 64 KiB still works.
-    this.c.fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE);
-    return { r: fds[0], w: fds[1] };
-  }
-
-  givePipe(p: Pipe, empty: boolean): void {
-    if (empty && this.#pipes.length < MAX_FREE_PIPES) this.#pipes.push(p);
-    else this.#closePipe(p);
-  }
-
-  #closePipe(p: Pipe): void {
-    this.c.close(p.r);
-    this.c.close(p.w);
+    this.holders.close();
   }
 
   #socket(sa: SockAddr): number {
@@ -223,22 +195,22 @@ class SpliceNet implements ProxyNet {
   }
 }
 
-/** One direction of a relay: `src` → pipe → `dst`. */
+/** One direction of a relay: `src` → holder → `dst`. */
 class Flow {
-  #net: SpliceNet;
+  #net: FfiNet;
   #src: FdSocket;
   #dst: FdSocket;
   #count: (n: number) => void;
   #fail: () => void;
   #done: () => void;
-  #pipe: Pipe | null = null;
-  /** Bytes in the pipe not yet passed on. */
+  #holder: Holder | null = null;
+  /** Bytes held not yet passed on. */
   #held = 0;
   #eof = false;
   #finished = false;
 
   constructor(
-    net: SpliceNet,
+    net: FfiNet,
     src: FdSocket,
     dst: FdSocket,
     count: (n: number) => void,
@@ -260,9 +232,7 @@ class Flow {
     if (this.#finished || src.closed || dst.closed) return;
     for (let round = 0; round < ROUNDS; round++) {
       if (this.#held > 0) {
-        const n = Number(
-          c.splice(this.#pipe!.r, null, dst.fd, null, BigInt(this.#held), SPLICE_FLAGS),
-        );
+        const n = this.#holder!.flush(dst.fd, this.#held);
         if (n < 0) {
           const e = errno(c);
           if (e === EINTR) continue;
@@ -278,9 +248,9 @@ class Flow {
         c.shutdown(dst.fd, SHUT_WR);
         return this.#done();
       }
-      this.#pipe ??= this.#net.takePipe();
-      if (!this.#pipe) return this.#fail();
-      const n = Number(c.splice(src.fd, null, this.#pipe.w, null, PIPE_BIG, SPLICE_FLAGS));
+      this.#holder ??= this.#net.holders.take();
+      if (!this.#holder) return this.#fail();
+      const n = this.#holder.fill(src.fd);
       if (n > 0) {
         this.#held = n;
         this.#count(n);
@@ -290,7 +260,7 @@ class Flow {
         const e = errno(c);
         if (e === EINTR) continue;
         if (e !== EAGAIN) return this.#fail();
-        // Nothing to read: the pipe is empty, so it goes back to the pool.
+        // Nothing to read: the holder is empty, so it goes back to the pool.
         this.release();
         return this.#wait(EPOLLIN);
       }
@@ -300,11 +270,11 @@ class Flow {
     this.#wait(this.#held > 0 ? EPOLLOUT : EPOLLIN);
   };
 
-  /** Returns the pipe to the pool (or closes it if it still holds bytes). */
+  /** Returns the holder to the pool (dropped if it still holds bytes). */
   release(): void {
-    if (!this.#pipe) return;
-    this.#net.givePipe(this.#pipe, this.#held === 0);
-    this.#pipe = null;
+    if (!this.#holder) return;
+    this.#net.holders.give(this.#holder, this.#held === 0);
+    this.#holder = null;
     this.#held = 0;
   }
 
@@ -321,12 +291,12 @@ class FdSocket implements ProxyConn {
   closed = false;
   /** Set by a relay: runs once when the socket is closed. */
   onClose: (() => void) | null = null;
-  #net: SpliceNet;
+  #net: FfiNet;
   #onIn: (() => void) | null = null;
   #onOut: (() => void) | null = null;
   #local: Deno.NetAddr | null = null;
 
-  constructor(net: SpliceNet, fd: number, remote: Deno.NetAddr) {
+  constructor(net: FfiNet, fd: number, remote: Deno.NetAddr) {
     this.#net = net;
     this.fd = fd;
     this.remoteAddr = remote;
@@ -424,12 +394,12 @@ class FdSocket implements ProxyConn {
 }
 
 class FdListener implements ProxyListener {
-  #net: SpliceNet;
+  #net: FfiNet;
   #sock: FdSocket;
   #sa = new Uint8Array(28);
   #len = new Uint32Array(1);
 
-  constructor(net: SpliceNet, fd: number) {
+  constructor(net: FfiNet, fd: number) {
     this.#net = net;
     this.#sock = new FdSocket(net, fd, { transport: "tcp", hostname: "", port: 0 });
   }

@@ -1,5 +1,6 @@
 /**
- * The portable proxy engine: `Deno.TcpConn` read/write loops.
+ * The portable proxy engine, `deno`: `Deno.TcpConn` read/write loops, for
+ * where the native engines (lib/ffi_net.ts) cannot run.
  *
  * Plain `read`/`write` with reused buffers (`pipeTo` measured ~30% slower here
  * and loses half-close): each direction starts with a small buffer, so a
@@ -20,17 +21,17 @@ const freeBuffers: Uint8Array<ArrayBuffer>[] = [];
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /**
- * The `copy` engine.
+ * The `deno` engine.
  *
  * @example
  * ```ts
- * const net = copyNet();
+ * const net = denoNet();
  * const l = await net.listen({ host: "127.0.0.1", port: 0 });
  * ```
  */
-export function copyNet(): ProxyNet {
+export function denoNet(): ProxyNet {
   return {
-    engine: "copy",
+    engine: "deno",
     listen: (at) =>
       Promise.resolve(
         Deno.listen({ hostname: at.host, port: at.port, transport: "tcp" }) as ProxyListener,

@@ -70,6 +70,13 @@ export type ProxyEngine = "auto" | "copy" | "splice" | "deno";
  * `fallback`; `copy` or `splice` where FFI cannot work throws.
  *
  * @throws {EnvironmentError} when a native engine is asked for and cannot be used here.
+ *
+ * @example
+ * ```ts
+ * const { net, fallback } = openProxyNet("auto");
+ * if (fallback) log.warn("proxy engine: deno", { why: fallback });
+ * const listener = await net.listen({ host: "0.0.0.0", port: 873 });
+ * ```
  */
 export function openProxyNet(engine: ProxyEngine): { net: ProxyNet; fallback: string | null } {
   if (engine === "deno") return { net: denoNet(), fallback: null };

@@ -77,9 +77,15 @@ export function openLibc(): Libc | string {
   }
 }
 
-/** The calling thread's errno, read right after a failed call. */
+let errnoView: Deno.UnsafePointerView | null = null;
+
+/**
+ * errno, read right after a failed call. Synchronous FFI calls all run on the
+ * JavaScript thread, so its thread-local errno stays at one address.
+ */
 export function errno(c: Libc): number {
-  return new Deno.UnsafePointerView(c.__errno_location()!).getInt32();
+  errnoView ??= new Deno.UnsafePointerView(c.__errno_location()!);
+  return errnoView.getInt32();
 }
 
 /** The system's text for an errno, e.g. "Connection refused". */

@@ -1,7 +1,7 @@
 /**
  * The proxy's data plane: a TCP listener that hands each client to the next
  * backend of a {@linkcode BackendPool} and relays bytes both ways through a
- * {@linkcode ProxyNet} engine (splice(2) on Linux, read/write loops elsewhere).
+ * {@linkcode ProxyNet} engine (native FFI sockets on Linux, Deno's elsewhere).
  *
  * Byte counts are plain field additions and the idle timeout is one sweep over
  * all sessions, so a chunk costs no timer and no allocation.

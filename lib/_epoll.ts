@@ -14,7 +14,7 @@
  * @module
  */
 
-import { EINTR, errno, type Libc } from "./_libc.ts";
+import { errno, type Libc } from "./_libc.ts";
 
 export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;
@@ -135,6 +135,7 @@ export class Reactor {
     const c = this.#c;
     /** Empty short waits in a row; past HOT_SPINS the loop parks on the worker thread. */
     let quiet = HOT_SPINS;
+    let failures = 0;
     try {
       while (this.#masks.size > 0) {
         let n: number;
@@ -146,7 +147,13 @@ export class Reactor {
           if (n === 0) n = await c.epoll_wait_blocking(this.#ep, this.#events, MAX_EVENTS, -1);
           quiet = 0;
         }
-        if (n < 0 && errno(c) !== EINTR) throw new Error(`epoll_wait: errno ${errno(c)}`);
+        // A signal landing on the waiting thread interrupts it (EINTR); that
+        // thread's errno cannot be read from here, so any failure is retried,
+        // and only a failure that persists is an error.
+        if (n < 0) {
+          if (++failures > 100) throw new Error(`epoll_wait keeps failing (errno ${errno(c)})`);
+          n = 0;
+        } else failures = 0;
         this.#dispatch(n);
         // One turn for everything else in the process before the next batch.
         await new Promise<void>((r) => setImmediate(r));

@@ -137,7 +137,8 @@ export class InotifySource {
         this.#parse(n, events);
         continue;
       }
-      const e = n < 0 ? errno(c) : 0;
+      if (n === 0) break;
+      const e = errno(c);
       if (e === EINTR) continue;
       if (e !== EAGAIN) this.#onError(`inotify read failed: ${strerror(c, e)}`);
       break;

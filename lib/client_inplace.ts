@@ -58,6 +58,7 @@ export function inPlace(job: ClientJob): TreeLayout {
         all.every(plainPath)
       ) {
         let r: RsyncResult | null = null;
+        let gone = false;
         if (listed.length) {
           const list = `${job.stateDir}/client-files-from`;
           // The marker rides along: the same version as dest's on the server
@@ -68,17 +69,27 @@ export function inPlace(job: ClientJob): TreeLayout {
             [...listed, ...(await exists(`${job.dest}/${VERSION_MARKER}`) ? [VERSION_MARKER] : [])]
               .map((p) => p === "./" ? "." : p),
           );
-          r = await transfer(job, {
-            ...base,
-            filesFrom: list,
-            delayUpdates: true,
-            backupDir: ctx.backupDir ?? undefined,
-            // A directory that became a file: its contents are among the
-            // extras the comparison counted, so it may go.
-            extra: ["--force"],
-          });
+          try {
+            r = await transfer(job, {
+              ...base,
+              filesFrom: list,
+              delayUpdates: true,
+              backupDir: ctx.backupDir ?? undefined,
+              // A directory that became a file: its contents are among the
+              // extras the comparison counted, so it may go.
+              extra: ["--force"],
+            });
+          } catch (e) {
+            // A listed path the server lacks (23) or lost meanwhile (24): the
+            // list reached a server at another version (the soak saw it end a
+            // run with exit 3). The whole tree below makes dest one version.
+            if (!(e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24))) {
+              throw e;
+            }
+            gone = true;
+          }
         }
-        if (!r?.items.some((l) => l.endsWith(` ${VERSION_MARKER}`))) {
+        if (!gone && !r?.items.some((l) => l.endsWith(` ${VERSION_MARKER}`))) {
           await removeExtras(
             job.dest,
             [...drift.changed, ...drift.missing],
@@ -90,9 +101,12 @@ export function inPlace(job: ClientJob): TreeLayout {
         // Behind a balancer the list went to a server at another version than
         // the one compared (a push in flight): the whole tree, on one
         // connection, makes dest one version again.
-        job.log.debug("the list came from another version; syncing the whole tree", {
-          dest: job.dest,
-        });
+        job.log.debug(
+          gone
+            ? "a listed path is gone on the server; syncing the whole tree"
+            : "the list came from another version; syncing the whole tree",
+          { dest: job.dest },
+        );
       }
       return await transfer(job, {
         ...base,

@@ -808,6 +808,34 @@ exec rsync "$@"
   });
 });
 
+Deno.test("client: a drift listing a path the other version removed gets the whole tree, not exit 3", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    assert.equal((await s.client()).code, 0);
+    await Deno.writeTextFile(`${s.dest}/a.txt`, "my local edit\n");
+    // As above, but version 2 removes a.txt, the drifted path the list
+    // names: rsync on that server fails the list (exit 23). The soak saw a
+    // client end its run there with exit 3.
+    const wrapper = `${lab.dir}/rsync-version-removes`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+case "$*" in *--files-from=*)
+  rm -f "${s.src}/a.txt"
+  printf '%s\\n' '${marker(2)}' > "${s.src}/.fanout-version" ;;
+esac
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /a listed path is gone on the server; syncing the whole tree/);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal(existsNow(`${s.dest}/a.txt`), false);
+  });
+});
+
 /**
  * Lands version `seq` on the server as the publisher does: the changed tree,
  * then the version log with its entry, then the marker; waits until the

@@ -69,6 +69,10 @@ export function inPlace(job: ClientJob): TreeLayout {
             [...listed, ...(await exists(`${job.dest}/${VERSION_MARKER}`) ? [VERSION_MARKER] : [])]
               .map((p) => p === "./" ? "." : p),
           );
+          // The dirty flag stays up until the extras are gone, or until the
+          // whole tree has come: a run killed in between (the marker of
+          // another version already in dest) must not pass for in sync. The
+          // soak caught one such client: the new marker, a file missing.
           try {
             r = await transfer(job, {
               ...base,
@@ -78,7 +82,7 @@ export function inPlace(job: ClientJob): TreeLayout {
               // A directory that became a file: its contents are among the
               // extras the comparison counted, so it may go.
               extra: ["--force"],
-            });
+            }, { keepDirty: true });
           } catch (e) {
             // A listed path the server lacks (23) or lost meanwhile (24): the
             // list reached a server at another version (the soak saw it end a
@@ -96,6 +100,7 @@ export function inPlace(job: ClientJob): TreeLayout {
             drift.extra,
             ctx.backupDir,
           );
+          await clearDirty(job);
           return r ?? emptyResult();
         }
         // Behind a balancer the list went to a server at another version than

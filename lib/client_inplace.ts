@@ -73,25 +73,11 @@ export function inPlace(job: ClientJob): TreeLayout {
           // whole tree has come: a run killed in between (the marker of
           // another version already in dest) must not pass for in sync. The
           // soak caught one such client: the new marker, a file missing.
-          try {
-            r = await transfer(job, {
-              ...base,
-              filesFrom: list,
-              delayUpdates: true,
-              backupDir: ctx.backupDir ?? undefined,
-              // A directory that became a file: its contents are among the
-              // extras the comparison counted, so it may go.
-              extra: ["--force"],
-            }, { keepDirty: true });
-          } catch (e) {
-            // A listed path the server lacks (23) or lost meanwhile (24): the
-            // list reached a server at another version (the soak saw it end a
-            // run with exit 3). The whole tree below makes dest one version.
-            if (!(e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24))) {
-              throw e;
-            }
-            gone = true;
-          }
+          // A listed path gone on the server (the list reached another
+          // version; the soak saw it end a run with exit 3): the whole tree
+          // below makes dest one version.
+          r = await transferListed(job, list, ctx);
+          gone = r === null;
         }
         if (!gone && !r?.items.some((l) => l.endsWith(` ${VERSION_MARKER}`))) {
           await removeExtras(
@@ -129,23 +115,11 @@ export function inPlace(job: ClientJob): TreeLayout {
       const file = `${job.stateDir}/client-files-from`;
       const names = new Set([...list.paths, VERSION_LOG, VERSION_MARKER]);
       await writeFileList(file, names);
-      let r: RsyncResult;
-      try {
-        r = await transfer(job, {
-          ...baseJob(job, job.dest),
-          filesFrom: file,
-          delayUpdates: true,
-          backupDir: ctx.backupDir ?? undefined,
-          // A directory that became a file: the log lists what was below it as deleted.
-          extra: ["--force"],
-        }, { keepDirty: true });
-      } catch (e) {
-        // A listed path the source lacks (23) or lost meanwhile (24): the log
-        // and that server's tree disagree. The dirty flag stays up, so the
-        // whole-tree path that follows cleans up first.
-        if (e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24)) return null;
-        throw e;
-      }
+      // A listed path the source lacks: the log and that server's tree
+      // disagree. The dirty flag stays up, so the whole-tree path that
+      // follows cleans up first.
+      const r = await transferListed(job, file, ctx);
+      if (!r) return null;
       // Behind a balancer the transfer may reach a server at another version
       // than the one whose log was read: then the listed paths are not the change.
       if (!sameVersion(readMarker(job.dest), target)) return null;
@@ -160,6 +134,34 @@ export function inPlace(job: ClientJob): TreeLayout {
       return r;
     },
   };
+}
+
+/**
+ * Transfers the paths listed in `file` into dest, leaving the dirty flag up
+ * for the caller's next steps. Null when a listed path is not on the server
+ * that answered (rsync 23) or went away during the run (24).
+ *
+ * @throws {TransferError} for any other failure.
+ */
+async function transferListed(
+  job: ClientJob,
+  file: string,
+  ctx: ApplyContext,
+): Promise<RsyncResult | null> {
+  try {
+    return await transfer(job, {
+      ...baseJob(job, job.dest),
+      filesFrom: file,
+      delayUpdates: true,
+      backupDir: ctx.backupDir ?? undefined,
+      // A directory that became a file: what was below it is among the
+      // extras (the comparison's, or the log's deletions), so it may go.
+      extra: ["--force"],
+    }, { keepDirty: true });
+  } catch (e) {
+    if (e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24)) return null;
+    throw e;
+  }
 }
 
 /** A path as rsync itemized it, usable as is: no escapes, nothing leaving the tree. */

@@ -15,13 +15,14 @@ const args = parseArgs({
   options: { quick: { type: "boolean" }, runs: { type: "string" }, conns: { type: "string" } },
 });
 const quick = args.values.quick ?? false;
-const RUNS = Number(args.values.runs ?? (quick ? 1 : 3));
+const RUNS = Number(args.values.runs ?? (quick ? 1 : 5));
 const FILES = quick ? 600 : 3000;
 /** Every 10th file is big: ~100 KB a file on average (full: ~300 MB). */
 const SMALL = 30_000;
 const BIG = 730_000;
 const IDLE_CONNS = Number(args.values.conns ?? (quick ? 200 : 1000));
 const PARALLEL = 4;
+const FANOUT = "fanout proxy (copy)";
 
 interface Target {
   name: string;
@@ -90,7 +91,7 @@ try {
   const targets: Target[] = [
     { name: "direct", url: (i) => direct[i % 2], pids: () => Promise.resolve([]) },
     {
-      name: "fanout proxy (copy)",
+      name: FANOUT,
       url: () => url(px.ip, px.port),
       pids: () => Promise.resolve([fanout.pid]),
       host: px.ip,
@@ -129,14 +130,17 @@ try {
   const single = new Map<string, number[]>();
   const aggregate = new Map<string, number[]>();
   /** CPU seconds each proxy spent on the pulls, and the bytes it carried. */
-  const cpu = new Map<string, { s: number; machine: number; bytes: number }>();
+  const cpu = new Map<string, { s: number; user: number; machine: number; bytes: number }>();
   for (let run = 0; run < RUNS; run++) {
-    // Interleaved, so drift on a shared machine hits every target alike.
-    for (const t of targets) {
+    // Interleaved, so drift on a shared machine hits every target alike, and
+    // rotated, so no target always follows the same one.
+    const order = targets.map((_, i) => targets[(i + run) % targets.length]);
+    for (const t of order) {
       const tags = Array.from({ length: PARALLEL }, (_, i) => `agg${i}`);
       await clear("single", ...tags);
       const pids = await t.pids();
       const c0 = await cpuSeconds(pids);
+      const u0 = await cpuSeconds(pids, "user");
       const m0 = await machineBusySeconds();
       const t0 = performance.now();
       await pull(t.url(0), "single");
@@ -144,8 +148,9 @@ try {
       const t1 = performance.now();
       await Promise.all(tags.map((tag, i) => pull(t.url(i), tag)));
       push(aggregate, t.name, (PARALLEL * treeBytes) / ((performance.now() - t1) / 1000));
-      const c = cpu.get(t.name) ?? { s: 0, machine: 0, bytes: 0 };
+      const c = cpu.get(t.name) ?? { s: 0, user: 0, machine: 0, bytes: 0 };
       c.s += (await cpuSeconds(pids)) - c0;
+      c.user += (await cpuSeconds(pids, "user")) - u0;
       c.machine += (await machineBusySeconds()) - m0;
       c.bytes += (1 + PARALLEL) * treeBytes;
       cpu.set(t.name, c);
@@ -161,7 +166,9 @@ try {
   const mb = (v: number) => (v / 1e6).toFixed(0);
   const cpuText = (name: string) => {
     const c = cpu.get(name);
-    return name === "direct" || !c ? "-" : `${(c.s / (c.bytes / 1e9)).toFixed(2)} s`;
+    if (name === "direct" || !c) return "-";
+    const gb = c.bytes / 1e9;
+    return `${(c.s / gb).toFixed(2)} s (user ${(c.user / gb).toFixed(2)})`;
   };
   const machineText = (name: string) => {
     const c = cpu.get(name)!;
@@ -188,6 +195,19 @@ try {
         r ? `${r.loaded.toFixed(0)} MB` : "-"
       } |`,
     );
+  }
+  // Paired by run (the same minute of the same machine): the spread between
+  // runs is larger than the gaps between the proxies.
+  console.log("");
+  for (const peer of ["nginx stream", "HAProxy"]) {
+    for (const [label, m] of [[`${PARALLEL} pulls`, aggregate], ["1 pull", single]] as const) {
+      const ratios = m.get(FANOUT)!.map((v, i) => v / m.get(peer)![i]);
+      const ahead = ratios.filter((r) => r >= 1).length;
+      console.log(
+        `fanout (copy) / ${peer}, ${label}: ${ratios.map((r) => r.toFixed(2)).join(", ")}; ` +
+          `median ${median(ratios).toFixed(2)}, at or ahead in ${ahead} of ${ratios.length}`,
+      );
+    }
   }
 } finally {
   for (const c of thirdParty) {
@@ -277,13 +297,13 @@ async function groupPids(pid: number): Promise<number[]> {
   return r.stdout.split("\n").filter(Boolean).map(Number);
 }
 
-/** User + system CPU seconds of `pids` so far. */
-async function cpuSeconds(pids: number[]): Promise<number> {
+/** User + system (or only user) CPU seconds of `pids` so far. */
+async function cpuSeconds(pids: number[], only?: "user"): Promise<number> {
   let ticks = 0;
   for (const pid of pids) {
     const text = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
     const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    ticks += Number(f[11] ?? 0) + Number(f[12] ?? 0);
+    ticks += Number(f[11] ?? 0) + (only ? 0 : Number(f[12] ?? 0));
   }
   return ticks / 100;
 }

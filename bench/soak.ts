@@ -206,7 +206,7 @@ async function main(): Promise<void> {
         case "kill watcher": {
           const c = pick(WATCH);
           const p = fleet.watchers.get(c);
-          if (!p) break;
+          if (!p || watcherExited(fleet, c)) break;
           killClient(fleet, c, p);
           await p.status();
           fleet.watchers.delete(c);
@@ -226,7 +226,10 @@ async function main(): Promise<void> {
           await startHost(fleet, name);
           down.delete(name);
         }
-        for (const c of WATCH) if (!fleet.watchers.has(c)) await fleet.startWatchers([c]);
+        for (const c of WATCH) {
+          watcherExited(fleet, c);
+          if (!fleet.watchers.has(c)) await fleet.startWatchers([c]);
+        }
         if (!lastPublishOk || (await markerOf(lab.hosts.rsync1.path))?.commit !== head) {
           // The push is in the repository; its publish failed (the primary was
           // down): the next publish catches up, here one by hand.
@@ -288,6 +291,20 @@ function killClient(t: Topology, name: string, p: Proc): void {
       if (pid > 1) Deno.kill(-pid, "SIGKILL");
     } catch { /* not transferring */ }
   }
+}
+
+/**
+ * A --watch client that ended on its own (it must keep running through every
+ * fault): an unexpected result, with the end of what it said. True when so.
+ */
+function watcherExited(t: Topology, name: string): boolean {
+  const p = t.watchers.get(name);
+  if (!p?.exited) return false;
+  t.watchers.delete(name);
+  const said = p.stderr.trim().split("\n").slice(-3).join(" | ");
+  unexpected.push(`--watch client ${name}: exited ${p.exited.code}: ${said}`);
+  log(`--watch client ${name} had exited (${p.exited.code}): ${said}`);
+  return true;
 }
 
 function clientResult(name: string, code: number, stderr: string): void {

@@ -48,6 +48,14 @@ import { recoverInterrupted } from "./client_transfer.ts";
 import { catchUp } from "./client_catchup.ts";
 import type { ChangeList } from "./version_log.ts";
 import { exists } from "./_fs.ts";
+import { markerFromScan } from "./marker_stamp.ts";
+
+/**
+ * Comparisons in one run while each transfer's marker turns out newer than
+ * its listing of the tree (versions landing back to back); past it the next
+ * run compares again.
+ */
+const SCAN_PASSES = 3;
 
 /** Files in the state dir. */
 const RECORD_FILE = "client-dest.json";
@@ -141,12 +149,14 @@ async function syncSteps(
   result: ClientRunResult,
 ): Promise<void> {
   const forced = await recoverInterrupted(job, () => layout.recover());
-  const state = await checkDest(job.dest, {
-    adopt: job.adopt,
-    stateDir: job.stateDir,
-    backupDir: job.backupDir,
-    recordFile: `${job.stateDir}/${RECORD_FILE}`,
-  });
+  const destState = () =>
+    checkDest(job.dest, {
+      adopt: job.adopt,
+      stateDir: job.stateDir,
+      backupDir: job.backupDir,
+      recordFile: `${job.stateDir}/${RECORD_FILE}`,
+    });
+  const state = await destState();
   const current = await layout.current();
   const before = current ? readMarker(current) : null;
   result.previous_version = before;
@@ -205,25 +215,41 @@ async function syncSteps(
       return;
     }
   }
-  const applied = await retrying(job, "sync", async () => {
-    // An attempt cut mid-transfer left its staging dirs; the source may have
-    // changed since, so what it staged may never be sent (nor cleaned) again.
-    await recoverInterrupted(job, () => layout.recover());
-    const drift = await compare(job, current ?? job.dest, { adopt: state === "adopt" });
-    result.server = drift.server;
-    result.drift = driftCount(drift);
-    refuseUnsafe(job, drift, state, before);
-    if (driftCount(drift) === 0 && state === "marked") return null;
-    if (state === "adopt") {
-      const dropped = await adoptDest(job.dest);
-      job.log.info("adopted dest", { dest: job.dest, dropped_git: dropped });
-    }
-    const r = await layout.apply(drift, { state, backupDir });
-    await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
-    return { drift, r };
-  });
+  const passes: { drift: Drift; r: RsyncResult }[] = [];
+  for (let pass = 1, tree = current, st = state, prior = 0;; pass++) {
+    const done = await retrying(job, "sync", async () => {
+      // An attempt cut mid-transfer left its staging dirs; the source may have
+      // changed since, so what it staged may never be sent (nor cleaned) again.
+      await recoverInterrupted(job, () => layout.recover());
+      const drift = await compare(job, tree ?? job.dest, { adopt: st === "adopt" });
+      result.server = drift.server;
+      result.drift = prior + driftCount(drift);
+      refuseUnsafe(job, drift, st, before);
+      if (driftCount(drift) === 0 && st === "marked") return null;
+      if (st === "adopt") {
+        const dropped = await adoptDest(job.dest);
+        job.log.info("adopted dest", { dest: job.dest, dropped_git: dropped });
+      }
+      const r = await layout.apply(drift, { state: st, backupDir });
+      await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
+      return { drift, r };
+    });
+    if (done) passes.push(done);
+    prior = result.drift;
+    tree = await layout.current();
+    // A version that landed on the server between rsync's listing of the
+    // tree and its sending of the marker: the new marker over the listed
+    // (older) tree. One more comparison brings what the listing missed.
+    if (!done || markerFromScan(tree ?? job.dest) || pass === SCAN_PASSES) break;
+    job.log.info("a version landed while the tree was being read; comparing again", {
+      version: describeVersion(readMarker(tree ?? job.dest)),
+      pass: pass + 1,
+    });
+    st = await destState();
+  }
 
-  const after = readMarker((await layout.current()) ?? job.dest);
+  const afterDir = (await layout.current()) ?? job.dest;
+  const after = readMarker(afterDir);
   result.version = after;
   if (before && after && after.seq < before.seq) {
     job.log.warn("version went backwards", {
@@ -232,15 +258,15 @@ async function syncSteps(
       source: job.source,
     });
   }
-  if (applied) {
-    const s = applied.r.stats;
+  if (passes.length) {
+    const sum = (f: (p: typeof passes[number]) => number) => passes.reduce((n, p) => n + f(p), 0);
     result.mode = "sync";
     // From the comparison: an --atomic transfer into a fresh tree itemizes
     // every directory as new, so its own lines do not say what changed.
-    result.files_changed = applied.drift.changed.length + applied.drift.missing.length;
-    result.files_deleted = applied.drift.extra.length;
-    result.bytes_changed = s?.transferredSize ?? 0;
-    result.bytes_received = s?.bytesReceived ?? 0;
+    result.files_changed = sum((p) => p.drift.changed.length + p.drift.missing.length);
+    result.files_deleted = sum((p) => p.drift.extra.length);
+    result.bytes_changed = sum((p) => p.r.stats?.transferredSize ?? 0);
+    result.bytes_received = sum((p) => p.r.stats?.bytesReceived ?? 0);
     if (backupDir && await exists(backupDir)) result.backup_dir = backupDir;
   } else {
     result.mode = "verify";
@@ -248,10 +274,12 @@ async function syncSteps(
   // A comparison is a verification only when the source held still during
   // it: the marker is written last on every server, so an unchanged marker
   // before and after means no push landed in between.
-  let consistent = true;
+  // Behind a balancer the three reads may reach three servers, so the marker
+  // must also be the one the tree's listing saw (lib/marker_stamp.ts).
+  let consistent = markerFromScan(afterDir);
   if (job.verifyEvery > 0) {
     const remoteAfter = await fetchMarker(job).catch(() => null);
-    consistent = sameVersion(remoteBefore, remoteAfter) && sameVersion(remoteAfter, after);
+    consistent &&= sameVersion(remoteBefore, remoteAfter) && sameVersion(remoteAfter, after);
   }
   // An unsure run also voids the last verification, or the next run could
   // trust a marker that arrived ahead of its tree.

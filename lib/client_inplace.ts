@@ -14,6 +14,7 @@ import { baseJob, type ClientJob, RsyncFailure } from "./client_job.ts";
 import { clearDirty, removeDelayDirs, transfer } from "./client_transfer.ts";
 import { type RsyncResult, writeFileList } from "./rsync.ts";
 import { readMarker, sameVersion, type VersionMarker } from "./version.ts";
+import { markerFromScan } from "./marker_stamp.ts";
 import type { ChangeList } from "./version_log.ts";
 import { exists, existsNow } from "./_fs.ts";
 
@@ -121,8 +122,10 @@ export function inPlace(job: ClientJob): TreeLayout {
       const r = await transferListed(job, file, ctx);
       if (!r) return null;
       // Behind a balancer the transfer may reach a server at another version
-      // than the one whose log was read: then the listed paths are not the change.
-      if (!sameVersion(readMarker(job.dest), target)) return null;
+      // than the one whose log was read: then the listed paths are not the
+      // change. Or one that listed them just before the target landed: then
+      // the changed files may be stale under the target's marker.
+      if (!sameVersion(readMarker(job.dest), target) || !markerFromScan(job.dest)) return null;
       const kind = (p: string): DriftItem["kind"] => list.dirs.has(p) ? "dir" : "file";
       await removeExtras(
         job.dest,

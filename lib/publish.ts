@@ -48,6 +48,7 @@ import {
   type VersionMarker,
 } from "./version.ts";
 import { appendEntry, newEntry } from "./version_log.ts";
+import { stampMarker } from "./marker_stamp.ts";
 import { classify } from "./client_drift.ts";
 
 /** What to publish, and how. */
@@ -228,6 +229,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     await writeAtomic(files.state, formatMarker(marker));
     await Deno.mkdir(files.markerDir, { recursive: true });
     await writeAtomic(`${files.markerDir}/${VERSION_MARKER}`, formatMarker(marker));
+    // Its mtime is its published_at on every server (lib/marker_stamp.ts).
+    stampMarker(`${files.markerDir}/${VERSION_MARKER}`);
     // The entry lists this transfer's changes, which are the whole change
     // from `previous` only when the primary held exactly `previous` before
     // it: not after a publish of ours that failed between tree and marker

@@ -37,6 +37,7 @@ import {
   writeFileList,
 } from "./rsync.ts";
 import { parseMarker, type VersionMarker } from "./version.ts";
+import { stampMarker } from "./marker_stamp.ts";
 import { Semaphore } from "./_semaphore.ts";
 import { readTextOrNull } from "./_fs.ts";
 
@@ -467,6 +468,8 @@ export class PushEngine {
     const dir = `${this.#o.workDir}/${r.target.name}.marker`;
     await Deno.mkdir(dir, { recursive: true });
     await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, text);
+    // The publisher's stamp, kept: clients read a scan's version from it.
+    stampMarker(`${dir}/${VERSION_MARKER}`);
     const job = this.#job(r, {
       source: `${dir}/`,
       extra: [`--include=/${VERSION_MARKER}`, "--exclude=*"],

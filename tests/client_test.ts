@@ -15,7 +15,7 @@ import {
 } from "./_helpers.ts";
 import { acquireLock } from "../lib/file_lock.ts";
 import { appendEntry, newEntry } from "../lib/version_log.ts";
-import { parseMarker } from "../lib/version.ts";
+import { parseMarker, readMarker } from "../lib/version.ts";
 import { existsNow } from "../lib/_fs.ts";
 
 const NAME = "web1";
@@ -805,6 +805,124 @@ exec rsync "$@"
     // Not a.txt of version 2 under version 1's marker: all of version 2.
     await assertSameTree(s.src, s.dest, OURS);
     assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "b, version 2\n");
+  });
+});
+
+Deno.test("client: killed after a drift list brought another version's marker, the next run still gets the whole tree", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab);
+    assert.equal((await s.client()).code, 0);
+    await Deno.writeTextFile(`${s.dest}/a.txt`, "my local edit\n");
+    // As above, version 2 lands right before the list is sent, so the list
+    // brings a.txt and the marker of version 2 but not b.txt. The client is
+    // then killed as the whole-tree sync starts. The soak caught a client
+    // left like this with its flag down: the next run trusted the marker, and
+    // the files of version 2 outside the list never came.
+    const seen = `${lab.dir}/list-was-sent`;
+    const wrapper = `${lab.dir}/rsync-version-lands-then-killed`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+case "$*" in
+*--files-from=*)
+  echo "a, version 2" > "${s.src}/a.txt"
+  echo "b, version 2" > "${s.src}/b.txt"
+  printf '%s\\n' '${marker(2)}' > "${s.src}/.fanout-version"
+  touch "${seen}" ;;
+*--delete*)
+  [ -e "${seen}" ] && kill -9 $PPID && exit 1 ;;
+esac
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    const killed = await s.client(["--set", `rsync.path=${wrapper}`]);
+    assert.notEqual(killed.code, 0, "the client was killed");
+    assert.equal(readMarker(s.dest)?.seq, 2, "the list brought version 2's marker");
+    assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "beta\n");
+
+    const r = await s.client();
+    assert.deepEqual([r.code, r.stderr], [0, ""]);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal(await Deno.readTextFile(`${s.dest}/b.txt`), "b, version 2\n");
+  });
+});
+
+Deno.test("client: a version landing between rsync's listing and its sending of the marker: compared again, not trusted", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { client: { verify_every: "1h" } });
+    assert.equal((await s.client()).code, 0);
+    // Version 3 adds new.txt, with no log entry: the whole tree is compared.
+    await writeTree(s.src, { "new.txt": "new in version 3\n" });
+    await Deno.writeTextFile(`${s.src}/.fanout-version`, marker(3));
+    // The end state of the race (reproduced with plain rsync --delay-updates,
+    // and caught by the soak behind the proxy, where the reads before and
+    // after the transfer reached other servers): the listing was made before
+    // version 3 landed (no new.txt, the older marker's mtime), the marker's
+    // bytes were read after it. The wrapper makes the first transfer so.
+    const at = Date.parse(JSON.parse(marker(3)).published_at) / 1000 - 60;
+    const once = `${lab.dir}/raced`;
+    const wrapper = `${lab.dir}/rsync-listed-before-version-3`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+case "$*" in *--dry-run*) exec rsync "$@" ;; esac
+case "$*" in *--delete*)
+  if [ ! -e "${once}" ]; then
+    touch "${once}"
+    rsync --exclude=/new.txt "$@" || exit $?
+    touch -d @${at} "${s.dest}/.fanout-version"
+    exit 0
+  fi ;;
+esac
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    const r = await s.client(["--set", `rsync.path=${wrapper}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsNow(once), "the wrapper made the first transfer");
+    assert.match(r.stderr, /a version landed while the tree was being read; comparing again/);
+    await assertSameTree(s.src, s.dest, OURS);
+    const st = await s.status();
+    assert.equal((st.version as { seq: number }).seq, 3);
+    assert.notEqual(st.verified_at, null, "the second comparison held still");
+  });
+});
+
+Deno.test("client: a catch-up whose listing predates the version it names falls back to the whole tree", async () => {
+  await withLab(async (lab) => {
+    const s = await setup(lab, { client: { verify_every: "1h" } });
+    assert.equal((await s.client()).code, 0);
+    await landVersion(s, 2, { write: { "a.txt": "alpha v2\n" }, paths: ["a.txt"], deleted: [] });
+    // As above, for the listed transfer of a catch-up: the listing saw a.txt
+    // as it was before version 2 (so rsync skipped it), the marker's bytes
+    // came after.
+    const at = Date.parse(JSON.parse(marker(2)).published_at) / 1000 - 60;
+    const once = `${lab.dir}/raced`;
+    const wrapper = `${lab.dir}/rsync-listed-before-version-2`;
+    await Deno.writeTextFile(
+      wrapper,
+      `#!/bin/sh
+for last; do :; done
+case "$*" in *--files-from=*)
+  if [ ! -e "${once}" ] && [ "$last" = "${s.dest}/" ]; then
+    touch "${once}"
+    rsync --exclude=/a.txt "$@" || exit $?
+    touch -d @${at} "${s.dest}/.fanout-version"
+    exit 0
+  fi ;;
+esac
+exec rsync "$@"
+`,
+      { mode: 0o755 },
+    );
+    const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsNow(once), "the wrapper made the listed transfer");
+    assert.match(r.stderr, /the source did not match its version log; comparing the whole tree/);
+    await assertSameTree(s.src, s.dest, OURS);
+    assert.equal(await Deno.readTextFile(`${s.dest}/a.txt`), "alpha v2\n");
   });
 });
 

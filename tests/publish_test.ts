@@ -155,6 +155,13 @@ Deno.test("publish: adds, changes, deletes and renames land exactly; marker last
     );
     await assertPublished(lab, repo, a, 1, ["notes.tmp"]);
     const primary = lab.hosts.rsync1.path;
+    // The marker's mtime is its published_at: clients tell by it which
+    // version a listing of the tree saw (lib/marker_stamp.ts).
+    const published = JSON.parse(await Deno.readTextFile(`${primary}/.fanout-version`));
+    assert.equal(
+      (await Deno.stat(`${primary}/.fanout-version`)).mtime?.getTime(),
+      Date.parse(published.published_at),
+    );
     assert.ok((await Deno.stat(`${primary}/bin/run.sh`)).mode! & 0o100, "the exec bit lands");
     await assert.rejects(Deno.stat(`${primary}/notes.tmp`), "excluded files are not published");
 

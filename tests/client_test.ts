@@ -815,9 +815,8 @@ Deno.test("client: killed after a drift list brought another version's marker, t
     await Deno.writeTextFile(`${s.dest}/a.txt`, "my local edit\n");
     // As above, version 2 lands right before the list is sent, so the list
     // brings a.txt and the marker of version 2 but not b.txt. The client is
-    // then killed as the whole-tree sync starts. The soak caught a client
-    // left like this with its flag down: the next run trusted the marker, and
-    // the files of version 2 outside the list never came.
+    // then killed as the whole-tree sync starts: dest holds version 2's
+    // marker over version 1's b.txt, and the next run must not trust it.
     const seen = `${lab.dir}/list-was-sent`;
     const wrapper = `${lab.dir}/rsync-version-lands-then-killed`;
     await Deno.writeTextFile(

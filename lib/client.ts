@@ -239,9 +239,11 @@ async function syncSteps(
     tree = await layout.current();
     // A version that landed on the server between rsync's listing of the
     // tree and its sending of the marker: the new marker over the listed
-    // (older) tree. One more comparison brings what the listing missed.
-    if (!done || markerFromScan(tree ?? job.dest) || pass === SCAN_PASSES) break;
-    job.log.info("a version landed while the tree was being read; comparing again", {
+    // (older) tree. One more comparison brings what the listing missed. (So
+    // does one after a comparison that found nothing: behind a balancer it
+    // may have reached a server still at the listed version.)
+    if (markerFromScan(tree ?? job.dest) || pass === SCAN_PASSES) break;
+    job.log.debug("a version landed while the tree was being read; comparing again", {
       version: describeVersion(readMarker(tree ?? job.dest)),
       pass: pass + 1,
     });

@@ -878,7 +878,7 @@ exec rsync "$@"
 `,
       { mode: 0o755 },
     );
-    const r = await s.client(["--set", `rsync.path=${wrapper}`]);
+    const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(existsNow(once), "the wrapper made the first transfer");
     assert.match(r.stderr, /a version landed while the tree was being read; comparing again/);

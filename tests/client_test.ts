@@ -859,25 +859,7 @@ Deno.test("client: a version landing between rsync's listing and its sending of 
     // after the transfer reached other servers): the listing was made before
     // version 3 landed (no new.txt, the older marker's mtime), the marker's
     // bytes were read after it. The wrapper makes the first transfer so.
-    const at = Date.parse(JSON.parse(marker(3)).published_at) / 1000 - 60;
-    const once = `${lab.dir}/raced`;
-    const wrapper = `${lab.dir}/rsync-listed-before-version-3`;
-    await Deno.writeTextFile(
-      wrapper,
-      `#!/bin/sh
-case "$*" in *--dry-run*) exec rsync "$@" ;; esac
-case "$*" in *--delete*)
-  if [ ! -e "${once}" ]; then
-    touch "${once}"
-    rsync --exclude=/new.txt "$@" || exit $?
-    touch -d @${at} "${s.dest}/.fanout-version"
-    exit 0
-  fi ;;
-esac
-exec rsync "$@"
-`,
-      { mode: 0o755 },
-    );
+    const { wrapper, once } = await listedBeforeVersion(lab, s, 3, "--delete", "new.txt");
     const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(existsNow(once), "the wrapper made the first transfer");
@@ -897,25 +879,7 @@ Deno.test("client: a catch-up whose listing predates the version it names falls 
     // As above, for the listed transfer of a catch-up: the listing saw a.txt
     // as it was before version 2 (so rsync skipped it), the marker's bytes
     // came after.
-    const at = Date.parse(JSON.parse(marker(2)).published_at) / 1000 - 60;
-    const once = `${lab.dir}/raced`;
-    const wrapper = `${lab.dir}/rsync-listed-before-version-2`;
-    await Deno.writeTextFile(
-      wrapper,
-      `#!/bin/sh
-for last; do :; done
-case "$*" in *--files-from=*)
-  if [ ! -e "${once}" ] && [ "$last" = "${s.dest}/" ]; then
-    touch "${once}"
-    rsync --exclude=/a.txt "$@" || exit $?
-    touch -d @${at} "${s.dest}/.fanout-version"
-    exit 0
-  fi ;;
-esac
-exec rsync "$@"
-`,
-      { mode: 0o755 },
-    );
+    const { wrapper, once } = await listedBeforeVersion(lab, s, 2, "--files-from=", "a.txt");
     const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(existsNow(once), "the wrapper made the listed transfer");
@@ -924,6 +888,43 @@ exec rsync "$@"
     assert.equal(await Deno.readTextFile(`${s.dest}/a.txt`), "alpha v2\n");
   });
 });
+
+/**
+ * An rsync wrapper whose first transfer into dest with `kind` among its
+ * arguments ends as a version landing in the middle of it leaves dest:
+ * `missing` was not in the listing, and the marker keeps an mtime from
+ * before version `seq` (its bytes are the new ones). `once` appears when it
+ * did so.
+ */
+async function listedBeforeVersion(
+  lab: Lab,
+  s: Setup,
+  seq: number,
+  kind: "--delete" | "--files-from=",
+  missing: string,
+): Promise<{ wrapper: string; once: string }> {
+  const at = Date.parse(JSON.parse(marker(seq)).published_at) / 1000 - 60;
+  const once = `${lab.dir}/raced`;
+  const wrapper = `${lab.dir}/rsync-listed-before-version-${seq}`;
+  await Deno.writeTextFile(
+    wrapper,
+    `#!/bin/sh
+for last; do :; done
+case "$*" in *--dry-run*) exec rsync "$@" ;; esac
+case "$*" in *${kind}*)
+  if [ ! -e "${once}" ] && [ "$last" = "${s.dest}/" ]; then
+    touch "${once}"
+    rsync --exclude=/${missing} "$@" || exit $?
+    touch -d @${at} "${s.dest}/.fanout-version"
+    exit 0
+  fi ;;
+esac
+exec rsync "$@"
+`,
+    { mode: 0o755 },
+  );
+  return { wrapper, once };
+}
 
 Deno.test("client: a drift listing a path the other version removed gets the whole tree, not exit 3", async () => {
   await withLab(async (lab) => {

@@ -87,6 +87,16 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
     // c3 got every version since v1 by the version log, without a tree walk.
     const c3 = await c3Status();
     assert.deepEqual([c3.mode, c3.verified_at], ["sync", c3Verified]);
+    // Every server's copy of a version's marker has the same mtime (its
+    // published_at), so a client reaching another server behind the proxy has
+    // nothing to do. (Each server's marker had its own mtime before: every run
+    // re-sent it and walked the tree a second time.)
+    for (let i = 0; i < 3; i++) {
+      const r = await t.runClient("c1");
+      assert.equal(r.code, 0, r.stderr);
+      const st = JSON.parse(await Deno.readTextFile(`${t.clientState("c1")}/client-status.json`));
+      assert.deepEqual([st.mode, st.drift], ["verify", 0], `run ${i}: ${JSON.stringify(st)}`);
+    }
 
     for (const name of [...t.servers, ...t.clients]) {
       const mode = (await Deno.stat(`${t.treeOf(name)}/bin/run.sh`)).mode! & 0o777;

@@ -218,7 +218,10 @@ async function syncSteps(
     }
   }
   const passes: { drift: Drift; r: RsyncResult }[] = [];
-  for (let pass = 1, tree = current, st = state, prior = 0;; pass++) {
+  let tree = current;
+  /** Whether dest's marker is the one its tree's listing saw (lib/marker_stamp.ts). */
+  let fromScan = true;
+  for (let pass = 1, st = state, prior = 0;; pass++) {
     const done = await retrying(job, "sync", async () => {
       // An attempt cut mid-transfer left its staging dirs; the source may have
       // changed since, so what it staged may never be sent (nor cleaned) again.
@@ -239,12 +242,13 @@ async function syncSteps(
     if (done) passes.push(done);
     prior = result.drift;
     tree = await layout.current();
+    fromScan = markerFromScan(tree ?? job.dest);
     // A version that landed on the server between rsync's listing of the
     // tree and its sending of the marker: the new marker over the listed
     // (older) tree. One more comparison brings what the listing missed. (So
     // does one after a comparison that found nothing: behind a balancer it
     // may have reached a server still at the listed version.)
-    if (markerFromScan(tree ?? job.dest) || pass === SCAN_PASSES) break;
+    if (fromScan || pass === SCAN_PASSES) break;
     job.log.debug("a version landed while the tree was being read; comparing again", {
       version: describeVersion(readMarker(tree ?? job.dest)),
       pass: pass + 1,
@@ -252,8 +256,7 @@ async function syncSteps(
     st = await destState();
   }
 
-  const afterDir = (await layout.current()) ?? job.dest;
-  const after = readMarker(afterDir);
+  const after = readMarker(tree ?? job.dest);
   result.version = after;
   if (before && after && after.seq < before.seq) {
     job.log.warn("version went backwards", {
@@ -279,8 +282,8 @@ async function syncSteps(
   // it: the marker is written last on every server, so an unchanged marker
   // before and after means no push landed in between.
   // Behind a balancer the three reads may reach three servers, so the marker
-  // must also be the one the tree's listing saw (lib/marker_stamp.ts).
-  let consistent = markerFromScan(afterDir);
+  // must also be the one the tree's listing saw.
+  let consistent = fromScan;
   if (job.verifyEvery > 0) {
     const remoteAfter = await fetchMarker(job).catch(() => null);
     consistent &&= sameVersion(remoteBefore, remoteAfter) && sameVersion(remoteAfter, after);

@@ -787,18 +787,15 @@ Deno.test("client: a drift applied from a server at another version gets the who
     // right before the list of drifted paths is sent: the comparison saw
     // version 1, the transfer reaches version 2 (behind a balancer: another
     // server, or a push in between). Version 2 changes a.txt and b.txt.
-    const wrapper = `${lab.dir}/rsync-version-lands`;
-    await Deno.writeTextFile(
-      wrapper,
-      `#!/bin/sh
-case "$*" in *--files-from=*)
+    const wrapper = await rsyncWrapper(
+      lab,
+      "rsync-version-lands",
+      `case "$*" in *--files-from=*)
   echo "a, version 2" > "${s.src}/a.txt"
   echo "b, version 2" > "${s.src}/b.txt"
   printf '%s\\n' '${marker(2)}' > "${s.src}/.fanout-version" ;;
 esac
-exec rsync "$@"
 `,
-      { mode: 0o755 },
     );
     const r = await s.client(["--set", `rsync.path=${wrapper}`]);
     assert.deepEqual([r.code, r.stderr], [0, ""]);
@@ -818,11 +815,10 @@ Deno.test("client: killed after a drift list brought another version's marker, t
     // then killed as the whole-tree sync starts: dest holds version 2's
     // marker over version 1's b.txt, and the next run must not trust it.
     const seen = `${lab.dir}/list-was-sent`;
-    const wrapper = `${lab.dir}/rsync-version-lands-then-killed`;
-    await Deno.writeTextFile(
-      wrapper,
-      `#!/bin/sh
-case "$*" in
+    const wrapper = await rsyncWrapper(
+      lab,
+      "rsync-version-lands-then-killed",
+      `case "$*" in
 *--files-from=*)
   echo "a, version 2" > "${s.src}/a.txt"
   echo "b, version 2" > "${s.src}/b.txt"
@@ -831,9 +827,7 @@ case "$*" in
 *--delete*)
   [ -e "${seen}" ] && kill -9 $PPID && exit 1 ;;
 esac
-exec rsync "$@"
 `,
-      { mode: 0o755 },
     );
     const killed = await s.client(["--set", `rsync.path=${wrapper}`]);
     assert.notEqual(killed.code, 0, "the client was killed");
@@ -890,6 +884,17 @@ Deno.test("client: a catch-up whose listing predates the version it names falls 
 });
 
 /**
+ * Writes an executable rsync wrapper named `name` into the lab dir: the shell
+ * lines `before` run first (the arguments are "$@"), then the real rsync
+ * unless they exit. Returns its path.
+ */
+async function rsyncWrapper(lab: Lab, name: string, before: string): Promise<string> {
+  const path = `${lab.dir}/${name}`;
+  await Deno.writeTextFile(path, `#!/bin/sh\n${before}exec rsync "$@"\n`, { mode: 0o755 });
+  return path;
+}
+
+/**
  * An rsync wrapper whose first transfer into dest with `kind` among its
  * arguments ends as a version landing in the middle of it leaves dest:
  * `missing` was not in the listing, and the marker keeps an mtime from
@@ -905,11 +910,10 @@ async function listedBeforeVersion(
 ): Promise<{ wrapper: string; once: string }> {
   const at = Date.parse(JSON.parse(marker(seq)).published_at) / 1000 - 60;
   const once = `${lab.dir}/raced`;
-  const wrapper = `${lab.dir}/rsync-listed-before-version-${seq}`;
-  await Deno.writeTextFile(
-    wrapper,
-    `#!/bin/sh
-for last; do :; done
+  const wrapper = await rsyncWrapper(
+    lab,
+    `rsync-listed-before-version-${seq}`,
+    `for last; do :; done
 case "$*" in *--dry-run*) exec rsync "$@" ;; esac
 case "$*" in *${kind}*)
   if [ ! -e "${once}" ] && [ "$last" = "${s.dest}/" ]; then
@@ -919,9 +923,7 @@ case "$*" in *${kind}*)
     exit 0
   fi ;;
 esac
-exec rsync "$@"
 `,
-    { mode: 0o755 },
   );
   return { wrapper, once };
 }
@@ -934,17 +936,14 @@ Deno.test("client: a drift listing a path the other version removed gets the who
     // As above, but version 2 removes a.txt, the drifted path the list
     // names: rsync on that server fails the list (exit 23). The soak saw a
     // client end its run there with exit 3.
-    const wrapper = `${lab.dir}/rsync-version-removes`;
-    await Deno.writeTextFile(
-      wrapper,
-      `#!/bin/sh
-case "$*" in *--files-from=*)
+    const wrapper = await rsyncWrapper(
+      lab,
+      "rsync-version-removes",
+      `case "$*" in *--files-from=*)
   rm -f "${s.src}/a.txt"
   printf '%s\\n' '${marker(2)}' > "${s.src}/.fanout-version" ;;
 esac
-exec rsync "$@"
 `,
-      { mode: 0o755 },
     );
     const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
     assert.equal(r.code, 0, r.stderr);
@@ -1063,17 +1062,14 @@ Deno.test("client: a version log read on one server and a transfer from another 
     await landVersion(s, 2, { write: { "a.txt": "alpha v2\n" }, paths: ["a.txt"], deleted: [] });
     // Version 3 lands right before the listed transfer (behind a balancer:
     // another server), changing b.txt, which version 2's list does not name.
-    const wrapper = `${lab.dir}/rsync-version-lands`;
-    await Deno.writeTextFile(
-      wrapper,
-      `#!/bin/sh
-case "$*" in *client-files-from*)
+    const wrapper = await rsyncWrapper(
+      lab,
+      "rsync-version-lands",
+      `case "$*" in *client-files-from*)
   echo "b, version 3" > "${s.src}/b.txt"
   printf '%s\\n' '${marker(3).trim()}' > "${s.src}/.fanout-version" ;;
 esac
-exec rsync "$@"
 `,
-      { mode: 0o755 },
     );
     const r = await s.client(["--set", `rsync.path=${wrapper}`, "--log-level", "debug"]);
     assert.equal(r.code, 0, r.stderr);

@@ -67,31 +67,27 @@ Deno.test("replica: the write module takes its upstream with the password, nobod
   });
 });
 
-Deno.test("replica: a burst of 600 connections at once is accepted at once (listen backlog)", async () => {
+Deno.test("replica: a burst of 600 connections at once is accepted (the daemon listens with a deep backlog)", async () => {
   await withLab(async (lab) => {
     const { r2 } = await startReplica(lab);
     // A balancer opens a connection per client: at :00, hundreds in the same
     // instant. A full accept queue drops SYNs (the retry comes 1 s later), and
-    // a balancer's connect timeout then calls a healthy server down.
+    // a balancer's connect timeout then calls a healthy server down. The
+    // kernel's own word on the queue's depth is what the test checks: a
+    // connect's duration on a busy machine says nothing.
+    const ss = await sh("ss", ["-Hltn", `src ${r2.ip}:${r2.port}`]);
+    const backlog = Number(ss.stdout.trim().split(/\s+/)[2]);
+    assert.ok(backlog >= 600, `listen backlog ${ss.stdout}`);
     const conns: Deno.TcpConn[] = [];
-    const slow: number[] = [];
     await Promise.all(Array.from({ length: 600 }, async () => {
-      const t0 = performance.now();
-      const ac = new AbortController();
-      const timer = setTimeout(() => ac.abort(), 3000);
       try {
-        conns.push(await Deno.connect({ hostname: r2.ip, port: r2.port, signal: ac.signal }));
+        conns.push(await Deno.connect({ hostname: r2.ip, port: r2.port }));
       } catch {
         /* counted below */
-      } finally {
-        clearTimeout(timer);
       }
-      const ms = performance.now() - t0;
-      if (ms > 500) slow.push(Math.round(ms));
     }));
     for (const c of conns) c.close();
     assert.equal(conns.length, 600);
-    assert.deepEqual(slow, [], "connects that waited for a SYN retransmit (ms)");
   });
 });
 

@@ -405,7 +405,7 @@ export class BackendPool {
     if (b.versionProblem) return b.versionProblem;
     const lead = this.#o.maxLead ?? Infinity;
     if (ref && b.seq !== undefined && b.seq > ref.seq + lead) {
-      return `claims seq ${b.seq}, more than ${lead} past the ${ref.from}'s seq ${ref.seq}`;
+      return `claims seq ${b.seq}, more than ${lead} past seq ${ref.seq} (${ref.from})`;
     }
     return null;
   }

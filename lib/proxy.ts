@@ -310,7 +310,7 @@ export class TcpProxy {
         const why = pool.whyNone();
         log.error("refused: no healthy rsync server", { client: peer(client), why });
         this.#forget(s);
-        return refuse(client, `@ERROR: fanout proxy: no healthy rsync server (${why})`);
+        return this.#refuse(client, null, `@ERROR: fanout proxy: no healthy rsync server (${why})`);
       }
       s.upstream = upstream;
       s.backend = b;

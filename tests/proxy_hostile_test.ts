@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import { type Backend, BackendPool } from "../lib/proxy_backends.ts";
 import { Logger } from "../lib/log.ts";
+import { parseFleet } from "../lib/config.ts";
+import { ConfigError } from "../lib/errors.ts";
 import type { VersionMarker } from "../lib/version.ts";
 import {
   assertSameTree,
@@ -129,6 +131,43 @@ Deno.test("pool: the primary need not be a backend; without its version a median
   hooked.seq.rsync1 = 9;
   await hooked.p.checkAll();
   assert.deepEqual(hooked.p.reference?.seq, 2, "an unverified primary version is no reference");
+});
+
+const FLEET = `tree: plugins
+primary: {name: rsync1, address: 10.0.0.10, path: /srv/plugins}
+replicas:
+  - {name: rsync2, address: 10.0.0.11, path: /srv/plugins}
+proxy:
+  listen: 10.0.0.20:873
+`;
+
+Deno.test("config: the proxy's hostile-input keys have defaults and are checked", async () => {
+  const d = (await parseFleet(FLEET, "fanout.yaml")).proxy!;
+  assert.deepEqual(
+    [d.maxConnectionsPerSource, d.handshakeTimeout, d.versionMaxLead],
+    [100, 10_000, 1],
+  );
+  const set = (await parseFleet(
+    FLEET + "  max_connections_per_source: 500\n  handshake_timeout: 3s\n  version_max_lead: 0\n",
+    "fanout.yaml",
+  )).proxy!;
+  assert.deepEqual(
+    [set.maxConnectionsPerSource, set.handshakeTimeout, set.versionMaxLead],
+    [500, 3_000, 0],
+  );
+  for (
+    const bad of [
+      "max_connections_per_source: 0",
+      "handshake_timeout: soon",
+      "version_max_lead: -1",
+    ]
+  ) {
+    await assert.rejects(
+      parseFleet(FLEET + `  ${bad}\n`, "fanout.yaml"),
+      (e) => e instanceof ConfigError && e.message.includes(`proxy.${bad.split(":")[0]}`),
+      bad,
+    );
+  }
 });
 
 const TREE = { "a.txt": "alpha\n", "dir/b.bin": "b".repeat(50_000) };

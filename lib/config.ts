@@ -68,9 +68,15 @@ export interface ProxyConfig {
   fall: number;
   rise: number;
   maxConnections: number;
+  /** Connections one client address may hold at once. */
+  maxConnectionsPerSource: number;
+  /** Time a client has to send its rsync greeting and module request (ms). */
+  handshakeTimeout: number;
   idleTimeout: number;
   drainTimeout: number;
   versionGrace: number;
+  /** Seqs past the primary's a backend may claim before its version is distrusted. */
+  versionMaxLead: number;
   proxyProtocol: boolean;
   /** The socket engine: see lib/proxy_net.ts. */
   engine: "auto" | "copy" | "splice" | "deno";
@@ -521,9 +527,12 @@ function build(raw: RawFleet, file: string): Fleet {
       fall: p.fall ?? d.fall,
       rise: p.rise ?? d.rise,
       maxConnections: p.max_connections ?? d.maxConnections,
+      maxConnectionsPerSource: p.max_connections_per_source ?? d.maxConnectionsPerSource,
+      handshakeTimeout: p.handshake_timeout ?? d.handshakeTimeout,
       idleTimeout: p.idle_timeout ?? d.idleTimeout,
       drainTimeout: p.drain_timeout ?? d.drainTimeout,
       versionGrace: p.version_grace ?? d.versionGrace,
+      versionMaxLead: p.version_max_lead ?? d.versionMaxLead,
       proxyProtocol: p.proxy_protocol ?? d.proxyProtocol,
       engine: p.engine ?? d.engine,
       stateDir: `${stateDir}/${name}`,

@@ -34,9 +34,23 @@ export const DEFAULTS = {
     fall: 2,
     rise: 2,
     maxConnections: 1000,
+    /**
+     * Connections one source address may hold: a tenth of the slots, so one
+     * host cannot lock the others out, and far more than a NAT in front of a
+     * few hundred cron clients holds at once (a no-op pull lasts a second).
+     */
+    maxConnectionsPerSource: 100,
+    /** A client must send its rsync greeting and module request within this. */
+    handshakeTimeout: 10_000,
     idleTimeout: 300_000,
     drainTimeout: 30_000,
     versionGrace: 10_000,
+    /**
+     * How many seqs past the primary's a backend may claim before it is
+     * distrusted: 1 covers a publish read mid-way (replica already at N+1,
+     * primary read at N); a marker forged further ahead is not believed.
+     */
+    versionMaxLead: 1,
     proxyProtocol: false,
     /** Native sockets copying through a buffer where FFI works, Deno's sockets elsewhere. */
     engine: "auto" as const,

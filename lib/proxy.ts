@@ -3,12 +3,22 @@
  * backend of a {@linkcode BackendPool} and relays bytes both ways through a
  * {@linkcode ProxyNet} engine (native FFI sockets on Linux, Deno's elsewhere).
  *
- * Byte counts are plain field additions and the idle timeout is one sweep over
- * all sessions, so a chunk costs no timer and no allocation.
+ * Byte counts are plain field additions and the idle and handshake deadlines
+ * are one sweep over all sessions, so a chunk costs no timer and no allocation.
  *
- * Clients the proxy cannot serve (too many connections, no healthy backend)
- * get an rsync greeting and an `@ERROR:` line, which the rsync client prints
- * as it prints a daemon's own refusals.
+ * Every client is hostile until it has spoken rsync: the proxy dials a backend
+ * only once the client has sent its `@RSYNCD:` greeting (an rsync client
+ * sends it at once), watches the greeting exchange and the module request go
+ * through, and only then hands the pair to the engine's relay. A client that
+ * has not done so within `handshakeTimeout` is closed, so silent or trickling
+ * sockets hold a slot for seconds and never reach a server. One source address
+ * holds at most `maxPerSource` slots. After the handshake, only bytes from the
+ * server count as activity: a client trickling a byte a second (or not
+ * reading) is idle.
+ *
+ * Clients the proxy cannot serve (too many connections, from the address or
+ * in all, no healthy backend) get an rsync greeting and an `@ERROR:` line,
+ * which the rsync client prints as it prints a daemon's own refusals.
  *
  * @module
  */
@@ -27,7 +37,11 @@ export interface ProxyOptions {
   pool: BackendPool;
   /** Clients served at once; more get an `@ERROR` line. */
   maxConnections: number;
-  /** A connection with no byte either way for this long is closed (ms). */
+  /** Clients served at once from one source address; more get an `@ERROR` line. */
+  maxPerSource: number;
+  /** A client that has not sent its greeting and module request within this is closed (ms). */
+  handshakeTimeout: number;
+  /** A connection whose server has sent nothing for this long is closed (ms). */
   idleTimeout: number;
   /** A backend that does not accept within this is marked down, the next one tried (ms). */
   connectTimeout: number;
@@ -42,31 +56,49 @@ export interface ProxyOptions {
 export interface ProxyCounters {
   accepted: number;
   refusedMaxConnections: number;
+  /** Refused: the source address already held `maxPerSource` connections. */
+  refusedPerSource: number;
   refusedNoBackend: number;
+  /** Closed: no greeting and module request within `handshakeTimeout`. */
+  handshakeTimeouts: number;
+  /** Closed: what the client sent first was not an rsync greeting, or too long. */
+  badHandshakes: number;
   idleTimeouts: number;
   /** Backend connects that failed (each client then tries the next backend). */
   connectFailures: number;
 }
 
 const enc = new TextEncoder();
+const NL = 10;
+/** The client's greeting and module request are a few dozen bytes; more is not rsync. */
+const MAX_HANDSHAKE = 4096;
+/** Refusals still saying why at once; beyond this a refused socket is just closed. */
+const MAX_REFUSING = 256;
 
 /** One client and, once connected, its backend. */
 class Session {
   readonly client: ProxyConn;
+  readonly source: string;
   upstream: ProxyConn | null = null;
   backend: Backend | null = null;
-  /** Last byte either way (ms since epoch); read by the idle sweep. */
+  /** Last byte from the server (ms since epoch); read by the idle sweep. */
   last = Date.now();
   readonly started = Date.now();
+  /** Until when the handshake may take (ms since epoch); null once it is done. */
+  handshakeUntil: number | null;
   closed = false;
-  constructor(client: ProxyConn) {
+  constructor(client: ProxyConn, source: string, handshakeMs: number) {
     this.client = client;
+    this.source = source;
+    this.handshakeUntil = this.started + handshakeMs;
   }
-  /** The relay's byte counter: bytes per backend, and the idle clock. */
+  /** The relay's byte counter: bytes per backend, and the idle clock (server bytes only). */
   count = (toBackend: boolean, n: number): void => {
-    this.last = Date.now();
     if (toBackend) this.backend!.bytesToBackend += n;
-    else this.backend!.bytesToClient += n;
+    else {
+      this.last = Date.now();
+      this.backend!.bytesToClient += n;
+    }
   };
   close(): void {
     if (this.closed) return;
@@ -100,11 +132,19 @@ export class TcpProxy {
   #sessions = new Set<Session>();
   #serving = new Set<Promise<void>>();
   #draining = false;
+  /** Sessions per source address. */
+  #perSource = new Map<string, number>();
+  #refusing = 0;
+  /** When each refusal reason was last logged, and how many went unlogged since. */
+  #refusalLog = new Map<string, { at: number; unlogged: number }>();
   /** Totals since start. */
   readonly counters: ProxyCounters = {
     accepted: 0,
     refusedMaxConnections: 0,
+    refusedPerSource: 0,
     refusedNoBackend: 0,
+    handshakeTimeouts: 0,
+    badHandshakes: 0,
     idleTimeouts: 0,
     connectFailures: 0,
   };
@@ -113,9 +153,19 @@ export class TcpProxy {
     this.#o = opts;
   }
 
-  /** Clients connected now (being connected or copying). */
+  /** Clients connected now (in the handshake or copying). */
   get active(): number {
     return this.#sessions.size;
+  }
+  /** Source addresses with a connection now. */
+  get sources(): number {
+    return this.#perSource.size;
+  }
+  /** Clients still in the rsync handshake now. */
+  get handshaking(): number {
+    let n = 0;
+    for (const s of this.#sessions) if (s.handshakeUntil !== null) n++;
+    return n;
   }
   /** True once {@linkcode drain} has begun. */
   get draining(): boolean {
@@ -147,7 +197,10 @@ export class TcpProxy {
       throw new EnvironmentError(`proxy cannot listen on ${formatHostPort(at)}: ${why}`);
     }
     this.#accepting = this.#acceptLoop(this.#listener);
-    const every = Math.max(50, Math.min(1000, this.#o.idleTimeout / 4));
+    const every = Math.max(
+      50,
+      Math.min(1000, this.#o.idleTimeout / 4, this.#o.handshakeTimeout / 4),
+    );
     this.#sweeper = setInterval(() => this.#sweep(), every);
   }
 
@@ -217,20 +270,22 @@ export class TcpProxy {
     try {
       client.setNoDelay(true);
     } catch { /* the client is already gone */ }
-    if (this.#sessions.size >= this.#o.maxConnections) {
-      this.counters.refusedMaxConnections++;
-      log.warn("refused: too many connections", {
-        client: peer(client),
-        max: this.#o.maxConnections,
-      });
-      return refuse(
-        client,
-        `@ERROR: fanout proxy: too many connections (max ${this.#o.maxConnections}); try again later`,
-      );
-    }
-    const s = new Session(client);
+    const source = sourceOf(client);
+    const refusal = this.#admit(source);
+    if (refusal) return this.#refuse(client, refusal.reason, refusal.line);
+    const s = new Session(client, source, this.#o.handshakeTimeout);
     this.#sessions.add(s);
+    this.#perSource.set(source, (this.#perSource.get(source) ?? 0) + 1);
     try {
+      // Nothing reaches a backend before the client has spoken rsync.
+      const greeting = await readGreeting(client);
+      if (greeting === null || s.closed) return;
+      if (typeof greeting === "string") {
+        this.counters.badHandshakes++;
+        this.#logRefusal("bad_handshake", { client: peer(client), why: greeting });
+        this.#forget(s);
+        return this.#refuse(client, null, `@ERROR: fanout proxy: ${greeting}`);
+      }
       const tried = new Set<Backend>();
       let upstream: ProxyConn | null = null;
       let b: Backend | null = null;
@@ -254,9 +309,8 @@ export class TcpProxy {
         this.counters.refusedNoBackend++;
         const why = pool.whyNone();
         log.error("refused: no healthy rsync server", { client: peer(client), why });
-        this.#sessions.delete(s);
-        s.closed = true;
-        return refuse(client, `@ERROR: fanout proxy: no healthy rsync server (${why})`);
+        this.#forget(s);
+        return this.#refuse(client, null, `@ERROR: fanout proxy: no healthy rsync server (${why})`);
       }
       s.upstream = upstream;
       s.backend = b;
@@ -268,6 +322,8 @@ export class TcpProxy {
         if (this.#o.proxyProtocol) {
           await writeAll(upstream, proxyV1Header(client.remoteAddr, client.localAddr));
         }
+        if (!(await handshake(client, upstream, greeting, s.count)) || s.closed) return;
+        s.handshakeUntil = null;
         s.last = Date.now();
         await this.#o.net.relay(client, upstream, s.count);
       } finally {
@@ -282,19 +338,96 @@ export class TcpProxy {
       }
     } finally {
       s.close();
-      this.#sessions.delete(s);
+      this.#forget(s);
     }
   }
 
+  /** Why a client from `source` cannot have a slot now, or null. */
+  #admit(source: string): { reason: string; line: string } | null {
+    const { maxConnections: max, maxPerSource } = this.#o;
+    if (this.#sessions.size >= max) {
+      this.counters.refusedMaxConnections++;
+      return {
+        reason: "max_connections",
+        line: `@ERROR: fanout proxy: too many connections (max ${max}); try again later`,
+      };
+    }
+    if ((this.#perSource.get(source) ?? 0) >= maxPerSource) {
+      this.counters.refusedPerSource++;
+      return {
+        reason: "max_connections_per_source",
+        line:
+          `@ERROR: fanout proxy: too many connections from ${source} (max ${maxPerSource}); try again later`,
+      };
+    }
+    return null;
+  }
+
+  /** Frees the session's slot (idempotent). */
+  #forget(s: Session): void {
+    if (!this.#sessions.delete(s)) return;
+    s.closed = true;
+    const n = (this.#perSource.get(s.source) ?? 1) - 1;
+    if (n > 0) this.#perSource.set(s.source, n);
+    else this.#perSource.delete(s.source);
+  }
+
+  /**
+   * Turns a client away with `line`; logs it (rate-limited: a flood is one
+   * line per reason every 10 s). Past {@linkcode MAX_REFUSING} refusals at
+   * once the socket is just closed: a flood must not hold descriptors.
+   */
+  async #refuse(client: ProxyConn, reason: string | null, line: string): Promise<void> {
+    if (reason) this.#logRefusal(reason, { client: peer(client), error: line });
+    if (this.#refusing >= MAX_REFUSING) {
+      try {
+        client.close();
+      } catch { /* closed */ }
+      return;
+    }
+    this.#refusing++;
+    try {
+      await refuse(client, line);
+    } finally {
+      this.#refusing--;
+    }
+  }
+
+  #logRefusal(reason: string, fields: Record<string, string>): void {
+    const now = Date.now();
+    const last = this.#refusalLog.get(reason);
+    if (last && now - last.at < 10_000) {
+      last.unlogged++;
+      return;
+    }
+    this.#o.log.warn("refused", {
+      reason,
+      ...fields,
+      unlogged_since_last: last?.unlogged || undefined,
+    });
+    this.#refusalLog.set(reason, { at: now, unlogged: 0 });
+  }
+
   #sweep(): void {
-    const cutoff = Date.now() - this.#o.idleTimeout;
+    const now = Date.now();
+    const cutoff = now - this.#o.idleTimeout;
     for (const s of this.#sessions) {
-      if (s.last < cutoff && !s.closed) {
+      if (s.closed) continue;
+      if (s.handshakeUntil !== null) {
+        if (s.handshakeUntil > now) continue;
+        this.counters.handshakeTimeouts++;
+        this.#logRefusal("handshake_timeout", {
+          client: peer(s.client),
+          after: `${now - s.started}ms`,
+        });
+        s.close();
+        this.#forget(s);
+      } else if (s.last < cutoff) {
         this.counters.idleTimeouts++;
         this.#o.log.info("closed idle connection", {
           client: peer(s.client),
           backend: s.backend?.name,
-          idle_ms: Date.now() - s.last,
+          idle_ms: now - s.last,
         });
         s.close();
       }
@@ -339,4 +472,91 @@ function peer(conn: ProxyConn): string {
   } catch {
     return "?";
   }
+}
+
+/** The address a client connects from (the unit of `maxPerSource`). */
+function sourceOf(conn: ProxyConn): string {
+  try {
+    return conn.remoteAddr.hostname;
+  } catch {
+    return "?";
+  }
+}
+
+/**
+ * Reads what the client sends first, up to the end of its `@RSYNCD:`
+ * greeting line (and whatever came with it). Returns the bytes, why they are
+ * not an rsync greeting, or null when the client left (or was closed).
+ */
+async function readGreeting(conn: ProxyConn): Promise<Uint8Array | string | null> {
+  const buf = new Uint8Array(MAX_HANDSHAKE);
+  let len = 0;
+  while (len < buf.length) {
+    const n = await conn.read(buf.subarray(len)).catch(() => null);
+    if (n === null) return null;
+    len += n;
+    const head = new TextDecoder().decode(buf.subarray(0, Math.min(len, 9)));
+    if (!"@RSYNCD: ".startsWith(head) && !head.startsWith("@RSYNCD: ")) {
+      return "not an rsync client greeting";
+    }
+    if (buf.subarray(len - n, len).includes(NL)) return buf.slice(0, len);
+  }
+  return `greeting longer than ${MAX_HANDSHAKE} bytes`;
+}
+
+/**
+ * Passes the rest of the rsync handshake through: the client's greeting (read
+ * already) and then its module request to the server, the server's greeting
+ * to the client. True once the module request (the client's second line) is
+ * through; false when either side left or the client sent too much.
+ */
+async function handshake(
+  client: ProxyConn,
+  upstream: ProxyConn,
+  greeting: Uint8Array,
+  count: (toBackend: boolean, n: number) => void,
+): Promise<boolean> {
+  const toServer = async (): Promise<boolean> => {
+    let lines = newlines(greeting), sent = greeting.length;
+    await writeAll(upstream, greeting);
+    count(true, greeting.length);
+    const buf = new Uint8Array(1024);
+    while (lines < 2) {
+      const n = await client.read(buf);
+      if (n === null || (sent += n) > MAX_HANDSHAKE) return false;
+      lines += newlines(buf.subarray(0, n));
+      await writeAll(upstream, buf.subarray(0, n));
+      count(true, n);
+    }
+    return true;
+  };
+  const toClient = async (): Promise<boolean> => {
+    const buf = new Uint8Array(1024);
+    for (;;) {
+      const n = await upstream.read(buf);
+      if (n === null) return false;
+      await writeAll(client, buf.subarray(0, n));
+      count(false, n);
+      if (buf.subarray(0, n).includes(NL)) return true;
+    }
+  };
+  // Either side failing (gone, closed by the deadline, too long) ends both,
+  // so the other direction's read returns too.
+  const failed = () => {
+    for (const c of [client, upstream]) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    return false;
+  };
+  const guard = (p: Promise<boolean>) => p.then((ok) => ok || failed(), failed);
+  const [a, b] = await Promise.all([guard(toServer()), guard(toClient())]);
+  return a && b;
+}
+
+function newlines(b: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < b.length; i++) if (b[i] === NL) n++;
+  return n;
 }

@@ -15,6 +15,13 @@
  * version among up backends for longer than `version_grace`, so a client that
  * got version N never gets N-1 on its next run.
  *
+ * A server's claim is hostile input: "newest" is never more than the reference
+ * version (what the primary's `/status` announces; without it, the lower
+ * median of the backends' versions), and a backend claiming more than
+ * `version_max_lead` past the reference, or failing the `verifyVersion` hook,
+ * is distrusted: out of rotation, its version counted nowhere. One forged
+ * marker then cannot take the others out of rotation.
+ *
  * @module
  */
 
@@ -48,17 +55,35 @@ export interface BackendSpec {
  * ```
  */
 export function backendSpecs(fleet: Fleet): BackendSpec[] {
-  const proxy = fleet.proxy;
-  if (!proxy) throw new Error("the fleet has no proxy section");
-  return proxy.backends.map((name) => {
-    const s = findServer(fleet, name)!;
-    const dial = (hp: HostPort) => (isWildcard(hp.host) ? { host: s.address, port: hp.port } : hp);
-    return {
-      name,
-      addr: dial(proxy.proxyProtocol ? s.proxyListen : s.listen),
-      health: dial(s.health),
-    };
-  });
+  if (!fleet.proxy) throw new Error("the fleet has no proxy section");
+  return fleet.proxy.backends.map((name) => specOf(fleet, name));
+}
+
+/**
+ * The primary, whose `/status` version is the reference no backend may claim
+ * to be far past (see {@linkcode PoolOptions.reference}).
+ *
+ * @throws {Error} when the fleet has no proxy section (the role checks first).
+ *
+ * @example
+ * ```ts
+ * const ref = referenceSpec(fleet); // { name: "rsync1", addr: {…}, health: {…} }
+ * ```
+ */
+export function referenceSpec(fleet: Fleet): BackendSpec {
+  if (!fleet.proxy) throw new Error("the fleet has no proxy section");
+  return specOf(fleet, fleet.primary.name);
+}
+
+function specOf(fleet: Fleet, name: string): BackendSpec {
+  const proxy = fleet.proxy!;
+  const s = findServer(fleet, name)!;
+  const dial = (hp: HostPort) => (isWildcard(hp.host) ? { host: s.address, port: hp.port } : hp);
+  return {
+    name,
+    addr: dial(proxy.proxyProtocol ? s.proxyListen : s.listen),
+    health: dial(s.health),
+  };
 }
 
 /** up or down; `new` until the first check answers. */
@@ -100,6 +125,10 @@ export class Backend {
   behindSince: number | null = null;
   /** Behind for longer than the grace period: out of rotation. */
   lagging = false;
+  /** Why its version is not believed (out of rotation, counted nowhere), or null. */
+  distrusted: string | null = null;
+  /** What the `verifyVersion` hook said about the last version read, or null. */
+  versionProblem: string | null = null;
   inRotation = false;
   active = 0;
   connections = 0;
@@ -123,6 +152,15 @@ export class Backend {
   }
 }
 
+/** The seq no backend may claim to be far past, and where it comes from. */
+export interface Reference {
+  seq: number;
+  /** `primary rsync1` or `median of the backends`. */
+  from: string;
+  /** From the primary's `/status` (else a median: the primary's version is unknown). */
+  primary: boolean;
+}
+
 /** Options of {@linkcode BackendPool}. */
 export interface PoolOptions {
   /** Failed checks that take an up backend down. */
@@ -144,6 +182,19 @@ export interface PoolOptions {
   check?: (b: Backend) => Promise<{ ok: boolean; ms: number; error: string | null }>;
   /** Reads a backend's version; default: its `/status`. */
   readVersion?: (b: Backend) => Promise<VersionMarker | null>;
+  /**
+   * The server whose version is the fleet's (the primary); its `/status` is
+   * read every round, whether it is a backend or not. Without it the
+   * reference is the lower median of the backends' versions.
+   */
+  reference?: BackendSpec;
+  /** How far past the reference's seq a backend may claim to be before it is distrusted. */
+  maxLead?: number;
+  /**
+   * Checks a version read from a server (a signature, later); resolves with
+   * why it is not to be believed, or null. Default: every version passes.
+   */
+  verifyVersion?: (b: Backend, v: VersionMarker) => Promise<string | null>;
 }
 
 /**
@@ -166,11 +217,17 @@ export class BackendPool {
   #degraded: string | null = null;
   #newest: number | undefined = undefined;
   #highest: { seq: number; on: string } | null = null;
+  /** The reference server when it is not a backend (else the backend of that name). */
+  #refOnly: Backend | null = null;
+  /** The reference's last verified seq, kept through a failed read (a blip must not unbound). */
+  #refSeq: number | undefined = undefined;
+  #reference: Reference | null = null;
 
   constructor(specs: BackendSpec[], opts: PoolOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
     this.#backends = specs.map((s) => new Backend(s, this.#now()));
+    this.#setReference();
   }
 
   /** Every backend, in rotation order. */
@@ -188,6 +245,13 @@ export class BackendPool {
   /** The newest seq among up backends, when known. */
   get newestSeq(): number | undefined {
     return this.#newest;
+  }
+  /**
+   * The seq no backend may claim to be past (by more than `maxLead`), and
+   * where it comes from: `primary rsync1` or `median of the backends`.
+   */
+  get reference(): Reference | null {
+    return this.#reference;
   }
 
   /**
@@ -218,7 +282,10 @@ export class BackendPool {
    * states and the rotation. Never throws.
    */
   async checkAll(): Promise<void> {
-    await Promise.all(this.#backends.map((b) => this.#checkOne(b)));
+    await Promise.all([
+      ...this.#backends.map((b) => this.#checkOne(b)),
+      this.#refOnly ? this.#readVersion(this.#refOnly) : null,
+    ]);
     this.#recompute();
   }
 
@@ -241,6 +308,7 @@ export class BackendPool {
       added.push(s.name);
       return new Backend(s, this.#now());
     });
+    this.#setReference();
     this.#recompute();
     return { added, removed: [...old.keys()] };
   }
@@ -251,6 +319,7 @@ export class BackendPool {
     return this.#backends.map((b) => {
       if (b.state === "new") return `${b.name}: not checked yet`;
       if (b.state === "down") return `${b.name}: ${b.reason ?? "down"}`;
+      if (b.distrusted) return `${b.name}: version distrusted (${b.distrusted})`;
       return `${b.name}: up`;
     }).join("; ");
   }
@@ -299,11 +368,46 @@ export class BackendPool {
     try {
       const read = this.#o.readVersion ??
         ((b: Backend) => readStatusVersion(b, this.#o.checkTimeout));
-      b.version = await read(b);
+      const v = await read(b);
+      b.versionProblem = v && this.#o.verifyVersion ? await this.#o.verifyVersion(b, v) : null;
+      b.version = v;
       b.versionError = null;
     } catch (e) {
       b.versionError = (e as Error).message;
     }
+  }
+
+  /** The reference server: the backend of that name, or one read on the side. */
+  #setReference(): void {
+    const ref = this.#o.reference;
+    this.#refOnly = ref && !this.#backends.some((b) => b.name === ref.name)
+      ? (this.#refOnly?.name === ref.name ? this.#refOnly : new Backend(ref, this.#now()))
+      : null;
+  }
+
+  /** The reference seq now: the primary's (last verified) or the lower median of up backends. */
+  #referenceNow(up: Backend[]): Reference | null {
+    const name = this.#o.reference?.name;
+    const ref = this.#refOnly ?? this.#backends.find((b) => b.name === name);
+    if (ref && ref.seq !== undefined && !ref.versionProblem) this.#refSeq = ref.seq;
+    if (this.#refSeq !== undefined) {
+      return { seq: this.#refSeq, from: `primary ${name}`, primary: true };
+    }
+    const seqs = up.filter((b) => b.seq !== undefined && !b.versionProblem).map((b) => b.seq!);
+    if (!seqs.length) return null;
+    seqs.sort((a, b) => a - b);
+    const seq = seqs[Math.floor((seqs.length - 1) / 2)];
+    return { seq, from: "median of the backends", primary: false };
+  }
+
+  /** Why `b`'s version is not to be believed, or null. */
+  #distrust(b: Backend, ref: Reference | null): string | null {
+    if (b.versionProblem) return b.versionProblem;
+    const lead = this.#o.maxLead ?? Infinity;
+    if (ref && b.seq !== undefined && b.seq > ref.seq + lead) {
+      return `claims seq ${b.seq}, more than ${lead} past seq ${ref.seq} (${ref.from})`;
+    }
+    return null;
   }
 
   #set(b: Backend, state: BackendState, reason: string | null): void {
@@ -318,19 +422,29 @@ export class BackendPool {
     else this.#o.log.warn("backend down", fields);
   }
 
-  /** Version lag, then the rotation. */
+  /** Trust, version lag, then the rotation. */
   #recompute(): void {
     const now = this.#now();
     const up = this.#backends.filter((b) => b.state === "up");
-    const known = up.filter((b) => b.seq !== undefined);
-    const newest = known.length ? Math.max(...known.map((b) => b.seq!)) : undefined;
+    const ref = this.#reference = this.#referenceNow(up);
+    for (const b of this.#backends) this.#setDistrust(b, this.#distrust(b, ref));
+    const trusted = up.filter((b) => !b.distrusted);
+    const known = trusted.filter((b) => b.seq !== undefined);
+    // No server's claim outranks the primary's: one ahead of it (a publish
+    // read mid-way) makes no other lag. (A median is no cap: the newest
+    // version reaches the backends one by one.)
+    const highest = known.length ? Math.max(...known.map((b) => b.seq!)) : undefined;
+    const newest = highest !== undefined && ref?.primary ? Math.min(highest, ref.seq) : highest;
     this.#newest = newest;
     for (const b of this.#backends) {
-      if (b.seq !== undefined && b.seq >= 0 && (!this.#highest || b.seq > this.#highest.seq)) {
+      if (
+        !b.distrusted && b.seq !== undefined && b.seq >= 0 &&
+        (!this.#highest || b.seq > this.#highest.seq)
+      ) {
         this.#highest = { seq: b.seq, on: b.name };
       }
       // Unknown counts as behind once some backend's version is known: it may be old.
-      const behind = b.state === "up" && newest !== undefined &&
+      const behind = b.state === "up" && !b.distrusted && newest !== undefined &&
         (b.seq === undefined || b.seq < newest);
       if (!behind) b.behindSince = null;
       else b.behindSince ??= now;
@@ -348,12 +462,12 @@ export class BackendPool {
         b.lagging = lagging;
       }
     }
-    let rotation = up.filter((b) => !b.lagging);
+    let rotation = trusted.filter((b) => !b.lagging);
     this.#degraded = null;
-    if (rotation.length === 0 && up.length > 0) {
+    if (rotation.length === 0 && trusted.length > 0) {
       // Never refuse everyone over versions: serve the newest that is up.
-      const best = Math.max(...up.map((b) => b.seq ?? -2));
-      rotation = up.filter((b) => (b.seq ?? -2) === best);
+      const best = Math.max(...trusted.map((b) => b.seq ?? -2));
+      rotation = trusted.filter((b) => (b.seq ?? -2) === best);
       this.#degraded = `every healthy backend lags; serving the newest available (${
         rotation.map((b) => b.name).join(", ")
       })`;
@@ -367,6 +481,16 @@ export class BackendPool {
     for (const b of rotation) b.inRotation = true;
     this.#rotation = rotation;
     if (this.#next >= rotation.length) this.#next = 0;
+  }
+
+  #setDistrust(b: Backend, why: string | null): void {
+    if (why === b.distrusted) return;
+    if (why) {
+      this.#o.log.warn("backend's version distrusted; out of rotation", { backend: b.name, why });
+    } else if (b.distrusted) {
+      this.#o.log.info("backend's version trusted again", { backend: b.name });
+    }
+    b.distrusted = why;
   }
 }
 

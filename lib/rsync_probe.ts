@@ -68,6 +68,10 @@ export async function probeRsyncd(
     if (dl.expired) return done({ ok: false, error: `timed out after ${timeoutMs}ms` });
     conn.setNoDelay(true);
     if (opts.proxyHeader) await conn.write(opts.proxyHeader);
+    // Greet first, as the rsync client does: fanout's proxy dials a server
+    // only once the client has greeted. Protocol 30 needs no digest list and
+    // every 3.x daemon speaks it.
+    await conn.write(enc.encode("@RSYNCD: 30.0\n"));
     const reader = new LineReader(conn);
     const greeting = await reader.line();
     if (greeting === null) {
@@ -84,8 +88,7 @@ export async function probeRsyncd(
         error: `not an rsync daemon: ${JSON.stringify(greeting.slice(0, 60))}`,
       });
     }
-    // Protocol 30 needs no digest list and every 3.x daemon speaks it.
-    await conn.write(enc.encode("@RSYNCD: 30.0\n#list\n"));
+    await conn.write(enc.encode("#list\n"));
     const modules: string[] = [];
     const comments: Record<string, string> = {};
     for (let line = await reader.line(); line !== null; line = await reader.line()) {

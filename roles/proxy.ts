@@ -14,7 +14,7 @@ import { log, type Logger } from "../lib/log.ts";
 import { Registry } from "../lib/metrics.ts";
 import { TcpProxy } from "../lib/proxy.ts";
 import { openProxyNet } from "../lib/proxy_net.ts";
-import { type Backend, BackendPool, backendSpecs } from "../lib/proxy_backends.ts";
+import { type Backend, BackendPool, backendSpecs, referenceSpec } from "../lib/proxy_backends.ts";
 import { aborted } from "../lib/signals.ts";
 import { fleetFor } from "./_fleet.ts";
 import { startHealth, untilShutdown } from "./_lifecycle.ts";
@@ -36,6 +36,8 @@ export async function run(opts: CommonOptions): Promise<number> {
     checkTimeout: cfg.checkTimeout,
     module: fleet.modules.read,
     proxyProtocol: cfg.proxyProtocol,
+    reference: referenceSpec(fleet),
+    maxLead: cfg.versionMaxLead,
     log: lg,
   });
   const { net, fallback } = openProxyNet(cfg.engine);
@@ -44,6 +46,8 @@ export async function run(opts: CommonOptions): Promise<number> {
     listen: cfg.listen,
     pool,
     maxConnections: cfg.maxConnections,
+    maxPerSource: cfg.maxConnectionsPerSource,
+    handshakeTimeout: cfg.handshakeTimeout,
     idleTimeout: cfg.idleTimeout,
     connectTimeout: cfg.checkTimeout,
     proxyProtocol: cfg.proxyProtocol,
@@ -151,14 +155,22 @@ function status(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Record<stri
     proxy_protocol: cfg.proxyProtocol,
     connections: {
       active: tcp.active,
+      handshaking: tcp.handshaking,
+      sources: tcp.sources,
       max: cfg.maxConnections,
+      max_per_source: cfg.maxConnectionsPerSource,
       accepted: tcp.counters.accepted,
       refused_max_connections: tcp.counters.refusedMaxConnections,
+      refused_max_connections_per_source: tcp.counters.refusedPerSource,
       refused_no_backend: tcp.counters.refusedNoBackend,
+      handshake_timeouts: tcp.counters.handshakeTimeouts,
+      bad_handshakes: tcp.counters.badHandshakes,
       idle_timeouts: tcp.counters.idleTimeouts,
       connect_failures: tcp.counters.connectFailures,
     },
     newest_seq: pool.newestSeq ?? null,
+    reference: pool.reference,
+    version_max_lead: cfg.versionMaxLead,
     degraded: pool.degraded,
     rotation: pool.rotation.map((b) => b.name),
     backends: pool.backends.map((b) => ({
@@ -180,6 +192,7 @@ function status(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Record<stri
       lag: lagOf(pool, b),
       behind_since: iso(b.behindSince),
       lagging: b.lagging,
+      distrusted: b.distrusted,
       active_connections: b.active,
       connections: b.connections,
       bytes_to_backend: b.bytesToBackend,
@@ -207,6 +220,11 @@ function metrics(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Registry {
     "fanout_proxy_backend_version_seq",
     "seq of the backend's tree version (-1: none or unknown).",
     per((b) => b.seq ?? -1),
+  );
+  r.gauge(
+    "fanout_proxy_backend_distrusted",
+    "1 when the backend's version is not believed (too far past the primary's, or unverified).",
+    per((b) => (b.distrusted ? 1 : 0)),
   );
   r.gauge(
     "fanout_proxy_backend_version_lag",
@@ -261,8 +279,17 @@ function metrics(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Registry {
   ]]);
   r.counter("fanout_proxy_refused_total", "Clients turned away with an @ERROR line.", () => [
     [{ reason: "max_connections" }, tcp.counters.refusedMaxConnections],
+    [{ reason: "max_connections_per_source" }, tcp.counters.refusedPerSource],
     [{ reason: "no_backend" }, tcp.counters.refusedNoBackend],
   ]);
+  r.counter(
+    "fanout_proxy_handshake_failures_total",
+    "Clients closed before the relay: no greeting and module request in time, or not rsync.",
+    () => [
+      [{ reason: "timeout" }, tcp.counters.handshakeTimeouts],
+      [{ reason: "bad" }, tcp.counters.badHandshakes],
+    ],
+  );
   r.counter("fanout_proxy_idle_timeouts_total", "Connections closed for idleness.", () => [[
     {},
     tcp.counters.idleTimeouts,

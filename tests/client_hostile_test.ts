@@ -183,8 +183,10 @@ Deno.test("hostile: --atomic never hard-links a file from outside the live tree"
     const victim = `${h.outside}/important.txt`;
     await Deno.remove(`${h.src}/lnk`);
     await writeTree(h.src, { "lnk/important.txt": "XXXXXXX\n", ".fanout-version": marker(2) });
+    // Whole seconds: mtimes are compared to the nanosecond.
+    await Deno.utime(victim, 1_600_000_000, 1_600_000_000);
+    await Deno.utime(`${h.src}/lnk/important.txt`, 1_600_000_000, 1_600_000_000);
     const st = await Deno.stat(victim);
-    await Deno.utime(`${h.src}/lnk/important.txt`, st.atime!, st.mtime!);
     await Deno.chmod(`${h.src}/lnk/important.txt`, st.mode! & 0o7777);
     const before = await snapshot(h.outside);
     const r = await h.client();

@@ -9,6 +9,7 @@ import { parseMarker } from "../lib/version.ts";
 import { detour } from "../lib/_fs.ts";
 import { leavingLink } from "../lib/client_atomic.ts";
 import { filesystemOf } from "../lib/client_transfer.ts";
+import { PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync_probe.ts";
 
 function marker(seq: number): string {
   return JSON.stringify({
@@ -357,4 +358,23 @@ Deno.test("hostile: detour finds the symlink a path goes through; leavingLink th
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("hostile: a daemon answering the module listing without end is cut off", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serve = (async () => {
+    const conn = await listener.accept();
+    const chunk = new TextEncoder().encode("x".repeat(65536));
+    try {
+      await conn.write(new TextEncoder().encode("@RSYNCD: 32.0\n"));
+      for (let i = 0; i < 64; i++) await conn.write(chunk);
+    } catch { /* the probe hung up */ }
+    conn.close();
+  })();
+  const r = await probeRsyncd({ host: "127.0.0.1", port }, 10_000, { list: true });
+  listener.close();
+  await serve;
+  assert.equal(r.ok, false);
+  assert.match(r.error ?? "", new RegExp(`more than ${PROBE_MAX_BYTES} bytes`));
 });

@@ -10,6 +10,8 @@ import { detour } from "../lib/_fs.ts";
 import { leavingLink } from "../lib/client_atomic.ts";
 import { filesystemOf } from "../lib/client_transfer.ts";
 import { PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync_probe.ts";
+import { printable } from "../lib/client_check.ts";
+import { formatLogfmt } from "../lib/log.ts";
 
 function marker(seq: number): string {
   return JSON.stringify({
@@ -377,4 +379,12 @@ Deno.test("hostile: a daemon answering the module listing without end is cut off
   await serve;
   assert.equal(r.ok, false);
   assert.match(r.error ?? "", new RegExp(`more than ${PROBE_MAX_BYTES} bytes`));
+});
+
+Deno.test("hostile: control characters in a server's names never reach a terminal as they are", () => {
+  const name = "a\x1b]0;owned\x07\x9bb.txt";
+  assert.equal(printable(name), "a\\#033]0;owned\\#007\\#233b.txt");
+  const line = formatLogfmt({ msg: "m", path: name });
+  assert.equal(line, 'msg=m path="a\\u001b]0;owned\\u0007\\u009bb.txt"');
+  assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f]/);
 });

@@ -124,6 +124,7 @@ export function formatCheck(r: CheckReport): string {
  */
 export function printable(name: string): string {
   return name.replace(
+    // deno-lint-ignore no-control-regex
     /[\x00-\x1f\x7f-\x9f]/g,
     (c) => `\\#${c.charCodeAt(0).toString(8).padStart(3, "0")}`,
   );

@@ -119,6 +119,7 @@ export function formatLogfmt(fields: Fields): string {
       : String(v);
     // Control characters (a file name from a server may hold ESC) are
     // escaped, never sent to a terminal as they are.
+    // deno-lint-ignore no-control-regex
     parts.push(`${k}=${/^[^\s"=\\\x00-\x1f\x7f-\x9f]+$/.test(s) ? s : quote(s)}`);
   }
   return parts.join(" ");

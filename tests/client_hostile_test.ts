@@ -12,6 +12,7 @@ import { filesystemOf } from "../lib/client_transfer.ts";
 import { PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync_probe.ts";
 import { printable } from "../lib/client_check.ts";
 import { formatLogfmt } from "../lib/log.ts";
+import { describeRsyncFailure } from "../lib/rsync.ts";
 
 function marker(seq: number): string {
   return JSON.stringify({
@@ -388,4 +389,20 @@ Deno.test("hostile: control characters in a server's names never reach a termina
   assert.equal(line, 'msg=m path="a\\u001b]0;owned\\u0007\\u009bb.txt"');
   // deno-lint-ignore no-control-regex
   assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f]/);
+});
+
+Deno.test("hostile: a daemon's error words reach the message without control characters, bounded", () => {
+  const said = describeRsyncFailure({
+    code: 5,
+    stderr: `@ERROR: go away\x1b[2J${
+      "x".repeat(10_000)
+    }\nrsync error: error starting client-server protocol (code 5) at main.c(1863)`,
+  });
+  assert.ok(
+    said.startsWith(
+      "rsync exit 5 (error starting the client-server protocol): @ERROR: go away?[2J",
+    ),
+    said,
+  );
+  assert.ok(said.length < 700, `${said.length} characters`);
 });

@@ -155,6 +155,7 @@ export const FleetSchema = z.object({
     backup_dir: absPath().optional(),
     atomic: bool().optional(),
     keep: int(1, 100).optional(),
+    keep_owners: bool().optional(),
     watch_interval: duration().optional(),
     user: name().optional(),
   }).strict().optional(),

@@ -41,3 +41,80 @@ export function readTextNow(path: string): string | null {
     return null;
   }
 }
+
+/**
+ * The text of the regular file at `path` when it holds at most `maxBytes`;
+ * null when it is missing, is not a regular file (a symlink is never
+ * followed: one planted by a server could point at `/dev/zero` or a secret),
+ * or is larger. For files a server supplies (the version marker, the
+ * version log): what is read from them is bounded.
+ *
+ * @example
+ * ```ts
+ * const text = readSmallFile(`${dest}/.fanout-version`, 4096);
+ * if (text === null) console.log("no usable marker");
+ * ```
+ */
+export function readSmallFile(path: string, maxBytes: number): string | null {
+  let before: Deno.FileInfo;
+  try {
+    before = Deno.lstatSync(path);
+  } catch {
+    return null;
+  }
+  if (!before.isFile || before.size > maxBytes) return null;
+  let file: Deno.FsFile | null = null;
+  try {
+    file = Deno.openSync(path, { read: true });
+    // Swapped for a symlink or another file since the lstat: not the file checked.
+    const st = file.statSync();
+    if (!st.isFile || st.ino !== before.ino || st.dev !== before.dev) return null;
+    const buf = new Uint8Array(maxBytes + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const got = file.readSync(buf.subarray(n));
+      if (got === null || got === 0) break;
+      n += got;
+    }
+    return n > maxBytes ? null : new TextDecoder().decode(buf.subarray(0, n));
+  } catch {
+    return null;
+  } finally {
+    file?.close();
+  }
+}
+
+/**
+ * The first component of the relative path `rel` below `root` that is a
+ * symlink (or a `..`), checking every component but the last by `lstat`
+ * (the last too with `whole`: a directory that is itself entered); null
+ * when the path leads only through directories, or nowhere (a component
+ * missing, or a file). What a server names is checked so before anything is
+ * deleted, moved or written there: a symlink in the middle would lead
+ * outside `root`.
+ *
+ * @example
+ * ```ts
+ * // /apps/plugins/lnk -> /etc
+ * detour("/apps/plugins", "lnk/passwd"); // "lnk"
+ * detour("/apps/plugins", "dir/a.txt"); // null
+ * detour("/apps/plugins", "lnk", { whole: true }); // "lnk"
+ * ```
+ */
+export function detour(root: string, rel: string, opts: { whole?: boolean } = {}): string | null {
+  const parts = rel.split("/").filter((p) => p && p !== ".");
+  const up = parts.indexOf("..");
+  if (up >= 0) return parts.slice(0, up + 1).join("/");
+  for (let i = 1; i < parts.length + (opts.whole ? 1 : 0); i++) {
+    const sub = parts.slice(0, i).join("/");
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.lstatSync(`${root}/${sub}`);
+    } catch {
+      return null;
+    }
+    if (st.isSymlink) return sub;
+    if (!st.isDirectory) return null;
+  }
+  return null;
+}

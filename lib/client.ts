@@ -33,6 +33,7 @@ import { FanoutError, SafetyError } from "./errors.ts";
 import type { RsyncResult } from "./rsync.ts";
 import {
   describeVersion,
+  MARKER_MAX_BYTES,
   markerFromComment,
   parseMarker,
   readMarker,
@@ -42,12 +43,20 @@ import {
 import { probeRsyncd } from "./rsync_probe.ts";
 import { adoptDest, checkDest, type DestState, rememberDest } from "./client_safety.ts";
 import type { ClientRunResult } from "./client_status.ts";
-import { type ClientJob, failUnlessOk, retrying, rsyncRun, serverOf, stamp } from "./client_job.ts";
+import {
+  type ClientJob,
+  failUnlessOk,
+  retrying,
+  rsyncRun,
+  safeAttrs,
+  serverOf,
+  stamp,
+} from "./client_job.ts";
 import { compare, type Drift, driftCount } from "./client_drift.ts";
-import { recoverInterrupted } from "./client_transfer.ts";
+import { dirtyFile, recoverInterrupted } from "./client_transfer.ts";
 import { catchUp } from "./client_catchup.ts";
 import type { ChangeList } from "./version_log.ts";
-import { exists } from "./_fs.ts";
+import { exists, readSmallFile } from "./_fs.ts";
 import { markerFromScan } from "./marker_stamp.ts";
 
 /**
@@ -136,6 +145,10 @@ export async function runClient(
     await syncSteps(job, prev, layout, result);
   } catch (e) {
     if (!(e instanceof FanoutError)) throw e;
+    // A failed transfer's staging dirs (or half-built tree) hold partial
+    // files: on a full disk they would keep it full until the next run.
+    // The dirty flag stays up: the next run compares the whole tree.
+    if (await exists(dirtyFile(job))) await layout.recover().catch(() => {});
     result.mode = "failed";
     result.exit_code = e.exitCode;
     result.error = e.message;
@@ -314,6 +327,16 @@ function refuseUnsafe(
         `nothing changed`,
     );
   }
+  const odd = [...drift.changed, ...drift.missing].find((i) =>
+    i.path === VERSION_MARKER && i.kind !== "file"
+  );
+  if (before && odd) {
+    throw new SafetyError(
+      `refusing to sync ${job.dest}: the source ${job.source} has a ${VERSION_MARKER} that is ` +
+        `not a regular file (a ${odd.kind}) while dest holds ${describeVersion(before)}; ` +
+        `nothing changed`,
+    );
+  }
   if (drift.extra.length > job.maxDelete) {
     throw new SafetyError(
       `refusing to sync ${job.dest}: it would delete ${drift.extra.length} entries, more than ` +
@@ -339,10 +362,12 @@ export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null>
     dest: into,
     timeout: Math.min(job.timeout, 30_000),
     connectTimeout: job.connectTimeout,
+    // A server's marker larger than any marker is not fetched (nor read).
+    extra: [`--max-size=${MARKER_MAX_BYTES}`, ...safeAttrs(job)],
   });
   if (r.code === 23 && /No such file|change_dir|link_stat/.test(r.stderr)) return null;
   failUnlessOk(job, r);
-  return parseMarker(await Deno.readTextFile(into).catch(() => ""));
+  return parseMarker(readSmallFile(into, MARKER_MAX_BYTES) ?? "");
 }
 
 /**

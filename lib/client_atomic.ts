@@ -21,7 +21,7 @@
 
 import { UsageError } from "./errors.ts";
 import { type ApplyContext, readPin, type TreeLayout, writePin } from "./client.ts";
-import type { Drift } from "./client_drift.ts";
+import { type Drift, unescapeName } from "./client_drift.ts";
 import { baseJob, type ClientJob, stamp } from "./client_job.ts";
 import { transfer } from "./client_transfer.ts";
 import { writeDestMarker } from "./client_safety.ts";
@@ -29,6 +29,39 @@ import type { RsyncResult } from "./rsync.ts";
 import { describeVersion, readMarker, type VersionMarker } from "./version.ts";
 
 const PARTIAL = ".partial";
+
+/**
+ * The first directory of a transfer's itemized `items` that is, in the
+ * `live` tree, a symlink to somewhere outside it; null when none is.
+ *
+ * @example
+ * ```ts
+ * leavingLink("/apps/.plugins.trees/2026-11-25T21-40-12.310Z", ["cd+++++++++ lnk/"]); // "lnk"
+ * ```
+ */
+export function leavingLink(live: string, items: string[]): string | null {
+  let root: string;
+  try {
+    root = Deno.realPathSync(live);
+  } catch {
+    return null;
+  }
+  for (const line of items) {
+    if (line[1] !== "d") continue;
+    const dir = unescapeName(line.slice(12)).replace(/\/$/, "");
+    if (!dir || dir === ".") continue;
+    try {
+      if (!Deno.lstatSync(`${live}/${dir}`).isSymlink) continue;
+      const to = Deno.realPathSync(`${live}/${dir}`);
+      if (to === root || to.startsWith(`${root}/`)) continue;
+    } catch {
+      /* a dangling or looping link: nothing linked through it */
+      continue;
+    }
+    return dir;
+  }
+  return null;
+}
 
 /** Where the trees of `dest` live: `<parent>/.<name>.trees`. */
 export function treesDir(dest: string): string {
@@ -61,11 +94,24 @@ export function atomicLayout(job: ClientJob): TreeLayout {
       const t0 = Date.now();
       const name = stamp(new Date(t0));
       const building = `${trees}/${name}${PARTIAL}`;
-      const r = await transfer(job, {
+      let r = await transfer(job, {
         ...baseJob(job, building),
         // Unchanged files become hard links to the live tree's.
         linkDest: live ?? undefined,
       });
+      const out = live ? leavingLink(live, r.items) : null;
+      if (out) {
+        // rsync looked up <live>/<dir>/<file> through a symlink there (both
+        // 3.2 and 3.5 follow it), so the new tree may hold hard links to
+        // files outside the live one: built again, without links.
+        job.log.warn(
+          "the live tree has a symlink leading out of it where the source has a directory; " +
+            "building the new tree without hard links to it",
+          { symlink: `${live}/${out}` },
+        );
+        await Deno.remove(building, { recursive: true });
+        r = await transfer(job, baseJob(job, building));
+      }
       await writeDestMarker(building, "created");
       await Deno.rename(building, `${trees}/${name}`);
       // A plain dir switching to --atomic is kept as the tree before this one.

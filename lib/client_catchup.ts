@@ -22,11 +22,12 @@
 
 import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import type { ApplyContext, TreeLayout } from "./client.ts";
-import { type ClientJob, failUnlessOk, rsyncRun } from "./client_job.ts";
-import { LISTED_MAX } from "./client_inplace.ts";
+import { type ClientJob, failUnlessOk, rsyncRun, safeAttrs } from "./client_job.ts";
+import { firstDetour, LISTED_MAX, warnDetour } from "./client_inplace.ts";
 import { type RsyncResult, writeFileList } from "./rsync.ts";
-import { describeVersion, parseMarker, type VersionMarker } from "./version.ts";
-import { type ChangeList, changesBetween, parseLog } from "./version_log.ts";
+import { describeVersion, MARKER_MAX_BYTES, parseMarker, type VersionMarker } from "./version.ts";
+import { type ChangeList, changesBetween, LOG_READ_MAX_BYTES, parseLog } from "./version_log.ts";
+import { readSmallFile } from "./_fs.ts";
 
 /** What a catch-up did. */
 export interface CatchUp {
@@ -66,6 +67,16 @@ export async function catchUp(
   const { target, text } = fetched;
   const ahead = target.seq > before.seq;
   const list = ahead ? changesBetween(parseLog(text), before, target) : null;
+  const named = list ? [...list.paths, ...list.deleted] : [];
+  const leaves = named.some((p) => p.startsWith("/") || p.split("/").includes(".."));
+  const tree = await layout.current() ?? job.dest;
+  const through = list && !leaves ? firstDetour(tree, named, (p) => list.dirs.has(p)) : null;
+  // A path through a symlink the log itself turns into a directory is a
+  // change rsync makes (the link goes, the directory comes); any other is
+  // a log that names what dest does not hold there, or a hostile one.
+  if (through && !list?.dirs.has(through.via)) {
+    warnDetour(job, through, "comparing the whole tree");
+  }
   const why = !ahead
     ? "the server read is not ahead"
     : !list
@@ -74,8 +85,10 @@ export async function catchUp(
     ? `${list.deleted.length} deletions, more than client.max_delete`
     : list.paths.length + list.deleted.length > LISTED_MAX
     ? `${list.paths.length + list.deleted.length} paths`
-    : [...list.paths, ...list.deleted].some((p) => p.startsWith("/") || p.split("/").includes(".."))
+    : leaves
     ? "a path leaving the tree"
+    : through
+    ? `a path through the symlink ${through.via}`
     : null;
   if (why || !list) {
     job.log.debug("the version log cannot say; comparing the whole tree", {
@@ -108,19 +121,31 @@ async function fetchLog(job: ClientJob): Promise<{ target: VersionMarker; text: 
   const names = `${job.stateDir}/version-log.list`;
   await Deno.mkdir(dir, { recursive: true });
   await writeFileList(names, [VERSION_LOG, VERSION_MARKER]);
-  // Into a kept copy: rsync sends only what the log gained since.
+  let tooLarge = false;
+  // Into a kept copy: rsync sends only what the log gained since. Files
+  // larger than any log are not fetched (rsync says so with --info=skip1).
   const r = await rsyncRun(job, {
     source: job.source,
     dest: `${dir}/`,
     filesFrom: names,
     timeout: Math.min(job.timeout, 30_000),
     connectTimeout: job.connectTimeout,
-  });
+    extra: [`--max-size=${LOG_READ_MAX_BYTES}`, "--info=skip1", ...safeAttrs(job)],
+  }, { onStdout: (line) => tooLarge ||= / is over max-size$/.test(line) });
   if (r.code === 23 && /No such file|link_stat/.test(r.stderr)) return null;
   failUnlessOk(job, r);
-  const [text, marker] = await Promise.all(
-    [VERSION_LOG, VERSION_MARKER].map((n) => Deno.readTextFile(`${dir}/${n}`).catch(() => "")),
-  );
-  const target = parseMarker(marker);
+  if (tooLarge) {
+    // The kept copy is of an older log or marker: of no use, and not kept.
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    job.log.warn(
+      "the source's version log or marker is too large to read; comparing the whole tree",
+      {
+        max_bytes: LOG_READ_MAX_BYTES,
+      },
+    );
+    return null;
+  }
+  const target = parseMarker(readSmallFile(`${dir}/${VERSION_MARKER}`, MARKER_MAX_BYTES) ?? "");
+  const text = readSmallFile(`${dir}/${VERSION_LOG}`, LOG_READ_MAX_BYTES) ?? "";
   return target ? { target, text } : null;
 }

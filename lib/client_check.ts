@@ -100,7 +100,9 @@ export function formatCheck(r: CheckReport): string {
     ].sort((a, b) => a[1].path.localeCompare(b[1].path));
     for (const [what, item] of rows) {
       lines.push(
-        `  ${what.padEnd(8)} ${item.path}${item.what ? ` (${item.what.join(", ")})` : ""}`,
+        `  ${what.padEnd(8)} ${printable(item.path)}${
+          item.what ? ` (${item.what.join(", ")})` : ""
+        }`,
       );
     }
   }
@@ -109,4 +111,21 @@ export function formatCheck(r: CheckReport): string {
   );
   if (r.refusal) lines.push(`note: a sync would refuse: ${r.refusal}`);
   return lines.join("\n");
+}
+
+/**
+ * A name from a server as a terminal may show it: control characters (ESC
+ * and the like) written `\#ooo`, their code in octal, as rsync writes them.
+ *
+ * @example
+ * ```ts
+ * printable("a\x1b[2Jb.txt"); // "a\\#033[2Jb.txt"
+ * ```
+ */
+export function printable(name: string): string {
+  return name.replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x1f\x7f-\x9f]/g,
+    (c) => `\\#${c.charCodeAt(0).toString(8).padStart(3, "0")}`,
+  );
 }

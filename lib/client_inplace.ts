@@ -10,13 +10,13 @@ import type { ApplyContext, TreeLayout } from "./client.ts";
 import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import { writeDestMarker } from "./client_safety.ts";
 import type { Drift, DriftItem } from "./client_drift.ts";
-import { baseJob, type ClientJob, RsyncFailure } from "./client_job.ts";
+import { baseJob, type ClientJob, RsyncFailure, safeAttrs } from "./client_job.ts";
 import { clearDirty, removeDelayDirs, transfer } from "./client_transfer.ts";
 import { type RsyncResult, writeFileList } from "./rsync.ts";
 import { readMarker, sameVersion, type VersionMarker } from "./version.ts";
 import { markerFromScan } from "./marker_stamp.ts";
 import type { ChangeList } from "./version_log.ts";
-import { exists, existsNow } from "./_fs.ts";
+import { detour, exists, existsNow } from "./_fs.ts";
 
 /**
  * Up to this many differences, a sync sends only the paths the comparison
@@ -56,7 +56,7 @@ export function inPlace(job: ClientJob): TreeLayout {
       const newVersion = listed.includes(VERSION_MARKER);
       if (
         ctx.state === "marked" && !newVersion && !drift.escaped && all.length <= LISTED_MAX &&
-        all.every(plainPath)
+        all.every(plainPath) && !firstDetour(job.dest, all, (p) => p.endsWith("/"))
       ) {
         let r: RsyncResult | null = null;
         let gone = false;
@@ -81,24 +81,28 @@ export function inPlace(job: ClientJob): TreeLayout {
           gone = r === null;
         }
         if (!gone && !r?.items.some((l) => l.endsWith(` ${VERSION_MARKER}`))) {
-          await removeExtras(
+          const refused = await removeExtras(
             job.dest,
             [...drift.changed, ...drift.missing],
             drift.extra,
             ctx.backupDir,
           );
-          await clearDirty(job);
-          return r ?? emptyResult();
+          if (!refused) {
+            await clearDirty(job);
+            return r ?? emptyResult();
+          }
+          warnDetour(job, refused, "syncing the whole tree");
+        } else {
+          // Behind a balancer the list went to a server at another version
+          // than the one compared (a push in flight): the whole tree, on one
+          // connection, makes dest one version again.
+          job.log.debug(
+            gone
+              ? "a listed path is gone on the server; syncing the whole tree"
+              : "the list came from another version; syncing the whole tree",
+            { dest: job.dest },
+          );
         }
-        // Behind a balancer the list went to a server at another version than
-        // the one compared (a push in flight): the whole tree, on one
-        // connection, makes dest one version again.
-        job.log.debug(
-          gone
-            ? "a listed path is gone on the server; syncing the whole tree"
-            : "the list came from another version; syncing the whole tree",
-          { dest: job.dest },
-        );
       }
       return await transfer(job, {
         ...base,
@@ -127,12 +131,17 @@ export function inPlace(job: ClientJob): TreeLayout {
       // the changed files may be stale under the target's marker.
       if (!sameVersion(readMarker(job.dest), target) || !markerFromScan(job.dest)) return null;
       const kind = (p: string): DriftItem["kind"] => list.dirs.has(p) ? "dir" : "file";
-      await removeExtras(
+      const refused = await removeExtras(
         job.dest,
         list.paths.map((path) => ({ path, kind: kind(path) })),
         list.deleted.map((path) => ({ path, kind: "other" })),
         ctx.backupDir,
       );
+      if (refused) {
+        // The dirty flag stays up: the whole-tree path that follows finishes.
+        warnDetour(job, refused, "comparing the whole tree");
+        return null;
+      }
       await clearDirty(job);
       return r;
     },
@@ -159,7 +168,7 @@ async function transferListed(
       backupDir: ctx.backupDir ?? undefined,
       // A directory that became a file: what was below it is among the
       // extras (the comparison's, or the log's deletions), so it may go.
-      extra: ["--force"],
+      extra: [...safeAttrs(job), "--force"],
     }, { keepDirty: true });
   } catch (e) {
     if (e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24)) return null;
@@ -176,18 +185,60 @@ function emptyResult(): RsyncResult {
   return { code: 0, stats: null, items: [], deleted: 0, created: 0, stderr: "", ms: 0 };
 }
 
+/** A server-named path that leads through a symlink, and the symlink. */
+export interface Detour {
+  path: string;
+  via: string;
+}
+
+/**
+ * The first of `paths` (relative to `root`) that leads through a symlink in
+ * `root`, or null. A directory (`isDir`) counts its own name too: rsync
+ * enters it, and an rsync that trusts its server's file list (3.2.7 does,
+ * when the server leaves the directory itself out of the list) then writes
+ * through a symlink there.
+ *
+ * @example
+ * ```ts
+ * firstDetour("/apps/plugins", ["a.txt", "lnk/b.txt"], (p) => p.endsWith("/"));
+ * // { path: "lnk/b.txt", via: "lnk" } when lnk is a symlink
+ * ```
+ */
+export function firstDetour(
+  root: string,
+  paths: Iterable<string>,
+  isDir: (p: string) => boolean,
+): Detour | null {
+  for (const path of paths) {
+    const via = detour(root, path, { whole: isDir(path) });
+    if (via) return { path, via };
+  }
+  return null;
+}
+
+/** Says that a server named a path through a symlink, which is not followed. */
+export function warnDetour(job: ClientJob, d: Detour, then: string): void {
+  job.log.warn(`the server named a path below a symlink in dest; not followed, ${then}`, {
+    path: d.path,
+    symlink: d.via,
+    dest: job.dest,
+  });
+}
+
 /**
  * Removes `extra` entries from dest (the top-most of each subtree), or moves
  * them into `backupDir` when given. An entry just `sent` under the same name
  * (a file that became a directory, or the reverse) stays, and so does what
- * was below a directory that became a file.
+ * was below a directory that became a file. Returns the first entry left
+ * alone because its path leads through a symlink (in dest, or in the backup
+ * dir), or null when none was.
  */
 async function removeExtras(
   dest: string,
   sent: DriftItem[],
   extra: DriftItem[],
   backupDir: string | null,
-): Promise<void> {
+): Promise<Detour | null> {
   const bare = (p: string) => p.replace(/\/$/, "");
   const same = new Set(sent.map((i) => bare(i.path)));
   const nonDirs = new Set(sent.filter((i) => i.kind !== "dir").map((i) => bare(i.path)));
@@ -201,8 +252,14 @@ async function removeExtras(
     if (same.has(p) || under(nonDirs) || under(tops)) continue;
     tops.add(p);
   }
+  let refused: Detour | null = null;
   for (const p of tops) {
     const from = `${dest}/${p}`;
+    const via = detour(dest, p) ?? (backupDir ? detour(backupDir, p) : null);
+    if (via) {
+      refused ??= { path: p, via };
+      continue;
+    }
     try {
       if (backupDir) {
         const to = `${backupDir}/${p}`;
@@ -212,9 +269,11 @@ async function removeExtras(
         await Deno.remove(from, { recursive: true });
       }
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      // Gone already, or below a file (nothing there to remove).
+      if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
     }
   }
+  return refused;
 }
 
 async function moveAside(from: string, to: string): Promise<void> {

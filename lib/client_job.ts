@@ -49,6 +49,8 @@ export interface ClientJob {
   keep: number;
   /** Take over a non-empty unmarked dest once. */
   adopt: boolean;
+  /** Keep the owners and groups the server's files have (`client.keep_owners`). */
+  keepOwners?: boolean;
   /** Show progress and a summary line. */
   verbose: boolean;
   log: Logger;
@@ -56,6 +58,28 @@ export interface ClientJob {
   signal?: AbortSignal;
   /** Backoff before retry `n` (1-based), ms; default 1 s doubling, at most 30 s. */
   backoff?: (n: number) => number;
+}
+
+/**
+ * What a client takes from its server besides names, bytes and times: no
+ * setuid or setgid bit and nothing writable by all (a server must not plant
+ * a setuid-root binary on a host whose client runs as root), and no owner or
+ * group unless `client.keep_owners` says so (the client's user owns the
+ * files). Holes stay holes: a sparse file takes the disk space of its data.
+ * The comparison gets the same options, so a mode or owner the client does
+ * not take is no drift.
+ *
+ * @example
+ * ```ts
+ * safeAttrs(job); // ["--no-owner", "--no-group", "--chmod=ugo-s,o-w", "--sparse"]
+ * ```
+ */
+export function safeAttrs(job: Pick<ClientJob, "keepOwners">): string[] {
+  return [
+    ...(job.keepOwners ? [] : ["--no-owner", "--no-group"]),
+    "--chmod=ugo-s,o-w",
+    "--sparse",
+  ];
 }
 
 /** The rsync job every client transfer starts from. */
@@ -69,6 +93,7 @@ export function baseJob(job: ClientJob, dest: string): RsyncJob {
     // The destination marker is fanout's, never the source's: excluded, so
     // --delete leaves it alone and no server can supply or remove it.
     excludes: [`/${DEST_MARKER}`],
+    extra: safeAttrs(job),
   };
 }
 

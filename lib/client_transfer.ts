@@ -8,7 +8,7 @@
  * @module
  */
 
-import { SafetyError } from "./errors.ts";
+import { SafetyError, TransferError } from "./errors.ts";
 import type { RsyncJob, RsyncResult } from "./rsync.ts";
 import { sleep } from "./splay.ts";
 import { type ClientJob, failUnlessOk, rsyncRun } from "./client_job.ts";
@@ -49,9 +49,52 @@ export async function transfer(
         `changed during the sync; the next run compares again`,
     );
   }
+  if (r.code !== 0 && /No space left on device|Disk quota exceeded/.test(r.stderr)) {
+    const quota = /Disk quota exceeded/.test(r.stderr);
+    throw new TransferError(
+      `${quota ? "disk quota exceeded" : "no space left"} on ${filesystemOf(rj.dest)}: the ` +
+        `sync into ${job.dest} stopped (rsync exit ${r.code}) and its partial files are removed; ` +
+        `dest is unchanged ` +
+        `(free some space; the next run completes the sync)`,
+      r.code,
+    );
+  }
   failUnlessOk(job, r);
   if (!opts.keepDirty) await clearDirty(job);
   return r;
+}
+
+/**
+ * The file system holding `path`: its mount point and type, from
+ * /proc/self/mounts (`/apps (ext4)`); `path` itself when that cannot be read.
+ *
+ * @example
+ * ```ts
+ * filesystemOf("/apps/dat/plugins/"); // "/apps (ext4)"
+ * ```
+ */
+export function filesystemOf(path: string): string {
+  let real = path;
+  for (let p = path.replace(/\/+$/, ""); p; p = p.slice(0, p.lastIndexOf("/"))) {
+    try {
+      real = Deno.realPathSync(p);
+      break;
+    } catch { /* not there yet: its parent */ }
+  }
+  let best: [string, string] | null = null;
+  for (const line of (readTextNow("/proc/self/mounts") ?? "").split("\n")) {
+    const [, at, type] = line.split(" ");
+    if (!at || !type) continue;
+    const mount = at.replace(/\\040/g, " ");
+    const under = mount === "/" || real === mount || real.startsWith(`${mount}/`);
+    if (under && (!best || mount.length >= best[0].length)) best = [mount, type];
+  }
+  return best ? `${best[0]} (${best[1]})` : path;
+}
+
+/** The dirty flag's file: up while a transfer, or the steps after it, run. */
+export function dirtyFile(job: ClientJob): string {
+  return `${job.stateDir}/${DIRTY_FILE}`;
 }
 
 /**

@@ -97,6 +97,8 @@ export interface ClientConfig {
   backupDir: string | null;
   atomic: boolean;
   keep: number;
+  /** Take files' owners and groups from the server (off: the client's user owns them). */
+  keepOwners: boolean;
   watchInterval: number;
   /** The user field of the rendered cron line. */
   user: string;
@@ -591,6 +593,7 @@ function build(raw: RawFleet, file: string): Fleet {
       backupDir: c.backup_dir ?? null,
       atomic: c.atomic ?? dc.atomic,
       keep: c.keep ?? dc.keep,
+      keepOwners: c.keep_owners ?? dc.keepOwners,
       watchInterval: c.watch_interval ?? dc.watchInterval,
       user: c.user ?? dc.user,
     },

@@ -64,6 +64,7 @@ export const DEFAULTS = {
     verifyEvery: 0,
     atomic: false,
     keep: 3,
+    keepOwners: false,
     watchInterval: 2_000,
     user: "root",
   },

@@ -117,9 +117,20 @@ export function formatLogfmt(fields: Fields): string {
       : typeof v === "object"
       ? JSON.stringify(v)
       : String(v);
-    parts.push(`${k}=${/^[^\s"=\\]+$/.test(s) ? s : JSON.stringify(s)}`);
+    // Control characters (a file name from a server may hold ESC) are
+    // escaped, never sent to a terminal as they are.
+    // deno-lint-ignore no-control-regex
+    parts.push(`${k}=${/^[^\s"=\\\x00-\x1f\x7f-\x9f]+$/.test(s) ? s : quote(s)}`);
   }
   return parts.join(" ");
+}
+
+/** `s` as a JSON string, with the C1 controls JSON leaves as they are escaped too. */
+function quote(s: string): string {
+  return JSON.stringify(s).replace(
+    /[\x7f-\x9f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 let root = new Logger();

@@ -56,7 +56,7 @@ export function markerFromScan(dir: string): boolean {
   if (Number.isNaN(at)) return true;
   let mtime: number | undefined;
   try {
-    mtime = Deno.statSync(`${dir}/${VERSION_MARKER}`).mtime?.getTime();
+    mtime = Deno.lstatSync(`${dir}/${VERSION_MARKER}`).mtime?.getTime();
   } catch {
     return true;
   }

@@ -272,15 +272,26 @@ async function readLines(
     rest = parts.pop()!;
     for (const p of parts) {
       if (!p) continue;
-      if (keep) lines.push(p);
+      if (keep) keepTail(lines, p);
       each?.(p);
     }
+    // A line without end (a server sending no newline) is cut, not grown.
+    if (rest.length > MAX_LINE) rest = rest.slice(-MAX_LINE);
   }
   if (rest) {
-    if (keep) lines.push(rest);
+    if (keep) keepTail(lines, rest);
     each?.(rest);
   }
   return lines;
+}
+
+/** The longest line kept, and the most kept lines of a stream: its tail. */
+const MAX_LINE = 64 * 1024;
+const MAX_KEPT = 200;
+
+function keepTail(lines: string[], line: string): void {
+  lines.push(line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line);
+  if (lines.length > MAX_KEPT) lines.shift();
 }
 
 const ITEM = /^(\*deleting|[<>ch.*][fdLDS][.+cstpoguaxn?]{7,9}) /;
@@ -384,7 +395,12 @@ export function describeRsyncFailure(r: Pick<RsyncResult, "code" | "stderr">): s
     ) ??
     lines[0];
   const base = `rsync exit ${r.code} (${rsyncExitMeaning(r.code)})`;
-  return telling ? `${base}: ${telling.replace(/\s*\(code \d+\) at .*$/, "")}` : base;
+  if (!telling) return base;
+  // The daemon's words travel to a terminal and a status file: control
+  // characters out, and at most a line's worth.
+  // deno-lint-ignore no-control-regex
+  const said = telling.replace(/\s*\(code \d+\) at .*$/, "").replace(/[\x00-\x1f\x7f-\x9f]/g, "?");
+  return `${base}: ${said.length > 500 ? `${said.slice(0, 500)}…` : said}`;
 }
 
 /**

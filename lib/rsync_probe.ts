@@ -27,6 +27,12 @@ export interface ProbeResult {
 const enc = new TextEncoder();
 
 /**
+ * The most a probe reads from a daemon (greeting and module list): a real
+ * list is a few KiB; a server sending more is cut off, not buffered.
+ */
+export const PROBE_MAX_BYTES = 256 * 1024;
+
+/**
  * Probes the rsync daemon at `at` within `timeoutMs`.
  *
  * @example
@@ -137,10 +143,15 @@ class LineReader {
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
   }
+  #total = 0;
   async line(): Promise<string | null> {
     while (!this.#buf.includes("\n")) {
       const n = await this.#conn.read(this.#chunk);
       if (n === null) return null;
+      this.#total += n;
+      if (this.#total > PROBE_MAX_BYTES) {
+        throw new Error(`the daemon sent more than ${PROBE_MAX_BYTES} bytes`);
+      }
       this.#buf += this.#dec.decode(this.#chunk.subarray(0, n));
     }
     const i = this.#buf.indexOf("\n");

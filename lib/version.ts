@@ -8,6 +8,13 @@
  */
 
 import { VERSION_MARKER } from "./defaults.ts";
+import { readSmallFile } from "./_fs.ts";
+
+/**
+ * The most a marker file may hold (a real one is ~150 bytes): a larger one,
+ * or one that is not a regular file, reads as no marker.
+ */
+export const MARKER_MAX_BYTES = 4096;
 
 /** A published version. */
 export interface VersionMarker {
@@ -43,7 +50,9 @@ export function parseMarker(text: string): VersionMarker | null {
 }
 
 /**
- * Reads the marker of the tree at `dir`; null when absent or invalid.
+ * Reads the marker of the tree at `dir`; null when absent or invalid (a
+ * symlink is not followed, and more than {@linkcode MARKER_MAX_BYTES} is
+ * not read: the file comes from a server).
  *
  * @example
  * ```ts
@@ -51,12 +60,9 @@ export function parseMarker(text: string): VersionMarker | null {
  * ```
  */
 export function readMarker(dir: string): VersionMarker | null {
-  try {
-    // Sync: a few bytes, read on every cron run (see existsNow in lib/_fs.ts).
-    return parseMarker(Deno.readTextFileSync(`${dir}/${VERSION_MARKER}`));
-  } catch {
-    return null;
-  }
+  // Sync: a few bytes, read on every cron run (see existsNow in lib/_fs.ts).
+  const text = readSmallFile(`${dir}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
+  return text === null ? null : parseMarker(text);
 }
 
 /**

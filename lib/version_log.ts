@@ -47,6 +47,12 @@ export interface ChangeList {
 export const LOG_MAX_ENTRIES = 100;
 /** The log's size bound in bytes; the oldest entries go first. */
 export const LOG_MAX_BYTES = 256 * 1024;
+/**
+ * The most of a server's log a client fetches and reads (four times what a
+ * publisher writes): a larger log is not fetched, and the client compares
+ * the whole tree instead, as it does for any log it cannot use.
+ */
+export const LOG_READ_MAX_BYTES = 4 * LOG_MAX_BYTES;
 /** An entry with more paths than this is written as `whole`. */
 export const ENTRY_MAX_PATHS = 1000;
 

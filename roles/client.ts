@@ -90,6 +90,7 @@ function makeJob(
     atomic: c.atomic,
     keep: c.keep,
     adopt: f.adopt === true,
+    keepOwners: c.keepOwners,
     verbose: f.verbose === true,
     log: lg,
   };

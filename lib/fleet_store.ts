@@ -219,6 +219,16 @@ export class FleetStore {
     });
   }
 
+  /** True when `host` has a latest report stored. */
+  hasClient(host: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM clients WHERE host = ?").get(host) !== undefined;
+  }
+
+  /** How many hosts have a latest report stored. */
+  clientCount(): number {
+    return (this.#db.prepare("SELECT COUNT(*) AS n FROM clients").get() as { n: number }).n;
+  }
+
   /** The newest `limit` versions seen, newest first. */
   versions(limit: number): StoredVersion[] {
     return this.#db.prepare(

@@ -72,6 +72,7 @@ export class GlobalRate {
       this.#tokens -= 1;
       return 0;
     }
-    return Math.ceil((1 - this.#tokens) / perMs);
+    // Less a hair, so float error never rounds a whole millisecond up.
+    return Math.ceil((1 - this.#tokens) / perMs - 1e-6);
   }
 }

@@ -849,8 +849,11 @@ Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once e
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"] });
     await lab.server("replica", "rsync2");
-    await lab.server("primary", "rsync1");
+    const primary = await lab.server("primary", "rsync1");
     const src = await Source.create(lab);
+    const noName = await lab.run(["render", "report-token", "-c", lab.fleetFile]);
+    assert.equal(noName.code, 2);
+    assert.match(noName.stderr, /^fanout: render report-token needs --name HOST/);
     // Each client's own token, as the operator makes them on the primary.
     const tokenOf = (n: number) => `${lab.dir}/web${n}.token`;
     for (const n of [1, 2, 3]) {
@@ -933,6 +936,11 @@ Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once e
     const m = (await http(`${base(lab)}/metrics`)).body;
     assert.match(m, /^fanout_fleet_reports_total\{result="bad_signature"\} 1$/m);
     assert.match(m, /^fanout_fleet_reports_total\{result="primary_secret"\} 1$/m);
+    // The operator reads in the primary's log what the client lacks.
+    assert.match(
+      primary.stderr,
+      /level=warn msg="report refused" .*why=primary_secret .*fanout render report-token --name web3/,
+    );
   });
 });
 

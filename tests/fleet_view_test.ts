@@ -14,6 +14,7 @@ import { stripControl, stripControlDeep } from "../lib/control_chars.ts";
 import { Logger } from "../lib/log.ts";
 import { GlobalRate } from "../lib/_report_guards.ts";
 import {
+  asReportingHost,
   http,
   type Lab,
   type Proc,
@@ -122,22 +123,9 @@ function run(
   };
 }
 
-/**
- * `fleet` as client `host` sees it: its auth.report_token_file holds its own
- * token, derived from the primary's secret as `fanout render report-token` does.
- */
-async function asHost(fleet: Fleet, host: string): Promise<Fleet> {
-  const dir = `${fleet.auth.reportTokenFile}.clients`;
-  const file = `${dir}/${host}.token`;
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(file, `${await hostToken(TOKEN, host)}\n`, { mode: 0o600 });
-  await Deno.chmod(file, 0o600);
-  return { ...fleet, auth: { ...fleet.auth, reportTokenFile: file } };
-}
-
 /** Sends `r` as its own host would. */
 async function send(fleet: Fleet, r: ClientReport) {
-  return await sendReport(await asHost(fleet, r.host), r);
+  return await sendReport(await asReportingHost(fleet, r.host), r);
 }
 
 async function report(fleet: Fleet, r: ClientReport): Promise<void> {

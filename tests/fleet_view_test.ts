@@ -5,7 +5,7 @@
 // page as headless Chromium renders it.
 import assert from "node:assert/strict";
 import { type Fleet, loadFleet } from "../lib/config.ts";
-import { FleetStore } from "../lib/fleet_store.ts";
+import { FleetStore, HISTORY_PER_HOST } from "../lib/fleet_store.ts";
 import { convergence, type FleetSnapshot } from "../lib/fleet_state.ts";
 import { type ClientReport, sendReport } from "../lib/report.ts";
 import { hostToken, SIGNATURE_HEADER, signReport } from "../lib/report_sign.ts";
@@ -768,6 +768,11 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
       ["web1", t - 1 * day],
       ["web2", null],
     ]);
+    // A host whose every run differs keeps its newest HISTORY_PER_HOST runs.
+    for (let i = 0; i < HISTORY_PER_HOST + 20; i++) {
+      store.addReport(run("flappy", mk(3), { exit_code: 3, error: `err ${i}` }), t + i, null);
+    }
+    assert.equal(store.historyCount(), 3 + HISTORY_PER_HOST);
     store.close();
     // Not a database: one clear line.
     await Deno.writeTextFile(`${dir}/bad.db`, "this is not sqlite ".repeat(100));

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { RenderInput } from "./render.ts";
+import type { Renderer, RenderInput } from "./render.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { REPORT_HOST } from "./report.ts";
 import { hostToken } from "./report_sign.ts";
@@ -19,7 +19,7 @@ import { readReportToken } from "./secrets.ts";
  * The token of client `opts.name`, alone on its line (no header: the file
  * holds the token and nothing else).
  *
- * @throws {UsageError} without `--name`, or with a name a report cannot carry.
+ * @throws {UsageError} without `--name`, with a name a report cannot carry, or with `--role`.
  * @throws {ConfigError} when this host has no report secret (not the primary?).
  *
  * @example
@@ -27,7 +27,7 @@ import { readReportToken } from "./secrets.ts";
  * const token = await renderReportToken({ fleet, opts: { ...opts, name: "web1" } });
  * ```
  */
-export async function renderReportToken({ fleet, opts }: RenderInput): Promise<string> {
+export const renderReportToken: Renderer = async ({ fleet, opts }: RenderInput) => {
   const name = opts.name;
   if (!name) {
     throw new UsageError(
@@ -48,4 +48,14 @@ export async function renderReportToken({ fleet, opts }: RenderInput): Promise<s
     }]);
   }
   return `${await hostToken(secret, name)}\n`;
-}
+};
+
+// The token is a client's, whatever role: --name says which client. It has
+// no header line, so it is no file for a role, which --role would suggest.
+renderReportToken.checkRole = (role) => {
+  if (role) {
+    throw new UsageError(
+      `render report-token takes no --role: --name HOST says which client the token is for`,
+    );
+  }
+};

@@ -89,7 +89,8 @@ export async function openFleetView(o: FleetViewOptions): Promise<FleetView> {
   if (token === null) {
     o.log.warn("fleet reports off", {
       reason: `${o.fleet.auth.reportTokenFile} does not exist`,
-      hint: "create it (mode 600) on the primary and every client to see clients in /fleet",
+      hint: "create it (a random secret, mode 600), then give each client its own token: " +
+        "fanout render report-token --name HOST",
     });
   }
   await Deno.mkdir(o.self.stateDir, { recursive: true });

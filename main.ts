@@ -9,6 +9,7 @@
 import { type Command, parseCli } from "./lib/cli.ts";
 import { ExitCode, FanoutError } from "./lib/errors.ts";
 import { Logger, setLogger } from "./lib/log.ts";
+import { stripControl } from "./lib/control_chars.ts";
 import { VERSION } from "./lib/meta.ts";
 import { killAllGroups } from "./lib/children.ts";
 
@@ -54,7 +55,8 @@ export async function main(argv: string[]): Promise<number> {
     const message = e instanceof FanoutError
       ? e.message
       : `internal error (please report): ${(e as Error)?.stack ?? e}`;
-    for (const line of message.split("\n")) {
+    // The message may carry what a server, rsync or a report said: no control characters.
+    for (const line of stripControl(message).split("\n")) {
       console.error(
         json ? JSON.stringify({ level: "error", msg: line, exit: code }) : `fanout: ${line}`,
       );

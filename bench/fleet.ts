@@ -14,7 +14,8 @@
 // Usage: deno run -A bench/fleet.ts [--quick]
 import { loadFleet } from "../lib/config.ts";
 import { type ClientReport, sendReport } from "../lib/report.ts";
-import { Lab } from "../tests/_helpers.ts";
+import { asReportingHost, Lab } from "../tests/_helpers.ts";
+import type { Fleet } from "../lib/config.ts";
 
 const quick = Deno.args.includes("--quick");
 const CLIENTS = quick ? 300 : 2000;
@@ -39,7 +40,10 @@ const ms = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);
 
 const lab = await Lab.create();
 try {
-  await lab.fleet({ replicas: [], extra: "fleet:\n  report_rate: 10000" });
+  await lab.fleet({
+    replicas: [],
+    extra: "fleet:\n  report_rate: 10000\n  report_rate_total: 1000000",
+  });
   await lab.server("primary", "rsync1");
   const fleet = await loadFleet(lab.fleetFile);
   const h = lab.hosts.rsync1;
@@ -61,6 +65,12 @@ try {
     error: null,
     source: "rsync://10.0.0.20:873/plugins/",
   });
+  // Each client signs with its own token file, as a real one does.
+  const asHost = new Map<string, Fleet>();
+  for (const host of [...Array(50).keys()].map((k) => `bench${k}`)) {
+    asHost.set(host, await asReportingHost(fleet, host));
+  }
+  for (let k = 0; k < CLIENTS; k++) asHost.set(`web${k}`, await asReportingHost(fleet, `web${k}`));
   const get = async (path: string) => {
     const r = await fetch(base + path);
     await r.arrayBuffer();
@@ -73,7 +83,8 @@ try {
   const floor = await sample(SAMPLES, () => get("/healthz"));
   let i = 0;
   const one = await sample(SAMPLES, async () => {
-    const out = await sendReport(fleet, report(`bench${i++ % 50}`));
+    const host = `bench${i++ % 50}`;
+    const out = await sendReport(asHost.get(host)!, report(host));
     if (!out.sent) throw new Error(out.reason!);
   });
   rows.push([
@@ -88,7 +99,7 @@ try {
   const outcomes = await Promise.all(
     Array.from(
       { length: CLIENTS },
-      (_, k) => sendReport(fleet, report(`web${k}`), { timeoutMs: 30_000 }),
+      (_, k) => sendReport(asHost.get(`web${k}`)!, report(`web${k}`), { timeoutMs: 30_000 }),
     ),
   );
   const burst = performance.now() - t0;

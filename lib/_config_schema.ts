@@ -176,6 +176,8 @@ export const FleetSchema = z.object({
     retention: duration().optional(),
     silent_after: duration().optional(),
     report_rate: int(1, 10_000).optional(),
+    report_rate_total: int(1, 1_000_000).optional(),
+    max_clients: int(1, 1_000_000).optional(),
   }).strict().optional(),
 }).strict();
 

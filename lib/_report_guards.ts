@@ -1,6 +1,7 @@
 // The primary's defences of POST /report that need memory: a per-host rate
-// limit and the set of signatures already used. Both forget what has aged out,
-// so their size stays bounded by (hosts x rate x window).
+// limit, a rate limit over all hosts, and the set of signatures already used.
+// They forget what has aged out, so their size stays bounded by
+// (hosts x rate x window).
 
 /** At most `limit` events per key in any `windowMs`. */
 export class RateLimiter {
@@ -47,5 +48,31 @@ export class ReplayCache {
     if (this.#seen.has(sig)) return false;
     this.#seen.set(sig, t);
     return true;
+  }
+}
+
+/**
+ * At most `perMinute` events a minute over all keys, as a token bucket: a
+ * burst of up to `perMinute` passes at once, then events pass at the refill
+ * rate, so once a flood stops the next event waits a second or so, not a minute.
+ */
+export class GlobalRate {
+  #tokens: number;
+  #at = 0;
+  constructor(readonly perMinute: number) {
+    this.#tokens = perMinute;
+  }
+
+  /** Takes one event at `now`; returns 0 when allowed, else ms until one is. */
+  take(now: number): number {
+    const perMs = this.perMinute / 60_000;
+    this.#tokens = Math.min(this.perMinute, this.#tokens + Math.max(0, now - this.#at) * perMs);
+    this.#at = now;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    // Less a hair, so float error never rounds a whole millisecond up.
+    return Math.ceil((1 - this.#tokens) / perMs - 1e-6);
   }
 }

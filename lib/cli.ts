@@ -25,6 +25,7 @@ export const RENDER_KINDS = [
   "haproxy",
   "cron",
   "post-receive",
+  "report-token",
 ] as const;
 
 type Scope = Role | "check-config" | "render" | "demo" | "fleet";
@@ -616,6 +617,7 @@ const SUB_HELP: Record<string, { usage: string; what: string; examples: string[]
       "fanout render nginx -c fanout.yaml",
       "fanout render cron -c fanout.yaml > /etc/cron.d/fanout",
       "fanout render post-receive -c fanout.yaml > /srv/git/plugins.git/hooks/post-receive",
+      "fanout render report-token -c fanout.yaml --name web1 > web1.token   # on the primary; install as web1's auth.report_token_file",
     ],
   },
   demo: {
@@ -685,7 +687,7 @@ export function helpText(topic?: string): string {
     "  fanout --role proxy    -c FILE              long-running: health-checked TCP balancer",
     "  fanout --role client   -c FILE              one-shot (cron): mirror the tree; also --check, --watch",
     "  fanout --role publish  -c FILE --repo R --ref main   one-shot (git hook): publish a commit",
-    "  fanout render <rsyncd|systemd|nginx|haproxy|cron|post-receive> [--role R] -c FILE",
+    "  fanout render <rsyncd|systemd|nginx|haproxy|cron|post-receive|report-token> [--role R] -c FILE",
     "  fanout check-config -c FILE [--role R]      validate; print what each host will do",
     "  fanout fleet -c FILE                        which host has which version",
     "  fanout demo                                 the whole topology on loopback, live",

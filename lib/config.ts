@@ -127,6 +127,10 @@ export interface FleetViewConfig {
   silentAfter: number;
   /** Reports accepted per client host per minute. */
   reportRate: number;
+  /** Reports accepted from all clients together per minute. */
+  reportRateTotal: number;
+  /** Distinct client hosts kept. */
+  maxClients: number;
 }
 
 /** The whole fleet, validated and defaulted. Durations are milliseconds. */
@@ -614,6 +618,8 @@ function build(raw: RawFleet, file: string): Fleet {
       retention: raw.fleet?.retention ?? DEFAULTS.fleet.retention,
       silentAfter: raw.fleet?.silent_after ?? DEFAULTS.fleet.silentAfter,
       reportRate: raw.fleet?.report_rate ?? DEFAULTS.fleet.reportRate,
+      reportRateTotal: raw.fleet?.report_rate_total ?? DEFAULTS.fleet.reportRateTotal,
+      maxClients: raw.fleet?.max_clients ?? DEFAULTS.fleet.maxClients,
     },
   };
 }

@@ -89,6 +89,10 @@ export const DEFAULTS = {
     silentAfter: 300_000,
     /** Reports accepted per client host per minute; more get 429. */
     reportRate: 12,
+    /** Reports accepted from all clients together per minute; more get 429. */
+    reportRateTotal: 6000,
+    /** Distinct client hosts the fleet view keeps; a report from one more gets 403. */
+    maxClients: 5000,
     /** Largest report body the primary reads (bytes); larger gets 413. */
     maxReportBytes: 8192,
     /** A signed report's time may differ from the primary's clock by this much (ms). */

@@ -16,6 +16,7 @@ import { readMarker, type VersionMarker } from "./version.ts";
 import { killGroup, trackGroup } from "./children.ts";
 import { shutdownSignal } from "./signals.ts";
 import { V8_FLAGS } from "./defaults.ts";
+import { hostToken } from "./report_sign.ts";
 
 const dec = new TextDecoder();
 
@@ -87,6 +88,8 @@ export async function runDemo(opts: CommonOptions): Promise<number> {
           h.path,
           "--watch",
           "--no-splay",
+          "--set",
+          `auth.report_token_file=${clientTokenFile(dir, h)}`,
         ], null),
       );
     }
@@ -254,6 +257,11 @@ function makeHosts(dir: string, net: string): Host[] {
   ];
 }
 
+/** Where client `h` of the demo keeps its report token. */
+function clientTokenFile(dir: string, h: Host): string {
+  return `${dir}/${h.name}/report.token`;
+}
+
 async function writeFleet(dir: string, net: string, hosts: Host[]): Promise<string> {
   const secrets = `${dir}/rsyncd.secrets`;
   const password = `${dir}/push.password`;
@@ -261,8 +269,16 @@ async function writeFleet(dir: string, net: string, hosts: Host[]): Promise<stri
   const pw = crypto.randomUUID();
   await Deno.writeTextFile(secrets, `fanout:${pw}\n`, { mode: 0o600 });
   await Deno.writeTextFile(password, `${pw}\n`, { mode: 0o600 });
-  await Deno.writeTextFile(token, `${crypto.randomUUID()}\n`, { mode: 0o600 });
+  const reportSecret = crypto.randomUUID();
+  await Deno.writeTextFile(token, `${reportSecret}\n`, { mode: 0o600 });
   for (const f of [secrets, password, token]) await Deno.chmod(f, 0o600);
+  // Each client signs its reports with its own token, derived from the secret.
+  for (const h of hosts.filter((h) => h.kind === "client")) {
+    const own = clientTokenFile(dir, h);
+    await Deno.mkdir(own.slice(0, own.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(own, `${await hostToken(reportSecret, h.name)}\n`, { mode: 0o600 });
+    await Deno.chmod(own, 0o600);
+  }
   const [selfCmd, ...selfArgs] = selfCommand();
   const wrapper = `${dir}/bin/fanout`;
   await Deno.mkdir(`${dir}/bin`);

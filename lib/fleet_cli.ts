@@ -18,6 +18,7 @@ import type { FleetSnapshot } from "./fleet_state.ts";
 import type { VersionMarker } from "./version.ts";
 import { fetchFailure } from "./_fetch_error.ts";
 import { fleetFor } from "../roles/_fleet.ts";
+import { stripControl, stripControlDeep } from "./control_chars.ts";
 
 /** How long `fanout fleet` waits for the primary. */
 const TIMEOUT = 5_000;
@@ -69,7 +70,8 @@ export async function fetchFleet(fleet: Fleet): Promise<FleetSnapshot> {
     if (typeof snap?.ok !== "boolean" || !Array.isArray(snap.clients)) {
       throw fail("the answer is not a fleet view");
     }
-    return snap;
+    // The primary passes on what clients and servers said: no control characters.
+    return stripControlDeep(snap);
   } catch (e) {
     if (e instanceof TransferError) throw e;
     if ((e as Error).name === "AbortError") throw fail(`no answer within ${TIMEOUT / 1000}s`);
@@ -83,14 +85,16 @@ export async function fetchFleet(fleet: Fleet): Promise<FleetSnapshot> {
 const ver = (v: VersionMarker | null) => (v ? String(v.seq) : "-");
 
 /**
- * The fleet view as plain-text tables.
+ * The fleet view as plain-text tables, without control characters (the
+ * values come from clients and servers).
  *
  * @example
  * ```ts
  * console.log(formatFleet(await fetchFleet(fleet)));
  * ```
  */
-export function formatFleet(s: FleetSnapshot): string {
+export function formatFleet(snap: FleetSnapshot): string {
+  const s = stripControlDeep(snap);
   const now = Date.parse(s.generated_at);
   const out: string[] = [];
   const cur = s.current;
@@ -153,7 +157,8 @@ export function formatFleet(s: FleetSnapshot): string {
       ).join("; "),
     );
   }
-  return out.join("\n");
+  // Each entry is one line: a tab or newline inside a value would break it.
+  return out.map((l) => stripControl(l, { oneLine: true })).join("\n");
 }
 
 function table(head: string[], rows: string[][]): string[] {

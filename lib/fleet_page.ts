@@ -138,7 +138,7 @@ ${
 
 function clientTable(rows: ClientRow[], total: number, now: number): string {
   if (total === 0) {
-    return '<p id="no-clients" class="dim">no client has reported yet (clients report after each run, signed with auth.report_token_file)</p>';
+    return '<p id="no-clients" class="dim">no client has reported yet (clients report after each run, each signed with its own token: <code>fanout render report-token --name HOST</code> on the primary)</p>';
   }
   return `<p class="dim" id="shown" data-count="${rows.length}">showing ${rows.length} of ${total}</p>
 <table id="clients"><thead><tr><th>client</th><th>state</th><th>version</th><th>last run</th><th>took</th><th>exit</th><th>drift</th><th>error</th></tr></thead><tbody>

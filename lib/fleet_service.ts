@@ -4,10 +4,13 @@
  * version" as a page (`GET /fleet`), as JSON (`GET /fleet.json`) and as
  * Prometheus gauges on `/metrics`.
  *
- * A report must be signed with the report token (lib/report_sign.ts), fresh
- * (within 5 minutes of the primary's clock), never seen before, at most
- * 8 KiB, and within the host's rate (`fleet.report_rate` a minute):
- * otherwise 401, 413 or 429, and nothing is stored.
+ * A report must be signed with its host's own token (lib/report_sign.ts:
+ * derived from the primary's report secret and the host's name, so a client
+ * can report as itself only), fresh (within 5 minutes of the primary's
+ * clock), never seen before, at most 8 KiB, from one of at most
+ * `fleet.max_clients` hosts, and within the host's rate (`fleet.report_rate`
+ * a minute) and all hosts' (`fleet.report_rate_total`): otherwise 400, 401,
+ * 403, 413 or 429, and nothing is stored.
  *
  * Servers: the primary knows what its push engine acknowledged for its direct
  * replicas; replicas behind a relay are read from that relay's `/status`.
@@ -37,10 +40,17 @@ import {
 import type { Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 import { parseClientReport } from "./report.ts";
-import { parseSignature, SIGNATURE_HEADER, verifySignature } from "./report_sign.ts";
+import {
+  hostToken,
+  parseSignature,
+  type Signature,
+  SIGNATURE_HEADER,
+  verifySignature,
+} from "./report_sign.ts";
 import { readReportToken } from "./secrets.ts";
 import { readMarker, type VersionMarker } from "./version.ts";
-import { RateLimiter, ReplayCache } from "./_report_guards.ts";
+import { GlobalRate, RateLimiter, ReplayCache } from "./_report_guards.ts";
+import { stripControlDeep } from "./control_chars.ts";
 import { fetchFailure } from "./_fetch_error.ts";
 
 /** Options of {@linkcode openFleetView}. */
@@ -79,7 +89,8 @@ export async function openFleetView(o: FleetViewOptions): Promise<FleetView> {
   if (token === null) {
     o.log.warn("fleet reports off", {
       reason: `${o.fleet.auth.reportTokenFile} does not exist`,
-      hint: "create it (mode 600) on the primary and every client to see clients in /fleet",
+      hint: "create it (a random secret, mode 600), then give each client its own token: " +
+        "fanout render report-token --name HOST",
     });
   }
   await Deno.mkdir(o.self.stateDir, { recursive: true });
@@ -98,6 +109,8 @@ type Refusal =
   | "replayed"
   | "too_large"
   | "invalid"
+  | "primary_secret"
+  | "too_many_clients"
   | "rate_limited";
 
 /** The primary's fleet view; see {@linkcode openFleetView}. */
@@ -115,6 +128,7 @@ export class FleetView {
   #timer: ReturnType<typeof setInterval> | undefined;
   #pruneTimer: ReturnType<typeof setInterval> | undefined;
   #rate: RateLimiter;
+  #rateAll: GlobalRate;
   #replay = new ReplayCache(DEFAULTS.fleet.maxClockSkew);
   #warned = new Map<string, number>();
   #reports;
@@ -125,6 +139,7 @@ export class FleetView {
     this.#store = store;
     this.#token = token;
     this.#rate = new RateLimiter(o.fleet.fleet.reportRate, 60_000);
+    this.#rateAll = new GlobalRate(o.fleet.fleet.reportRateTotal);
     this.#relays = o.fleet.replicas.filter((r) => downstreamsOf(o.fleet, r.name).length > 0);
     const r = o.registry;
     this.#reports = r.counter(
@@ -232,7 +247,9 @@ export class FleetView {
           t0,
         );
       });
-    return {
+    // Reports, relays' /status and rows stored by older versions: whatever a
+    // client or a server said reaches terminals through `fanout fleet`.
+    return stripControlDeep({
       generated_at: new Date(now).toISOString(),
       primary: this.#o.self.name,
       current: this.#current,
@@ -242,7 +259,7 @@ export class FleetView {
       servers,
       clients: filterClients(clients, parseFilter(states, host)),
       converge,
-    };
+    });
   }
 
   /** Stops the timers and closes the database. */
@@ -260,7 +277,7 @@ export class FleetView {
   async #report(c: Context): Promise<Response> {
     const refuse = (
       why: Refusal,
-      status: 400 | 401 | 413 | 429 | 503,
+      status: 400 | 401 | 403 | 413 | 429 | 503,
       text: string,
       headers?: Record<string, string>,
     ) => {
@@ -297,16 +314,8 @@ export class FleetView {
         })`,
       );
     }
-    if (!(await verifySignature(this.#token, body, sig))) {
-      return refuse(
-        "bad_signature",
-        401,
-        "bad signature: not signed with the primary's report token",
-      );
-    }
-    if (!this.#replay.remember(sig.sig, sig.t * 1000, now)) {
-      return refuse("replayed", 401, "replayed report: this signature was already used");
-    }
+    // The host's name picks the key the signature is checked with, so the
+    // body is read (at most 8 KiB) before it is trusted.
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
@@ -315,13 +324,36 @@ export class FleetView {
     }
     const report = parseClientReport(parsed);
     if (typeof report === "string") return refuse("invalid", 400, `invalid report: ${report}`);
+    const refusal = await this.#checkSignature(report.host, body, sig);
+    if (refusal) return refuse(refusal.why, 401, refusal.text);
+    if (!this.#replay.remember(sig.sig, sig.t * 1000, now)) {
+      return refuse("replayed", 401, "replayed report: this signature was already used");
+    }
+    const cfg = this.#o.fleet.fleet;
+    if (!this.#store.hasClient(report.host) && this.#store.clientCount() >= cfg.maxClients) {
+      return refuse(
+        "too_many_clients",
+        403,
+        `too many clients: the fleet view keeps at most ${cfg.maxClients} hosts (fleet.max_clients); ` +
+          `${report.host} is not one of them`,
+      );
+    }
     const wait = this.#rate.take(report.host, now);
     if (wait > 0) {
       return refuse(
         "rate_limited",
         429,
-        `too many reports from ${report.host}: at most ${this.#o.fleet.fleet.reportRate} a minute`,
+        `too many reports from ${report.host}: at most ${cfg.reportRate} a minute`,
         { "retry-after": String(Math.ceil(wait / 1000)) },
+      );
+    }
+    const waitAll = this.#rateAll.take(now);
+    if (waitAll > 0) {
+      return refuse(
+        "rate_limited",
+        429,
+        `too many reports from all clients: at most ${cfg.reportRateTotal} a minute (fleet.report_rate_total)`,
+        { "retry-after": String(Math.ceil(waitAll / 1000)) },
       );
     }
     if (report.version && this.#current && report.version.seq <= this.#current.seq) {
@@ -335,6 +367,32 @@ export class FleetView {
       exit: report.exit_code,
     });
     return c.text("stored\n", 200);
+  }
+
+  /**
+   * Null when `sig` is `host`'s: made with the token derived from the
+   * primary's secret and that name. A report signed with the secret itself
+   * (a client set up before per-host tokens) is told what to install.
+   */
+  async #checkSignature(
+    host: string,
+    body: string,
+    sig: Signature,
+  ): Promise<{ why: Refusal; text: string } | null> {
+    const secret = this.#token!;
+    if (await verifySignature(await hostToken(secret, host), body, sig)) return null;
+    const fix = `on the primary, fanout render report-token --name ${host} -c FILE prints ` +
+      `${host}'s token; install it as ${host}'s auth.report_token_file`;
+    if (await verifySignature(secret, body, sig)) {
+      return {
+        why: "primary_secret",
+        text: `signed with the primary's report secret, not ${host}'s own token: ${fix}`,
+      };
+    }
+    return {
+      why: "bad_signature",
+      text: `bad signature: not signed with ${host}'s token (${fix})`,
+    };
   }
 
   /** One warning per kind of refusal a minute: a flood must not flood the log. */

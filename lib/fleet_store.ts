@@ -4,9 +4,10 @@
  *
  * Tables: `clients` (each host's latest report), `reports` (each host's
  * history: a run is kept when it differs from the host's previous one, in
- * version, exit code or error, or found drift; kept for `fleet.retention`),
- * `versions` (published versions the primary has seen) and `reached` (when
- * each host first reported each version), from which time-to-converge is
+ * version, exit code or error, or found drift; kept for `fleet.retention`,
+ * at most {@linkcode HISTORY_PER_HOST} runs a host), `versions` (published
+ * versions the primary has seen) and `reached` (when each host first
+ * reported each version), from which time-to-converge is
  * computed. Keeping every run would not do: 500 hosts under a one-minute cron
  * make 5 million rows a week, over a gigabyte, to say "no change" again.
  * Only the primary loads this module.
@@ -98,6 +99,9 @@ CREATE TABLE IF NOT EXISTS reached (
 
 type Row = Record<string, SQLInputValue>;
 
+/** Runs kept in one host's history, newest first; older ones are deleted. */
+export const HISTORY_PER_HOST = 500;
+
 /**
  * The report database.
  *
@@ -173,6 +177,11 @@ export class FleetStore {
           `INSERT INTO reports (host, received_at, started_at, duration_ms, exit_code, drift, error, source, version, seq, remote)
            VALUES (:host, :received_at, :started_at, :duration_ms, :exit_code, :drift, :error, :source, :version, :seq, :remote)`,
         ).run({ ...row, seq: r.version?.seq ?? null });
+        // A client whose error changes every run must not grow the file without end.
+        this.#db.prepare(
+          `DELETE FROM reports WHERE host = :host AND id <= (
+             SELECT id FROM reports WHERE host = :host ORDER BY id DESC LIMIT 1 OFFSET :keep)`,
+        ).run({ host: r.host, keep: HISTORY_PER_HOST });
       }
       this.#db.prepare(
         `INSERT INTO clients (host, received_at, started_at, duration_ms, exit_code, drift, error, source, version, last_ok_at, first_seen, remote)
@@ -217,6 +226,16 @@ export class FleetStore {
         remote: r.remote as string | null,
       };
     });
+  }
+
+  /** True when `host` has a latest report stored. */
+  hasClient(host: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM clients WHERE host = ?").get(host) !== undefined;
+  }
+
+  /** How many hosts have a latest report stored. */
+  clientCount(): number {
+    return (this.#db.prepare("SELECT COUNT(*) AS n FROM clients").get() as { n: number }).n;
   }
 
   /** The newest `limit` versions seen, newest first. */

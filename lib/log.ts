@@ -2,10 +2,14 @@
  * Logging: one line per event on stderr, logfmt by default
  * (`ts=… level=info msg="daemon started" pid=42`) or JSON with
  * `--log-format json`. Fields whose name looks like a secret are redacted,
- * so a password can never reach a log by accident.
+ * so a password can never reach a log by accident, and control characters are
+ * stripped from every message and value (they often come from a server, a
+ * client report or rsync), so a log read in a terminal cannot be driven by them.
  *
  * @module
  */
+
+import { stripControlDeep } from "./control_chars.ts";
 
 /** Severity, lowest first. */
 export type Level = "debug" | "info" | "warn" | "error";
@@ -87,8 +91,10 @@ export class Logger {
     const all: Fields = { ...this.#fields, ...fields };
     for (const k of Object.keys(all)) {
       if (SECRET_KEY.test(k) && !k.endsWith("_file")) all[k] = "[redacted]";
-      else if (all[k] instanceof Error) all[k] = (all[k] as Error).message;
+      else if (all[k] instanceof Error) all[k] = stripControlDeep((all[k] as Error).message);
+      else all[k] = stripControlDeep(all[k]);
     }
+    msg = stripControlDeep(msg);
     const ts = new Date().toISOString();
     this.#sink(
       this.#format === "json"

@@ -36,6 +36,7 @@ const RENDERERS: Record<string, () => Promise<Renderer>> = {
   systemd: async () => (await import("./render_systemd.ts")).renderSystemd,
   "post-receive": async () => (await import("./render_post_receive.ts")).renderPostReceive,
   cron: async () => (await import("./render_cron.ts")).renderCron,
+  "report-token": async () => (await import("./render_report_token.ts")).renderReportToken,
 };
 
 /**

@@ -1,6 +1,7 @@
 /**
  * Client run reports: after each run a client POSTs what it did to the
- * primary's health endpoint (`/report`), signed with the report token, so
+ * primary's health endpoint (`/report`), signed with its own report token
+ * (lib/report_sign.ts: derived from the primary's secret and its name), so
  * the primary's fleet view knows which host has which version.
  *
  * A report is best effort: {@linkcode sendReport} waits at most a second and
@@ -19,6 +20,7 @@ import { SIGNATURE_HEADER, signReport } from "./report_sign.ts";
 import { fetchFailure } from "./_fetch_error.ts";
 import { postOnce } from "./_http_post.ts";
 import { secretFileProblem } from "./secrets.ts";
+import { stripControl } from "./control_chars.ts";
 import { parseMarker, type VersionMarker } from "./version.ts";
 
 /** What one client run reports to the primary. */
@@ -64,7 +66,15 @@ export interface ReportOutcome {
 /** Longest `error` text a report carries; the rest is cut (reports are size-limited). */
 const MAX_ERROR = 2000;
 const MAX_SOURCE = 500;
-const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+/**
+ * The names a client can report as.
+ *
+ * @example
+ * ```ts
+ * REPORT_HOST.test("web1.example.com"); // true
+ * ```
+ */
+export const REPORT_HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 
 /**
  * The primary's report URL: its health address (its `address` when the
@@ -82,7 +92,8 @@ export function reportUrl(fleet: Fleet): string | null {
 }
 
 /**
- * Sends one run report to the primary, signed with `auth.report_token_file`.
+ * Sends one run report to the primary, signed with `auth.report_token_file`
+ * (on a client: its own token, `fanout render report-token --name HOST`).
  * Never throws and never takes longer than `opts.timeoutMs`: a report that
  * fails is logged at debug level and reported in the outcome.
  *
@@ -165,7 +176,7 @@ function trimReport(r: ClientReport): ClientReport {
 export function parseClientReport(v: unknown): ClientReport | string {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return "expected a JSON object";
   const o = v as Record<string, unknown>;
-  if (typeof o.host !== "string" || !HOST.test(o.host)) {
+  if (typeof o.host !== "string" || !REPORT_HOST.test(o.host)) {
     return "host: expected a host name of letters, digits, '.', '_' or '-'";
   }
   let version: VersionMarker | null = null;
@@ -189,7 +200,10 @@ export function parseClientReport(v: unknown): ClientReport | string {
     duration_ms: o.duration_ms as number,
     exit_code: o.exit_code as number,
     drift: o.drift as number,
-    error: (o.error as string | null)?.slice(0, MAX_ERROR) ?? null,
-    source: (o.source as string | null)?.slice(0, MAX_SOURCE) ?? null,
+    // Both reach terminals (`fanout fleet`) and logs: no control characters.
+    error: o.error === null ? null : stripControl((o.error as string).slice(0, MAX_ERROR)),
+    source: o.source === null
+      ? null
+      : stripControl((o.source as string).slice(0, MAX_SOURCE), { oneLine: true }),
   };
 }

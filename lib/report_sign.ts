@@ -1,6 +1,10 @@
 /**
  * Signatures of client run reports: `x-fanout-signature: t=<unix seconds>,sig=<hex>`,
- * where `sig` is HMAC-SHA256 over `"<t>.<body>"` keyed with the report token.
+ * where `sig` is HMAC-SHA256 over `"<t>.<body>"` keyed with the client's own
+ * report token. That token is derived from the primary's report secret and
+ * the client's name ({@linkcode hostToken}): the primary derives it again from
+ * the name in the report, so a client's token signs reports of its own name
+ * only, and the primary keeps no per-client state.
  * The time inside the signed text lets the primary refuse old reports, and a
  * signature seen once is refused again, so a captured report cannot be replayed.
  *
@@ -44,6 +48,20 @@ export async function signReport(token: string, body: string, t: number): Promis
     enc.encode(`${t}.${body}`),
   );
   return `t=${t},sig=${toHex(sig)}`;
+}
+
+/**
+ * The report token of client `host`: hex HMAC-SHA256 of the name under the
+ * primary's report secret. `fanout render report-token --name HOST` prints it.
+ *
+ * @example
+ * ```ts
+ * await hostToken("primary-secret", "web1"); // "3f1c…" (64 hex digits)
+ * ```
+ */
+export async function hostToken(secret: string, host: string): Promise<string> {
+  const key = await hmacKey(secret, "sign");
+  return toHex(await crypto.subtle.sign("HMAC", key, enc.encode(`fanout report token\0${host}`)));
 }
 
 /** A parsed signature header. */

@@ -9,6 +9,7 @@
 
 import { VERSION_MARKER } from "./defaults.ts";
 import { readSmallFile } from "./_fs.ts";
+import { stripControl } from "./control_chars.ts";
 
 /**
  * The most a marker file may hold (a real one is ~150 bytes): a larger one,
@@ -43,7 +44,9 @@ export function parseMarker(text: string): VersionMarker | null {
       typeof v.commit === "string" && typeof v.ref === "string" &&
       typeof v.published_at === "string"
     ) {
-      return { seq: v.seq, commit: v.commit, ref: v.ref, published_at: v.published_at };
+      // A marker comes from a server: its text may reach a terminal or a log.
+      const t = (x: string) => stripControl(x, { oneLine: true });
+      return { seq: v.seq, commit: t(v.commit), ref: t(v.ref), published_at: t(v.published_at) };
     }
   } catch { /* not JSON */ }
   return null;

@@ -21,6 +21,7 @@ import { inPlace } from "../lib/client_inplace.ts";
 import { type ClientRunResult, readStatus, writeStatus } from "../lib/client_status.ts";
 import { describeVersion, readMarker, sameVersion } from "../lib/version.ts";
 import { sendReport } from "../lib/report.ts";
+import { stripControl } from "../lib/control_chars.ts";
 import { fleetFor } from "./_fleet.ts";
 
 /** Runs the client role; returns the exit code. */
@@ -160,7 +161,7 @@ async function cronRun(
     writeStatus(job.stateDir, result);
     await report(result);
     if (result.exit_code !== 0) throw new FanoutError(result.error!, exitOf(result));
-    if (job.verbose) console.error(summary(result));
+    if (job.verbose) console.error(stripControl(summary(result)));
     return ExitCode.Ok;
   } finally {
     held.release();
@@ -216,7 +217,8 @@ function formatBytes(n: number): string {
 async function check(job: ClientJob, layout: TreeLayout, json: boolean): Promise<number> {
   const { checkDrift, formatCheck } = await import("../lib/client_check.ts");
   const report = await checkDrift(job, layout);
-  console.log(json ? JSON.stringify(report, null, 2) : formatCheck(report));
+  // Paths and versions come from the server: no control characters to the terminal.
+  console.log(stripControl(json ? JSON.stringify(report, null, 2) : formatCheck(report)));
   return report.in_sync ? ExitCode.Ok : ExitCode.Drift;
 }
 

@@ -9,6 +9,7 @@
 import type { CommonOptions } from "../lib/cli.ts";
 import { ConfigError, UsageError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
+import { stripControl } from "../lib/control_chars.ts";
 import { describePublish, publish } from "../lib/publish.ts";
 import { requireRsync } from "../lib/rsync.ts";
 import { checkSecretFiles } from "../lib/secrets.ts";
@@ -41,9 +42,12 @@ export async function run(opts: CommonOptions): Promise<number> {
     log: log().child({ role: "publish", name: pub.name }),
   });
   if (verbose) {
-    for (const item of result.items) if (!item.startsWith(".d")) console.log(item);
+    // rsync's lines name files from the repository: they reach the pusher's terminal.
+    for (const item of result.items) {
+      if (!item.startsWith(".d")) console.log(stripControl(item, { oneLine: true }));
+    }
   }
-  console.log(describePublish(result, fleet));
+  console.log(stripControl(describePublish(result, fleet)));
   return 0;
 }
 

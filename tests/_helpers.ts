@@ -2,6 +2,8 @@
 // that are always stopped, by pid, whatever the test does.
 import assert from "node:assert/strict";
 import { V8_FLAGS } from "../lib/defaults.ts";
+import type { Fleet } from "../lib/config.ts";
+import { hostToken } from "../lib/report_sign.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -571,4 +573,19 @@ export async function writeTree(dir: string, files: Record<string, string>): Pro
     await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
     await Deno.writeTextFile(full, content);
   }
+}
+
+/**
+ * `fleet` (the lab's, whose report token file holds the primary's secret) as
+ * client `host` sees it: its auth.report_token_file holds its own token, as
+ * `fanout render report-token --name HOST` makes it.
+ */
+export async function asReportingHost(fleet: Fleet, host: string): Promise<Fleet> {
+  const secret = (await Deno.readTextFile(fleet.auth.reportTokenFile)).trim();
+  const dir = `${fleet.auth.reportTokenFile}.clients`;
+  const file = `${dir}/${host}.token`;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(file, `${await hostToken(secret, host)}\n`, { mode: 0o600 });
+  await Deno.chmod(file, 0o600);
+  return { ...fleet, auth: { ...fleet.auth, reportTokenFile: file } };
 }

@@ -5,12 +5,16 @@
 // page as headless Chromium renders it.
 import assert from "node:assert/strict";
 import { type Fleet, loadFleet } from "../lib/config.ts";
-import { FleetStore } from "../lib/fleet_store.ts";
+import { FleetStore, HISTORY_PER_HOST } from "../lib/fleet_store.ts";
 import { convergence, type FleetSnapshot } from "../lib/fleet_state.ts";
 import { type ClientReport, sendReport } from "../lib/report.ts";
-import { SIGNATURE_HEADER, signReport } from "../lib/report_sign.ts";
+import { hostToken, SIGNATURE_HEADER, signReport } from "../lib/report_sign.ts";
 import { readMarker, type VersionMarker } from "../lib/version.ts";
+import { stripControl, stripControlDeep } from "../lib/control_chars.ts";
+import { Logger } from "../lib/log.ts";
+import { GlobalRate } from "../lib/_report_guards.ts";
 import {
+  asReportingHost,
   http,
   type Lab,
   type Proc,
@@ -119,8 +123,13 @@ function run(
   };
 }
 
+/** Sends `r` as its own host would. */
+async function send(fleet: Fleet, r: ClientReport) {
+  return await sendReport(await asReportingHost(fleet, r.host), r);
+}
+
 async function report(fleet: Fleet, r: ClientReport): Promise<void> {
-  const out = await sendReport(fleet, r);
+  const out = await send(fleet, r);
   assert.deepEqual(out, { sent: true, status: 200, reason: null }, `report of ${r.host}`);
 }
 
@@ -140,42 +149,74 @@ async function startFleet(
   return { fleet: await loadFleet(lab.fleetFile), primary, rsync2 };
 }
 
-/** The DOM of `url` after headless Chromium loaded it. */
-async function chromiumDom(lab: Lab, url: string): Promise<string> {
+/** How long one Chromium run may take: ~1 s idle, ~20 s at a load of 25 on two cores. */
+const CHROMIUM_TIMEOUT = 180_000;
+
+/** The DOM Chromium made of `file`, or how it failed. */
+async function chromiumOnce(
+  lab: Lab,
+  file: string,
+): Promise<string | { code: number; signal: string | null; timedOut: boolean; stderr: string }> {
   const profile = await Deno.makeTempDir({ dir: lab.dir, prefix: "chromium-" });
   const child = new Deno.Command(CHROMIUM!, {
     args: [
       "--headless",
       "--no-sandbox",
       "--disable-gpu",
-      "--disable-quic",
+      "--disable-dev-shm-usage",
+      "--disable-extensions",
       "--no-first-run",
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
       `--user-data-dir=${profile}`,
       "--dump-dom",
-      url,
+      `file://${file}`,
     ],
     stdout: "piped",
     stderr: "piped",
     detached: true,
   }).spawn();
+  let timedOut = false;
   const killer = setTimeout(() => {
+    timedOut = true;
     try {
       Deno.kill(-child.pid, "SIGKILL");
     } catch { /* gone */ }
-  }, 30_000);
+  }, CHROMIUM_TIMEOUT);
   const out = await child.output();
   clearTimeout(killer);
   const dom = new TextDecoder().decode(out.stdout);
-  assert.ok(
-    dom.includes("</html>"),
-    `chromium gave no DOM (exit ${out.code}):\n${
-      new TextDecoder().decode(out.stderr).slice(-1500)
-    }`,
+  if (dom.includes("</html>")) return dom;
+  return {
+    code: out.code,
+    signal: out.signal,
+    timedOut,
+    stderr: new TextDecoder().decode(out.stderr).slice(-1500),
+  };
+}
+
+/**
+ * The DOM headless Chromium makes of the page at `path` as the primary
+ * serves it now. The page is fetched first and Chromium reads it from a
+ * file, so how long Chromium takes to start (seconds on a busy machine) does
+ * not change what the page shows. A run killed by a signal (the time limit on
+ * a starved machine, the kernel's OOM killer) is tried once more; any other
+ * failure is the page's or the test's, and fails at once.
+ */
+async function pageDom(lab: Lab, path: string): Promise<string> {
+  const r = await http(`${base(lab)}${path}`);
+  assert.equal(r.status, 200, r.body);
+  const file = await Deno.makeTempFile({ dir: lab.dir, prefix: "fleet-", suffix: ".html" });
+  await Deno.writeTextFile(file, r.body);
+  let got = await chromiumOnce(lab, file);
+  if (typeof got !== "string" && got.signal !== null) got = await chromiumOnce(lab, file);
+  if (typeof got === "string") return got;
+  return assert.fail(
+    `chromium gave no DOM (exit ${got.code}, signal ${got.signal}${
+      got.timedOut ? `, killed after ${CHROMIUM_TIMEOUT / 1000}s` : ""
+    }):\n${got.stderr}`,
   );
-  return dom;
 }
 
 function count(dom: string, id: string): number {
@@ -183,27 +224,6 @@ function count(dom: string, id: string): number {
     new RegExp(`data-count="(\\d+)"[^>]*id="${id}"`).exec(dom);
   assert.ok(m, `no #${id} with a data-count in the page`);
   return Number(m[1]);
-}
-
-/**
- * The page's DOM right after the simulated clients ran again. They count as
- * silent after fleet.silent_after: on a loaded machine Chromium may take that
- * long to fetch the page, so try again (at most three times) when it shows
- * more silent clients than `silent`.
- */
-async function freshDom(
-  lab: Lab,
-  url: string,
-  tick: () => Promise<unknown>,
-  silent: number,
-): Promise<string> {
-  let dom = "";
-  for (let attempt = 0; attempt < 3; attempt++) {
-    await tick();
-    dom = await chromiumDom(lab, url);
-    if (count(dom, "count-silent") <= silent) break;
-  }
-  return dom;
 }
 
 function rows(dom: string): Record<string, string> {
@@ -241,7 +261,9 @@ Deno.test({
 
       // web4 reports once, then falls silent (silent_after: 5s); the others
       // report again before each look, as cron would run them.
-      await report(fleet, run("web4", v1));
+      // Every client is there before seq 2 is published (however long the
+      // publish takes on a busy machine), so each counts for its time to converge.
+      await Promise.all(["web1", "web2", "web3", "web4"].map((h) => report(fleet, run(h, v1))));
       const web4At = Date.now();
       const v2 = await src.publish({ "a.txt": "two\n", "new.txt": "new\n" });
       assert.equal(v2.seq, v1.seq + 1);
@@ -322,9 +344,11 @@ Deno.test({
       ) {
         assert.match(m, new RegExp(`^${name} ${n}$`, "m"), `${name} ${n} in\n${m}`);
       }
-      assert.match(m, /^fanout_fleet_reports_total\{result="stored"\} 7$/m);
+      assert.match(m, /^fanout_fleet_reports_total\{result="stored"\} 10$/m);
 
-      // The terminal view.
+      // The terminal view (the others report again: web4 alone is to be silent,
+      // however long fanout takes to start on a busy machine).
+      await tick();
       r = await fanoutFleet(lab);
       assert.equal(r.code, 1, r.stderr + r.stdout);
       assert.match(r.stdout, /not current: 1 client behind, 1 client failing, 1 client silent/);
@@ -340,6 +364,7 @@ Deno.test({
         r.stdout,
         /clients: 1 current, 1 behind, 1 failing, 1 silent \(4 in all\); servers: 3 of 3 current/,
       );
+      await tick();
       r = await fanoutFleet(lab, "--json");
       assert.equal(r.code, 1);
       assert.deepEqual(JSON.parse(r.stdout).counts.clients, v.counts.clients);
@@ -348,7 +373,8 @@ Deno.test({
         name: "the /fleet page in headless Chromium shows the counts",
         ignore: !CHROMIUM,
         fn: async () => {
-          const dom = await freshDom(lab, `${base(lab)}/fleet`, tick, 1);
+          await tick();
+          const dom = await pageDom(lab, "/fleet");
           assert.match(
             dom,
             /<title>fanout fleet: 1 client behind, 1 client failing, 1 client silent<\/title>/,
@@ -378,12 +404,8 @@ Deno.test({
             dom,
             new RegExp(`<g class="bar open" data-seq="${v2.seq}" data-converged="false">`),
           );
-          const filtered = await freshDom(
-            lab,
-            `${base(lab)}/fleet?state=behind&host=web`,
-            tick,
-            1,
-          );
+          await tick();
+          const filtered = await pageDom(lab, "/fleet?state=behind&host=web");
           assert.deepEqual(rows(filtered), { web2: "behind" });
           assert.equal(count(filtered, "shown"), 1);
           assert.match(
@@ -405,12 +427,14 @@ Deno.test({
       v = await view(lab);
       const done = v.converge.find((c) => c.seq === v2.seq)!;
       assert.deepEqual([done.clients, done.reached, done.converged], [4, 4, true]);
-      assert.ok(done.max_s !== null && done.max_s >= 0 && done.max_s < 60, JSON.stringify(done));
+      // The last client had it by now: no more time than has passed since the publish.
+      const since = (Date.now() - Date.parse(v2.published_at)) / 1000;
+      assert.ok(done.max_s !== null && done.max_s >= 0, JSON.stringify(done));
+      assert.ok(done.max_s <= since + 0.1, `max_s ${done.max_s} > ${since} s since the publish`);
       assert.ok(done.p50_s !== null && done.p50_s <= done.max_s!);
       if (CHROMIUM) {
-        const all = () =>
-          Promise.all(["web1", "web2", "web3", "web4"].map((h) => report(fleet, run(h, v2))));
-        const dom = await freshDom(lab, `${base(lab)}/fleet`, all, 0);
+        await Promise.all(["web1", "web2", "web3", "web4"].map((h) => report(fleet, run(h, v2))));
+        const dom = await pageDom(lab, "/fleet");
         assert.match(dom, /<p id="verdict" class="ok" data-ok="true">every host is current/);
         assert.equal(count(dom, "count-current"), 4);
         assert.match(dom, new RegExp(`<g class="bar" data-seq="${v2.seq}" data-converged="true">`));
@@ -488,19 +512,28 @@ Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, inval
     r = await post(lab, body, "t=123,sig=nothex");
     assert.equal(r.status, 401);
     assert.match(r.body, /^unsigned report/);
-    // Signed with the push password instead of the report token.
+    const web1 = await hostToken(TOKEN, "web1");
+    // Signed with the push password instead of web1's token.
     r = await post(lab, body, await signReport("lab-secret-1234", body, now()));
     assert.deepEqual([r.status, r.body.trim()], [
       401,
-      "bad signature: not signed with the primary's report token",
+      "bad signature: not signed with web1's token (on the primary, fanout render report-token " +
+      "--name web1 -c FILE prints web1's token; install it as web1's auth.report_token_file)",
     ]);
+    // Signed with the primary's secret itself (a client set up with one shared token).
+    r = await post(lab, body, await signReport(TOKEN, body, now()));
+    assert.equal(r.status, 401);
+    assert.match(
+      r.body,
+      /^signed with the primary's report secret, not web1's own token: on the primary, fanout render report-token --name web1/,
+    );
     // The right token over another body (a report altered on the way).
-    r = await post(lab, body.replace("web1", "web9"), await signReport(TOKEN, body, now()));
+    r = await post(lab, body.replace("web1", "web9"), await signReport(web1, body, now()));
     assert.equal(r.status, 401);
     assert.match(r.body, /^bad signature/);
     // Six minutes off the primary's clock, either way.
     for (const t of [now() - 360, now() + 360]) {
-      r = await post(lab, body, await signReport(TOKEN, body, t));
+      r = await post(lab, body, await signReport(web1, body, t));
       assert.equal(r.status, 401);
       assert.match(
         r.body,
@@ -508,7 +541,7 @@ Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, inval
       );
     }
     // Accepted once; the same request again is a replay.
-    const sig = await signReport(TOKEN, body, now());
+    const sig = await signReport(web1, body, now());
     r = await post(lab, body, sig);
     assert.deepEqual([r.status, r.body], [200, "stored\n"]);
     r = await post(lab, body, sig);
@@ -518,7 +551,7 @@ Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, inval
     ]);
     // Over 8 KiB, with a length or streamed without one.
     const big = JSON.stringify(run("web2", null, { error: "x".repeat(9000) }));
-    r = await post(lab, big, await signReport(TOKEN, big, now()));
+    r = await post(lab, big, await signReport(await hostToken(TOKEN, "web2"), big, now()));
     assert.deepEqual([r.status, r.body.trim()], [413, "report larger than 8192 bytes"]);
     const stream = new ReadableStream<Uint8Array>({
       start(c) {
@@ -526,7 +559,7 @@ Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, inval
         c.close();
       },
     });
-    r = await post(lab, stream, await signReport(TOKEN, "y".repeat(10_000), now()));
+    r = await post(lab, stream, await signReport(web1, "y".repeat(10_000), now()));
     assert.equal(r.status, 413);
     // Signed but not a report.
     for (
@@ -540,27 +573,38 @@ Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, inval
         ],
       ]
     ) {
-      r = await post(lab, text, await signReport(TOKEN, text, now()));
+      r = await post(lab, text, await signReport(web1, text, now()));
       assert.equal(r.status, 400, text);
       assert.ok(r.body.startsWith(why), `${r.body} should start with ${why}`);
     }
+    // Client web2 reports as web1, with its own valid token: refused, web1 unchanged.
+    const web1Row = async () => {
+      const c = (await view(lab)).clients.find((c) => c.host === "web1")!;
+      return [c.exit_code, c.error, c.last_report];
+    };
+    const before = await web1Row();
+    const forged = JSON.stringify(run("web1", null, { exit_code: 3, error: "forged by web2" }));
+    r = await post(lab, forged, await signReport(await hostToken(TOKEN, "web2"), forged, now()));
+    assert.equal(r.status, 401);
+    assert.match(r.body, /^bad signature: not signed with web1's token/);
+    assert.deepEqual(await web1Row(), before);
     // report_rate: 3 a minute per host; web1 has used one.
     for (let i = 0; i < 2; i++) {
-      assert.equal((await sendReport(fleet, run("web1", null))).status, 200);
+      assert.equal((await send(fleet, run("web1", null))).status, 200);
     }
-    const limited = await sendReport(fleet, run("web1", null));
+    const limited = await send(fleet, run("web1", null));
     assert.equal(limited.sent, false);
     assert.equal(limited.status, 429);
     assert.match(limited.reason!, /too many reports from web1: at most 3 a minute/);
     const raw = JSON.stringify(run("web1", null));
-    r = await post(lab, raw, await signReport(TOKEN, raw, now()));
+    r = await post(lab, raw, await signReport(web1, raw, now()));
     assert.equal(r.status, 429);
     assert.ok(
       Number(r.retryAfter) > 0 && Number(r.retryAfter) <= 60,
       `retry-after ${r.retryAfter}`,
     );
     // Another host is not held back by web1.
-    assert.equal((await sendReport(fleet, run("web2", null))).status, 200);
+    assert.equal((await send(fleet, run("web2", null))).status, 200);
     // Reading endpoints stay read-only, /report takes POST only.
     assert.equal((await http(`${base(lab)}/report`)).status, 405);
     assert.equal((await http(`${base(lab)}/fleet.json`, { method: "DELETE" })).status, 405);
@@ -573,7 +617,8 @@ Deno.test("fleet view: unsigned, badly signed, stale, replayed, oversized, inval
       const [result, n] of [
         ["stored", 4],
         ["unsigned", 2],
-        ["bad_signature", 2],
+        ["bad_signature", 3],
+        ["primary_secret", 1],
         ["stale", 2],
         ["replayed", 1],
         ["too_large", 2],
@@ -592,21 +637,20 @@ Deno.test("fleet view: sendReport never throws and never waits long", async () =
     const fleet = await loadFleet(lab.fleetFile);
     const report = run("web1", null);
     // No primary running: connection refused, at once.
-    let t0 = performance.now();
     let out = await sendReport(fleet, report);
     assert.equal(out.sent, false);
     assert.equal(out.status, null);
     assert.match(out.reason!, /refused/i);
-    assert.ok(performance.now() - t0 < 1000);
     // A primary that accepts the connection and never answers: 1 s at most.
     const h = lab.hosts.rsync1;
     const mute = Deno.listen({ hostname: h.ip, port: h.health });
-    t0 = performance.now();
+    const t0 = performance.now();
     out = await sendReport(fleet, report);
     const ms = performance.now() - t0;
     mute.close();
+    // Its own deadline ended it (a timer fires late on a busy machine, never early).
     assert.deepEqual(out, { sent: false, status: null, reason: "timed out" });
-    assert.ok(ms >= 900 && ms < 2500, `took ${ms} ms`);
+    assert.ok(ms >= 900, `gave up after ${ms} ms, before its 1 s`);
     // A token readable by others is not used.
     await Deno.chmod(lab.reportToken, 0o644);
     out = await sendReport(fleet, report);
@@ -724,6 +768,11 @@ Deno.test("fleet store: retention prunes old reports, hosts and versions", async
       ["web1", t - 1 * day],
       ["web2", null],
     ]);
+    // A host whose every run differs keeps its newest HISTORY_PER_HOST runs.
+    for (let i = 0; i < HISTORY_PER_HOST + 20; i++) {
+      store.addReport(run("flappy", mk(3), { exit_code: 3, error: `err ${i}` }), t + i, null);
+    }
+    assert.equal(store.historyCount(), 3 + HISTORY_PER_HOST);
     store.close();
     // Not a database: one clear line.
     await Deno.writeTextFile(`${dir}/bad.db`, "this is not sqlite ".repeat(100));
@@ -793,21 +842,37 @@ Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once e
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"] });
     await lab.server("replica", "rsync2");
-    await lab.server("primary", "rsync1");
+    const primary = await lab.server("primary", "rsync1");
     const src = await Source.create(lab);
-    const client = (n: number, ...extra: string[]) =>
+    const noName = await lab.run(["render", "report-token", "-c", lab.fleetFile]);
+    assert.equal(noName.code, 2);
+    assert.match(noName.stderr, /^fanout: render report-token needs --name HOST/);
+    // Each client's own token, as the operator makes them on the primary.
+    const tokenOf = (n: number) => `${lab.dir}/web${n}.token`;
+    for (const n of [1, 2, 3]) {
+      const r = await lab.run(["render", "report-token", "-c", lab.fleetFile, "--name", `web${n}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^[0-9a-f]{64}\n$/);
+      await Deno.writeTextFile(tokenOf(n), r.stdout, { mode: 0o600 });
+      await Deno.chmod(tokenOf(n), 0o600);
+    }
+    const runAs = (name: string, token: string, dest: string, extra: string[]) =>
       lab.run([
         "--role",
         "client",
         "-c",
         lab.fleetFile,
         "--name",
-        `web${n}`,
+        name,
         "--dest",
-        `${lab.dir}/dest${n}`,
+        dest,
         "--no-splay",
+        "--set",
+        `auth.report_token_file=${token}`,
         ...extra,
       ]);
+    const client = (n: number, ...extra: string[]) =>
+      runAs(`web${n}`, tokenOf(n), `${lab.dir}/dest${n}`, extra);
     const fleetExit = async () => (await fanoutFleet(lab)).code;
     const v1 = await src.publish({ "a.txt": "one\n" });
     for (const n of [1, 2, 3]) {
@@ -847,5 +912,201 @@ Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once e
     assert.equal(web3.exit_code, 3);
     assert.match(web3.error ?? "", /cannot sync from rsync:\/\//);
     assert.equal(await fleetExit(), 1);
+
+    // web2 runs as web3, with its own token, or with the primary's secret:
+    // the runs succeed (a report never fails a run), web3's entry is unchanged.
+    const web3Row = async () => {
+      const c = (await view(lab)).clients.find((c) => c.host === "web3")!;
+      return [c.state, c.exit_code, c.last_report];
+    };
+    const before = await web3Row();
+    for (const token of [tokenOf(2), lab.reportToken]) {
+      r = await runAs("web3", token, `${lab.dir}/dest2`, []);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.deepEqual(await web3Row(), before);
+    assert.deepEqual((await view(lab)).clients.map((c) => c.host), ["web1", "web2", "web3"]);
+    const m = (await http(`${base(lab)}/metrics`)).body;
+    assert.match(m, /^fanout_fleet_reports_total\{result="bad_signature"\} 1$/m);
+    assert.match(m, /^fanout_fleet_reports_total\{result="primary_secret"\} 1$/m);
+    // The operator reads in the primary's log what the client lacks.
+    assert.match(
+      primary.stderr,
+      /level=warn msg="report refused" .*why=primary_secret .*fanout render report-token --name web3/,
+    );
   });
+});
+
+/** Control characters a terminal acts on (tab and newline aside). */
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+const ESCAPES = "\x1b[2J\x1b]0;owned\x07\r\x9b31m\x00";
+
+/** Resident memory of process `pid`, in MB. */
+async function rssMb(pid: number): Promise<number> {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(await Deno.readTextFile(`/proc/${pid}/status`));
+  return Number(m![1]) / 1024;
+}
+
+/** Size of the fleet database and its write-ahead log, in bytes. */
+async function dbBytes(fleet: Fleet): Promise<number> {
+  let n = 0;
+  for (const f of ["fleet.db", "fleet.db-wal"]) {
+    n += await Deno.stat(`${fleet.primary.stateDir}/${f}`).then((s) => s.size, () => 0);
+  }
+  return n;
+}
+
+/** Runs `fn` for 0..n-1, at most `width` at a time; returns each result's count. */
+async function pool(n: number, width: number, fn: (i: number) => Promise<string>) {
+  const counts: Record<string, number> = {};
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < n) {
+      const k = await fn(next++);
+      counts[k] = (counts[k] ?? 0) + 1;
+    }
+  }));
+  return counts;
+}
+
+/** POSTs report `r` signed with `host`'s token; returns "status first-words". */
+async function postAs(lab: Lab, host: string, r: ClientReport): Promise<string> {
+  const body = JSON.stringify(r);
+  const res = await post(lab, body, await signReport(await hostToken(TOKEN, host), body, now()));
+  const retry = res.retryAfter ? ` retry-after=${res.retryAfter}` : "";
+  return `${res.status} ${res.body.split(":")[0]}${retry}`;
+}
+
+Deno.test("fleet view: invented hosts are capped, a burst is rate-limited, no control character reaches a terminal", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({
+      replicas: [],
+      extra: "fleet:\n  max_clients: 50\n  report_rate_total: 120",
+    });
+    const primary = await lab.server("primary", "rsync1");
+    const fleet = await loadFleet(lab.fleetFile);
+    await report(fleet, run("web1", null));
+    await report(fleet, run("web2", null));
+    const rss0 = await rssMb(primary.pid);
+
+    // 4,000 invented hosts, each with a valid token (as if the secret leaked):
+    // 48 more fit under max_clients, the rest are refused.
+    const flood = await pool(4000, 16, (i) => postAs(lab, `bogus${i}`, run(`bogus${i}`, null)));
+    assert.deepEqual(flood, { "200 stored\n": 48, "403 too many clients": 3952 });
+    const v = await view(lab);
+    assert.equal(v.counts.clients.total, 50);
+    const rss1 = await rssMb(primary.pid);
+    const db = await dbBytes(fleet);
+    console.log(
+      `4,000 invented hosts: primary RSS ${rss0.toFixed(0)} → ${
+        rss1.toFixed(0)
+      } MB, fleet.db ${db} bytes`,
+    );
+    // 50 hosts' rows, and a write-ahead log SQLite checkpoints at ~4 MB.
+    assert.ok(db < 6_000_000, `fleet.db and its log hold ${db} bytes for 50 hosts`);
+    assert.ok(rss1 - rss0 < 40, `primary RSS grew ${rss0} → ${rss1} MB`);
+
+    // A burst from the 50 known hosts, three each: beyond report_rate_total
+    // (120 a minute, 50 used) the rest get 429 with Retry-After.
+    const known = v.clients.map((c) => c.host);
+    const burst = await pool(150, 16, (i) => {
+      const host = known[i % known.length];
+      return postAs(lab, host, run(host, null));
+    });
+    const limited = Object.entries(burst).filter(([k]) =>
+      k.startsWith("429 too many reports from all clients")
+    );
+    assert.ok(limited.length > 0, JSON.stringify(burst));
+    assert.ok((burst["200 stored\n"] ?? 0) >= 70, JSON.stringify(burst));
+    const wait = Math.max(...limited.map(([k]) => Number(/retry-after=(\d+)/.exec(k)![1])));
+    assert.ok(wait >= 1 && wait <= 60, `retry-after ${wait}`);
+    // Once the burst is over, a real client is taken again after Retry-After.
+    await sleep(wait * 1000);
+    await report(fleet, run("web1", null));
+
+    // Control characters in every free-text field of a report.
+    const marker: VersionMarker = {
+      seq: 1,
+      commit: `abc${ESCAPES}`,
+      ref: `main${ESCAPES}`,
+      published_at: new Date().toISOString(),
+    };
+    await report(
+      fleet,
+      run("web2", marker, {
+        exit_code: 3,
+        error: `boom${ESCAPES}\nline 2`,
+        source: `rsync://x/${ESCAPES}`,
+      }),
+    );
+    const json = (await http(`${base(lab)}/fleet.json?host=web2`)).body;
+    assert.doesNotMatch(json, /\\u00(0[0-8]|1[0-9a-f]|7f|8[0-9a-f]|9[0-9a-f])/i);
+    assert.doesNotMatch(json, CONTROL);
+    const web2 = JSON.parse(json).clients[0];
+    assert.equal(web2.error, "boom[2J]0;owned31m\nline 2");
+    assert.equal(web2.version.ref, "main[2J]0;owned31m");
+    const page = (await http(`${base(lab)}/fleet`)).body;
+    assert.doesNotMatch(page, CONTROL);
+    assert.match(page, /boom\[2J\]0;owned31m/);
+    let r = await fanoutFleet(lab);
+    assert.equal(r.code, 1);
+    assert.doesNotMatch(r.stdout + r.stderr, CONTROL);
+    assert.match(r.stdout, /^web2 +failing +1 .* boom\[2J\]0;owned31m$/m);
+    r = await fanoutFleet(lab, "--json");
+    assert.doesNotMatch(r.stdout, CONTROL);
+
+    // A primary (or something in its place) that answers with escapes: the
+    // error line is clean, the exit code 3.
+    await primary.stop();
+    assert.doesNotMatch(primary.stderr, CONTROL);
+    const h = lab.hosts.rsync1;
+    const ac = new AbortController();
+    const fake = Deno.serve(
+      { hostname: h.ip, port: h.health, signal: ac.signal, onListen: () => {} },
+      () => new Response(`nope${ESCAPES}`, { status: 500 }),
+    );
+    try {
+      r = await fanoutFleet(lab);
+    } finally {
+      ac.abort();
+      await fake.finished;
+    }
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /HTTP 500 nope\[2J\]0;owned31m/);
+    assert.doesNotMatch(r.stderr, CONTROL);
+  });
+});
+
+Deno.test("control characters: stripped from text, from JSON values, and from log lines", () => {
+  assert.equal(stripControl(`web1${ESCAPES}`), "web1[2J]0;owned31m");
+  assert.equal(stripControl("a\tb\nc\u202ed"), "a\tb\ncd");
+  assert.equal(stripControl("a\tb\nc", { oneLine: true }), "a b c");
+  assert.deepEqual(stripControlDeep({ [`k${ESCAPES}`]: [`v${ESCAPES}`, 1, null, { x: "\x1b" }] }), {
+    "k[2J]0;owned31m": ["v[2J]0;owned31m", 1, null, { x: "" }],
+  });
+  for (const format of ["logfmt", "json"] as const) {
+    const lines: string[] = [];
+    const log = new Logger({ format, sink: (l) => lines.push(l) });
+    log.warn(`msg${ESCAPES}`, {
+      bare: "\x1b]0;t\x07",
+      error: new Error(`rsync: ${ESCAPES}`),
+      nested: { ref: `main${ESCAPES}` },
+    });
+    assert.doesNotMatch(lines[0], CONTROL, format);
+    assert.doesNotMatch(lines[0], /\\u00(1b|07|9b)/i, format);
+    assert.match(lines[0], /msg\[2J\]0;owned31m/, format);
+  }
+});
+
+Deno.test("fleet view: the rate over all hosts is a bucket that refills continuously", () => {
+  const rate = new GlobalRate(120); // 2 a second
+  for (let i = 0; i < 120; i++) assert.equal(rate.take(1000), 0);
+  assert.equal(rate.take(1000), 500);
+  assert.equal(rate.take(1499), 1);
+  assert.equal(rate.take(1500), 0);
+  assert.equal(rate.take(1500), 500);
+  // A quiet minute fills it again, never beyond its size.
+  for (let i = 0; i < 120; i++) assert.equal(rate.take(3_600_000), 0);
+  assert.ok(rate.take(3_600_000) > 0);
 });

@@ -145,9 +145,18 @@ say "built $out/fanout.js (fanout $full_version; run: deno run -A $out/fanout.js
 self_contained() {
   local dest=$1 rt rt_sha js_sha id dir flags tpl header hdr=0 total mb f
   rt=$(deno eval --no-config 'console.log(Deno.execPath())')
-  # -n: no name or time in the stream, so the same inputs give the same file.
-  gzip -6 -n -c <"$rt" >"$tmp/deno.gz"
   rt_sha=$(sha256sum <"$rt" | cut -c1-64)
+  # Compressing Deno takes seconds: the result is kept per runtime checksum
+  # (a damaged copy fails the build's own run). -n: no name or time in the
+  # stream, so the same inputs give the same file.
+  local gz_dir=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/fanout-build
+  if [ -s "$gz_dir/deno-$rt_sha.gz" ]; then
+    cp "$gz_dir/deno-$rt_sha.gz" "$tmp/deno.gz"
+  else
+    gzip -6 -n -c <"$rt" >"$tmp/deno.gz"
+    { mkdir -p "$gz_dir" && cp "$tmp/deno.gz" "$gz_dir/.deno-$rt_sha.gz.$$" &&
+      mv -f "$gz_dir/.deno-$rt_sha.gz.$$" "$gz_dir/deno-$rt_sha.gz"; } 2>/dev/null || true
+  fi
   js_sha=$(sha256sum <"$out/fanout.js" | cut -c1-64)
   flags=""
   for f in "${RUN_FLAGS[@]}"; do flags+="'$f' "; done

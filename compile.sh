@@ -64,7 +64,7 @@ while [ $# -gt 0 ]; do
     --self-contained) self_contained=1; shift ;;
     --no-verify) verify=0; shift ;;
     --print-run-flags) echo "${RUN_FLAGS[*]}"; exit 0 ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument \"$1\" (see bash compile.sh --help)"; exit 1 ;;
   esac
 done

@@ -332,7 +332,11 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       async () => {
         await withLab(async (lab) => {
           const dest = `${lab.dir}/apps/plugins`;
-          const file = await lab.fleet({ replicas: ["rsync2"], client: { dest, retries: 0 } });
+          const file = await lab.fleet({
+            replicas: ["rsync2"],
+            client: { dest, retries: 0 },
+            extra: `binary: ${onefile}`,
+          });
           const r2 = lab.hosts.rsync2;
           await writeTree(r2.path, {
             "a.txt": "alpha\n",
@@ -362,17 +366,28 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
             assert.ok(daemon > 0);
             assert.ok((await processesUnder(lab.dir)).length > 0, "the daemon runs");
 
-            const c = await run(onefile, [
-              "--role",
-              "client",
+            // The client as cron runs it: the rendered line, cron's PATH, no deno.
+            const cron = await run(onefile, [
+              "render",
+              "cron",
               "-c",
               file,
               "--name",
               "web1",
-              "--no-splay",
-              "--source",
-              `rsync://${r2.ip}:${r2.port}/plugins/`,
-            ], { XDG_CACHE_HOME: `${lab.dir}/.cache` });
+              "--set",
+              `client.source=rsync://${r2.ip}:${r2.port}/plugins/`,
+              "--set",
+              "client.splay=0s",
+            ]);
+            assert.equal(cron.code, 0, cron.stderr);
+            const path = /^PATH=(.*)$/m.exec(cron.stdout)?.[1] ?? "";
+            const command = /^\* \* \* \* \* \S+ (.*)$/m.exec(cron.stdout)?.[1] ?? "";
+            assert.ok(command.startsWith(`${onefile} --role client -c `), cron.stdout);
+            const c = await run("sh", ["-c", command], {
+              PATH: path,
+              HOME: lab.dir,
+              XDG_CACHE_HOME: `${lab.dir}/.cache`,
+            });
             assert.equal(c.code, 0, c.stderr);
             assert.equal(await Deno.readTextFile(`${dest}/dir/b.txt`), "beta\n");
 

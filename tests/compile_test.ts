@@ -231,19 +231,31 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       },
     );
 
-    await t.step("one file: two first runs racing on the unpacking both succeed", async () => {
-      const fresh = `${out}/race`;
-      const [a, b] = await Promise.all(
-        [0, 1].map(() => run(onefile, ["--version"], { FANOUT_CACHE: fresh })),
-      );
-      for (const r of [a, b]) {
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stdout, version);
-      }
-      const names = await entries(fresh);
-      assert.equal(names.length, 1, `one version dir, no .unpack.* left: ${names}`);
-      await Deno.remove(fresh, { recursive: true });
-    });
+    await t.step(
+      "one file: two first runs racing on the unpacking both succeed; old versions go",
+      async () => {
+        const fresh = `${out}/race`;
+        // Two older versions and the leftover of a run killed hours ago: the
+        // newest other version stays (the file being replaced), the rest goes.
+        const older = ["0.0.1-aaaaaaaaaaaaaaaa", "0.0.2-bbbbbbbbbbbbbbbb", ".unpack.AbCdEf"];
+        for (const [i, name] of older.entries()) {
+          await Deno.mkdir(`${fresh}/${name}`, { recursive: true });
+          const then = new Date(Date.now() - (3 - i) * 3600_000);
+          await Deno.utime(`${fresh}/${name}`, then, i === 2 ? new Date(0) : then);
+        }
+        const [a, b] = await Promise.all(
+          [0, 1].map(() => run(onefile, ["--version"], { FANOUT_CACHE: fresh })),
+        );
+        for (const r of [a, b]) {
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stdout, version);
+        }
+        const [ours, ...rest] = (await entries(fresh)).reverse();
+        assert.match(ours, /^0\.[1-9]\d*\.\d+.*-[0-9a-f]{16}$/);
+        assert.deepEqual(rest, ["0.0.2-bbbbbbbbbbbbbbbb"], "one version dir, no .unpack.* left");
+        await Deno.remove(fresh, { recursive: true });
+      },
+    );
 
     await t.step(
       "one file: truncated or corrupted, one sentence, exit 2, nothing unpacked",

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds fanout for shipping:
-#   dist/fanout     one executable (deno compile), templates embedded, permissions narrowed,
-#                   version stamped; needs Deno's "denort" runtime (see DENORT_BIN below)
+#   dist/fanout     one executable, version stamped, with the permissions and V8 flags below:
+#                   deno compile's where Deno's "denort" runtime is at hand (see DENORT_BIN);
+#                   else self-contained: a sh launcher, this Deno and the bundle in one file
+#                   (lib/launcher.sh), needing nothing on the host but sh, coreutils and gzip
 #   dist/fanout.js  the whole program in one file (deno bundle), always built, works offline;
 #                   run it with `deno run -A dist/fanout.js` (or directly: it has a shebang)
 #
-# Usage: bash compile.sh [--target TRIPLE] [--bundle-only] [--no-verify] [--print-run-flags]
+# Usage: bash compile.sh [--target TRIPLE] [--bundle-only] [--self-contained] [--no-verify]
+#                        [--print-run-flags]
 #   --target T       cross-compile the binary (dist/fanout-T), e.g. aarch64-unknown-linux-gnu
-#   --bundle-only    skip deno compile
+#   --bundle-only    build dist/fanout.js only
+#   --self-contained skip deno compile: dist/fanout is the launcher with Deno and the bundle
 #   --no-verify      do not run the new binary's --version before calling it built (a
 #                    cross-compiled binary is never run)
 # Environment:
@@ -15,9 +19,11 @@
 #   DENORT_BIN       a denort binary of the same Deno version and target, for machines
 #                    that cannot download it (deno compile itself honours this variable)
 #   FANOUT_COMMIT    the commit to stamp (default: git rev-parse of this checkout)
-# Exit: 0 everything asked for was built; 1 a build failed; 2 the binary was not built
-# because denort is missing or unusable (dist/fanout.js was built all the same).
+# Exit: 0 everything asked for was built (dist/fanout self-contained when deno compile
+# cannot download denort); 1 a build failed; 2 a DENORT_BIN given is unusable (dist/fanout
+# is the self-contained one all the same), or no binary for a cross --target without denort.
 set -euo pipefail
+shopt -s inherit_errexit
 
 say() { printf 'compile.sh: %s\n' "$*" >&2; }
 # deno compile reads DENORT_BIN itself: an empty one must not reach it.
@@ -48,15 +54,17 @@ RUN_FLAGS=(
 
 target=""
 bundle_only=0
+self_contained=0
 verify=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target=${2:?--target needs a value, e.g. aarch64-unknown-linux-gnu}; shift 2 ;;
     --target=*) target=${1#--target=}; shift ;;
     --bundle-only) bundle_only=1; shift ;;
+    --self-contained) self_contained=1; shift ;;
     --no-verify) verify=0; shift ;;
     --print-run-flags) echo "${RUN_FLAGS[*]}"; exit 0 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument \"$1\" (see bash compile.sh --help)"; exit 1 ;;
   esac
 done
@@ -132,12 +140,85 @@ say "built $out/fanout.js (fanout $full_version; run: deno run -A $out/fanout.js
 
 [ "$bundle_only" = 1 ] && exit 0
 
+# --- self-contained executable: lib/launcher.sh, this Deno (gzip) and the bundle
+# Builds $1 from the Deno running this script; prints its size in MB.
+self_contained() {
+  local dest=$1 rt rt_sha js_sha id dir flags tpl header hdr=0 total mb f
+  rt=$(deno eval --no-config 'console.log(Deno.execPath())')
+  rt_sha=$(sha256sum <"$rt" | cut -c1-64)
+  # Compressing Deno takes seconds: the result is kept per runtime checksum
+  # (a damaged copy fails the build's own run). -n: no name or time in the
+  # stream, so the same inputs give the same file.
+  local gz_dir=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/fanout-build
+  if [ -s "$gz_dir/deno-$rt_sha.gz" ]; then
+    cp "$gz_dir/deno-$rt_sha.gz" "$tmp/deno.gz"
+  else
+    gzip -6 -n -c <"$rt" >"$tmp/deno.gz"
+    { mkdir -p "$gz_dir" && cp "$tmp/deno.gz" "$gz_dir/.deno-$rt_sha.gz.$$" &&
+      mv -f "$gz_dir/.deno-$rt_sha.gz.$$" "$gz_dir/deno-$rt_sha.gz"; } 2>/dev/null || true
+  fi
+  js_sha=$(sha256sum <"$out/fanout.js" | cut -c1-64)
+  flags=""
+  for f in "${RUN_FLAGS[@]}"; do flags+="'$f' "; done
+  id=$(printf '%s %s %s' "$rt_sha" "$js_sha" "$flags" | sha256sum | cut -c1-16)
+  # The cache directory's name: version (path- and sh-safe) and checksum.
+  dir="$(tr -c 'A-Za-z0-9.+_-' _ <<<"$full_version" | head -c -1)-$id"
+  mb=$(((($(stat -c %s "$rt") + $(stat -c %s "$out/fanout.js")) >> 20) + 1))
+  tpl=$(<"$root/lib/launcher.sh")
+  tpl=${tpl//@VERSION@/${dir%-*}}
+  tpl=${tpl//@DENO_VERSION@/$deno_version}
+  tpl=${tpl//@DIR@/$dir}
+  tpl=${tpl//@RT_GZ@/$(stat -c %s "$tmp/deno.gz")}
+  tpl=${tpl//@RT_SHA@/$rt_sha}
+  tpl=${tpl//@JS@/$(stat -c %s "$out/fanout.js")}
+  tpl=${tpl//@JS_SHA@/$js_sha}
+  tpl=${tpl//@UNPACKED_MB@/$mb}
+  tpl=${tpl//@FLAGS@/${flags% }}
+  # The header states its own length and the file's: fill both until they hold.
+  for _ in 1 2 3 4; do
+    total=$((hdr + $(stat -c %s "$tmp/deno.gz") + $(stat -c %s "$out/fanout.js")))
+    header=${tpl//@HDR@/$hdr}
+    header=${header//@TOTAL@/$total}$'\n'
+    [ "$(printf '%s' "$header" | wc -c)" = "$hdr" ] && break
+    hdr=$(printf '%s' "$header" | wc -c)
+  done
+  { printf '%s' "$header"; cat "$tmp/deno.gz" "$out/fanout.js"; } >"$dest"
+  chmod 755 "$dest"
+  [ "$(stat -c %s "$dest")" = "$total" ] || { say "self-contained build: sizes do not add up"; exit 1; }
+  echo $((total >> 20))
+}
+
+# Builds dist/fanout self-contained when deno compile cannot; $1 is the exit code.
+fall_back() {
+  local size got
+  if [ "$t" != "$host_target" ]; then
+    exit 2 # the Deno at hand runs on this machine only
+  fi
+  size=$(self_contained "$tmp/fanout.sc")
+  if [ "$verify" = 1 ]; then
+    # Where a user runs it: no deno on PATH, a fresh cache.
+    got=$(env -i PATH=/usr/bin:/bin FANOUT_CACHE="$tmp/cache" timeout 120 "$tmp/fanout.sc" --version 2>&1 |
+      head -1 || true)
+    if [ "$got" != "fanout $full_version" ]; then
+      say "the self-contained $out/fanout does not run fanout (its --version said: ${got:-nothing})"
+      exit 1
+    fi
+  fi
+  mv -f "$tmp/fanout.sc" "$out/fanout"
+  say "built $out/fanout (fanout $full_version, self-contained: Deno $deno_version and the bundle, $size MB, $([ "$verify" = 1 ] && echo "ran its --version" || echo "not run"); it unpacks once into \$FANOUT_CACHE, /var/cache/fanout or ~/.cache/fanout)"
+  exit "$1"
+}
+
 # --- binary -------------------------------------------------------------------
 t=${target:-$host_target}
 name=fanout
 [ -n "$target" ] && [ "$target" != "$host_target" ] && name="fanout-$target"
 case "$t" in *windows*) name="$name.exe" ;; esac
+[ "$self_contained" = 1 ] && fall_back 0
 provide="download denort-$t.zip of Deno v$deno_version (from Deno's release page) on a machine that can, unzip it, and run again with DENORT_BIN=/path/to/denort"
+# Where dist/fanout is then built self-contained, the sentence says "not compiled".
+missed="not built"
+[ "$t" = "$host_target" ] && missed="not compiled"
 
 if [ -n "${DENORT_BIN:-}" ]; then
   problem=""
@@ -155,19 +236,19 @@ if [ -n "${DENORT_BIN:-}" ]; then
     fi
   fi
   if [ -n "$problem" ]; then
-    say "$out/$name not built: DENORT_BIN=$DENORT_BIN $problem; $provide."
-    exit 2
+    say "$out/$name $missed: DENORT_BIN=$DENORT_BIN $problem; $provide."
+    fall_back 2
   fi
 fi
 if ! deno compile "${RUN_FLAGS[@]}" --import-map "$tmp/import_map.json" \
   ${target:+--target "$target"} -o "$tmp/$name" main.ts >"$tmp/compile.log" 2>&1; then
   if grep -qiE 'denort|dl\.deno\.land' "$tmp/compile.log"; then
     if [ -n "${DENORT_BIN:-}" ]; then
-      say "$out/$name not built: deno compile could not use DENORT_BIN=$DENORT_BIN ($(grep -m1 -iE 'denort|elf|invalid|error:' "$tmp/compile.log" | sed 's/\x1b\[[0-9;]*m//g' | sed 's/^ *//')); $provide."
-    else
-      say "$out/$name not built: deno compile needs the denort runtime for $t (Deno $deno_version) and could not download it; $provide."
+      say "$out/$name $missed: deno compile could not use DENORT_BIN=$DENORT_BIN ($(grep -m1 -iE 'denort|elf|invalid|error:' "$tmp/compile.log" | sed 's/\x1b\[[0-9;]*m//g' | sed 's/^ *//')); $provide."
+      fall_back 2
     fi
-    exit 2
+    say "$out/$name $missed: deno compile needs the denort runtime for $t (Deno $deno_version) and could not download it; $provide."
+    fall_back 0
   fi
   cat "$tmp/compile.log" >&2
   say "deno compile failed (see above)"
@@ -178,8 +259,9 @@ fi
 if [ "$t" = "$host_target" ] && [ "$verify" = 1 ]; then
   got=$(timeout 30 "$tmp/$name" --version 2>&1 | head -1 || true)
   if [ "$got" != "fanout $full_version" ]; then
-    say "$out/$name not built: the binary deno compile made with DENORT_BIN=${DENORT_BIN:-(downloaded)} does not run fanout (its --version said: ${got:-nothing}), so DENORT_BIN is not the denort runtime of Deno $deno_version for $t; $provide."
-    exit 2
+    say "$out/$name $missed: the binary deno compile made with DENORT_BIN=${DENORT_BIN:-(downloaded)} does not run fanout (its --version said: ${got:-nothing}), so DENORT_BIN is not the denort runtime of Deno $deno_version for $t; $provide."
+    rm -f "$tmp/$name"
+    fall_back 2
   fi
 fi
 mv -f "$tmp/$name" "$out/$name"

@@ -1,10 +1,11 @@
 // compile.sh: the bundle (dist/fanout.js) is built and runs fanout from
 // anywhere, under the permissions the binary gets; deno compile is handed
 // DENORT_BIN and embeds templates, permissions and the version; without a
-// usable denort, one sentence says what is missing. Every build goes into a
-// temp dir (OUT_DIR), never into the checkout's dist/.
+// usable denort, one sentence says what is missing and dist/fanout is the
+// self-contained one (lib/launcher.sh), which runs where no deno is on PATH.
+// Every build goes into a temp dir (OUT_DIR), never into the checkout's dist/.
 import assert from "node:assert/strict";
-import { http, Proc, type Ran, sh, waitFor, withLab } from "./_helpers.ts";
+import { http, Proc, type Ran, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { V8_FLAGS } from "../lib/defaults.ts";
 
@@ -61,23 +62,38 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
     const build = await compile(out);
     const bundle = `${out}/fanout.js`;
 
-    await t.step("bundle built; binary built, or denort named as what is missing", async () => {
-      assert.ok((await Deno.stat(bundle)).isFile, build.stderr);
-      if (build.code === 0) {
-        // A machine that can download denort: the binary must run.
-        const v = await sh(`${out}/fanout`, ["--version"]);
-        assert.match(v.stdout, version);
-      } else {
-        assert.equal(build.code, 2, build.stderr);
-        const line = lastSay(build);
-        assert.match(
-          line,
-          /fanout not built: deno compile needs the denort runtime for \S+ \(Deno [\d.]+\) and could not download it; /,
-        );
-        assertOneSentence(line);
-        await assert.rejects(Deno.stat(`${out}/fanout`), Deno.errors.NotFound);
-      }
-    });
+    // What a user runs: deno compile's binary, or else the self-contained one.
+    let onefile = `${out}/fanout`;
+    await t.step(
+      "bundle built; binary compiled, or denort named and the self-contained one built",
+      async () => {
+        assert.equal(build.code, 0, build.stderr);
+        assert.ok((await Deno.stat(bundle)).isFile, build.stderr);
+        const head = new TextDecoder().decode((await Deno.readFile(onefile)).subarray(0, 10));
+        if (head.startsWith("\x7fELF")) {
+          // A machine that can download denort: the binary must run; the
+          // self-contained one is built for the steps below.
+          const v = await sh(onefile, ["--version"]);
+          assert.match(v.stdout, version);
+          onefile = `${out}/sc/fanout`;
+          const sc = await compile(`${out}/sc`, ["--self-contained"]);
+          assert.equal(sc.code, 0, sc.stderr);
+        } else {
+          assert.ok(head.startsWith("#!/bin/sh\n"), head);
+          const lines = build.stderr.trim().split("\n").filter((l) => l.startsWith("compile.sh: "));
+          const line = lines.find((l) => /fanout not compiled: /.test(l)) ?? "";
+          assert.match(
+            line,
+            /fanout not compiled: deno compile needs the denort runtime for \S+ \(Deno [\d.]+\) and could not download it; /,
+          );
+          assertOneSentence(line);
+          assert.match(
+            lastSay(build),
+            /built \S+\/fanout \(fanout \S+, self-contained: Deno [\d.]+ and the bundle, \d+ MB, ran its --version/,
+          );
+        }
+      },
+    );
 
     await t.step(
       "bundle: --version carries the commit, by deno run and by its shebang",
@@ -168,13 +184,188 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       });
     });
 
+    // A host with nothing but sh, coreutils, gzip and rsync: no deno on PATH.
+    const cache = `${out}/cache`;
+    const bare = (file: string, args: string[], env: Record<string, string> = {}, cwd = out) =>
+      new Proc(
+        new Deno.Command("env", {
+          args: [
+            "-i",
+            "PATH=/usr/bin:/bin",
+            ...Object.entries({ FANOUT_CACHE: cache, ...env }).map(([k, v]) => `${k}=${v}`),
+            file,
+            ...args,
+          ],
+          cwd,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+          detached: true,
+        }).spawn(),
+      );
+    const run = async (file: string, args: string[], env: Record<string, string> = {}) => {
+      const p = bare(file, args, env);
+      const { code } = await p.status();
+      return { code, stdout: p.stdout, stderr: p.stderr };
+    };
+    const entries = async (dir: string) => {
+      const names: string[] = [];
+      for await (const e of Deno.readDir(dir)) names.push(e.name);
+      return names.sort();
+    };
+
     await t.step(
-      "bundle, under the binary's permissions: --role replica serves /healthz; SIGTERM leaves no rsync",
+      "one file, no deno on PATH: --version, argv and exit codes pass through",
+      async () => {
+        const v = await run(onefile, ["--version"]);
+        assert.equal(v.code, 0, v.stderr);
+        assert.match(v.stdout, version);
+        const bad = await run(onefile, ["--bogus"]);
+        assert.equal(bad.code, 2);
+        assert.match(bad.stderr, /^fanout: unknown flag "--bogus"/);
+        // Unpacked once, into one directory named by version and checksum.
+        const [dir, ...more] = await entries(cache);
+        assert.deepEqual(more, [], "one version, no unpacking left over");
+        assert.match(dir, /^0\.\d+\.\d+.*-[0-9a-f]{16}$/);
+        assert.deepEqual(await entries(`${cache}/${dir}`), ["deno", "deno-dir", "fanout.js"]);
+      },
+    );
+
+    await t.step(
+      "one file: two first runs racing on the unpacking both succeed; old versions go",
+      async () => {
+        const fresh = `${out}/race`;
+        // Two older versions and the leftover of a run killed hours ago: the
+        // newest other version stays (the file being replaced), the rest goes.
+        const older = ["0.0.1-aaaaaaaaaaaaaaaa", "0.0.2-bbbbbbbbbbbbbbbb", ".unpack.AbCdEf"];
+        for (const [i, name] of older.entries()) {
+          await Deno.mkdir(`${fresh}/${name}`, { recursive: true });
+          const then = new Date(Date.now() - (3 - i) * 3600_000);
+          await Deno.utime(`${fresh}/${name}`, then, i === 2 ? new Date(0) : then);
+        }
+        const [a, b] = await Promise.all(
+          [0, 1].map(() => run(onefile, ["--version"], { FANOUT_CACHE: fresh })),
+        );
+        for (const r of [a, b]) {
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stdout, version);
+        }
+        const [ours, ...rest] = (await entries(fresh)).reverse();
+        assert.match(ours, /^0\.[1-9]\d*\.\d+.*-[0-9a-f]{16}$/);
+        assert.deepEqual(rest, ["0.0.2-bbbbbbbbbbbbbbbb"], "one version dir, no .unpack.* left");
+        await Deno.remove(fresh, { recursive: true });
+      },
+    );
+
+    await t.step(
+      "one file: truncated or corrupted, one sentence, exit 2, nothing unpacked",
+      async () => {
+        const bytes = await Deno.readFile(onefile);
+        const header = new TextDecoder().decode(bytes.subarray(0, 16384));
+        const h = Number(/^ {2}H=(\d+)$/m.exec(header)?.[1]);
+        const rt = Number(/^ {2}RT_GZ=(\d+)$/m.exec(header)?.[1]);
+        assert.ok(h > 0 && rt > 0, "the header states its length and the runtime's");
+        const flip = (at: number) => {
+          const copy = bytes.slice();
+          for (let i = at; i < at + 64; i++) copy[i] ^= 0x55;
+          return copy;
+        };
+        const cases: [string, Uint8Array, RegExp][] = [
+          [
+            "cut",
+            bytes.subarray(0, h + (rt >> 1)),
+            /is truncated or damaged \(\d+ bytes, not \d+\): /,
+          ],
+          ["runtime", flip(h + (rt >> 1)), /is corrupted \(what it holds fails its checksum\): /],
+          [
+            "bundle",
+            flip(bytes.length - 5000),
+            /is corrupted \(what it holds fails its checksum\): /,
+          ],
+        ];
+        for (const [what, content, re] of cases) {
+          const file = `${out}/broken-${what}`;
+          const fresh = `${out}/broken-cache`;
+          await Deno.writeFile(file, content, { mode: 0o755 });
+          const r = await run(file, ["--version"], { FANOUT_CACHE: fresh });
+          assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+          assert.equal(r.stdout, "");
+          assert.match(r.stderr, re, what);
+          assert.match(r.stderr, /copy fanout \S+ onto this host again\.\n$/, what);
+          assert.equal(r.stderr.split("\n").length, 2, `${what}: one line`);
+          const left = await entries(fresh).catch(() => []);
+          assert.deepEqual(left, [], `${what}: nothing unpacked`);
+          await Deno.remove(fresh, { recursive: true }).catch(() => {});
+          await Deno.remove(file);
+        }
+      },
+    );
+
+    await t.step(
+      "one file: an unwritable cache falls back, or one sentence says what to do",
+      async () => {
+        const r = await run(onefile, ["--version"], { FANOUT_CACHE: "/dev/null/fanout" });
+        assert.equal(r.code, 2);
+        assert.equal(
+          r.stderr,
+          `fanout: cannot unpack its Deno runtime (~${
+            /~(\d+) MB/.exec(r.stderr)?.[1]
+          } MB) into FANOUT_CACHE: /dev/null/fanout cannot be created; set FANOUT_CACHE to a directory this user can write and execute from.\n`,
+        );
+        // Root writes anywhere: a user without a home shows the defaults' fallback.
+        const setpriv = await sh("setpriv", ["--version"]).catch(() => null);
+        if (Deno.uid() !== 0 || setpriv?.code !== 0) return;
+        const tmp = `${out}/tmp`;
+        await Deno.mkdir(tmp, { mode: 0o1777 });
+        await Deno.chmod(tmp, 0o1777);
+        for (const d of [out, onefile.replace(/\/fanout$/, "")]) await Deno.chmod(d, 0o755);
+        const nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+        const asNobody = (tmpdir: string) =>
+          run("setpriv", [...nobody, onefile, "--version"], {
+            FANOUT_CACHE: "",
+            HOME: "/nonexistent",
+            TMPDIR: tmpdir,
+          });
+        const ok = await asNobody(tmp);
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.match(ok.stdout, version);
+        assert.deepEqual(await entries(tmp), ["fanout-65534"]);
+        const none = await asNobody("/proc");
+        assert.equal(none.code, 2);
+        assert.match(
+          none.stderr,
+          /^fanout: cannot unpack its Deno runtime \(~\d+ MB\) anywhere \(\/var\/cache\/fanout is not writable, \/nonexistent\/\.cache\/fanout cannot be created, \/proc\/fanout-65534 cannot be created\): set FANOUT_CACHE to a directory this user can write and execute from\.\n$/,
+        );
+      },
+    );
+
+    await t.step(
+      "one file, no deno on PATH: a replica serves /healthz, a client mirrors it, SIGTERM leaves no rsync",
       async () => {
         await withLab(async (lab) => {
-          const file = await lab.fleet({ replicas: ["rsync2"] });
+          const dest = `${lab.dir}/apps/plugins`;
+          const file = await lab.fleet({
+            replicas: ["rsync2"],
+            client: { dest, retries: 0 },
+            extra: `binary: ${onefile}`,
+          });
           const r2 = lab.hosts.rsync2;
-          const p = fanout(["--role", "replica", "-c", file, "--name", "rsync2"], lab.dir);
+          await writeTree(r2.path, {
+            "a.txt": "alpha\n",
+            "dir/b.txt": "beta\n",
+            ".fanout-version": JSON.stringify({
+              seq: 1,
+              commit: "c0ffee1",
+              ref: "main",
+              published_at: "2026-11-25T00:00:01Z",
+            }) + "\n",
+          });
+          const p = bare(
+            onefile,
+            ["--role", "replica", "-c", file, "--name", "rsync2"],
+            {},
+            lab.dir,
+          );
           try {
             await p.waitFor(/msg=ready/);
             assert.deepEqual(await http(`http://${r2.ip}:${r2.health}/healthz`), {
@@ -186,6 +377,32 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
             const daemon = status.daemon.pid as number;
             assert.ok(daemon > 0);
             assert.ok((await processesUnder(lab.dir)).length > 0, "the daemon runs");
+
+            // The client as cron runs it: the rendered line, cron's PATH, no deno.
+            const cron = await run(onefile, [
+              "render",
+              "cron",
+              "-c",
+              file,
+              "--name",
+              "web1",
+              "--set",
+              `client.source=rsync://${r2.ip}:${r2.port}/plugins/`,
+              "--set",
+              "client.splay=0s",
+            ]);
+            assert.equal(cron.code, 0, cron.stderr);
+            const path = /^PATH=(.*)$/m.exec(cron.stdout)?.[1] ?? "";
+            const command = /^\* \* \* \* \* \S+ (.*)$/m.exec(cron.stdout)?.[1] ?? "";
+            assert.ok(command.startsWith(`${onefile} --role client -c `), cron.stdout);
+            const c = await run("sh", ["-c", command], {
+              PATH: path,
+              HOME: lab.dir,
+              XDG_CACHE_HOME: `${lab.dir}/.cache`,
+            });
+            assert.equal(c.code, 0, c.stderr);
+            assert.equal(await Deno.readTextFile(`${dest}/dir/b.txt`), "beta\n");
+
             const t0 = Date.now();
             const st = await p.stop("SIGTERM", 8_000);
             // Deno.kill needs unrestricted --allow-run: with less, stopping hangs and ends in SIGKILL.
@@ -238,25 +455,34 @@ Deno.test({
       assert.ok(text.includes(V8_FLAGS), "the V8 flags");
       await Deno.remove(`${out}/fanout`);
 
-      const cases: [Record<string, string>, RegExp][] = [
-        [{ DENORT_BIN: `${out}/nonexistent` }, /DENORT_BIN=\S+ is not a file; /],
+      // A DENORT_BIN that cannot serve: one sentence, exit 2, and dist/fanout is
+      // the self-contained one all the same.
+      const cases: [Record<string, string>, string[], RegExp][] = [
+        [{ DENORT_BIN: `${out}/nonexistent` }, ["--no-verify"], /DENORT_BIN=\S+ is not a file; /],
         [
           { DENORT_BIN: Deno.execPath() },
+          ["--no-verify"],
           /DENORT_BIN=\S+ is the deno CLI, not the denort runtime; /,
         ],
         [
           { DENORT_BIN: "/bin/true" },
+          [],
           /the binary deno compile made with DENORT_BIN=\/bin\/true does not run fanout \(its --version said: .*\), so DENORT_BIN is not the denort runtime/,
         ],
       ];
-      for (const [env, re] of cases) {
-        const r = await compile(out, [], env);
+      for (const [env, args, re] of cases) {
+        const r = await compile(out, args, env);
         assert.equal(r.code, 2, r.stderr);
-        const line = lastSay(r);
+        const line = r.stderr.split("\n").find((l) => / not compiled: /.test(l)) ?? "";
         assert.match(line, re);
         assertOneSentence(line);
-        await assert.rejects(Deno.stat(`${out}/fanout`), Deno.errors.NotFound, "no binary left");
+        assert.match(lastSay(r), /built \S+\/fanout \(fanout \S+, self-contained: /);
+        const head = new TextDecoder().decode(
+          (await Deno.readFile(`${out}/fanout`)).subarray(0, 10),
+        );
+        assert.ok(head.startsWith("#!/bin/sh\n"), "the self-contained one, not deno compile's");
         assert.ok((await Deno.stat(`${out}/fanout.js`)).isFile, "the bundle is built all the same");
+        await Deno.remove(`${out}/fanout`);
       }
     } finally {
       await Deno.remove(out, { recursive: true }).catch(() => {});

@@ -96,6 +96,8 @@ Deno.test("render systemd: one unit per long-running role, with the flags, resta
       assert.deepEqual(line(unit, "PrivateTmp"), ["no"]);
       assert.deepEqual(line(unit, "ExecStartPre"), [`+/bin/mkdir -p ${state}`]);
       assert.deepEqual(line(unit, "StateDirectory"), []);
+      // Where a self-contained fanout unpacks its runtime, writable under ProtectSystem.
+      assert.deepEqual(line(unit, "CacheDirectory"), ["fanout"]);
       if (hasAnalyze) assert.deepEqual(await verify(lab, `fanout-${c.role}.service`, unit), []);
     }
   });

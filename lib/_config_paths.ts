@@ -55,7 +55,8 @@ export async function linesOf(text: string, paths: KeyPath[]): Promise<(number |
   try {
     const { parseDocument, isMap, isSeq, isScalar, LineCounter } = await import("yaml");
     const lc = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lc });
+    // js-yaml has refused duplicate keys already; yaml's own check is quadratic.
+    const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
     return paths.map((path) => {
       const at = offsetOf(doc.contents, path, { isMap, isSeq, isScalar });
       return at === undefined ? undefined : lc.linePos(at).line;

@@ -425,8 +425,9 @@ function fromIssue(issue: ZodIssue): Problem[] {
   const keyPath = issue.path as KeyPath;
   if (issue.code === "unrecognized_keys") {
     const known = knownKeys(FleetSchema, keyPath);
-    return issue.keys.map((k) => {
-      const near = closest(k, known);
+    return issue.keys.map((k, i) => {
+      // Only listed problems get a hint (see MAX_PROBLEMS).
+      const near = i < MAX_PROBLEMS ? closest(k, known) : undefined;
       const hint = near ? ` (did you mean "${near}"?)` : ` (known keys: ${known.join(", ")})`;
       return {
         keyPath: [...keyPath, k],

@@ -131,7 +131,7 @@ export function formatFleet(s: FleetSnapshot): string {
         formatDuration(c.duration_ms),
         String(c.exit_code),
         String(c.drift),
-        (c.error ?? "").split("\n")[0].slice(0, 80),
+        cutLine(c.error ?? "", 80),
       ]),
     ));
   }
@@ -160,4 +160,20 @@ function table(head: string[], rows: string[][]): string[] {
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((v, i) => v.padEnd(width[i])).join("  ").trimEnd();
   return [line(head), ...rows.map(line)];
+}
+
+/**
+ * The first line of `text`, cut to at most `max` characters at a space, so
+ * no number is cut short ("rsync exit 10" never shows as "rsync exit 1").
+ *
+ * @example
+ * ```ts
+ * cutLine("pull failed: rsync exit 10 (error in socket I/O)", 30); // "pull failed: rsync exit 10 …"
+ * ```
+ */
+export function cutLine(text: string, max: number): string {
+  const line = text.split("\n")[0];
+  if (line.length <= max) return line;
+  const space = line.lastIndexOf(" ", max - 2);
+  return `${line.slice(0, space > max / 2 ? space : max - 2)} …`;
 }

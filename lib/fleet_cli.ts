@@ -164,7 +164,8 @@ function table(head: string[], rows: string[][]): string[] {
 
 /**
  * The first line of `text`, cut to at most `max` characters at a space, so
- * no number is cut short ("rsync exit 10" never shows as "rsync exit 1").
+ * no number is cut short ("rsync exit 10" never shows as "rsync exit 1");
+ * an rsync exit code the cut would drop is kept at the end.
  *
  * @example
  * ```ts
@@ -174,6 +175,15 @@ function table(head: string[], rows: string[][]): string[] {
 export function cutLine(text: string, max: number): string {
   const line = text.split("\n")[0];
   if (line.length <= max) return line;
-  const space = line.lastIndexOf(" ", max - 2);
-  return `${line.slice(0, space > max / 2 ? space : max - 2)} …`;
+  const code = /rsync exit \d+/.exec(line);
+  if (code && code.index + code[0].length > max - 2) {
+    return `${atSpace(line, max - code[0].length - 3)} … ${code[0]}`;
+  }
+  return `${atSpace(line, max - 2)} …`;
+}
+
+/** `line` cut to at most `n` characters, at a space when one is in the second half. */
+function atSpace(line: string, n: number): string {
+  const space = line.lastIndexOf(" ", n);
+  return line.slice(0, space > n / 2 ? space : n);
 }

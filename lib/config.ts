@@ -557,19 +557,35 @@ function crossCheck(raw: RawFleet): Problem[] {
   return problems;
 }
 
+/**
+ * The first upstream cycle, named from the first replica on it; linear in
+ * the number of replicas (each is walked once), so a long chain in a big
+ * file is checked as fast as a short one.
+ */
 function findCycle(raw: RawFleet): { index: number; names: string[] } | null {
+  const replicas = raw.replicas ?? [];
   const up = new Map<string, string>();
-  for (const r of raw.replicas ?? []) up.set(r.name, r.upstream ?? raw.primary.name);
-  for (const [i, r] of (raw.replicas ?? []).entries()) {
-    const chain = [r.name];
-    let cur = up.get(r.name);
-    while (cur !== undefined && cur !== raw.primary.name) {
-      if (chain.includes(cur)) {
-        return chain[0] === cur ? { index: i, names: [...chain, cur] } : null;
+  const index = new Map<string, number>();
+  replicas.forEach((r, i) => {
+    up.set(r.name, r.upstream ?? raw.primary.name);
+    if (!index.has(r.name)) index.set(r.name, i);
+  });
+  const done = new Set<string>();
+  for (const r of replicas) {
+    const chain: string[] = [];
+    const onChain = new Map<string, number>();
+    let cur: string | undefined = r.name;
+    while (cur !== undefined && cur !== raw.primary.name && !done.has(cur)) {
+      const at = onChain.get(cur);
+      if (at !== undefined) {
+        const loop = chain.slice(at);
+        return { index: index.get(loop[0])!, names: [...loop, loop[0]] };
       }
+      onChain.set(cur, chain.length);
       chain.push(cur);
       cur = up.get(cur);
     }
+    for (const c of chain) done.add(c);
   }
   return null;
 }

@@ -324,3 +324,28 @@ Deno.test("config: a fleet file over 1 MiB is refused before parsing; a file of 
   assert.match(listed[19], /^fanout\.yaml:41: x19: unknown key/);
   assert.equal(listed[20], "fanout.yaml: and 4980 more problems");
 });
+
+Deno.test("config: an upstream cycle is found wherever it is; a long chain is checked once per replica", async () => {
+  const text = `tree: t
+primary: {name: p, address: 10.0.0.1, path: /srv/t}
+replicas:
+  - {name: a, address: 10.0.0.2, path: /srv/t, upstream: b}
+  - {name: b, address: 10.0.0.3, path: /srv/t, upstream: c}
+  - {name: c, address: 10.0.0.4, path: /srv/t, upstream: b}
+`;
+  const lines = await problems(text);
+  assert.deepEqual(lines, ["fanout.yaml:5: replicas[1].upstream: upstream cycle: b -> c -> b"]);
+  // A chain p <- r0 <- r1 <- ... <- r2999 is valid.
+  const chain = Array.from(
+    { length: 3000 },
+    (_, i) =>
+      `  - {name: r${i}, address: 10.1.${i >> 8}.${i & 255}, path: /s, upstream: ${
+        i ? `r${i - 1}` : "p"
+      }}\n`,
+  ).join("");
+  const fleet = await parseFleet(
+    `tree: t\nprimary: {name: p, address: 10.0.0.1, path: /srv/t}\nreplicas:\n${chain}`,
+    "fanout.yaml",
+  );
+  assert.equal(fleet.replicas[2999].upstream, "r2998");
+});

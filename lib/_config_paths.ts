@@ -1,4 +1,5 @@
 // Key paths in the fleet file: how they print, where they are, what is near.
+import { CONTROL_CHARS, quoted } from "./_visible.ts";
 
 /** A path into the fleet file, e.g. `["replicas", 1, "listen"]`. */
 export type KeyPath = (string | number)[];
@@ -6,7 +7,11 @@ export type KeyPath = (string | number)[];
 /** `["replicas", 1, "listen"]` → `replicas[1].listen`. */
 export function formatPath(path: KeyPath): string {
   let out = "";
-  for (const k of path) out += typeof k === "number" ? `[${k}]` : out ? `.${k}` : k;
+  for (const k of path) {
+    // A key is printed as typed unless it holds a space or a control character.
+    const key = typeof k === "string" && (/\s/.test(k) || CONTROL_CHARS.test(k)) ? quoted(k) : k;
+    out += typeof key === "number" ? `[${key}]` : out ? `.${key}` : key;
+  }
   return out;
 }
 
@@ -36,33 +41,52 @@ function distance(a: string, b: string): number {
 }
 
 /**
- * The 1-based line of the key at `path` (or of its nearest existing parent).
- * Loads the `yaml` package only here: it keeps node positions but costs ~30 ms
- * of start-up, so only a run that is about to fail pays for it.
+ * The 1-based line of the key at each of `paths` (or of its nearest existing
+ * parent), from one parse of `text`. Loads the `yaml` package only here: it
+ * keeps node positions but costs ~30 ms of start-up, so only a run that is
+ * about to fail pays for it.
+ *
+ * @example
+ * ```ts
+ * await linesOf("a: 1\nb:\n  c: 2\n", [["b", "c"]]); // [3]
+ * ```
  */
-export async function lineOf(text: string, path: KeyPath): Promise<number | undefined> {
+export async function linesOf(text: string, paths: KeyPath[]): Promise<(number | undefined)[]> {
   try {
     const { parseDocument, isMap, isSeq, isScalar, LineCounter } = await import("yaml");
     const lc = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lc });
-    // deno-lint-ignore no-explicit-any
-    let node: any = doc.contents;
-    let at: number | undefined = node?.range?.[0];
-    for (const key of path) {
-      if (isMap(node)) {
-        // deno-lint-ignore no-explicit-any
-        const pair: any = node.items.find((p: any) => isScalar(p.key) && p.key.value === key);
-        if (!pair) break;
-        at = pair.key.range?.[0];
-        node = pair.value;
-      } else if (isSeq(node) && typeof key === "number") {
-        node = node.items[key];
-        if (!node) break;
-        at = node.range?.[0];
-      } else break;
-    }
-    return at === undefined ? undefined : lc.linePos(at).line;
+    // js-yaml has refused duplicate keys already; yaml's own check is quadratic.
+    const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
+    return paths.map((path) => {
+      const at = offsetOf(doc.contents, path, { isMap, isSeq, isScalar });
+      return at === undefined ? undefined : lc.linePos(at).line;
+    });
   } catch {
-    return undefined;
+    return paths.map(() => undefined);
   }
+}
+
+function offsetOf(
+  // deno-lint-ignore no-explicit-any
+  contents: any,
+  path: KeyPath,
+  // deno-lint-ignore no-explicit-any
+  { isMap, isSeq, isScalar }: Record<"isMap" | "isSeq" | "isScalar", (n: any) => boolean>,
+): number | undefined {
+  let node = contents;
+  let at: number | undefined = node?.range?.[0];
+  for (const key of path) {
+    if (isMap(node)) {
+      // deno-lint-ignore no-explicit-any
+      const pair = node.items.find((p: any) => isScalar(p.key) && p.key.value === key);
+      if (!pair) break;
+      at = pair.key.range?.[0];
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === "number") {
+      node = node.items[key];
+      if (!node) break;
+      at = node.range?.[0];
+    } else break;
+  }
+  return at;
 }

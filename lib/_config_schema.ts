@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
 import { type HostPort, isIp, parseHostPort } from "./address.ts";
+import { rsyncdValueProblem } from "./_rsyncd_value.ts";
 
 function got(v: unknown): string {
   if (v === null) return "null";
@@ -12,13 +13,20 @@ function got(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
+/** A value of the right kind refused for a reason of its own. */
+class Refused {
+  constructor(readonly why: string) {}
+}
+
 /** A leaf validated by `check`, with a message that says what was expected. */
-function leaf<T>(expected: string, check: (v: unknown) => T | undefined) {
+function leaf<T>(expected: string, check: (v: unknown) => T | Refused | undefined) {
   return z.unknown().transform((v, ctx): T => {
     const out = v === undefined ? undefined : check(v);
-    if (out === undefined) {
+    if (out === undefined || out instanceof Refused) {
       const message = v === undefined
         ? `missing: expected ${expected}`
+        : out instanceof Refused
+        ? `${got(v)} ${out.why}`
         : `expected ${expected}, got ${got(v)}`;
       ctx.addIssue({ code: "custom", message });
       return z.NEVER;
@@ -27,18 +35,32 @@ function leaf<T>(expected: string, check: (v: unknown) => T | undefined) {
   });
 }
 
+/** rsyncd.conf's reading of `v` (where paths, uid and gid land), as a refusal. */
+function rsyncdProblem(v: string): Refused | undefined {
+  const why = rsyncdValueProblem(v);
+  return why ? new Refused(why) : undefined;
+}
+
 const str = (what = "a string") =>
   leaf<string>(what, (v) => (typeof v === "string" && v.length > 0 ? v : undefined));
+/** A string rsyncd.conf gets as a value: uid, gid. */
+const rsyncdStr = () =>
+  leaf<string>(
+    "a user or group name or number",
+    (v) => (typeof v === "string" && v.length > 0 ? rsyncdProblem(v) ?? v : undefined),
+  );
 const name = () =>
   leaf<string>(
     "a name of letters, digits, '.', '_' or '-'",
     (v) => (typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(v) ? v : undefined),
   );
 const absPath = () =>
-  leaf<string>(
-    "an absolute path",
-    (v) => (typeof v === "string" && v.startsWith("/") && !v.includes("\0") ? v : undefined),
-  );
+  leaf<string>("an absolute path", (v) => {
+    if (typeof v !== "string" || !v.startsWith("/")) return undefined;
+    // rsyncd splits a path at "/./" into chroot and module dir.
+    if (/\/\.\.?(\/|$)/.test(v)) return new Refused("has a . or .. part: write the path it means");
+    return rsyncdProblem(v) ?? v;
+  });
 const duration = () =>
   leaf<number>(
     'a duration with a unit, like "200ms", "2s" or "5m"',
@@ -105,8 +127,8 @@ export const FleetSchema = z.object({
     password_file: absPath().optional(),
     report_token_file: absPath().optional(),
   }).strict().optional(),
-  uid: str().optional(),
-  gid: str().optional(),
+  uid: rsyncdStr().optional(),
+  gid: rsyncdStr().optional(),
   state_dir: absPath().optional(),
   rsync: z.object({
     path: str().optional(),

@@ -42,6 +42,47 @@ export function readTextNow(path: string): string | null {
   }
 }
 
+/** Thrown by {@linkcode readTextUpTo} when a file holds more than its bound. */
+export class FileTooBigError extends Error {
+  /** The size seen: at least `max + 1` bytes. */
+  readonly size: number;
+  constructor(path: string, size: number, max: number) {
+    super(`${path} is ${size} bytes, more than ${max}`);
+    this.name = "FileTooBigError";
+    this.size = size;
+  }
+}
+
+/**
+ * The text of the regular file `path`, read without ever holding more than
+ * `max + 1` bytes: a file that is (or grows) bigger throws
+ * {@linkcode FileTooBigError} before it is parsed; a FIFO or a device is
+ * refused instead of read.
+ *
+ * @throws {Deno.errors.NotFound} etc. as Deno.open does; {@linkcode FileTooBigError}; a
+ * `Deno.errors.IsADirectory` for anything that is not a regular file.
+ *
+ * @example
+ * ```ts
+ * const text = await readTextUpTo("/etc/fanout/fanout.yaml", 1 << 20);
+ * ```
+ */
+export async function readTextUpTo(path: string, max: number): Promise<string> {
+  const st = await Deno.stat(path);
+  if (!st.isFile) throw new Deno.errors.IsADirectory(`${path} is not a regular file`);
+  if (st.size > max) throw new FileTooBigError(path, st.size, max);
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(max + 1);
+  let n = 0;
+  while (n < buf.length) {
+    const got = await f.read(buf.subarray(n));
+    if (got === null) break;
+    n += got;
+  }
+  if (n > max) throw new FileTooBigError(path, n, max);
+  return new TextDecoder().decode(buf.subarray(0, n));
+}
+
 /**
  * The text of the regular file at `path` when it holds at most `maxBytes`;
  * null when it is missing, is not a regular file (a symlink is never

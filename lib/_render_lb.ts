@@ -30,7 +30,6 @@ export function lbView(
 ) {
   return {
     rendered_by: renderedBy(input.fleet, "#"),
-    state_dir: proxy.stateDir,
     module: input.fleet.modules.read,
     listen: hostPort(proxy.listen.host, proxy.listen.port),
     servers: backendSpecs(input.fleet).map((b) => ({

@@ -13,6 +13,8 @@ import { formatDuration } from "./duration.ts";
 import { checkSecretFiles, readReportToken } from "./secrets.ts";
 import { requireRsync } from "./rsync.ts";
 import { fleetFor } from "../roles/_fleet.ts";
+import { checkPublisher } from "../roles/publish.ts";
+import { daemonIdentity, renderRsyncdConf } from "./rsync_daemon.ts";
 
 /**
  * Prints the plan of the fleet; returns 0 when valid.
@@ -23,8 +25,11 @@ export async function checkConfig(opts: CommonOptions, role?: Role): Promise<num
   const fleet = await fleetFor(opts, role);
   const lines = describeFleet(fleet);
   if (role) {
-    await checkRoleHere(fleet, role, opts.name);
-    lines.push(`--role ${role}${opts.name ? ` --name ${opts.name}` : ""}: ready on this host`);
+    const unchecked = await checkRoleHere(fleet, role, opts.name);
+    lines.push(
+      `--role ${role}${opts.name ? ` --name ${opts.name}` : ""}: ready on this host` +
+        ` (not checked: ${unchecked.join(", ")})`,
+    );
   }
   console.log(lines.join("\n"));
   return 0;
@@ -86,7 +91,15 @@ export function describeFleet(fleet: Fleet): string[] {
   return lines;
 }
 
-async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<void> {
+/**
+ * Runs the start-up checks of `role` that change nothing on the host (the
+ * same functions the role calls); returns what only a start can tell.
+ */
+async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<string[]> {
+  if (role === "publish") {
+    const { pub, repo } = await checkPublisher(fleet);
+    return [`whether ${repo} holds ${pub.ref}`, "whether the primary takes the push"];
+  }
   await requireRsync(fleet.rsync.path);
   if (role === "primary" || role === "replica") {
     const self = selectServer(fleet, role, name);
@@ -96,7 +109,12 @@ async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<v
     });
     // A bad report token stops the primary; a missing one only turns reports off.
     if (role === "primary") await readReportToken(fleet);
-  } else if (role === "publish") {
-    await checkSecretFiles(fleet, { daemon: false, pusher: true });
+    // The tree must exist: its owner is who the daemon runs as.
+    const id = await daemonIdentity(fleet, self);
+    // Every value must render (the renderer refuses what rsyncd would misread).
+    renderRsyncdConf(fleet, self, id);
+    return ["whether the ports are free", `whether ${self.stateDir} can be written`];
   }
+  if (role === "proxy") return ["whether the ports are free", "whether the backends answer"];
+  return ["whether the source answers", `whether ${fleet.client.dest} can be written`];
 }

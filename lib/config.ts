@@ -12,7 +12,9 @@ import { type HostPort, isWildcard } from "./address.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { hostname } from "./host_name.ts";
 import { FleetSchema, type RawFleet } from "./_config_schema.ts";
-import { closest, formatPath, type KeyPath, lineOf } from "./_config_paths.ts";
+import { closest, formatPath, type KeyPath, linesOf } from "./_config_paths.ts";
+import { FileTooBigError, readTextUpTo } from "./_fs.ts";
+import { CONTROL_CHARS, quoted } from "./_visible.ts";
 
 /** An rsync server host: the primary or a replica. */
 export interface ServerHost {
@@ -190,14 +192,15 @@ export async function loadFleet(
   } = {},
 ): Promise<Fleet> {
   try {
-    text ??= await Deno.readTextFile(file);
+    text ??= await readTextUpTo(file, DEFAULTS.maxFleetBytes);
   } catch (e) {
+    if (e instanceof FileTooBigError) throw tooBig(file, e.size);
     const why = e instanceof Deno.errors.NotFound
       ? "no such file"
       : e instanceof Deno.errors.PermissionDenied
       ? "permission denied"
       : e instanceof Deno.errors.IsADirectory
-      ? "is a directory"
+      ? "not a regular file"
       : (e as Error).message;
     throw new ConfigError(file, [{ path: "", message: `cannot read the fleet file: ${why}` }]);
   }
@@ -219,6 +222,11 @@ export async function parseFleet(
   file: string,
   opts: FleetOptions = {},
 ): Promise<Fleet> {
+  // Bytes, not UTF-16 units; the encoder runs only when the length alone cannot decide.
+  if (text.length * 3 > DEFAULTS.maxFleetBytes) {
+    const size = new TextEncoder().encode(text).length;
+    if (size > DEFAULTS.maxFleetBytes) throw tooBig(file, size);
+  }
   let raw: unknown;
   try {
     raw = loadYaml(text, { filename: file });
@@ -235,20 +243,112 @@ export async function parseFleet(
     throw new ConfigError(file, [{ path: "", message: "expected a mapping of keys at the top" }]);
   }
   const fromFlags = applyOverrides(raw as Record<string, unknown>, opts);
-  const parsed = FleetSchema.safeParse(raw);
-  const problems: Problem[] = parsed.success
-    ? crossCheck(parsed.data)
-    : parsed.error.issues.flatMap((i) => fromIssue(i));
+  // Control characters first, and alone: such a value must not reach the
+  // schema's messages or a rendered file.
+  let problems: Problem[] = controlProblems(raw);
+  const parsed = problems.length ? null : FleetSchema.safeParse(raw);
+  if (parsed?.success) problems = crossCheck(parsed.data);
+  else if (parsed) problems = parsed.error.issues.flatMap((i) => fromIssue(i));
   if (problems.length > 0) {
-    for (const p of problems) {
+    // A file of 100k unknown keys must fail as fast as one: list the first
+    // few, and find their lines in one parse.
+    const shown = problems.slice(0, MAX_PROBLEMS);
+    const lines = await linesOf(text, shown.map((p) => p.keyPath));
+    shown.forEach((p, i) => {
       const flag = fromFlags.get(formatPath(p.keyPath));
-      if (flag) p.flag = flag;
-      else p.line = await lineOf(text, p.keyPath);
+      if (flag) p.flag = CONTROL_CHARS.test(flag) ? quoted(flag, 200) : flag;
+      else p.line = lines[i];
+    });
+    shown.sort((a, b) => (a.line ?? 1e9) - (b.line ?? 1e9));
+    const out: ConfigProblem[] = shown.map(({ keyPath: _k, ...p }) => p);
+    if (problems.length > shown.length) {
+      out.push({ path: "", message: `and ${problems.length - shown.length} more problems` });
     }
-    problems.sort((a, b) => (a.line ?? 1e9) - (b.line ?? 1e9));
-    throw new ConfigError(file, problems.map(({ keyPath: _k, ...p }) => p));
+    throw new ConfigError(file, out);
   }
-  return build(parsed.data!, file);
+  return build(parsed!.data!, file);
+}
+
+/** How many problems of an invalid fleet file are listed. */
+const MAX_PROBLEMS = 20;
+
+function tooBig(file: string, size: number): ConfigError {
+  return new ConfigError(file, [{
+    path: "",
+    message: `the fleet file is ${size} bytes; fanout reads fleet files up to ${
+      DEFAULTS.maxFleetBytes / 1024
+    } KiB (${DEFAULTS.maxFleetBytes} bytes)`,
+  }]);
+}
+
+/**
+ * Every string in the fleet file (keys too) that holds a control character.
+ * A newline in a value would start a line of its own in rsyncd.conf and in
+ * every rendered file, so no value may hold one, nor any other control
+ * character (they also reach terminals in messages). Iterative, and each
+ * node once: YAML aliases share nodes, and a deep nesting must not overflow
+ * the stack.
+ */
+function controlProblems(raw: unknown): Problem[] {
+  const problems: Problem[] = [];
+  const seen = new Set<object>();
+  const stack: { v: unknown; at: KeyPath }[] = [{ v: raw, at: [] }];
+  while (stack.length > 0 && problems.length <= MAX_PROBLEMS) {
+    const { v, at } = stack.pop()!;
+    if (typeof v === "string") {
+      if (CONTROL_CHARS.test(v)) problems.push(controlProblem(raw, at, v));
+      continue;
+    }
+    if (typeof v !== "object" || v === null || seen.has(v)) continue;
+    seen.add(v);
+    const entries: [string | number, unknown][] = Array.isArray(v)
+      ? v.map((x, i) => [i, x])
+      : Object.entries(v);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [k, x] = entries[i];
+      if (typeof k === "string" && CONTROL_CHARS.test(k)) {
+        problems.push({
+          keyPath: at,
+          path: formatPath(at),
+          message: `a key holds a control character: ${quoted(k)}`,
+        });
+      } else stack.push({ v: x, at: [...at, k] });
+    }
+  }
+  return problems;
+}
+
+function controlProblem(raw: unknown, at: KeyPath, v: string): Problem {
+  const c = v[v.search(CONTROL_CHARS)];
+  const what = c === "\n"
+    ? "a newline"
+    : c === "\r"
+    ? "a carriage return"
+    : c === "\t"
+    ? "a tab"
+    : `the control character ${quoted(c)}`;
+  const host = hostOf(raw, at);
+  const shown = quoted(v);
+  return {
+    keyPath: at,
+    path: formatPath(at),
+    message: `${host ? `(host ${host}) ` : ""}holds ${what}: ${shown}; ` +
+      "no fleet-file value may hold control characters (a newline would start a line of its own in rsyncd.conf)",
+  };
+}
+
+/** The name of the host entry `at` lies in (`primary`, `replicas[i]`, `publisher`, `proxy`), if valid. */
+function hostOf(raw: unknown, at: KeyPath): string | null {
+  const r = raw as Record<string, unknown>;
+  const entry = at[0] === "replicas" && typeof at[1] === "number"
+    ? (r.replicas as unknown[])[at[1]]
+    : ["primary", "publisher", "proxy"].includes(at[0] as string)
+    ? r[at[0] as string]
+    : null;
+  const name = (entry as { name?: unknown } | null)?.name;
+  return typeof name === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)
+    ? JSON.stringify(name)
+    : null;
 }
 
 /**
@@ -337,8 +437,9 @@ function fromIssue(issue: ZodIssue): Problem[] {
   const keyPath = issue.path as KeyPath;
   if (issue.code === "unrecognized_keys") {
     const known = knownKeys(FleetSchema, keyPath);
-    return issue.keys.map((k) => {
-      const near = closest(k, known);
+    return issue.keys.map((k, i) => {
+      // Only listed problems get a hint (see MAX_PROBLEMS).
+      const near = i < MAX_PROBLEMS ? closest(k, known) : undefined;
       const hint = near ? ` (did you mean "${near}"?)` : ` (known keys: ${known.join(", ")})`;
       return {
         keyPath: [...keyPath, k],
@@ -468,19 +569,35 @@ function crossCheck(raw: RawFleet): Problem[] {
   return problems;
 }
 
+/**
+ * The first upstream cycle, named from the first replica on it; linear in
+ * the number of replicas (each is walked once), so a long chain in a big
+ * file is checked as fast as a short one.
+ */
 function findCycle(raw: RawFleet): { index: number; names: string[] } | null {
+  const replicas = raw.replicas ?? [];
   const up = new Map<string, string>();
-  for (const r of raw.replicas ?? []) up.set(r.name, r.upstream ?? raw.primary.name);
-  for (const [i, r] of (raw.replicas ?? []).entries()) {
-    const chain = [r.name];
-    let cur = up.get(r.name);
-    while (cur !== undefined && cur !== raw.primary.name) {
-      if (chain.includes(cur)) {
-        return chain[0] === cur ? { index: i, names: [...chain, cur] } : null;
+  const index = new Map<string, number>();
+  replicas.forEach((r, i) => {
+    up.set(r.name, r.upstream ?? raw.primary.name);
+    if (!index.has(r.name)) index.set(r.name, i);
+  });
+  const done = new Set<string>();
+  for (const r of replicas) {
+    const chain: string[] = [];
+    const onChain = new Map<string, number>();
+    let cur: string | undefined = r.name;
+    while (cur !== undefined && cur !== raw.primary.name && !done.has(cur)) {
+      const at = onChain.get(cur);
+      if (at !== undefined) {
+        const loop = chain.slice(at);
+        return { index: index.get(loop[0])!, names: [...loop, loop[0]] };
       }
+      onChain.set(cur, chain.length);
       chain.push(cur);
       cur = up.get(cur);
     }
+    for (const c of chain) done.add(c);
   }
   return null;
 }

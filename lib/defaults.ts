@@ -16,6 +16,11 @@ export const DEFAULTS = {
     reportTokenFile: "/etc/fanout/report.token",
   },
   stateDir: "/var/lib/fanout",
+  /**
+   * The biggest fleet file read, in bytes: a fleet of thousands of hosts fits
+   * in a fraction of it, and anything bigger is refused before it is parsed.
+   */
+  maxFleetBytes: 1 << 20,
   binary: "/usr/local/bin/fanout",
   rsync: { path: "rsync", timeout: 300_000, connectTimeout: 10_000 },
   server: { port: 873, healthPort: 8873 },

@@ -21,6 +21,8 @@
 
 import type { Fleet, Override } from "./config.ts";
 import { VERSION } from "./meta.ts";
+import { DEFAULTS } from "./defaults.ts";
+import { readTextUpTo } from "./_fs.ts";
 import { fnv1a } from "./splay.ts";
 
 /** Everything a validated fleet depends on. */
@@ -51,7 +53,8 @@ export async function fleetCacheKey(
   let text: string | null = null;
   if (file !== null) {
     try {
-      text = await Deno.readTextFile(file);
+      // Bounded: a huge file or a FIFO is for loadFleet to refuse, in words.
+      text = await readTextUpTo(file, DEFAULTS.maxFleetBytes);
     } catch {
       return null;
     }

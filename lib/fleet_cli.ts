@@ -135,7 +135,7 @@ export function formatFleet(snap: FleetSnapshot): string {
         formatDuration(c.duration_ms),
         String(c.exit_code),
         String(c.drift),
-        (c.error ?? "").split("\n")[0].slice(0, 80),
+        cutLine(c.error ?? "", 80),
       ]),
     ));
   }
@@ -165,4 +165,30 @@ function table(head: string[], rows: string[][]): string[] {
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((v, i) => v.padEnd(width[i])).join("  ").trimEnd();
   return [line(head), ...rows.map(line)];
+}
+
+/**
+ * The first line of `text`, cut to at most `max` characters at a space, so
+ * no number is cut short ("rsync exit 10" never shows as "rsync exit 1");
+ * an rsync exit code the cut would drop is kept at the end.
+ *
+ * @example
+ * ```ts
+ * cutLine("pull failed: rsync exit 10 (error in socket I/O)", 30); // "pull failed: rsync exit 10 …"
+ * ```
+ */
+export function cutLine(text: string, max: number): string {
+  const line = text.split("\n")[0];
+  if (line.length <= max) return line;
+  const code = /rsync exit \d+/.exec(line);
+  if (code && code.index + code[0].length > max - 2) {
+    return `${atSpace(line, max - code[0].length - 3)} … ${code[0]}`;
+  }
+  return `${atSpace(line, max - 2)} …`;
+}
+
+/** `line` cut to at most `n` characters, at a space when one is in the second half. */
+function atSpace(line: string, n: number): string {
+  const space = line.lastIndexOf(" ", n);
+  return line.slice(0, space > n / 2 ? space : n);
 }

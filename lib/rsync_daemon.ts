@@ -15,6 +15,7 @@ import type { HostPort } from "./address.ts";
 import { formatHostPort } from "./address.ts";
 import type { Logger } from "./log.ts";
 import { renderTemplate } from "./template.ts";
+import { rsyncdValue } from "./_rsyncd_value.ts";
 import { renderedBy } from "./render.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
 import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
@@ -109,7 +110,7 @@ export function renderRsyncdConf(
     write_max_connections: 50,
     version_comment: opts.version ? markerComment(opts.version) : "",
     temp_dir: SERVER_TEMP_DIR,
-  });
+  }, rsyncdValue);
 }
 
 /** Where the daemon is in its life. */

@@ -122,9 +122,9 @@ export function secretFileProblem(
   if (mode & 0o077) {
     return {
       path: key,
-      message: `${path} has mode ${
-        mode.toString(8)
-      }, readable by others; expected 600 or 400 (chmod 600 ${path})`,
+      message: `${path} has mode ${mode.toString(8)}, ${
+        openTo(mode)
+      }; expected 600 or 400 (chmod 600 ${path})`,
     };
   }
   try {
@@ -133,4 +133,26 @@ export function secretFileProblem(
     return { path: key, message: `${path} cannot be read by this user` };
   }
   return null;
+}
+
+/**
+ * What mode bits give group and others, in words.
+ *
+ * @example
+ * ```ts
+ * openTo(0o640); // "readable by group"
+ * openTo(0o644); // "readable by group and others"
+ * openTo(0o664); // "readable and writable by group, readable by others"
+ * ```
+ */
+export function openTo(mode: number): string {
+  const words = (bits: number) =>
+    [[4, "readable"], [2, "writable"], [1, "executable"]]
+      .filter(([b]) => bits & (b as number)).map(([, w]) => w).join(" and ");
+  const group = (mode >> 3) & 7, others = mode & 7;
+  if (group === others) return `${words(group)} by group and others`;
+  return [[group, "group"], [others, "others"]]
+    .filter(([bits]) => bits)
+    .map(([bits, who]) => `${words(bits as number)} by ${who}`)
+    .join(", ");
 }

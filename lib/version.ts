@@ -109,7 +109,10 @@ const COMMENT = /fanout-version seq=(\d+) commit=(\S+) ref=(\S+) at=(\S+)/;
  * ```
  */
 export function markerComment(v: VersionMarker): string {
-  const safe = (s: string) => s.replace(/\s/g, "_");
+  // The marker comes from the tree, which an upstream writes: nothing of it may
+  // end the comment's line, continue it (a trailing backslash) or expand in it (%VAR%).
+  // deno-lint-ignore no-control-regex
+  const safe = (s: string) => s.replace(/[\s\x00-\x1f\x7f-\x9f\\%]/g, "_");
   return `fanout-version seq=${v.seq} commit=${safe(v.commit)} ref=${safe(v.ref)} at=${
     safe(v.published_at)
   }`;

@@ -7,6 +7,7 @@
  */
 
 import type { CommonOptions } from "../lib/cli.ts";
+import type { Fleet, PublisherHost } from "../lib/config.ts";
 import { ConfigError, UsageError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
 import { stripControl } from "../lib/control_chars.ts";
@@ -23,20 +24,12 @@ import { fleetFor } from "./_fleet.ts";
  */
 export async function run(opts: CommonOptions): Promise<number> {
   const fleet = await fleetFor(opts, "publish");
-  const pub = fleet.publisher!;
-  if (!pub.repo) {
-    throw new UsageError(
-      "no repository to publish from: pass --repo PATH or set publisher.repo in the fleet file",
-    );
-  }
-  await requireRsync(fleet.rsync.path);
-  await checkSecretFiles(fleet, { daemon: false, pusher: true });
-  requireLocalAddress(fleet.file ?? "flags", pub.address);
+  const { pub, repo } = await checkPublisher(fleet);
   const verbose = opts.flags.verbose === true;
   const result = await publish({
     fleet,
     publisher: pub,
-    repo: pub.repo,
+    repo,
     ref: pub.ref,
     force: opts.flags.force === true,
     log: log().child({ role: "publish", name: pub.name }),
@@ -49,6 +42,33 @@ export async function run(opts: CommonOptions): Promise<number> {
   }
   console.log(stripControl(describePublish(result, fleet)));
   return 0;
+}
+
+/**
+ * The publisher's start-up checks, which change nothing (check-config runs
+ * them too): a repository, rsync, the password file, a local address.
+ *
+ * @throws {UsageError} without a repository (`--repo` or `publisher.repo`).
+ * @throws {ConfigError} / {EnvironmentError} naming what is wrong.
+ *
+ * @example
+ * ```ts
+ * const { pub, repo } = await checkPublisher(fleet);
+ * ```
+ */
+export async function checkPublisher(
+  fleet: Fleet,
+): Promise<{ pub: PublisherHost; repo: string }> {
+  const pub = fleet.publisher!;
+  if (!pub.repo) {
+    throw new UsageError(
+      "no repository to publish from: pass --repo PATH or set publisher.repo in the fleet file",
+    );
+  }
+  await requireRsync(fleet.rsync.path);
+  await checkSecretFiles(fleet, { daemon: false, pusher: true });
+  requireLocalAddress(fleet.file ?? "flags", pub.address);
+  return { pub, repo: pub.repo };
 }
 
 /**

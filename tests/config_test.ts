@@ -242,3 +242,110 @@ Deno.test("config: proxy_listen defaults to the listen port + 1 and must not cla
   );
   assert.match(bad[0], /replicas\[0\]\.proxy_listen: expected host:port/);
 });
+
+Deno.test("config: a control character in any value or key is refused, naming the key and the host", async () => {
+  const attack = '"/srv/t\\n[evil]\\n path = /\\n read only = no\\n hosts allow = *"';
+  const cases: [string, RegExp][] = [
+    [
+      BASE.replace("  path: /data/rsync/plugins\npublisher", `  path: ${attack}\npublisher`),
+      /^fanout\.yaml:5: primary\.path: \(host "rsync1"\) holds a newline: "\/srv\/t\\n\[evil\]\\n path = \/\\n read only = no\\n hosts allow = \*"; no fleet-file value may hold control characters/,
+    ],
+    [BASE + 'uid: "0\\n[evil]"\n', /^fanout\.yaml:\d+: uid: holds a newline: "0\\n\[evil\]"/],
+    [BASE + 'gid: "apps\\r"\n', /^fanout\.yaml:\d+: gid: holds a carriage return/],
+    [
+      BASE + 'auth: {secrets_file: "/etc/s\\n[evil]"}\n',
+      /^fanout\.yaml:\d+: auth\.secrets_file: holds a newline/,
+    ],
+    [
+      BASE.replace("    upstream: rsync2", '    upstream: rsync2\n    path: "/x\\ty"')
+        .replace("    path: /data/rsync/plugins\n    upstream", "    upstream"),
+      /replicas\[1\]\.path: \(host "rsync3"\) holds a tab/,
+    ],
+    [
+      BASE + 'push: {exclude: ["*.tmp", "a\\u0085b"]}\n',
+      /push\.exclude\[1\]: holds the control character "\\u0085"/,
+    ],
+    [
+      BASE + 'rsync: {path: "/usr/bin/rsync\\u001b[2J"}\n',
+      /rsync\.path: holds the control character "\\u001b"/,
+    ],
+    [BASE + 'nonsense: "a\\nb"\n', /nonsense: holds a newline/],
+    [BASE + '"bad\\nkey": 1\n', /fanout\.yaml:\d+: a key holds a control character: "bad\\nkey"/],
+  ];
+  for (const [text, re] of cases) {
+    const lines = await problems(text);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], re);
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(lines[0], /[\x00-\x1f\x7f-\x9f]/, "the message itself is safe to print");
+  }
+});
+
+Deno.test("config: paths, uid and gid that rsyncd.conf would read differently are refused", async () => {
+  const cases: [string, RegExp][] = [
+    ['uid: " 0"\n', /uid: " 0" starts or ends with a space, which rsyncd.conf drops/],
+    ['gid: "apps "\n', /gid: "apps " starts or ends with a space/],
+    ['uid: "%USER%"\n', /uid: "%USER%" holds %NAME%, which rsyncd.conf replaces/],
+    [
+      'state_dir: "/var/lib/fanout\\\\"\n',
+      /state_dir: .* ends with a backslash, which joins the next line/,
+    ],
+    ['auth: {secrets_file: "/etc/%HOME%/s"}\n', /auth\.secrets_file: .*holds %NAME%/],
+    ["state_dir: /var/lib/./fanout\n", /state_dir: "\/var\/lib\/\.\/fanout" has a \. or \.\. part/],
+    ["state_dir: /var/lib/../etc\n", /has a \. or \.\. part/],
+  ];
+  for (const [extra, re] of cases) {
+    const lines = await problems(BASE + extra);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], re);
+  }
+  // What rsyncd keeps as written is fine.
+  const ok = await parseFleet(
+    BASE.replace("  path: /data/rsync/plugins\npublisher", "  path: /srv/50%/a#b c\npublisher") +
+      'uid: apps\ngid: "1000"\n',
+    "fanout.yaml",
+  );
+  assert.equal(ok.primary.path, "/srv/50%/a#b c");
+});
+
+Deno.test("config: a fleet file over 1 MiB is refused before parsing; a file of many bad keys lists 20", async () => {
+  const big = BASE + "junk:\n" + "  k: 1\n".repeat(160_000); // 1.1 MB
+  const lines = await problems(big);
+  assert.deepEqual(lines, [
+    `fanout.yaml: the fleet file is ${
+      new TextEncoder().encode(big).length
+    } bytes; fanout reads fleet files up to 1024 KiB (1048576 bytes)`,
+  ]);
+  // Many unknown keys: the first 20 are listed, with their lines.
+  const many = BASE + Array.from({ length: 5_000 }, (_, i) => `x${i}: 1\n`).join("");
+  const listed = await problems(many);
+  assert.equal(listed.length, 21);
+  assert.match(listed[0], /^fanout\.yaml:22: x0: unknown key/);
+  assert.match(listed[19], /^fanout\.yaml:41: x19: unknown key/);
+  assert.equal(listed[20], "fanout.yaml: and 4980 more problems");
+});
+
+Deno.test("config: an upstream cycle is found wherever it is; a long chain is checked once per replica", async () => {
+  const text = `tree: t
+primary: {name: p, address: 10.0.0.1, path: /srv/t}
+replicas:
+  - {name: a, address: 10.0.0.2, path: /srv/t, upstream: b}
+  - {name: b, address: 10.0.0.3, path: /srv/t, upstream: c}
+  - {name: c, address: 10.0.0.4, path: /srv/t, upstream: b}
+`;
+  const lines = await problems(text);
+  assert.deepEqual(lines, ["fanout.yaml:5: replicas[1].upstream: upstream cycle: b -> c -> b"]);
+  // A chain p <- r0 <- r1 <- ... <- r2999 is valid.
+  const chain = Array.from(
+    { length: 3000 },
+    (_, i) =>
+      `  - {name: r${i}, address: 10.1.${i >> 8}.${i & 255}, path: /s, upstream: ${
+        i ? `r${i - 1}` : "p"
+      }}\n`,
+  ).join("");
+  const fleet = await parseFleet(
+    `tree: t\nprimary: {name: p, address: 10.0.0.1, path: /srv/t}\nreplicas:\n${chain}`,
+    "fanout.yaml",
+  );
+  assert.equal(fleet.replicas[2999].upstream, "r2998");
+});

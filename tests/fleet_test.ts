@@ -441,7 +441,9 @@ Deno.test("hostile: a fleet file with secrets in the wrong mode is refused by ev
               new RegExp(
                 `^fanout: .*fanout\\.yaml: ${key.replace(".", "\\.")}: .* has mode ${
                   mode.toString(8)
-                }, readable by others; expected 600 or 400 \\(chmod 600 `,
+                }, ${
+                  mode === 0o640 ? "readable by group" : "readable by group and others"
+                }; expected 600 or 400 \\(chmod 600 `,
               ),
             );
             assert.ok(!r.stderr.includes("lab-secret-1234"), "no secret in the message");

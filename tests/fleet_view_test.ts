@@ -657,7 +657,7 @@ Deno.test("fleet view: sendReport never throws and never waits long", async () =
     assert.equal(out.sent, false);
     assert.match(
       out.reason!,
-      /report\.token has mode 644, readable by others; expected 600 or 400/,
+      /report\.token has mode 644, readable by (group and )?others; expected 600 or 400/,
     );
     await Deno.remove(lab.reportToken);
     out = await sendReport(fleet, report);
@@ -695,7 +695,7 @@ Deno.test("fanout fleet and the primary: bad token, no token, no fleet file, pri
     assert.equal(r.code, 2);
     assert.match(
       r.stderr,
-      /auth\.report_token_file: .*report\.token has mode 644, readable by others; expected 600 or 400 \(chmod 600 /,
+      /auth\.report_token_file: .*report\.token has mode 644, readable by (group and )?others; expected 600 or 400 \(chmod 600 /,
     );
     r = await lab.run(["check-config", "-c", lab.fleetFile, "--role", "primary"]);
     assert.equal(r.code, 2);

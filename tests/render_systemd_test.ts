@@ -166,7 +166,7 @@ Deno.test("render systemd: one-shot roles, no role, an unknown host, a bad path:
       ],
       [
         ["--role", "primary", "--set", "primary.path=/srv/a\nb"],
-        /primary\.path: a unit file cannot hold a path with control characters/,
+        /^fanout: --set primary\.path: \(host "rsync1"\) holds a newline: "\/srv\/a\\nb"/,
       ],
     ];
     for (const [args, re] of cases) {

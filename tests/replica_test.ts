@@ -153,7 +153,7 @@ Deno.test("replica: world-readable secrets, a missing tree, a busy port: exit 2,
     assert.equal(r.code, 2);
     assert.match(
       r.stderr,
-      /auth\.secrets_file: .*rsyncd\.secrets has mode 644, readable by others; expected 600 or 400/,
+      /auth\.secrets_file: .*rsyncd\.secrets has mode 644, readable by group and others; expected 600 or 400/,
     );
     await Deno.chmod(lab.secrets, 0o600);
 

@@ -566,7 +566,11 @@ Deno.test("render nginx and haproxy: the configs pass nginx -t and haproxy -c an
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /^# Rendered by fanout \d+\.\d+\.\d+ from .*fanout\.yaml/);
       const file = `${lab.dir}/${kind}${extra.length ? "-pp" : ""}.conf`;
-      await Deno.writeTextFile(file, r.stdout);
+      // The pid and error log go where a real host keeps them (/run, /var/log/nginx);
+      // the lab's copy keeps them in the lab, so two suites at once share nothing.
+      const inLab = r.stdout.replaceAll("/run/fanout-rsync-", `${lab.dir}/`)
+        .replaceAll("/var/log/nginx/", `${lab.dir}/`);
+      await Deno.writeTextFile(file, inLab);
       return { file, text: r.stdout };
     };
     const ngx = { ip: lab.ip(201), port: lab.port(lab.ip(201)) };

@@ -71,6 +71,12 @@ export function renderRsyncdConf(
   id: DaemonIdentity,
   opts: {
     proxyProtocol?: boolean;
+    /**
+     * With `proxyProtocol`: the peers whose PROXY header the daemon trusts
+     * (`proxy protocol hosts`, rsync 3.5+). Empty or absent: not rendered,
+     * as rsync before 3.5 does not know the parameter.
+     */
+    proxyProtocolHosts?: string[];
     listen?: HostPort;
     /** Read module only (the daemon behind the PROXY-protocol proxy). */
     readOnly?: boolean;
@@ -92,6 +98,7 @@ export function renderRsyncdConf(
     listen_port: listen.port,
     timeout: Math.ceil(fleet.rsync.timeout / 1000),
     proxy_protocol: opts.proxyProtocol ?? false,
+    proxy_protocol_hosts: (opts.proxyProtocolHosts ?? []).join(" "),
     push_listen: formatHostPort(host.listen),
     root: id.asRoot,
     uid: id.uid,
@@ -110,6 +117,24 @@ export function renderRsyncdConf(
     version_comment: opts.version ? markerComment(opts.version) : "",
     temp_dir: SERVER_TEMP_DIR,
   });
+}
+
+/**
+ * True when rsync `rsyncVersion` (as `requireRsync` in lib/rsync.ts returns it)
+ * knows `proxy protocol hosts`: 3.5.0 and later, whose daemon with
+ * `proxy protocol = yes` refuses every connection from a peer not listed
+ * there. Older ones log "IGNORING unknown parameter" for it on every
+ * connection, so it is rendered only for those that know it.
+ *
+ * @example
+ * ```ts
+ * knowsProxyProtocolHosts("3.2.7"); // false
+ * knowsProxyProtocolHosts("3.5.0"); // true
+ * ```
+ */
+export function knowsProxyProtocolHosts(rsyncVersion: string): boolean {
+  const [major, minor] = rsyncVersion.split(".").map(Number);
+  return major > 3 || (major === 3 && minor >= 5);
 }
 
 /** Where the daemon is in its life. */

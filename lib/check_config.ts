@@ -12,6 +12,8 @@ import { formatHostPort } from "./address.ts";
 import { formatDuration } from "./duration.ts";
 import { checkSecretFiles, readReportToken } from "./secrets.ts";
 import { requireRsync } from "./rsync.ts";
+import { knowsProxyProtocolHosts } from "./rsync_daemon.ts";
+import { proxyProtocolPeers } from "./proxied_daemon.ts";
 import { fleetFor } from "../roles/_fleet.ts";
 
 /**
@@ -87,9 +89,12 @@ export function describeFleet(fleet: Fleet): string[] {
 }
 
 async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<void> {
-  await requireRsync(fleet.rsync.path);
+  const rsyncVersion = await requireRsync(fleet.rsync.path);
   if (role === "primary" || role === "replica") {
     const self = selectServer(fleet, role, name);
+    // The daemon behind a PROXY-protocol proxy needs the proxy's IP with rsync 3.5+.
+    const proxied = fleet.proxy?.proxyProtocol && fleet.proxy.backends.includes(self.name);
+    if (proxied && knowsProxyProtocolHosts(rsyncVersion)) proxyProtocolPeers(fleet, self);
     await checkSecretFiles(fleet, {
       daemon: writersOf(fleet, self).length > 0,
       pusher: downstreamsOf(fleet, self.name).length > 0,

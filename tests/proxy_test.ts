@@ -434,6 +434,8 @@ Deno.test("proxy: PROXY protocol: the second daemon logs the real client; pushes
     await lab.server("primary", "rsync1");
     await lab.server("replica", "rsync2");
     await startProxy(lab);
+    // Round robin sends one pull to each only once both passed their checks.
+    await waitFor("both in rotation", async () => (await status(lab)).rotation.length === 2);
     const client = lab.ip(9);
     for (let i = 0; i < 2; i++) {
       const r = await pull(lab, `out${i}`, [`--address=${client}`]);

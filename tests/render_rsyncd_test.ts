@@ -11,6 +11,7 @@ import { probeRsyncd } from "../lib/rsync_probe.ts";
 import { PROXY_V1_UNKNOWN } from "../lib/proxy_protocol.ts";
 import { Logger } from "../lib/log.ts";
 import { exists } from "../lib/_fs.ts";
+import { withLab } from "./_helpers.ts";
 
 const ID = { asRoot: false, uid: "0", gid: "0" };
 
@@ -147,3 +148,39 @@ function freePort(host: string): number {
   l.close();
   return port;
 }
+
+Deno.test({
+  name:
+    "render rsyncd: a server with rsync 3.5 behind a proxy of unknown address exits 2 naming proxy.address; so does check-config",
+  ignore: !(await exists(RSYNCS[1][1])),
+  fn: async () => {
+    await withLab(async (lab) => {
+      await lab.fleet({ replicas: ["rsync2"], proxy: true });
+      const flags = [
+        "-c",
+        lab.fleetFile,
+        "--set",
+        "proxy.proxy_protocol=true",
+        "--set",
+        `proxy.listen=0.0.0.0:${lab.port("0.0.0.0")}`,
+        "--set",
+        `rsync.path=${RSYNCS[1][1]}`,
+      ];
+      for (
+        const args of [["--role", "replica", "--name", "rsync2"], [
+          "check-config",
+          "--role",
+          "replica",
+          "--name",
+          "rsync2",
+        ]]
+      ) {
+        const r = await lab.run([...args, ...flags]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, /^fanout: .*fanout\.yaml: proxy\.address: missing: /m);
+      }
+      // Nothing was started or written for the second daemon.
+      assert.equal(await exists(`${lab.dir}/state/rsync2/proxied/rsyncd.conf`), false);
+    });
+  },
+});

@@ -12,9 +12,10 @@ import { formatHostPort } from "./address.ts";
 import { formatDuration } from "./duration.ts";
 import { checkSecretFiles, readReportToken } from "./secrets.ts";
 import { requireRsync } from "./rsync.ts";
+import { proxyProtocolPeers } from "./proxied_daemon.ts";
 import { fleetFor } from "../roles/_fleet.ts";
 import { checkPublisher } from "../roles/publish.ts";
-import { daemonIdentity, renderRsyncdConf } from "./rsync_daemon.ts";
+import { daemonIdentity, knowsProxyProtocolHosts, renderRsyncdConf } from "./rsync_daemon.ts";
 
 /**
  * Prints the plan of the fleet; returns 0 when valid.
@@ -100,9 +101,12 @@ async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<s
     const { pub, repo } = await checkPublisher(fleet);
     return [`whether ${repo} holds ${pub.ref}`, "whether the primary takes the push"];
   }
-  await requireRsync(fleet.rsync.path);
+  const rsyncVersion = await requireRsync(fleet.rsync.path);
   if (role === "primary" || role === "replica") {
     const self = selectServer(fleet, role, name);
+    // The daemon behind a PROXY-protocol proxy needs the proxy's IP with rsync 3.5+.
+    const proxied = fleet.proxy?.proxyProtocol && fleet.proxy.backends.includes(self.name);
+    if (proxied && knowsProxyProtocolHosts(rsyncVersion)) proxyProtocolPeers(fleet, self);
     await checkSecretFiles(fleet, {
       daemon: writersOf(fleet, self).length > 0,
       pusher: downstreamsOf(fleet, self.name).length > 0,

@@ -24,6 +24,7 @@ import { formatDuration } from "./duration.ts";
 import { markerComment, type VersionMarker } from "./version.ts";
 import { SERVER_TEMP_DIR } from "./defaults.ts";
 import { exists } from "./_fs.ts";
+import { holdsListener } from "./_proc_listen.ts";
 
 /** Who the daemon runs as, when started by root. */
 export interface DaemonIdentity {
@@ -72,6 +73,12 @@ export function renderRsyncdConf(
   id: DaemonIdentity,
   opts: {
     proxyProtocol?: boolean;
+    /**
+     * With `proxyProtocol`: the peers whose PROXY header the daemon trusts
+     * (`proxy protocol hosts`, rsync 3.5+). Empty or absent: not rendered,
+     * as rsync before 3.5 does not know the parameter.
+     */
+    proxyProtocolHosts?: string[];
     listen?: HostPort;
     /** Read module only (the daemon behind the PROXY-protocol proxy). */
     readOnly?: boolean;
@@ -93,6 +100,7 @@ export function renderRsyncdConf(
     listen_port: listen.port,
     timeout: Math.ceil(fleet.rsync.timeout / 1000),
     proxy_protocol: opts.proxyProtocol ?? false,
+    proxy_protocol_hosts: (opts.proxyProtocolHosts ?? []).join(" "),
     push_listen: formatHostPort(host.listen),
     root: id.asRoot,
     uid: id.uid,
@@ -111,6 +119,24 @@ export function renderRsyncdConf(
     version_comment: opts.version ? markerComment(opts.version) : "",
     temp_dir: SERVER_TEMP_DIR,
   }, rsyncdValue);
+}
+
+/**
+ * True when rsync `rsyncVersion` (as `requireRsync` in lib/rsync.ts returns it)
+ * knows `proxy protocol hosts`: 3.5.0 and later, whose daemon with
+ * `proxy protocol = yes` refuses every connection from a peer not listed
+ * there. Older ones log "IGNORING unknown parameter" for it on every
+ * connection, so it is rendered only for those that know it.
+ *
+ * @example
+ * ```ts
+ * knowsProxyProtocolHosts("3.2.7"); // false
+ * knowsProxyProtocolHosts("3.5.0"); // true
+ * ```
+ */
+export function knowsProxyProtocolHosts(rsyncVersion: string): boolean {
+  const [major, minor] = rsyncVersion.split(".").map(Number);
+  return major > 3 || (major === 3 && minor >= 5);
 }
 
 /** Where the daemon is in its life. */
@@ -163,6 +189,7 @@ export class RsyncDaemon {
   #lastError: string | null = null;
   #since = Date.now();
   #conf: string | null = null;
+  #rewrite: Promise<void> = Promise.resolve();
 
   constructor(opts: DaemonOptions) {
     this.#o = {
@@ -213,19 +240,28 @@ export class RsyncDaemon {
   /**
    * Announces `version` in the read module's comment: rewrites the
    * conf (atomically: rsyncd reads it on every connection) when it changed.
+   * Calls run one at a time, in call order, so the last call's version is
+   * the one left in the file.
    */
-  async setVersion(version: VersionMarker | null): Promise<void> {
+  setVersion(version: VersionMarker | null): Promise<void> {
     const render = this.#o.render;
-    if (!render) return;
-    const text = render(version);
+    if (!render) return Promise.resolve();
+    const next = this.#rewrite.then(() => this.#writeConf(render(version)));
+    this.#rewrite = next;
+    return next;
+  }
+
+  /** Writes the conf through a temp file of this process; never rejects. */
+  async #writeConf(text: string): Promise<void> {
     if (text === this.#conf) return;
-    const tmp = `${this.#o.confPath}.tmp`;
+    const tmp = `${this.#o.confPath}.${Deno.pid}.tmp`;
     try {
       await Deno.writeTextFile(tmp, text);
       await Deno.rename(tmp, this.#o.confPath);
       this.#conf = text;
     } catch (e) {
       this.#o.log.warn("cannot rewrite rsyncd.conf", { path: this.#o.confPath, error: e });
+      await Deno.remove(tmp).catch(() => {});
     }
   }
 
@@ -273,7 +309,8 @@ export class RsyncDaemon {
       this.#child = child;
       const forget = trackGroup(child.pid);
       const stderr = collectStderr(child.stderr);
-      const ready = await this.#waitReady(child);
+      const start = await this.#waitReady(child);
+      const ready = start.ready;
       if (ready) {
         this.#set("up");
         this.#o.log.info("rsync daemon up", {
@@ -288,15 +325,20 @@ export class RsyncDaemon {
       forget();
       this.#child = null;
       if (this.#stopping) break;
-      const why = await this.#describeExit(child.pid, status, await stderr, ready);
+      const why = await this.#describeExit(child.pid, status, await stderr, start);
       this.#lastError = why;
       this.#set("down");
       if (!ready && isFirst) {
         killGroup(child.pid, "SIGKILL");
-        return first(new EnvironmentError(`rsync daemon did not start: ${why}`));
+        return first(
+          new EnvironmentError(
+            `rsync daemon did not start on ${formatHostPort(this.#o.listen)}: ${why}`,
+          ),
+        );
       }
       if (Date.now() - t0 > 60_000) backoff = this.#o.backoffMin;
       this.#o.log.error("rsync daemon died; restarting", {
+        listen: formatHostPort(this.#o.listen),
         reason: why,
         restart_in: formatDuration(backoff),
       });
@@ -306,44 +348,65 @@ export class RsyncDaemon {
     }
   }
 
-  async #waitReady(child: Deno.ChildProcess): Promise<boolean> {
+  /**
+   * Waits for this daemon's greeting. A greeting counts only when this
+   * child holds the listening socket: another process on the port (an old
+   * rsyncd on 0.0.0.0) greets while this one fails to bind and exits.
+   */
+  async #waitReady(child: Deno.ChildProcess): Promise<StartOutcome> {
     let exited = false;
     child.status.then(() => exited = true);
+    const logFrom = await fileSize(this.#logPath);
     const deadline = Date.now() + this.#o.readyTimeout;
+    let foreign = false;
     while (!exited && !this.#stopping && Date.now() < deadline) {
       const r = await probeRsyncd(this.#o.listen, 500, {
         proxyHeader: this.#o.proxyProtocol ? PROXY_V1_UNKNOWN : undefined,
       });
-      if (r.ok) return true;
+      if (r.ok) {
+        if ((await holdsListener(child.pid, this.#o.listen.port)) !== false) {
+          return { ready: true, timedOut: false, foreign, logFrom };
+        }
+        foreign = true;
+      }
       await new Promise((res) => setTimeout(res, 20));
     }
-    if (!exited && !this.#stopping) {
-      this.#lastError = `no greeting on ${
-        formatHostPort(this.#o.listen)
-      } within ${this.#o.readyTimeout}ms`;
-      killGroup(child.pid, "SIGTERM");
-    }
-    return false;
+    const timedOut = !exited && !this.#stopping;
+    if (timedOut) killGroup(child.pid, "SIGTERM");
+    return { ready: false, timedOut, foreign, logFrom };
   }
 
   async #describeExit(
     pid: number,
     status: Deno.CommandStatus,
     stderr: string,
-    wasUp: boolean,
+    start: StartOutcome,
   ): Promise<string> {
-    if (!wasUp && this.#lastError?.startsWith("no greeting")) return this.#lastError;
+    const other = start.foreign
+      ? "; another process answers on that address (an old rsync daemon?)"
+      : "";
+    if (start.timedOut) {
+      const tail = await this.#logTail(start.logFrom);
+      return `no greeting within ${this.#o.readyTimeout}ms${other}` +
+        (tail.length ? `; its log: ${tail.join(" | ")}` : "");
+    }
     const how = status.signal ? `killed by ${status.signal}` : `exited with code ${status.code}`;
     // rsync's stderr holds only its generic "rsync error: … (code N)"; the
     // cause ("bind() failed: Address already in use") is in its log file.
     const specific = (l: string) => l.trim() !== "" && !l.startsWith("rsync error:");
     const said = stderr.split("\n").find(specific) ?? (await this.#logLines(pid)).find(specific);
-    return said ? `${how}: ${said.trim()}` : how;
+    if (said) return `${how}: ${clip(said)}${other}`;
+    const tail = start.ready ? [] : await this.#logTail(start.logFrom);
+    return how + other + (tail.length ? `; its log: ${tail.join(" | ")}` : "");
+  }
+
+  get #logPath(): string {
+    return `${this.#o.stateDir}/rsyncd.log`;
   }
 
   async #logLines(pid: number): Promise<string[]> {
     try {
-      const text = await Deno.readTextFile(`${this.#o.stateDir}/rsyncd.log`);
+      const text = await Deno.readTextFile(this.#logPath);
       const mark = `[${pid}] `;
       return text.split("\n").slice(-200)
         .filter((l) => l.includes(mark) && /failed|unable|unknown|invalid|error|denied/i.test(l))
@@ -351,6 +414,26 @@ export class RsyncDaemon {
     } catch {
       return [];
     }
+  }
+
+  /**
+   * The daemon's last log lines written since byte `from` (this start),
+   * for an error message: at most {@linkcode LOG_TAIL_LINES} distinct lines
+   * of at most {@linkcode LOG_TAIL_CHARS} characters, without the time and
+   * pid prefix, control characters stripped.
+   */
+  async #logTail(from: number): Promise<string[]> {
+    const text = await readFrom(this.#logPath, from, 64 * 1024);
+    const lines = text.split("\n")
+      .map((l) => clip(l.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[\d+\] /, "")))
+      .filter((l) => l !== "");
+    // A daemon that refuses every probe logs the same line each time.
+    const distinct: string[] = [];
+    for (const l of lines.reverse()) {
+      if (!distinct.includes(l)) distinct.unshift(l);
+      if (distinct.length === LOG_TAIL_LINES) break;
+    }
+    return distinct;
   }
 
   /** A daemon left running by an earlier fanout that was SIGKILLed holds our port. */
@@ -403,4 +486,68 @@ async function collectStderr(stream: ReadableStream<Uint8Array>): Promise<string
     text = (text + chunk).slice(-4096);
   }
   return text;
+}
+
+/** How a start attempt went, for {@linkcode RsyncDaemon}'s messages. */
+interface StartOutcome {
+  ready: boolean;
+  /** No greeting from this daemon within readyTimeout, and it was still running. */
+  timedOut: boolean;
+  /** Something else greeted on the address. */
+  foreign: boolean;
+  /** The log file's size when the start began: its lines after it are this start's. */
+  logFrom: number;
+}
+
+/** How many of the daemon's log lines an error message quotes, and how long each may be. */
+const LOG_TAIL_LINES = 5;
+const LOG_TAIL_CHARS = 300;
+
+/**
+ * A line of the daemon's for a message: control characters (C0, DEL, C1)
+ * stripped, as it ends up on a terminal, trimmed, at most LOG_TAIL_CHARS.
+ */
+function clip(line: string): string {
+  // deno-lint-ignore no-control-regex
+  const text = line.replace(/[\x00-\x1f\x7f-\x9f]/g, "").trim();
+  return text.length > LOG_TAIL_CHARS ? `${text.slice(0, LOG_TAIL_CHARS)}…` : text;
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await Deno.stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The text of `path` from byte `from`, at most its last `max` bytes; "" when unreadable. */
+async function readFrom(path: string, from: number, max: number): Promise<string> {
+  let f: Deno.FsFile;
+  try {
+    f = await Deno.open(path);
+  } catch {
+    return "";
+  }
+  try {
+    const size = (await f.stat()).size;
+    // A log rotated (shorter than at the start) is read from its beginning.
+    const start = size < from ? 0 : from;
+    const at = Math.max(start, size - max);
+    await f.seek(at, Deno.SeekMode.Start);
+    const buf = new Uint8Array(size - at);
+    let n = 0;
+    while (n < buf.length) {
+      const got = await f.read(buf.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    const text = new TextDecoder().decode(buf.subarray(0, n));
+    // Cut mid-line when capped: drop the partial first line.
+    return at > start ? text.slice(text.indexOf("\n") + 1) : text;
+  } catch {
+    return "";
+  } finally {
+    f.close();
+  }
 }

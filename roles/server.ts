@@ -38,7 +38,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   const fleet = await fleetFor(opts, kind);
   const self = selectServer(fleet, kind, opts.name);
   const lg = log().child({ role: kind, name: self.name });
-  await requireRsync(fleet.rsync.path);
+  const rsyncVersion = await requireRsync(fleet.rsync.path);
   const downstreams = downstreamsOf(fleet, self.name);
   await checkSecretFiles(fleet, {
     daemon: writersOf(fleet, self).length > 0,
@@ -61,7 +61,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     render,
   });
   // Only behind a PROXY-protocol proxy: a second, read-only daemon.
-  const proxied = await proxiedDaemon(fleet, self, id, lg, version);
+  const proxied = await proxiedDaemon(fleet, self, id, lg, { rsyncVersion, version });
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",

@@ -439,6 +439,8 @@ Deno.test("proxy: PROXY protocol: the second daemon logs the real client; pushes
     await lab.server("primary", "rsync1");
     await lab.server("replica", "rsync2");
     await startProxy(lab);
+    // Round robin sends one pull to each only once both passed their checks.
+    await waitFor("both in rotation", async () => (await status(lab)).rotation.length === 2);
     const client = lab.ip(9);
     for (let i = 0; i < 2; i++) {
       const r = await pull(lab, `out${i}`, [`--address=${client}`]);
@@ -477,17 +479,17 @@ Deno.test("proxy: PROXY protocol: hosts allow sees the real client", async () =>
     await plantTrees(lab);
     await editFleet(lab, (text) => proxyKeys(text, { proxy_protocol: true, backends: "[rsync2]" }));
     // rsync2's second daemon, as fanout renders it, with hosts allow narrowed to one client.
-    const { daemonIdentity, renderRsyncdConf } = await import("../lib/rsync_daemon.ts");
+    const { daemonIdentity } = await import("../lib/rsync_daemon.ts");
+    const { renderProxiedConf } = await import("../lib/proxied_daemon.ts");
+    const { requireRsync } = await import("../lib/rsync.ts");
     const { loadFleet, findServer } = await import("../lib/config.ts");
     const fleet = await loadFleet(lab.fleetFile);
     const self = findServer(fleet, "rsync2")!;
     const allowed = lab.ip(9);
     const stateDir = `${lab.dir}/state/rsync2/proxied`;
     await Deno.mkdir(stateDir, { recursive: true });
-    const conf = renderRsyncdConf(fleet, self, await daemonIdentity(fleet, self), {
-      proxyProtocol: true,
-      listen: self.proxyListen,
-      readOnly: true,
+    const conf = renderProxiedConf(fleet, self, await daemonIdentity(fleet, self), {
+      rsyncVersion: await requireRsync(),
       stateDir,
     }).replace("hosts allow = *", `hosts allow = ${allowed}`);
     await Deno.writeTextFile(`${stateDir}/rsyncd.conf`, conf);

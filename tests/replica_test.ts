@@ -167,7 +167,7 @@ Deno.test("replica: world-readable secrets, a missing tree, a busy port: exit 2,
     try {
       const b = await lab.run(["--role", "replica", "-c", lab.fleetFile, "--name", "rsync2"]);
       assert.equal(b.code, 2);
-      assert.match(b.stderr, /rsync daemon did not start: .*(in use|bind)/i);
+      assert.match(b.stderr, /rsync daemon did not start on [0-9.]+:\d+: .*(in use|bind)/i);
     } finally {
       busy.close();
     }

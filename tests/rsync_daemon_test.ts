@@ -1,0 +1,218 @@
+// The rsync daemon supervisor with real rsync daemons: a daemon that never
+// greets is reported with its own last log lines; a port held by an old rsyncd
+// on every address stops a server at start (exit 2) instead of passing its
+// greeting off as ours; concurrent conf rewrites all land.
+import assert from "node:assert/strict";
+import { RsyncDaemon } from "../lib/rsync_daemon.ts";
+import { holdsListener, listeningInodes } from "../lib/_proc_listen.ts";
+import { EnvironmentError } from "../lib/errors.ts";
+import { Logger } from "../lib/log.ts";
+import { markerComment, type VersionMarker } from "../lib/version.ts";
+import { exists } from "../lib/_fs.ts";
+import { probeRsyncd } from "../lib/rsync_probe.ts";
+import { sh, waitFor, withLab } from "./_helpers.ts";
+
+const RSYNC35 = "/opt/rsyncs/rsync_3.5.0+ds1-0+deb12u1/usr/bin/rsync";
+
+/** A daemon conf in `dir` listening on `at`, with one read module. */
+function conf(dir: string, at: { host?: string; port: number }, extra = ""): string {
+  return [
+    `pid file = ${dir}/rsyncd.pid`,
+    `log file = ${dir}/rsyncd.log`,
+    ...(at.host ? [`address = ${at.host}`] : []),
+    `port = ${at.port}`,
+    "use chroot = no",
+    extra,
+    "[m]",
+    `    path = ${dir}`,
+    "",
+  ].join("\n");
+}
+
+function freePort(host: string): number {
+  const l = Deno.listen({ hostname: host, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Starts `new RsyncDaemon(...)` in a temp dir; returns the error its start threw. */
+async function failedStart(
+  rsync: string,
+  confText: (dir: string, port: number) => string,
+  opts: { proxyProtocol?: boolean } = {},
+): Promise<Error> {
+  const dir = await Deno.makeTempDir({ prefix: "fanout-daemon-" });
+  const port = freePort("127.0.0.1");
+  await Deno.writeTextFile(`${dir}/rsyncd.conf`, confText(dir, port));
+  const d = new RsyncDaemon({
+    rsync,
+    confPath: `${dir}/rsyncd.conf`,
+    listen: { host: "127.0.0.1", port },
+    stateDir: dir,
+    log: new Logger({ sink: () => {} }),
+    readyTimeout: 1_500,
+    proxyProtocol: opts.proxyProtocol,
+  });
+  try {
+    await d.start();
+    assert.fail("the daemon started");
+  } catch (e) {
+    assert.ok(e instanceof EnvironmentError, String(e));
+    return e;
+  } finally {
+    await d.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("rsync daemon: no greeting: the error quotes the daemon's last log lines, bounded, without control characters", async () => {
+  // The real rsync, behind a wrapper that first writes hostile lines into the daemon's log.
+  const dir = await Deno.makeTempDir({ prefix: "fanout-wrap-" });
+  const wrapper = `${dir}/rsync`;
+  await Deno.writeTextFile(
+    wrapper,
+    [
+      "#!/bin/sh",
+      'log="$(dirname "${3#--config=}")/rsyncd.log"',
+      'for i in $(seq 1 40); do echo "filler line $i" >> "$log"; done',
+      `printf 'evil \\033[31mred\\033]0;title\\007 \\302\\233 %0600d\\n' 0 >> "$log"`,
+      'exec rsync "$@"',
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  try {
+    // `proxy protocol = yes` waits for a PROXY header the probe does not send: never a greeting.
+    const err = await failedStart(
+      wrapper,
+      (d, port) => conf(d, { host: "127.0.0.1", port }, "proxy protocol = yes"),
+    );
+    const m =
+      /^rsync daemon did not start on 127\.0\.0\.1:\d+: no greeting within 1500ms; its log: (.*)$/
+        .exec(err.message);
+    assert.ok(m, err.message);
+    const quoted = m[1].split(" | ");
+    assert.ok(quoted.length <= 5, err.message);
+    const evil = quoted.find((l) => l.startsWith("evil [31mred]0;title  000"));
+    assert.ok(evil, err.message);
+    assert.equal(evil.length, 301, "300 characters and an ellipsis");
+    assert.ok(!quoted.some((l) => l === "filler line 1"), "only the last lines");
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(err.message, /[\x00-\x1f\x7f-\x9f]/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "rsync daemon: rsync 3.5 without proxy protocol hosts: the error says why, in rsync's words",
+  ignore: !(await exists(RSYNC35)),
+  fn: async () => {
+    const err = await failedStart(
+      RSYNC35,
+      (d, port) => conf(d, { host: "127.0.0.1", port }, "proxy protocol = yes"),
+      { proxyProtocol: true },
+    );
+    assert.match(err.message, /no greeting within 1500ms; its log: /);
+    assert.match(err.message, /"proxy protocol hosts" is unset/);
+    assert.match(err.message, /proxy protocol rejected from untrusted peer .*\(127\.0\.0\.1\)/);
+  },
+});
+
+Deno.test("rsync daemon: an old rsyncd listening on every address: the server exits 2 at start, naming the address", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: ["rsync2"] });
+    // A port free on every address, held by an rsync daemon on 0.0.0.0 (no `address`).
+    const port = freePort("0.0.0.0");
+    const oldDir = `${lab.dir}/old`;
+    await Deno.mkdir(oldDir);
+    await Deno.writeTextFile(`${oldDir}/rsyncd.conf`, conf(oldDir, { port }));
+    const old = new Deno.Command("rsync", {
+      args: ["--daemon", "--no-detach", `--config=${oldDir}/rsyncd.conf`],
+      stdout: "null",
+      stderr: "null",
+      detached: true,
+    }).spawn();
+    try {
+      const h = lab.hosts.rsync2;
+      await waitFor("the old daemon", async () => {
+        const r = await probeRsyncd({ host: h.ip, port }, 1_000);
+        return r.ok || null;
+      });
+      const text = await Deno.readTextFile(lab.fleetFile);
+      await Deno.writeTextFile(lab.fleetFile, text.replace(`${h.ip}:${h.port}`, `${h.ip}:${port}`));
+      const r = await lab.run(["--role", "replica", "-c", lab.fleetFile, "--name", "rsync2"]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^fanout: rsync daemon did not start on ${h.ip.replaceAll(".", "\\.")}:${port}: ` +
+            `.*bind\\(\\) failed: Address already in use`,
+          "m",
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /msg=ready/);
+      // fanout's own daemon is gone; the old one still serves.
+      assert.equal((await sh("pgrep", ["-f", `${lab.dir}/state/rsync2/rsyncd.conf`])).code, 1);
+      assert.ok((await probeRsyncd({ host: h.ip, port }, 2_000)).ok);
+    } finally {
+      Deno.kill(-old.pid, "SIGTERM");
+      await old.status;
+    }
+  });
+});
+
+Deno.test("rsync daemon: holdsListener tells this process's listening socket from another's", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  try {
+    assert.equal(await holdsListener(Deno.pid, port), true);
+    assert.equal(await holdsListener(1, port), false);
+    assert.equal(await holdsListener(Deno.pid, freePort("127.0.0.1")), false);
+  } finally {
+    l.close();
+  }
+  const table = [
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+    "   0: 00000000:0369 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1",
+    "   1: 0100007F:0369 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 222 1",
+    "   2: 0200007F:036A 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1",
+  ].join("\n");
+  assert.deepEqual(listeningInodes(table, 873), ["111"]);
+});
+
+Deno.test("rsync daemon: concurrent conf rewrites all land; the last version is the one left", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fanout-conf-" });
+  const lines: string[] = [];
+  const version = (seq: number): VersionMarker => ({
+    seq,
+    commit: `c${seq}`,
+    ref: "main",
+    published_at: "2026-01-01T00:00:00Z",
+  });
+  const render = (v: VersionMarker | null) => `comment = ${v ? markerComment(v) : "none"}\n`;
+  const confPath = `${dir}/rsyncd.conf`;
+  await Deno.writeTextFile(confPath, render(null));
+  const d = new RsyncDaemon({
+    rsync: "rsync",
+    confPath,
+    listen: { host: "127.0.0.1", port: 1 },
+    stateDir: dir,
+    log: new Logger({ sink: (l) => lines.push(l) }),
+    render,
+  });
+  try {
+    // The timer and the marker watch both refresh: the same version twice, and new ones.
+    const seqs = [1, 1, 2, 2, 3, 4, 4, 5, 6, 7, 8, 9, 10, 10];
+    await Promise.all(seqs.map((s) => d.setVersion(version(s))));
+    assert.deepEqual(lines.filter((l) => /level=warn/.test(l)), []);
+    assert.equal(await Deno.readTextFile(confPath), render(version(10)));
+    const left = [];
+    for await (const e of Deno.readDir(dir)) left.push(e.name);
+    assert.deepEqual(left, ["rsyncd.conf"], "no temp file left");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -350,6 +350,8 @@ Deno.test("proxy: SIGTERM drains: a running transfer finishes, new clients are t
       await waitFor(
         "transfer running",
         async () => (await status(lab)).backends[0].bytes_to_client > 100_000,
+        // A loaded machine can take seconds to start the rsync client.
+        30_000,
       );
       Deno.kill(proxy.pid, "SIGTERM");
       await proxy.waitFor(/msg=draining/);

@@ -131,6 +131,8 @@ class Replica {
   ack: VersionMarker | null = null;
   ackText: string | null = null;
   lastPush: ReplicaStatus["last_push"] = null;
+  /** Entries that recent scoped runs created: a move's new half, offsetting its held old half. */
+  recentCreated: { at: number; n: number }[] = [];
   synced = false;
   inFlight: Promise<void> | null = null;
   inFlightSince: number | null = null;
@@ -169,7 +171,7 @@ export class PushEngine {
   #deletesOwed = false;
   /** The version marker last seen in the source (undefined before the first look). */
   #marker: string | null | undefined = undefined;
-  /** Whether a version marker was ever seen in this source (a file in workDir). */
+  /** Whether this source ever had a version marker or pushed content (a file in workDir). */
   #seenVersion: boolean | null = null;
   #m;
 
@@ -320,7 +322,7 @@ export class PushEngine {
     clearTimeout(this.#holdTimer);
   }
 
-  /** Remembers (in workDir) that this source has had a version. */
+  /** Remembers (in workDir) that this source has had a version, or content pushed. */
   async #noteVersion(): Promise<void> {
     if (this.#seenVersion) return;
     this.#seenVersion = true;
@@ -505,6 +507,8 @@ export class PushEngine {
       };
       r.lastSuccess = Date.now();
       r.lastError = null;
+      // The tree held content: never again a fresh host waiting for a publish.
+      void this.#noteVersion();
       if (r.failures > 0) {
         this.#o.log.info("replica back", { replica: r.target.name, after_failures: r.failures });
       }
@@ -562,7 +566,10 @@ export class PushEngine {
       if (dry.code !== 0 && dry.code !== 24) {
         return this.#failed(r, work, describeRsyncFailure(dry));
       }
-      const deletes = dry.deleted, creates = dry.created;
+      const deletes = dry.deleted;
+      // A moved directory's new name went at once and its old one after the
+      // hold: what recent scoped runs created offsets what this one deletes.
+      const creates = dry.created + (how === "filter" ? this.#recentlyCreated(r) : 0);
       // A whole run's file count is the tree's; a scoped one counts only its paths.
       const entries = how === "full" && dry.stats
         ? dry.stats.files + deletes - creates
@@ -580,7 +587,17 @@ export class PushEngine {
     if (how === "full" && result.code === 0 && result.stats) {
       this.#guard.entries = result.stats.files;
     }
+    if (how !== "full" && result.created > 0) {
+      r.recentCreated.push({ at: Date.now(), n: result.created });
+    }
     return result;
+  }
+
+  /** Entries scoped runs created on `r` within the longest hold (11× push.delete_hold). */
+  #recentlyCreated(r: Replica): number {
+    const since = Date.now() - 11 * this.#o.push.deleteHold;
+    r.recentCreated = r.recentCreated.filter((e) => e.at >= since);
+    return r.recentCreated.reduce((sum, e) => sum + e.n, 0);
   }
 
   /** The tree run (or its dry run) for one replica. */

@@ -122,14 +122,26 @@ export class DeleteGuard {
 
   /** Net deletions within the window, the held ones included. */
   net(now: number): number {
-    const since = now - this.#limits.window;
-    this.#log = this.#log.filter((e) => e.at >= since);
+    this.#prune(now);
     return Math.max(0, this.#heldCount + this.#log.reduce((s, e) => s + e.n, 0));
   }
 
   /** New paths seen: each offsets one deletion within the window. */
   created(n: number, now: number): void {
-    if (n > 0) this.#log.push({ at: now, n: -n });
+    if (n <= 0) return;
+    this.#prune(now);
+    // One entry a second at most: a busy tree's log stays a few hundred entries.
+    const last = this.#log.at(-1);
+    if (last && last.n < 0 && now - last.at < 1000) last.n -= n;
+    else this.#log.push({ at: now, n: -n });
+  }
+
+  /** Drops what fell out of the window (the log is in time order). */
+  #prune(now: number): void {
+    const since = now - this.#limits.window;
+    let i = 0;
+    while (i < this.#log.length && this.#log[i].at < since) i++;
+    if (i > 0) this.#log.splice(0, i);
   }
 
   /** Deletions seen: held until {@linkcode step} releases them. */

@@ -51,8 +51,8 @@ const MAX_TRACKED = 10_000;
 
 /**
  * Why `net` deletions are a suspected accident, or null: past `max`, or past
- * `percent` of a tree of `entries` (when known, and at least
- * {@linkcode MIN_PERCENT_DELETES} of them).
+ * `percent` of a tree of `entries` (when known, at least
+ * {@linkcode MIN_PERCENT_DELETES} of them, and `percent` under 100).
  *
  * @example
  * ```ts
@@ -67,9 +67,8 @@ export function massDeleteReason(
   entries: number | null,
 ): string | null {
   if (net > max) return `${net} net, more than push.max_delete ${max}`;
-  if (
-    entries !== null && entries > 0 && net >= MIN_PERCENT_DELETES && net * 100 > entries * percent
-  ) {
+  const applies = percent < 100 && entries !== null && entries > 0 && net >= MIN_PERCENT_DELETES;
+  if (applies && net * 100 > entries! * percent) {
     return `${net} of ${entries} entries: more than push.max_delete_percent ${percent}%`;
   }
   return null;
@@ -98,11 +97,23 @@ export class DeleteGuard {
   #blocked: string | null = null;
   /** True while `--allow-mass-delete` or a publish lifts the limits. */
   allowed = false;
-  /** Entries of the tree at its last whole push (rsync's file count), or null. */
-  entries: number | null = null;
+  #entries: number | null = null;
+  /** Paths created minus deletions sent since the last whole push. */
+  #delta = 0;
 
   constructor(limits: GuardLimits) {
     this.#limits = limits;
+  }
+
+  /** Entries of the tree: rsync's count at its last whole push, then kept by the changes seen. */
+  get entries(): number | null {
+    return this.#entries === null ? null : Math.max(0, this.#entries + this.#delta);
+  }
+
+  /** A whole push counted the tree's entries. */
+  set entries(n: number | null) {
+    this.#entries = n;
+    this.#delta = 0;
   }
 
   /** pushing, holding (deletions wait) or blocked (a mass deletion is suspected). */
@@ -129,6 +140,7 @@ export class DeleteGuard {
   /** New paths seen: each offsets one deletion within the window. */
   created(n: number, now: number): void {
     if (n <= 0) return;
+    this.#delta += n;
     this.#prune(now);
     // One entry a second at most: a busy tree's log stays a few hundred entries.
     const last = this.#log.at(-1);
@@ -165,6 +177,7 @@ export class DeleteGuard {
     if (now < due) return { kind: "wait", ms: due - now };
     const changes = [...this.#held.values()];
     this.#log.push({ at: now, n: this.#heldCount });
+    this.#delta -= this.#heldCount;
     this.#held.clear();
     this.#heldCount = 0;
     return { kind: "release", changes };

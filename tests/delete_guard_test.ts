@@ -69,6 +69,17 @@ Deno.test("delete guard: most of the tree going is blocked, a lift releases it",
   assert.equal(g.net(1), 0);
 });
 
+Deno.test("delete guard: the tree's size follows what was created since the last whole push", () => {
+  const g = new DeleteGuard({ ...limits, maxDelete: 1000 });
+  g.entries = 2; // a tiny tree at start
+  g.created(400, 0); // then a directory of 400 arrives
+  assert.equal(g.entries, 402);
+  g.hold(Array.from({ length: 150 }, (_, i) => gone(`f${i}`)), 10_000_000);
+  assert.equal(g.state, "holding", "150 of 402 is no mass deletion");
+  g.entries = 500; // the next whole push counts again
+  assert.equal(g.entries, 500);
+});
+
 Deno.test("delete guard: allowed (the flag, a publish) never blocks", () => {
   const g = new DeleteGuard(limits);
   g.allowed = true;
@@ -84,4 +95,5 @@ Deno.test("mass delete reason: absolute and proportional limits", () => {
   assert.match(massDeleteReason(600, 1000, 50, 1000)!, /600 of 1000 entries/);
   assert.equal(massDeleteReason(500, 1000, 50, 1000), null);
   assert.equal(massDeleteReason(900, 1000, 100, 1000), null, "100% never applies");
+  assert.equal(massDeleteReason(252, 1000, 100, 2), null, "not even past a stale count");
 });

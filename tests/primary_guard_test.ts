@@ -125,7 +125,7 @@ Deno.test("primary guard: a slow rm at a steady rate is caught before the replic
   }, { tmpfs: true });
 });
 
-Deno.test("primary guard: a fresh primary waits for its first publish, without an error", async () => {
+Deno.test("primary guard: a fresh primary waits for its first publish, without an error; sparse files stay sparse", async () => {
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"] });
     await lab.server("replica", "rsync2");
@@ -135,9 +135,19 @@ Deno.test("primary guard: a fresh primary waits for its first publish, without a
     const h = await healthz(lab);
     assert.equal(h.status, 503);
     assert.match(h.body, /is empty: waiting for the first publish/);
+    // The first publish brings a sparse file: 64 MB long, a few bytes of data.
+    const sparse = `${lab.hosts.rsync1.path}/disk.img`;
+    const f = await Deno.open(sparse, { create: true, write: true });
+    await f.truncate(64 << 20);
+    await f.seek(32 << 20, Deno.SeekMode.Start);
+    await f.write(new TextEncoder().encode("data"));
+    f.close();
     await writeTree(lab.hosts.rsync1.path, { "a.txt": "a\n", ".fanout-version": marker(1) });
     await converged(lab, ["rsync2"]);
     await waitFor("healthy", async () => (await healthz(lab)).status === 200);
+    const copy = await Deno.stat(`${lab.hosts.rsync2.path}/disk.img`);
+    assert.equal(copy.size, 64 << 20);
+    assert.ok(copy.blocks! * 512 < 1 << 20, `the copy stays sparse (${copy.blocks! * 512} bytes)`);
   });
 });
 

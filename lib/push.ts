@@ -164,6 +164,8 @@ export class PushEngine {
   #reconcileTimer: ReturnType<typeof setInterval> | undefined;
   #debounce: { timer: ReturnType<typeof setTimeout>; first: number } | null = null;
   #allowMassDelete: boolean;
+  /** A publish's lift ends here (ms), even if a replica never gets its whole push. */
+  #liftEnds: number | null = null;
   #guard: DeleteGuard;
   #holdTimer: ReturnType<typeof setTimeout> | undefined;
   #restoreTimer: ReturnType<typeof setInterval> | undefined;
@@ -244,6 +246,7 @@ export class PushEngine {
     const rest = deletions.length ? changes.filter((c) => !c.gone) : changes;
     this.#guard.created(rest.filter((c) => c.created).length, now);
     if (deletions.length) {
+      this.#lifted(); // a publish's lift may have run out
       this.#guard.hold(deletions, now);
       this.#stepGuard();
     }
@@ -259,7 +262,7 @@ export class PushEngine {
       held: this.#guard.held,
       net_deletions: this.#guard.net(Date.now()),
       tree_entries: this.#guard.entries,
-      lifted: this.#allowMassDelete,
+      lifted: this.#lifted(),
       reason: this.#guard.reason,
     };
   }
@@ -313,6 +316,7 @@ export class PushEngine {
       this.#replicas.some((r) => r.state === "refused");
     this.#allowMassDelete = true;
     this.#guard.allowed = true;
+    this.#liftEnds = Date.now() + this.#o.push.deleteWindow;
     for (const r of this.#replicas) {
       r.synced = false;
       if (held.length) r.pending.add(held);
@@ -320,6 +324,20 @@ export class PushEngine {
     if (blocked) this.#endBlock("publish");
     this.#deletesOwed = false;
     clearTimeout(this.#holdTimer);
+  }
+
+  /**
+   * True while the limits are lifted: by the flag, until every replica has
+   * had a whole push; by a publish, likewise but for one delete_window at most
+   * (a replica down for a day must not keep the guard off for a day).
+   */
+  #lifted(): boolean {
+    if (this.#allowMassDelete && this.#liftEnds !== null && Date.now() > this.#liftEnds) {
+      this.#allowMassDelete = false;
+      this.#guard.allowed = false;
+      this.#liftEnds = null;
+    }
+    return this.#allowMassDelete;
   }
 
   /** Remembers (in workDir) that this source has had a version, or content pushed. */
@@ -519,6 +537,7 @@ export class PushEngine {
         if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) {
           this.#allowMassDelete = false;
           this.#guard.allowed = false;
+          this.#liftEnds = null;
         }
       }
       this.#m.pushes.inc({ replica: r.target.name, kind, result: "ok" });
@@ -554,7 +573,7 @@ export class PushEngine {
     how: Scope,
     changes: Change[],
   ): Promise<RsyncResult | "refused" | "failed"> {
-    const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
+    const guard = this.#lifted() ? null : this.#o.push.maxDelete;
     // The real run still caps deletions (rsync --max-delete), in case the
     // source lost files between the dry run and now: at what the dry run
     // counted, plus the guard's slack. A list deletes nothing.

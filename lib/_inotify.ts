@@ -87,8 +87,10 @@ export class InotifySource {
   /**
    * Watches `dirs` (each non-recursively, never through a symbolic link).
    *
-   * @throws {Error} `NotFound: …` when a directory is gone; `… ENOSPC …` when
-   * the user's watch limit is reached (`fs.inotify.max_user_watches`).
+   * A directory gone since it was listed is skipped.
+   *
+   * @throws {Error} `… ENOSPC …` when the user's watch limit is reached
+   * (`fs.inotify.max_user_watches`).
    */
   watch(dirs: string[]): Promise<void> {
     const c = this.#c;
@@ -101,9 +103,9 @@ export class InotifySource {
       const wd = c.inotify_add_watch(this.#fd, this.#path, MASK);
       if (wd < 0) {
         const e = errno(c);
-        if (e === ENOENT || e === ENOTDIR) {
-          return Promise.reject(new Error(`NotFound: ${dir}: ${strerror(c, e)}`));
-        }
+        // Removed since the walk listed it: its removal event follows (or
+        // came already), and nothing below it is left to watch.
+        if (e === ENOENT || e === ENOTDIR) continue;
         const why = e === ENOSPC ? "ENOSPC: no space left for inotify watches" : strerror(c, e);
         return Promise.reject(new Error(`cannot watch ${dir}: ${why}`));
       }

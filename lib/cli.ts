@@ -186,7 +186,7 @@ export const FLAGS: FlagSpec[] = [
     name: "allow-mass-delete",
     type: "boolean",
     scopes: SERVERS,
-    help: "let the next push delete more than push.max_delete (once)",
+    help: "lift the mass-delete guard until every replica has had one whole push",
   },
   // proxy
   {

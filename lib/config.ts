@@ -113,6 +113,12 @@ export interface PushConfig {
   reconcile: number;
   concurrency: number;
   maxDelete: number;
+  /** Deletions past this share of the tree's entries (percent) are a suspected accident. */
+  maxDeletePercent: number;
+  /** Deletions wait this long with no other deletion seen before going downstream (ms). */
+  deleteHold: number;
+  /** Deletions sent within this window count together against the guards (ms). */
+  deleteWindow: number;
   exclude: string[];
   maxPaths: number;
   stormEvents: number;
@@ -724,6 +730,9 @@ function build(raw: RawFleet, file: string): Fleet {
       reconcile: p.reconcile ?? dp.reconcile,
       concurrency: p.concurrency ?? dp.concurrency,
       maxDelete: p.max_delete ?? dp.maxDelete,
+      maxDeletePercent: p.max_delete_percent ?? dp.maxDeletePercent,
+      deleteHold: p.delete_hold ?? dp.deleteHold,
+      deleteWindow: p.delete_window ?? dp.deleteWindow,
       exclude: p.exclude ?? [...dp.exclude],
       maxPaths: p.max_paths ?? dp.maxPaths,
       stormEvents: p.storm_events ?? dp.stormEvents,

@@ -79,6 +79,12 @@ export const DEFAULTS = {
     reconcile: 300_000,
     concurrency: 8,
     maxDelete: 1000,
+    /** A push, or the deletions of a window, taking more than half the tree is held. */
+    maxDeletePercent: 50,
+    /** Deletions go once no other deletion came for this long (at most 10× it after the first). */
+    deleteHold: 2_000,
+    /** Deletions sent within this window count together against max_delete and the percent. */
+    deleteWindow: 600_000,
     exclude: [".git"],
     maxPaths: 1000,
     stormEvents: 200,

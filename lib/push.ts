@@ -12,6 +12,11 @@
  *   pushing ──would delete more than max_delete──▶ refused ──new change, reconcile──▶ pushing
  * ```
  *
+ * Deletions seen by the watcher pass the mass-delete guard first
+ * (lib/delete_guard.ts): held a moment, counted over a window, blocked when
+ * they look like an accident. While it holds or blocks, runs delete nothing
+ * outside their own paths; new and changed files still go at once.
+ *
  * An idle engine pushes at once; changes that arrive during a push are
  * batched into the next one. Small change sets push only the changed paths
  * (see push_filter.ts); large or unknown ones the whole tree. The version
@@ -40,6 +45,8 @@ import { parseMarker, type VersionMarker } from "./version.ts";
 import { stampMarker } from "./marker_stamp.ts";
 import { Semaphore } from "./_semaphore.ts";
 import { readTextOrNull } from "./_fs.ts";
+import { DeleteGuard, type GuardState, massDeleteReason } from "./delete_guard.ts";
+import { VERSION_LOG } from "./defaults.ts";
 
 /** A replica to push to. */
 export interface PushTarget {
@@ -64,6 +71,22 @@ export interface PushEngineOptions {
   registry: Registry;
   /** Let pushes delete past max_delete until every replica has synced once. */
   allowMassDelete?: boolean;
+}
+
+/** The mass-delete guard, as `/status` shows it (`push_guard`). */
+export interface GuardStatus {
+  /** pushing, holding (deletions wait for quiet) or blocked (a mass deletion is suspected). */
+  state: GuardState;
+  /** Deletions held now. */
+  held: number;
+  /** Net deletions within push.delete_window, the held ones included. */
+  net_deletions: number;
+  /** Entries of the tree at its last whole push, or null before one. */
+  tree_entries: number | null;
+  /** True while a publish or --allow-mass-delete lifts the limits. */
+  lifted: boolean;
+  /** Why deletions are blocked, or null. */
+  reason: string | null;
 }
 
 /** A replica's state, as `/status` shows it. */
@@ -108,6 +131,8 @@ class Replica {
   ack: VersionMarker | null = null;
   ackText: string | null = null;
   lastPush: ReplicaStatus["last_push"] = null;
+  /** Entries that recent scoped runs created: a move's new half, offsetting its held old half. */
+  recentCreated: { at: number; n: number }[] = [];
   synced = false;
   inFlight: Promise<void> | null = null;
   inFlightSince: number | null = null;
@@ -139,6 +164,17 @@ export class PushEngine {
   #reconcileTimer: ReturnType<typeof setInterval> | undefined;
   #debounce: { timer: ReturnType<typeof setTimeout>; first: number } | null = null;
   #allowMassDelete: boolean;
+  /** A publish's lift ends here (ms), even if a replica never gets its whole push. */
+  #liftEnds: number | null = null;
+  #guard: DeleteGuard;
+  #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  #restoreTimer: ReturnType<typeof setInterval> | undefined;
+  /** A whole push ran without deleting while the guard held: one is owed once it lets go. */
+  #deletesOwed = false;
+  /** The version marker last seen in the source (undefined before the first look). */
+  #marker: string | null | undefined = undefined;
+  /** Whether this source ever had a version marker or pushed content (a file in workDir). */
+  #seenVersion: boolean | null = null;
   #m;
 
   constructor(opts: PushEngineOptions) {
@@ -146,6 +182,13 @@ export class PushEngine {
     this.#replicas = opts.targets.map((t) => new Replica(t, opts.push.maxPaths));
     this.#sem = new Semaphore(opts.push.concurrency);
     this.#allowMassDelete = opts.allowMassDelete ?? false;
+    this.#guard = new DeleteGuard({
+      maxDelete: opts.push.maxDelete,
+      maxDeletePercent: opts.push.maxDeletePercent,
+      hold: opts.push.deleteHold,
+      window: opts.push.deleteWindow,
+    });
+    this.#guard.allowed = this.#allowMassDelete;
     const r = opts.registry;
     this.#m = {
       pushes: r.counter(
@@ -192,11 +235,121 @@ export class PushEngine {
     this.#kickAll();
   }
 
-  /** Changes seen by the watcher: queued for every replica. */
+  /**
+   * Changes seen by the watcher: queued for every replica, but deletions
+   * pass the mass-delete guard first.
+   */
   notify(changes: Change[]): void {
     if (this.#stopped || changes.length === 0) return;
-    for (const r of this.#replicas) r.pending.add(changes);
+    const now = Date.now();
+    const deletions = changes.filter((c) => c.gone);
+    const rest = deletions.length ? changes.filter((c) => !c.gone) : changes;
+    this.#guard.created(rest.filter((c) => c.created).length, now);
+    if (deletions.length) {
+      this.#lifted(); // a publish's lift may have run out
+      this.#guard.hold(deletions, now);
+      this.#stepGuard();
+    }
+    if (rest.length === 0) return;
+    for (const r of this.#replicas) r.pending.add(rest);
     this.#kickSoon();
+  }
+
+  /** The mass-delete guard's state, for `/status`. */
+  guardStatus(): GuardStatus {
+    return {
+      state: this.#guard.state,
+      held: this.#guard.held,
+      net_deletions: this.#guard.net(Date.now()),
+      tree_entries: this.#guard.entries,
+      lifted: this.#lifted(),
+      reason: this.#guard.reason,
+    };
+  }
+
+  /** Releases held deletions when due, or waits, or reports a block (once). */
+  #stepGuard(): void {
+    clearTimeout(this.#holdTimer);
+    if (this.#stopped) return;
+    const step = this.#guard.step(Date.now());
+    if (step.kind === "wait") {
+      this.#holdTimer = setTimeout(() => this.#stepGuard(), step.ms);
+    } else if (step.kind === "release") {
+      for (const r of this.#replicas) r.pending.add(step.changes);
+      if (this.#deletesOwed) this.requestFull("deletions held during a whole push");
+      this.#deletesOwed = false;
+      this.#kickSoon();
+    } else if (step.kind === "blocked" && this.#restoreTimer === undefined) {
+      this.#o.log.error("mass deletion suspected: deletions held, not pushed", {
+        reason: step.reason,
+        held: this.#guard.held,
+      });
+      // Files put back lift the block by themselves; a publish or the flag lifts it too.
+      this.#restoreTimer = setInterval(() => {
+        const exists = (p: string) => lstatOk(`${this.#o.source}/${p}`);
+        if (!this.#guard.restored(exists, Date.now())) return;
+        this.#endBlock("the files are back");
+      }, 1000);
+    }
+  }
+
+  #endBlock(why: string): void {
+    clearInterval(this.#restoreTimer);
+    this.#restoreTimer = undefined;
+    this.#o.log.info("mass-delete guard lifted", { why });
+    this.#stepGuard();
+  }
+
+  /**
+   * Notes the marker read at the start of a push. A new one while running is
+   * a publish: a deliberate change of the tree, which lifts the guard (held
+   * deletions go, pushes may delete past the limits until every replica has
+   * the new version).
+   */
+  #sawMarker(text: string | null): void {
+    const before = this.#marker;
+    this.#marker = text;
+    if (text !== null) void this.#noteVersion();
+    if (before === undefined || text === null || text === before) return;
+    const held = this.#guard.lift();
+    const blocked = this.#restoreTimer !== undefined ||
+      this.#replicas.some((r) => r.state === "refused");
+    this.#allowMassDelete = true;
+    this.#guard.allowed = true;
+    this.#liftEnds = Date.now() + this.#o.push.deleteWindow;
+    for (const r of this.#replicas) {
+      r.synced = false;
+      if (held.length) r.pending.add(held);
+    }
+    if (blocked) this.#endBlock("publish");
+    this.#deletesOwed = false;
+    clearTimeout(this.#holdTimer);
+  }
+
+  /**
+   * True while the limits are lifted: by the flag, until every replica has
+   * had a whole push; by a publish, likewise but for one delete_window at most
+   * (a replica down for a day must not keep the guard off for a day).
+   */
+  #lifted(): boolean {
+    if (this.#allowMassDelete && this.#liftEnds !== null && Date.now() > this.#liftEnds) {
+      this.#allowMassDelete = false;
+      this.#guard.allowed = false;
+      this.#liftEnds = null;
+    }
+    return this.#allowMassDelete;
+  }
+
+  /** Remembers (in workDir) that this source has had a version, or content pushed. */
+  async #noteVersion(): Promise<void> {
+    if (this.#seenVersion) return;
+    this.#seenVersion = true;
+    await Deno.writeTextFile(`${this.#o.workDir}/seen-version`, "").catch(() => {});
+  }
+
+  #everVersioned(): boolean {
+    this.#seenVersion ??= lstatOk(`${this.#o.workDir}/seen-version`);
+    return this.#seenVersion;
   }
 
   /** Asks for a full push to every replica (overflow, storm, reconcile, fallback). */
@@ -206,9 +359,14 @@ export class PushEngine {
     this.#kickSoon();
   }
 
-  /** Why nothing is being pushed (empty or vanished source), or null. */
+  /** Why nothing is being pushed (empty or vanished source, a mass deletion), or null. */
   problem(): string | null {
     if (this.#problem) return this.#problem;
+    const blocked = this.#guard.reason;
+    if (blocked) {
+      return `mass deletion suspected, deletions held (${blocked}); new and changed files ` +
+        "still go; put the files back, publish, or restart with --allow-mass-delete";
+    }
     const refused = this.#replicas.find((r) => r.state === "refused");
     return refused ? `push to ${refused.target.name} refused: ${refused.lastError}` : null;
   }
@@ -240,6 +398,8 @@ export class PushEngine {
     this.#stopped = true;
     clearInterval(this.#reconcileTimer);
     clearInterval(this.#guardTimer);
+    clearInterval(this.#restoreTimer);
+    clearTimeout(this.#holdTimer);
     if (this.#debounce) clearTimeout(this.#debounce.timer);
     for (const r of this.#replicas) clearTimeout(r.retryTimer);
     this.#abort.abort();
@@ -284,7 +444,7 @@ export class PushEngine {
         const work = r.pending.take();
         if (!work) break;
         r.inFlightSince = work.since;
-        const problem = await sourceProblem(this.#o.source);
+        const problem = await sourceProblem(this.#o.source, this.#everVersioned());
         if (problem) {
           this.#block(problem, r, work);
           return;
@@ -308,6 +468,7 @@ export class PushEngine {
   async #pushOnce(r: Replica, work: Work): Promise<"ok" | "failed" | "refused"> {
     const t0 = performance.now();
     const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
+    this.#sawMarker(markerText);
     let kind: "full" | "scoped" = work.kind === "full" ? "full" : "scoped";
     let changes = work.kind === "paths" ? work.changes : [];
     let reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
@@ -364,6 +525,8 @@ export class PushEngine {
       };
       r.lastSuccess = Date.now();
       r.lastError = null;
+      // The tree held content: never again a fresh host waiting for a publish.
+      void this.#noteVersion();
       if (r.failures > 0) {
         this.#o.log.info("replica back", { replica: r.target.name, after_failures: r.failures });
       }
@@ -373,6 +536,8 @@ export class PushEngine {
         r.synced = true;
         if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) {
           this.#allowMassDelete = false;
+          this.#guard.allowed = false;
+          this.#liftEnds = null;
         }
       }
       this.#m.pushes.inc({ replica: r.target.name, kind, result: "ok" });
@@ -408,7 +573,7 @@ export class PushEngine {
     how: Scope,
     changes: Change[],
   ): Promise<RsyncResult | "refused" | "failed"> {
-    const guard = this.#allowMassDelete ? null : this.#o.push.maxDelete;
+    const guard = this.#lifted() ? null : this.#o.push.maxDelete;
     // The real run still caps deletions (rsync --max-delete), in case the
     // source lost files between the dry run and now: at what the dry run
     // counted, plus the guard's slack. A list deletes nothing.
@@ -420,11 +585,38 @@ export class PushEngine {
       if (dry.code !== 0 && dry.code !== 24) {
         return this.#failed(r, work, describeRsyncFailure(dry));
       }
-      const deletes = dry.deleted, creates = dry.created;
-      if (deletes - creates > guard) return this.#refuse(r, work, deletes, creates, guard);
+      const deletes = dry.deleted;
+      // A moved directory's new name went at once and its old one after the
+      // hold: what recent scoped runs created offsets what this one deletes.
+      const creates = dry.created + (how === "filter" ? this.#recentlyCreated(r) : 0);
+      // A whole run's file count is the tree's; a scoped one counts only its paths.
+      const entries = how === "full" && dry.stats
+        ? dry.stats.files + deletes - creates
+        : this.#guard.entries;
+      const why = massDeleteReason(
+        deletes - creates,
+        guard,
+        this.#o.push.maxDeletePercent,
+        entries,
+      );
+      if (why) return this.#refuse(r, work, deletes, creates, why);
       cap = deletes + guard;
     }
-    return await this.#rsync(r, how, changes, { maxDelete: cap, itemize: true });
+    const result = await this.#rsync(r, how, changes, { maxDelete: cap, itemize: true });
+    if (how === "full" && result.code === 0 && result.stats) {
+      this.#guard.entries = result.stats.files;
+    }
+    if (how !== "full" && result.created > 0) {
+      r.recentCreated.push({ at: Date.now(), n: result.created });
+    }
+    return result;
+  }
+
+  /** Entries scoped runs created on `r` within the longest hold (11× push.delete_hold). */
+  #recentlyCreated(r: Replica): number {
+    const since = Date.now() - 11 * this.#o.push.deleteHold;
+    r.recentCreated = r.recentCreated.filter((e) => e.at >= since);
+    return r.recentCreated.reduce((sum, e) => sum + e.n, 0);
   }
 
   /** The tree run (or its dry run) for one replica. */
@@ -434,9 +626,13 @@ export class PushEngine {
     changes: Change[],
     extra: Partial<RsyncJob>,
   ): Promise<RsyncResult> {
+    // While the guard holds deletions, a whole run deletes nothing (one is
+    // owed once it lets go); a scoped run deletes only among its own paths.
+    const deleting = how === "filter" || (how === "full" && this.#guard.state === "pushing");
+    if (how === "full" && !deleting && !extra.dryRun) this.#deletesOwed = true;
     const job = this.#job(r, {
       // rsync refuses --delete without recursion, and a list has nothing to delete.
-      delete: how !== "list",
+      delete: deleting,
       // A renamed file's old name goes only once the new one is in place.
       deleteDelay: true,
       delayUpdates: !extra.dryRun,
@@ -451,7 +647,9 @@ export class PushEngine {
         job.filesFrom = file;
       } else if (how === "filter") {
         const file = `${this.#o.workDir}/${r.target.name}.filter`;
-        await Deno.writeTextFile(file, filterRules(changes).join("\0") + "\0");
+        // Collapsed rules would take a whole directory, held deletions with it.
+        const collapse = this.#guard.state === "pushing";
+        await Deno.writeTextFile(file, filterRules(changes, { collapse }).join("\0") + "\0");
         // --from0 must come first: rsync reads the include file when it meets the option.
         job.extra = [...(extra.extra ?? []), "--from0", `--include-from=${file}`, "--exclude=*"];
       }
@@ -488,6 +686,7 @@ export class PushEngine {
       passwordFile: this.#o.passwordFile,
       // The replica receives into its temp dir, which its clients never see.
       tempDir: SERVER_TEMP_DIR,
+      sparse: true,
       timeout: this.#o.rsync.timeout,
       connectTimeout: this.#o.rsync.connectTimeout,
       ...over,
@@ -520,11 +719,10 @@ export class PushEngine {
     return "failed";
   }
 
-  #refuse(r: Replica, work: Work, deletes: number, creates: number, max: number): "refused" {
+  #refuse(r: Replica, work: Work, deletes: number, creates: number, why: string): "refused" {
     r.state = "refused";
-    r.lastError = `would delete ${deletes} entries and create ${creates}: ` +
-      `${deletes - creates} net, more than push.max_delete ${max}; ` +
-      "nothing was deleted (restore the source, raise push.max_delete, or restart with --allow-mass-delete)";
+    r.lastError = `would delete ${deletes} entries and create ${creates}: ${why}; ` +
+      "nothing was deleted (restore the source, publish, raise push.max_delete, or restart with --allow-mass-delete)";
     // Keep the work: a later change or the reconcile re-checks it.
     if (work.kind === "full") r.pending.markFull(work.reason);
     else r.pending.add(work.changes);
@@ -533,7 +731,8 @@ export class PushEngine {
       replica: r.target.name,
       deletes,
       creates,
-      max_delete: max,
+      max_delete: this.#o.push.maxDelete,
+      why,
     });
     return "refused";
   }
@@ -545,9 +744,11 @@ export class PushEngine {
     r.state = "idle";
     if (this.#problem === null) {
       this.#problem = problem;
-      this.#o.log.error("not pushing", { reason: problem });
+      // A fresh primary before its first publish is not in trouble.
+      if (problem.includes(WAITING)) this.#o.log.info("not pushing yet", { reason: problem });
+      else this.#o.log.error("not pushing", { reason: problem });
       this.#guardTimer = setInterval(async () => {
-        if (await sourceProblem(this.#o.source)) return;
+        if (await sourceProblem(this.#o.source, this.#everVersioned())) return;
         clearInterval(this.#guardTimer);
         this.#problem = null;
         this.#o.log.info("source tree is back; full push", {});
@@ -557,11 +758,24 @@ export class PushEngine {
   }
 }
 
+/** What an empty tree that never had a version is waiting for. */
+const WAITING = "waiting for the first publish";
+
+/** fanout's own files at a tree's root: never content (a tree of only these is empty). */
+const OWN_FILES = new Set([VERSION_MARKER, VERSION_LOG, ".~tmp~", SERVER_TEMP_DIR]);
+
 /**
  * Why the tree at `root` must not be pushed, or null: missing, not a
  * directory, or empty (an unmounted disk looks like an empty mount point).
+ * fanout's own files never count as content. An empty tree that never had a
+ * version (`versioned` false) is a fresh host waiting for its first publish.
+ *
+ * @example
+ * ```ts
+ * await sourceProblem("/srv/plugins", true); // null, or "source tree /srv/plugins is empty …"
+ * ```
  */
-export async function sourceProblem(root: string): Promise<string | null> {
+export async function sourceProblem(root: string, versioned = true): Promise<string | null> {
   try {
     const st = await Deno.stat(root);
     if (!st.isDirectory) return `source tree ${root} is not a directory`;
@@ -569,8 +783,10 @@ export async function sourceProblem(root: string): Promise<string | null> {
     return `source tree ${root} is missing (unmounted disk?); not pushing, replicas keep their files`;
   }
   for await (const e of Deno.readDir(root)) {
-    if (e.name !== VERSION_MARKER && e.name !== ".~tmp~" && e.name !== SERVER_TEMP_DIR) return null;
+    if (!OWN_FILES.has(e.name)) return null;
+    if (e.name === VERSION_MARKER) versioned = true;
   }
+  if (!versioned) return `source tree ${root} is empty: ${WAITING}`;
   return `source tree ${root} is empty (unmounted disk?); not pushing, replicas keep their files`;
 }
 
@@ -583,4 +799,13 @@ async function anyMissing(root: string, changes: Change[]): Promise<boolean> {
     }
   }
   return false;
+}
+
+function lstatOk(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -29,7 +29,9 @@ function escaped(path: string): string {
  * The include rules for `changes`, in order, without the final `- *`.
  * Rules start with `+ /` (anchored at the tree root); a deep change also
  * includes everything below it (`/p/` followed by three stars), so a new
- * directory is copied whole and a removed one is deleted whole.
+ * directory is copied whole and a removed one is deleted whole. With
+ * `collapse: false` no rule takes a whole directory (while deletions are held,
+ * a `/dir/*` rule would delete them with the rest).
  *
  * @example
  * ```ts
@@ -37,7 +39,7 @@ function escaped(path: string): string {
  * // ["+ /a/", "+ /a/b.txt"]
  * ```
  */
-export function filterRules(changes: Change[]): string[] {
+export function filterRules(changes: Change[], opts: { collapse?: boolean } = {}): string[] {
   const rules: string[] = [];
   const parents = new Set<string>();
   const addParents = (path: string) => {
@@ -63,7 +65,7 @@ export function filterRules(changes: Change[]): string[] {
   }
   for (const [dir, list] of byDir) {
     const shallow = list.filter((c) => !c.deep);
-    const collapse = shallow.length > COLLAPSE_AT;
+    const collapse = opts.collapse !== false && shallow.length > COLLAPSE_AT;
     if (collapse) {
       addParents(dir ? `${dir}/x` : "x");
       rules.push(dir ? `+ /${escaped(dir)}/*` : "+ /*");

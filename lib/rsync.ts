@@ -60,6 +60,12 @@ export interface RsyncJob {
    * transfer would be skipped, and stay wrong.
    */
   exactTimes?: boolean;
+  /**
+   * Keep holes as holes (`--sparse`): a 2 GB sparse file stays a few blocks
+   * on the receiver instead of 2 GB of zeros. Works with `--delay-updates`,
+   * `--temp-dir` and `--delete-delay` in rsync 3.2.7 and 3.5.0 (either end).
+   */
+  sparse?: boolean;
   /** Write incoming files here first (`--temp-dir`, relative to the destination root). */
   tempDir?: string;
   /** Anything else, appended before source and dest. */
@@ -122,6 +128,7 @@ export function rsyncArgs(job: RsyncJob): string[] {
   if (job.dryRun) a.push("--dry-run");
   if (job.itemize) a.push("--itemize-changes");
   if (job.checksum) a.push("--checksum");
+  if (job.sparse) a.push("--sparse");
   if (job.exactTimes !== false) a.push("--modify-window=-1");
   if (job.backupDir) a.push("--backup", `--backup-dir=${job.backupDir}`);
   if (job.linkDest) a.push(`--link-dest=${job.linkDest}`);

@@ -59,6 +59,10 @@ const WRITE_GRACE_MS = 25;
 const MAX_EXTRA_CALLS = 16;
 const MAX_EXTRA_PATHS = 2000;
 
+/** The first re-arm after a fallback waits this long; each failed one doubles it, up to a minute. */
+const REARM_MIN_MS = 1_000;
+const REARM_MAX_MS = 60_000;
+
 /** Whether the watcher runs on events or fell back to periodic full pushes. */
 export type WatchMode = "events" | "polling" | "stopped";
 
@@ -178,6 +182,10 @@ export class TreeWatcher {
   #flushDelay = 0;
   /** Files with a create or write event and no close yet. */
   #writing = new Set<string>();
+  /** Why the watcher last fell back to polling, while it polls. */
+  #lastError: string | null = null;
+  #rearmTimer: ReturnType<typeof setTimeout> | undefined;
+  #rearmFailures = 0;
   #events;
   #overflows;
   #storms;
@@ -204,6 +212,11 @@ export class TreeWatcher {
   /** inotify (through FFI) or watchFs (Deno's, in a worker); null before start. */
   get backend(): WatchBackend | null {
     return this.#backend;
+  }
+
+  /** Why the watcher polls (null while it runs on events). */
+  get lastError(): string | null {
+    return this.#lastError;
   }
 
   /** How long setting up the watches took (ms). */
@@ -239,6 +252,7 @@ export class TreeWatcher {
   /** Stops watching. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#rearmTimer);
     clearTimeout(this.#settle);
     clearTimeout(this.#flushTimer);
     await this.#rebuilding;
@@ -285,6 +299,8 @@ export class TreeWatcher {
   #fallBack(e: Error): void {
     this.#mode = "polling";
     const msg = e.message ?? String(e);
+    this.#lastError = msg;
+    this.#scheduleRearm();
     if (/no space left|ENOSPC|too many open files|EMFILE|limit/i.test(msg)) {
       this.#o.log.error(
         "out of inotify watches: raise the limit with sysctl -w fs.inotify.max_user_watches=1048576 " +
@@ -301,6 +317,46 @@ export class TreeWatcher {
     this.#stop(this.#worker);
     this.#worker = null;
     this.#o.onFull("watcher unavailable");
+  }
+
+  /**
+   * Tries to watch again after a fallback, with a capped backoff: a directory
+   * removed mid-walk or a raised watch limit must not leave the watcher
+   * polling until a restart.
+   */
+  #scheduleRearm(): void {
+    if (this.#closed || this.#rearmTimer !== undefined) return;
+    const delay = Math.min(REARM_MAX_MS, REARM_MIN_MS * 2 ** this.#rearmFailures);
+    this.#rearmTimer = setTimeout(() => {
+      this.#rearmTimer = undefined;
+      this.#rearm();
+    }, delay);
+  }
+
+  async #rearm(): Promise<void> {
+    if (this.#closed || this.#mode !== "polling") return;
+    try {
+      this.#root = await Deno.realPath(this.#o.root);
+      const dirs = await walkDirs(this.#root, (rel) => this.#skipDir(rel));
+      const w = await this.#spawn(dirs);
+      if (this.#closed) return this.#stop(w);
+      this.#worker = w;
+      this.#dirs = new Set(dirs);
+      this.#mode = "events";
+      this.#o.log.info("watching the tree again", {
+        dirs: dirs.length,
+        after_failures: this.#rearmFailures,
+      });
+      this.#rearmFailures = 0;
+      this.#lastError = null;
+      // Whatever changed while polling goes with one whole push.
+      this.#o.onFull("watcher back");
+    } catch (e) {
+      this.#rearmFailures++;
+      this.#lastError = (e as Error).message ?? String(e);
+      this.#o.log.debug("watcher still unavailable", { error: this.#lastError });
+      this.#scheduleRearm();
+    }
   }
 
   #handle([evKind, paths, flag]: RawEvent): void {
@@ -331,7 +387,7 @@ export class TreeWatcher {
         // walked its directory while another rsync was writing it, so its
         // going away is one (the next push deletes the copy downstream).
         const gone = evKind === "remove" || (evKind === "rename" && lstatSync(abs) === null);
-        if (gone) this.#batch.push({ path: rel, deep: false });
+        if (gone) this.#batch.push({ path: rel, deep: false, gone: true });
         continue;
       }
       const kind = evKind === "modify" ? "modify" : evKind === "remove" ? "remove" : "other";
@@ -342,7 +398,12 @@ export class TreeWatcher {
       // Only a directory that appeared (created, renamed in) or a path that
       // is gone (maybe a whole directory) needs everything below it looked
       // at; a modified directory is only its own attributes, a file is itself.
-      this.#batch.push({ path: rel, deep: st === null || (st.isDirectory && kind !== "modify") });
+      this.#batch.push({
+        path: rel,
+        deep: st === null || (st.isDirectory && kind !== "modify"),
+        gone: st === null,
+        created: st !== null && (evKind === "create" || evKind === "rename"),
+      });
     }
     // A file being written is pushed once its writer closes it (one push,
     // not one per write), or after a short grace if no close comes (chmod,

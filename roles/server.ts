@@ -23,6 +23,7 @@ import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync_daem
 import { checkSecretFiles } from "../lib/secrets.ts";
 import { proxiedDaemon, proxiedProblem } from "../lib/proxied_daemon.ts";
 import { aborted } from "../lib/signals.ts";
+import { formatDuration } from "../lib/duration.ts";
 import { readMarker, type VersionMarker } from "../lib/version.ts";
 import { SERVER_TEMP_DIR, VERSION_MARKER } from "../lib/defaults.ts";
 import { fleetFor } from "./_fleet.ts";
@@ -113,7 +114,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       name: self.name,
       registry,
       problem: () =>
-        daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ?? null,
+        daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ??
+          watchProblem(relay, fleet.push.pollInterval),
       status: () => ({
         tree: { path: self.path, version: version = readMarker(self.path) },
         daemon: {
@@ -139,6 +141,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
             setup_ms: Math.round(relay.watcher.setupMs),
           }
           : null,
+        push_guard: relay?.engine.guardStatus() ?? null,
         replicas: relay?.engine.status() ?? [],
       }),
     }, fleetView?.routes);
@@ -274,6 +277,13 @@ async function startRelay(
       await engine.stop();
     },
   };
+}
+
+/** Degraded while the watcher is down: changes then wait for the next periodic whole push. */
+function watchProblem(relay: Relay | null, pollInterval: number): string | null {
+  if (relay?.watcher.mode !== "polling") return null;
+  return `degraded: not watching the tree (${relay.watcher.lastError ?? "watcher unavailable"}); ` +
+    `pushing the whole tree every ${formatDuration(pollInterval)} until the watcher is back`;
 }
 
 function daemonProblem(d: RsyncDaemon): string | null {

@@ -117,7 +117,7 @@ Deno.test("fault: a replica's disk read-only for a while, then writable again", 
 Deno.test("fault: a directory tree moved and deleted while pushing converges", async () => {
   await withLab(async (lab) => {
     // 1,400 files really go: more than the default max_delete guard allows.
-    await lab.fleet({ push: { max_delete: 100_000 } });
+    await lab.fleet({ push: { max_delete: 100_000, max_delete_percent: 100 } });
     const src = lab.hosts.rsync1.path;
     await writeTree(src, { "seed.txt": "seed\n" });
     await lab.server("replica", "rsync2");

@@ -250,6 +250,17 @@ Deno.test("primary: a push that would delete more than max_delete is refused, th
     await Deno.rename(`${src}/renamed`, `${src}/many`);
     await converged(lab, ["rsync2"]);
     await Deno.remove(`${src}/many`, { recursive: true });
+    // The watcher's deletions are held, counted, and blocked past the limit.
+    await primary.waitFor(
+      /msg="mass deletion suspected: deletions held, not pushed" .*max_delete 10/,
+    );
+    assert.equal(
+      (await http(`http://${lab.hosts.rsync1.ip}:${lab.hosts.rsync1.health}/healthz`)).status,
+      503,
+    );
+    // Restarted, the whole push's dry run counts them and refuses.
+    await primary.stop();
+    primary = await lab.server("primary", "rsync1");
     await primary.waitFor(/msg="push refused" .*replica=rsync2 deletes=31 creates=0 max_delete=10/);
     const h = await http(`http://${lab.hosts.rsync1.ip}:${lab.hosts.rsync1.health}/healthz`);
     assert.equal(h.status, 503);

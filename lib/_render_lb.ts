@@ -1,6 +1,6 @@
 // What the nginx and HAProxy renderers share: the proxy section as a view.
-import type { RenderInput } from "./render.ts";
-import { renderedBy } from "./render.ts";
+import type { RenderInput } from "./render_input.ts";
+import { renderedBy } from "./render_input.ts";
 import type { ProxyConfig } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import { backendSpecs } from "./proxy_backends.ts";

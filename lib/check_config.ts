@@ -13,8 +13,8 @@ import { formatDuration } from "./duration.ts";
 import { checkSecretFiles, readReportToken } from "./secrets.ts";
 import { requireRsync } from "./rsync.ts";
 import { proxyProtocolPeers } from "./proxied_daemon.ts";
-import { fleetFor } from "../roles/_fleet.ts";
-import { checkPublisher } from "../roles/publish.ts";
+import { fleetFor } from "./fleet_load.ts";
+import { checkPublisher } from "./publish.ts";
 import { daemonIdentity, knowsProxyProtocolHosts, renderRsyncdConf } from "./rsync_daemon.ts";
 
 /**

@@ -42,6 +42,7 @@ import {
 } from "./version.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
 import { adoptDest, checkDest, type DestState, rememberDest } from "./client_safety.ts";
+import type { TreeLayout } from "./client_layout.ts";
 import type { ClientRunResult } from "./client_status.ts";
 import {
   type ClientJob,
@@ -55,7 +56,6 @@ import {
 import { compare, type Drift, driftCount } from "./client_drift.ts";
 import { dirtyFile, recoverInterrupted } from "./client_transfer.ts";
 import { catchUp } from "./client_catchup.ts";
-import type { ChangeList } from "./version_log.ts";
 import { exists, readSmallFile } from "./_fs.ts";
 import { markerFromScan } from "./marker_stamp.ts";
 
@@ -76,31 +76,6 @@ const PIN_FILE = "client-pin.json";
 export interface PreviousRun {
   /** The last status written, or null. */
   status: ClientRunResult | null;
-}
-
-/** How the tree is laid out on disk: in place, or atomic generations. */
-export interface TreeLayout {
-  /** The directory to compare against and read the version from; null when none yet. */
-  current(): Promise<string | null>;
-  /** Applies `drift` (already checked) so dest matches the source. */
-  apply(drift: Drift, ctx: ApplyContext): Promise<RsyncResult>;
-  /** Removes what a killed run left behind. */
-  recover(): Promise<void>;
-  /**
-   * Applies a version log's change list (lib/client_catchup.ts) so dest is at
-   * `target`; null when the source did not match the list (the whole-tree
-   * path follows). Layouts without it always walk the tree.
-   */
-  applyChanges?(list: ChangeList, target: VersionMarker, ctx: ApplyContext): Promise<
-    RsyncResult | null
-  >;
-}
-
-/** What {@linkcode TreeLayout.apply} gets. */
-export interface ApplyContext {
-  state: DestState;
-  /** The backup dir for this run (`<backup_dir>/<time>`), or null. */
-  backupDir: string | null;
 }
 
 /**

@@ -20,7 +20,8 @@
  */
 
 import { UsageError } from "./errors.ts";
-import { type ApplyContext, readPin, type TreeLayout, writePin } from "./client.ts";
+import { readPin, writePin } from "./client.ts";
+import type { ApplyContext, TreeLayout } from "./client_layout.ts";
 import { type Drift, unescapeName } from "./client_drift.ts";
 import { baseJob, type ClientJob, stamp } from "./client_job.ts";
 import { transfer } from "./client_transfer.ts";

@@ -21,7 +21,7 @@
  */
 
 import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
-import type { ApplyContext, TreeLayout } from "./client.ts";
+import type { ApplyContext, TreeLayout } from "./client_layout.ts";
 import { type ClientJob, failUnlessOk, rsyncRun, safeAttrs } from "./client_job.ts";
 import { firstDetour, LISTED_MAX, warnDetour } from "./client_inplace.ts";
 import { type RsyncResult, writeFileList } from "./rsync.ts";

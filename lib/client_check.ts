@@ -6,7 +6,8 @@
  * @module
  */
 
-import { fetchMarker, type TreeLayout } from "./client.ts";
+import { fetchMarker } from "./client.ts";
+import type { TreeLayout } from "./client_layout.ts";
 import { compare, type Drift, driftCount, type DriftItem } from "./client_drift.ts";
 import { type ClientJob, retrying } from "./client_job.ts";
 import { checkDest } from "./client_safety.ts";

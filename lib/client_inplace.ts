@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ApplyContext, TreeLayout } from "./client.ts";
+import type { ApplyContext, TreeLayout } from "./client_layout.ts";
 import { VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
 import { writeDestMarker } from "./client_safety.ts";
 import type { Drift, DriftItem } from "./client_drift.ts";

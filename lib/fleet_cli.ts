@@ -17,7 +17,7 @@ import { ExitCode, TransferError } from "./errors.ts";
 import type { FleetSnapshot } from "./fleet_state.ts";
 import type { VersionMarker } from "./version.ts";
 import { fetchFailure } from "./_fetch_error.ts";
-import { fleetFor } from "../roles/_fleet.ts";
+import { fleetFor } from "./fleet_load.ts";
 import { stripControl, stripControlDeep } from "./control_chars.ts";
 
 /** How long `fanout fleet` waits for the primary. */

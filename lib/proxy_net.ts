@@ -1,5 +1,6 @@
 /**
- * The socket layer under the proxy, as an interface with three engines:
+ * The socket layer under the proxy, as an interface with three engines
+ * (opened by lib/proxy_engine.ts):
  *
  * - `copy` and `splice` (lib/ffi_net.ts): sockets opened through FFI, one
  *   epoll loop, bytes moved with read(2)/write(2) through a buffer, or with
@@ -13,9 +14,6 @@
  */
 
 import type { HostPort } from "./address.ts";
-import { EnvironmentError } from "./errors.ts";
-import { denoNet } from "./deno_net.ts";
-import { openFfiNet } from "./ffi_net.ts";
 
 /** A connected TCP socket, as the proxy uses it outside the byte relay. */
 export interface ProxyConn {
@@ -60,28 +58,4 @@ export interface ProxyNet {
   relay(client: ProxyConn, upstream: ProxyConn, count: ByteCounter): Promise<void>;
   /** Releases what the engine holds; call after every socket is closed. */
   close(): Promise<void>;
-}
-
-/** Which engine the fleet file asks for. */
-export type ProxyEngine = "auto" | "copy" | "splice" | "deno";
-
-/**
- * Opens the engine asked for. `auto` falls back to `deno`, returning why in
- * `fallback`; `copy` or `splice` where FFI cannot work throws.
- *
- * @throws {EnvironmentError} when a native engine is asked for and cannot be used here.
- *
- * @example
- * ```ts
- * const { net, fallback } = openProxyNet("auto");
- * if (fallback) log.warn("proxy engine: deno", { why: fallback });
- * const listener = await net.listen({ host: "0.0.0.0", port: 873 });
- * ```
- */
-export function openProxyNet(engine: ProxyEngine): { net: ProxyNet; fallback: string | null } {
-  if (engine === "deno") return { net: denoNet(), fallback: null };
-  const got = openFfiNet(engine === "auto" ? "copy" : engine);
-  if (typeof got !== "string") return { net: got, fallback: null };
-  if (engine !== "auto") throw new EnvironmentError(`proxy.engine is ${engine}, but ${got}`);
-  return { net: denoNet(), fallback: got };
 }

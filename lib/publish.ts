@@ -26,7 +26,8 @@
 
 import type { Fleet, PublisherHost } from "./config.ts";
 import { SERVER_TEMP_DIR, VERSION_LOG, VERSION_MARKER } from "./defaults.ts";
-import { SafetyError, TransferError } from "./errors.ts";
+import { ConfigError, SafetyError, TransferError, UsageError } from "./errors.ts";
+import { checkSecretFiles } from "./secrets.ts";
 import { acquireLock } from "./file_lock.ts";
 import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
 import type { Logger } from "./log.ts";
@@ -34,6 +35,7 @@ import { formatHostPort } from "./address.ts";
 import {
   daemonUrl,
   describeRsyncFailure,
+  requireRsync,
   rsyncArgs,
   type RsyncJob,
   type RsyncStats,
@@ -438,4 +440,48 @@ function markerRef(ref: string, commit: string): string {
 
 function short(commit: string): string {
   return commit.slice(0, 8);
+}
+
+/**
+ * The publisher's start-up checks, which change nothing (check-config runs
+ * them too): a repository, rsync, the password file, a local address.
+ *
+ * @throws {UsageError} without a repository (`--repo` or `publisher.repo`).
+ * @throws {ConfigError} / {EnvironmentError} naming what is wrong.
+ *
+ * @example
+ * ```ts
+ * const { pub, repo } = await checkPublisher(fleet);
+ * ```
+ */
+export async function checkPublisher(
+  fleet: Fleet,
+): Promise<{ pub: PublisherHost; repo: string }> {
+  const pub = fleet.publisher!;
+  if (!pub.repo) {
+    throw new UsageError(
+      "no repository to publish from: pass --repo PATH or set publisher.repo in the fleet file",
+    );
+  }
+  await requireRsync(fleet.rsync.path);
+  await checkSecretFiles(fleet, { daemon: false, pusher: true });
+  requireLocalAddress(fleet.file ?? "flags", pub.address);
+  return { pub, repo: pub.repo };
+}
+
+/**
+ * rsync fails with a bare "error in socket IO" when `--address` is not one of
+ * this host's; say which key is wrong instead.
+ */
+function requireLocalAddress(file: string, address: string): void {
+  try {
+    Deno.listen({ hostname: address, port: 0 }).close();
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AddrNotAvailable)) return;
+    throw new ConfigError(file, [{
+      path: "publisher.address",
+      message:
+        `${address} is not an address of this host (publishes leave from it, and the primary lets only it write): use this host's own IP, or --address`,
+    }]);
+  }
 }

@@ -7,7 +7,7 @@
  */
 
 import template from "../templates/cron" with { type: "text" };
-import { renderedBy, type RenderInput } from "./render.ts";
+import { renderedBy, type RenderInput } from "./render_input.ts";
 import { UsageError } from "./errors.ts";
 import { formatDuration } from "./duration.ts";
 import { renderTemplate } from "./template.ts";

@@ -9,7 +9,7 @@
  */
 
 import template from "../templates/haproxy.cfg" with { type: "text" };
-import type { RenderInput } from "./render.ts";
+import type { RenderInput } from "./render_input.ts";
 import { renderTemplate } from "./template.ts";
 import { lbView, proxyOf } from "./_render_lb.ts";
 

@@ -8,7 +8,7 @@
  */
 
 import template from "../templates/nginx.conf" with { type: "text" };
-import type { RenderInput } from "./render.ts";
+import type { RenderInput } from "./render_input.ts";
 import { renderTemplate } from "./template.ts";
 import { lbDuration, lbView, proxyOf } from "./_render_lb.ts";
 

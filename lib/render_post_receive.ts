@@ -8,7 +8,7 @@
  */
 
 import template from "../templates/post-receive" with { type: "text" };
-import { renderedBy, type RenderInput } from "./render.ts";
+import { renderedBy, type RenderInput } from "./render_input.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { renderTemplate } from "./template.ts";
 

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Renderer, RenderInput } from "./render.ts";
+import type { Renderer, RenderInput } from "./render_input.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { REPORT_HOST } from "./report.ts";
 import { hostToken } from "./report_sign.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { RenderInput } from "./render.ts";
+import type { RenderInput } from "./render_input.ts";
 import { type Fleet, selectServer } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { type DaemonIdentity, renderRsyncdConf } from "./rsync_daemon.ts";

@@ -12,7 +12,7 @@
  */
 
 import template from "../templates/fanout.service" with { type: "text" };
-import { renderedBy, type RenderInput } from "./render.ts";
+import { renderedBy, type RenderInput } from "./render_input.ts";
 import { type Fleet, selectServer } from "./config.ts";
 import type { Role } from "./cli.ts";
 import { ConfigError, UsageError } from "./errors.ts";

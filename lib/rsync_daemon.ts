@@ -16,7 +16,7 @@ import { formatHostPort } from "./address.ts";
 import type { Logger } from "./log.ts";
 import { renderTemplate } from "./template.ts";
 import { rsyncdValue } from "./_rsyncd_value.ts";
-import { renderedBy } from "./render.ts";
+import { renderedBy } from "./render_input.ts";
 import { probeRsyncd } from "./rsync_probe.ts";
 import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "./children.ts";

@@ -15,14 +15,15 @@ import { log, type Logger } from "../lib/log.ts";
 import { acquireLock, type FileLock } from "../lib/file_lock.ts";
 import { shutdownSignal } from "../lib/signals.ts";
 import { sleep, splayDelay } from "../lib/splay.ts";
-import { fetchMarker, runClient, type TreeLayout } from "../lib/client.ts";
+import { fetchMarker, runClient } from "../lib/client.ts";
+import type { TreeLayout } from "../lib/client_layout.ts";
 import type { ClientJob } from "../lib/client_job.ts";
 import { inPlace } from "../lib/client_inplace.ts";
 import { type ClientRunResult, readStatus, writeStatus } from "../lib/client_status.ts";
 import { describeVersion, readMarker, sameVersion } from "../lib/version.ts";
 import { sendReport } from "../lib/report.ts";
 import { stripControl } from "../lib/control_chars.ts";
-import { fleetFor } from "./_fleet.ts";
+import { fleetFor } from "../lib/fleet_load.ts";
 
 /** Runs the client role; returns the exit code. */
 export async function run(opts: CommonOptions): Promise<number> {

@@ -13,10 +13,10 @@ import { formatDuration } from "../lib/duration.ts";
 import { log, type Logger } from "../lib/log.ts";
 import { Registry } from "../lib/metrics.ts";
 import { TcpProxy } from "../lib/proxy.ts";
-import { openProxyNet } from "../lib/proxy_net.ts";
+import { openProxyNet } from "../lib/proxy_engine.ts";
 import { type Backend, BackendPool, backendSpecs, referenceSpec } from "../lib/proxy_backends.ts";
 import { aborted } from "../lib/signals.ts";
-import { fleetFor } from "./_fleet.ts";
+import { fleetFor } from "../lib/fleet_load.ts";
 import { startHealth, untilShutdown } from "./_lifecycle.ts";
 
 /**

@@ -26,7 +26,7 @@ import { aborted } from "../lib/signals.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { readMarker, type VersionMarker } from "../lib/version.ts";
 import { SERVER_TEMP_DIR, VERSION_MARKER } from "../lib/defaults.ts";
-import { fleetFor } from "./_fleet.ts";
+import { fleetFor } from "../lib/fleet_load.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**

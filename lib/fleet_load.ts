@@ -1,9 +1,9 @@
 // Loads the fleet file a role runs from and checks the role has what it needs.
-import type { CommonOptions, Role } from "../lib/cli.ts";
-import { ConfigError, UsageError } from "../lib/errors.ts";
-import type { Fleet } from "../lib/config.ts";
-import { cacheFleet, fleetCacheKey, readCachedFleet } from "../lib/fleet_cache.ts";
-import { hostname } from "../lib/host_name.ts";
+import type { CommonOptions, Role } from "./cli.ts";
+import { ConfigError, UsageError } from "./errors.ts";
+import type { Fleet } from "./config.ts";
+import { cacheFleet, fleetCacheKey, readCachedFleet } from "./fleet_cache.ts";
+import { hostname } from "./host_name.ts";
 
 /** Where the fleet file is looked for when `-c` is not given. */
 export const DEFAULT_FLEET_FILE = "/etc/fanout/fanout.yaml";
@@ -31,7 +31,7 @@ export async function fleetFor(opts: CommonOptions, role?: Role): Promise<Fleet>
     : null;
   let fleet = key && await readCachedFleet(key);
   if (!fleet) {
-    const config = await import("../lib/config.ts");
+    const config = await import("./config.ts");
     fleet = file === null
       ? await config.flagsOnlyFleet(opts.overrides)
       // The text the key holds, not a second read that could see a newer file.

@@ -10,7 +10,7 @@ import { type Command, parseCli } from "./lib/cli.ts";
 import { ExitCode, FanoutError } from "./lib/errors.ts";
 import { Logger, setLogger } from "./lib/log.ts";
 import { VERSION } from "./lib/meta.ts";
-import { killAllGroups } from "./lib/children.ts";
+import { exitWithParent, killAllGroups } from "./lib/children.ts";
 
 type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
 
@@ -68,6 +68,7 @@ if (import.meta.main) {
   // once this module has been evaluated, and a top-level await would hold the
   // evaluation open until Deno.exit(), so no cache would ever be stored and
   // every start would compile the whole program again (~10 ms of every cron run).
+  exitWithParent();
   main(Deno.args).then((code) => {
     killAllGroups();
     Deno.exit(code);

@@ -2,10 +2,20 @@
 // that are always stopped, by pid, whatever the test does.
 import assert from "node:assert/strict";
 import { V8_FLAGS } from "../lib/defaults.ts";
+import { PARENT_PID_ENV } from "../lib/children.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 const dec = new TextDecoder();
+
+/**
+ * Deno's cache (transpiled modules, V8 code cache) for every fanout a lab
+ * starts: the runner's own. A lab points XDG_CACHE_HOME into itself (for the
+ * client's fleet cache), and Deno would otherwise make its cache there too,
+ * so a lab's first few processes would each compile the whole program again.
+ */
+const DENO_DIR = Deno.env.get("DENO_DIR") ||
+  `${Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") || "/root"}/.cache`}/deno`;
 
 /** Sleeps `ms`. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -336,7 +346,7 @@ export class Lab {
     await Deno.mkdir(`${this.dir}/bin`, { recursive: true });
     await Deno.writeTextFile(
       bin,
-      `#!/bin/sh\nexport XDG_CACHE_HOME="\${XDG_CACHE_HOME:-${this.dir}/.cache}"\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
+      `#!/bin/sh\nexport XDG_CACHE_HOME="\${XDG_CACHE_HOME:-${this.dir}/.cache}"\nexport DENO_DIR="\${DENO_DIR:-${DENO_DIR}}"\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
       { mode: 0o755 },
     );
     await Deno.chmod(bin, 0o755);
@@ -388,8 +398,14 @@ export class Lab {
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...entry, ...args],
       cwd: opts.cwd ?? this.dir,
-      // The client's fleet cache (lib/fleet_cache.ts) stays in the lab.
-      env: { XDG_CACHE_HOME: `${this.dir}/.cache`, ...opts.env },
+      // The client's fleet cache (lib/fleet_cache.ts) stays in the lab, and
+      // the process stops when this test runner dies (lib/children.ts).
+      env: {
+        XDG_CACHE_HOME: `${this.dir}/.cache`,
+        DENO_DIR,
+        [PARENT_PID_ENV]: String(Deno.pid),
+        ...opts.env,
+      },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

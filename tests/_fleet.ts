@@ -175,9 +175,12 @@ export class Topology {
     const t = new Topology(lab, repo, bin);
     t.clients.push(...(opts.clients ?? ["c1", "c2", "c3", "c4", "c5"]));
     // Downstream first, so every push finds its target up; any order converges.
+    // The proxy depends on none of them (it health-checks every 200 ms here).
+    const proxy = t.startProxy();
+    proxy.catch(() => {}); // awaited below, once the servers are up
     await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
     await t.startServer("rsync1");
-    await t.startProxy();
+    await proxy;
     return t;
   }
 

@@ -36,6 +36,9 @@ export async function canConnect(host: string, port: number): Promise<boolean> {
 /**
  * Polls `fn` until it returns a truthy value or `timeoutMs` passes.
  * Throws with `what` on timeout, or at once when `fn` throws {@linkcode GaveUp}.
+ * Between two checks it waits `everyMs`, or as long as the last check took
+ * when that is longer: a costly check (`diff -r` of 20,000 files) then takes
+ * at most half a core from the processes it waits for.
  */
 export async function waitFor<T>(
   what: string,
@@ -46,6 +49,7 @@ export async function waitFor<T>(
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
+    const t0 = Date.now();
     try {
       const v = await fn();
       if (v) return v as NonNullable<T>;
@@ -53,7 +57,7 @@ export async function waitFor<T>(
       if (e instanceof GaveUp) throw e;
       last = e;
     }
-    await sleep(everyMs);
+    await sleep(Math.max(everyMs, Math.min(Date.now() - t0, deadline - Date.now())));
   }
   throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ""}`);
 }
@@ -326,7 +330,11 @@ export class Lab {
         }).map(([k, v]) => `  ${k}: ${v}`),
       );
     }
-    for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {
+    // A failed push is retried within a second here (the default waits 1 s,
+    // then backs off to a minute): a replica that starts late or comes back
+    // is caught up by the time a test looks.
+    const push = { retry_min: "200ms", retry_max: "1s", ...spec.push };
+    for (const [section, values] of [["client", spec.client], ["push", push]] as const) {
       if (!values) continue;
       lines.push(`${section}:`, ...Object.entries(values).map(([k, v]) => `  ${k}: ${v}`));
     }

@@ -159,14 +159,19 @@ Deno.test("fault: a replica killed behind the proxy while clients pull: no clien
         runs.push({ client, start, end: Date.now(), code: r.code, stderr: r.stderr });
       }
     });
-    await sleep(800);
+    // Every client has finished a run started after `since`: they keep pulling.
+    const eachRanSince = (since: number) => () =>
+      t.clients.every((c) => runs.some((r) => r.client === c && r.start > since));
+    await waitFor("every client pulling", eachRanSince(0), 30_000);
     // The host dies: its fanout and its rsync daemon, with the pulls it was serving.
     const killedAt = Date.now();
     await t.killServer("rsync2");
-    await sleep(1000);
+    await waitFor("rsync2 out of rotation", async () => {
+      return !(await t.proxyStatus()).rotation.includes("rsync2");
+    });
     // A new version while it is down reaches the clients from the others.
     const v2 = await t.publish({ "lib/util.php": "<?php // v2\n", "src/m1/f1.php": null });
-    await sleep(1500);
+    await waitFor("every client pulling after v2", eachRanSince(Date.now()), 30_000);
     stop = true;
     await Promise.all(loops);
 

@@ -2,19 +2,10 @@
 // no fanout and no rsync daemon behind (lib/children.ts, FANOUT_PARENT_PID).
 import assert from "node:assert/strict";
 import { waitFor } from "./_helpers.ts";
+import { alive } from "./_fleet.ts";
 
 const RUNNER = new URL("./_orphan_runner.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
-
-/** True while `pid` runs (a zombie, dead but not yet reaped, does not count). */
-async function running(pid: number): Promise<boolean> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("orphans: a runner killed mid-run takes its lab's primary and rsync daemon with it", async () => {
   const runner = new Deno.Command(Deno.execPath(), {
@@ -32,15 +23,15 @@ Deno.test("orphans: a runner killed mid-run takes its lab's primary and rsync da
   }
   const started = JSON.parse(out) as { dir: string; primary: number; daemon: number };
   try {
-    assert.ok(await running(started.primary), "the primary runs");
-    assert.ok(await running(started.daemon), "its rsync daemon runs");
+    assert.ok(alive(started.primary), "the primary runs");
+    assert.ok(alive(started.daemon), "its rsync daemon runs");
     Deno.kill(runner.pid, "SIGKILL");
     await runner.status;
     // A generous bound: the primary checks for its parent every second.
-    await waitFor("the primary gone", async () => !(await running(started.primary)), 30_000, 100);
+    await waitFor("the primary gone", () => !alive(started.primary), 30_000, 100);
     await waitFor(
       "its rsync daemon gone",
-      async () => !(await running(started.daemon)),
+      () => !alive(started.daemon),
       30_000,
       100,
     );

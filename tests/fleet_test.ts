@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import {
   assertSameTree,
-  diffTrees,
   type Lab,
   rsync,
   sh,
   sleep,
+  treesDiffer,
   waitFor,
   withLab,
 } from "./_helpers.ts";
@@ -328,7 +328,7 @@ for d in range(200):
       await waitFor(
         `${name} identical to rsync1`,
         async () => {
-          last = await diffTrees(src, t.treeOf(name), [DEST_MARKER]);
+          last = await treesDiffer(src, t.treeOf(name), [DEST_MARKER]);
           return last === "";
         },
         60_000,

@@ -8,7 +8,6 @@ import {
   type Lab,
   rsync,
   sh,
-  sleep,
   waitFor,
   withLab,
   writeTree,
@@ -617,13 +616,19 @@ Deno.test("client: a proxy with no healthy server for a moment is retried, not a
     await lab.fleet({
       replicas: ["rsync2"],
       proxy: { backends: "[rsync2]" },
-      client: { dest, retries: 2 },
+      // Retries over ~15 s (1, 2, 4, 8 s): room for a replica to start on a busy machine.
+      client: { dest, retries: 4 },
     });
     await writeTree(lab.hosts.rsync2.path, { "a.txt": "a\n", ".fanout-version": marker(1) });
     // The proxy is up, its only server not yet (a restart, a flood's timeouts).
     await lab.proxy();
     const run = lab.run(["--role", "client", "-c", lab.fleetFile, "--name", NAME, "--no-splay"]);
-    await sleep(300);
+    // The server comes back once the proxy has turned the client away.
+    const px = lab.hosts.proxy;
+    await waitFor("the client's first attempt refused", async () => {
+      const st = JSON.parse((await http(`http://${px.ip}:${px.health}/status`)).body);
+      return st.connections.refused_no_backend > 0;
+    }, 30_000);
     await lab.server("replica", "rsync2");
     const r = await run;
     assert.deepEqual([r.code, r.stderr], [0, ""], "retried once the server is back");

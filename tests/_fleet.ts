@@ -142,7 +142,7 @@ export class Topology {
   readonly watchers = new Map<string, Proc>();
   /** Flags a client's every run gets (its cron line's), by name. */
   readonly clientFlags = new Map<string, string[]>();
-  #archives = new Map<string, string>();
+  #archives = new Map<string, Promise<string>>();
 
   private constructor(readonly lab: Lab, readonly repo: GitRepo, readonly bin: string) {
     this.servers = [
@@ -330,11 +330,15 @@ export class Topology {
     return commit;
   }
 
-  /** `commit`'s tree, extracted once. */
-  async archive(commit: string): Promise<string> {
+  /**
+   * `commit`'s tree, extracted once: the extraction is shared, so hosts
+   * compared at the same time never read a tree another extraction is
+   * rewriting.
+   */
+  archive(commit: string): Promise<string> {
     let dir = this.#archives.get(commit);
     if (!dir) {
-      dir = await this.repo.archive(commit, `${this.lab.dir}/archives/${commit}`);
+      dir = this.repo.archive(commit, `${this.lab.dir}/archives/${commit}`);
       this.#archives.set(commit, dir);
     }
     return dir;

@@ -206,6 +206,7 @@ export class Lab {
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
   #bundle: { path: string; flags: string[] } | null = null;
+  #serverFlags: string[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -332,9 +333,12 @@ export class Lab {
     }
     // A failed push is retried within a second here (the default waits 1 s,
     // then backs off to a minute): a replica that starts late or comes back
-    // is caught up by the time a test looks.
-    const push = { retry_min: "200ms", retry_max: "1s", ...spec.push };
-    for (const [section, values] of [["client", spec.client], ["push", push]] as const) {
+    // is caught up by the time a test looks. As flags of the servers, so the
+    // file has no push section a test did not ask for (tests append one).
+    this.#serverFlags = Object.entries({ retry_min: "200ms", retry_max: "1s" })
+      .filter(([k]) => spec.push?.[k] === undefined)
+      .flatMap(([k, v]) => ["--set", `push.${k}=${v}`]);
+    for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {
       if (!values) continue;
       lines.push(`${section}:`, ...Object.entries(values).map(([k, v]) => `  ${k}: ${v}`));
     }
@@ -448,6 +452,7 @@ export class Lab {
       "-c",
       this.fleetFile,
       ...(role === "replica" ? ["--name", name] : []),
+      ...this.#serverFlags,
       ...extra,
     ];
     const p = this.spawn(args, opts);

@@ -11,7 +11,7 @@ import { ExitCode, FanoutError } from "./lib/errors.ts";
 import { Logger, setLogger } from "./lib/log.ts";
 import { stripControl } from "./lib/control_chars.ts";
 import { VERSION } from "./lib/meta.ts";
-import { killAllGroups } from "./lib/children.ts";
+import { exitWithParent, killAllGroups } from "./lib/children.ts";
 
 type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
 
@@ -70,6 +70,7 @@ if (import.meta.main) {
   // once this module has been evaluated, and a top-level await would hold the
   // evaluation open until Deno.exit(), so no cache would ever be stored and
   // every start would compile the whole program again (~10 ms of every cron run).
+  exitWithParent();
   main(Deno.args).then((code) => {
     killAllGroups();
     Deno.exit(code);

@@ -49,3 +49,51 @@ export function killAllGroups(): void {
   for (const pid of groups) killGroup(pid, "SIGKILL");
   groups.clear();
 }
+
+/**
+ * The environment variable a supervisor (the test lab) sets to its own pid
+ * when fanout must not outlive it: fanout checks every second that this pid
+ * is still its parent, and stops as on SIGTERM (its rsync daemons with it)
+ * when it is not. Children of `Deno.Command` survive their parent, and a
+ * parent-death signal (PR_SET_PDEATHSIG) fires when the forking *thread*
+ * exits, which in Deno may be any worker thread, so fanout watches instead.
+ */
+export const PARENT_PID_ENV = "FANOUT_PARENT_PID";
+
+/**
+ * Watches the parent named by {@linkcode PARENT_PID_ENV}, when it is set:
+ * once it is gone (this process is re-parented), fanout sends itself SIGTERM,
+ * the clean shutdown every role already has, and exits after `graceMs` if
+ * that did not end it. The variable is removed, so processes fanout starts
+ * (rsync, hooks) do not inherit a pid that is not their parent's. Returns a
+ * function that stops watching.
+ *
+ * @example
+ * ```ts
+ * // FANOUT_PARENT_PID=$$ fanout --role primary -c fleet.yaml
+ * const stop = exitWithParent();
+ * stop();
+ * ```
+ */
+export function exitWithParent(everyMs = 1000, graceMs = 10_000): () => void {
+  let wanted: number;
+  try {
+    wanted = Number(Deno.env.get(PARENT_PID_ENV) ?? "");
+    Deno.env.delete(PARENT_PID_ENV);
+  } catch {
+    return () => {}; // no --allow-env: nothing was asked
+  }
+  if (!Number.isInteger(wanted) || wanted <= 1) return () => {};
+  const timer = setInterval(() => {
+    if (Deno.ppid === wanted) return;
+    clearInterval(timer);
+    // The parent died (or died before this process looked): stop as asked to.
+    Deno.kill(Deno.pid, "SIGTERM");
+    Deno.unrefTimer(setTimeout(() => {
+      killAllGroups();
+      Deno.exit(143);
+    }, graceMs));
+  }, everyMs);
+  Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
+}

@@ -142,6 +142,18 @@ class Replica {
 }
 
 /**
+ * A replica's state as `/status` names it. A retry of a failed push is
+ * still "failing" until one succeeds: a replica that is down retries every
+ * few seconds, and showing "pushing" for each attempt would make it look
+ * healthy for a moment each time (in the fleet view and the metrics too).
+ */
+function shownState(r: Replica): ReplicaStatus["state"] {
+  if (r.state === "idle") return "ok";
+  if (r.state === "backoff" || (r.state === "pushing" && r.failures > 0)) return "failing";
+  return r.state;
+}
+
+/**
  * Pushes a tree to its replicas.
  *
  * @example
@@ -379,7 +391,7 @@ export class PushEngine {
       const since = r.pending.since ?? (r.state === "pushing" ? r.inFlightSince : null);
       return {
         name: r.target.name,
-        state: r.state === "idle" ? "ok" : r.state === "backoff" ? "failing" : r.state,
+        state: shownState(r),
         version: r.ack,
         lag_s: since === null || since === undefined ? 0 : Math.round((now - since) / 100) / 10,
         pending_paths: r.pending.size,

@@ -5,13 +5,13 @@
 // tests/fleet_test.ts, bench/herd.ts and bench/soak.ts.
 import assert from "node:assert/strict";
 import {
-  diffTrees,
   type FleetSpec,
   http,
   type Lab,
   type Proc,
   type Ran,
   sh,
+  treesDiffer,
   waitFor,
   writeTree,
 } from "./_helpers.ts";
@@ -142,7 +142,7 @@ export class Topology {
   readonly watchers = new Map<string, Proc>();
   /** Flags a client's every run gets (its cron line's), by name. */
   readonly clientFlags = new Map<string, string[]>();
-  #archives = new Map<string, string>();
+  #archives = new Map<string, Promise<string>>();
 
   private constructor(readonly lab: Lab, readonly repo: GitRepo, readonly bin: string) {
     this.servers = [
@@ -158,6 +158,23 @@ export class Topology {
    * the proxy through the CLI and waits until each says it is ready.
    */
   static async start(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
+    const t = await Topology.prepare(lab, opts);
+    // Downstream first, so every push finds its target up; any order converges.
+    // The proxy depends on none of them (it health-checks every 200 ms here).
+    const proxy = t.startProxy();
+    proxy.catch(() => {}); // awaited below, once the servers are up
+    await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
+    await t.startServer("rsync1");
+    await proxy;
+    return t;
+  }
+
+  /**
+   * What {@linkcode Topology.start} does before it starts anything: the fleet
+   * file and the git server with its hook. For a test of what each role
+   * refuses at start, which needs no fleet running.
+   */
+  static async prepare(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
     const bin = await lab.wrapper();
     await lab.fleet({
       replicas: opts.replicas ?? ["rsync2", "rsync3", { name: "rsync4", upstream: "rsync3" }],
@@ -174,10 +191,6 @@ export class Topology {
     await Deno.chmod(`${repo.bare}/hooks/post-receive`, 0o755);
     const t = new Topology(lab, repo, bin);
     t.clients.push(...(opts.clients ?? ["c1", "c2", "c3", "c4", "c5"]));
-    // Downstream first, so every push finds its target up; any order converges.
-    await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
-    await t.startServer("rsync1");
-    await t.startProxy();
     return t;
   }
 
@@ -317,11 +330,15 @@ export class Topology {
     return commit;
   }
 
-  /** `commit`'s tree, extracted once. */
-  async archive(commit: string): Promise<string> {
+  /**
+   * `commit`'s tree, extracted once: the extraction is shared, so hosts
+   * compared at the same time never read a tree another extraction is
+   * rewriting.
+   */
+  archive(commit: string): Promise<string> {
     let dir = this.#archives.get(commit);
     if (!dir) {
-      dir = await this.repo.archive(commit, `${this.lab.dir}/archives/${commit}`);
+      dir = this.repo.archive(commit, `${this.lab.dir}/archives/${commit}`);
       this.#archives.set(commit, dir);
     }
     return dir;
@@ -332,7 +349,7 @@ export class Topology {
    * whether its marker names `commit`; "" when it holds exactly that commit.
    */
   async divergence(dir: string, commit: string): Promise<string> {
-    const diff = await diffTrees(await this.archive(commit), dir, [MARKER, LOG, DEST_MARKER]);
+    const diff = await treesDiffer(await this.archive(commit), dir, [MARKER, LOG, DEST_MARKER]);
     if (diff) return diff;
     const m = await markerOf(dir);
     if (m?.commit !== commit) {

@@ -4,10 +4,20 @@ import assert from "node:assert/strict";
 import { V8_FLAGS } from "../lib/defaults.ts";
 import type { Fleet } from "../lib/config.ts";
 import { hostToken } from "../lib/report_sign.ts";
+import { PARENT_PID_ENV } from "../lib/children.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 const dec = new TextDecoder();
+
+/**
+ * Deno's cache (transpiled modules, V8 code cache) for every fanout a lab
+ * starts: the runner's own. A lab points XDG_CACHE_HOME into itself (for the
+ * client's fleet cache), and Deno would otherwise make its cache there too,
+ * so a lab's first few processes would each compile the whole program again.
+ */
+const DENO_DIR = Deno.env.get("DENO_DIR") ||
+  `${Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") || "/root"}/.cache`}/deno`;
 
 /** Sleeps `ms`. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -28,6 +38,9 @@ export async function canConnect(host: string, port: number): Promise<boolean> {
 /**
  * Polls `fn` until it returns a truthy value or `timeoutMs` passes.
  * Throws with `what` on timeout, or at once when `fn` throws {@linkcode GaveUp}.
+ * Between two checks it waits `everyMs`, or as long as the last check took
+ * when that is longer: a costly check (`diff -r` of 20,000 files) then takes
+ * at most half a core from the processes it waits for.
  */
 export async function waitFor<T>(
   what: string,
@@ -38,6 +51,7 @@ export async function waitFor<T>(
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
+    const t0 = Date.now();
     try {
       const v = await fn();
       if (v) return v as NonNullable<T>;
@@ -45,7 +59,7 @@ export async function waitFor<T>(
       if (e instanceof GaveUp) throw e;
       last = e;
     }
-    await sleep(everyMs);
+    await sleep(Math.max(everyMs, Math.min(Date.now() - t0, deadline - Date.now())));
   }
   throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ""}`);
 }
@@ -194,6 +208,7 @@ export class Lab {
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
   #bundle: { path: string; flags: string[] } | null = null;
+  #serverFlags: string[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -318,6 +333,13 @@ export class Lab {
         }).map(([k, v]) => `  ${k}: ${v}`),
       );
     }
+    // A failed push is retried within a second here (the default waits 1 s,
+    // then backs off to a minute): a replica that starts late or comes back
+    // is caught up by the time a test looks. As flags of the servers, so the
+    // file has no push section a test did not ask for (tests append one).
+    this.#serverFlags = Object.entries({ retry_min: "200ms", retry_max: "1s" })
+      .filter(([k]) => spec.push?.[k] === undefined)
+      .flatMap(([k, v]) => ["--set", `push.${k}=${v}`]);
     for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {
       if (!values) continue;
       lines.push(`${section}:`, ...Object.entries(values).map(([k, v]) => `  ${k}: ${v}`));
@@ -338,7 +360,7 @@ export class Lab {
     await Deno.mkdir(`${this.dir}/bin`, { recursive: true });
     await Deno.writeTextFile(
       bin,
-      `#!/bin/sh\nexport XDG_CACHE_HOME="\${XDG_CACHE_HOME:-${this.dir}/.cache}"\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
+      `#!/bin/sh\nexport XDG_CACHE_HOME="\${XDG_CACHE_HOME:-${this.dir}/.cache}"\nexport DENO_DIR="\${DENO_DIR:-${DENO_DIR}}"\nexec "${Deno.execPath()}" run -A --quiet --v8-flags=${V8_FLAGS} --config "${ROOT}deno.json" "${MAIN}" "$@"\n`,
       { mode: 0o755 },
     );
     await Deno.chmod(bin, 0o755);
@@ -390,8 +412,14 @@ export class Lab {
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...entry, ...args],
       cwd: opts.cwd ?? this.dir,
-      // The client's fleet cache (lib/fleet_cache.ts) stays in the lab.
-      env: { XDG_CACHE_HOME: `${this.dir}/.cache`, ...opts.env },
+      // The client's fleet cache (lib/fleet_cache.ts) stays in the lab, and
+      // the process stops when this test runner dies (lib/children.ts).
+      env: {
+        XDG_CACHE_HOME: `${this.dir}/.cache`,
+        DENO_DIR,
+        [PARENT_PID_ENV]: String(Deno.pid),
+        ...opts.env,
+      },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -426,6 +454,7 @@ export class Lab {
       "-c",
       this.fleetFile,
       ...(role === "replica" ? ["--name", name] : []),
+      ...this.#serverFlags,
       ...extra,
     ];
     const p = this.spawn(args, opts);
@@ -524,6 +553,30 @@ export async function diffTrees(a: string, b: string, excludes: string[] = []): 
 }
 
 /**
+ * How two trees differ, cheaply first: when their entry counts differ (a
+ * `find` of names, no file read), that is the answer; else the `diff -r` of
+ * {@linkcode diffTrees}. "" when identical. For polling: a diff of 20,000
+ * files reads them all on both sides at every look.
+ *
+ * @example
+ * ```ts
+ * await waitFor("same", async () => (await treesDiffer(a, b)) === "");
+ * ```
+ */
+export async function treesDiffer(a: string, b: string, excludes: string[] = []): Promise<string> {
+  const [na, nb] = await Promise.all([a, b].map((d) => entryCount(d, excludes)));
+  if (na !== nb) return `${a} has ${na} entries, ${b} ${nb}`;
+  return await diffTrees(a, b, excludes);
+}
+
+/** Entries under `dir`, what `diff -r -x` skips left out (-1 when it cannot be read). */
+async function entryCount(dir: string, excludes: string[]): Promise<number> {
+  const names = [".fanout-tmp", ...excludes].flatMap((x, i) => [...(i ? ["-o"] : []), "-name", x]);
+  const r = await sh("find", [dir, "(", ...names, ")", "-prune", "-o", "-printf", "."]);
+  return r.code === 0 ? r.stdout.length : -1;
+}
+
+/**
  * Waits until each named server's tree equals the primary's (`rsync1`),
  * failing with the last diff.
  */
@@ -534,7 +587,7 @@ export async function converged(lab: Lab, names: string[], timeoutMs = 15_000): 
       await waitFor(
         `${name} identical to rsync1`,
         async () => {
-          last = await diffTrees(lab.hosts.rsync1.path, lab.hosts[name].path);
+          last = await treesDiffer(lab.hosts.rsync1.path, lab.hosts[name].path);
           return last === "";
         },
         timeoutMs,

@@ -169,8 +169,12 @@ Deno.test("primary: a replica down while changes keep coming converges when it r
     }
     await converged(lab, ["rsync3"]);
     await primary.waitFor(/msg="push failed" .*replica=rsync2/);
-    const st = await status(lab);
-    assert.equal(st.replicas.find((r: { name: string }) => r.name === "rsync2").state, "failing");
+    // Each retry is a push in flight, and still "failing" (not "pushing").
+    for (let i = 0; i < 5; i++) {
+      const st = await status(lab);
+      assert.equal(st.replicas.find((r: { name: string }) => r.name === "rsync2").state, "failing");
+      await sleep(100);
+    }
     const h = await http(`http://${lab.hosts.rsync1.ip}:${lab.hosts.rsync1.health}/healthz`);
     assert.equal(h.status, 200, "one failing replica does not make the primary unhealthy");
     r2 = await lab.server("replica", "rsync2");

@@ -3,7 +3,7 @@
  *
  * Every connection gets `--sockopts=TCP_NODELAY` (with the daemon's own
  * `socket options = TCP_NODELAY` this takes a small request from ~100 ms to
- * ~6 ms, see DESIGN.md), an I/O timeout, and never follows or creates device
+ * ~6 ms, see docs/design.md), an I/O timeout, and never follows or creates device
  * files. Passwords only ever travel through `--password-file`.
  *
  * @module

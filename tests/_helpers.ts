@@ -642,3 +642,24 @@ export async function asReportingHost(fleet: Fleet, host: string): Promise<Fleet
   await Deno.chmod(file, 0o600);
   return { ...fleet, auth: { ...fleet.auth, reportTokenFile: file } };
 }
+
+/**
+ * An rsync of the `series` ("3.2", "3.5") on this machine with its exact
+ * version: the Debian build unpacked under /opt/rsyncs when there is one,
+ * else the installed rsync when it is of that series; null when neither.
+ * Tests of one series' behaviour run wherever that series is at hand.
+ */
+export async function rsyncOf(series: string): Promise<{ version: string; bin: string } | null> {
+  const candidates = [
+    ...(await Array.fromAsync(Deno.readDir("/opt/rsyncs")).catch(() => []))
+      .filter((e) => e.isDirectory && e.name.startsWith(`rsync_${series}.`))
+      .map((e) => `/opt/rsyncs/${e.name}/usr/bin/rsync`),
+    "rsync",
+  ];
+  for (const bin of candidates) {
+    const v = await sh(bin, ["--version"]).catch(() => null);
+    const version = /rsync\s+version (\S+)/.exec(v?.stdout ?? "")?.[1];
+    if (version?.startsWith(`${series}.`)) return { version, bin };
+  }
+  return null;
+}

@@ -11,7 +11,7 @@ import { probeRsyncd } from "../lib/rsync_probe.ts";
 import { PROXY_V1_UNKNOWN } from "../lib/proxy_protocol.ts";
 import { Logger } from "../lib/log.ts";
 import { exists } from "../lib/_fs.ts";
-import { withLab } from "./_helpers.ts";
+import { rsyncOf, withLab } from "./_helpers.ts";
 
 const ID = { asRoot: false, uid: "0", gid: "0" };
 
@@ -97,17 +97,15 @@ Deno.test("render rsyncd: no proxy address with rsync 3.5 is a config error nami
   assert.match(v32, /^proxy protocol = yes$/m);
 });
 
-/** The Debian rsyncs unpacked on this machine: [version, binary]. */
-const RSYNCS: [string, string][] = [
-  ["3.2.7", "/opt/rsyncs/rsync_3.2.7-1+deb12u6/usr/bin/rsync"],
-  ["3.5.0", "/opt/rsyncs/rsync_3.5.0+ds1-0+deb12u1/usr/bin/rsync"],
-];
+/** rsync 3.2 and 3.5 where this machine has them (tests/_helpers.ts rsyncOf). */
+const RSYNCS = [await rsyncOf("3.2"), await rsyncOf("3.5")];
 
-for (const [version, bin] of RSYNCS) {
+for (const [i, found] of RSYNCS.entries()) {
+  const { version, bin } = found ?? { version: ["3.2", "3.5"][i], bin: "" };
   Deno.test({
     name:
       `render rsyncd: rsync ${version}'s daemon greets a PROXY header from 127.0.0.1 and logs no unknown parameter`,
-    ignore: !(await exists(bin)),
+    ignore: found === null,
     fn: async () => {
       const dir = await Deno.makeTempDir({ prefix: "fanout-render-" });
       const lines: string[] = [];
@@ -152,7 +150,7 @@ function freePort(host: string): number {
 Deno.test({
   name:
     "render rsyncd: a server with rsync 3.5 behind a proxy of unknown address exits 2 naming proxy.address; so does check-config",
-  ignore: !(await exists(RSYNCS[1][1])),
+  ignore: RSYNCS[1] === null,
   fn: async () => {
     await withLab(async (lab) => {
       await lab.fleet({ replicas: ["rsync2"], proxy: true });
@@ -164,7 +162,7 @@ Deno.test({
         "--set",
         `proxy.listen=0.0.0.0:${lab.port("0.0.0.0")}`,
         "--set",
-        `rsync.path=${RSYNCS[1][1]}`,
+        `rsync.path=${RSYNCS[1]?.bin}`,
       ];
       for (
         const args of [["--role", "replica", "--name", "rsync2"], [

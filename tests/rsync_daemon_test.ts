@@ -8,11 +8,10 @@ import { holdsListener, listeningInodes } from "../lib/_proc_listen.ts";
 import { EnvironmentError } from "../lib/errors.ts";
 import { Logger } from "../lib/log.ts";
 import { markerComment, type VersionMarker } from "../lib/version.ts";
-import { exists } from "../lib/_fs.ts";
 import { probeRsyncd } from "../lib/rsync_probe.ts";
-import { sh, waitFor, withLab } from "./_helpers.ts";
+import { rsyncOf, sh, waitFor, withLab } from "./_helpers.ts";
 
-const RSYNC35 = "/opt/rsyncs/rsync_3.5.0+ds1-0+deb12u1/usr/bin/rsync";
+const RSYNC35 = (await rsyncOf("3.5"))?.bin ?? "";
 
 /** A daemon conf in `dir` listening on `at`, with one read module. */
 function conf(dir: string, at: { host?: string; port: number }, extra = ""): string {
@@ -108,7 +107,7 @@ Deno.test("rsync daemon: no greeting: the error quotes the daemon's last log lin
 Deno.test({
   name:
     "rsync daemon: rsync 3.5 without proxy protocol hosts: the error says why, in rsync's words",
-  ignore: !(await exists(RSYNC35)),
+  ignore: RSYNC35 === "",
   fn: async () => {
     const err = await failedStart(
       RSYNC35,

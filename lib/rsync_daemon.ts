@@ -288,6 +288,9 @@ export class RsyncDaemon {
     while (!this.#stopping) {
       this.#set("starting");
       const t0 = Date.now();
+      // Before the spawn: what the daemon logs at once (a warning on its
+      // config) belongs to this start, however late this process looks.
+      const logFrom = await fileSize(this.#logPath);
       let child: Deno.ChildProcess;
       try {
         child = new Deno.Command(this.#o.rsync, {
@@ -309,7 +312,7 @@ export class RsyncDaemon {
       this.#child = child;
       const forget = trackGroup(child.pid);
       const stderr = collectStderr(child.stderr);
-      const start = await this.#waitReady(child);
+      const start = await this.#waitReady(child, logFrom);
       const ready = start.ready;
       if (ready) {
         this.#set("up");
@@ -353,10 +356,9 @@ export class RsyncDaemon {
    * child holds the listening socket: another process on the port (an old
    * rsyncd on 0.0.0.0) greets while this one fails to bind and exits.
    */
-  async #waitReady(child: Deno.ChildProcess): Promise<StartOutcome> {
+  async #waitReady(child: Deno.ChildProcess, logFrom: number): Promise<StartOutcome> {
     let exited = false;
     child.status.then(() => exited = true);
-    const logFrom = await fileSize(this.#logPath);
     const deadline = Date.now() + this.#o.readyTimeout;
     let foreign = false;
     while (!exited && !this.#stopping && Date.now() < deadline) {

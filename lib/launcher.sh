@@ -21,10 +21,19 @@
   JS_SHA=@JS_SHA@
   TOTAL=@TOTAL@
 
-  # A usable unpacked copy: ours, complete (the rename comes last), and its
-  # code cache writable (else every run compiles the bundle again).
+  # A usable unpacked copy: in a base of ours no one else may write, itself
+  # ours and no symlink (test -O follows one: to /dev/shm, say, which root
+  # owns and anyone fills), complete (the rename comes last), and its code
+  # cache writable (else every run compiles the bundle again).
   ready() {
-    [ -O "$1/$D" ] && [ -x "$1/$D/deno" ] && [ -r "$1/$D/fanout.js" ] && [ -w "$1/$D/deno-dir" ]
+    private "$1" && [ ! -L "$1/$D" ] && [ -O "$1/$D" ] && [ -x "$1/$D/deno" ] &&
+      [ -r "$1/$D/fanout.js" ] && [ -w "$1/$D/deno-dir" ]
+  }
+
+  # $1 is a directory of this user's, no symlink, that no one else may write.
+  private() {
+    [ -d "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] || return 1
+    case $(ls -ld "$1" 2>/dev/null) in d????w* | d???????w*) return 1 ;; esac
   }
 
   fail() {

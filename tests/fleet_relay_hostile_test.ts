@@ -35,12 +35,18 @@ Deno.test("fleet view: a relay's /status cannot put markup into the fleet page",
       await lab.server("primary", "rsync1");
       const page = `http://${lab.hosts.rsync1.ip}:${lab.hosts.rsync1.health}/fleet`;
       let body = "";
-      await waitFor("the page shows rsync3 from the relay's /status", async () => {
+      await waitFor("the page shows rsync3 as the relay's /status has it", async () => {
         const r = await http(page);
         body = r.body;
-        return r.status !== 200 || /data-name="rsync3"[\s\S]*?c0ffee00/.test(body);
+        // Read once the relay has been polled: no longer "no status yet".
+        return r.status !== 200 ||
+          (/data-name="rsync3"/.test(body) && !/no status yet from rsync2/.test(body));
       }, 20_000);
       assert.doesNotMatch(body, /<img src=x/, "the relay's markup is in the page as is");
+      const json = await http(
+        `http://${lab.hosts.rsync1.ip}:${lab.hosts.rsync1.health}/fleet.json`,
+      );
+      assert.doesNotMatch(json.body, /<img src=x/, "the relay's invalid version is passed on");
     } finally {
       ac.abort();
       await fake.finished;

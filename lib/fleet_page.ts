@@ -27,7 +27,7 @@ const esc = (s: unknown): string =>
 
 const ver = (v: VersionMarker | null): string =>
   v
-    ? `${v.seq} <span class="dim">${esc(v.commit.slice(0, 8))}</span>`
+    ? `${esc(v.seq)} <span class="dim">${esc(v.commit.slice(0, 8))}</span>`
     : '<span class="dim">none</span>';
 
 function ago(iso: string, now: number): string {

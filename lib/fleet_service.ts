@@ -48,7 +48,7 @@ import {
   verifySignature,
 } from "./report_sign.ts";
 import { readReportToken } from "./secrets.ts";
-import { readMarker, type VersionMarker } from "./version.ts";
+import { parseMarker, readMarker, type VersionMarker } from "./version.ts";
 import { GlobalRate, RateLimiter, ReplayCache } from "./_report_guards.ts";
 import { stripControlDeep } from "./control_chars.ts";
 import { fetchFailure } from "./_fetch_error.ts";
@@ -482,7 +482,7 @@ export class FleetView {
         await Promise.all(this.#relays.map(async (relay) => {
           try {
             const st = await fetchStatus(relay);
-            this.#relayStatus.set(relay.name, (st.replicas ?? []) as PushedReplica[]);
+            this.#relayStatus.set(relay.name, pushedReplicas(st.replicas));
           } catch (e) {
             this.#relayStatus.set(
               relay.name,
@@ -503,6 +503,36 @@ export class FleetView {
     const n = this.#store.prune(Date.now(), this.#o.fleet.fleet.retention);
     if (n > 0) this.#o.log.info("fleet reports pruned", { reports: n });
   }
+}
+
+/**
+ * The replicas a relay's `/status` says it pushed to, each checked field by
+ * field: a relay is a server like any other, and what it sends reaches the
+ * fleet page, `/fleet.json` and terminals. Entries that do not fit are left out.
+ *
+ * @example
+ * ```ts
+ * pushedReplicas([{ name: "rsync3", state: "ok", version: null, lag_s: 0, last_error: null }]);
+ * ```
+ */
+export function pushedReplicas(v: unknown): PushedReplica[] {
+  if (!Array.isArray(v)) return [];
+  const out: PushedReplica[] = [];
+  for (const r of v.slice(0, 1000)) {
+    if (typeof r !== "object" || r === null) continue;
+    const o = r as Record<string, unknown>;
+    const version = o.version === null ? null : parseMarker(JSON.stringify(o.version ?? ""));
+    if (typeof o.name !== "string" || typeof o.state !== "string") continue;
+    if (o.version !== null && !version) continue;
+    out.push({
+      name: o.name,
+      state: o.state,
+      version,
+      lag_s: typeof o.lag_s === "number" && Number.isFinite(o.lag_s) ? o.lag_s : 0,
+      last_error: typeof o.last_error === "string" ? o.last_error.slice(0, 1000) : null,
+    });
+  }
+  return out;
 }
 
 function unknownRow(d: ServerHost, error: string): ServerRow {

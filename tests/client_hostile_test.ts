@@ -406,3 +406,21 @@ Deno.test("hostile: a daemon's error words reach the message without control cha
   );
   assert.ok(said.length < 700, `${said.length} characters`);
 });
+
+Deno.test("hostile: --atomic never builds or prunes trees through a symlink planted at dest's trees dir", async () => {
+  await withHostile(async (lab) => {
+    // Another user who may write dest's parent (a shared /srv, a web root)
+    // points <parent>/.plugins.trees at a directory of the client's user.
+    const h = await hostile(lab, { atomic: true, keep: 1 });
+    await writeTree(h.src, { "a.txt": "a1\n", ".fanout-version": marker(1) });
+    await Deno.mkdir(`${lab.dir}/apps`, { recursive: true });
+    await Deno.symlink(h.outside, `${lab.dir}/apps/.plugins.trees`);
+    const before = await snapshot(h.outside);
+    const r = await h.client();
+    assert.equal(
+      await snapshot(h.outside),
+      before,
+      `the client wrote or deleted through the symlink (exit ${r.code}):\n${r.stderr}`,
+    );
+  });
+});

@@ -47,6 +47,12 @@ export interface ProxyOptions {
   connectTimeout: number;
   /** Send a PROXY v1 header to backends. */
   proxyProtocol: boolean;
+  /**
+   * The modules a client may ask for (the read module); any other request
+   * is cut before it reaches a server. Unset: any. A server's write module
+   * checks the address it sees, which behind the proxy is the proxy's own.
+   */
+  modules?: string[];
   /** The socket engine (see lib/proxy_net.ts). */
   net: ProxyNet;
   log: Logger;
@@ -322,7 +328,13 @@ export class TcpProxy {
         if (this.#o.proxyProtocol) {
           await writeAll(upstream, proxyV1Header(client.remoteAddr, client.localAddr));
         }
-        if (!(await handshake(client, upstream, greeting, s.count)) || s.closed) return;
+        const allowed = this.#o.modules;
+        const asked = await handshake(client, upstream, greeting, s.count, allowed);
+        if (typeof asked === "string") {
+          this.counters.badHandshakes++;
+          this.#logRefusal("bad_handshake", { client: peer(client), why: asked });
+        }
+        if (asked !== true || s.closed) return;
         s.handshakeUntil = null;
         s.last = Date.now();
         await this.#o.net.relay(client, upstream, s.count);
@@ -515,19 +527,31 @@ async function handshake(
   upstream: ProxyConn,
   greeting: Uint8Array,
   count: (toBackend: boolean, n: number) => void,
-): Promise<boolean> {
+  modules?: string[],
+): Promise<boolean | string> {
+  let refused: string | null = null;
   const toServer = async (): Promise<boolean> => {
-    let lines = newlines(greeting), sent = greeting.length;
-    await writeAll(upstream, greeting);
-    count(true, greeting.length);
+    const end = greeting.indexOf(NL) + 1;
+    await writeAll(upstream, greeting.subarray(0, end));
+    count(true, end);
+    // The module request is held until its line is complete, and checked.
+    let held = greeting.slice(end);
     const buf = new Uint8Array(1024);
-    while (lines < 2) {
+    while (!held.includes(NL)) {
       const n = await client.read(buf);
-      if (n === null || (sent += n) > MAX_HANDSHAKE) return false;
-      lines += newlines(buf.subarray(0, n));
-      await writeAll(upstream, buf.subarray(0, n));
-      count(true, n);
+      if (n === null || greeting.length + held.length + n > MAX_HANDSHAKE) return false;
+      const more = new Uint8Array(held.length + n);
+      more.set(held);
+      more.set(buf.subarray(0, n), held.length);
+      held = more;
     }
+    const module = new TextDecoder().decode(held.subarray(0, held.indexOf(NL))).replace(/\r$/, "");
+    if (modules && module !== "#list" && module !== "" && !modules.includes(module)) {
+      refused = `module ${JSON.stringify(module.slice(0, 60))} is not served through the proxy`;
+      return false;
+    }
+    await writeAll(upstream, held);
+    count(true, held.length);
     return true;
   };
   const toClient = async (): Promise<boolean> => {
@@ -552,11 +576,5 @@ async function handshake(
   };
   const guard = (p: Promise<boolean>) => p.then((ok) => ok || failed(), failed);
   const [a, b] = await Promise.all([guard(toServer()), guard(toClient())]);
-  return a && b;
-}
-
-function newlines(b: Uint8Array): number {
-  let n = 0;
-  for (let i = 0; i < b.length; i++) if (b[i] === NL) n++;
-  return n;
+  return refused ?? (a && b);
 }

@@ -51,6 +51,7 @@ export async function run(opts: CommonOptions): Promise<number> {
     idleTimeout: cfg.idleTimeout,
     connectTimeout: cfg.checkTimeout,
     proxyProtocol: cfg.proxyProtocol,
+    modules: [fleet.modules.read],
     net,
     log: lg,
   });

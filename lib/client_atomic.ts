@@ -19,7 +19,7 @@
  * @module
  */
 
-import { UsageError } from "./errors.ts";
+import { SafetyError, UsageError } from "./errors.ts";
 import { readPin, writePin } from "./client.ts";
 import type { ApplyContext, TreeLayout } from "./client_layout.ts";
 import { type Drift, unescapeName } from "./client_drift.ts";
@@ -84,13 +84,14 @@ export function atomicLayout(job: ClientJob): TreeLayout {
   return {
     current: () => liveTree(job.dest),
     recover: async () => {
+      if (!(await isOwnDir(trees))) return;
       for (const g of await entries(trees)) {
         if (g.endsWith(PARTIAL)) await Deno.remove(`${trees}/${g}`, { recursive: true });
       }
       await Deno.remove(swapLink).catch(() => {});
     },
     apply: async (_drift: Drift, _ctx: ApplyContext): Promise<RsyncResult> => {
-      await Deno.mkdir(trees, { recursive: true });
+      await ownTreesDir(trees);
       const live = await liveTree(job.dest);
       const t0 = Date.now();
       const name = stamp(new Date(t0));
@@ -158,8 +159,47 @@ async function swap(
 
 /** The kept trees of `dest`, oldest first. */
 export async function listTrees(dest: string): Promise<string[]> {
-  return (await entries(treesDir(dest))).filter((n) => !n.endsWith(PARTIAL) && !n.startsWith("."))
-    .sort();
+  const trees = treesDir(dest);
+  if (!(await isOwnDir(trees))) return [];
+  return (await entries(trees)).filter((n) => TREE_NAME.test(n)).sort();
+}
+
+/** A tree's name: its build time (see `stamp`), "-before-atomic" for a plain dir taken over. */
+const TREE_NAME = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z(-before-atomic)?$/;
+
+/** True when `dir` is a directory (not a symlink) owned by this process's user. */
+async function isOwnDir(dir: string): Promise<boolean> {
+  try {
+    const st = await Deno.lstat(dir);
+    return st.isDirectory && st.uid === Deno.uid();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes the trees dir, or checks the one there: trees are built, swapped and
+ * pruned in it, so it must be this user's own directory. A symlink there
+ * (planted by whoever may write dest's parent) would take all of that
+ * elsewhere.
+ *
+ * @throws {SafetyError} when something else is at `trees`.
+ */
+async function ownTreesDir(trees: string): Promise<void> {
+  await Deno.mkdir(trees.slice(0, trees.lastIndexOf("/")) || "/", { recursive: true });
+  try {
+    await Deno.mkdir(trees, { mode: 0o755 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+  if (!(await isOwnDir(trees))) {
+    throw new SafetyError(
+      `refusing --atomic: ${trees} is not a directory of this user's (a symlink, or another ` +
+        `user's); nothing changed: remove it, and make ${
+          trees.slice(0, trees.lastIndexOf("/"))
+        } writable by this user only`,
+    );
+  }
 }
 
 async function prune(job: ClientJob, trees: string): Promise<void> {

@@ -1,0 +1,28 @@
+// A slow mass deletion: a runaway cleanup job removes a share of the tree each
+// delete_window, under push.max_delete and push.max_delete_percent every time.
+// Window after window, most of the tree goes downstream, no publish between.
+import assert from "node:assert/strict";
+import { DeleteGuard } from "../lib/delete_guard.ts";
+
+Deno.test("delete guard: most of the tree going over several windows, with no publish, is blocked", () => {
+  const window = 600_000;
+  const g = new DeleteGuard({ maxDelete: 1000, maxDeletePercent: 50, hold: 2_000, window });
+  g.entries = 2000; // the last whole push counted the tree
+  let t = 0, n = 0, released = 0;
+  // Each window: 40% of what is left (under 50%, under 1000), then quiet.
+  for (let round = 0; round < 6 && g.state !== "blocked"; round++) {
+    const left = g.entries!;
+    const batch = Array.from(
+      { length: Math.floor(left * 0.4) },
+      () => ({ path: `f${n++}`, deep: false, gone: true }),
+    );
+    g.hold(batch, t);
+    const s = g.step(t + 20_000);
+    if (s.kind === "release") released += s.changes.length;
+    t += window + 30_000;
+  }
+  assert.ok(
+    released <= 1000,
+    `${released} of 2000 entries went downstream, window by window (guard ${g.state})`,
+  );
+});

@@ -81,6 +81,8 @@ export interface GuardStatus {
   held: number;
   /** Net deletions within push.delete_window, the held ones included. */
   net_deletions: number;
+  /** Net entries lost since the last publish (or start), the held ones included. */
+  lost_since_publish: number;
   /** Entries of the tree at its last whole push, or null before one. */
   tree_entries: number | null;
   /** True while a publish or --allow-mass-delete lifts the limits. */
@@ -273,6 +275,7 @@ export class PushEngine {
       state: this.#guard.state,
       held: this.#guard.held,
       net_deletions: this.#guard.net(Date.now()),
+      lost_since_publish: this.#guard.lost,
       tree_entries: this.#guard.entries,
       lifted: this.#lifted(),
       reason: this.#guard.reason,

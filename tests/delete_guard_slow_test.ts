@@ -26,3 +26,23 @@ Deno.test("delete guard: most of the tree going over several windows, with no pu
     `${released} of 2000 entries went downstream, window by window (guard ${g.state})`,
   );
 });
+
+Deno.test("delete guard: a publish starts the loss count again", () => {
+  const window = 600_000;
+  const g = new DeleteGuard({ maxDelete: 1000, maxDeletePercent: 50, hold: 2_000, window });
+  const gone = (p: string) => ({ path: p, deep: false, gone: true });
+  g.entries = 100;
+  g.hold(Array.from({ length: 40 }, (_, i) => gone(`a${i}`)), 0);
+  assert.equal(g.step(20_000).kind, "release");
+  assert.equal(g.lost, 40);
+  g.lift(); // a publish; its whole push counts the new tree
+  g.entries = 60;
+  assert.equal(g.lost, 0);
+  g.hold(Array.from({ length: 20 }, (_, i) => gone(`b${i}`)), window * 2);
+  assert.equal(g.state, "holding", "20 of 60 since the publish is no mass deletion");
+  assert.equal(g.step(window * 2 + 20_000).kind, "release");
+  // Without a publish, the next 20 make 40 of 60: blocked, and /status says since when.
+  g.hold(Array.from({ length: 20 }, (_, i) => gone(`c${i}`)), window * 4);
+  assert.equal(g.state, "blocked");
+  assert.match(g.reason!, /40 of 60 entries: .* since the last publish/);
+});

@@ -127,6 +127,19 @@ export class DeleteGuard {
   }
 
   /**
+   * Entries a tree of `entries` (a whole run's count of the source) has lost
+   * since the last publish (or start); 0 before the baseline is known.
+   */
+  lossAt(entries: number): number {
+    return this.#baseline === null ? 0 : Math.max(0, this.#baseline - entries);
+  }
+
+  /** The tree's entries the loss is measured against, or null before a whole push. */
+  get baseline(): number | null {
+    return this.#baseline;
+  }
+
+  /**
    * Net entries lost since the last publish (or start), the held deletions
    * included; 0 before a whole push counted the tree.
    */

@@ -613,7 +613,7 @@ export class PushEngine {
         guard,
         this.#o.push.maxDeletePercent,
         entries,
-      );
+      ) ?? this.#slowLoss(how, deletes - creates, dry.stats?.files);
       if (why) return this.#refuse(r, work, deletes, creates, why);
       cap = deletes + guard;
     }
@@ -625,6 +625,21 @@ export class PushEngine {
       r.recentCreated.push({ at: Date.now(), n: result.created });
     }
     return result;
+  }
+
+  /**
+   * Why a whole run that deletes would take the tree's loss since the last
+   * publish past the limits (deletions the watcher never saw add up too), or null.
+   */
+  #slowLoss(how: Scope, net: number, files: number | undefined): string | null {
+    if (how !== "full" || net <= 0 || files === undefined) return null;
+    const why = massDeleteReason(
+      this.#guard.lossAt(files),
+      this.#o.push.maxDelete,
+      this.#o.push.maxDeletePercent,
+      this.#guard.baseline,
+    );
+    return why && `${why} since the last publish`;
   }
 
   /** Entries scoped runs created on `r` within the longest hold (11× push.delete_hold). */

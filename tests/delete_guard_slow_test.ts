@@ -46,3 +46,19 @@ Deno.test("delete guard: a publish starts the loss count again", () => {
   assert.equal(g.state, "blocked");
   assert.match(g.reason!, /40 of 60 entries: .* since the last publish/);
 });
+
+Deno.test("delete guard: the loss a whole run's count shows is measured against the baseline", () => {
+  const g = new DeleteGuard({
+    maxDelete: 1000,
+    maxDeletePercent: 50,
+    hold: 2_000,
+    window: 600_000,
+  });
+  assert.equal(g.lossAt(10), 0, "no baseline before a whole push");
+  g.entries = 2000;
+  assert.equal(g.baseline, 2000);
+  g.entries = 1200; // a later whole push: the baseline stays
+  assert.equal(g.baseline, 2000);
+  assert.equal(g.lossAt(900), 1100);
+  assert.equal(g.lossAt(2500), 0);
+});

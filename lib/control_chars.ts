@@ -10,9 +10,13 @@
  */
 
 // C0 but tab and newline, DEL, C1 (0x9b is a one-byte CSI on some terminals),
-// and the bidirectional overrides and isolates that reorder what is shown.
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// the bidirectional marks, overrides and isolates that reorder what is shown
+// (U+061C, U+200E/F, U+202A–E, U+2066–9), the invisible ones that hide or
+// join text (U+200B–D, U+2060–4, U+FEFF, the tags U+E0000–U+E007F) and the
+// line and paragraph separators (U+2028/9) that break a line unseen.
+const CONTROL =
+  // deno-lint-ignore no-control-regex
+  /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u{e0000}-\u{e007f}]/gu;
 const LINE_BREAKS = /[\t\n]/g;
 
 /**

@@ -7,14 +7,18 @@
  * ```
  *   pushing ──deletion seen──▶ holding ──quiet for delete_hold, under the limits──▶ pushing
  *      ▲                          │        (the held deletions go)
- *      │                          │ net deletions within delete_window past push.max_delete,
- *      │                          ▼ or past push.max_delete_percent of the tree
+ *      │                          │ net deletions within delete_window, or since the last
+ *      │                          │ publish, past push.max_delete or past
+ *      │                          ▼ push.max_delete_percent of the tree
  *      └──publish, --allow-mass-delete, or the files back── blocked
  * ```
  *
  * Counts are net: a path created within the window offsets one deleted (a
  * renamed directory, an editor's temp file), as the push's dry-run guard
- * counts a move as no loss. Pure logic: the engine owns the timers.
+ * counts a move as no loss. The tree's loss since the last publish (or start)
+ * counts too, against the same limits: a share deleted once per window adds
+ * up, and only a publish (deliberate) starts the count again. Pure logic: the
+ * engine owns the timers.
  *
  * @module
  */
@@ -100,6 +104,10 @@ export class DeleteGuard {
   #entries: number | null = null;
   /** Paths created minus deletions sent since the last whole push. */
   #delta = 0;
+  /** Held deletions the last whole push's count already left out. */
+  #counted = 0;
+  /** The tree's entries at its first whole push since start or the last publish. */
+  #baseline: number | null = null;
 
   constructor(limits: GuardLimits) {
     this.#limits = limits;
@@ -110,10 +118,35 @@ export class DeleteGuard {
     return this.#entries === null ? null : Math.max(0, this.#entries + this.#delta);
   }
 
-  /** A whole push counted the tree's entries. */
+  /** A whole push counted the tree's entries (held deletions are already gone from it). */
   set entries(n: number | null) {
     this.#entries = n;
     this.#delta = 0;
+    this.#counted = this.#heldCount;
+    if (this.#baseline === null && n !== null) this.#baseline = n + this.#heldCount;
+  }
+
+  /**
+   * Entries a tree of `entries` (a whole run's count of the source) has lost
+   * since the last publish (or start); 0 before the baseline is known.
+   */
+  lossAt(entries: number): number {
+    return this.#baseline === null ? 0 : Math.max(0, this.#baseline - entries);
+  }
+
+  /** The tree's entries the loss is measured against, or null before a whole push. */
+  get baseline(): number | null {
+    return this.#baseline;
+  }
+
+  /**
+   * Net entries lost since the last publish (or start), the held deletions
+   * included; 0 before a whole push counted the tree.
+   */
+  get lost(): number {
+    const now = this.entries;
+    if (this.#baseline === null || now === null) return 0;
+    return Math.max(0, this.#baseline - now + this.#heldCount - this.#counted);
   }
 
   /** pushing, holding (deletions wait) or blocked (a mass deletion is suspected). */
@@ -177,7 +210,8 @@ export class DeleteGuard {
     if (now < due) return { kind: "wait", ms: due - now };
     const changes = [...this.#held.values()];
     this.#log.push({ at: now, n: this.#heldCount });
-    this.#delta -= this.#heldCount;
+    this.#delta -= this.#heldCount - this.#counted;
+    this.#counted = 0;
     this.#held.clear();
     this.#heldCount = 0;
     return { kind: "release", changes };
@@ -195,29 +229,37 @@ export class DeleteGuard {
       this.#held.delete(path);
       this.#heldCount--;
     }
+    this.#counted = Math.min(this.#counted, this.#heldCount);
     this.#blocked = null;
     this.#check(now);
     return this.#blocked === null;
   }
 
-  /** A publish or the flag: unblocks and forgets the window; returns the held deletions. */
+  /**
+   * A publish or the flag: unblocks, forgets the window and the loss so far
+   * (the next whole push counts the new baseline); returns the held deletions.
+   */
   lift(): Change[] {
     const changes = [...this.#held.values()];
     this.#held.clear();
     this.#heldCount = 0;
     this.#log = [];
+    this.#counted = 0;
+    this.#baseline = null;
     this.#blocked = null;
     return changes;
   }
 
   #check(now: number): void {
     if (this.allowed || this.#blocked !== null) return;
-    const why = massDeleteReason(
-      this.net(now),
-      this.#limits.maxDelete,
-      this.#limits.maxDeletePercent,
-      this.entries,
-    );
-    if (why) this.#blocked = `${why} within ${formatDuration(this.#limits.window)}`;
+    const { maxDelete, maxDeletePercent, window } = this.#limits;
+    const burst = massDeleteReason(this.net(now), maxDelete, maxDeletePercent, this.entries);
+    if (burst) {
+      this.#blocked = `${burst} within ${formatDuration(window)}`;
+      return;
+    }
+    // Measured against the baseline: what is left shrinks as the tree does.
+    const slow = massDeleteReason(this.lost, maxDelete, maxDeletePercent, this.#baseline);
+    if (slow) this.#blocked = `${slow} since the last publish`;
   }
 }

@@ -18,6 +18,7 @@
  * @module
  */
 
+import { MAX_STATUS_BODY, readLimited } from "./_bounded_body.ts";
 import type { Context, Hono } from "hono";
 import { dialable, formatHostPort } from "./address.ts";
 import { downstreamsOf, type Fleet, type ServerHost } from "./config.ts";
@@ -547,15 +548,26 @@ function unknownRow(d: ServerHost, error: string): ServerRow {
   };
 }
 
-/** GETs a server's `/status` within a second. */
-async function fetchStatus(s: ServerHost): Promise<Record<string, unknown>> {
+/**
+ * GETs a server's `/status` within a second; a body past
+ * {@linkcode MAX_STATUS_BODY} is a failed read.
+ *
+ * @throws {Error} with the reason: timed out, refused, HTTP status, too large.
+ *
+ * @example
+ * ```ts
+ * const st = await fetchStatus(fleet.servers.get("rsync2")!); // { role: "replica", replicas: [...] }
+ * ```
+ */
+export async function fetchStatus(s: ServerHost): Promise<Record<string, unknown>> {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), 1000);
   try {
     const res = await fetch(`http://${formatHostPort(dialable(s.health, s.address))}/status`, {
       signal: ctl.signal,
     });
-    const body = await res.text();
+    const body = await readLimited(res, MAX_STATUS_BODY);
+    if (body === null) throw new Error(`/status is larger than ${MAX_STATUS_BODY} bytes`);
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     return JSON.parse(body);
   } catch (e) {
@@ -563,36 +575,6 @@ async function fetchStatus(s: ServerHost): Promise<Record<string, unknown>> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** The request body as text, or null when it is longer than `max` bytes. */
-async function readLimited(req: Request, max: number): Promise<string | null> {
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > max) {
-    await req.body?.cancel().catch(() => {});
-    return null;
-  }
-  if (!req.body) return "";
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.byteLength;
-  }
-  return new TextDecoder().decode(all);
 }
 
 /** The peer address of a request, when Deno.serve gave one. */

@@ -25,6 +25,7 @@
  * @module
  */
 
+import { MAX_STATUS_BODY, readLimited } from "./_bounded_body.ts";
 import { formatHostPort, type HostPort, isWildcard } from "./address.ts";
 import type { Fleet } from "./config.ts";
 import { findServer } from "./config.ts";
@@ -509,7 +510,8 @@ export async function readStatusVersion(
   const t = setTimeout(() => ac.abort(), timeoutMs);
   try {
     const res = await fetch(`http://${formatHostPort(b.health)}/status`, { signal: ac.signal });
-    const body = await res.text();
+    const body = await readLimited(res, MAX_STATUS_BODY);
+    if (body === null) throw new Error(`/status is larger than ${MAX_STATUS_BODY} bytes`);
     if (!res.ok) throw new Error(`/status answered ${res.status}`);
     const tree = (JSON.parse(body) as { tree?: { version?: unknown } }).tree;
     if (!tree || !("version" in tree)) throw new Error("/status has no tree.version");

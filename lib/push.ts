@@ -81,6 +81,8 @@ export interface GuardStatus {
   held: number;
   /** Net deletions within push.delete_window, the held ones included. */
   net_deletions: number;
+  /** Net entries lost since the last publish (or start), the held ones included. */
+  lost_since_publish: number;
   /** Entries of the tree at its last whole push, or null before one. */
   tree_entries: number | null;
   /** True while a publish or --allow-mass-delete lifts the limits. */
@@ -273,6 +275,7 @@ export class PushEngine {
       state: this.#guard.state,
       held: this.#guard.held,
       net_deletions: this.#guard.net(Date.now()),
+      lost_since_publish: this.#guard.lost,
       tree_entries: this.#guard.entries,
       lifted: this.#lifted(),
       reason: this.#guard.reason,
@@ -610,7 +613,7 @@ export class PushEngine {
         guard,
         this.#o.push.maxDeletePercent,
         entries,
-      );
+      ) ?? this.#slowLoss(how, deletes - creates, dry.stats?.files);
       if (why) return this.#refuse(r, work, deletes, creates, why);
       cap = deletes + guard;
     }
@@ -622,6 +625,21 @@ export class PushEngine {
       r.recentCreated.push({ at: Date.now(), n: result.created });
     }
     return result;
+  }
+
+  /**
+   * Why a whole run that deletes would take the tree's loss since the last
+   * publish past the limits (deletions the watcher never saw add up too), or null.
+   */
+  #slowLoss(how: Scope, net: number, files: number | undefined): string | null {
+    if (how !== "full" || net <= 0 || files === undefined) return null;
+    const why = massDeleteReason(
+      this.#guard.lossAt(files),
+      this.#o.push.maxDelete,
+      this.#o.push.maxDeletePercent,
+      this.#guard.baseline,
+    );
+    return why && `${why} since the last publish`;
   }
 
   /** Entries scoped runs created on `r` within the longest hold (11× push.delete_hold). */

@@ -663,3 +663,62 @@ export async function rsyncOf(series: string): Promise<{ version: string; bin: s
   }
   return null;
 }
+
+/**
+ * Whether this machine lets a user namespace lower its own inotify limits
+ * (tests of the watcher running out of watches need it); logs why not.
+ */
+export async function canLowerInotify(): Promise<boolean> {
+  const probe = await sh("unshare", [
+    "-U",
+    "-r",
+    "sh",
+    "-c",
+    "echo 1 > /proc/sys/user/max_inotify_watches",
+  ]);
+  if (probe.code !== 0) {
+    console.log(
+      `skipped: cannot lower inotify limits in a user namespace here (${probe.stderr.trim()})`,
+    );
+  }
+  return probe.code === 0;
+}
+
+/**
+ * Starts the lab's primary in a user namespace of its own whose inotify
+ * limit is `watches`; its stderr is collected. `stop()` ends it.
+ */
+export function primaryWithWatches(
+  lab: Lab,
+  watches: number,
+): { child: Deno.ChildProcess; stderr: () => string; stop: () => Promise<void> } {
+  const conf = new URL("../deno.json", import.meta.url).pathname;
+  const child = new Deno.Command("unshare", {
+    args: [
+      "-U",
+      "-r",
+      "sh",
+      "-c",
+      `echo ${watches} > /proc/sys/user/max_inotify_watches && exec ${Deno.execPath()} run -A --quiet --config=${conf} ${MAIN} --role primary -c ${lab.fleetFile}`,
+    ],
+    env: { [PARENT_PID_ENV]: String(Deno.pid) },
+    stdout: "null",
+    stderr: "piped",
+    detached: true,
+  }).spawn();
+  let err = "";
+  const pump = (async () => {
+    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
+  })();
+  return {
+    child,
+    stderr: () => err,
+    stop: async () => {
+      try {
+        Deno.kill(-child.pid, "SIGTERM");
+      } catch { /* gone */ }
+      await child.status;
+      await pump;
+    },
+  };
+}

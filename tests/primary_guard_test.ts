@@ -4,7 +4,18 @@
 import assert from "node:assert/strict";
 import { InotifySource, type RawEvent } from "../lib/_inotify.ts";
 import { openLibc } from "../lib/_libc.ts";
-import { converged, http, type Lab, sh, sleep, waitFor, withLab, writeTree } from "./_helpers.ts";
+import {
+  canLowerInotify,
+  converged,
+  http,
+  type Lab,
+  primaryWithWatches,
+  sh,
+  sleep,
+  waitFor,
+  withLab,
+  writeTree,
+} from "./_helpers.ts";
 
 async function status(lab: Lab) {
   const h = lab.hosts.rsync1;
@@ -212,45 +223,20 @@ Deno.test("primary guard: the watcher stays on events through an rm -rf of a big
 
 Deno.test("primary guard: /healthz says degraded while polling, and the watcher comes back", async () => {
   // A user namespace has its own inotify limits: set them tiny there, raise them later.
-  const probe = await sh("unshare", [
-    "-U",
-    "-r",
-    "sh",
-    "-c",
-    "echo 1 > /proc/sys/user/max_inotify_watches",
-  ]);
-  if (probe.code !== 0) {
-    console.log(
-      `skipped: cannot lower inotify limits in a user namespace here (${probe.stderr.trim()})`,
-    );
-    return;
-  }
+  if (!(await canLowerInotify())) return;
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"], push: { poll_interval: "300ms" } });
     const src = lab.hosts.rsync1.path;
     await writeTree(src, { "a/1.txt": "1\n", "b/2.txt": "2\n", "c/3.txt": "3\n" });
     await lab.server("replica", "rsync2");
-    const deno = Deno.execPath();
-    const main = new URL("../main.ts", import.meta.url).pathname;
-    const conf = new URL("../deno.json", import.meta.url).pathname;
-    const child = new Deno.Command("unshare", {
-      args: [
-        "-U",
-        "-r",
-        "sh",
-        "-c",
-        `echo 2 > /proc/sys/user/max_inotify_watches && exec ${deno} run -A --quiet --config=${conf} ${main} --role primary -c ${lab.fleetFile}`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-      detached: true,
-    }).spawn();
-    let err = "";
-    const pump = (async () => {
-      for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
-    })();
+    const primary = primaryWithWatches(lab, 2);
+    const child = primary.child;
     try {
-      await waitFor("fallback message", () => /out of inotify watches/.test(err), 15_000);
+      await waitFor(
+        "fallback message",
+        () => /out of inotify watches/.test(primary.stderr()),
+        15_000,
+      );
       const h = await waitFor("degraded", async () => {
         const r = await healthz(lab).catch(() => null);
         return r?.status === 503 ? r : null;
@@ -271,14 +257,12 @@ Deno.test("primary guard: /healthz says degraded while polling, and the watcher 
       ]);
       assert.equal(raised.code, 0, raised.stderr);
       await waitFor("events mode", async () => (await status(lab)).watch.mode === "events", 40_000);
-      assert.match(err, /msg="watching the tree again"/);
+      assert.match(primary.stderr(), /msg="watching the tree again"/);
       assert.equal((await healthz(lab)).status, 200);
       await writeTree(src, { "later.txt": "later\n" });
       await converged(lab, ["rsync2"]);
     } finally {
-      Deno.kill(-child.pid, "SIGTERM");
-      await child.status;
-      await pump;
+      await primary.stop();
     }
   });
 });

@@ -2,10 +2,12 @@
 // loopback aliases, real files, every replica compared with diff -r.
 import assert from "node:assert/strict";
 import {
+  canLowerInotify,
   converged,
   diffTrees,
   http,
   type Lab,
+  primaryWithWatches,
   rsync,
   sh,
   sleep,
@@ -282,59 +284,26 @@ Deno.test("primary: a push that would delete more than max_delete is refused, th
 
 Deno.test("primary: out of inotify watches: one clear message, periodic full pushes", async () => {
   // A user namespace has its own inotify limits: set them tiny there only.
-  const probe = await sh("unshare", [
-    "-U",
-    "-r",
-    "sh",
-    "-c",
-    "echo 1 > /proc/sys/user/max_inotify_watches",
-  ]);
-  if (probe.code !== 0) {
-    console.log(
-      `skipped: cannot lower inotify limits in a user namespace here (${probe.stderr.trim()})`,
-    );
-    return;
-  }
+  if (!(await canLowerInotify())) return;
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"], push: { poll_interval: "300ms" } });
     const src = lab.hosts.rsync1.path;
     await writeTree(src, { "a/1.txt": "1\n", "b/2.txt": "2\n", "c/3.txt": "3\n" });
     await lab.server("replica", "rsync2");
-    const deno = Deno.execPath();
-    const main = new URL("../main.ts", import.meta.url).pathname;
-    const conf = new URL("../deno.json", import.meta.url).pathname;
-    const child = new Deno.Command("unshare", {
-      args: [
-        "-U",
-        "-r",
-        "sh",
-        "-c",
-        `echo 2 > /proc/sys/user/max_inotify_watches && exec ${deno} run -A --quiet --config=${conf} ${main} --role primary -c ${lab.fleetFile}`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-    }).spawn();
-    let err = "";
-    const pump = (async () => {
-      for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
-    })();
+    const primary = primaryWithWatches(lab, 2);
     try {
       await waitFor(
         "fallback message",
         () =>
           /out of inotify watches: raise the limit with sysctl -w fs\.inotify\.max_user_watches/
-            .test(err),
+            .test(primary.stderr()),
         15_000,
       );
       await converged(lab, ["rsync2"]);
       await writeTree(src, { "later.txt": "later\n" });
       await converged(lab, ["rsync2"]);
     } finally {
-      Deno.kill(-child.pid, "SIGTERM");
-      await child.status;
-      await child.stdout.cancel();
-      await pump;
+      await primary.stop();
     }
   });
 });

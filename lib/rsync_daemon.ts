@@ -25,6 +25,7 @@ import { markerComment, type VersionMarker } from "./version.ts";
 import { SERVER_TEMP_DIR } from "./defaults.ts";
 import { exists } from "./_fs.ts";
 import { holdsListener } from "./_proc_listen.ts";
+import { stripControl } from "./control_chars.ts";
 
 /** Who the daemon runs as, when started by root. */
 export interface DaemonIdentity {
@@ -506,12 +507,12 @@ const LOG_TAIL_LINES = 5;
 const LOG_TAIL_CHARS = 300;
 
 /**
- * A line of the daemon's for a message: control characters (C0, DEL, C1)
+ * A line of the daemon's for a message: control characters (lib/control_chars.ts, and tabs)
  * stripped, as it ends up on a terminal, trimmed, at most LOG_TAIL_CHARS.
  */
 function clip(line: string): string {
-  // deno-lint-ignore no-control-regex
-  const text = line.replace(/[\x00-\x1f\x7f-\x9f]/g, "").trim();
+  // The shared strip, and tabs too: a quoted line stays one plain line.
+  const text = stripControl(line).replace(/[\t\n]/g, "").trim();
   return text.length > LOG_TAIL_CHARS ? `${text.slice(0, LOG_TAIL_CHARS)}…` : text;
 }
 

@@ -6,21 +6,21 @@
  * @module
  */
 
-import { type Command, parseCli } from "./lib/cli.ts";
-import { ExitCode, FanoutError } from "./lib/errors.ts";
-import { Logger, setLogger } from "./lib/log.ts";
-import { stripControl } from "./lib/control_chars.ts";
-import { VERSION } from "./lib/meta.ts";
-import { exitWithParent, killAllGroups } from "./lib/children.ts";
+import { type Command, parseCli } from "./lib/cli/cli.ts";
+import { ExitCode, FanoutError } from "./lib/core/errors.ts";
+import { Logger, setLogger } from "./lib/core/log.ts";
+import { stripControl } from "./lib/core/control_chars.ts";
+import { VERSION } from "./lib/core/meta.ts";
+import { exitWithParent, killAllGroups } from "./lib/sys/children.ts";
 
 type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
 
 const ROLES: Record<string, Runner> = {
-  primary: async (c) => (await import("./roles/primary.ts")).run(c.opts),
-  replica: async (c) => (await import("./roles/replica.ts")).run(c.opts),
-  proxy: async (c) => (await import("./roles/proxy.ts")).run(c.opts),
-  client: async (c) => (await import("./roles/client.ts")).run(c.opts),
-  publish: async (c) => (await import("./roles/publish.ts")).run(c.opts),
+  primary: async (c) => (await import("./cmd/primary.ts")).run(c.opts),
+  replica: async (c) => (await import("./cmd/replica.ts")).run(c.opts),
+  proxy: async (c) => (await import("./cmd/proxy.ts")).run(c.opts),
+  client: async (c) => (await import("./cmd/client.ts")).run(c.opts),
+  publish: async (c) => (await import("./cmd/publish.ts")).run(c.opts),
 };
 
 /** Runs fanout with `argv`; returns the process exit code. */
@@ -42,13 +42,17 @@ export async function main(argv: string[]): Promise<number> {
       case "role":
         return await ROLES[cmd.role](cmd);
       case "check-config":
-        return await (await import("./lib/check_config.ts")).checkConfig(cmd.opts, cmd.role);
+        return await (await import("./cmd/check_config.ts")).checkConfig(cmd.opts, cmd.role);
       case "render":
-        return await (await import("./lib/render.ts")).renderCommand(cmd.what, cmd.opts, cmd.role);
+        return await (await import("./lib/render/mod.ts")).renderCommand(
+          cmd.what,
+          cmd.opts,
+          cmd.role,
+        );
       case "demo":
-        return await (await import("./lib/demo.ts")).runDemo(cmd.opts);
+        return await (await import("./cmd/demo.ts")).runDemo(cmd.opts);
       case "fleet":
-        return await (await import("./lib/fleet_cli.ts")).fleetCommand(cmd.opts);
+        return await (await import("./cmd/fleet.ts")).fleetCommand(cmd.opts);
     }
   } catch (e) {
     const code = e instanceof FanoutError ? e.exitCode : 70;

@@ -23,7 +23,7 @@
 import { parseArgs } from "node:util";
 import { Lab, type Proc, sleep } from "../tests/_helpers.ts";
 import { git, type GitRepo, hookSaid, MARKER, markerOf, Topology } from "../tests/_fleet.ts";
-import { parseDuration } from "../lib/duration.ts";
+import { parseDuration } from "../lib/core/duration.ts";
 
 const args = parseArgs({
   args: Deno.args,

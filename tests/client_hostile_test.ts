@@ -4,15 +4,15 @@
 // test checks the bytes outside dest, the client's exit code and its words.
 import assert from "node:assert/strict";
 import { canConnect, type Lab, Proc, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
-import { appendEntry, newEntry } from "../lib/version_log.ts";
-import { parseMarker } from "../lib/version.ts";
-import { detour } from "../lib/_fs.ts";
-import { leavingLink } from "../lib/client_atomic.ts";
-import { filesystemOf } from "../lib/client_transfer.ts";
-import { PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync_probe.ts";
-import { printable } from "../lib/client_check.ts";
-import { formatLogfmt } from "../lib/log.ts";
-import { describeRsyncFailure } from "../lib/rsync.ts";
+import { appendEntry, newEntry } from "../lib/version/version_log.ts";
+import { parseMarker } from "../lib/version/version.ts";
+import { detour } from "../lib/core/_fs.ts";
+import { leavingLink } from "../lib/client/atomic.ts";
+import { filesystemOf } from "../lib/client/transfer.ts";
+import { PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync/probe.ts";
+import { printable } from "../lib/client/check.ts";
+import { formatLogfmt } from "../lib/core/log.ts";
+import { describeRsyncFailure } from "../lib/rsync/rsync.ts";
 
 function marker(seq: number): string {
   return JSON.stringify({

@@ -12,10 +12,10 @@ import {
   withLab,
   writeTree,
 } from "./_helpers.ts";
-import { acquireLock } from "../lib/file_lock.ts";
-import { appendEntry, newEntry } from "../lib/version_log.ts";
-import { parseMarker, readMarker } from "../lib/version.ts";
-import { existsNow } from "../lib/_fs.ts";
+import { acquireLock } from "../lib/sys/file_lock.ts";
+import { appendEntry, newEntry } from "../lib/version/version_log.ts";
+import { parseMarker, readMarker } from "../lib/version/version.ts";
+import { existsNow } from "../lib/core/_fs.ts";
 
 const NAME = "web1";
 const OURS = [".fanout-dest"]; // fanout's marker: in dest only

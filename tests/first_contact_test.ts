@@ -3,8 +3,8 @@
 // nothing written where it must not be.
 import assert from "node:assert/strict";
 import { withLab } from "./_helpers.ts";
-import { cutLine } from "../lib/fleet_cli.ts";
-import { openTo } from "../lib/secrets.ts";
+import { cutLine } from "../cmd/fleet.ts";
+import { openTo } from "../lib/config/secrets.ts";
 
 const ATTACK = '"PATH\\n[evil]\\n path = /\\n read only = no\\n hosts allow = *"';
 

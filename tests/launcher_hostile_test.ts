@@ -22,7 +22,7 @@ async function run(cmd: string[], env: Record<string, string> = {}) {
 
 /** lib/launcher.sh with placeholders filled: a fast path to `dir`, no payload. */
 async function launcher(path: string, dir: string): Promise<void> {
-  let text = await Deno.readTextFile(new URL("../lib/launcher.sh", import.meta.url));
+  let text = await Deno.readTextFile(new URL("../build/launcher.sh", import.meta.url));
   const fill: Record<string, string> = {
     VERSION: "9.9.9",
     DIR: dir,

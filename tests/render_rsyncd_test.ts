@@ -3,14 +3,14 @@
 // hosts`; 3.2.x does not know that parameter. The real daemons of both
 // versions (unpacked under /opt/rsyncs when present) greet through it.
 import assert from "node:assert/strict";
-import { parseFleet } from "../lib/config.ts";
-import { ConfigError } from "../lib/errors.ts";
-import { knowsProxyProtocolHosts, RsyncDaemon } from "../lib/rsync_daemon.ts";
-import { proxyProtocolPeers, renderProxiedConf } from "../lib/proxied_daemon.ts";
-import { probeRsyncd } from "../lib/rsync_probe.ts";
-import { PROXY_V1_UNKNOWN } from "../lib/proxy_protocol.ts";
-import { Logger } from "../lib/log.ts";
-import { exists } from "../lib/_fs.ts";
+import { parseFleet } from "../lib/config/config.ts";
+import { ConfigError } from "../lib/core/errors.ts";
+import { knowsProxyProtocolHosts, RsyncDaemon } from "../lib/rsync/daemon.ts";
+import { proxyProtocolPeers, renderProxiedConf } from "../lib/rsync/proxied_daemon.ts";
+import { probeRsyncd } from "../lib/rsync/probe.ts";
+import { PROXY_V1_UNKNOWN } from "../lib/rsync/proxy_protocol.ts";
+import { Logger } from "../lib/core/log.ts";
+import { exists } from "../lib/core/_fs.ts";
 import { rsyncOf, withLab } from "./_helpers.ts";
 
 const ID = { asRoot: false, uid: "0", gid: "0" };

@@ -3,18 +3,18 @@
 // also what rsyncd would read differently. The fleet file's own checks are in
 // config_test.ts.
 import assert from "node:assert/strict";
-import { type Fleet, parseFleet } from "../lib/config.ts";
-import type { CommonOptions } from "../lib/cli.ts";
-import { renderRsyncdConf } from "../lib/rsync_daemon.ts";
-import { renderNginx } from "../lib/render_nginx.ts";
-import { renderHaproxy } from "../lib/render_haproxy.ts";
-import { renderSystemd } from "../lib/render_systemd.ts";
-import { renderCron } from "../lib/render_cron.ts";
-import { renderPostReceive } from "../lib/render_post_receive.ts";
-import { renderTemplate, UnsafeValueError } from "../lib/template.ts";
-import { rsyncdValue } from "../lib/_rsyncd_value.ts";
-import { FanoutError } from "../lib/errors.ts";
-import { CONTROL_CHARS } from "../lib/_visible.ts";
+import { type Fleet, parseFleet } from "../lib/config/config.ts";
+import type { CommonOptions } from "../lib/cli/cli.ts";
+import { renderRsyncdConf } from "../lib/rsync/daemon.ts";
+import { renderNginx } from "../lib/render/nginx.ts";
+import { renderHaproxy } from "../lib/render/haproxy.ts";
+import { renderSystemd } from "../lib/render/systemd.ts";
+import { renderCron } from "../lib/render/cron.ts";
+import { renderPostReceive } from "../lib/render/post_receive.ts";
+import { renderTemplate, UnsafeValueError } from "../lib/core/template.ts";
+import { rsyncdValue } from "../lib/config/_rsyncd_value.ts";
+import { FanoutError } from "../lib/core/errors.ts";
+import { CONTROL_CHARS } from "../lib/core/_visible.ts";
 import { sh } from "./_helpers.ts";
 
 const FLEET = `tree: plugins

@@ -3,12 +3,12 @@
 // on every address stops a server at start (exit 2) instead of passing its
 // greeting off as ours; concurrent conf rewrites all land.
 import assert from "node:assert/strict";
-import { RsyncDaemon } from "../lib/rsync_daemon.ts";
-import { holdsListener, listeningInodes } from "../lib/_proc_listen.ts";
-import { EnvironmentError } from "../lib/errors.ts";
-import { Logger } from "../lib/log.ts";
-import { markerComment, type VersionMarker } from "../lib/version.ts";
-import { probeRsyncd } from "../lib/rsync_probe.ts";
+import { RsyncDaemon } from "../lib/rsync/daemon.ts";
+import { holdsListener, listeningInodes } from "../lib/sys/proc_listen.ts";
+import { EnvironmentError } from "../lib/core/errors.ts";
+import { Logger } from "../lib/core/log.ts";
+import { markerComment, type VersionMarker } from "../lib/version/version.ts";
+import { probeRsyncd } from "../lib/rsync/probe.ts";
 import { rsyncOf, sh, waitFor, withLab } from "./_helpers.ts";
 
 const RSYNC35 = (await rsyncOf("3.5"))?.bin ?? "";

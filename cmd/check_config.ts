@@ -1,0 +1,130 @@
+/**
+ * `fanout check-config`: validate the fleet file and print, per host, what it
+ * will run and listen on. With `--role`, also check what that role needs on
+ * this host: its secrets, rsync, its tree.
+ *
+ * @module
+ */
+
+import type { CommonOptions, Role } from "../lib/cli/cli.ts";
+import {
+  downstreamsOf,
+  type Fleet,
+  selectServer,
+  servers,
+  writersOf,
+} from "../lib/config/config.ts";
+import { formatHostPort } from "../lib/core/address.ts";
+import { formatDuration } from "../lib/core/duration.ts";
+import { checkSecretFiles, readReportToken } from "../lib/config/secrets.ts";
+import { requireRsync } from "../lib/rsync/rsync.ts";
+import { proxyProtocolPeers } from "../lib/rsync/proxied_daemon.ts";
+import { fleetFor } from "../lib/config/fleet_load.ts";
+import { checkPublisher } from "../lib/publish/publish.ts";
+import { daemonIdentity, knowsProxyProtocolHosts, renderRsyncdConf } from "../lib/rsync/daemon.ts";
+
+/**
+ * Prints the plan of the fleet; returns 0 when valid.
+ *
+ * @throws {ConfigError} / {EnvironmentError} with what is wrong.
+ */
+export async function checkConfig(opts: CommonOptions, role?: Role): Promise<number> {
+  const fleet = await fleetFor(opts, role);
+  const lines = describeFleet(fleet);
+  if (role) {
+    const unchecked = await checkRoleHere(fleet, role, opts.name);
+    lines.push(
+      `--role ${role}${opts.name ? ` --name ${opts.name}` : ""}: ready on this host` +
+        ` (not checked: ${unchecked.join(", ")})`,
+    );
+  }
+  console.log(lines.join("\n"));
+  return 0;
+}
+
+/** One line per host: what it runs, where it listens, whom it pushes to. */
+export function describeFleet(fleet: Fleet): string[] {
+  const lines = [
+    `${fleet.file ?? "flags"}: valid. tree "${fleet.tree}": read module "${fleet.modules.read}", ` +
+    `write module "${fleet.modules.write}", auth user "${fleet.auth.user}", state under ${fleet.stateDir}`,
+  ];
+  const row = (kind: string, name: string, text: string) =>
+    `  ${kind.padEnd(8)} ${name.padEnd(10)} ${text}`;
+  const p = fleet.publisher;
+  if (p) {
+    lines.push(row(
+      "publish",
+      p.name,
+      `exports ${
+        p.repo ?? "(--repo)"
+      } at ${p.ref}, pushes from ${p.address} to ${fleet.primary.name} ${fleet.modules.write}`,
+    ));
+  }
+  for (const s of servers(fleet)) {
+    const writers = writersOf(fleet, s);
+    const from = s.kind === "primary" ? p?.name : s.upstream;
+    const downs = downstreamsOf(fleet, s.name).map((d) => d.name);
+    const proxied = fleet.proxy?.proxyProtocol && fleet.proxy.backends.includes(s.name);
+    lines.push(row(
+      s.kind,
+      s.name,
+      `rsync daemon ${formatHostPort(s.listen)}, health ${
+        formatHostPort(s.health)
+      }, tree ${s.path}; ` +
+        (writers.length ? `writes from ${from} (${writers.join(" ")})` : "no writes allowed") +
+        (downs.length ? `; pushes to ${downs.join(", ")}` : "") +
+        (proxied ? `; PROXY-protocol read daemon ${formatHostPort(s.proxyListen)}` : ""),
+    ));
+  }
+  const x = fleet.proxy;
+  if (x) {
+    lines.push(row(
+      "proxy",
+      x.name,
+      `listens ${formatHostPort(x.listen)}, health ${formatHostPort(x.health)}, backends ${
+        x.backends.join(", ")
+      } ` +
+        `(checks every ${formatDuration(x.interval)}, fall ${x.fall}, rise ${x.rise}` +
+        `${x.proxyProtocol ? ", PROXY protocol" : ""})`,
+    ));
+  }
+  const c = fleet.client;
+  lines.push(row(
+    "client",
+    "(each)",
+    `mirrors ${c.source ?? "(set client.source)"} into ${c.dest ?? "(set client.dest)"} ` +
+      `(splay ${formatDuration(c.splay)}, max_delete ${c.maxDelete}${c.atomic ? ", atomic" : ""})`,
+  ));
+  return lines;
+}
+
+/**
+ * Runs the start-up checks of `role` that change nothing on the host (the
+ * same functions the role calls); returns what only a start can tell.
+ */
+async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<string[]> {
+  if (role === "publish") {
+    const { pub, repo } = await checkPublisher(fleet);
+    return [`whether ${repo} holds ${pub.ref}`, "whether the primary takes the push"];
+  }
+  const rsyncVersion = await requireRsync(fleet.rsync.path);
+  if (role === "primary" || role === "replica") {
+    const self = selectServer(fleet, role, name);
+    // The daemon behind a PROXY-protocol proxy needs the proxy's IP with rsync 3.5+.
+    const proxied = fleet.proxy?.proxyProtocol && fleet.proxy.backends.includes(self.name);
+    if (proxied && knowsProxyProtocolHosts(rsyncVersion)) proxyProtocolPeers(fleet, self);
+    await checkSecretFiles(fleet, {
+      daemon: writersOf(fleet, self).length > 0,
+      pusher: downstreamsOf(fleet, self.name).length > 0,
+    });
+    // A bad report token stops the primary; a missing one only turns reports off.
+    if (role === "primary") await readReportToken(fleet);
+    // The tree must exist: its owner is who the daemon runs as.
+    const id = await daemonIdentity(fleet, self);
+    // Every value must render (the renderer refuses what rsyncd would misread).
+    renderRsyncdConf(fleet, self, id);
+    return ["whether the ports are free", `whether ${self.stateDir} can be written`];
+  }
+  if (role === "proxy") return ["whether the ports are free", "whether the backends answer"];
+  return ["whether the source answers", `whether ${fleet.client.dest} can be written`];
+}

@@ -1,0 +1,333 @@
+/**
+ * `fanout --role client`: mirror the tree into `client.dest`. One-shot by
+ * default (cron: lock, splay, one run, silent on success); `--check` lists
+ * drift; `--watch` keeps running and syncs each new version within seconds;
+ * `--rollback` puts the previous `--atomic` tree back.
+ *
+ * @module
+ */
+
+import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { Fleet } from "../lib/config/config.ts";
+import { hostname } from "../lib/core/host_name.ts";
+import {
+  EnvironmentError,
+  ExitCode,
+  FanoutError,
+  LockedError,
+  UsageError,
+} from "../lib/core/errors.ts";
+import { log, type Logger } from "../lib/core/log.ts";
+import { acquireLock, type FileLock } from "../lib/sys/file_lock.ts";
+import { shutdownSignal } from "../lib/sys/signals.ts";
+import { sleep, splayDelay } from "../lib/core/splay.ts";
+import { fetchMarker, runClient } from "../lib/client/client.ts";
+import type { TreeLayout } from "../lib/client/layout.ts";
+import type { ClientJob } from "../lib/client/job.ts";
+import { inPlace } from "../lib/client/inplace.ts";
+import { type ClientRunResult, readStatus, writeStatus } from "../lib/client/status.ts";
+import { describeVersion, readMarker, sameVersion } from "../lib/version/version.ts";
+import { sendReport } from "../lib/report/report.ts";
+import { stripControl } from "../lib/core/control_chars.ts";
+import { fleetFor } from "../lib/config/fleet_load.ts";
+
+/** Runs the client role; returns the exit code. */
+export async function run(opts: CommonOptions): Promise<number> {
+  const f = opts.flags;
+  refuseFlagMix(f);
+  const fleet = await fleetFor(opts, "client");
+  const host = opts.name ?? hostname();
+  const lg = log().child({ role: "client", name: host });
+  const job = makeJob(fleet, host, f, lg);
+  const { splay, watchInterval } = fleet.client;
+  makeStateDir(job.stateDir);
+  const layout = await layoutFor(job);
+  const { signal, dispose } = shutdownSignal();
+  job.signal = signal;
+  try {
+    if (f.check) return await check(job, layout, f.json === true);
+    if (f.rollback) return await rollbackCommand(job);
+    const noSplay = f["no-splay"] === true;
+    const report = (r: ClientRunResult) => reportRun(fleet, job, r);
+    if (f.watch) {
+      return await watch(job, layout, noSplay ? 0 : watchInterval, watchInterval, report);
+    }
+    return await cronRun(job, layout, noSplay ? 0 : splay, report);
+  } finally {
+    dispose();
+  }
+}
+
+function refuseFlagMix(f: CommonOptions["flags"]): void {
+  const modes = ["check", "watch", "rollback"].filter((m) => f[m]);
+  if (modes.length > 1) {
+    throw new UsageError(`--${modes[0]} and --${modes[1]} cannot be combined`);
+  }
+  if (f.json && !f.check) throw new UsageError("--json goes with --check");
+  if (f.adopt && (f.check || f.rollback)) {
+    throw new UsageError(`--adopt does not go with --${f.check ? "check" : "rollback"}`);
+  }
+}
+
+function makeJob(
+  fleet: Fleet,
+  host: string,
+  f: CommonOptions["flags"],
+  lg: Logger,
+): ClientJob {
+  const c = fleet.client;
+  if (c.atomic && c.backupDir) {
+    throw new UsageError(
+      "client.atomic and client.backup_dir do not go together: --atomic keeps whole earlier " +
+        "trees (client.keep) instead of backups",
+    );
+  }
+  const source = c.source!.endsWith("/") ? c.source! : `${c.source}/`;
+  return {
+    host,
+    source,
+    dest: c.dest!,
+    stateDir: `${fleet.stateDir}/${host}`,
+    rsync: fleet.rsync.path,
+    timeout: c.timeout,
+    connectTimeout: c.connectTimeout,
+    retries: c.retries,
+    maxDelete: c.maxDelete,
+    verifyEvery: c.verifyEvery,
+    backupDir: c.backupDir,
+    atomic: c.atomic,
+    keep: c.keep,
+    adopt: f.adopt === true,
+    keepOwners: c.keepOwners,
+    verbose: f.verbose === true,
+    log: lg,
+  };
+}
+
+/**
+ * The client's run lock: taken at once or not at all (a cron run that finds
+ * it held has nothing to do).
+ */
+function lockRun(job: ClientJob): Promise<FileLock> {
+  return acquireLock(`${job.stateDir}/client.lock`, { timeout: 0, what: "client run" });
+}
+
+function makeStateDir(dir: string): void {
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new EnvironmentError(
+      `cannot create the state dir ${dir}: ${(e as Error).message} (pass --state-dir DIR)`,
+    );
+  }
+}
+
+async function layoutFor(job: ClientJob): Promise<TreeLayout> {
+  if (!job.atomic) return inPlace(job);
+  return (await import("../lib/client/atomic.ts")).atomicLayout(job);
+}
+
+// ---------------------------------------------------------------------------
+// one cron run
+
+/** Sends a run's result to the primary's fleet view; never fails the run. */
+async function reportRun(fleet: Fleet, job: ClientJob, r: ClientRunResult): Promise<void> {
+  await sendReport(fleet, {
+    host: r.host,
+    version: r.version,
+    started_at: r.time,
+    duration_ms: r.duration_ms,
+    exit_code: r.exit_code,
+    drift: r.drift,
+    error: r.error,
+    source: r.source,
+  }, { log: job.log });
+}
+
+async function cronRun(
+  job: ClientJob,
+  layout: TreeLayout,
+  splay: number,
+  report: (r: ClientRunResult) => Promise<void>,
+): Promise<number> {
+  let held: FileLock;
+  try {
+    held = await lockRun(job);
+  } catch (e) {
+    // Overlap is normal under cron (a slow run, a --watch): quiet unless asked.
+    if (e instanceof LockedError && !job.verbose) return ExitCode.Locked;
+    throw e;
+  }
+  try {
+    const delay = splayDelay(job.host, splay);
+    if (delay > 0) {
+      job.log.debug("splay", { ms: delay });
+      if (!(await sleep(delay, job.signal))) return 130;
+    }
+    const result = await runClient(job, { status: readStatus(job.stateDir) }, layout);
+    writeStatus(job.stateDir, result);
+    await report(result);
+    if (result.exit_code !== 0) throw new FanoutError(result.error!, exitOf(result));
+    if (job.verbose) console.error(stripControl(summary(result)));
+    return ExitCode.Ok;
+  } finally {
+    held.release();
+  }
+}
+
+function exitOf(r: ClientRunResult): FanoutError["exitCode"] {
+  return r.exit_code as FanoutError["exitCode"];
+}
+
+/**
+ * One line saying what a run did.
+ *
+ * @example
+ * ```ts
+ * summary(result); // "synced /apps/dat/plugins to seq 42 (1a2b3c4d main) from 10.0.0.20:873: 3 changed, 1 deleted, 12.0 KiB in 45 ms"
+ * ```
+ */
+export function summary(r: ClientRunResult): string {
+  const v = describeVersion(r.version);
+  const ms = `${r.duration_ms} ms`;
+  switch (r.mode) {
+    case "fast":
+      return `${r.dest} is at ${v}, as the source: unchanged, tree walk skipped (${ms})`;
+    case "verify":
+      return `${r.dest} is in sync with ${r.server ?? r.source} at ${v}: tree verified (${ms})`;
+    case "pinned":
+      return `${r.dest} stays rolled back at ${v} until a newer version is published (${ms})`;
+    case "sync":
+      return `synced ${r.dest} to ${v} from ${r.server ?? r.source}: ${r.files_changed} changed, ` +
+        `${r.files_deleted} deleted, ${formatBytes(r.bytes_changed)} in ${ms}` +
+        (r.backup_dir ? `; overwritten files kept in ${r.backup_dir}` : "");
+    default:
+      return `failed: ${r.error}`;
+  }
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+// ---------------------------------------------------------------------------
+// --check
+
+async function check(job: ClientJob, layout: TreeLayout, json: boolean): Promise<number> {
+  const { checkDrift, formatCheck } = await import("../lib/client/check.ts");
+  const report = await checkDrift(job, layout);
+  // Paths and versions come from the server: no control characters to the terminal.
+  console.log(stripControl(json ? JSON.stringify(report, null, 2) : formatCheck(report)));
+  return report.in_sync ? ExitCode.Ok : ExitCode.Drift;
+}
+
+// ---------------------------------------------------------------------------
+// --rollback
+
+async function rollbackCommand(job: ClientJob): Promise<number> {
+  const held = await lockRun(job);
+  const { rollback } = await import("../lib/client/atomic.ts");
+  let rb;
+  try {
+    rb = await rollback(job);
+  } finally {
+    held.release();
+  }
+  console.log(
+    `rolled back ${job.dest} from ${describeVersion(rb.fromVersion)} to ${
+      describeVersion(rb.toVersion)
+    }` +
+      (rb.fromVersion
+        ? `; runs leave it there until a version newer than seq ${rb.fromVersion.seq} is published`
+        : ""),
+  );
+  return ExitCode.Ok;
+}
+
+// ---------------------------------------------------------------------------
+// --watch
+
+/** Without `client.verify_every`, --watch still walks the tree this often. */
+const WATCH_VERIFY_DEFAULT = 60_000;
+
+async function watch(
+  job: ClientJob,
+  layout: TreeLayout,
+  splay: number,
+  watchInterval: number,
+  report: (r: ClientRunResult) => Promise<void>,
+): Promise<number> {
+  const signal = job.signal!;
+  const held = await lockRun(job);
+  try {
+    return await watchLoop(job, layout, splay, watchInterval, signal, report);
+  } finally {
+    held.release();
+  }
+}
+
+async function watchLoop(
+  job: ClientJob,
+  layout: TreeLayout,
+  splay: number,
+  watchInterval: number,
+  signal: AbortSignal,
+  report: (r: ClientRunResult) => Promise<void>,
+): Promise<number> {
+  const verifyPeriod = job.verifyEvery || WATCH_VERIFY_DEFAULT;
+  // Hosts started together poll out of step: each keeps its own phase.
+  if (!(await sleep(splayDelay(job.host, splay), signal))) return 0;
+  job.log.info("watching", { source: job.source, dest: job.dest, every_ms: watchInterval });
+  let lastFull = 0;
+  let failing = false;
+  // The loop decides when to walk the tree: those passes run without the fast path.
+  const full: ClientJob = { ...job, verifyEvery: 0 };
+  while (!signal.aborted) {
+    const walk = Date.now() - lastFull >= verifyPeriod || failing;
+    let due = walk;
+    if (!due) {
+      try {
+        const remote = await fetchMarker(job);
+        const current = await layout.current();
+        due = !sameVersion(remote, current ? readMarker(current) : null);
+      } catch (e) {
+        if (!(e instanceof FanoutError)) throw e;
+        if (!signal.aborted) job.log.warn("cannot read the source's version", { error: e.message });
+      }
+    }
+    if (due && !signal.aborted) {
+      const status = readStatus(job.stateDir);
+      // A new version between walks catches up by the version log when it can.
+      const pass = walk ? full : { ...job, verifyEvery: verifyPeriod };
+      const result = await runClient(pass, { status }, layout);
+      writeStatus(job.stateDir, result);
+      await report(result);
+      failing = result.exit_code !== 0;
+      if (failing) {
+        if (!signal.aborted) job.log.error("sync failed", { error: result.error });
+      } else {
+        if (walk || result.verified_at !== status?.verified_at) lastFull = Date.now();
+        if (result.mode === "sync") {
+          job.log.info("synced", {
+            version: describeVersion(result.version),
+            changed: result.files_changed,
+            deleted: result.files_deleted,
+            bytes: result.bytes_changed,
+            ms: result.duration_ms,
+          });
+        }
+      }
+    }
+    await sleep(watchInterval, signal);
+  }
+  job.log.info("stopped", { signal: String(signal.reason) });
+  return ExitCode.Ok;
+}

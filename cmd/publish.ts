@@ -1,0 +1,41 @@
+/**
+ * `fanout --role publish`: put a commit's tree on the primary, then its
+ * version marker. One-shot, run by the git server's post-receive hook or by
+ * hand (a rollback is `--ref <older commit> --force`). Prints one line.
+ *
+ * @module
+ */
+
+import type { CommonOptions } from "../lib/cli/cli.ts";
+import { log } from "../lib/core/log.ts";
+import { stripControl } from "../lib/core/control_chars.ts";
+import { checkPublisher, describePublish, publish } from "../lib/publish/publish.ts";
+import { fleetFor } from "../lib/config/fleet_load.ts";
+
+/**
+ * Publishes and prints the outcome; returns the exit code.
+ *
+ * @throws {UsageError} without a repository (`--repo` or `publisher.repo`).
+ * @throws the errors of {@linkcode publish}.
+ */
+export async function run(opts: CommonOptions): Promise<number> {
+  const fleet = await fleetFor(opts, "publish");
+  const { pub, repo } = await checkPublisher(fleet);
+  const verbose = opts.flags.verbose === true;
+  const result = await publish({
+    fleet,
+    publisher: pub,
+    repo,
+    ref: pub.ref,
+    force: opts.flags.force === true,
+    log: log().child({ role: "publish", name: pub.name }),
+  });
+  if (verbose) {
+    // rsync's lines name files from the repository: they reach the pusher's terminal.
+    for (const item of result.items) {
+      if (!item.startsWith(".d")) console.log(stripControl(item, { oneLine: true }));
+    }
+  }
+  console.log(stripControl(describePublish(result, fleet)));
+  return 0;
+}

@@ -1,0 +1,301 @@
+/**
+ * What the primary and every replica share: the rsync daemon, the health
+ * endpoint, and (when the host has downstream replicas) the push engine.
+ *
+ * @module
+ */
+
+import type { CommonOptions } from "../lib/cli/cli.ts";
+import {
+  downstreamsOf,
+  type Fleet,
+  selectServer,
+  type ServerHost,
+  writersOf,
+} from "../lib/config/config.ts";
+import { formatHostPort } from "../lib/core/address.ts";
+import { log, type Logger } from "../lib/core/log.ts";
+import { Registry } from "../lib/health/metrics.ts";
+import { daemonUrl, requireRsync } from "../lib/rsync/rsync.ts";
+import { PushEngine } from "../lib/push/push.ts";
+import { TreeWatcher } from "../lib/watch/watch.ts";
+import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync/daemon.ts";
+import { checkSecretFiles } from "../lib/config/secrets.ts";
+import { proxiedDaemon, proxiedProblem } from "../lib/rsync/proxied_daemon.ts";
+import { aborted } from "../lib/sys/signals.ts";
+import { formatDuration } from "../lib/core/duration.ts";
+import { readMarker, type VersionMarker } from "../lib/version/version.ts";
+import { SERVER_TEMP_DIR, VERSION_MARKER } from "../lib/core/defaults.ts";
+import { fleetFor } from "../lib/config/fleet_load.ts";
+import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
+
+/**
+ * Runs a server host until SIGTERM/SIGINT; returns the exit code.
+ *
+ * @throws {ConfigError} / {EnvironmentError} before anything starts when the
+ * fleet file, the secrets or rsync are not right.
+ */
+export async function runServer(opts: CommonOptions, kind: "primary" | "replica"): Promise<number> {
+  const fleet = await fleetFor(opts, kind);
+  const self = selectServer(fleet, kind, opts.name);
+  const lg = log().child({ role: kind, name: self.name });
+  const rsyncVersion = await requireRsync(fleet.rsync.path);
+  const downstreams = downstreamsOf(fleet, self.name);
+  await checkSecretFiles(fleet, {
+    daemon: writersOf(fleet, self).length > 0,
+    pusher: downstreams.length > 0,
+  });
+  const id = await daemonIdentity(fleet, self);
+  await ensureTempDir(self.path);
+  let version = readMarker(self.path);
+  // The read module's comment announces the tree's version, so clients can
+  // check it with a module listing (no rsync process on either side).
+  const render = (v: VersionMarker | null) => renderRsyncdConf(fleet, self, id, { version: v });
+  const confPath = await writeState(self.stateDir, "rsyncd.conf", render(version));
+
+  const daemon = new RsyncDaemon({
+    rsync: fleet.rsync.path,
+    confPath,
+    listen: self.listen,
+    stateDir: self.stateDir,
+    log: lg,
+    render,
+  });
+  // Only behind a PROXY-protocol proxy: a second, read-only daemon.
+  const proxied = await proxiedDaemon(fleet, self, id, lg, { rsyncVersion, version });
+  const registry = new Registry();
+  registry.gauge(
+    "fanout_daemon_up",
+    "1 when the rsync daemon answers.",
+    () => [[{}, daemon.state === "up" ? 1 : 0]],
+  );
+  registry.gauge(
+    "fanout_daemon_restarts",
+    "Restarts of the rsync daemon since start.",
+    () => [[{}, daemon.restarts]],
+  );
+  registry.gauge(
+    "fanout_tree_version_seq",
+    "seq of the version marker in this host's tree.",
+    () => [[{}, version?.seq ?? -1]],
+  );
+
+  // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
+  const fleetView = kind === "primary"
+    ? await (await import("../lib/fleet/service.ts")).openFleetView({
+      fleet,
+      self,
+      registry,
+      log: lg,
+    })
+    : null;
+
+  await untilShutdown(async (signal, onStop) => {
+    if (fleetView) onStop(() => fleetView.close());
+    onStop(() => daemon.stop());
+    await daemon.start();
+    onStop(() => proxied?.stop());
+    await proxied?.start();
+    let relay: Relay | null = null;
+    if (downstreams.length > 0) {
+      relay = await startRelay(
+        fleet,
+        self,
+        downstreams,
+        lg,
+        registry,
+        Boolean(opts.flags["allow-mass-delete"]),
+      );
+      onStop(() => relay!.stop());
+      fleetView?.setReplicaSource(() => relay!.engine.status());
+    }
+    const health = startHealth(self.health, {
+      role: kind,
+      name: self.name,
+      registry,
+      problem: () =>
+        daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ??
+          watchProblem(relay, fleet.push.pollInterval),
+      status: () => ({
+        tree: { path: self.path, version: version = readMarker(self.path) },
+        daemon: {
+          state: daemon.state,
+          pid: daemon.pid,
+          listen: formatHostPort(self.listen),
+          restarts: daemon.restarts,
+          last_error: daemon.lastError,
+          since: new Date(daemon.since).toISOString(),
+        },
+        proxied_daemon: proxied && { state: proxied.state, pid: proxied.pid },
+        modules: {
+          read: fleet.modules.read,
+          write: writersOf(fleet, self).length ? fleet.modules.write : null,
+        },
+        upstream: self.upstream,
+        downstreams: downstreams.map((d) => d.name),
+        watch: relay
+          ? {
+            mode: relay.watcher.mode,
+            backend: relay.watcher.backend,
+            dirs: relay.watcher.dirs,
+            setup_ms: Math.round(relay.watcher.setupMs),
+          }
+          : null,
+        push_guard: relay?.engine.guardStatus() ?? null,
+        replicas: relay?.engine.status() ?? [],
+      }),
+    }, fleetView?.routes);
+    onStop(() => health.shutdown());
+    // The marker changes when a push lands: refresh /status, /metrics and
+    // the module comment at once (clients read the version from it), on a
+    // watch of the tree's root, with a timer in case an event is missed.
+    const refresh = async () => {
+      await ensureTempDir(self.path);
+      version = readMarker(self.path);
+      await daemon.setVersion(version);
+      await proxied?.setVersion(version);
+    };
+    const timer = setInterval(refresh, 1000);
+    onStop(() => clearInterval(timer));
+    const markerWatch = watchMarker(self.path, refresh);
+    onStop(() => markerWatch.close());
+    lg.info("ready", describe(self, downstreams));
+    await aborted(signal);
+    lg.info("stopping", { signal: String(signal.reason) });
+  });
+  lg.info("stopped");
+  return 0;
+}
+
+/**
+ * Makes the tree's temp dir (rsync `--temp-dir` of pushes and publishes
+ * into this host), owned like the tree so the daemon can write to it after
+ * dropping root; puts it back if someone removed it.
+ */
+async function ensureTempDir(tree: string): Promise<void> {
+  const dir = `${tree}/${SERVER_TEMP_DIR}`;
+  try {
+    await Deno.lstat(dir);
+    return;
+  } catch { /* missing: make it */ }
+  try {
+    const st = await Deno.stat(tree);
+    await Deno.mkdir(dir, { mode: 0o700 });
+    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
+      await Deno.chown(dir, st.uid, st.gid);
+    }
+  } catch { /* the tree is gone: the push guard reports it */ }
+}
+
+/**
+ * Calls `changed` when the version marker at the root of `tree` changes. A
+ * watch of the root alone (not recursive): one inotify watch, whatever the
+ * tree's size.
+ */
+function watchMarker(tree: string, changed: () => Promise<void>): { close(): void } {
+  let w: Deno.FsWatcher;
+  try {
+    w = Deno.watchFs(tree, { recursive: false });
+  } catch {
+    return { close() {} }; // the timer still refreshes
+  }
+  (async () => {
+    try {
+      for await (const ev of w) {
+        if (ev.paths.some((p) => p.endsWith(`/${VERSION_MARKER}`))) await changed();
+      }
+    } catch { /* closed, or the tree went away: the timer still refreshes */ }
+  })();
+  return {
+    close() {
+      try {
+        w.close();
+      } catch { /* closed */ }
+    },
+  };
+}
+
+/** The watcher and the push engine of a host with downstream replicas. */
+interface Relay {
+  engine: PushEngine;
+  watcher: TreeWatcher;
+  stop(): Promise<void>;
+}
+
+async function startRelay(
+  fleet: Fleet,
+  self: ServerHost,
+  downstreams: ServerHost[],
+  lg: Logger,
+  registry: Registry,
+  allowMassDelete: boolean,
+): Promise<Relay> {
+  const workDir = `${self.stateDir}/push`;
+  await ensureDir(workDir);
+  const engine = new PushEngine({
+    source: self.path,
+    targets: downstreams.map((d) => ({
+      name: d.name,
+      url: daemonUrl(d.listen, fleet.modules.write, fleet.auth.user),
+    })),
+    push: fleet.push,
+    rsync: fleet.rsync,
+    address: self.address,
+    passwordFile: fleet.auth.passwordFile,
+    workDir,
+    log: lg,
+    registry,
+    allowMassDelete,
+  });
+  const watcher = new TreeWatcher({
+    root: self.path,
+    excludes: fleet.push.exclude,
+    stormEvents: fleet.push.stormEvents,
+    onChanges: (c) => engine.notify(c),
+    onFull: (why) => engine.requestFull(why),
+    log: lg,
+    registry,
+  });
+  // Watch first, then push everything: nothing changed in between is lost.
+  await watcher.start();
+  engine.start();
+  lg.info("watching", {
+    root: self.path,
+    mode: watcher.mode,
+    backend: watcher.backend,
+    setup_ms: Math.round(watcher.setupMs),
+  });
+  const poll = setInterval(() => {
+    if (watcher.mode === "polling") engine.requestFull("no watcher: periodic full push");
+  }, fleet.push.pollInterval);
+  return {
+    engine,
+    watcher,
+    async stop() {
+      clearInterval(poll);
+      await watcher.close();
+      await engine.stop();
+    },
+  };
+}
+
+/** Degraded while the watcher is down: changes then wait for the next periodic whole push. */
+function watchProblem(relay: Relay | null, pollInterval: number): string | null {
+  if (relay?.watcher.mode !== "polling") return null;
+  return `degraded: not watching the tree (${relay.watcher.lastError ?? "watcher unavailable"}); ` +
+    `pushing the whole tree every ${formatDuration(pollInterval)} until the watcher is back`;
+}
+
+function daemonProblem(d: RsyncDaemon): string | null {
+  if (d.state === "up") return null;
+  return `rsync daemon ${d.state}${d.lastError ? `: ${d.lastError}` : ""}`;
+}
+
+function describe(self: ServerHost, downstreams: ServerHost[]): Record<string, unknown> {
+  return {
+    listen: formatHostPort(self.listen),
+    health: formatHostPort(self.health),
+    path: self.path,
+    downstreams: downstreams.map((d) => d.name).join(",") || undefined,
+  };
+}

@@ -1,0 +1,285 @@
+/**
+ * `--atomic`: readers never see a half-updated tree. Each new version is
+ * built in a directory of its own next to the current one
+ * (`<parent>/.<name>.trees/<time>`), hard-linking every unchanged file from
+ * the current tree (`--link-dest`, so it costs no copy and no transfer), and
+ * goes live by replacing the `dest` symlink in one `rename(2)`. The last
+ * `client.keep` trees stay for an instant `--rollback`.
+ *
+ * ```
+ * /apps/dat/plugins -> .plugins.trees/2026-11-25T21-42-55.004Z
+ * /apps/dat/.plugins.trees/2026-11-25T21-40-12.310Z/   (previous, kept)
+ * /apps/dat/.plugins.trees/2026-11-25T21-42-55.004Z/   (live)
+ * ```
+ *
+ * Files are shared between trees by hard links: a file edited in place in
+ * one tree changes in every tree that shares it (rsync itself always writes
+ * a new file and renames it, so syncs never do this).
+ *
+ * @module
+ */
+
+import { SafetyError, UsageError } from "../core/errors.ts";
+import { readPin, writePin } from "./client.ts";
+import type { ApplyContext, TreeLayout } from "./layout.ts";
+import { type Drift, unescapeName } from "./drift.ts";
+import { baseJob, type ClientJob, stamp } from "./job.ts";
+import { transfer } from "./transfer.ts";
+import { writeDestMarker } from "./safety.ts";
+import type { RsyncResult } from "../rsync/rsync.ts";
+import { describeVersion, readMarker, type VersionMarker } from "../version/version.ts";
+
+const PARTIAL = ".partial";
+
+/**
+ * The first directory of a transfer's itemized `items` that is, in the
+ * `live` tree, a symlink to somewhere outside it; null when none is.
+ *
+ * @example
+ * ```ts
+ * leavingLink("/apps/.plugins.trees/2026-11-25T21-40-12.310Z", ["cd+++++++++ lnk/"]); // "lnk"
+ * ```
+ */
+export function leavingLink(live: string, items: string[]): string | null {
+  let root: string;
+  try {
+    root = Deno.realPathSync(live);
+  } catch {
+    return null;
+  }
+  for (const line of items) {
+    if (line[1] !== "d") continue;
+    const dir = unescapeName(line.slice(12)).replace(/\/$/, "");
+    if (!dir || dir === ".") continue;
+    try {
+      if (!Deno.lstatSync(`${live}/${dir}`).isSymlink) continue;
+      const to = Deno.realPathSync(`${live}/${dir}`);
+      if (to === root || to.startsWith(`${root}/`)) continue;
+    } catch {
+      /* a dangling or looping link: nothing linked through it */
+      continue;
+    }
+    return dir;
+  }
+  return null;
+}
+
+/** Where the trees of `dest` live: `<parent>/.<name>.trees`. */
+export function treesDir(dest: string): string {
+  const i = dest.lastIndexOf("/");
+  return `${dest.slice(0, i) || ""}/.${dest.slice(i + 1)}.trees`;
+}
+
+/**
+ * The atomic layout of `job.dest` (see the module doc).
+ *
+ * @example
+ * ```ts
+ * const result = await runClient(job, prev, atomicLayout(job));
+ * ```
+ */
+export function atomicLayout(job: ClientJob): TreeLayout {
+  const trees = treesDir(job.dest);
+  const swapLink = `${trees}.swap`;
+  return {
+    current: () => liveTree(job.dest),
+    recover: async () => {
+      if (!(await isOwnDir(trees))) return;
+      for (const g of await entries(trees)) {
+        if (g.endsWith(PARTIAL)) await Deno.remove(`${trees}/${g}`, { recursive: true });
+      }
+      await Deno.remove(swapLink).catch(() => {});
+    },
+    apply: async (_drift: Drift, _ctx: ApplyContext): Promise<RsyncResult> => {
+      await ownTreesDir(trees);
+      const live = await liveTree(job.dest);
+      const t0 = Date.now();
+      const name = stamp(new Date(t0));
+      const building = `${trees}/${name}${PARTIAL}`;
+      let r = await transfer(job, {
+        ...baseJob(job, building),
+        // Unchanged files become hard links to the live tree's.
+        linkDest: live ?? undefined,
+      });
+      const out = live ? leavingLink(live, r.items) : null;
+      if (out) {
+        // rsync looked up <live>/<dir>/<file> through a symlink there (both
+        // 3.2 and 3.5 follow it), so the new tree may hold hard links to
+        // files outside the live one: built again, without links.
+        job.log.warn(
+          "the live tree has a symlink leading out of it where the source has a directory; " +
+            "building the new tree without hard links to it",
+          { symlink: `${live}/${out}` },
+        );
+        await Deno.remove(building, { recursive: true });
+        r = await transfer(job, baseJob(job, building));
+      }
+      await writeDestMarker(building, "created");
+      await Deno.rename(building, `${trees}/${name}`);
+      // A plain dir switching to --atomic is kept as the tree before this one.
+      await swap(job.dest, `${trees}/${name}`, live, `${stamp(new Date(t0 - 1))}-before-atomic`);
+      await prune(job, trees);
+      return r;
+    },
+  };
+}
+
+/** The tree `dest` shows now: the symlink's target, dest itself when it is a plain directory, or null. */
+export async function liveTree(dest: string): Promise<string | null> {
+  try {
+    const st = await Deno.lstat(dest);
+    if (st.isSymlink) return await Deno.realPath(dest);
+    return st.isDirectory ? dest : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Points `dest` at `tree` in one rename. A plain directory at `dest` (a host
+ * switching to `--atomic`) first becomes one of the kept trees.
+ */
+async function swap(
+  dest: string,
+  tree: string,
+  live: string | null,
+  asideName = `${stamp(new Date())}-before-atomic`,
+): Promise<void> {
+  const trees = treesDir(dest);
+  const link = `${trees}.swap`;
+  await Deno.remove(link).catch(() => {});
+  await Deno.symlink(tree.slice(trees.lastIndexOf("/") + 1), link);
+  if (live === dest) {
+    // rename(2) cannot replace a directory with a symlink: move the old tree
+    // aside first (dest is missing for the microseconds in between, once).
+    await Deno.rename(dest, `${trees}/${asideName}`);
+  }
+  await Deno.rename(link, dest);
+}
+
+/** The kept trees of `dest`, oldest first. */
+export async function listTrees(dest: string): Promise<string[]> {
+  const trees = treesDir(dest);
+  if (!(await isOwnDir(trees))) return [];
+  return (await entries(trees)).filter((n) => TREE_NAME.test(n)).sort();
+}
+
+/** A tree's name: its build time (see `stamp`), "-before-atomic" for a plain dir taken over. */
+const TREE_NAME = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z(-before-atomic)?$/;
+
+/** True when `dir` is a directory (not a symlink) owned by this process's user. */
+async function isOwnDir(dir: string): Promise<boolean> {
+  try {
+    const st = await Deno.lstat(dir);
+    return st.isDirectory && st.uid === Deno.uid();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes the trees dir, or checks the one there: trees are built, swapped and
+ * pruned in it, so it must be this user's own directory. A symlink there
+ * (planted by whoever may write dest's parent) would take all of that
+ * elsewhere.
+ *
+ * @throws {SafetyError} when something else is at `trees`.
+ */
+async function ownTreesDir(trees: string): Promise<void> {
+  await Deno.mkdir(trees.slice(0, trees.lastIndexOf("/")) || "/", { recursive: true });
+  try {
+    await Deno.mkdir(trees, { mode: 0o755 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+  if (!(await isOwnDir(trees))) {
+    throw new SafetyError(
+      `refusing --atomic: ${trees} is not a directory of this user's (a symlink, or another ` +
+        `user's); nothing changed: remove it, and make ${
+          trees.slice(0, trees.lastIndexOf("/"))
+        } writable by this user only`,
+    );
+  }
+}
+
+async function prune(job: ClientJob, trees: string): Promise<void> {
+  const live = basename(await liveTree(job.dest) ?? "");
+  const all = await listTrees(job.dest);
+  const extra = all.slice(0, Math.max(0, all.length - job.keep));
+  for (const name of extra) {
+    const path = `${trees}/${name}`;
+    if (name === live) continue;
+    await Deno.remove(path, { recursive: true });
+    job.log.debug("removed an old tree", { tree: path });
+  }
+}
+
+/** What {@linkcode rollback} did. */
+export interface Rollback {
+  from: string;
+  to: string;
+  fromVersion: VersionMarker | null;
+  toVersion: VersionMarker | null;
+}
+
+/**
+ * Points `dest` back at the tree before the live one, and pins the host
+ * there: later runs leave it alone until the source publishes a version newer
+ * than the one rolled back from.
+ *
+ * @throws {UsageError} when dest is not an `--atomic` symlink or no earlier
+ * tree is kept.
+ *
+ * @example
+ * ```ts
+ * const rb = await rollback(job);
+ * console.log(`now on ${describeVersion(rb.toVersion)}`);
+ * ```
+ */
+export async function rollback(job: ClientJob): Promise<Rollback> {
+  const trees = treesDir(job.dest);
+  let st: Deno.FileInfo | null = null;
+  try {
+    st = await Deno.lstat(job.dest);
+  } catch { /* absent */ }
+  if (!st?.isSymlink) {
+    throw new UsageError(
+      `--rollback: ${job.dest} is not an --atomic tree (no symlink into ${trees}); ` +
+        `nothing to roll back to`,
+    );
+  }
+  const live = await Deno.realPath(job.dest);
+  const names = await listTrees(job.dest);
+  const i = names.indexOf(basename(live));
+  const earlier = i > 0 ? names[i - 1] : i < 0 ? names[names.length - 1] : undefined;
+  if (!earlier) {
+    throw new UsageError(
+      `--rollback: no tree older than the live one is kept in ${trees} (client.keep is ${job.keep})`,
+    );
+  }
+  const to = `${trees}/${earlier}`;
+  const fromVersion = readMarker(live);
+  const toVersion = readMarker(to);
+  await swap(job.dest, to, live);
+  // Rolling back twice must not unpin the version the first rollback fled.
+  const pinned = Math.max(fromVersion?.seq ?? -1, readPin(job.stateDir)?.seq ?? -1);
+  if (pinned >= 0) await writePin(job.stateDir, pinned);
+  job.log.info("rolled back", {
+    dest: job.dest,
+    from: describeVersion(fromVersion),
+    to: describeVersion(toVersion),
+  });
+  return { from: live, to, fromVersion, toVersion };
+}
+
+function basename(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,222 @@
+// The backend pool's state machine, rotation and version lag, driven check by
+// check with a scripted check result and clock (the end-to-end behaviour with
+// real daemons is in proxy_test.ts).
+import assert from "node:assert/strict";
+import { type Backend, BackendPool, backendSpecs } from "./backends.ts";
+import { proxyV1Header } from "../rsync/proxy_protocol.ts";
+import { Logger } from "../core/log.ts";
+import { parseFleet } from "../config/config.ts";
+import type { VersionMarker } from "../version/version.ts";
+
+interface Script {
+  ok: Record<string, boolean>;
+  seq: Record<string, number | null | undefined>;
+  now: number;
+  lines: string[];
+}
+
+function pool(names: string[], opts: { fall?: number; rise?: number; grace?: number } = {}) {
+  const s: Script = { ok: {}, seq: {}, now: 1_000_000, lines: [] };
+  for (const n of names) s.ok[n] = true;
+  const p = new BackendPool(
+    names.map((name, i) => ({
+      name,
+      addr: { host: "127.0.0.1", port: 1000 + i },
+      health: { host: "127.0.0.1", port: 2000 + i },
+    })),
+    {
+      fall: opts.fall ?? 2,
+      rise: opts.rise ?? 2,
+      versionGrace: opts.grace ?? 10_000,
+      checkTimeout: 100,
+      module: "plugins",
+      proxyProtocol: false,
+      log: new Logger({ sink: (l) => s.lines.push(l) }),
+      now: () => s.now,
+      check: (b: Backend) =>
+        Promise.resolve({ ok: s.ok[b.name], ms: 1, error: s.ok[b.name] ? null : "refused" }),
+      readVersion: (b: Backend) => {
+        const seq = s.seq[b.name];
+        if (seq === undefined) return Promise.reject(new Error("no status"));
+        return Promise.resolve(seq === null ? null : marker(seq));
+      },
+    },
+  );
+  return { p, s };
+}
+
+const marker = (seq: number): VersionMarker => ({
+  seq,
+  commit: "c0ffee",
+  ref: "main",
+  published_at: "2026-01-01T00:00:00Z",
+});
+const names = (bs: readonly Backend[]) => bs.map((b) => b.name);
+const picks = (p: BackendPool, n: number) => Array.from({ length: n }, () => p.pick()?.name);
+
+Deno.test("pool: the first check decides; then fall and rise count", async () => {
+  const { p, s } = pool(["a", "b"]);
+  s.ok.b = false;
+  await p.checkAll();
+  assert.equal(p.backends[0].state, "up");
+  assert.equal(p.backends[1].state, "down");
+  assert.deepEqual(picks(p, 3), ["a", "a", "a"]);
+
+  s.ok.b = true;
+  await p.checkAll();
+  assert.equal(p.backends[1].state, "down", "one pass is not rise=2");
+  await p.checkAll();
+  assert.equal(p.backends[1].state, "up");
+  assert.deepEqual(picks(p, 4), ["a", "b", "a", "b"]);
+
+  s.ok.a = false;
+  await p.checkAll();
+  assert.equal(p.backends[0].state, "up", "one failure is not fall=2");
+  s.ok.a = true;
+  await p.checkAll();
+  s.ok.a = false;
+  await p.checkAll();
+  assert.equal(p.backends[0].state, "up", "failures must be consecutive");
+  await p.checkAll();
+  assert.equal(p.backends[0].state, "down");
+  assert.match(p.backends[0].reason!, /2 failed checks: refused/);
+  assert.deepEqual(names(p.rotation), ["b"]);
+  assert.ok(s.lines.some((l) => /msg="backend down".*backend=a/.test(l)));
+});
+
+Deno.test("pool: round robin alternates and skips what was tried", async () => {
+  const { p } = pool(["a", "b", "c"]);
+  await p.checkAll();
+  assert.deepEqual(picks(p, 6), ["a", "b", "c", "a", "b", "c"]);
+  const tried = new Set([p.backends[1]]);
+  assert.equal(p.pick(tried)?.name, "a");
+  assert.equal(p.pick(new Set(p.backends)), null);
+});
+
+Deno.test("pool: a failed connect takes a backend down until rise checks pass", async () => {
+  const { p } = pool(["a", "b"]);
+  await p.checkAll();
+  p.markFailed(p.backends[0], "connection refused");
+  assert.equal(p.backends[0].state, "down");
+  assert.equal(p.backends[0].connectFailures, 1);
+  assert.deepEqual(names(p.rotation), ["b"]);
+  await p.checkAll();
+  assert.equal(p.backends[0].state, "down");
+  await p.checkAll();
+  assert.equal(p.backends[0].state, "up");
+  p.markFailed(p.backends[0], "x");
+  p.markFailed(p.backends[1], "y");
+  assert.equal(p.pick(), null);
+  assert.equal(p.whyNone(), "a: connect failed: x; b: connect failed: y");
+});
+
+Deno.test("pool: a lagging backend leaves after the grace period and returns when caught up", async () => {
+  const { p, s } = pool(["a", "b"], { grace: 5_000 });
+  s.seq = { a: 3, b: 3 };
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "b"]);
+  s.seq.a = 4;
+  await p.checkAll();
+  assert.equal(p.newestSeq, 4);
+  assert.deepEqual(names(p.rotation), ["a", "b"], "within the grace period");
+  s.now += 5_000;
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a"]);
+  assert.equal(p.backends[1].lagging, true);
+  assert.ok(s.lines.some((l) => /backend lags; out of rotation.*backend=b seq=3 newest=4/.test(l)));
+  s.seq.b = 4;
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "b"]);
+  assert.equal(p.degraded, null);
+});
+
+Deno.test("pool: when the newest backend goes down, the newest left serves, and /status says so", async () => {
+  const { p, s } = pool(["a", "b", "c"], { grace: 0, fall: 1 });
+  s.seq = { a: 7, b: 6, c: 5 };
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a"]);
+  s.ok.a = false;
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["b"]);
+  assert.match(p.degraded!, /serving seq 6: seq 7 was seen on a, which is not up/);
+});
+
+Deno.test("pool: unknown versions count as behind once one is known; a status blip keeps the last", async () => {
+  const { p, s } = pool(["a", "b"], { grace: 0 });
+  s.seq = { a: undefined, b: undefined };
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "b"], "nobody's version known: all serve");
+  s.seq = { a: 2, b: undefined };
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a"]);
+  s.seq = { a: undefined, b: 2 };
+  await p.checkAll();
+  assert.equal(p.backends[0].seq, 2, "the last known version is kept");
+  assert.match(p.backends[0].versionError!, /no status/);
+  assert.deepEqual(names(p.rotation), ["a", "b"]);
+  s.seq = { a: null, b: 2 };
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["b"], "a tree without a marker is older than any");
+});
+
+Deno.test("pool: SIGHUP update keeps known backends and adds new ones after a check", async () => {
+  const { p, s } = pool(["a", "b"]);
+  s.ok.c = true;
+  await p.checkAll();
+  p.backends[0].connections = 5;
+  const r = p.update([
+    { name: "a", addr: { host: "127.0.0.1", port: 1000 }, health: null },
+    { name: "c", addr: { host: "127.0.0.1", port: 1002 }, health: null },
+  ]);
+  assert.deepEqual(r, { added: ["c"], removed: ["b"] });
+  assert.equal(p.backends[0].connections, 5);
+  assert.deepEqual(names(p.rotation), ["a"], "c is new until checked");
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "c"]);
+});
+
+Deno.test("backendSpecs: PROXY protocol sends the proxy to proxy_listen; wildcards dial the address", async () => {
+  const fleet = await parseFleet(
+    `tree: t
+primary: {name: r1, address: 10.0.0.2, listen: "0.0.0.0:873", path: /t}
+replicas:
+  - {name: r2, address: 10.0.0.3, path: /t, proxy_listen: "10.0.0.3:9000"}
+proxy: {listen: "10.0.0.9:873", proxy_protocol: true}
+`,
+    "f.yaml",
+  );
+  assert.deepEqual(backendSpecs(fleet), [
+    {
+      name: "r1",
+      addr: { host: "10.0.0.2", port: 874 },
+      health: { host: "10.0.0.2", port: 8873 },
+    },
+    {
+      name: "r2",
+      addr: { host: "10.0.0.3", port: 9000 },
+      health: { host: "10.0.0.3", port: 8873 },
+    },
+  ]);
+});
+
+Deno.test("proxyV1Header: TCP4, TCP6, mapped IPv4, and UNKNOWN for mixed families", () => {
+  const dec = (u: Uint8Array) => new TextDecoder().decode(u);
+  const a = (hostname: string, port: number): Deno.NetAddr => ({
+    transport: "tcp",
+    hostname,
+    port,
+  });
+  assert.equal(
+    dec(proxyV1Header(a("10.0.0.7", 51234), a("10.0.0.20", 873))),
+    "PROXY TCP4 10.0.0.7 10.0.0.20 51234 873\r\n",
+  );
+  assert.equal(
+    dec(proxyV1Header(a("2001:db8::7", 5), a("2001:db8::1", 873))),
+    "PROXY TCP6 2001:db8::7 2001:db8::1 5 873\r\n",
+  );
+  assert.equal(
+    dec(proxyV1Header(a("::ffff:10.0.0.7", 5), a("::ffff:10.0.0.20", 873))),
+    "PROXY TCP4 10.0.0.7 10.0.0.20 5 873\r\n",
+  );
+  assert.equal(dec(proxyV1Header(a("10.0.0.7", 5), a("::1", 873))), "PROXY UNKNOWN\r\n");
+});

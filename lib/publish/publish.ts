@@ -1,0 +1,487 @@
+/**
+ * Publish: put the tree of a git commit on the primary, then the version
+ * marker that names it.
+ *
+ * The steps, under one lock so two publishes (two pushes landing together)
+ * run one after the other:
+ *
+ * 1. resolve the ref to a commit; refuse an empty tree;
+ * 2. read the primary's marker (its read module), and refuse a commit that is
+ *    an ancestor of the published one unless forced (a rollback);
+ * 3. export the commit's tree into the persistent staging dir (only changed
+ *    files are rewritten, so rsync sends only the delta);
+ * 4. send staging to the primary's write module (`--delete-delay
+ *    --delay-updates`: new files land together, deletions after them), from
+ *    the publisher's address, with the password file, leaving the marker alone;
+ * 5. write `.fanout-version` with the next `seq`, add what step 4 changed to
+ *    the version log (`.fanout-changes`, lib/version_log.ts), and send both
+ *    last, the log first, so a host whose marker says seq N holds all of
+ *    version N and the log up to it.
+ *
+ * `seq` is one more than the highest of the publisher's own record and the
+ * primary's marker, so it stays monotonic when either is lost.
+ *
+ * @module
+ */
+
+import type { Fleet, PublisherHost } from "../config/config.ts";
+import { SERVER_TEMP_DIR, VERSION_LOG, VERSION_MARKER } from "../core/defaults.ts";
+import { ConfigError, SafetyError, TransferError, UsageError } from "../core/errors.ts";
+import { checkSecretFiles } from "../config/secrets.ts";
+import { acquireLock } from "../sys/file_lock.ts";
+import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
+import type { Logger } from "../core/log.ts";
+import { formatHostPort } from "../core/address.ts";
+import {
+  daemonUrl,
+  describeRsyncFailure,
+  requireRsync,
+  rsyncArgs,
+  type RsyncJob,
+  type RsyncStats,
+  runRsync,
+  writeFileList,
+} from "../rsync/rsync.ts";
+import {
+  describeVersion,
+  formatMarker,
+  parseMarker,
+  sameVersion,
+  type VersionMarker,
+} from "../version/version.ts";
+import { appendEntry, newEntry } from "../version/version_log.ts";
+import { stampMarker } from "../version/marker_stamp.ts";
+import { classify } from "../client/drift.ts";
+
+/** What to publish, and how. */
+export interface PublishOptions {
+  fleet: Fleet;
+  /** The publisher entry (its address, staging dir, state dir, lock timeout). */
+  publisher: PublisherHost;
+  /** The repository, bare or not. */
+  repo: string;
+  /** Branch, tag, `refs/…` name or commit id. */
+  ref: string;
+  /** Publish even a commit older than the published one (rollback). */
+  force?: boolean;
+  log: Logger;
+}
+
+/** What a publish did. */
+export interface PublishResult {
+  /** The marker now on the primary. */
+  marker: VersionMarker;
+  /** The marker that was there before, if any. */
+  previous: VersionMarker | null;
+  /** False when the commit was already published and nothing differed. */
+  published: boolean;
+  /** True when the published commit is an ancestor of the previous one (forced). */
+  rollback: boolean;
+  /** Stats of the tree transfer. */
+  stats: RsyncStats | null;
+  /** rsync's itemized changes of the tree transfer (`<f+++++++++ a.txt`, `*deleting b.txt`). */
+  items: string[];
+  /** ms from taking the lock to the marker landing. */
+  ms: number;
+  /** ms spent waiting for another publish. */
+  waitedMs: number;
+}
+
+/** Files a publisher keeps under its state dir. */
+export function publisherFiles(p: PublisherHost): {
+  lock: string;
+  state: string;
+  index: string;
+  stamp: string;
+  markerDir: string;
+  markerList: string;
+  pulledDir: string;
+} {
+  return {
+    lock: `${p.stateDir}/publish.lock`,
+    state: `${p.stateDir}/publish.json`,
+    index: `${p.stateDir}/staging.index`,
+    stamp: `${p.stateDir}/staging.json`,
+    markerDir: `${p.stateDir}/marker`,
+    markerList: `${p.stateDir}/marker.list`,
+    pulledDir: `${p.stateDir}/primary-marker`,
+  };
+}
+
+/**
+ * Publishes `opts.ref` of `opts.repo` to the fleet's primary.
+ *
+ * @throws {UsageError} when the repository or the ref is not right (exit 2).
+ * @throws {SafetyError} for an empty tree, or a commit older than the
+ * published one without `force` (exit 4); nothing is sent.
+ * @throws {TransferError} when the primary cannot be reached or refuses
+ * (rsync's code and words in the message; exit 3).
+ * @throws {LockedError} when another publish holds the lock past
+ * `publisher.lock_timeout` (exit 5).
+ *
+ * @example
+ * ```ts
+ * const r = await publish({ fleet, publisher: fleet.publisher!, repo: "/srv/git/plugins.git", ref: "main", log: log() });
+ * console.log(describePublish(r, fleet));
+ * ```
+ */
+export async function publish(opts: PublishOptions): Promise<PublishResult> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const files = publisherFiles(pub);
+  const repo = await openRepo(opts.repo);
+  // Fail on a bad ref before queueing behind another publish.
+  await resolveRef(repo, opts.ref);
+
+  const lock = await acquireLock(files.lock, {
+    timeout: pub.lockTimeout,
+    what: "publish",
+    onWait: (pid) => lg.info("waiting for another publish", { lock: files.lock, holder: pid }),
+  });
+  try {
+    const started = performance.now();
+    // Resolved again under the lock: a hook publishing a branch gets its newest commit.
+    const { commit, tree } = await resolveRef(repo, opts.ref);
+    const ref = markerRef(opts.ref, commit);
+    lg.debug("resolved", { ref: opts.ref, commit, tree });
+    if (await isEmptyTree(repo, tree)) {
+      throw new SafetyError(
+        `refusing to publish ${short(commit)} (${ref}): its tree is empty, ` +
+          `which would delete everything on ${fleet.primary.name}`,
+      );
+    }
+
+    // Both read only: the export touches nothing but staging, so it runs while
+    // the primary's marker is fetched (a refused publish just leaves staging ahead).
+    const [fetched, exporting] = await Promise.allSettled([
+      primaryMarker(fleet, pub, files.pulledDir),
+      exportTree(repo, tree, {
+        staging: pub.staging,
+        indexFile: files.index,
+        stampFile: files.stamp,
+      }),
+    ]);
+    if (fetched.status === "rejected") throw fetched.reason;
+    const previous = fetched.value;
+    lg.debug("primary version", { version: describeVersion(previous) });
+    const rollback = previous !== null && previous.commit !== commit &&
+      await checkOrder(repo, commit, ref, previous, fleet.primary.name, opts.force ?? false);
+    if (exporting.status === "rejected") throw exporting.reason;
+    const exported = exporting.value;
+    lg.debug("exported", {
+      staging: pub.staging,
+      fresh: exported.fresh,
+      strays: exported.strays,
+      ms: Math.round(exported.ms),
+    });
+
+    const sent = await runRsync(
+      rsyncArgs(
+        pushJob(fleet, pub, `${pub.staging}/`, {
+          delete: true,
+          deleteDelay: true,
+          // The marker is sent on its own, last; excluding it also keeps
+          // --delete from removing the primary's current one meanwhile.
+          excludes: [
+            `/${VERSION_MARKER}`,
+            `/${VERSION_LOG}`,
+            `/${SERVER_TEMP_DIR}/`,
+            ...fleet.push.exclude,
+          ],
+          // The daemon's --stats never count deletions on its side; the items do.
+          itemize: true,
+        }),
+      ),
+      { rsync: fleet.rsync.path },
+    );
+    if (sent.code !== 0) {
+      throw new TransferError(
+        `cannot send the tree to ${fleet.primary.name} (${writeUrl(fleet)}): ${
+          describeRsyncFailure(sent)
+        }${refusalHint(sent.stderr, fleet, pub)}; ${
+          NOTHING_SENT.has(sent.code)
+            ? "nothing was sent"
+            : "the marker still names the previous version: publish again"
+        }`,
+        sent.code,
+      );
+    }
+    lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
+    const changed = changedCount(sent.stats, sent.items);
+    if (previous?.commit === commit && changed === 0 && !opts.force) {
+      return {
+        marker: previous,
+        previous,
+        published: false,
+        rollback: false,
+        stats: sent.stats,
+        items: sent.items,
+        ms: performance.now() - started,
+        waitedMs: lock.waitedMs,
+      };
+    }
+
+    const local = await readLocal(files.state);
+    const marker: VersionMarker = {
+      seq: Math.max(local?.seq ?? 0, previous?.seq ?? 0) + 1,
+      commit,
+      ref,
+      published_at: new Date().toISOString(),
+    };
+    // Recorded before sending: a seq once offered is never offered again.
+    await writeAtomic(files.state, formatMarker(marker));
+    await Deno.mkdir(files.markerDir, { recursive: true });
+    await writeAtomic(`${files.markerDir}/${VERSION_MARKER}`, formatMarker(marker));
+    // Its mtime is its published_at on every server (lib/marker_stamp.ts).
+    stampMarker(`${files.markerDir}/${VERSION_MARKER}`);
+    // The entry lists this transfer's changes, which are the whole change
+    // from `previous` only when the primary held exactly `previous` before
+    // it: not after a publish of ours that failed between tree and marker
+    // (our record is then ahead), nor after another publisher's.
+    const drift = classify(sent.items);
+    const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
+    const deleted = drift.extra.map((i) => i.path);
+    // rsync escapes bytes it will not print; decoded they are exact, except
+    // bytes that are not UTF-8, which the JSON log cannot carry.
+    const lossy = [...paths, ...deleted].some((p) => p.includes("\uFFFD"));
+    const unsure = previous !== null && !sameVersion(local, previous);
+    const entry = newEntry(previous, marker, { paths, deleted, whole: lossy || unsure });
+    const logFile = `${files.markerDir}/${VERSION_LOG}`;
+    const logBefore = await Deno.readTextFile(logFile).catch(() => "");
+    await writeAtomic(logFile, appendEntry(logBefore, entry));
+    // One transfer, the log sorted first: --delay-updates lands it just before the marker.
+    await writeFileList(files.markerList, [VERSION_LOG, VERSION_MARKER]);
+    const last = await runRsync(
+      rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
+      { rsync: fleet.rsync.path },
+    );
+    if (last.code !== 0) {
+      // A version never published has no place in the log.
+      await writeAtomic(logFile, logBefore);
+      throw new TransferError(
+        `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${
+          describeRsyncFailure(last)
+        }; publish again`,
+        last.code,
+      );
+    }
+    lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
+    return {
+      marker,
+      previous,
+      published: true,
+      rollback,
+      stats: sent.stats,
+      items: sent.items,
+      ms: performance.now() - started,
+      waitedMs: lock.waitedMs,
+    };
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * The one line a publish prints (to the pusher, from the hook).
+ *
+ * @example
+ * ```ts
+ * describePublish(result, fleet);
+ * // "published seq 42 (1a2b3c4d main) to rsync1 in 0.31s: 3 files changed (2 sent, 1 deleted)"
+ * ```
+ */
+export function describePublish(r: PublishResult, fleet: Fleet): string {
+  const secs = `${(r.ms / 1000).toFixed(2)}s`;
+  if (!r.published) {
+    return `already published: ${describeVersion(r.marker)} is on ${fleet.primary.name}, ` +
+      `identical (checked in ${secs})`;
+  }
+  const sent = r.stats?.transferred ?? 0;
+  const deleted = deletions(r.items);
+  const n = sent + deleted;
+  const what = `${n} ${n === 1 ? "file" : "files"} changed (${sent} sent, ${deleted} deleted)`;
+  const back = r.rollback && r.previous ? `, rolled back from ${describeVersion(r.previous)}` : "";
+  return `published ${
+    describeVersion(r.marker)
+  } to ${fleet.primary.name} in ${secs}: ${what}${back}`;
+}
+
+/** rsync exit codes that mean the transfer never started: the primary is as it was. */
+const NOTHING_SENT = new Set([5, 10, 35]);
+
+/**
+ * The write module hides itself (`list = no`) from addresses it does not
+ * allow, so a wrong `--address` reads as an unknown module: say what to check.
+ */
+function refusalHint(stderr: string, fleet: Fleet, pub: PublisherHost): string {
+  if (!/@ERROR: (Unknown module|access denied)/.test(stderr)) return "";
+  return ` (${fleet.primary.name} lets only the publisher's address write to ` +
+    `${fleet.modules.write}; this came from ${pub.address}: is that publisher.address ` +
+    `in the primary's fleet file?)`;
+}
+
+function changedCount(s: RsyncStats | null, items: string[]): number {
+  return (s?.transferred ?? 0) + deletions(items);
+}
+
+function deletions(items: string[]): number {
+  return items.filter((i) => i.startsWith("*deleting")).length;
+}
+
+/**
+ * Refuses (without `force`) a commit that is an ancestor of the published
+ * one, or one that cannot be compared with it; returns true for a rollback.
+ */
+async function checkOrder(
+  repo: GitRepo,
+  commit: string,
+  ref: string,
+  previous: VersionMarker,
+  primary: string,
+  force: boolean,
+): Promise<boolean> {
+  const older = await isAncestor(repo, commit, previous.commit);
+  if (older === false) return false;
+  if (force) return older === true;
+  if (older === true) {
+    throw new SafetyError(
+      `refusing to publish ${short(commit)} (${ref}): it is older than ${
+        short(previous.commit)
+      }, published on ${primary} as seq ${previous.seq} (${previous.ref}); ` +
+        `to roll back on purpose, add --force`,
+    );
+  }
+  throw new SafetyError(
+    `refusing to publish ${short(commit)} (${ref}): the published commit ${
+      short(previous.commit)
+    } (seq ${previous.seq} on ${primary}) is not in ${repo.path}, so fanout cannot tell ` +
+      `whether this is older (history rewritten, or another repository?); add --force to publish anyway`,
+  );
+}
+
+/** The primary's current marker, read from its open read module; null when it has none. */
+async function primaryMarker(
+  fleet: Fleet,
+  pub: PublisherHost,
+  dir: string,
+): Promise<VersionMarker | null> {
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+  const url = daemonUrl(fleet.primary.listen, fleet.modules.read) + VERSION_MARKER;
+  const r = await runRsync(
+    rsyncArgs({
+      source: url,
+      dest: `${dir}/`,
+      address: pub.address,
+      timeout: fleet.rsync.timeout,
+      connectTimeout: fleet.rsync.connectTimeout,
+    }),
+    { rsync: fleet.rsync.path },
+  );
+  if (r.code === 23 && /No such file or directory/.test(r.stderr)) return null;
+  if (r.code !== 0) {
+    throw new TransferError(
+      `cannot reach the primary ${fleet.primary.name} at ${formatHostPort(fleet.primary.listen)} ` +
+        `(reading ${url}): ${describeRsyncFailure(r)}; nothing was sent`,
+      r.code,
+    );
+  }
+  try {
+    return parseMarker(await Deno.readTextFile(`${dir}/${VERSION_MARKER}`));
+  } catch {
+    return null;
+  }
+}
+
+function pushJob(
+  fleet: Fleet,
+  pub: PublisherHost,
+  source: string,
+  more: Partial<RsyncJob>,
+): RsyncJob {
+  return {
+    source,
+    dest: writeUrl(fleet),
+    address: pub.address,
+    passwordFile: fleet.auth.passwordFile,
+    timeout: fleet.rsync.timeout,
+    connectTimeout: fleet.rsync.connectTimeout,
+    // Files land together at the end; meanwhile they sit in the primary's
+    // temp dir and .~tmp~ dirs, which its read module never serves.
+    delayUpdates: true,
+    tempDir: SERVER_TEMP_DIR,
+    // Two publishes within one second may rewrite a file with the same size.
+    ...more,
+  };
+}
+
+function writeUrl(fleet: Fleet): string {
+  return daemonUrl(fleet.primary.listen, fleet.modules.write, fleet.auth.user);
+}
+
+async function readLocal(file: string): Promise<VersionMarker | null> {
+  try {
+    return parseMarker(await Deno.readTextFile(file));
+  } catch {
+    return null;
+  }
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, file);
+}
+
+/** The ref as the marker names it: `main` for `refs/heads/main`, 8 digits for a commit id. */
+function markerRef(ref: string, commit: string): string {
+  if (/^[0-9a-f]{4,64}$/i.test(ref) && commit.startsWith(ref.toLowerCase())) return short(commit);
+  return ref.replace(/^refs\/heads\//, "");
+}
+
+function short(commit: string): string {
+  return commit.slice(0, 8);
+}
+
+/**
+ * The publisher's start-up checks, which change nothing (check-config runs
+ * them too): a repository, rsync, the password file, a local address.
+ *
+ * @throws {UsageError} without a repository (`--repo` or `publisher.repo`).
+ * @throws {ConfigError} / {EnvironmentError} naming what is wrong.
+ *
+ * @example
+ * ```ts
+ * const { pub, repo } = await checkPublisher(fleet);
+ * ```
+ */
+export async function checkPublisher(
+  fleet: Fleet,
+): Promise<{ pub: PublisherHost; repo: string }> {
+  const pub = fleet.publisher!;
+  if (!pub.repo) {
+    throw new UsageError(
+      "no repository to publish from: pass --repo PATH or set publisher.repo in the fleet file",
+    );
+  }
+  await requireRsync(fleet.rsync.path);
+  await checkSecretFiles(fleet, { daemon: false, pusher: true });
+  requireLocalAddress(fleet.file ?? "flags", pub.address);
+  return { pub, repo: pub.repo };
+}
+
+/**
+ * rsync fails with a bare "error in socket IO" when `--address` is not one of
+ * this host's; say which key is wrong instead.
+ */
+function requireLocalAddress(file: string, address: string): void {
+  try {
+    Deno.listen({ hostname: address, port: 0 }).close();
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AddrNotAvailable)) return;
+    throw new ConfigError(file, [{
+      path: "publisher.address",
+      message:
+        `${address} is not an address of this host (publishes leave from it, and the primary lets only it write): use this host's own IP, or --address`,
+    }]);
+  }
+}

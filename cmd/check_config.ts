@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CommonOptions, Role } from "../lib/cli/cli.ts";
+import type { CommonOptions, Role } from "../lib/config/options.ts";
 import {
   downstreamsOf,
   type Fleet,

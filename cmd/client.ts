@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import type { Fleet } from "../lib/config/config.ts";
 import { hostname } from "../lib/core/host_name.ts";
 import {

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import { EnvironmentError, ExitCode, UsageError } from "../lib/core/errors.ts";
 import { parseDuration } from "../lib/core/duration.ts";
 import { readMarker, type VersionMarker } from "../lib/version/version.ts";

@@ -10,7 +10,7 @@
  */
 
 import { dialable, formatHostPort } from "../lib/core/address.ts";
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import type { Fleet } from "../lib/config/config.ts";
 import { formatDuration } from "../lib/core/duration.ts";
 import { ExitCode, TransferError } from "../lib/core/errors.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import type { Fleet, ProxyConfig } from "../lib/config/config.ts";
 import { formatHostPort } from "../lib/core/address.ts";
 import { formatDuration } from "../lib/core/duration.ts";
@@ -14,7 +14,8 @@ import { log, type Logger } from "../lib/core/log.ts";
 import { Registry } from "../lib/health/metrics.ts";
 import { TcpProxy } from "../lib/proxy/proxy.ts";
 import { openProxyNet } from "../lib/proxy/net/engine.ts";
-import { type Backend, BackendPool, backendSpecs, referenceSpec } from "../lib/proxy/backends.ts";
+import { type Backend, BackendPool } from "../lib/proxy/backends.ts";
+import { backendSpecs, referenceSpec } from "../lib/config/backends.ts";
 import { aborted } from "../lib/sys/signals.ts";
 import { fleetFor } from "../lib/config/fleet_load.ts";
 import { startHealth, untilShutdown } from "./_lifecycle.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import { log } from "../lib/core/log.ts";
 import { stripControl } from "../lib/core/control_chars.ts";
 import { checkPublisher, describePublish, publish } from "../lib/publish/publish.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import {
   downstreamsOf,
   type Fleet,

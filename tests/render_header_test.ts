@@ -3,7 +3,8 @@
 // kind and every role it renders for; the rest exit 2 with one line and no output.
 import assert from "node:assert/strict";
 import { type Ran, withLab } from "./_helpers.ts";
-import { RENDER_KINDS, ROLES } from "../lib/cli/cli.ts";
+import { RENDER_KINDS } from "../lib/cli/cli.ts";
+import { ROLES } from "../lib/config/options.ts";
 import { VERSION } from "../lib/core/meta.ts";
 
 Deno.test("render: every rendered file starts with the fanout version and the fleet file", async () => {

@@ -4,7 +4,7 @@
 // config_test.ts.
 import assert from "node:assert/strict";
 import { type Fleet, parseFleet } from "../lib/config/config.ts";
-import type { CommonOptions } from "../lib/cli/cli.ts";
+import type { CommonOptions } from "../lib/config/options.ts";
 import { renderRsyncdConf } from "../lib/rsync/daemon.ts";
 import { renderNginx } from "../lib/render/nginx.ts";
 import { renderHaproxy } from "../lib/render/haproxy.ts";

@@ -7,15 +7,12 @@
  */
 
 import { UsageError } from "../core/errors.ts";
-import type { Override } from "../config/config.ts";
+import { type CommonOptions, type Override, type Role, ROLES } from "../config/options.ts";
 import { closest } from "../config/_paths.ts";
 import { tokenize } from "./_argv.ts";
 import { VERSION } from "../core/meta.ts";
 
-/** The roles a host can play. */
-export const ROLES = ["primary", "replica", "proxy", "client", "publish"] as const;
-/** One of {@linkcode ROLES}. */
-export type Role = typeof ROLES[number];
+
 
 /** What `render` can produce. */
 export const RENDER_KINDS = [
@@ -372,18 +369,6 @@ export const FLAGS: FlagSpec[] = [
     help: "keep the demo's temporary directory",
   },
 ];
-
-/** Common options of every command. */
-export interface CommonOptions {
-  config?: string;
-  name?: string;
-  logFormat: "logfmt" | "json";
-  logLevel: "debug" | "info" | "warn" | "error";
-  /** Fleet-file keys set from flags. */
-  overrides: Override[];
-  /** Every flag given, by name (e.g. `"no-splay": true`). */
-  flags: Record<string, string | boolean | string[] | undefined>;
-}
 
 /** What the command line asks for. */
 export type Command =

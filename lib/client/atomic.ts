@@ -22,7 +22,8 @@
 import { SafetyError, UsageError } from "../core/errors.ts";
 import { readPin, writePin } from "./client.ts";
 import type { ApplyContext, TreeLayout } from "./layout.ts";
-import { type Drift, unescapeName } from "./drift.ts";
+import type { Drift } from "./drift.ts";
+import { unescapeName } from "../rsync/itemize.ts";
 import { baseJob, type ClientJob, stamp } from "./job.ts";
 import { transfer } from "./transfer.ts";
 import { writeDestMarker } from "./safety.ts";

@@ -1,7 +1,8 @@
 // Which destinations a client may mirror into, and what it makes of rsync's answers.
 import assert from "node:assert/strict";
 import { adoptDest, checkDest, dangerous, homeDirs, rememberDest } from "./safety.ts";
-import { classify, unescapeName } from "./drift.ts";
+import { classify } from "./drift.ts";
+import { unescapeName } from "../rsync/itemize.ts";
 import { isConnectionFailure, serverOf } from "./job.ts";
 import { SafetyError, UsageError } from "../core/errors.ts";
 

@@ -1,5 +1,5 @@
 // Loads the fleet file a role runs from and checks the role has what it needs.
-import type { CommonOptions, Role } from "../cli/cli.ts";
+import type { CommonOptions, Role } from "../config/options.ts";
 import { ConfigError, UsageError } from "../core/errors.ts";
 import type { Fleet } from "./config.ts";
 import { cacheFleet, fleetCacheKey, readCachedFleet } from "./fleet_cache.ts";

@@ -28,64 +28,12 @@
 import { MAX_STATUS_BODY, readLimited } from "../health/bounded_body.ts";
 import { formatHostPort, type HostPort, isWildcard } from "../core/address.ts";
 import type { Fleet } from "../config/config.ts";
-import { findServer } from "../config/config.ts";
+import { type BackendSpec } from "../config/backends.ts";
 import { formatDuration } from "../core/duration.ts";
 import type { Logger } from "../core/log.ts";
 import { PROXY_V1_UNKNOWN } from "../rsync/proxy_protocol.ts";
 import { probeRsyncd } from "../rsync/probe.ts";
 import { parseMarker, type VersionMarker } from "../version/version.ts";
-
-/** Where one backend is. */
-export interface BackendSpec {
-  name: string;
-  /** Where the proxy connects: the read daemon, or its PROXY-protocol twin. */
-  addr: HostPort;
-  /** The server's health endpoint (for its tree version), or null. */
-  health: HostPort | null;
-}
-
-/**
- * The backends of `fleet.proxy`, in rotation order. Wildcard listen addresses
- * are dialled at the server's `address`.
- *
- * @throws {Error} when the fleet has no proxy section (the role checks first).
- *
- * @example
- * ```ts
- * const specs = backendSpecs(fleet); // [{ name: "rsync1", addr: {…}, health: {…} }, …]
- * ```
- */
-export function backendSpecs(fleet: Fleet): BackendSpec[] {
-  if (!fleet.proxy) throw new Error("the fleet has no proxy section");
-  return fleet.proxy.backends.map((name) => specOf(fleet, name));
-}
-
-/**
- * The primary, whose `/status` version is the reference no backend may claim
- * to be far past (see {@linkcode PoolOptions.reference}).
- *
- * @throws {Error} when the fleet has no proxy section (the role checks first).
- *
- * @example
- * ```ts
- * const ref = referenceSpec(fleet); // { name: "rsync1", addr: {…}, health: {…} }
- * ```
- */
-export function referenceSpec(fleet: Fleet): BackendSpec {
-  if (!fleet.proxy) throw new Error("the fleet has no proxy section");
-  return specOf(fleet, fleet.primary.name);
-}
-
-function specOf(fleet: Fleet, name: string): BackendSpec {
-  const proxy = fleet.proxy!;
-  const s = findServer(fleet, name)!;
-  const dial = (hp: HostPort) => (isWildcard(hp.host) ? { host: s.address, port: hp.port } : hp);
-  return {
-    name,
-    addr: dial(proxy.proxyProtocol ? s.proxyListen : s.listen),
-    health: dial(s.health),
-  };
-}
 
 /** up or down; `new` until the first check answers. */
 export type BackendState = "new" | "up" | "down";

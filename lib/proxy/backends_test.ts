@@ -2,7 +2,8 @@
 // check with a scripted check result and clock (the end-to-end behaviour with
 // real daemons is in proxy_test.ts).
 import assert from "node:assert/strict";
-import { type Backend, BackendPool, backendSpecs } from "./backends.ts";
+import { type Backend, BackendPool } from "./backends.ts";
+import { backendSpecs } from "../config/backends.ts";
 import { proxyV1Header } from "../rsync/proxy_protocol.ts";
 import { Logger } from "../core/log.ts";
 import { parseFleet } from "../config/config.ts";

@@ -51,7 +51,7 @@ import {
 } from "../version/version.ts";
 import { appendEntry, newEntry } from "../version/version_log.ts";
 import { stampMarker } from "../version/marker_stamp.ts";
-import { classify } from "../client/drift.ts";
+import { classifyItems } from "../rsync/itemize.ts";
 
 /** What to publish, and how. */
 export interface PublishOptions {
@@ -237,7 +237,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     // from `previous` only when the primary held exactly `previous` before
     // it: not after a publish of ours that failed between tree and marker
     // (our record is then ahead), nor after another publisher's.
-    const drift = classify(sent.items);
+    const drift = classifyItems(sent.items);
     const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
     const deleted = drift.extra.map((i) => i.path);
     // rsync escapes bytes it will not print; decoded they are exact, except

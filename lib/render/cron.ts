@@ -7,12 +7,13 @@
  */
 
 import template from "./templates/cron" with { type: "text" };
-import { renderedBy, type RenderInput } from "./input.ts";
+import type { RenderInput } from "./input.ts";
+import { renderedBy } from "../config/rendered_by.ts";
 import { UsageError } from "../core/errors.ts";
 import { formatDuration } from "../core/duration.ts";
 import { renderTemplate } from "../core/template.ts";
 import type { Override } from "../config/config.ts";
-import type { Role } from "../cli/cli.ts";
+import type { Role } from "../config/options.ts";
 
 /**
  * Renders the cron.d file for this host's client.

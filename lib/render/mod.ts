@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { CommonOptions, Role } from "../cli/cli.ts";
+import type { CommonOptions, Role } from "../config/options.ts";
 import { ExitCode, FanoutError } from "../core/errors.ts";
 import { fleetFor } from "../config/fleet_load.ts";
 import type { Renderer } from "./input.ts";

@@ -8,7 +8,8 @@
  */
 
 import template from "./templates/post-receive" with { type: "text" };
-import { renderedBy, type RenderInput } from "./input.ts";
+import type { RenderInput } from "./input.ts";
+import { renderedBy } from "../config/rendered_by.ts";
 import { ConfigError, UsageError } from "../core/errors.ts";
 import { renderTemplate } from "../core/template.ts";
 

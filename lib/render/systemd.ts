@@ -12,9 +12,10 @@
  */
 
 import template from "./templates/fanout.service" with { type: "text" };
-import { renderedBy, type RenderInput } from "./input.ts";
+import type { RenderInput } from "./input.ts";
+import { renderedBy } from "../config/rendered_by.ts";
 import { type Fleet, selectServer } from "../config/config.ts";
-import type { Role } from "../cli/cli.ts";
+import type { Role } from "../config/options.ts";
 import { ConfigError, UsageError } from "../core/errors.ts";
 import { renderTemplate } from "../core/template.ts";
 

@@ -16,7 +16,7 @@ import { formatHostPort } from "../core/address.ts";
 import type { Logger } from "../core/log.ts";
 import { renderTemplate } from "../core/template.ts";
 import { rsyncdValue } from "../config/_rsyncd_value.ts";
-import { renderedBy } from "../render/input.ts";
+import { renderedBy } from "../config/rendered_by.ts";
 import { probeRsyncd } from "./probe.ts";
 import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
 import { killGroup, trackGroup } from "../sys/children.ts";

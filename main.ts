@@ -6,12 +6,9 @@
  * @module
  */
 
-import { type Command, parseCli } from "./lib/cli/cli.ts";
-import { ExitCode, FanoutError } from "./lib/core/errors.ts";
-import { Logger, setLogger } from "./lib/core/log.ts";
-import { stripControl } from "./lib/core/control_chars.ts";
-import { VERSION } from "./lib/core/meta.ts";
-import { exitWithParent, killAllGroups } from "./lib/sys/children.ts";
+import { type Command, parseCli } from "./lib/cli/mod.ts";
+import { ExitCode, FanoutError, Logger, setLogger, stripControl, VERSION } from "./lib/core/mod.ts";
+import { exitWithParent, killAllGroups } from "./lib/sys/mod.ts";
 
 type Runner = (cmd: Command & { kind: "role" }) => Promise<number>;
 

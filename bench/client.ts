@@ -16,10 +16,14 @@
 // Prints a markdown table with ratios against git pull, measured in the same run.
 import { parseArgs } from "node:util";
 import { canConnect, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
-import { exists } from "../lib/core/_fs.ts";
-import { V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/core/defaults.ts";
-import { formatMarker, readMarker, type VersionMarker } from "../lib/version/version.ts";
-import { appendEntry, newEntry } from "../lib/version/version_log.ts";
+import { exists, V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
+import {
+  appendEntry,
+  formatMarker,
+  newEntry,
+  readMarker,
+  type VersionMarker,
+} from "../lib/version/mod.ts";
 
 const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
 const quick = args.values.quick ?? false;

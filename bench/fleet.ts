@@ -12,10 +12,9 @@
 //   fanout fleet  the command (process start included), against `fanout --version`
 //
 // Usage: deno run -A bench/fleet.ts [--quick]
-import { loadFleet } from "../lib/config/config.ts";
-import { type ClientReport, sendReport } from "../lib/report/report.ts";
+import { type Fleet, loadFleet } from "../lib/config/mod.ts";
+import { type ClientReport, sendReport } from "../lib/report/mod.ts";
 import { asReportingHost, Lab } from "../tests/_helpers.ts";
-import type { Fleet } from "../lib/config/config.ts";
 
 const quick = Deno.args.includes("--quick");
 const CLIENTS = quick ? 300 : 2000;

@@ -8,7 +8,7 @@
 // Prints a markdown table with ratios against direct pulls measured in the same run.
 import { parseArgs } from "node:util";
 import { canConnect, Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
-import { rsyncArgs, runRsync } from "../lib/rsync/rsync.ts";
+import { rsyncArgs, runRsync } from "../lib/rsync/mod.ts";
 
 const args = parseArgs({
   args: Deno.args,

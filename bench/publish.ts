@@ -10,7 +10,7 @@
 //
 // Usage: deno run -A bench/publish.ts [--quick]
 import { Lab, sh } from "../tests/_helpers.ts";
-import { exists } from "../lib/core/_fs.ts";
+import { exists } from "../lib/core/mod.ts";
 
 const quick = Deno.args.includes("--quick");
 const FILES = quick ? 5_000 : 20_000;

@@ -23,7 +23,7 @@
 import { parseArgs } from "node:util";
 import { Lab, type Proc, sleep } from "../tests/_helpers.ts";
 import { git, type GitRepo, hookSaid, MARKER, markerOf, Topology } from "../tests/_fleet.ts";
-import { parseDuration } from "../lib/core/duration.ts";
+import { parseDuration } from "../lib/core/mod.ts";
 
 const args = parseArgs({
   args: Deno.args,

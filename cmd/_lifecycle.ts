@@ -1,14 +1,8 @@
 // What every long-running role shares: state dir, shutdown signal, health server.
 import type { Hono } from "hono";
-import type { HostPort } from "../lib/core/address.ts";
-import {
-  healthApp,
-  type HealthServer,
-  type HealthSource,
-  serveHealth,
-} from "../lib/health/health.ts";
-import { shutdownSignal } from "../lib/sys/signals.ts";
-import { EnvironmentError } from "../lib/core/errors.ts";
+import { EnvironmentError, type HostPort } from "../lib/core/mod.ts";
+import { healthApp, type HealthServer, type HealthSource, serveHealth } from "../lib/health/mod.ts";
+import { shutdownSignal } from "../lib/sys/mod.ts";
 
 /**
  * Creates `dir` (and parents) when missing.

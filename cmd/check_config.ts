@@ -6,22 +6,27 @@
  * @module
  */
 
-import type { CommonOptions, Role } from "../lib/config/options.ts";
 import {
+  checkSecretFiles,
+  type CommonOptions,
   downstreamsOf,
   type Fleet,
+  fleetFor,
+  readReportToken,
+  type Role,
   selectServer,
   servers,
   writersOf,
-} from "../lib/config/config.ts";
-import { formatHostPort } from "../lib/core/address.ts";
-import { formatDuration } from "../lib/core/duration.ts";
-import { checkSecretFiles, readReportToken } from "../lib/config/secrets.ts";
-import { requireRsync } from "../lib/rsync/rsync.ts";
-import { proxyProtocolPeers } from "../lib/rsync/proxied_daemon.ts";
-import { fleetFor } from "../lib/config/fleet_load.ts";
-import { checkPublisher } from "../lib/publish/publish.ts";
-import { daemonIdentity, knowsProxyProtocolHosts, renderRsyncdConf } from "../lib/rsync/daemon.ts";
+} from "../lib/config/mod.ts";
+import { formatDuration, formatHostPort } from "../lib/core/mod.ts";
+import {
+  daemonIdentity,
+  knowsProxyProtocolHosts,
+  proxyProtocolPeers,
+  renderRsyncdConf,
+  requireRsync,
+} from "../lib/rsync/mod.ts";
+import { checkPublisher } from "../lib/publish/mod.ts";
 
 /**
  * Prints the plan of the fleet; returns 0 when valid.

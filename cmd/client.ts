@@ -7,29 +7,35 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/config/options.ts";
-import type { Fleet } from "../lib/config/config.ts";
-import { hostname } from "../lib/core/host_name.ts";
+import { type CommonOptions, type Fleet, fleetFor } from "../lib/config/mod.ts";
 import {
   EnvironmentError,
   ExitCode,
   FanoutError,
+  hostname,
   LockedError,
+  log,
+  type Logger,
+  sleep,
+  splayDelay,
+  stripControl,
   UsageError,
-} from "../lib/core/errors.ts";
-import { log, type Logger } from "../lib/core/log.ts";
-import { acquireLock, type FileLock } from "../lib/sys/file_lock.ts";
-import { shutdownSignal } from "../lib/sys/signals.ts";
-import { sleep, splayDelay } from "../lib/core/splay.ts";
-import { fetchMarker, runClient } from "../lib/client/client.ts";
-import type { TreeLayout } from "../lib/client/layout.ts";
-import type { ClientJob } from "../lib/client/job.ts";
-import { inPlace } from "../lib/client/inplace.ts";
-import { type ClientRunResult, readStatus, writeStatus } from "../lib/client/status.ts";
-import { describeVersion, readMarker, sameVersion } from "../lib/version/version.ts";
-import { sendReport } from "../lib/report/report.ts";
-import { stripControl } from "../lib/core/control_chars.ts";
-import { fleetFor } from "../lib/config/fleet_load.ts";
+} from "../lib/core/mod.ts";
+import { acquireLock, type FileLock, shutdownSignal } from "../lib/sys/mod.ts";
+import {
+  type ClientJob,
+  type ClientRunResult,
+  fetchMarker,
+  inPlace,
+  loadAtomic,
+  loadCheck,
+  readStatus,
+  runClient,
+  type TreeLayout,
+  writeStatus,
+} from "../lib/client/mod.ts";
+import { describeVersion, readMarker, sameVersion } from "../lib/version/mod.ts";
+import { sendReport } from "../lib/report/mod.ts";
 
 /** Runs the client role; returns the exit code. */
 export async function run(opts: CommonOptions): Promise<number> {
@@ -124,7 +130,7 @@ function makeStateDir(dir: string): void {
 
 async function layoutFor(job: ClientJob): Promise<TreeLayout> {
   if (!job.atomic) return inPlace(job);
-  return (await import("../lib/client/atomic.ts")).atomicLayout(job);
+  return (await loadAtomic()).atomicLayout(job);
 }
 
 // ---------------------------------------------------------------------------
@@ -222,7 +228,7 @@ function formatBytes(n: number): string {
 // --check
 
 async function check(job: ClientJob, layout: TreeLayout, json: boolean): Promise<number> {
-  const { checkDrift, formatCheck } = await import("../lib/client/check.ts");
+  const { checkDrift, formatCheck } = await loadCheck();
   const report = await checkDrift(job, layout);
   // Paths and versions come from the server: no control characters to the terminal.
   console.log(stripControl(json ? JSON.stringify(report, null, 2) : formatCheck(report)));
@@ -234,7 +240,7 @@ async function check(job: ClientJob, layout: TreeLayout, json: boolean): Promise
 
 async function rollbackCommand(job: ClientJob): Promise<number> {
   const held = await lockRun(job);
-  const { rollback } = await import("../lib/client/atomic.ts");
+  const { rollback } = await loadAtomic();
   let rb;
   try {
     rb = await rollback(job);

@@ -9,14 +9,17 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/config/options.ts";
-import { EnvironmentError, ExitCode, UsageError } from "../lib/core/errors.ts";
-import { parseDuration } from "../lib/core/duration.ts";
-import { readMarker, type VersionMarker } from "../lib/version/version.ts";
-import { killGroup, trackGroup } from "../lib/sys/children.ts";
-import { shutdownSignal } from "../lib/sys/signals.ts";
-import { V8_FLAGS } from "../lib/core/defaults.ts";
-import { hostToken } from "../lib/report/sign.ts";
+import type { CommonOptions } from "../lib/config/mod.ts";
+import {
+  EnvironmentError,
+  ExitCode,
+  parseDuration,
+  UsageError,
+  V8_FLAGS,
+} from "../lib/core/mod.ts";
+import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
+import { killGroup, shutdownSignal, trackGroup } from "../lib/sys/mod.ts";
+import { hostToken } from "../lib/report/mod.ts";
 
 const dec = new TextDecoder();
 

@@ -9,16 +9,19 @@
  * @module
  */
 
-import { dialable, formatHostPort } from "../lib/core/address.ts";
-import type { CommonOptions } from "../lib/config/options.ts";
-import type { Fleet } from "../lib/config/config.ts";
-import { formatDuration } from "../lib/core/duration.ts";
-import { ExitCode, TransferError } from "../lib/core/errors.ts";
-import type { FleetSnapshot } from "../lib/fleet/state.ts";
-import type { VersionMarker } from "../lib/version/version.ts";
-import { fetchFailure } from "../lib/health/fetch_error.ts";
-import { fleetFor } from "../lib/config/fleet_load.ts";
-import { stripControl, stripControlDeep } from "../lib/core/control_chars.ts";
+import {
+  dialable,
+  ExitCode,
+  formatDuration,
+  formatHostPort,
+  stripControl,
+  stripControlDeep,
+  TransferError,
+} from "../lib/core/mod.ts";
+import { type CommonOptions, type Fleet, fleetFor } from "../lib/config/mod.ts";
+import type { FleetSnapshot } from "../lib/fleet/mod.ts";
+import type { VersionMarker } from "../lib/version/mod.ts";
+import { fetchFailure } from "../lib/health/mod.ts";
 
 /** How long `fanout fleet` waits for the primary. */
 const TIMEOUT = 5_000;

@@ -6,18 +6,19 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/config/options.ts";
-import type { Fleet, ProxyConfig } from "../lib/config/config.ts";
-import { formatHostPort } from "../lib/core/address.ts";
-import { formatDuration } from "../lib/core/duration.ts";
-import { log, type Logger } from "../lib/core/log.ts";
-import { Registry } from "../lib/health/metrics.ts";
-import { TcpProxy } from "../lib/proxy/proxy.ts";
-import { openProxyNet } from "../lib/proxy/net/engine.ts";
-import { type Backend, BackendPool } from "../lib/proxy/backends.ts";
-import { backendSpecs, referenceSpec } from "../lib/config/backends.ts";
-import { aborted } from "../lib/sys/signals.ts";
-import { fleetFor } from "../lib/config/fleet_load.ts";
+import {
+  backendSpecs,
+  type CommonOptions,
+  type Fleet,
+  fleetFor,
+  type ProxyConfig,
+  referenceSpec,
+} from "../lib/config/mod.ts";
+import { formatDuration, formatHostPort, log, type Logger } from "../lib/core/mod.ts";
+import { Registry } from "../lib/health/mod.ts";
+import { type Backend, BackendPool, TcpProxy } from "../lib/proxy/mod.ts";
+import { openProxyNet } from "../lib/proxy/net/mod.ts";
+import { aborted } from "../lib/sys/mod.ts";
 import { startHealth, untilShutdown } from "./_lifecycle.ts";
 
 /**

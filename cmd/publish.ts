@@ -6,11 +6,9 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/config/options.ts";
-import { log } from "../lib/core/log.ts";
-import { stripControl } from "../lib/core/control_chars.ts";
-import { checkPublisher, describePublish, publish } from "../lib/publish/publish.ts";
-import { fleetFor } from "../lib/config/fleet_load.ts";
+import { type CommonOptions, fleetFor } from "../lib/config/mod.ts";
+import { log, stripControl } from "../lib/core/mod.ts";
+import { checkPublisher, describePublish, publish } from "../lib/publish/mod.ts";
 
 /**
  * Publishes and prints the outcome; returns the exit code.

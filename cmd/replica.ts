@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/config/options.ts";
+import type { CommonOptions } from "../lib/config/mod.ts";
 import { runServer } from "./server.ts";
 
 /** Runs the replica role until SIGTERM/SIGINT; returns the exit code. */

@@ -5,28 +5,38 @@
  * @module
  */
 
-import type { CommonOptions } from "../lib/config/options.ts";
 import {
+  checkSecretFiles,
+  type CommonOptions,
   downstreamsOf,
   type Fleet,
+  fleetFor,
   selectServer,
   type ServerHost,
   writersOf,
-} from "../lib/config/config.ts";
-import { formatHostPort } from "../lib/core/address.ts";
-import { log, type Logger } from "../lib/core/log.ts";
-import { Registry } from "../lib/health/metrics.ts";
-import { daemonUrl, requireRsync } from "../lib/rsync/rsync.ts";
-import { PushEngine } from "../lib/push/push.ts";
-import { TreeWatcher } from "../lib/watch/watch.ts";
-import { daemonIdentity, renderRsyncdConf, RsyncDaemon } from "../lib/rsync/daemon.ts";
-import { checkSecretFiles } from "../lib/config/secrets.ts";
-import { proxiedDaemon, proxiedProblem } from "../lib/rsync/proxied_daemon.ts";
-import { aborted } from "../lib/sys/signals.ts";
-import { formatDuration } from "../lib/core/duration.ts";
-import { readMarker, type VersionMarker } from "../lib/version/version.ts";
-import { SERVER_TEMP_DIR, VERSION_MARKER } from "../lib/core/defaults.ts";
-import { fleetFor } from "../lib/config/fleet_load.ts";
+} from "../lib/config/mod.ts";
+import {
+  formatDuration,
+  formatHostPort,
+  log,
+  type Logger,
+  SERVER_TEMP_DIR,
+  VERSION_MARKER,
+} from "../lib/core/mod.ts";
+import { Registry } from "../lib/health/mod.ts";
+import {
+  daemonIdentity,
+  daemonUrl,
+  proxiedDaemon,
+  proxiedProblem,
+  renderRsyncdConf,
+  requireRsync,
+  RsyncDaemon,
+} from "../lib/rsync/mod.ts";
+import { PushEngine } from "../lib/push/mod.ts";
+import { TreeWatcher } from "../lib/watch/mod.ts";
+import { aborted } from "../lib/sys/mod.ts";
+import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -82,7 +92,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
 
   // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
   const fleetView = kind === "primary"
-    ? await (await import("../lib/fleet/service.ts")).openFleetView({
+    ? await (await import("../lib/fleet/mod.ts")).openFleetView({
       fleet,
       self,
       registry,

@@ -10,7 +10,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
   SOCK_STREAM,
-} from "../lib/sys/libc.ts";
+} from "../lib/sys/mod.ts";
 
 // Opened once, when the test file loads: a library opened inside a test is a leak to Deno's test sanitizer.
 const libc = openLibc();

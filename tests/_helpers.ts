@@ -1,10 +1,10 @@
 // Test helpers: a "lab" of loopback hosts, fleet files, and fanout processes
 // that are always stopped, by pid, whatever the test does.
 import assert from "node:assert/strict";
-import { V8_FLAGS } from "../lib/core/defaults.ts";
-import type { Fleet } from "../lib/config/config.ts";
-import { hostToken } from "../lib/report/sign.ts";
-import { PARENT_PID_ENV } from "../lib/sys/children.ts";
+import { V8_FLAGS } from "../lib/core/mod.ts";
+import type { Fleet } from "../lib/config/mod.ts";
+import { hostToken } from "../lib/report/mod.ts";
+import { PARENT_PID_ENV } from "../lib/sys/mod.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Lab, withLab } from "./_helpers.ts";
-import { parseCli } from "../lib/cli/cli.ts";
+import { parseCli } from "../lib/cli/mod.ts";
 
 Deno.test("cli: --version and --help", async () => {
   await withLab(async (lab) => {

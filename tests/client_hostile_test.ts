@@ -4,15 +4,8 @@
 // test checks the bytes outside dest, the client's exit code and its words.
 import assert from "node:assert/strict";
 import { canConnect, type Lab, Proc, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
-import { appendEntry, newEntry } from "../lib/version/version_log.ts";
-import { parseMarker } from "../lib/version/version.ts";
-import { detour } from "../lib/core/_fs.ts";
-import { leavingLink } from "../lib/client/atomic.ts";
-import { filesystemOf } from "../lib/client/transfer.ts";
-import { PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync/probe.ts";
-import { printable } from "../lib/client/check.ts";
-import { formatLogfmt } from "../lib/core/log.ts";
-import { describeRsyncFailure } from "../lib/rsync/rsync.ts";
+import { appendEntry, newEntry, parseMarker } from "../lib/version/mod.ts";
+import { describeRsyncFailure, PROBE_MAX_BYTES, probeRsyncd } from "../lib/rsync/mod.ts";
 
 function marker(seq: number): string {
   return JSON.stringify({
@@ -341,28 +334,6 @@ Deno.test("hostile: a full disk: one line naming the file system, no partial fil
   });
 });
 
-Deno.test("hostile: detour finds the symlink a path goes through; leavingLink the one out of the tree", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "fanout-detour-" });
-  try {
-    await writeTree(dir, { "tree/d/f.txt": "f\n", "elsewhere/x": "x\n" });
-    await Deno.symlink(`${dir}/elsewhere`, `${dir}/tree/out`);
-    await Deno.symlink("d", `${dir}/tree/in`);
-    const t = `${dir}/tree`;
-    assert.equal(detour(t, "d/f.txt"), null);
-    assert.equal(detour(t, "out/x"), "out");
-    assert.equal(detour(t, "out"), null, "the last component is not entered");
-    assert.equal(detour(t, "out", { whole: true }), "out");
-    assert.equal(detour(t, "d/../out/x"), "d/..");
-    assert.equal(detour(t, "missing/x"), null);
-    assert.equal(detour(t, "d/f.txt/x"), null, "below a file leads nowhere");
-    assert.equal(leavingLink(t, ["cd+++++++++ d/", "cd+++++++++ in/", "cd+++++++++ out/"]), "out");
-    assert.equal(leavingLink(t, [">f+++++++++ out", "cd+++++++++ in/"]), null);
-    assert.match(filesystemOf(`${t}/d/`), /^\/\S* \(\w+\)$/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
 Deno.test("hostile: a daemon answering the module listing without end is cut off", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -380,15 +351,6 @@ Deno.test("hostile: a daemon answering the module listing without end is cut off
   await serve;
   assert.equal(r.ok, false);
   assert.match(r.error ?? "", new RegExp(`more than ${PROBE_MAX_BYTES} bytes`));
-});
-
-Deno.test("hostile: control characters in a server's names never reach a terminal as they are", () => {
-  const name = "a\x1b]0;owned\x07\x9bb.txt";
-  assert.equal(printable(name), "a\\#033]0;owned\\#007\\#233b.txt");
-  const line = formatLogfmt({ msg: "m", path: name });
-  assert.equal(line, 'msg=m path="a\\u001b]0;owned\\u0007\\u009bb.txt"');
-  // deno-lint-ignore no-control-regex
-  assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f]/);
 });
 
 Deno.test("hostile: a daemon's error words reach the message without control characters, bounded", () => {

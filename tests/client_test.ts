@@ -12,10 +12,9 @@ import {
   withLab,
   writeTree,
 } from "./_helpers.ts";
-import { acquireLock } from "../lib/sys/file_lock.ts";
-import { appendEntry, newEntry } from "../lib/version/version_log.ts";
-import { parseMarker, readMarker } from "../lib/version/version.ts";
-import { existsNow } from "../lib/core/_fs.ts";
+import { acquireLock } from "../lib/sys/mod.ts";
+import { appendEntry, newEntry, parseMarker, readMarker } from "../lib/version/mod.ts";
+import { existsNow } from "../lib/core/mod.ts";
 
 const NAME = "web1";
 const OURS = [".fanout-dest"]; // fanout's marker: in dest only

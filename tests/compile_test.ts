@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { http, Proc, type Ran, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
-import { V8_FLAGS } from "../lib/core/defaults.ts";
+import { V8_FLAGS } from "../lib/core/mod.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPILE = `${ROOT}compile.sh`;

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { withLab } from "./_helpers.ts";
 import { cutLine } from "../cmd/fleet.ts";
-import { openTo } from "../lib/config/secrets.ts";
+import { openTo } from "../lib/config/mod.ts";
 
 const ATTACK = '"PATH\\n[evil]\\n path = /\\n read only = no\\n hosts allow = *"';
 

@@ -4,15 +4,23 @@
 // operator looks at: /fleet.json, /metrics, `fanout fleet`, and the /fleet
 // page as headless Chromium renders it.
 import assert from "node:assert/strict";
-import { type Fleet, loadFleet } from "../lib/config/config.ts";
-import { FleetStore, HISTORY_PER_HOST } from "../lib/fleet/store.ts";
-import { convergence, type FleetSnapshot } from "../lib/fleet/state.ts";
-import { type ClientReport, sendReport } from "../lib/report/report.ts";
-import { hostToken, SIGNATURE_HEADER, signReport } from "../lib/report/sign.ts";
-import { readMarker, type VersionMarker } from "../lib/version/version.ts";
-import { stripControl, stripControlDeep } from "../lib/core/control_chars.ts";
-import { Logger } from "../lib/core/log.ts";
-import { GlobalRate } from "../lib/fleet/_report_guards.ts";
+import { type Fleet, loadFleet } from "../lib/config/mod.ts";
+import {
+  convergence,
+  type FleetSnapshot,
+  FleetStore,
+  GlobalRate,
+  HISTORY_PER_HOST,
+} from "../lib/fleet/mod.ts";
+import {
+  type ClientReport,
+  hostToken,
+  sendReport,
+  SIGNATURE_HEADER,
+  signReport,
+} from "../lib/report/mod.ts";
+import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
+import { Logger, stripControl, stripControlDeep } from "../lib/core/mod.ts";
 import {
   asReportingHost,
   http,

@@ -2,8 +2,7 @@
 // daemons on loopback aliases, real files; what is asserted is what is left
 // on the replicas, the health answers and the watcher's mode.
 import assert from "node:assert/strict";
-import { InotifySource, type RawEvent } from "../lib/sys/inotify.ts";
-import { openLibc } from "../lib/sys/libc.ts";
+import { InotifySource, openLibc, type RawEvent } from "../lib/sys/mod.ts";
 import {
   canLowerInotify,
   converged,

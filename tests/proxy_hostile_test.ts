@@ -3,11 +3,10 @@
 // server (every engine), and a forged version marker on one replica does not
 // take the fleet's traffic.
 import assert from "node:assert/strict";
-import { type Backend, BackendPool } from "../lib/proxy/backends.ts";
-import { Logger } from "../lib/core/log.ts";
-import { parseFleet } from "../lib/config/config.ts";
-import { ConfigError } from "../lib/core/errors.ts";
-import type { VersionMarker } from "../lib/version/version.ts";
+import { type Backend, BackendPool } from "../lib/proxy/mod.ts";
+import { ConfigError, Logger } from "../lib/core/mod.ts";
+import { parseFleet } from "../lib/config/mod.ts";
+import type { VersionMarker } from "../lib/version/mod.ts";
 import {
   assertSameTree,
   http,

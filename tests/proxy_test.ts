@@ -481,10 +481,10 @@ Deno.test("proxy: PROXY protocol: hosts allow sees the real client", async () =>
     await plantTrees(lab);
     await editFleet(lab, (text) => proxyKeys(text, { proxy_protocol: true, backends: "[rsync2]" }));
     // rsync2's second daemon, as fanout renders it, with hosts allow narrowed to one client.
-    const { daemonIdentity } = await import("../lib/rsync/daemon.ts");
-    const { renderProxiedConf } = await import("../lib/rsync/proxied_daemon.ts");
-    const { requireRsync } = await import("../lib/rsync/rsync.ts");
-    const { loadFleet, findServer } = await import("../lib/config/config.ts");
+    const { daemonIdentity } = await import("../lib/rsync/mod.ts");
+    const { renderProxiedConf } = await import("../lib/rsync/mod.ts");
+    const { requireRsync } = await import("../lib/rsync/mod.ts");
+    const { loadFleet, findServer } = await import("../lib/config/mod.ts");
     const fleet = await loadFleet(lab.fleetFile);
     const self = findServer(fleet, "rsync2")!;
     const allowed = lab.ip(9);

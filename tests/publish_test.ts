@@ -3,7 +3,7 @@
 // binary run as a process, and the rendered post-receive hook under `git push`.
 import assert from "node:assert/strict";
 import { assertSameTree, type Lab, type Ran, sh, withLab, writeTree } from "./_helpers.ts";
-import { changesBetween, parseLog } from "../lib/version/version_log.ts";
+import { changesBetween, parseLog } from "../lib/version/mod.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const MARKER = ".fanout-version";

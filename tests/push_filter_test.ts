@@ -2,8 +2,8 @@
 // trees: what the rules select must be exactly what changed, deletions,
 // renames and odd names included, and nothing else may be touched.
 import assert from "node:assert/strict";
-import { filterRules, unfilterable } from "../lib/push/filter.ts";
-import type { Change } from "../lib/version/changes.ts";
+import { filterRules, unfilterable } from "../lib/push/mod.ts";
+import type { Change } from "../lib/version/mod.ts";
 import { diffTrees, sh, writeTree } from "./_helpers.ts";
 
 async function scopedSync(src: string, dst: string, changes: Change[]): Promise<void> {

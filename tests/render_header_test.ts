@@ -3,9 +3,9 @@
 // kind and every role it renders for; the rest exit 2 with one line and no output.
 import assert from "node:assert/strict";
 import { type Ran, withLab } from "./_helpers.ts";
-import { RENDER_KINDS } from "../lib/cli/cli.ts";
-import { ROLES } from "../lib/config/options.ts";
-import { VERSION } from "../lib/core/meta.ts";
+import { RENDER_KINDS } from "../lib/cli/mod.ts";
+import { ROLES } from "../lib/config/mod.ts";
+import { VERSION } from "../lib/core/mod.ts";
 
 Deno.test("render: every rendered file starts with the fanout version and the fleet file", async () => {
   await withLab(async (lab) => {

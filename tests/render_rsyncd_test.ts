@@ -3,14 +3,16 @@
 // hosts`; 3.2.x does not know that parameter. The real daemons of both
 // versions (unpacked under /opt/rsyncs when present) greet through it.
 import assert from "node:assert/strict";
-import { parseFleet } from "../lib/config/config.ts";
-import { ConfigError } from "../lib/core/errors.ts";
-import { knowsProxyProtocolHosts, RsyncDaemon } from "../lib/rsync/daemon.ts";
-import { proxyProtocolPeers, renderProxiedConf } from "../lib/rsync/proxied_daemon.ts";
-import { probeRsyncd } from "../lib/rsync/probe.ts";
-import { PROXY_V1_UNKNOWN } from "../lib/rsync/proxy_protocol.ts";
-import { Logger } from "../lib/core/log.ts";
-import { exists } from "../lib/core/_fs.ts";
+import { parseFleet } from "../lib/config/mod.ts";
+import { ConfigError, exists, Logger } from "../lib/core/mod.ts";
+import {
+  knowsProxyProtocolHosts,
+  probeRsyncd,
+  PROXY_V1_UNKNOWN,
+  proxyProtocolPeers,
+  renderProxiedConf,
+  RsyncDaemon,
+} from "../lib/rsync/mod.ts";
 import { rsyncOf, withLab } from "./_helpers.ts";
 
 const ID = { asRoot: false, uid: "0", gid: "0" };

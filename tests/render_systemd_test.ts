@@ -4,7 +4,7 @@
 // bounding set and no_new_privs around a real replica).
 import assert from "node:assert/strict";
 import { type Lab, Proc, rsync, sh, withLab, writeTree } from "./_helpers.ts";
-import { VERSION } from "../lib/core/meta.ts";
+import { VERSION } from "../lib/core/mod.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;

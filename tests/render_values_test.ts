@@ -3,19 +3,17 @@
 // also what rsyncd would read differently. The fleet file's own checks are in
 // config_test.ts.
 import assert from "node:assert/strict";
-import { type Fleet, parseFleet } from "../lib/config/config.ts";
-import type { CommonOptions } from "../lib/config/options.ts";
-import { renderRsyncdConf } from "../lib/rsync/daemon.ts";
-import { renderNginx } from "../lib/render/nginx.ts";
-import { renderHaproxy } from "../lib/render/haproxy.ts";
-import { renderSystemd } from "../lib/render/systemd.ts";
-import { renderCron } from "../lib/render/cron.ts";
-import { renderPostReceive } from "../lib/render/post_receive.ts";
-import { renderTemplate, UnsafeValueError } from "../lib/core/template.ts";
-import { rsyncdValue } from "../lib/config/_rsyncd_value.ts";
-import { FanoutError } from "../lib/core/errors.ts";
-import { CONTROL_CHARS } from "../lib/core/_visible.ts";
+import { type CommonOptions, type Fleet, parseFleet, rsyncdValue } from "../lib/config/mod.ts";
+import { renderRsyncdConf } from "../lib/rsync/mod.ts";
+import { CONTROL_CHARS, FanoutError, renderTemplate, UnsafeValueError } from "../lib/core/mod.ts";
+import { renderer } from "../lib/render/mod.ts";
 import { sh } from "./_helpers.ts";
+
+const renderNginx = await renderer("nginx");
+const renderHaproxy = await renderer("haproxy");
+const renderSystemd = await renderer("systemd");
+const renderCron = await renderer("cron");
+const renderPostReceive = await renderer("post-receive");
 
 const FLEET = `tree: plugins
 primary: {name: rsync1, address: 127.0.0.2, path: /srv/plugins}
@@ -135,8 +133,8 @@ Deno.test("render nginx / haproxy: the files work on a fresh host, where fanout 
   try {
     const nginx = `${dir}/fanout-rsync.conf`;
     const haproxy = `${dir}/fanout-rsync.cfg`;
-    await Deno.writeTextFile(nginx, renderNginx({ fleet: f, opts }));
-    await Deno.writeTextFile(haproxy, renderHaproxy({ fleet: f, opts }));
+    await Deno.writeTextFile(nginx, await renderNginx({ fleet: f, opts }));
+    await Deno.writeTextFile(haproxy, await renderHaproxy({ fleet: f, opts }));
     assert.doesNotMatch(await Deno.readTextFile(nginx), /\/var\/lib\/fanout/);
     assert.doesNotMatch(await Deno.readTextFile(haproxy), /\/var\/lib\/fanout/);
     // A fresh host: empty /run and /var/log/nginx (a private mount namespace,

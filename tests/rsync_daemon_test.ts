@@ -3,12 +3,10 @@
 // on every address stops a server at start (exit 2) instead of passing its
 // greeting off as ours; concurrent conf rewrites all land.
 import assert from "node:assert/strict";
-import { RsyncDaemon } from "../lib/rsync/daemon.ts";
-import { holdsListener, listeningInodes } from "../lib/sys/proc_listen.ts";
-import { EnvironmentError } from "../lib/core/errors.ts";
-import { Logger } from "../lib/core/log.ts";
-import { markerComment, type VersionMarker } from "../lib/version/version.ts";
-import { probeRsyncd } from "../lib/rsync/probe.ts";
+import { probeRsyncd, RsyncDaemon } from "../lib/rsync/mod.ts";
+import { holdsListener, listeningInodes } from "../lib/sys/mod.ts";
+import { EnvironmentError, Logger } from "../lib/core/mod.ts";
+import { markerComment, type VersionMarker } from "../lib/version/mod.ts";
 import { rsyncOf, sh, waitFor, withLab } from "./_helpers.ts";
 
 const RSYNC35 = (await rsyncOf("3.5"))?.bin ?? "";

@@ -2,10 +2,10 @@
 // port answering an endless or huge body is a failed read with a reason, not
 // a proxy or primary filling its memory.
 import assert from "node:assert/strict";
-import { MAX_STATUS_BODY } from "../lib/health/bounded_body.ts";
-import type { ServerHost } from "../lib/config/config.ts";
-import { fetchStatus } from "../lib/fleet/service.ts";
-import { Backend, readStatusVersion } from "../lib/proxy/backends.ts";
+import { MAX_STATUS_BODY } from "../lib/health/mod.ts";
+import type { ServerHost } from "../lib/config/mod.ts";
+import { fetchStatus } from "../lib/fleet/mod.ts";
+import { Backend, readStatusVersion } from "../lib/proxy/mod.ts";
 
 const chunk = new Uint8Array(64 * 1024).fill(0x20);
 

@@ -2,7 +2,7 @@
 // strict mode, minus its cost. Importing any node: module starts Deno's Node
 // compatibility layer, ~5 ms of every start (a cron client starts every
 // minute on every host), and a bundle hoists that import to its top.
-import { UsageError } from "../core/errors.ts";
+import { UsageError } from "../core/mod.ts";
 
 /** How one flag is read. */
 export interface ArgSpec {

@@ -6,13 +6,9 @@
  * @module
  */
 
-import { UsageError } from "../core/errors.ts";
-import { type CommonOptions, type Override, type Role, ROLES } from "../config/options.ts";
-import { closest } from "../config/_paths.ts";
+import { UsageError, VERSION } from "../core/mod.ts";
+import { closest, type CommonOptions, type Override, type Role, ROLES } from "../config/mod.ts";
 import { tokenize } from "./_argv.ts";
-import { VERSION } from "../core/meta.ts";
-
-
 
 /** What `render` can produce. */
 export const RENDER_KINDS = [

@@ -19,16 +19,15 @@
  * @module
  */
 
-import { SafetyError, UsageError } from "../core/errors.ts";
+import { SafetyError, UsageError } from "../core/mod.ts";
 import { readPin, writePin } from "./client.ts";
 import type { ApplyContext, TreeLayout } from "./layout.ts";
 import type { Drift } from "./drift.ts";
-import { unescapeName } from "../rsync/itemize.ts";
+import { type RsyncResult, unescapeName } from "../rsync/mod.ts";
 import { baseJob, type ClientJob, stamp } from "./job.ts";
 import { transfer } from "./transfer.ts";
 import { writeDestMarker } from "./safety.ts";
-import type { RsyncResult } from "../rsync/rsync.ts";
-import { describeVersion, readMarker, type VersionMarker } from "../version/version.ts";
+import { describeVersion, readMarker, type VersionMarker } from "../version/mod.ts";
 
 const PARTIAL = ".partial";
 

@@ -20,24 +20,21 @@
  * @module
  */
 
-import { VERSION_LOG, VERSION_MARKER } from "../core/defaults.ts";
+import { readSmallFile, VERSION_LOG, VERSION_MARKER } from "../core/mod.ts";
 import type { ApplyContext, TreeLayout } from "./layout.ts";
 import { type ClientJob, failUnlessOk, rsyncRun, safeAttrs } from "./job.ts";
 import { firstDetour, LISTED_MAX, warnDetour } from "./inplace.ts";
-import { type RsyncResult, writeFileList } from "../rsync/rsync.ts";
-import {
-  describeVersion,
-  MARKER_MAX_BYTES,
-  parseMarker,
-  type VersionMarker,
-} from "../version/version.ts";
+import { type RsyncResult, writeFileList } from "../rsync/mod.ts";
 import {
   type ChangeList,
   changesBetween,
+  describeVersion,
   LOG_READ_MAX_BYTES,
+  MARKER_MAX_BYTES,
   parseLog,
-} from "../version/version_log.ts";
-import { readSmallFile } from "../core/_fs.ts";
+  parseMarker,
+  type VersionMarker,
+} from "../version/mod.ts";
 
 /** What a catch-up did. */
 export interface CatchUp {

@@ -11,8 +11,8 @@ import type { TreeLayout } from "./layout.ts";
 import { compare, type Drift, driftCount, type DriftItem } from "./drift.ts";
 import { type ClientJob, retrying } from "./job.ts";
 import { checkDest } from "./safety.ts";
-import { FanoutError } from "../core/errors.ts";
-import { describeVersion, readMarker, type VersionMarker } from "../version/version.ts";
+import { FanoutError } from "../core/mod.ts";
+import { describeVersion, readMarker, type VersionMarker } from "../version/mod.ts";
 
 /** What a check found. */
 export interface CheckReport {

@@ -28,19 +28,25 @@
  * @module
  */
 
-import { VERSION_LOG, VERSION_MARKER } from "../core/defaults.ts";
-import { FanoutError, SafetyError } from "../core/errors.ts";
-import type { RsyncResult } from "../rsync/rsync.ts";
+import {
+  exists,
+  FanoutError,
+  readSmallFile,
+  SafetyError,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../core/mod.ts";
+import { probeRsyncd, type RsyncResult } from "../rsync/mod.ts";
 import {
   describeVersion,
   MARKER_MAX_BYTES,
   markerFromComment,
+  markerFromScan,
   parseMarker,
   readMarker,
   sameVersion,
   type VersionMarker,
-} from "../version/version.ts";
-import { probeRsyncd } from "../rsync/probe.ts";
+} from "../version/mod.ts";
 import { adoptDest, checkDest, type DestState, rememberDest } from "./safety.ts";
 import type { TreeLayout } from "./layout.ts";
 import type { ClientRunResult } from "./status.ts";
@@ -56,8 +62,6 @@ import {
 import { compare, type Drift, driftCount } from "./drift.ts";
 import { dirtyFile, recoverInterrupted } from "./transfer.ts";
 import { catchUp } from "./catchup.ts";
-import { exists, readSmallFile } from "../core/_fs.ts";
-import { markerFromScan } from "../version/marker_stamp.ts";
 
 /**
  * Comparisons in one run while each transfer's marker turns out newer than

@@ -7,10 +7,10 @@
  * @module
  */
 
-import { DEST_MARKER } from "../core/defaults.ts";
+import { DEST_MARKER } from "../core/mod.ts";
 import { baseJob, type ClientJob, failUnlessOk, rsyncRun, serverOf } from "./job.ts";
 import { DELAY_DIR } from "./transfer.ts";
-import { classifyItems, type Itemized, type ItemizedEntry } from "../rsync/itemize.ts";
+import { classifyItems, type Itemized, type ItemizedEntry } from "../rsync/mod.ts";
 
 /** One difference between dest and the source. */
 export type DriftItem = ItemizedEntry;

@@ -7,16 +7,19 @@
  */
 
 import type { ApplyContext, TreeLayout } from "./layout.ts";
-import { VERSION_LOG, VERSION_MARKER } from "../core/defaults.ts";
+import { detour, exists, existsNow, VERSION_LOG, VERSION_MARKER } from "../core/mod.ts";
 import { writeDestMarker } from "./safety.ts";
 import type { Drift, DriftItem } from "./drift.ts";
 import { baseJob, type ClientJob, RsyncFailure, safeAttrs } from "./job.ts";
 import { clearDirty, removeDelayDirs, transfer } from "./transfer.ts";
-import { type RsyncResult, writeFileList } from "../rsync/rsync.ts";
-import { readMarker, sameVersion, type VersionMarker } from "../version/version.ts";
-import { markerFromScan } from "../version/marker_stamp.ts";
-import type { ChangeList } from "../version/version_log.ts";
-import { detour, exists, existsNow } from "../core/_fs.ts";
+import { type RsyncResult, writeFileList } from "../rsync/mod.ts";
+import {
+  type ChangeList,
+  markerFromScan,
+  readMarker,
+  sameVersion,
+  type VersionMarker,
+} from "../version/mod.ts";
 
 /**
  * Up to this many differences, a sync sends only the paths the comparison

@@ -6,17 +6,14 @@
  * @module
  */
 
-import { DEST_MARKER } from "../core/defaults.ts";
-import { TransferError } from "../core/errors.ts";
-import type { Logger } from "../core/log.ts";
+import { DEST_MARKER, type Logger, sleep, TransferError } from "../core/mod.ts";
 import {
   describeRsyncFailure,
   rsyncArgs,
   type RsyncJob,
   type RsyncResult,
   runRsync,
-} from "../rsync/rsync.ts";
-import { sleep } from "../core/splay.ts";
+} from "../rsync/mod.ts";
 
 /** Everything one run needs; built by roles/client.ts from the fleet file. */
 export interface ClientJob {

@@ -7,9 +7,8 @@
 
 import type { DestState } from "./safety.ts";
 import type { Drift } from "./drift.ts";
-import type { RsyncResult } from "../rsync/rsync.ts";
-import type { VersionMarker } from "../version/version.ts";
-import type { ChangeList } from "../version/version_log.ts";
+import type { RsyncResult } from "../rsync/mod.ts";
+import type { ChangeList, VersionMarker } from "../version/mod.ts";
 
 /** How the tree is laid out on disk: in place, or atomic generations. */
 export interface TreeLayout {

@@ -14,10 +14,7 @@
  * @module
  */
 
-import { DEST_MARKER } from "../core/defaults.ts";
-import { SafetyError, UsageError } from "../core/errors.ts";
-import { VERSION } from "../core/meta.ts";
-import { existsNow } from "../core/_fs.ts";
+import { DEST_MARKER, existsNow, SafetyError, UsageError, VERSION } from "../core/mod.ts";
 
 /** Directories that are never a destination, whatever they hold. */
 export const SYSTEM_DIRS: readonly string[] = [

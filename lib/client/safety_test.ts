@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { adoptDest, checkDest, dangerous, homeDirs, rememberDest } from "./safety.ts";
 import { classify } from "./drift.ts";
-import { unescapeName } from "../rsync/itemize.ts";
+import { unescapeName } from "../rsync/mod.ts";
 import { isConnectionFailure, serverOf } from "./job.ts";
-import { SafetyError, UsageError } from "../core/errors.ts";
+import { SafetyError, UsageError } from "../core/mod.ts";
 
 const NO_HOMES = new Map<string, string>();
 

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { VersionMarker } from "../version/version.ts";
+import type { VersionMarker } from "../version/mod.ts";
 
 /** File name of the status file in the host's state dir. */
 export const STATUS_FILE = "client-status.json";

@@ -8,11 +8,9 @@
  * @module
  */
 
-import { SafetyError, TransferError } from "../core/errors.ts";
-import type { RsyncJob, RsyncResult } from "../rsync/rsync.ts";
-import { sleep } from "../core/splay.ts";
+import { existsNow, readTextNow, SafetyError, sleep, TransferError } from "../core/mod.ts";
+import type { RsyncJob, RsyncResult } from "../rsync/mod.ts";
 import { type ClientJob, failUnlessOk, rsyncRun } from "./job.ts";
-import { existsNow, readTextNow } from "../core/_fs.ts";
 
 /** rsync's staging dir name for `--delay-updates`. */
 export const DELAY_DIR = ".~tmp~";

@@ -1,9 +1,8 @@
 // The fleet file's shape, as zod schemas. Only shape and value checks live
 // here; defaults and cross-references are applied in config.ts.
 import { z } from "zod";
-import { parseDuration } from "../core/duration.ts";
-import { type HostPort, isIp, parseHostPort } from "../core/address.ts";
-import { rsyncdValueProblem } from "./_rsyncd_value.ts";
+import { type HostPort, isIp, parseDuration, parseHostPort } from "../core/mod.ts";
+import { rsyncdValueProblem } from "./rsyncd_value.ts";
 
 function got(v: unknown): string {
   if (v === null) return "null";

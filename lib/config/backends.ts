@@ -6,8 +6,8 @@
  * @module
  */
 
-import { type HostPort, isWildcard } from "../core/address.ts";
-import { type Fleet, findServer } from "./config.ts";
+import { type HostPort, isWildcard } from "../core/mod.ts";
+import { findServer, type Fleet } from "./config.ts";
 
 /** Where one backend is. */
 export interface BackendSpec {
@@ -60,4 +60,3 @@ function specOf(fleet: Fleet, name: string): BackendSpec {
     health: dial(s.health),
   };
 }
-

@@ -7,14 +7,20 @@
 
 import { load as loadYaml } from "js-yaml";
 import type { ZodIssue, ZodTypeAny } from "zod";
-import { ConfigError, type ConfigProblem } from "../core/errors.ts";
-import { type HostPort, isWildcard } from "../core/address.ts";
-import { DEFAULTS } from "../core/defaults.ts";
-import { hostname } from "../core/host_name.ts";
+import {
+  ConfigError,
+  type ConfigProblem,
+  CONTROL_CHARS,
+  DEFAULTS,
+  FileTooBigError,
+  hostname,
+  type HostPort,
+  isWildcard,
+  quoted,
+  readTextUpTo,
+} from "../core/mod.ts";
 import { FleetSchema, type RawFleet } from "./_schema.ts";
-import { closest, formatPath, type KeyPath, linesOf } from "./_paths.ts";
-import { FileTooBigError, readTextUpTo } from "../core/_fs.ts";
-import { CONTROL_CHARS, quoted } from "../core/_visible.ts";
+import { closest, formatPath, type KeyPath, linesOf } from "./paths.ts";
 
 /** An rsync server host: the primary or a replica. */
 export interface ServerHost {

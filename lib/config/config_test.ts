@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError } from "../core/errors.ts";
+import { ConfigError, parseDuration, parseHostPort } from "../core/mod.ts";
 import { downstreamsOf, parseFleet, selectServer, writersOf } from "./config.ts";
-import { parseDuration } from "../core/duration.ts";
-import { parseHostPort } from "../core/address.ts";
 
 const BASE = `tree: plugins
 primary:

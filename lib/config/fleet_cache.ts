@@ -20,10 +20,7 @@
  */
 
 import type { Fleet, Override } from "./config.ts";
-import { VERSION } from "../core/meta.ts";
-import { DEFAULTS } from "../core/defaults.ts";
-import { readTextUpTo } from "../core/_fs.ts";
-import { fnv1a } from "../core/splay.ts";
+import { DEFAULTS, fnv1a, readTextUpTo, VERSION } from "../core/mod.ts";
 
 /** Everything a validated fleet depends on. */
 export interface FleetCacheKey {

@@ -1,9 +1,8 @@
 // Loads the fleet file a role runs from and checks the role has what it needs.
 import type { CommonOptions, Role } from "../config/options.ts";
-import { ConfigError, UsageError } from "../core/errors.ts";
+import { ConfigError, hostname, UsageError } from "../core/mod.ts";
 import type { Fleet } from "./config.ts";
 import { cacheFleet, fleetCacheKey, readCachedFleet } from "./fleet_cache.ts";
-import { hostname } from "../core/host_name.ts";
 
 /** Where the fleet file is looked for when `-c` is not given. */
 export const DEFAULT_FLEET_FILE = "/etc/fanout/fanout.yaml";

@@ -9,8 +9,6 @@
 
 import type { Override } from "./config.ts";
 
-export type { Override };
-
 /** The roles a host can play. */
 export const ROLES = ["primary", "replica", "proxy", "client", "publish"] as const;
 /** One of {@linkcode ROLES}. */
@@ -27,4 +25,3 @@ export interface CommonOptions {
   /** Every flag given, by name (e.g. `"no-splay": true`). */
   flags: Record<string, string | boolean | string[] | undefined>;
 }
-

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { VERSION } from "../core/meta.ts";
+import { VERSION } from "../core/mod.ts";
 import type { Fleet } from "./config.ts";
 
 /**

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { ConfigError, type ConfigProblem } from "../core/errors.ts";
+import { ConfigError, type ConfigProblem } from "../core/mod.ts";
 import type { Fleet } from "./config.ts";
 
 /** What a role does with the shared secret. */

@@ -8,7 +8,7 @@
  */
 
 import { ExitCode, FanoutError } from "./errors.ts";
-import { CONTROL_CHARS, quoted } from "./_visible.ts";
+import { CONTROL_CHARS, quoted } from "./visible.ts";
 
 /** Values a template can refer to. */
 export type View = Record<string, unknown>;

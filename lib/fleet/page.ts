@@ -7,7 +7,7 @@
  * @module
  */
 
-import { formatDuration } from "../core/duration.ts";
+import { formatDuration } from "../core/mod.ts";
 import {
   CLIENT_STATES,
   type ClientFilter,
@@ -16,7 +16,7 @@ import {
   type FleetSnapshot,
   type ServerRow,
 } from "./state.ts";
-import type { VersionMarker } from "../version/version.ts";
+import type { VersionMarker } from "../version/mod.ts";
 
 /** Seconds between the page's own reloads. */
 export const PAGE_REFRESH_S = 5;

@@ -18,12 +18,17 @@
  * @module
  */
 
-import { MAX_STATUS_BODY, readLimited } from "../health/bounded_body.ts";
+import { fetchFailure, MAX_STATUS_BODY, readLimited, type Registry } from "../health/mod.ts";
 import type { Context, Hono } from "hono";
-import { dialable, formatHostPort } from "../core/address.ts";
-import { downstreamsOf, type Fleet, type ServerHost } from "../config/config.ts";
-import { DEFAULTS } from "../core/defaults.ts";
-import { formatDuration } from "../core/duration.ts";
+import {
+  DEFAULTS,
+  dialable,
+  formatDuration,
+  formatHostPort,
+  type Logger,
+  stripControlDeep,
+} from "../core/mod.ts";
+import { downstreamsOf, type Fleet, readReportToken, type ServerHost } from "../config/mod.ts";
 import { FleetStore } from "./store.ts";
 import { renderFleetPage } from "./page.ts";
 import {
@@ -38,21 +43,16 @@ import {
   type ServerRow,
   summarize,
 } from "./state.ts";
-import type { Logger } from "../core/log.ts";
-import type { Registry } from "../health/metrics.ts";
-import { parseClientReport } from "../report/report.ts";
 import {
   hostToken,
+  parseClientReport,
   parseSignature,
   type Signature,
   SIGNATURE_HEADER,
   verifySignature,
-} from "../report/sign.ts";
-import { readReportToken } from "../config/secrets.ts";
-import { parseMarker, readMarker, type VersionMarker } from "../version/version.ts";
-import { GlobalRate, RateLimiter, ReplayCache } from "./_report_guards.ts";
-import { stripControlDeep } from "../core/control_chars.ts";
-import { fetchFailure } from "../health/fetch_error.ts";
+} from "../report/mod.ts";
+import { parseMarker, readMarker, type VersionMarker } from "../version/mod.ts";
+import { GlobalRate, RateLimiter, ReplayCache } from "./report_guards.ts";
 
 /** Options of {@linkcode openFleetView}. */
 export interface FleetViewOptions {

@@ -16,8 +16,8 @@
  * @module
  */
 
-import type { VersionMarker } from "../version/version.ts";
-import type { ClientReport } from "../report/report.ts";
+import type { VersionMarker } from "../version/mod.ts";
+import type { ClientReport } from "../report/mod.ts";
 
 /** How a client stands. */
 export type ClientState = "current" | "behind" | "failing" | "silent";

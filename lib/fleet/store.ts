@@ -18,9 +18,9 @@
 // Type-only: a bundle hoists a static node: import to its top, and loading
 // Deno's Node layer costs every command ~5 ms; open() imports it when used.
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
-import { EnvironmentError } from "../core/errors.ts";
-import type { ClientReport } from "../report/report.ts";
-import type { VersionMarker } from "../version/version.ts";
+import { EnvironmentError } from "../core/mod.ts";
+import type { ClientReport } from "../report/mod.ts";
+import type { VersionMarker } from "../version/mod.ts";
 
 /** A client's latest report, as stored. */
 export interface StoredClient extends ClientReport {

@@ -7,11 +7,8 @@
  */
 
 import { Hono } from "hono";
-import type { HostPort } from "../core/address.ts";
-import { formatHostPort } from "../core/address.ts";
-import { EnvironmentError } from "../core/errors.ts";
+import { EnvironmentError, formatHostPort, type HostPort, VERSION } from "../core/mod.ts";
 import type { Registry } from "./metrics.ts";
-import { VERSION } from "../core/meta.ts";
 
 /** What a role exposes through its health endpoint. */
 export interface HealthSource {

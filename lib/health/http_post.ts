@@ -4,7 +4,7 @@
 // request on Deno.connect costs under 1 ms. Only what fanout's own health
 // server answers is supported: http://, a body of at most 64 KiB back.
 
-import { deadline } from "../core/_deadline.ts";
+import { deadline } from "../core/mod.ts";
 
 const MAX_RESPONSE = 64 * 1024;
 const enc = new TextEncoder();

@@ -25,15 +25,11 @@
  * @module
  */
 
-import { MAX_STATUS_BODY, readLimited } from "../health/bounded_body.ts";
-import { formatHostPort, type HostPort, isWildcard } from "../core/address.ts";
-import type { Fleet } from "../config/config.ts";
-import { type BackendSpec } from "../config/backends.ts";
-import { formatDuration } from "../core/duration.ts";
-import type { Logger } from "../core/log.ts";
-import { PROXY_V1_UNKNOWN } from "../rsync/proxy_protocol.ts";
-import { probeRsyncd } from "../rsync/probe.ts";
-import { parseMarker, type VersionMarker } from "../version/version.ts";
+import { MAX_STATUS_BODY, readLimited } from "../health/mod.ts";
+import { formatDuration, formatHostPort, type HostPort, type Logger } from "../core/mod.ts";
+import type { BackendSpec } from "../config/mod.ts";
+import { probeRsyncd, PROXY_V1_UNKNOWN } from "../rsync/mod.ts";
+import { parseMarker, type VersionMarker } from "../version/mod.ts";
 
 /** up or down; `new` until the first check answers. */
 export type BackendState = "new" | "up" | "down";

@@ -3,11 +3,10 @@
 // real daemons is in proxy_test.ts).
 import assert from "node:assert/strict";
 import { type Backend, BackendPool } from "./backends.ts";
-import { backendSpecs } from "../config/backends.ts";
-import { proxyV1Header } from "../rsync/proxy_protocol.ts";
-import { Logger } from "../core/log.ts";
-import { parseFleet } from "../config/config.ts";
-import type { VersionMarker } from "../version/version.ts";
+import { backendSpecs, parseFleet } from "../config/mod.ts";
+import { proxyV1Header } from "../rsync/mod.ts";
+import { Logger } from "../core/mod.ts";
+import type { VersionMarker } from "../version/mod.ts";
 
 interface Script {
   ok: Record<string, boolean>;

@@ -23,13 +23,10 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../core/address.ts";
-import { EnvironmentError } from "../core/errors.ts";
-import type { Logger } from "../core/log.ts";
+import { EnvironmentError, formatHostPort, type HostPort, type Logger } from "../core/mod.ts";
 import type { Backend, BackendPool } from "./backends.ts";
-import type { ProxyConn, ProxyListener, ProxyNet } from "./net/net.ts";
-import { proxyV1Header } from "../rsync/proxy_protocol.ts";
-import { describeConnectError } from "../rsync/probe.ts";
+import type { ProxyConn, ProxyListener, ProxyNet } from "./net/mod.ts";
+import { describeConnectError, proxyV1Header } from "../rsync/mod.ts";
 
 /** Options of {@linkcode TcpProxy}. */
 export interface ProxyOptions {

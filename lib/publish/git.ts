@@ -17,8 +17,7 @@
  * @module
  */
 
-import { EnvironmentError, SafetyError, UsageError } from "../core/errors.ts";
-import { exists } from "../core/_fs.ts";
+import { EnvironmentError, exists, SafetyError, UsageError } from "../core/mod.ts";
 
 /** An opened repository. */
 export interface GitRepo {

@@ -24,15 +24,22 @@
  * @module
  */
 
-import type { Fleet, PublisherHost } from "../config/config.ts";
-import { SERVER_TEMP_DIR, VERSION_LOG, VERSION_MARKER } from "../core/defaults.ts";
-import { ConfigError, SafetyError, TransferError, UsageError } from "../core/errors.ts";
-import { checkSecretFiles } from "../config/secrets.ts";
-import { acquireLock } from "../sys/file_lock.ts";
-import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
-import type { Logger } from "../core/log.ts";
-import { formatHostPort } from "../core/address.ts";
+import { checkSecretFiles, type Fleet, type PublisherHost } from "../config/mod.ts";
 import {
+  ConfigError,
+  formatHostPort,
+  type Logger,
+  SafetyError,
+  SERVER_TEMP_DIR,
+  TransferError,
+  UsageError,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../core/mod.ts";
+import { acquireLock } from "../sys/mod.ts";
+import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
+import {
+  classifyItems,
   daemonUrl,
   describeRsyncFailure,
   requireRsync,
@@ -41,17 +48,17 @@ import {
   type RsyncStats,
   runRsync,
   writeFileList,
-} from "../rsync/rsync.ts";
+} from "../rsync/mod.ts";
 import {
+  appendEntry,
   describeVersion,
   formatMarker,
+  newEntry,
   parseMarker,
   sameVersion,
+  stampMarker,
   type VersionMarker,
-} from "../version/version.ts";
-import { appendEntry, newEntry } from "../version/version_log.ts";
-import { stampMarker } from "../version/marker_stamp.ts";
-import { classifyItems } from "../rsync/itemize.ts";
+} from "../version/mod.ts";
 
 /** What to publish, and how. */
 export interface PublishOptions {

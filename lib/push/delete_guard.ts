@@ -23,8 +23,8 @@
  * @module
  */
 
-import type { Change } from "../version/changes.ts";
-import { formatDuration } from "../core/duration.ts";
+import type { Change } from "../version/mod.ts";
+import { formatDuration } from "../core/mod.ts";
 
 /** Where the guard stands, as `/status` shows it. */
 export type GuardState = "pushing" | "holding" | "blocked";

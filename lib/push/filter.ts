@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Change } from "../version/changes.ts";
+import type { Change } from "../version/mod.ts";
 
 /** rsync treats a pattern with any of these as a wildcard pattern. */
 const WILD = /[*?[]/;

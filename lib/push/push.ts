@@ -26,12 +26,25 @@
  * @module
  */
 
-import { type Change, ChangeSet, type Work } from "../version/changes.ts";
-import type { PushConfig } from "../config/config.ts";
-import { SERVER_TEMP_DIR, VERSION_MARKER } from "../core/defaults.ts";
-import { formatDuration } from "../core/duration.ts";
-import type { Logger } from "../core/log.ts";
-import type { Registry } from "../health/metrics.ts";
+import {
+  type Change,
+  ChangeSet,
+  parseMarker,
+  stampMarker,
+  type VersionMarker,
+  type Work,
+} from "../version/mod.ts";
+import type { PushConfig } from "../config/mod.ts";
+import {
+  formatDuration,
+  type Logger,
+  readTextOrNull,
+  Semaphore,
+  SERVER_TEMP_DIR,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../core/mod.ts";
+import type { Registry } from "../health/mod.ts";
 import { filterRules, unfilterable } from "./filter.ts";
 import {
   describeRsyncFailure,
@@ -40,13 +53,8 @@ import {
   type RsyncResult,
   runRsync,
   writeFileList,
-} from "../rsync/rsync.ts";
-import { parseMarker, type VersionMarker } from "../version/version.ts";
-import { stampMarker } from "../version/marker_stamp.ts";
-import { Semaphore } from "../core/_semaphore.ts";
-import { readTextOrNull } from "../core/_fs.ts";
+} from "../rsync/mod.ts";
 import { DeleteGuard, type GuardState, massDeleteReason } from "./delete_guard.ts";
-import { VERSION_LOG } from "../core/defaults.ts";
 
 /** A replica to push to. */
 export interface PushTarget {

@@ -1,9 +1,7 @@
 // What the nginx and HAProxy renderers share: the proxy section as a view.
 import type { RenderInput } from "./input.ts";
-import { renderedBy } from "../config/rendered_by.ts";
-import type { ProxyConfig } from "../config/config.ts";
-import { ConfigError } from "../core/errors.ts";
-import { backendSpecs } from "../config/backends.ts";
+import { backendSpecs, type ProxyConfig, renderedBy } from "../config/mod.ts";
+import { ConfigError } from "../core/mod.ts";
 
 /** The proxy section, or a ConfigError saying the kind needs one. */
 export function proxyOf({ fleet }: RenderInput, kind: string): ProxyConfig {

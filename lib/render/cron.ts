@@ -8,12 +8,8 @@
 
 import template from "./templates/cron" with { type: "text" };
 import type { RenderInput } from "./input.ts";
-import { renderedBy } from "../config/rendered_by.ts";
-import { UsageError } from "../core/errors.ts";
-import { formatDuration } from "../core/duration.ts";
-import { renderTemplate } from "../core/template.ts";
-import type { Override } from "../config/config.ts";
-import type { Role } from "../config/options.ts";
+import { type Override, renderedBy, type Role } from "../config/mod.ts";
+import { formatDuration, renderTemplate, UsageError } from "../core/mod.ts";
 
 /**
  * Renders the cron.d file for this host's client.

@@ -10,7 +10,7 @@
 
 import template from "./templates/haproxy.cfg" with { type: "text" };
 import type { RenderInput } from "./input.ts";
-import { renderTemplate } from "../core/template.ts";
+import { renderTemplate } from "../core/mod.ts";
 import { lbView, proxyOf } from "./_lb.ts";
 
 /**

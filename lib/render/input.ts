@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { CommonOptions, Role } from "../config/options.ts";
-import type { Fleet } from "../config/config.ts";
+import type { CommonOptions, Fleet, Role } from "../config/mod.ts";
 
 /** What every renderer gets. */
 export interface RenderInput {

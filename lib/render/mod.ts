@@ -1,17 +1,18 @@
 /**
  * `fanout render <kind>`: config files for the tools around fanout, derived
- * from the fleet file. Each kind lives in its own module (`render_<kind>.ts`)
- * and is loaded only when asked for; every rendered file starts with
- * `renderedBy` (lib/render_input.ts), saying which fanout version and fleet file produced it.
+ * from the fleet file. Each kind lives in its own module (`<kind>.ts`) and
+ * is loaded only when asked for; every rendered file starts with
+ * `renderedBy` (lib/config), saying which fanout version and fleet file
+ * produced it.
  *
  * @module
  */
 
-import type { CommonOptions, Role } from "../config/options.ts";
-import { ExitCode, FanoutError } from "../core/errors.ts";
-import { fleetFor } from "../config/fleet_load.ts";
+import { type CommonOptions, fleetFor, type Role } from "../config/mod.ts";
+import { ExitCode, FanoutError, VERSION } from "../core/mod.ts";
 import type { Renderer } from "./input.ts";
-import { VERSION } from "../core/meta.ts";
+
+export type { Renderer, RenderInput } from "./input.ts";
 
 const RENDERERS: Record<string, () => Promise<Renderer>> = {
   rsyncd: async () => (await import("./rsyncd.ts")).renderRsyncd,
@@ -24,6 +25,25 @@ const RENDERERS: Record<string, () => Promise<Renderer>> = {
 };
 
 /**
+ * The renderer of `kind` (`nginx`, `cron`, …), loaded on first use.
+ *
+ * @throws {FanoutError} (usage) for a kind this fanout does not render.
+ *
+ * @example
+ * ```ts
+ * const render = await renderer("nginx");
+ * console.log(await render({ fleet, opts }));
+ * ```
+ */
+export async function renderer(kind: string): Promise<Renderer> {
+  const load = RENDERERS[kind];
+  if (!load) {
+    throw new FanoutError(`render ${kind} is not built yet in fanout ${VERSION}`, ExitCode.Usage);
+  }
+  return await load();
+}
+
+/**
  * Prints the rendered file; returns the exit code.
  *
  * @throws {UsageError} when the kind needs a role that was not given, or
@@ -34,11 +54,7 @@ export async function renderCommand(
   opts: CommonOptions,
   role?: Role,
 ): Promise<number> {
-  const load = RENDERERS[what];
-  if (!load) {
-    throw new FanoutError(`render ${what} is not built yet in fanout ${VERSION}`, ExitCode.Usage);
-  }
-  const render = await load();
+  const render = await renderer(what);
   render.checkRole?.(role);
   const fleet = await fleetFor(opts, role);
   const text = await render({ fleet, role, opts });

@@ -9,7 +9,7 @@
 
 import template from "./templates/nginx.conf" with { type: "text" };
 import type { RenderInput } from "./input.ts";
-import { renderTemplate } from "../core/template.ts";
+import { renderTemplate } from "../core/mod.ts";
 import { lbDuration, lbView, proxyOf } from "./_lb.ts";
 
 /**

@@ -9,9 +9,8 @@
 
 import template from "./templates/post-receive" with { type: "text" };
 import type { RenderInput } from "./input.ts";
-import { renderedBy } from "../config/rendered_by.ts";
-import { ConfigError, UsageError } from "../core/errors.ts";
-import { renderTemplate } from "../core/template.ts";
+import { renderedBy } from "../config/mod.ts";
+import { ConfigError, renderTemplate, UsageError } from "../core/mod.ts";
 
 /**
  * Renders the post-receive hook.

@@ -10,10 +10,9 @@
  */
 
 import type { Renderer, RenderInput } from "./input.ts";
-import { ConfigError, UsageError } from "../core/errors.ts";
-import { REPORT_HOST } from "../report/report.ts";
-import { hostToken } from "../report/sign.ts";
-import { readReportToken } from "../config/secrets.ts";
+import { ConfigError, UsageError } from "../core/mod.ts";
+import { hostToken, REPORT_HOST } from "../report/mod.ts";
+import { readReportToken } from "../config/mod.ts";
 
 /**
  * The token of client `opts.name`, alone on its line (no header: the file

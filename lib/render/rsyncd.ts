@@ -6,9 +6,9 @@
  */
 
 import type { RenderInput } from "./input.ts";
-import { type Fleet, selectServer } from "../config/config.ts";
-import { UsageError } from "../core/errors.ts";
-import { type DaemonIdentity, renderRsyncdConf } from "../rsync/daemon.ts";
+import { type Fleet, selectServer } from "../config/mod.ts";
+import { UsageError } from "../core/mod.ts";
+import { type DaemonIdentity, renderRsyncdConf } from "../rsync/mod.ts";
 
 /**
  * Renders the rsyncd.conf of the primary or of the replica `--name`.

@@ -13,11 +13,8 @@
 
 import template from "./templates/fanout.service" with { type: "text" };
 import type { RenderInput } from "./input.ts";
-import { renderedBy } from "../config/rendered_by.ts";
-import { type Fleet, selectServer } from "../config/config.ts";
-import type { Role } from "../config/options.ts";
-import { ConfigError, UsageError } from "../core/errors.ts";
-import { renderTemplate } from "../core/template.ts";
+import { type Fleet, renderedBy, type Role, selectServer } from "../config/mod.ts";
+import { ConfigError, renderTemplate, UsageError } from "../core/mod.ts";
 
 /**
  * What a server's unit may keep of root's capabilities, and why:

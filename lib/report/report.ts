@@ -12,16 +12,18 @@
  * @module
  */
 
-import { dialable, formatHostPort } from "../core/address.ts";
-import type { Fleet } from "../config/config.ts";
-import { DEFAULTS } from "../core/defaults.ts";
-import { log as rootLog, type Logger } from "../core/log.ts";
+import {
+  DEFAULTS,
+  dialable,
+  formatHostPort,
+  log as rootLog,
+  type Logger,
+  stripControl,
+} from "../core/mod.ts";
+import { type Fleet, secretFileProblem } from "../config/mod.ts";
 import { SIGNATURE_HEADER, signReport } from "./sign.ts";
-import { fetchFailure } from "../health/fetch_error.ts";
-import { postOnce } from "../health/http_post.ts";
-import { secretFileProblem } from "../config/secrets.ts";
-import { stripControl } from "../core/control_chars.ts";
-import { parseMarker, type VersionMarker } from "../version/version.ts";
+import { fetchFailure, postOnce } from "../health/mod.ts";
+import { parseMarker, type VersionMarker } from "../version/mod.ts";
 
 /** What one client run reports to the primary. */
 export interface ClientReport {

@@ -8,24 +8,22 @@
  */
 
 import template from "./rsyncd.conf" with { type: "text" };
-import type { Fleet, ServerHost } from "../config/config.ts";
-import { writersOf } from "../config/config.ts";
-import { EnvironmentError } from "../core/errors.ts";
-import type { HostPort } from "../core/address.ts";
-import { formatHostPort } from "../core/address.ts";
-import type { Logger } from "../core/log.ts";
-import { renderTemplate } from "../core/template.ts";
-import { rsyncdValue } from "../config/_rsyncd_value.ts";
-import { renderedBy } from "../config/rendered_by.ts";
+import { type Fleet, renderedBy, rsyncdValue, type ServerHost, writersOf } from "../config/mod.ts";
+import {
+  EnvironmentError,
+  exists,
+  formatDuration,
+  formatHostPort,
+  type HostPort,
+  type Logger,
+  renderTemplate,
+  SERVER_TEMP_DIR,
+  stripControl,
+} from "../core/mod.ts";
 import { probeRsyncd } from "./probe.ts";
 import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
-import { killGroup, trackGroup } from "../sys/children.ts";
-import { formatDuration } from "../core/duration.ts";
-import { markerComment, type VersionMarker } from "../version/version.ts";
-import { SERVER_TEMP_DIR } from "../core/defaults.ts";
-import { exists } from "../core/_fs.ts";
-import { holdsListener } from "../sys/proc_listen.ts";
-import { stripControl } from "../core/control_chars.ts";
+import { holdsListener, killGroup, trackGroup } from "../sys/mod.ts";
+import { markerComment, type VersionMarker } from "../version/mod.ts";
 
 /** Who the daemon runs as, when started by root. */
 export interface DaemonIdentity {

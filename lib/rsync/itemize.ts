@@ -120,4 +120,3 @@ function attrs(flags: string): string[] {
   }
   return what.length ? what : ["attributes"];
 }
-

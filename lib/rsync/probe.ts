@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { HostPort } from "../core/address.ts";
-import { deadline } from "../core/_deadline.ts";
+import { deadline, type HostPort } from "../core/mod.ts";
 
 /** The outcome of one probe. */
 export interface ProbeResult {

@@ -14,17 +14,15 @@
  * @module
  */
 
-import type { Fleet, ServerHost } from "../config/config.ts";
-import type { Logger } from "../core/log.ts";
-import { isWildcard } from "../core/address.ts";
-import { ConfigError } from "../core/errors.ts";
+import type { Fleet, ServerHost } from "../config/mod.ts";
+import { ConfigError, isWildcard, type Logger } from "../core/mod.ts";
 import {
   type DaemonIdentity,
   knowsProxyProtocolHosts,
   renderRsyncdConf,
   RsyncDaemon,
 } from "./daemon.ts";
-import type { VersionMarker } from "../version/version.ts";
+import type { VersionMarker } from "../version/mod.ts";
 
 /**
  * The peers whose PROXY header the daemon behind the proxy trusts (rsync

@@ -9,8 +9,7 @@
  * @module
  */
 
-import { EnvironmentError, TransferError } from "../core/errors.ts";
-import { formatHostPort, type HostPort } from "../core/address.ts";
+import { EnvironmentError, formatHostPort, type HostPort, TransferError } from "../core/mod.ts";
 
 /** One rsync transfer, in fanout's terms. */
 export interface RsyncJob {

@@ -7,8 +7,7 @@
  * @module
  */
 
-import { LockedError } from "../core/errors.ts";
-import { formatDuration } from "../core/duration.ts";
+import { formatDuration, LockedError } from "../core/mod.ts";
 
 /** A held lock. */
 export interface FileLock {

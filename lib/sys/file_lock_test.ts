@@ -1,7 +1,7 @@
 // Run locks: exclusive, dropped on release or exit, with the holder named.
 import assert from "node:assert/strict";
 import { acquireLock } from "./file_lock.ts";
-import { LockedError } from "../core/errors.ts";
+import { LockedError } from "../core/mod.ts";
 
 const FILE_LOCK_TS = new URL("./file_lock.ts", import.meta.url).href;
 

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { VERSION_MARKER } from "../core/defaults.ts";
+import { VERSION_MARKER } from "../core/mod.ts";
 import { parseMarker, readMarker } from "./version.ts";
 
 /**

@@ -7,9 +7,7 @@
  * @module
  */
 
-import { VERSION_MARKER } from "../core/defaults.ts";
-import { readSmallFile } from "../core/_fs.ts";
-import { stripControl } from "../core/control_chars.ts";
+import { readSmallFile, stripControl, VERSION_MARKER } from "../core/mod.ts";
 
 /**
  * The most a marker file may hold (a real one is ~150 bytes): a larger one,

@@ -27,12 +27,10 @@
  */
 
 import workerSource from "./_watch_worker.js" with { type: "text" };
-import type { Change } from "../version/changes.ts";
-import { compileExcludes, type ExcludeMatcher } from "../core/_glob.ts";
-import { InotifySource, type RawEvent } from "../sys/inotify.ts";
-import { openLibc } from "../sys/libc.ts";
-import type { Logger } from "../core/log.ts";
-import type { Registry } from "../health/metrics.ts";
+import type { Change } from "../version/mod.ts";
+import { compileExcludes, type ExcludeMatcher, type Logger } from "../core/mod.ts";
+import { InotifySource, openLibc, type RawEvent } from "../sys/mod.ts";
+import type { Registry } from "../health/mod.ts";
 
 /** Options of {@linkcode TreeWatcher}. */
 export interface WatchOptions {

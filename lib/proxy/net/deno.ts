@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { HostPort } from "../../core/address.ts";
+import type { HostPort } from "../../core/mod.ts";
 import type { ByteCounter, ProxyConn, ProxyListener, ProxyNet } from "./net.ts";
 
 const SMALL = 16 * 1024;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { EnvironmentError } from "../../core/errors.ts";
+import { EnvironmentError } from "../../core/mod.ts";
 import { denoNet } from "./deno.ts";
 import { openFfiNet } from "./ffi.ts";
 import type { ProxyNet } from "./net.ts";

@@ -14,8 +14,7 @@
  * @module
  */
 
-import type { HostPort } from "../../core/address.ts";
-import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor } from "../../sys/epoll.ts";
+import type { HostPort } from "../../core/mod.ts";
 import {
   decodeSockAddr,
   EADDRINUSE,
@@ -24,10 +23,19 @@ import {
   ECONNREFUSED,
   EINPROGRESS,
   EINTR,
+  EPOLLERR,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
   errno,
+  type Holder,
+  type HolderPool,
+  holderPool,
   IPPROTO_TCP,
   type Libc,
+  type Mover,
   openLibc,
+  Reactor,
   resolveSockAddrs,
   SHUT_WR,
   SO_ERROR,
@@ -39,8 +47,7 @@ import {
   SOL_SOCKET,
   strerror,
   TCP_NODELAY,
-} from "../../sys/libc.ts";
-import { type Holder, type HolderPool, holderPool, type Mover } from "../../sys/holders.ts";
+} from "../../sys/mod.ts";
 import type { ByteCounter, ProxyConn, ProxyListener, ProxyNet } from "./net.ts";
 
 /** Rounds (a read and its writes) for one direction before it yields to other connections. */

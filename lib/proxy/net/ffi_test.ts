@@ -1,7 +1,7 @@
 // The native proxy engines' socket addresses: what the proxy logs and puts in PROXY
 // headers comes from these bytes, so each form round-trips as Deno prints it.
 import assert from "node:assert/strict";
-import { decodeSockAddr, encodeSockAddr } from "../../sys/libc.ts";
+import { decodeSockAddr, encodeSockAddr } from "../../sys/mod.ts";
 
 Deno.test("native proxy engines: socket addresses round-trip as Deno writes them; names are left to the resolver", () => {
   const cases: [string, string][] = [

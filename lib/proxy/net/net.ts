@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { HostPort } from "../../core/address.ts";
+import type { HostPort } from "../../core/mod.ts";
 
 /** A connected TCP socket, as the proxy uses it outside the byte relay. */
 export interface ProxyConn {

@@ -1,5 +1,5 @@
 // Key paths in the fleet file: how they print, where they are, what is near.
-import { CONTROL_CHARS, quoted } from "../core/_visible.ts";
+import { CONTROL_CHARS, quoted } from "../core/mod.ts";
 
 /** A path into the fleet file, e.g. `["replicas", 1, "listen"]`. */
 export type KeyPath = (string | number)[];

@@ -9,7 +9,7 @@
 //   an escape, so such a value cannot be written at all.
 // "#" after the start of a line is part of the value; "[" only starts a
 // module at the start of a line, which a value without a newline never is.
-import { UnsafeValueError, type ValueFilter } from "../core/template.ts";
+import { UnsafeValueError, type ValueFilter } from "../core/mod.ts";
 
 /**
  * Why rsyncd would not read `text` as written, or null.

@@ -1,0 +1,32 @@
+/**
+ * The fleet file, parsed once into types: {@linkcode Fleet} and its hosts,
+ * flag overrides, cross-checks, the secrets' file checks, the cached copy a
+ * client falls back on, and what the proxy and renderers derive from it (the
+ * backends, the rendered-by header). Also the roles and the options every
+ * command runs with.
+ *
+ * @module
+ */
+
+export { closest } from "./paths.ts";
+export { rsyncdValue } from "./rsyncd_value.ts";
+export { type BackendSpec, backendSpecs, referenceSpec } from "./backends.ts";
+export {
+  downstreamsOf,
+  findServer,
+  type Fleet,
+  loadFleet,
+  type Override,
+  parseFleet,
+  type ProxyConfig,
+  type PublisherHost,
+  type PushConfig,
+  selectServer,
+  type ServerHost,
+  servers,
+  writersOf,
+} from "./config.ts";
+export { fleetFor } from "./fleet_load.ts";
+export { type CommonOptions, type Role, ROLES } from "./options.ts";
+export { renderedBy } from "./rendered_by.ts";
+export { checkSecretFiles, openTo, readReportToken, secretFileProblem } from "./secrets.ts";

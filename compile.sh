@@ -48,7 +48,7 @@ RUN_FLAGS=(
   --allow-ffi
   --no-prompt # a service has nobody to answer a prompt: fail at once
   # Small young generation and lite mode: ~90 MB less peak RSS for a busy primary, no
-  # slower (V8_FLAGS in lib/defaults.ts says what was measured).
+  # slower (V8_FLAGS in lib/core/defaults.ts says what was measured).
   --v8-flags=--max-semi-space-size=1,--lite-mode
 )
 

@@ -1,4 +1,4 @@
-// Benchmark: the self-contained dist/fanout (lib/launcher.sh: sh, Deno and the
+// Benchmark: the self-contained dist/fanout (build/launcher.sh: sh, Deno and the
 // bundle in one file) against the bundle run directly by the same Deno, both
 // with no deno on PATH (`env -i PATH=/usr/bin:/bin`) and a warm code cache:
 //

@@ -61,7 +61,7 @@ export async function untilShutdown(
   }
 }
 
-/** Serves the health app of `src` on `at` (see lib/health.ts). */
+/** Serves the health app of `src` on `at` (see lib/health/health.ts). */
 export function startHealth(
   at: HostPort,
   src: HealthSource,

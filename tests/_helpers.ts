@@ -412,8 +412,8 @@ export class Lab {
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...entry, ...args],
       cwd: opts.cwd ?? this.dir,
-      // The client's fleet cache (lib/fleet_cache.ts) stays in the lab, and
-      // the process stops when this test runner dies (lib/children.ts).
+      // The client's fleet cache (lib/config/fleet_cache.ts) stays in the lab, and
+      // the process stops when this test runner dies (lib/sys/children.ts).
       env: {
         XDG_CACHE_HOME: `${this.dir}/.cache`,
         DENO_DIR,

@@ -2,7 +2,7 @@
 // anywhere, under the permissions the binary gets; deno compile is handed
 // DENORT_BIN and embeds templates, permissions and the version; without a
 // usable denort, one sentence says what is missing and dist/fanout is the
-// self-contained one (lib/launcher.sh), which runs where no deno is on PATH.
+// self-contained one (build/launcher.sh), which runs where no deno is on PATH.
 // Every build goes into a temp dir (OUT_DIR), never into the checkout's dist/.
 import assert from "node:assert/strict";
 import { http, Proc, type Ran, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
@@ -117,11 +117,11 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       async () => {
         const text = await Deno.readTextFile(bundle);
         assert.doesNotMatch(text, /\bimport\(\s*["'`]\.{0,2}\//);
-        assert.match(text, /socket options = TCP_NODELAY/, "templates/rsyncd.conf");
+        assert.match(text, /socket options = TCP_NODELAY/, "lib/rsync/rsyncd.conf");
         assert.match(
           text,
           /CapabilityBoundingSet=\{\{capabilities\}\}/,
-          "templates/fanout.service",
+          "lib/render/templates/fanout.service",
         );
       },
     );

@@ -1,4 +1,4 @@
-// The self-contained launcher (lib/launcher.sh) against another local user
+// The self-contained launcher (build/launcher.sh) against another local user
 // who prepared its /tmp fallback: root must never exec a runtime that user
 // placed. Runs the launcher's fast path only (no runtime is unpacked), in a
 // private mount namespace where /var/cache and HOME are read-only, so the
@@ -20,7 +20,7 @@ async function run(cmd: string[], env: Record<string, string> = {}) {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** lib/launcher.sh with placeholders filled: a fast path to `dir`, no payload. */
+/** build/launcher.sh with placeholders filled: a fast path to `dir`, no payload. */
 async function launcher(path: string, dir: string): Promise<void> {
   let text = await Deno.readTextFile(new URL("../build/launcher.sh", import.meta.url));
   const fill: Record<string, string> = {

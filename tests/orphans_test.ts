@@ -1,5 +1,5 @@
 // Nothing a test started outlives its runner: a runner killed mid-run leaves
-// no fanout and no rsync daemon behind (lib/children.ts, FANOUT_PARENT_PID).
+// no fanout and no rsync daemon behind (lib/sys/children.ts, FANOUT_PARENT_PID).
 import assert from "node:assert/strict";
 import { waitFor } from "./_helpers.ts";
 import { alive } from "./_fleet.ts";

@@ -128,7 +128,7 @@ Deno.test("primary: the version marker reaches replicas last and is reported", a
     }, 5000);
     assert.equal(r2.tree.version.commit, marker.commit);
     // Written here unstamped; every replica's copy carries published_at as
-    // its mtime (lib/marker_stamp.ts).
+    // its mtime (lib/version/marker_stamp.ts).
     for (const r of ["rsync2", "rsync3"] as const) {
       const st = await Deno.stat(`${lab.hosts[r].path}/.fanout-version`);
       assert.equal(st.mtime?.getTime(), Date.parse(marker.published_at), r);

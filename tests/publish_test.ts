@@ -156,7 +156,7 @@ Deno.test("publish: adds, changes, deletes and renames land exactly; marker last
     await assertPublished(lab, repo, a, 1, ["notes.tmp"]);
     const primary = lab.hosts.rsync1.path;
     // The marker's mtime is its published_at: clients tell by it which
-    // version a listing of the tree saw (lib/marker_stamp.ts).
+    // version a listing of the tree saw (lib/version/marker_stamp.ts).
     const published = JSON.parse(await Deno.readTextFile(`${primary}/.fanout-version`));
     assert.equal(
       (await Deno.stat(`${primary}/.fanout-version`)).mtime?.getTime(),

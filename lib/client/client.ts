@@ -6,20 +6,20 @@
  *
  * 1. recover from a run that was killed (stop its orphaned rsync, remove the
  *    `.~tmp~` staging dirs `--delay-updates` left behind);
- * 2. refuse a dangerous destination (lib/client_safety.ts);
+ * 2. refuse a dangerous destination (lib/client/safety.ts);
  * 3. fast path (when `client.verify_every` allows it): fetch only the source's
  *    `.fanout-version` (one small request) and stop when it matches dest's;
  *    when the source is ahead, catch up by its version log
- *    (lib/client_catchup.ts: just the changed paths, no tree walk) when the
+ *    (lib/client/catchup.ts: just the changed paths, no tree walk) when the
  *    log can vouch for the change;
  * 4. compare: a dry run lists the drift. Nothing to change ends the run here,
  *    so a no-op costs one tree walk, not two. An empty source, a source that
  *    lost its version marker, or more deletions than `client.max_delete`
  *    are refused here, before dest is touched;
- * 5. apply, through the tree layout: in place (lib/client_inplace.ts: just
+ * 5. apply, through the tree layout: in place (lib/client/inplace.ts: just
  *    the listed paths for a small drift, else `rsync -a --delete-delay
  *    --delay-updates`), or a new tree swapped in whole (`--atomic`,
- *    lib/client_atomic.ts).
+ *    lib/client/atomic.ts).
  *
  * Connection failures (refused, reset, timeouts, a full server) are retried
  * with backoff, each attempt on a new connection so a proxy can pick another
@@ -211,7 +211,7 @@ async function syncSteps(
   }
   const passes: { drift: Drift; r: RsyncResult }[] = [];
   let tree = current;
-  /** Whether dest's marker is the one its tree's listing saw (lib/marker_stamp.ts). */
+  /** Whether dest's marker is the one its tree's listing saw (lib/version/marker_stamp.ts). */
   let fromScan = true;
   for (let pass = 1, st = state, prior = 0;; pass++) {
     const done = await retrying(job, "sync", async () => {

@@ -35,7 +35,7 @@ export const LISTED_MAX = 1000;
  * from the comparison's own list: rsync transfers just those paths, then the
  * extra entries are removed here (kept in the backup dir when asked). A large
  * one gets a whole-tree `rsync --delete`. A version log's change list
- * (lib/client_catchup.ts) is applied the same way, without a comparison.
+ * (lib/client/catchup.ts) is applied the same way, without a comparison.
  */
 export function inPlace(job: ClientJob): TreeLayout {
   return {

@@ -15,7 +15,7 @@ import {
   runRsync,
 } from "../rsync/mod.ts";
 
-/** Everything one run needs; built by roles/client.ts from the fleet file. */
+/** Everything one run needs; built by cmd/client.ts from the fleet file. */
 export interface ClientJob {
   /** This host's name (splay, status). */
   host: string;
@@ -40,7 +40,7 @@ export interface ClientJob {
   verifyEvery: number;
   /** Keep overwritten and deleted files under `<backupDir>/<time>/`. */
   backupDir: string | null;
-  /** Swap whole trees through a symlink (lib/client_atomic.ts). */
+  /** Swap whole trees through a symlink (lib/client/atomic.ts). */
   atomic: boolean;
   /** Trees kept with `atomic`. */
   keep: number;

@@ -19,7 +19,7 @@ export interface TreeLayout {
   /** Removes what a killed run left behind. */
   recover(): Promise<void>;
   /**
-   * Applies a version log's change list (lib/client_catchup.ts) so dest is at
+   * Applies a version log's change list (lib/client/catchup.ts) so dest is at
    * `target`; null when the source did not match the list (the whole-tree
    * path follows). Layouts without it always walk the tree.
    */

@@ -103,7 +103,7 @@ export interface DestCheck {
  */
 export async function checkDest(dest: string, opts: DestCheck = {}): Promise<DestState> {
   const literal = normalize(dest);
-  // Sync calls throughout: see existsNow in lib/_fs.ts.
+  // Sync calls throughout: see existsNow in lib/core/fs.ts.
   const real = resolve(literal);
   const homes = opts.homes ?? homeDirs();
   for (const p of new Set([literal, real])) {

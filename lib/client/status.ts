@@ -85,7 +85,7 @@ export function readStatus(stateDir: string): ClientRunResult | null {
 export function writeStatus(stateDir: string, result: ClientRunResult): void {
   const path = `${stateDir}/${STATUS_FILE}`;
   const tmp = `${path}.${Deno.pid}.tmp`;
-  // Sync: two small calls at the end of every cron run (see existsNow in lib/_fs.ts).
+  // Sync: two small calls at the end of every cron run (see existsNow in lib/core/fs.ts).
   Deno.writeTextFileSync(tmp, JSON.stringify(result, null, 2) + "\n");
   Deno.renameSync(tmp, path);
 }

@@ -86,7 +86,7 @@ export interface ProxyConfig {
   /** Seqs past the primary's a backend may claim before its version is distrusted. */
   versionMaxLead: number;
   proxyProtocol: boolean;
-  /** The socket engine: see lib/proxy_net.ts. */
+  /** The socket engine: see lib/proxy/net/net.ts. */
   engine: "auto" | "copy" | "splice" | "deno";
   stateDir: string;
 }

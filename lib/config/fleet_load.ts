@@ -10,7 +10,7 @@ export const DEFAULT_FLEET_FILE = "/etc/fanout/fanout.yaml";
 /**
  * The fleet for `role`: from `-c`, else the default file, else (client only)
  * from flags alone. The client, which cron starts every minute, takes it from
- * lib/fleet_cache.ts when nothing changed since its last run; the validating
+ * lib/config/fleet_cache.ts when nothing changed since its last run; the validating
  * code (the YAML parser, the schema) is loaded only when it did.
  *
  * @throws {UsageError} when there is no fleet file to read.

@@ -110,7 +110,7 @@ export function secretFileProblem(
 ): ConfigProblem | null {
   let st: Deno.FileInfo;
   try {
-    st = Deno.statSync(path); // sync: read on every cron run (see existsNow in lib/_fs.ts)
+    st = Deno.statSync(path); // sync: read on every cron run (see existsNow in lib/core/fs.ts)
   } catch (e) {
     const why = e instanceof Deno.errors.PermissionDenied
       ? "cannot be read (permission denied)"

@@ -119,7 +119,7 @@ export const VERSION_MARKER = ".fanout-version";
 /**
  * Name of the version log at the root of every tree, next to the marker: what
  * each recent publish changed, so a client one or a few versions behind
- * fetches just those paths (lib/version_log.ts).
+ * fetches just those paths (lib/version/version_log.ts).
  */
 export const VERSION_LOG = ".fanout-changes";
 

@@ -4,7 +4,7 @@
  * version" as a page (`GET /fleet`), as JSON (`GET /fleet.json`) and as
  * Prometheus gauges on `/metrics`.
  *
- * A report must be signed with its host's own token (lib/report_sign.ts:
+ * A report must be signed with its host's own token (lib/report/sign.ts:
  * derived from the primary's report secret and the host's name, so a client
  * can report as itself only), fresh (within 5 minutes of the primary's
  * clock), never seen before, at most 8 KiB, from one of at most

@@ -50,7 +50,7 @@ export interface ProxyOptions {
    * checks the address it sees, which behind the proxy is the proxy's own.
    */
   modules?: string[];
-  /** The socket engine (see lib/proxy_net.ts). */
+  /** The socket engine (see lib/proxy/net/net.ts). */
   net: ProxyNet;
   log: Logger;
 }

@@ -14,7 +14,7 @@
  *    --delay-updates`: new files land together, deletions after them), from
  *    the publisher's address, with the password file, leaving the marker alone;
  * 5. write `.fanout-version` with the next `seq`, add what step 4 changed to
- *    the version log (`.fanout-changes`, lib/version_log.ts), and send both
+ *    the version log (`.fanout-changes`, lib/version/version_log.ts), and send both
  *    last, the log first, so a host whose marker says seq N holds all of
  *    version N and the log up to it.
  *
@@ -238,7 +238,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     await writeAtomic(files.state, formatMarker(marker));
     await Deno.mkdir(files.markerDir, { recursive: true });
     await writeAtomic(`${files.markerDir}/${VERSION_MARKER}`, formatMarker(marker));
-    // Its mtime is its published_at on every server (lib/marker_stamp.ts).
+    // Its mtime is its published_at on every server (lib/version/marker_stamp.ts).
     stampMarker(`${files.markerDir}/${VERSION_MARKER}`);
     // The entry lists this transfer's changes, which are the whole change
     // from `previous` only when the primary held exactly `previous` before

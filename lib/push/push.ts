@@ -13,7 +13,7 @@
  * ```
  *
  * Deletions seen by the watcher pass the mass-delete guard first
- * (lib/delete_guard.ts): held a moment, counted over a window, blocked when
+ * (lib/push/delete_guard.ts): held a moment, counted over a window, blocked when
  * they look like an accident. While it holds or blocks, runs delete nothing
  * outside their own paths; new and changed files still go at once.
  *

@@ -159,7 +159,7 @@ function serverUnit(fleet: Fleet, role: "primary" | "replica", name?: string): U
     whyRoot: [
       `Runs as root: its rsync daemon binds port ${self.listen.port}, chroots into the tree and`,
       `drops to ${uid} (uid) for every connection. The capabilities kept are what that takes`,
-      "(see SERVER_CAPABILITIES in lib/render_systemd.ts); NoNewPrivileges does not hinder it.",
+      "(see SERVER_CAPABILITIES in lib/render/systemd.ts); NoNewPrivileges does not hinder it.",
     ],
     stopTimeoutS: SERVER_STOP_TIMEOUT_S,
   };

@@ -1,7 +1,7 @@
 /**
  * Client run reports: after each run a client POSTs what it did to the
  * primary's health endpoint (`/report`), signed with its own report token
- * (lib/report_sign.ts: derived from the primary's secret and its name), so
+ * (lib/report/sign.ts: derived from the primary's secret and its name), so
  * the primary's fleet view knows which host has which version.
  *
  * A report is best effort: {@linkcode sendReport} waits at most a second and

@@ -121,7 +121,7 @@ export function renderRsyncdConf(
 }
 
 /**
- * True when rsync `rsyncVersion` (as `requireRsync` in lib/rsync.ts returns it)
+ * True when rsync `rsyncVersion` (as `requireRsync` in lib/rsync/rsync.ts returns it)
  * knows `proxy protocol hosts`: 3.5.0 and later, whose daemon with
  * `proxy protocol = yes` refuses every connection from a peer not listed
  * there. Older ones log "IGNORING unknown parameter" for it on every
@@ -505,7 +505,7 @@ const LOG_TAIL_LINES = 5;
 const LOG_TAIL_CHARS = 300;
 
 /**
- * A line of the daemon's for a message: control characters (lib/control_chars.ts, and tabs)
+ * A line of the daemon's for a message: control characters (lib/core/control_chars.ts, and tabs)
  * stripped, as it ends up on a terminal, trimmed, at most LOG_TAIL_CHARS.
  */
 function clip(line: string): string {

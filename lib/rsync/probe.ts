@@ -45,7 +45,7 @@ export async function probeRsyncd(
   timeoutMs: number,
   opts: {
     list?: boolean;
-    /** Sent first, for a daemon with `proxy protocol = yes` (see lib/proxy_protocol.ts). */
+    /** Sent first, for a daemon with `proxy protocol = yes` (see lib/rsync/proxy_protocol.ts). */
     proxyHeader?: Uint8Array;
   } = {},
 ): Promise<ProbeResult> {

@@ -99,7 +99,7 @@ export function renderProxiedConf(
  * The daemon behind the proxy for `self`, with its rsyncd.conf written under
  * `<state dir>/proxied/`; null when this host needs none (no PROXY protocol,
  * or not a backend of the proxy). Not started: call `start()` and `stop()`.
- * `rsyncVersion` is the installed rsync's (`requireRsync` in lib/rsync.ts).
+ * `rsyncVersion` is the installed rsync's (`requireRsync` in lib/rsync/rsync.ts).
  *
  * @throws {ConfigError} see {@linkcode proxyProtocolPeers} (rsync 3.5+ only).
  *

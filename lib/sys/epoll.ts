@@ -9,7 +9,7 @@
  * `nonblocking` call, ~35 µs a round trip here), which an eventfd wakes when
  * the last descriptor leaves, so no call is left pending.
  *
- * Internal to lib/ffi_net.ts and lib/_inotify.ts.
+ * Internal to lib/proxy/net/ffi.ts and lib/sys/inotify.ts.
  *
  * @module
  */

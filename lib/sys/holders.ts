@@ -1,6 +1,6 @@
 /**
  * Where one direction of a relay keeps bytes between reading them from one
- * socket and passing them to the other, for lib/ffi_net.ts: a buffer
+ * socket and passing them to the other, for lib/proxy/net/ffi.ts: a buffer
  * (read(2)/write(2), what nginx does) or a pipe (splice(2): the bytes stay in
  * the kernel). Pools lend a holder to a direction only while it holds bytes,
  * so idle connections hold none.

@@ -1,5 +1,5 @@
 /**
- * inotify through FFI, for lib/watch.ts: one watch per directory on one
+ * inotify through FFI, for lib/watch/watch.ts: one watch per directory on one
  * inotify descriptor, read by an epoll reactor on this thread, with events
  * handed over in Deno's `FsEvent` shape (kind, paths, flag).
  *
@@ -14,7 +14,7 @@
 import { Reactor } from "./epoll.ts";
 import { EAGAIN, EINTR, errno, type Libc, strerror } from "./libc.ts";
 
-/** One event, as lib/watch.ts takes it: Deno's kinds, absolute paths, and "rescan" on overflow. */
+/** One event, as lib/watch/watch.ts takes it: Deno's kinds, absolute paths, and "rescan" on overflow. */
 export type RawEvent = [kind: Deno.FsEvent["kind"], paths: string[], flag: string | null];
 
 const IN_MODIFY = 0x2;

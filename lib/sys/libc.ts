@@ -2,7 +2,7 @@
  * The few libc calls the proxy's native engines and the inotify watcher need (Linux, glibc, x86-64 or
  * arm64), opened once through Deno's FFI, with socket-address helpers.
  *
- * Internal to lib/ffi_net.ts, lib/_holders.ts, lib/_inotify.ts and lib/_epoll.ts.
+ * Internal to lib/proxy/net/ffi.ts, lib/sys/holders.ts, lib/sys/inotify.ts and lib/sys/epoll.ts.
  *
  * @module
  */

@@ -16,7 +16,7 @@ export interface Change {
    * where walking a large existing directory would be wasted.
    */
   deep: boolean;
-  /** The path is gone (a deletion): the push engine holds it a moment (lib/delete_guard.ts). */
+  /** The path is gone (a deletion): the push engine holds it a moment (lib/push/delete_guard.ts). */
   gone?: boolean;
   /** The path appeared (created or renamed in): it offsets a deletion in the guard's count. */
   created?: boolean;

@@ -61,7 +61,7 @@ export function parseMarker(text: string): VersionMarker | null {
  * ```
  */
 export function readMarker(dir: string): VersionMarker | null {
-  // Sync: a few bytes, read on every cron run (see existsNow in lib/_fs.ts).
+  // Sync: a few bytes, read on every cron run (see existsNow in lib/core/fs.ts).
   const text = readSmallFile(`${dir}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
   return text === null ? null : parseMarker(text);
 }

@@ -8,7 +8,7 @@
  * skips excluded directories (`.git`), and it is faster than the recursive
  * mode (10k directories: ~0.5 s against ~0.75 s).
  *
- * The watches come from inotify itself, through FFI (lib/_inotify.ts), when
+ * The watches come from inotify itself, through FFI (lib/sys/inotify.ts), when
  * FFI is permitted: no worker isolate to carry, and a kernel queue overflow is
  * always reported. Otherwise they live in a worker (`_watch_worker.js`): Deno
  * keeps one watcher per runtime and checks every event against every watch

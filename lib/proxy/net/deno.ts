@@ -1,6 +1,6 @@
 /**
  * The portable proxy engine, `deno`: `Deno.TcpConn` read/write loops, for
- * where the native engines (lib/ffi_net.ts) cannot run.
+ * where the native engines (lib/proxy/net/ffi.ts) cannot run.
  *
  * Plain `read`/`write` with reused buffers (`pipeTo` measured ~30% slower here
  * and loses half-close): each direction starts with a small buffer, so a

@@ -1,6 +1,6 @@
 /**
  * Opens the proxy's socket engine the fleet file asks for (the interface is
- * lib/proxy_net.ts; the engines lib/ffi_net.ts and lib/deno_net.ts).
+ * lib/proxy/net/net.ts; the engines lib/proxy/net/ffi.ts and lib/proxy/net/deno.ts).
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * The proxy's native engines: sockets opened through FFI and watched by the
- * process's own epoll loop (lib/_epoll.ts), bytes moved by plain system calls
- * with no promise, op or Deno resource per chunk. Two movers (lib/_holders.ts):
+ * process's own epoll loop (lib/sys/epoll.ts), bytes moved by plain system calls
+ * with no promise, op or Deno resource per chunk. Two movers (lib/sys/holders.ts):
  *
  * - `copy`: read(2) into a 256 KiB buffer, write(2) out of it, as nginx does;
  * - `splice`: socket → pipe → socket with splice(2), so the bytes never enter

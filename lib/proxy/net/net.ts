@@ -1,11 +1,11 @@
 /**
  * The socket layer under the proxy, as an interface with three engines
- * (opened by lib/proxy_engine.ts):
+ * (opened by lib/proxy/net/engine.ts):
  *
- * - `copy` and `splice` (lib/ffi_net.ts): sockets opened through FFI, one
+ * - `copy` and `splice` (lib/proxy/net/ffi.ts): sockets opened through FFI, one
  *   epoll loop, bytes moved with read(2)/write(2) through a buffer, or with
  *   splice(2) through a pipe. Linux only, needs `--allow-ffi`.
- * - `deno` (lib/deno_net.ts): `Deno.TcpConn` read/write loops. Works
+ * - `deno` (lib/proxy/net/deno.ts): `Deno.TcpConn` read/write loops. Works
  *   everywhere, at about twice the CPU per byte.
  *
  * `auto` (the default) takes `copy` when it can and `deno` otherwise, saying why.

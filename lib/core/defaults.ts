@@ -129,14 +129,14 @@ export const VERSION_LOG = ".fanout-changes";
  * not set later at run time.
  *
  * - 1 MB semi-spaces: V8 lets the young generation grow to 16 MB per
- *   semi-space and keeps it; a primary itemizing a 100k-file push peaked at
- *   172 MB RSS with the default and 113 MB with this.
+ *   semi-space and keeps it, so a primary itemizing a large push would hold
+ *   that memory long after the push.
  * - Lite mode (no optimizing compilers, feedback allocated lazily): fanout's
- *   JavaScript is glue around rsync, sockets and files, never the bottleneck.
- *   Measured: the primary on the 100k-file tree, from the bundle, 75–84 MB
- *   RSS instead of ~100, with the same propagation times; the proxy's four
- *   parallel pulls no slower (0.83–0.90× direct, against 0.83×); a cron
- *   client's no-op run ~3 ms shorter.
+ *   JavaScript is glue around rsync, sockets and files, never the bottleneck,
+ *   so the optimizers cost memory and start-up time without making anything
+ *   faster.
+ *
+ * What each flag saves is in docs/benchmarks.md.
  */
 export const V8_FLAGS = "--max-semi-space-size=1,--lite-mode";
 

@@ -6,7 +6,7 @@
  * While events keep coming it waits briefly on the main thread (nginx's loop,
  * in effect), yielding one event-loop turn between batches so timers, health
  * checks and HTTP still run; once quiet it parks on a worker thread (an FFI
- * `nonblocking` call, ~35 µs a round trip here), which an eventfd wakes when
+ * `nonblocking` call, a thread round trip each), which an eventfd wakes when
  * the last descriptor leaves, so no call is left pending.
  *
  * Internal to lib/proxy/net/ffi.ts and lib/sys/inotify.ts.
@@ -33,8 +33,9 @@ const MAX_EVENTS = 256;
 /**
  * While traffic flows the loop waits on the main thread, at most this long
  * (ms) at a time: parking on the worker thread costs three context switches
- * a wake-up, which at loopback speeds was ~1/3 of the proxy's CPU. Timers,
- * health checks and HTTP wait at most this long for their turn.
+ * a wake-up, which at loopback speeds would take a large share of the
+ * proxy's CPU. Timers, health checks and HTTP wait at most this long for
+ * their turn.
  */
 const HOT_WAIT_MS = 2;
 /** Empty short waits (≈ HOT_WAIT_MS each) before parking on the worker thread. */

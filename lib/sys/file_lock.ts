@@ -47,7 +47,7 @@ export interface LockOptions {
  */
 export async function acquireLock(path: string, opts: LockOptions): Promise<FileLock> {
   // Sync calls where nothing is waited for: each async one costs a thread
-  // hop (~0.3 ms), and a cron client takes this lock every minute.
+  // hop, and a cron client takes this lock every minute.
   Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
   const file = Deno.openSync(path, { read: true, write: true, create: true });
   const started = performance.now();

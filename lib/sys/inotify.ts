@@ -3,10 +3,10 @@
  * inotify descriptor, read by an epoll reactor on this thread, with events
  * handed over in Deno's `FsEvent` shape (kind, paths, flag).
  *
- * Against `Deno.watchFs` in a worker, it saves the worker's isolate (~10 MB),
- * reports a kernel queue overflow every time (Deno does not always), and a
- * watch added for a new directory costs one syscall and nothing later (Deno
- * checks every event against every watch it ever opened).
+ * Against `Deno.watchFs` in a worker, it saves the worker's isolate (a heap
+ * of its own), reports a kernel queue overflow every time (Deno does not
+ * always), and a watch added for a new directory costs one syscall and
+ * nothing later (Deno checks every event against every watch it ever opened).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
- * The proxy's byte movers: one interface, two engines (Deno streams, and
- * splice through epoll via FFI), and the choice between them.
+ * The proxy's byte movers: one interface, three engines (`copy` and `splice`
+ * on FFI sockets and an epoll loop, `deno` on Deno's sockets), and the
+ * choice between them.
  *
  * @module
  */

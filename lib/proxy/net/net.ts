@@ -6,7 +6,7 @@
  *   epoll loop, bytes moved with read(2)/write(2) through a buffer, or with
  *   splice(2) through a pipe. Linux only, needs `--allow-ffi`.
  * - `deno` (lib/proxy/net/deno.ts): `Deno.TcpConn` read/write loops. Works
- *   everywhere, at about twice the CPU per byte.
+ *   everywhere, at more CPU per byte (docs/benchmarks.md).
  *
  * `auto` (the default) takes `copy` when it can and `deno` otherwise, saying why.
  *

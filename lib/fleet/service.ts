@@ -373,7 +373,8 @@ export class FleetView {
   /**
    * Null when `sig` is `host`'s: made with the token derived from the
    * primary's secret and that name. A report signed with the secret itself
-   * (a client set up before per-host tokens) is told what to install.
+   * (a client given the shared secret instead of its own token) is refused
+   * with what to install instead.
    */
   async #checkSignature(
     host: string,

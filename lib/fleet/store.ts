@@ -16,7 +16,8 @@
  */
 
 // Type-only: a bundle hoists a static node: import to its top, and loading
-// Deno's Node layer costs every command ~5 ms; open() imports it when used.
+// Deno's Node layer would slow the start of every command; open() imports it
+// when used.
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { EnvironmentError } from "../core/mod.ts";
 import type { ClientReport } from "../report/mod.ts";

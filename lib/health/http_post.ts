@@ -1,7 +1,7 @@
 // One HTTP/1.1 POST over a plain TCP connection, for the client's report.
-// fetch() costs ~6 ms on its first call in a process (its HTTP client
-// starts up), which a cron run pays every minute on every host; a bare
-// request on Deno.connect costs under 1 ms. Only what fanout's own health
+// fetch() starts its HTTP client on its first call in a process, a cost a
+// cron run would pay every minute on every host; a bare request on
+// Deno.connect starts nothing. Only what fanout's own health
 // server answers is supported: http://, a body of at most 64 KiB back.
 
 import { deadline } from "../core/mod.ts";

@@ -6,8 +6,8 @@
  * of the list. A version that lands on the server between the two therefore
  * reaches a client as the new marker's bytes under the old marker's mtime,
  * with the rest of the tree as listed before it: files the new version added
- * are missing, files it changed may be stale. (Reproduced with plain
- * `rsync -a --delay-updates`; the soak caught a client holding such a tree.)
+ * are missing, files it changed may be stale. (Plain `rsync -a
+ * --delay-updates` does the same: the window is rsync's, not fanout's.)
  *
  * So every server's marker carries its `published_at` as its mtime (the
  * publisher and the push engine stamp it), and a client whose marker is older

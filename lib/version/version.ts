@@ -99,7 +99,7 @@ const COMMENT = /fanout-version seq=(\d+) commit=(\S+) ref=(\S+) at=(\S+)/;
 /**
  * The marker as the read module's comment carries it, so a client can learn
  * the version from a module listing: one tiny exchange with the daemon and
- * no rsync process (see rsync_probe.ts).
+ * no rsync process (see lib/rsync/probe.ts).
  *
  * @example
  * ```ts

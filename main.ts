@@ -70,7 +70,7 @@ if (import.meta.main) {
   // Not a top-level await: Deno stores its V8 code cache in the background
   // once this module has been evaluated, and a top-level await would hold the
   // evaluation open until Deno.exit(), so no cache would ever be stored and
-  // every start would compile the whole program again (~10 ms of every cron run).
+  // every start would compile the whole program again, on every cron run.
   exitWithParent();
   main(Deno.args).then((code) => {
     killAllGroups();

@@ -3,8 +3,8 @@
 // - fanout client from a replica (as cron runs it: `fanout --role client`), with a
 //   full tree comparison every run (the default) and with the version fast path
 //   (`client.verify_every`);
-// - `git pull` from a local `git daemon` (the old way);
-// - plain `rsync -az --delete` from the same replica, as the hand-made cron line ran it
+// - `git pull` from a local `git daemon` (the setup fanout replaces);
+// - plain `rsync -az --delete` from the same replica, as the hand-made cron line runs it
 //   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
 //
 // Measures a no-op sync (wall time, bytes on the wire), a one-file change, and the

@@ -1,4 +1,4 @@
-// Propagation benchmark (issue 4): write on the primary -> identical on two
+// Propagation benchmark: write on the primary -> identical on two
 // replicas, for fanout, lsyncd (delay = 0) and the hand-made inotifywait loop,
 // on the same tree and the same replica daemons, in one run.
 //
@@ -108,8 +108,8 @@ async function measure(
   for (let i = 0; i < BURST; i++) {
     Deno.writeTextFileSync(`${src}/d${i % DIRS_A}/e${i % 50}/${tag}-${i}.txt`, `${i}\n`);
   }
-  // No tool can finish before the files exist: creating them is most of a
-  // burst on a slow disk (~0.7 ms a file on the development machine's).
+  // No tool can finish before the files exist: on a slow disk creating them
+  // is most of a burst, so the time they took is printed as its floor.
   const writes = performance.now() - t0;
   let burst = NaN;
   try {

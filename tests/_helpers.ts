@@ -223,8 +223,8 @@ export class Lab {
   /**
    * Makes a lab with secrets files in place (mode 600). `tmpfs` mounts a
    * private tmpfs on the lab dir when this process may (root), for tests that
-   * create tens of thousands of files: creating a file on this machine's disk
-   * costs ~0.7 ms of kernel time (20,000 files: 14 s; on a tmpfs, 0.4 s).
+   * create tens of thousands of files: on a slow disk each file created costs
+   * kernel time that a tmpfs all but saves.
    */
   static async create(opts: { tmpfs?: boolean | string } = {}): Promise<Lab> {
     const dir = await Deno.makeTempDir({ prefix: "fanout-test-" });

@@ -849,9 +849,9 @@ Deno.test("client: a version landing between rsync's listing and its sending of 
     // Version 3 adds new.txt, with no log entry: the whole tree is compared.
     await writeTree(s.src, { "new.txt": "new in version 3\n" });
     await Deno.writeTextFile(`${s.src}/.fanout-version`, marker(3));
-    // The end state of the race (reproduced with plain rsync --delay-updates,
-    // and caught by the soak behind the proxy, where the reads before and
-    // after the transfer reached other servers): the listing was made before
+    // The end state of the race (plain rsync --delay-updates leaves it too,
+    // and behind a proxy the reads before and after the transfer may reach
+    // other servers, which widens the window): the listing was made before
     // version 3 landed (no new.txt, the older marker's mtime), the marker's
     // bytes were read after it. The wrapper makes the first transfer so.
     const { wrapper, once } = await listedBeforeVersion(lab, s, 3, "--delete", "new.txt");
@@ -935,8 +935,8 @@ Deno.test("client: a drift listing a path the other version removed gets the who
     assert.equal((await s.client()).code, 0);
     await Deno.writeTextFile(`${s.dest}/a.txt`, "my local edit\n");
     // As above, but version 2 removes a.txt, the drifted path the list
-    // names: rsync on that server fails the list (exit 23). The soak saw a
-    // client end its run there with exit 3.
+    // names: rsync on that server fails the list (exit 23), which must not
+    // end the client's run with exit 3.
     const wrapper = await rsyncWrapper(
       lab,
       "rsync-version-removes",

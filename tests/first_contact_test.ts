@@ -66,7 +66,8 @@ Deno.test("hostile fleet file: a big one is refused quickly with the bound in th
   await withLab(async (lab) => {
     const file = await lab.fleet({ replicas: [] });
     const text = await Deno.readTextFile(file);
-    // ~3 MiB of entries under an unknown key (the report: 29 MB, 500k entries).
+    // ~3 MiB of entries under an unknown key, past the 1 MiB bound: refused by
+    // its size, before the YAML parser sees any of it.
     await Deno.writeTextFile(file, text + "junk:\n" + "  - {a: 1}\n".repeat(300_000));
     const r = await lab.run(["check-config", "-c", file]);
     assert.equal(r.code, 2, r.stderr);
@@ -135,7 +136,7 @@ Deno.test("secrets: the mode in words names group and others as they are", () =>
 Deno.test("fanout fleet: an error is cut at a space, so an exit code is never cut short", () => {
   const error =
     "last pull from rsync://10.0.0.20:873/plugins/ failed after 3 tries: rsync exit 10 (error in socket I/O)";
-  // Cut at 80 characters, that is "... rsync exit 1": it read as exit 1.
+  // A plain cut at 80 characters ends in "... rsync exit 1", which reads as exit 1.
   assert.equal(error.slice(0, 80).endsWith("rsync exit 1"), true);
   const cut = cutLine(error, 80);
   assert.ok(cut.length <= 80, cut);

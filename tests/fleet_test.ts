@@ -27,7 +27,7 @@ import { floodFrom } from "./_flood.ts";
 
 /**
  * Ten hosts' trees on one machine: on a tmpfs when one has room, where
- * creating 20,000 files takes 0.4 s instead of 14 s of kernel time here.
+ * creating 20,000 files costs a fraction of the kernel time a disk takes.
  */
 const fleetLab = (body: (lab: Lab) => Promise<void>) => withLab(body, { tmpfs: true });
 
@@ -90,8 +90,8 @@ Deno.test("fleet: every git push reaches every server and every client, exactly"
     assert.deepEqual([c3.mode, c3.verified_at], ["sync", c3Verified]);
     // Every server's copy of a version's marker has the same mtime (its
     // published_at), so a client reaching another server behind the proxy has
-    // nothing to do. (Each server's marker had its own mtime before: every run
-    // re-sent it and walked the tree a second time.)
+    // nothing to do. (A marker with each server's own mtime would be re-sent
+    // on every run, and the tree walked a second time.)
     for (let i = 0; i < 3; i++) {
       const r = await t.runClient("c1");
       assert.equal(r.code, 0, r.stderr);

@@ -157,7 +157,10 @@ async function startFleet(
   return { fleet: await loadFleet(lab.fleetFile), primary, rsync2 };
 }
 
-/** How long one Chromium run may take: ~1 s idle, ~20 s at a load of 25 on two cores. */
+/**
+ * How long one Chromium run may take: about a second on an idle machine,
+ * many times that on a loaded one; the bound is there for a run that hangs.
+ */
 const CHROMIUM_TIMEOUT = 180_000;
 
 /** The DOM Chromium made of `file`, or how it failed. */

@@ -2,9 +2,10 @@
 //
 // Deno 2.9 builds setTimeout on Node's timers, loaded on first use: a cost
 // a one-shot cron process pays on every run, large next to a no-op client run
-// (docs/benchmarks.md). AbortSignal.timeout runs on Deno's core timers. It cannot be cancelled, so it may keep the event loop
-// up to `ms` after the exchange: fine for a run that ends with Deno.exit() and
-// for servers, which probe again and again anyway.
+// (docs/benchmarks.md). AbortSignal.timeout runs on Deno's core timers. It
+// cannot be cancelled, so it may keep the event loop up to `ms` after the
+// exchange: fine for a run that ends with Deno.exit() and for servers, which
+// probe again and again anyway.
 
 /** What {@linkcode deadline} returns. */
 export interface Deadline {

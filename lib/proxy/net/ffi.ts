@@ -6,7 +6,7 @@
  * - `copy`: read(2) into a 256 KiB buffer, write(2) out of it, as nginx does;
  * - `splice`: socket → pipe → socket with splice(2), so the bytes never enter
  *   the process. Half the proxy's own CPU, but on loopback the whole machine
- *   spent more per GB (see README), so it is not the default.
+ *   spent more per GB (see docs/benchmarks.md), so it is not the default.
  *
  * Each direction of a connection borrows a buffer or pipe only while it holds
  * bytes, so a thousand idle connections hold neither.

@@ -2,7 +2,7 @@
 // trees of 100k and 200k files (10 files a directory), after the first whole
 // push to two empty replicas, then after a burst rewriting 5% of the files
 // (an event storm: a re-walk and a whole push), then after 10% more files
-// arrive in new directories. The README's target is under
+// arrive in new directories. The target (docs/benchmarks.md) is under
 // 80 MB at 100k files.
 //
 //   deno run -A bench/primary_memory.ts [--files 100000,200000]

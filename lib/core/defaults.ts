@@ -1,6 +1,6 @@
 /**
  * Every default of fanout, in one place. The fleet file, the flags and the
- * README's key table all take their defaults from here.
+ * key table of docs/configuration.md all take their defaults from here.
  *
  * Durations are in milliseconds.
  *

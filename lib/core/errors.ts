@@ -7,7 +7,7 @@
  * @module
  */
 
-/** The documented exit codes (README.md, "Exit codes"). */
+/** The documented exit codes (docs/operations.md, "Exit codes"). */
 export const ExitCode = {
   /** Success. */
   Ok: 0,

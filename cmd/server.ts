@@ -18,6 +18,7 @@ import {
 import {
   formatDuration,
   formatHostPort,
+  formatRsyncUrl,
   log,
   type Logger,
   SERVER_TEMP_DIR,
@@ -26,7 +27,6 @@ import {
 import { Registry } from "../lib/health/mod.ts";
 import {
   daemonIdentity,
-  daemonUrl,
   proxiedDaemon,
   proxiedProblem,
   renderRsyncdConf,
@@ -246,7 +246,7 @@ async function startRelay(
     source: self.path,
     targets: downstreams.map((d) => ({
       name: d.name,
-      url: daemonUrl(d.listen, fleet.modules.write, fleet.auth.user),
+      url: formatRsyncUrl({ ...d.listen, module: fleet.modules.write, user: fleet.auth.user }),
     })),
     push: fleet.push,
     rsync: fleet.rsync,

@@ -31,6 +31,7 @@
 import {
   exists,
   FanoutError,
+  parseRsyncUrl,
   readSmallFile,
   SafetyError,
   VERSION_LOG,
@@ -356,11 +357,11 @@ export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null>
  * server, a source below the module's root): then the marker file is fetched.
  */
 async function listedMarker(job: ClientJob): Promise<VersionMarker | null> {
-  const m = /^rsync:\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^/:]+)(?::(\d+))?\/([^/]+)\/?$/.exec(job.source);
-  if (!m) return null;
-  const at = { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2] ?? 873) };
+  const url = parseRsyncUrl(job.source);
+  if (!url || (url.path !== "" && url.path !== "/")) return null;
+  const at = { host: url.host, port: url.port };
   const r = await probeRsyncd(at, Math.min(job.connectTimeout, 5_000), { list: true });
-  const comment = r.ok ? r.comments?.[m[3]] : undefined;
+  const comment = r.ok ? r.comments?.[url.module] : undefined;
   return comment ? markerFromComment(comment) : null;
 }
 

@@ -28,6 +28,7 @@ import { checkSecretFiles, type Fleet, type PublisherHost } from "../config/mod.
 import {
   ConfigError,
   formatHostPort,
+  formatRsyncUrl,
   type Logger,
   SafetyError,
   SERVER_TEMP_DIR,
@@ -40,7 +41,6 @@ import { acquireLock } from "../sys/mod.ts";
 import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
 import {
   classifyItems,
-  daemonUrl,
   describeRsyncFailure,
   requireRsync,
   rsyncArgs,
@@ -373,7 +373,11 @@ async function primaryMarker(
 ): Promise<VersionMarker | null> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
-  const url = daemonUrl(fleet.primary.listen, fleet.modules.read) + VERSION_MARKER;
+  const url = formatRsyncUrl({
+    ...fleet.primary.listen,
+    module: fleet.modules.read,
+    path: `/${VERSION_MARKER}`,
+  });
   const r = await runRsync(
     rsyncArgs({
       source: url,
@@ -422,7 +426,11 @@ function pushJob(
 }
 
 function writeUrl(fleet: Fleet): string {
-  return daemonUrl(fleet.primary.listen, fleet.modules.write, fleet.auth.user);
+  return formatRsyncUrl({
+    ...fleet.primary.listen,
+    module: fleet.modules.write,
+    user: fleet.auth.user,
+  });
 }
 
 async function readLocal(file: string): Promise<VersionMarker | null> {

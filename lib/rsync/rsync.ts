@@ -9,7 +9,7 @@
  * @module
  */
 
-import { EnvironmentError, formatHostPort, type HostPort, TransferError } from "../core/mod.ts";
+import { EnvironmentError, TransferError } from "../core/mod.ts";
 
 /** One rsync transfer, in fanout's terms. */
 export interface RsyncJob {
@@ -152,19 +152,6 @@ export function rsyncArgs(job: RsyncJob): string[] {
  */
 export async function writeFileList(file: string, paths: Iterable<string>): Promise<void> {
   await Deno.writeTextFile(file, [...paths].map((p) => p + "\0").join(""));
-}
-
-/**
- * `rsync://[user@]host:port/module/`.
- *
- * @example
- * ```ts
- * daemonUrl({ host: "127.0.0.3", port: 10873 }, "plugins-push", "apps");
- * // "rsync://apps@127.0.0.3:10873/plugins-push/"
- * ```
- */
-export function daemonUrl(at: HostPort, module: string, user?: string): string {
-  return `rsync://${user ? `${user}@` : ""}${formatHostPort(at)}/${module}/`;
 }
 
 function isDaemonUrl(s: string): boolean {

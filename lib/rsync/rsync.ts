@@ -2,9 +2,10 @@
  * The one place that builds and runs rsync command lines, for every role.
  *
  * Every connection gets `--sockopts=TCP_NODELAY` (with the daemon's own
- * `socket options = TCP_NODELAY` this takes a small request from ~100 ms to
- * ~6 ms, see docs/design.md), an I/O timeout, and never follows or creates device
- * files. Passwords only ever travel through `--password-file`.
+ * `socket options = TCP_NODELAY`, a small request does not stall on Nagle's
+ * algorithm against delayed ACKs; see docs/design.md), an I/O timeout, and
+ * never follows or creates device files. Passwords only ever travel through
+ * `--password-file`.
  *
  * @module
  */

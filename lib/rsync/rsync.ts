@@ -175,8 +175,8 @@ export interface RunOptions {
   onSpawn?: (pid: number) => void;
   /**
    * Keep the itemized lines in the result (default true). A whole-tree push
-   * to an empty replica itemizes every file: 100k lines held in memory per
-   * run, when only their counts are wanted.
+   * to an empty replica itemizes every file: a line per file held in memory
+   * per run, when only their counts are wanted.
    */
   keepItems?: boolean;
 }

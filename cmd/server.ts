@@ -18,6 +18,7 @@ import {
 import {
   formatDuration,
   formatHostPort,
+  formatRsyncUrl,
   log,
   type Logger,
   SERVER_TEMP_DIR,
@@ -25,8 +26,8 @@ import {
 } from "../lib/core/mod.ts";
 import { Registry } from "../lib/health/mod.ts";
 import {
+  type DaemonIdentity,
   daemonIdentity,
-  daemonUrl,
   proxiedDaemon,
   proxiedProblem,
   renderRsyncdConf,
@@ -46,6 +47,88 @@ import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.
  * fleet file, the secrets or rsync are not right.
  */
 export async function runServer(opts: CommonOptions, kind: "primary" | "replica"): Promise<number> {
+  const host = await checkServer(opts, kind);
+  const { fleet, self, lg } = host;
+  await ensureTempDir(self.path);
+  const tree: TreeVersion = { current: readMarker(self.path) };
+  const daemons = await makeDaemons(host, tree.current);
+  const registry = serverRegistry(daemons.daemon, tree);
+  // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
+  const fleetView = kind === "primary"
+    ? await (await import("../lib/fleet/mod.ts")).openFleetView({
+      fleet,
+      self,
+      registry,
+      log: lg,
+    })
+    : null;
+
+  await untilShutdown(async (signal, onStop) => {
+    if (fleetView) onStop(() => fleetView.close());
+    onStop(() => daemons.daemon.stop());
+    await daemons.daemon.start();
+    onStop(() => daemons.proxied?.stop());
+    await daemons.proxied?.start();
+    let relay: Relay | null = null;
+    if (host.downstreams.length > 0) {
+      relay = await startRelay(host, registry, Boolean(opts.flags["allow-mass-delete"]));
+      onStop(() => relay!.stop());
+      fleetView?.setReplicaSource(() => relay!.engine.status());
+    }
+    const health = startHealth(
+      self.health,
+      {
+        role: kind,
+        name: self.name,
+        registry,
+        problem: () => serverProblem(host, daemons, relay),
+        status: () => serverStatus(host, daemons, relay),
+      },
+      fleetView?.routes,
+    );
+    onStop(() => health.shutdown());
+    onStop(followMarker(self.path, () => refreshVersion(self.path, daemons, tree)));
+    lg.info("ready", describe(self, host.downstreams));
+    await aborted(signal);
+    lg.info("stopping", { signal: String(signal.reason) });
+  });
+  lg.info("stopped");
+  return 0;
+}
+
+/** A server host, checked and ready to start. */
+interface ServerSetup {
+  fleet: Fleet;
+  self: ServerHost;
+  lg: Logger;
+  /** `rsync --version`'s version. */
+  rsyncVersion: string;
+  /** The replicas this host pushes to. */
+  downstreams: ServerHost[];
+  /** Who the daemons run as. */
+  id: DaemonIdentity;
+}
+
+/** The rsync daemons of a server host. */
+interface Daemons {
+  daemon: RsyncDaemon;
+  /** The read-only twin behind a PROXY-protocol proxy, or null. */
+  proxied: RsyncDaemon | null;
+}
+
+/**
+ * The tree's version as the daemons announce it and the metrics show it;
+ * {@linkcode refreshVersion} is its one writer.
+ */
+interface TreeVersion {
+  current: VersionMarker | null;
+}
+
+/**
+ * Reads the fleet file and this host's entry in it, and checks what the
+ * server needs before anything starts: rsync, the secret files, the tree.
+ */
+async function checkServer(opts: CommonOptions, kind: "primary" | "replica"): Promise<ServerSetup> {
   const fleet = await fleetFor(opts, kind);
   const self = selectServer(fleet, kind, opts.name);
   const lg = log().child({ role: kind, name: self.name });
@@ -56,13 +139,18 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     pusher: downstreams.length > 0,
   });
   const id = await daemonIdentity(fleet, self);
-  await ensureTempDir(self.path);
-  let version = readMarker(self.path);
-  // The read module's comment announces the tree's version, so clients can
-  // check it with a module listing (no rsync process on either side).
+  return { fleet, self, lg, rsyncVersion, downstreams, id };
+}
+
+/**
+ * The daemons, their rsyncd.conf written, not started yet. The read module's
+ * comment announces the tree's version, so clients can check it with a
+ * module listing (no rsync process on either side).
+ */
+async function makeDaemons(host: ServerSetup, version: VersionMarker | null): Promise<Daemons> {
+  const { fleet, self, id, lg } = host;
   const render = (v: VersionMarker | null) => renderRsyncdConf(fleet, self, id, { version: v });
   const confPath = await writeState(self.stateDir, "rsyncd.conf", render(version));
-
   const daemon = new RsyncDaemon({
     rsync: fleet.rsync.path,
     confPath,
@@ -72,7 +160,15 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     render,
   });
   // Only behind a PROXY-protocol proxy: a second, read-only daemon.
-  const proxied = await proxiedDaemon(fleet, self, id, lg, { rsyncVersion, version });
+  const proxied = await proxiedDaemon(fleet, self, id, lg, {
+    rsyncVersion: host.rsyncVersion,
+    version,
+  });
+  return { daemon, proxied };
+}
+
+/** The metrics of the daemon and the tree's version. */
+function serverRegistry(daemon: RsyncDaemon, tree: TreeVersion): Registry {
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",
@@ -87,94 +183,82 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   registry.gauge(
     "fanout_tree_version_seq",
     "seq of the version marker in this host's tree.",
-    () => [[{}, version?.seq ?? -1]],
+    () => [[{}, tree.current?.seq ?? -1]],
   );
+  return registry;
+}
 
-  // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
-  const fleetView = kind === "primary"
-    ? await (await import("../lib/fleet/mod.ts")).openFleetView({
-      fleet,
-      self,
-      registry,
-      log: lg,
-    })
-    : null;
+/** Why the host is not healthy, or null. */
+function serverProblem(host: ServerSetup, daemons: Daemons, relay: Relay | null): string | null {
+  return daemonProblem(daemons.daemon) ?? proxiedProblem(daemons.proxied) ??
+    relay?.engine.problem() ?? watchProblem(relay, host.fleet.push.pollInterval);
+}
 
-  await untilShutdown(async (signal, onStop) => {
-    if (fleetView) onStop(() => fleetView.close());
-    onStop(() => daemon.stop());
-    await daemon.start();
-    onStop(() => proxied?.stop());
-    await proxied?.start();
-    let relay: Relay | null = null;
-    if (downstreams.length > 0) {
-      relay = await startRelay(
-        fleet,
-        self,
-        downstreams,
-        lg,
-        registry,
-        Boolean(opts.flags["allow-mass-delete"]),
-      );
-      onStop(() => relay!.stop());
-      fleetView?.setReplicaSource(() => relay!.engine.status());
-    }
-    const health = startHealth(self.health, {
-      role: kind,
-      name: self.name,
-      registry,
-      problem: () =>
-        daemonProblem(daemon) ?? proxiedProblem(proxied) ?? relay?.engine.problem() ??
-          watchProblem(relay, fleet.push.pollInterval),
-      status: () => ({
-        tree: { path: self.path, version: version = readMarker(self.path) },
-        daemon: {
-          state: daemon.state,
-          pid: daemon.pid,
-          listen: formatHostPort(self.listen),
-          restarts: daemon.restarts,
-          last_error: daemon.lastError,
-          since: new Date(daemon.since).toISOString(),
-        },
-        proxied_daemon: proxied && { state: proxied.state, pid: proxied.pid },
-        modules: {
-          read: fleet.modules.read,
-          write: writersOf(fleet, self).length ? fleet.modules.write : null,
-        },
-        upstream: self.upstream,
-        downstreams: downstreams.map((d) => d.name),
-        watch: relay
-          ? {
-            mode: relay.watcher.mode,
-            backend: relay.watcher.backend,
-            dirs: relay.watcher.dirs,
-            setup_ms: Math.round(relay.watcher.setupMs),
-          }
-          : null,
-        push_guard: relay?.engine.guardStatus() ?? null,
-        replicas: relay?.engine.status() ?? [],
-      }),
-    }, fleetView?.routes);
-    onStop(() => health.shutdown());
-    // The marker changes when a push lands: refresh /status, /metrics and
-    // the module comment at once (clients read the version from it), on a
-    // watch of the tree's root, with a timer in case an event is missed.
-    const refresh = async () => {
-      await ensureTempDir(self.path);
-      version = readMarker(self.path);
-      await daemon.setVersion(version);
-      await proxied?.setVersion(version);
-    };
-    const timer = setInterval(refresh, 1000);
-    onStop(() => clearInterval(timer));
-    const markerWatch = watchMarker(self.path, refresh);
-    onStop(() => markerWatch.close());
-    lg.info("ready", describe(self, downstreams));
-    await aborted(signal);
-    lg.info("stopping", { signal: String(signal.reason) });
-  });
-  lg.info("stopped");
-  return 0;
+/** The role's fields of `/status`; reads, changes nothing. */
+function serverStatus(
+  host: ServerSetup,
+  daemons: Daemons,
+  relay: Relay | null,
+): Record<string, unknown> {
+  const { fleet, self } = host;
+  const { daemon, proxied } = daemons;
+  return {
+    tree: { path: self.path, version: readMarker(self.path) },
+    daemon: {
+      state: daemon.state,
+      pid: daemon.pid,
+      listen: formatHostPort(self.listen),
+      restarts: daemon.restarts,
+      last_error: daemon.lastError,
+      since: new Date(daemon.since).toISOString(),
+    },
+    proxied_daemon: proxied && { state: proxied.state, pid: proxied.pid },
+    modules: {
+      read: fleet.modules.read,
+      write: writersOf(fleet, self).length ? fleet.modules.write : null,
+    },
+    upstream: self.upstream,
+    downstreams: host.downstreams.map((d) => d.name),
+    watch: relay
+      ? {
+        mode: relay.watcher.mode,
+        backend: relay.watcher.backend,
+        dirs: relay.watcher.dirs,
+        setup_ms: Math.round(relay.watcher.setupMs),
+      }
+      : null,
+    push_guard: relay?.engine.guardStatus() ?? null,
+    replicas: relay?.engine.status() ?? [],
+  };
+}
+
+/**
+ * Reads the tree's version again and hands it to the daemons (the module
+ * comment) and the metrics; puts back a removed temp dir.
+ */
+async function refreshVersion(
+  tree: string,
+  daemons: Daemons,
+  version: TreeVersion,
+): Promise<void> {
+  await ensureTempDir(tree);
+  version.current = readMarker(tree);
+  await daemons.daemon.setVersion(version.current);
+  await daemons.proxied?.setVersion(version.current);
+}
+
+/**
+ * Calls `refresh` when a push lands (the marker changes), so /status,
+ * /metrics and the module comment follow at once: on a watch of the tree's
+ * root, with a timer in case an event is missed. Returns the stop.
+ */
+function followMarker(tree: string, refresh: () => Promise<void>): () => void {
+  const timer = setInterval(refresh, 1000);
+  const markerWatch = watchMarker(tree, refresh);
+  return () => {
+    markerWatch.close();
+    clearInterval(timer);
+  };
 }
 
 /**
@@ -232,21 +316,20 @@ interface Relay {
   stop(): Promise<void>;
 }
 
+/** Starts the watcher and the push engine (a first push of everything). */
 async function startRelay(
-  fleet: Fleet,
-  self: ServerHost,
-  downstreams: ServerHost[],
-  lg: Logger,
+  host: ServerSetup,
   registry: Registry,
   allowMassDelete: boolean,
 ): Promise<Relay> {
+  const { fleet, self, downstreams, lg } = host;
   const workDir = `${self.stateDir}/push`;
   await ensureDir(workDir);
   const engine = new PushEngine({
     source: self.path,
     targets: downstreams.map((d) => ({
       name: d.name,
-      url: daemonUrl(d.listen, fleet.modules.write, fleet.auth.user),
+      url: formatRsyncUrl({ ...d.listen, module: fleet.modules.write, user: fleet.auth.user }),
     })),
     push: fleet.push,
     rsync: fleet.rsync,

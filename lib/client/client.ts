@@ -31,6 +31,7 @@
 import {
   exists,
   FanoutError,
+  parseRsyncUrl,
   readSmallFile,
   SafetyError,
   VERSION_LOG,
@@ -67,8 +68,7 @@ import { catchUp } from "./catchup.ts";
  * Comparisons in one run while each transfer's marker turns out newer than
  * its listing of the tree; past it the next run compares again. Two: a
  * version landing mid-transfer is rare and one more pass brings it; versions
- * landing faster than a pass (a stress test publishing every 0.2 s on 50k
- * files) race every pass, and more passes only cost time.
+ * landing faster than a pass race every pass, and more passes only cost time.
  */
 const SCAN_PASSES = 2;
 
@@ -100,156 +100,317 @@ export async function runClient(
   layout: TreeLayout,
 ): Promise<ClientRunResult> {
   const started = Date.now();
-  const result: ClientRunResult = {
+  const run = await syncSteps(job, prev, layout);
+  // A failed transfer's staging dirs (or half-built tree) hold partial
+  // files: on a full disk they would keep it full until the next run.
+  // The dirty flag stays up: the next run compares the whole tree.
+  if (run.error && await exists(dirtyFile(job))) await layout.recover().catch(() => {});
+  return {
     host: job.host,
     time: new Date(started).toISOString(),
-    duration_ms: 0,
-    mode: "failed",
+    duration_ms: Date.now() - started,
+    mode: run.error ? "failed" : run.mode,
     source: job.source,
-    server: null,
+    server: run.server,
     dest: job.dest,
+    version: run.version,
+    previous_version: run.previous_version,
+    drift: run.drift,
+    files_changed: run.files_changed,
+    files_deleted: run.files_deleted,
+    bytes_changed: run.bytes_changed,
+    bytes_received: run.bytes_received,
+    backup_dir: run.backup_dir,
+    verified_at: run.verified_at,
+    exit_code: run.error?.exitCode ?? 0,
+    error: run.error?.message ?? null,
+  };
+}
+
+/** What the steps of a run found and did; {@linkcode runClient} adds who, when and how long. */
+type Sync =
+  & Pick<
+    ClientRunResult,
+    | "mode"
+    | "server"
+    | "version"
+    | "previous_version"
+    | "drift"
+    | "files_changed"
+    | "files_deleted"
+    | "bytes_changed"
+    | "bytes_received"
+    | "backup_dir"
+    | "verified_at"
+  >
+  & {
+    /** Why the run failed; null when it did not. */
+    error: FanoutError | null;
+  };
+
+/** What a transfer did, as the status counts it. */
+type Applied = Pick<
+  Sync,
+  "files_changed" | "files_deleted" | "bytes_changed" | "bytes_received" | "backup_dir"
+>;
+
+/** Dest as the run finds it. */
+interface DestStart {
+  /** A killed run left dest dirty: the whole tree is compared. */
+  forced: boolean;
+  state: DestState;
+  /** The directory holding dest's tree (lib/client/layout.ts), null when none yet. */
+  current: string | null;
+  /** The version dest holds. */
+  before: VersionMarker | null;
+}
+
+/**
+ * The run's steps in order (see the module doc). A failure ends them: the
+ * result keeps what the run knew by then (dest's version, the server, the
+ * drift), so the status says how far it got.
+ */
+async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout): Promise<Sync> {
+  let known: Sync = {
+    mode: "failed",
+    server: null,
     version: null,
     previous_version: null,
     drift: 0,
-    files_changed: 0,
-    files_deleted: 0,
-    bytes_changed: 0,
-    bytes_received: 0,
-    backup_dir: null,
+    ...NOTHING_APPLIED,
     verified_at: prev.status?.verified_at ?? null,
-    exit_code: 0,
     error: null,
   };
   try {
-    await syncSteps(job, prev, layout, result);
+    const start = await openDest(job, layout);
+    known = { ...known, version: start.before, previous_version: start.before };
+    const pin = readPin(job.stateDir);
+    const fastOk = fastPathAllowed(job, prev, start);
+    let remoteBefore: VersionMarker | null = null;
+    if (pin || job.verifyEvery > 0) {
+      remoteBefore = await retrying(job, "fetch the version marker", () => fetchMarker(job));
+      known = { ...known, server: serverOf(job.source) };
+    }
+    if (pin && await heldByPin(job, pin, remoteBefore)) return { ...known, mode: "pinned" };
+    if (fastOk && remoteBefore && sameVersion(remoteBefore, start.before)) {
+      job.log.debug("version unchanged; tree walk skipped", {
+        version: describeVersion(start.before),
+      });
+      return { ...known, mode: "fast" };
+    }
+
+    const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
+    if (fastOk && remoteBefore && start.before && remoteBefore.seq > start.before.seq) {
+      const caught = await caughtUp(job, layout, start, start.before, backupDir);
+      if (caught) return { ...known, ...caught };
+    }
+    const scan = await comparePasses(job, layout, start, backupDir);
+    if (scan.error) {
+      return {
+        ...known,
+        server: scan.server ?? known.server,
+        drift: scan.drift,
+        error: scan.error,
+      };
+    }
+    const after = readMarker(scan.tree ?? job.dest);
+    warnIfBackwards(job, start.before, after);
+    return {
+      ...known,
+      mode: scan.passes.length ? "sync" : "verify",
+      server: scan.server,
+      version: after,
+      drift: scan.drift,
+      ...(scan.passes.length ? await passTotals(scan.passes, backupDir) : NOTHING_APPLIED),
+      verified_at: await verifiedAt(job, remoteBefore, after, scan.fromScan),
+    };
   } catch (e) {
     if (!(e instanceof FanoutError)) throw e;
-    // A failed transfer's staging dirs (or half-built tree) hold partial
-    // files: on a full disk they would keep it full until the next run.
-    // The dirty flag stays up: the next run compares the whole tree.
-    if (await exists(dirtyFile(job))) await layout.recover().catch(() => {});
-    result.mode = "failed";
-    result.exit_code = e.exitCode;
-    result.error = e.message;
+    return { ...known, error: e };
   }
-  result.duration_ms = Date.now() - started;
-  return result;
 }
 
-async function syncSteps(
-  job: ClientJob,
-  prev: PreviousRun,
-  layout: TreeLayout,
-  result: ClientRunResult,
-): Promise<void> {
+const NOTHING_APPLIED: Applied = {
+  files_changed: 0,
+  files_deleted: 0,
+  bytes_changed: 0,
+  bytes_received: 0,
+  backup_dir: null,
+};
+
+/** Recovers from a killed run, checks dest, and reads the version it holds. */
+async function openDest(job: ClientJob, layout: TreeLayout): Promise<DestStart> {
   const forced = await recoverInterrupted(job, () => layout.recover());
-  const destState = () =>
-    checkDest(job.dest, {
-      adopt: job.adopt,
-      stateDir: job.stateDir,
-      backupDir: job.backupDir,
-      recordFile: `${job.stateDir}/${RECORD_FILE}`,
-    });
-  const state = await destState();
+  const state = await destState(job);
   const current = await layout.current();
-  const before = current ? readMarker(current) : null;
-  result.previous_version = before;
-  result.version = before;
+  return { forced, state, current, before: current ? readMarker(current) : null };
+}
 
-  const pin = readPin(job.stateDir);
-  const fastOk = job.verifyEvery > 0 && !forced && state === "marked" && before !== null &&
-    prev.status?.exit_code === 0 && prev.status.verified_at !== null &&
+/**
+ * @throws {SafetyError} when dest must not be synced (lib/client/safety.ts).
+ */
+function destState(job: ClientJob): Promise<DestState> {
+  return checkDest(job.dest, {
+    adopt: job.adopt,
+    stateDir: job.stateDir,
+    backupDir: job.backupDir,
+    recordFile: `${job.stateDir}/${RECORD_FILE}`,
+  });
+}
+
+/**
+ * Whether the marker alone may decide the run: dest is clean and marked, the
+ * last run succeeded, and its tree walk is younger than `client.verify_every`.
+ */
+function fastPathAllowed(job: ClientJob, prev: PreviousRun, start: DestStart): boolean {
+  return job.verifyEvery > 0 && !start.forced && start.state === "marked" &&
+    start.before !== null && prev.status?.exit_code === 0 && prev.status.verified_at !== null &&
     Date.now() - Date.parse(prev.status.verified_at) < job.verifyEvery;
-  let remoteBefore: VersionMarker | null = null;
-  if (pin || fastOk || job.verifyEvery > 0) {
-    remoteBefore = await retrying(job, "fetch the version marker", () => fetchMarker(job));
-    result.server = serverOf(job.source);
-  }
-  if (pin) {
-    if (remoteBefore && remoteBefore.seq <= pin.seq) {
-      job.log.debug("pinned by rollback", {
-        pinned_below: pin.seq,
-        source: describeVersion(remoteBefore),
-      });
-      result.mode = "pinned";
-      return;
-    }
-    job.log.info("a newer version than the rolled-back one is out; resuming", {
-      rolled_back: pin.seq,
-      source: describeVersion(remoteBefore),
-    });
-    await clearPin(job.stateDir);
-  }
-  if (fastOk && remoteBefore && sameVersion(remoteBefore, before)) {
-    job.log.debug("version unchanged; tree walk skipped", { version: describeVersion(before) });
-    result.mode = "fast";
-    return;
-  }
+}
 
-  const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
-  if (fastOk && remoteBefore && before && remoteBefore.seq > before.seq) {
-    const done = await retrying(
-      job,
-      "sync",
-      () => catchUp(job, before, layout, { state, backupDir }),
-    );
-    if (done) {
-      result.mode = "sync";
-      result.version = done.target;
-      result.drift = done.list.paths.length + done.list.deleted.length;
-      const ours = [` ${VERSION_MARKER}`, ` ${VERSION_LOG}`];
-      result.files_changed = done.r.items.filter((l) =>
-        !l.startsWith("*") && !ours.some((n) => l.endsWith(n))
-      ).length;
-      result.files_deleted = done.list.deleted.length;
-      result.bytes_changed = done.r.stats?.transferredSize ?? 0;
-      result.bytes_received = done.r.stats?.bytesReceived ?? 0;
-      if (backupDir && await exists(backupDir)) result.backup_dir = backupDir;
-      // Not a verification: verified_at stays that of the last tree walk.
-      return;
-    }
+/**
+ * True while the rollback pin holds syncs off (the source is not past the
+ * rolled-back version); else the pin is removed and the run goes on.
+ */
+async function heldByPin(
+  job: ClientJob,
+  pin: Pin,
+  remote: VersionMarker | null,
+): Promise<boolean> {
+  if (remote && remote.seq <= pin.seq) {
+    job.log.debug("pinned by rollback", {
+      pinned_below: pin.seq,
+      source: describeVersion(remote),
+    });
+    return true;
   }
-  const passes: { drift: Drift; r: RsyncResult }[] = [];
-  let tree = current;
+  job.log.info("a newer version than the rolled-back one is out; resuming", {
+    rolled_back: pin.seq,
+    source: describeVersion(remote),
+  });
+  await clearPin(job.stateDir);
+  return false;
+}
+
+/**
+ * Brings dest up to the source by its version log (lib/client/catchup.ts);
+ * null when the log cannot vouch for the change. Not a verification:
+ * verified_at stays that of the last tree walk.
+ */
+async function caughtUp(
+  job: ClientJob,
+  layout: TreeLayout,
+  start: DestStart,
+  before: VersionMarker,
+  backupDir: string | null,
+): Promise<Partial<Sync> | null> {
+  const done = await retrying(
+    job,
+    "sync",
+    () => catchUp(job, before, layout, { state: start.state, backupDir }),
+  );
+  if (!done) return null;
+  const ours = [` ${VERSION_MARKER}`, ` ${VERSION_LOG}`];
+  return {
+    mode: "sync",
+    version: done.target,
+    drift: done.list.paths.length + done.list.deleted.length,
+    files_changed:
+      done.r.items.filter((l) => !l.startsWith("*") && !ours.some((n) => l.endsWith(n))).length,
+    files_deleted: done.list.deleted.length,
+    bytes_changed: done.r.stats?.transferredSize ?? 0,
+    bytes_received: done.r.stats?.bytesReceived ?? 0,
+    backup_dir: await keptBackup(backupDir),
+  };
+}
+
+/** One comparison and what its transfer did. */
+interface Pass {
+  drift: Drift;
+  r: RsyncResult;
+}
+
+/** What the comparisons found and did; `error` set when one failed. */
+interface Passes {
+  /** The passes that changed dest. */
+  passes: Pass[];
+  /** The directory holding dest's tree after them. */
+  tree: string | null;
   /** Whether dest's marker is the one its tree's listing saw (lib/version/marker_stamp.ts). */
-  let fromScan = true;
-  for (let pass = 1, st = state, prior = 0;; pass++) {
-    const done = await retrying(job, "sync", async () => {
-      // An attempt cut mid-transfer left its staging dirs; the source may have
-      // changed since, so what it staged may never be sent (nor cleaned) again.
-      await recoverInterrupted(job, () => layout.recover());
-      const drift = await compare(job, tree ?? job.dest, { adopt: st === "adopt" });
-      result.server = drift.server;
-      result.drift = prior + driftCount(drift);
-      refuseUnsafe(job, drift, st, before);
-      if (driftCount(drift) === 0 && st === "marked") return null;
-      if (st === "adopt") {
-        const dropped = await adoptDest(job.dest);
-        job.log.info("adopted dest", { dest: job.dest, dropped_git: dropped });
-      }
-      const r = await layout.apply(drift, { state: st, backupDir });
-      await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
-      return { drift, r };
-    });
-    if (done) passes.push(done);
-    prior = result.drift;
-    tree = await layout.current();
-    fromScan = markerFromScan(tree ?? job.dest);
-    // A version that landed on the server between rsync's listing of the
-    // tree and its sending of the marker: the new marker over the listed
-    // (older) tree. One more comparison brings what the listing missed. (So
-    // does one after a comparison that found nothing: behind a balancer it
-    // may have reached a server still at the listed version.)
-    if (fromScan || pass === SCAN_PASSES) break;
-    job.log.debug("a version landed while the tree was being read; comparing again", {
-      version: describeVersion(readMarker(tree ?? job.dest)),
-      pass: pass + 1,
-    });
-    st = await destState();
-  }
+  fromScan: boolean;
+  /** The server the last comparison reached; null before any did. */
+  server: string | null;
+  /** Entries that differed, summed over the passes. */
+  drift: number;
+  error: FanoutError | null;
+}
 
-  const after = readMarker(tree ?? job.dest);
-  result.version = after;
+/**
+ * Compares dest with the source and applies the drift, again while the
+ * marker that arrived is newer than the tree listing saw (at most
+ * {@linkcode SCAN_PASSES} times).
+ */
+async function comparePasses(
+  job: ClientJob,
+  layout: TreeLayout,
+  start: DestStart,
+  backupDir: string | null,
+): Promise<Passes> {
+  const out: Passes = {
+    passes: [],
+    tree: start.current,
+    fromScan: true,
+    server: null,
+    drift: 0,
+    error: null,
+  };
+  try {
+    for (let pass = 1, st = start.state, prior = 0;; pass++) {
+      const done = await retrying(job, "sync", async () => {
+        // An attempt cut mid-transfer left its staging dirs; the source may have
+        // changed since, so what it staged may never be sent (nor cleaned) again.
+        await recoverInterrupted(job, () => layout.recover());
+        const drift = await compare(job, out.tree ?? job.dest, { adopt: st === "adopt" });
+        out.server = drift.server;
+        out.drift = prior + driftCount(drift);
+        refuseUnsafe(job, drift, st, start.before);
+        if (driftCount(drift) === 0 && st === "marked") return null;
+        if (st === "adopt") {
+          const dropped = await adoptDest(job.dest);
+          job.log.info("adopted dest", { dest: job.dest, dropped_git: dropped });
+        }
+        const r = await layout.apply(drift, { state: st, backupDir });
+        await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
+        return { drift, r };
+      });
+      if (done) out.passes.push(done);
+      prior = out.drift;
+      out.tree = await layout.current();
+      out.fromScan = markerFromScan(out.tree ?? job.dest);
+      // A version that lands on the server between rsync's listing of the
+      // tree and its sending of the marker puts the new marker over the
+      // listed (older) tree. One more comparison brings what the listing
+      // missed. (So does one after a comparison that found nothing: behind
+      // a balancer it may have reached a server still at the listed version.)
+      if (out.fromScan || pass === SCAN_PASSES) break;
+      job.log.debug("a version landed while the tree was being read; comparing again", {
+        version: describeVersion(readMarker(out.tree ?? job.dest)),
+        pass: pass + 1,
+      });
+      st = await destState(job);
+    }
+  } catch (e) {
+    if (!(e instanceof FanoutError)) throw e;
+    out.error = e;
+  }
+  return out;
+}
+
+function warnIfBackwards(
+  job: ClientJob,
+  before: VersionMarker | null,
+  after: VersionMarker | null,
+): void {
   if (before && after && after.seq < before.seq) {
     job.log.warn("version went backwards", {
       from: describeVersion(before),
@@ -257,33 +418,51 @@ async function syncSteps(
       source: job.source,
     });
   }
-  if (passes.length) {
-    const sum = (f: (p: typeof passes[number]) => number) => passes.reduce((n, p) => n + f(p), 0);
-    result.mode = "sync";
-    // From the comparison: an --atomic transfer into a fresh tree itemizes
-    // every directory as new, so its own lines do not say what changed.
-    result.files_changed = sum((p) => p.drift.changed.length + p.drift.missing.length);
-    result.files_deleted = sum((p) => p.drift.extra.length);
-    result.bytes_changed = sum((p) => p.r.stats?.transferredSize ?? 0);
-    result.bytes_received = sum((p) => p.r.stats?.bytesReceived ?? 0);
-    if (backupDir && await exists(backupDir)) result.backup_dir = backupDir;
-  } else {
-    result.mode = "verify";
-  }
-  // A comparison is a verification only when the source held still during
-  // it: the marker is written last on every server, so an unchanged marker
-  // before and after means no push landed in between.
-  // Behind a balancer the three reads may reach three servers, so the marker
-  // must also be the one the tree's listing saw.
+}
+
+/**
+ * What the passes changed. The counts come from the comparisons: an
+ * `--atomic` transfer into a fresh tree itemizes every directory as new, so
+ * its own lines do not say what changed.
+ */
+async function passTotals(passes: Pass[], backupDir: string | null): Promise<Applied> {
+  const sum = (f: (p: Pass) => number) => passes.reduce((n, p) => n + f(p), 0);
+  return {
+    files_changed: sum((p) => p.drift.changed.length + p.drift.missing.length),
+    files_deleted: sum((p) => p.drift.extra.length),
+    bytes_changed: sum((p) => p.r.stats?.transferredSize ?? 0),
+    bytes_received: sum((p) => p.r.stats?.bytesReceived ?? 0),
+    backup_dir: await keptBackup(backupDir),
+  };
+}
+
+/** `backupDir` when the transfer kept something there, else null. */
+async function keptBackup(backupDir: string | null): Promise<string | null> {
+  return backupDir && await exists(backupDir) ? backupDir : null;
+}
+
+/**
+ * When the comparison counts as a verification: now, when the source held
+ * still during it, else null. The marker is written last on every server, so
+ * an unchanged marker before and after means no push landed in between.
+ * Behind a balancer the three reads may reach three servers, so the marker
+ * must also be the one the tree's listing saw. An unsure run voids the last
+ * verification too, or the next run could trust a marker that arrived ahead
+ * of its tree.
+ */
+async function verifiedAt(
+  job: ClientJob,
+  remoteBefore: VersionMarker | null,
+  after: VersionMarker | null,
+  fromScan: boolean,
+): Promise<string | null> {
   let consistent = fromScan;
   if (job.verifyEvery > 0) {
     const remoteAfter = await fetchMarker(job).catch(() => null);
     consistent &&= sameVersion(remoteBefore, remoteAfter) && sameVersion(remoteAfter, after);
   }
-  // An unsure run also voids the last verification, or the next run could
-  // trust a marker that arrived ahead of its tree.
-  result.verified_at = consistent ? new Date().toISOString() : null;
   if (!consistent) job.log.debug("source changed during the run; the next run verifies again");
+  return consistent ? new Date().toISOString() : null;
 }
 
 function refuseUnsafe(
@@ -356,11 +535,11 @@ export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null>
  * server, a source below the module's root): then the marker file is fetched.
  */
 async function listedMarker(job: ClientJob): Promise<VersionMarker | null> {
-  const m = /^rsync:\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^/:]+)(?::(\d+))?\/([^/]+)\/?$/.exec(job.source);
-  if (!m) return null;
-  const at = { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2] ?? 873) };
+  const url = parseRsyncUrl(job.source);
+  if (!url || (url.path !== "" && url.path !== "/")) return null;
+  const at = { host: url.host, port: url.port };
   const r = await probeRsyncd(at, Math.min(job.connectTimeout, 5_000), { list: true });
-  const comment = r.ok ? r.comments?.[m[3]] : undefined;
+  const comment = r.ok ? r.comments?.[url.module] : undefined;
   return comment ? markerFromComment(comment) : null;
 }
 

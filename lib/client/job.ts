@@ -6,7 +6,14 @@
  * @module
  */
 
-import { DEST_MARKER, type Logger, sleep, TransferError } from "../core/mod.ts";
+import {
+  DEST_MARKER,
+  formatHostPort,
+  type Logger,
+  parseRsyncUrl,
+  sleep,
+  TransferError,
+} from "../core/mod.ts";
 import {
   describeRsyncFailure,
   rsyncArgs,
@@ -212,11 +219,10 @@ export async function retrying<T>(job: ClientJob, what: string, fn: () => Promis
   }
 }
 
-/** `host:port` of an rsync URL. */
+/** `host:port` of an rsync URL (rsync's port when it names none); the text itself when not one. */
 export function serverOf(url: string): string {
-  const m = /^rsync:\/\/(?:[^@/]*@)?([^/]+)/.exec(url);
-  if (!m) return url;
-  return /:\d+$/.test(m[1]) ? m[1] : `${m[1]}:873`;
+  const u = parseRsyncUrl(url);
+  return u ? formatHostPort(u) : url;
 }
 
 /** `2026-11-25T21-42-55.004Z`: a sortable time usable in a path. */

@@ -1,7 +1,7 @@
 // The fleet file's shape, as zod schemas. Only shape and value checks live
 // here; defaults and cross-references are applied in config.ts.
 import { z } from "zod";
-import { type HostPort, isIp, parseDuration, parseHostPort } from "../core/mod.ts";
+import { type HostPort, isIp, parseDuration, parseHostPort, parseRsyncUrl } from "../core/mod.ts";
 import { rsyncdValueProblem } from "./rsyncd_value.ts";
 
 function got(v: unknown): string {
@@ -89,7 +89,7 @@ const oneOf = <T extends string>(...choices: T[]) =>
 const rsyncUrl = () =>
   leaf<string>(
     "an rsync URL like rsync://host:873/module/",
-    (v) => (typeof v === "string" && /^rsync:\/\/[^/\s]+\/[^\s]+$/.test(v) ? v : undefined),
+    (v) => (typeof v === "string" && parseRsyncUrl(v) ? v : undefined),
   );
 const patterns = () =>
   leaf<string[]>(

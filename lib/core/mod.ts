@@ -1,8 +1,8 @@
 /**
  * The core every other folder stands on: typed errors and exit codes, the
- * logger, durations, host:port addresses, control-character stripping, the
- * fleet defaults and fanout's own file names, bounded file reads, small
- * concurrency helpers. Imports nothing of fanout's.
+ * logger, durations, host:port addresses and rsync:// URLs, control-character
+ * stripping, the fleet defaults and fanout's own file names, bounded file
+ * reads, small concurrency helpers. Imports nothing of fanout's.
  *
  * @module
  */
@@ -30,6 +30,13 @@ export {
   parseHostPort,
 } from "./address.ts";
 export { stripControl, stripControlDeep } from "./control_chars.ts";
+export {
+  formatRsyncUrl,
+  parseRsyncUrl,
+  RSYNC_PORT,
+  RSYNC_URL_MAX,
+  type RsyncUrl,
+} from "./rsync_url.ts";
 export {
   DEFAULTS,
   DEST_MARKER,

@@ -28,6 +28,7 @@ import { checkSecretFiles, type Fleet, type PublisherHost } from "../config/mod.
 import {
   ConfigError,
   formatHostPort,
+  formatRsyncUrl,
   type Logger,
   SafetyError,
   SERVER_TEMP_DIR,
@@ -40,11 +41,11 @@ import { acquireLock } from "../sys/mod.ts";
 import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
 import {
   classifyItems,
-  daemonUrl,
   describeRsyncFailure,
   requireRsync,
   rsyncArgs,
   type RsyncJob,
+  type RsyncResult,
   type RsyncStats,
   runRsync,
   writeFileList,
@@ -133,158 +134,268 @@ export function publisherFiles(p: PublisherHost): {
  * ```
  */
 export async function publish(opts: PublishOptions): Promise<PublishResult> {
-  const { fleet, publisher: pub, log: lg } = opts;
-  const files = publisherFiles(pub);
+  const files = publisherFiles(opts.publisher);
   const repo = await openRepo(opts.repo);
   // Fail on a bad ref before queueing behind another publish.
   await resolveRef(repo, opts.ref);
 
   const lock = await acquireLock(files.lock, {
-    timeout: pub.lockTimeout,
+    timeout: opts.publisher.lockTimeout,
     what: "publish",
-    onWait: (pid) => lg.info("waiting for another publish", { lock: files.lock, holder: pid }),
+    onWait: (pid) =>
+      opts.log.info("waiting for another publish", { lock: files.lock, holder: pid }),
   });
   try {
     const started = performance.now();
-    // Resolved again under the lock: a hook publishing a branch gets its newest commit.
-    const { commit, tree } = await resolveRef(repo, opts.ref);
-    const ref = markerRef(opts.ref, commit);
-    lg.debug("resolved", { ref: opts.ref, commit, tree });
-    if (await isEmptyTree(repo, tree)) {
-      throw new SafetyError(
-        `refusing to publish ${short(commit)} (${ref}): its tree is empty, ` +
-          `which would delete everything on ${fleet.primary.name}`,
-      );
-    }
-
-    // Both read only: the export touches nothing but staging, so it runs while
-    // the primary's marker is fetched (a refused publish just leaves staging ahead).
-    const [fetched, exporting] = await Promise.allSettled([
-      primaryMarker(fleet, pub, files.pulledDir),
-      exportTree(repo, tree, {
-        staging: pub.staging,
-        indexFile: files.index,
-        stampFile: files.stamp,
-      }),
-    ]);
-    if (fetched.status === "rejected") throw fetched.reason;
-    const previous = fetched.value;
-    lg.debug("primary version", { version: describeVersion(previous) });
-    const rollback = previous !== null && previous.commit !== commit &&
-      await checkOrder(repo, commit, ref, previous, fleet.primary.name, opts.force ?? false);
-    if (exporting.status === "rejected") throw exporting.reason;
-    const exported = exporting.value;
-    lg.debug("exported", {
-      staging: pub.staging,
-      fresh: exported.fresh,
-      strays: exported.strays,
-      ms: Math.round(exported.ms),
-    });
-
-    const sent = await runRsync(
-      rsyncArgs(
-        pushJob(fleet, pub, `${pub.staging}/`, {
-          delete: true,
-          deleteDelay: true,
-          // The marker is sent on its own, last; excluding it also keeps
-          // --delete from removing the primary's current one meanwhile.
-          excludes: [
-            `/${VERSION_MARKER}`,
-            `/${VERSION_LOG}`,
-            `/${SERVER_TEMP_DIR}/`,
-            ...fleet.push.exclude,
-          ],
-          // The daemon's --stats never count deletions on its side; the items do.
-          itemize: true,
-        }),
-      ),
-      { rsync: fleet.rsync.path },
-    );
-    if (sent.code !== 0) {
-      throw new TransferError(
-        `cannot send the tree to ${fleet.primary.name} (${writeUrl(fleet)}): ${
-          describeRsyncFailure(sent)
-        }${refusalHint(sent.stderr, fleet, pub)}; ${
-          NOTHING_SENT.has(sent.code)
-            ? "nothing was sent"
-            : "the marker still names the previous version: publish again"
-        }`,
-        sent.code,
-      );
-    }
-    lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
-    const changed = changedCount(sent.stats, sent.items);
-    if (previous?.commit === commit && changed === 0 && !opts.force) {
-      return {
-        marker: previous,
-        previous,
-        published: false,
-        rollback: false,
-        stats: sent.stats,
-        items: sent.items,
-        ms: performance.now() - started,
-        waitedMs: lock.waitedMs,
-      };
-    }
-
-    const local = await readLocal(files.state);
-    const marker: VersionMarker = {
-      seq: Math.max(local?.seq ?? 0, previous?.seq ?? 0) + 1,
-      commit,
-      ref,
-      published_at: new Date().toISOString(),
-    };
-    // Recorded before sending: a seq once offered is never offered again.
-    await writeAtomic(files.state, formatMarker(marker));
-    await Deno.mkdir(files.markerDir, { recursive: true });
-    await writeAtomic(`${files.markerDir}/${VERSION_MARKER}`, formatMarker(marker));
-    // Its mtime is its published_at on every server (lib/version/marker_stamp.ts).
-    stampMarker(`${files.markerDir}/${VERSION_MARKER}`);
-    // The entry lists this transfer's changes, which are the whole change
-    // from `previous` only when the primary held exactly `previous` before
-    // it: not after a publish of ours that failed between tree and marker
-    // (our record is then ahead), nor after another publisher's.
-    const drift = classifyItems(sent.items);
-    const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
-    const deleted = drift.extra.map((i) => i.path);
-    // rsync escapes bytes it will not print; decoded they are exact, except
-    // bytes that are not UTF-8, which the JSON log cannot carry.
-    const lossy = [...paths, ...deleted].some((p) => p.includes("\uFFFD"));
-    const unsure = previous !== null && !sameVersion(local, previous);
-    const entry = newEntry(previous, marker, { paths, deleted, whole: lossy || unsure });
-    const logFile = `${files.markerDir}/${VERSION_LOG}`;
-    const logBefore = await Deno.readTextFile(logFile).catch(() => "");
-    await writeAtomic(logFile, appendEntry(logBefore, entry));
-    // One transfer, the log sorted first: --delay-updates lands it just before the marker.
-    await writeFileList(files.markerList, [VERSION_LOG, VERSION_MARKER]);
-    const last = await runRsync(
-      rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
-      { rsync: fleet.rsync.path },
-    );
-    if (last.code !== 0) {
-      // A version never published has no place in the log.
-      await writeAtomic(logFile, logBefore);
-      throw new TransferError(
-        `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${
-          describeRsyncFailure(last)
-        }; publish again`,
-        last.code,
-      );
-    }
-    lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
-    return {
-      marker,
-      previous,
-      published: true,
-      rollback,
-      stats: sent.stats,
-      items: sent.items,
-      ms: performance.now() - started,
-      waitedMs: lock.waitedMs,
-    };
+    const done = await publishLocked(opts, repo, files);
+    return { ...done, ms: performance.now() - started, waitedMs: lock.waitedMs };
   } finally {
     lock.release();
   }
+}
+
+/** A version log entry ({@linkcode newEntry}). */
+type LogEntry = ReturnType<typeof newEntry>;
+
+/** The files of {@linkcode publisherFiles}. */
+type PublisherFiles = ReturnType<typeof publisherFiles>;
+
+/** What {@linkcode publishLocked} did; {@linkcode publish} adds the times. */
+type Published = Omit<PublishResult, "ms" | "waitedMs">;
+
+/** The commit to publish. */
+interface Target {
+  commit: string;
+  tree: string;
+  /** The ref as the marker names it ({@linkcode markerRef}). */
+  ref: string;
+}
+
+/** The steps of a publish, under its lock (see the module doc). */
+async function publishLocked(
+  opts: PublishOptions,
+  repo: GitRepo,
+  files: PublisherFiles,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const target = await resolveTarget(repo, opts.ref, fleet, lg);
+  const { previous, rollback } = await primaryAndStaging(opts, repo, files, target);
+  const sent = await sendTree(fleet, pub);
+  lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
+  const changed = changedCount(sent.stats, sent.items);
+  if (previous?.commit === target.commit && changed === 0 && !opts.force) {
+    return {
+      marker: previous,
+      previous,
+      published: false,
+      rollback: false,
+      stats: sent.stats,
+      items: sent.items,
+    };
+  }
+
+  const local = await readLocal(files.state);
+  const marker: VersionMarker = {
+    seq: Math.max(local?.seq ?? 0, previous?.seq ?? 0) + 1,
+    commit: target.commit,
+    ref: target.ref,
+    published_at: new Date().toISOString(),
+  };
+  await stageMarker(files, marker);
+  const entry = logEntry(previous, local, marker, sent.items);
+  const last = await sendMarker(fleet, pub, files, entry, target.commit);
+  lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
+  return {
+    marker,
+    previous,
+    published: true,
+    rollback,
+    stats: sent.stats,
+    items: sent.items,
+  };
+}
+
+/**
+ * `ref`'s commit, resolved again under the lock: a hook publishing a branch
+ * gets its newest commit.
+ *
+ * @throws {SafetyError} for a commit whose tree is empty.
+ */
+async function resolveTarget(
+  repo: GitRepo,
+  refName: string,
+  fleet: Fleet,
+  lg: Logger,
+): Promise<Target> {
+  const { commit, tree } = await resolveRef(repo, refName);
+  const ref = markerRef(refName, commit);
+  lg.debug("resolved", { ref: refName, commit, tree });
+  if (await isEmptyTree(repo, tree)) {
+    throw new SafetyError(
+      `refusing to publish ${short(commit)} (${ref}): its tree is empty, ` +
+        `which would delete everything on ${fleet.primary.name}`,
+    );
+  }
+  return { commit, tree, ref };
+}
+
+/**
+ * The primary's marker, and whether `target` rolls it back; meanwhile the
+ * commit's tree is exported into staging. Both read only: the export touches
+ * nothing but staging, so it runs while the marker is fetched (a refused
+ * publish just leaves staging ahead).
+ *
+ * @throws {SafetyError} for a commit older than the published one without `force`.
+ */
+async function primaryAndStaging(
+  opts: PublishOptions,
+  repo: GitRepo,
+  files: PublisherFiles,
+  target: Target,
+): Promise<{ previous: VersionMarker | null; rollback: boolean }> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const [fetched, exporting] = await Promise.allSettled([
+    primaryMarker(fleet, pub, files.pulledDir),
+    exportTree(repo, target.tree, {
+      staging: pub.staging,
+      indexFile: files.index,
+      stampFile: files.stamp,
+    }),
+  ]);
+  if (fetched.status === "rejected") throw fetched.reason;
+  const previous = fetched.value;
+  lg.debug("primary version", { version: describeVersion(previous) });
+  const rollback = previous !== null && previous.commit !== target.commit &&
+    await checkOrder(
+      repo,
+      target.commit,
+      target.ref,
+      previous,
+      fleet.primary.name,
+      opts.force ?? false,
+    );
+  if (exporting.status === "rejected") throw exporting.reason;
+  const exported = exporting.value;
+  lg.debug("exported", {
+    staging: pub.staging,
+    fresh: exported.fresh,
+    strays: exported.strays,
+    ms: Math.round(exported.ms),
+  });
+  return { previous, rollback };
+}
+
+/**
+ * Sends staging to the primary's write module, all but the marker and the log.
+ *
+ * @throws {TransferError} when the primary cannot be reached or refuses.
+ */
+async function sendTree(fleet: Fleet, pub: PublisherHost): Promise<RsyncResult> {
+  const sent = await runRsync(
+    rsyncArgs(
+      pushJob(fleet, pub, `${pub.staging}/`, {
+        delete: true,
+        deleteDelay: true,
+        // The marker is sent on its own, last; excluding it also keeps
+        // --delete from removing the primary's current one meanwhile.
+        excludes: [
+          `/${VERSION_MARKER}`,
+          `/${VERSION_LOG}`,
+          `/${SERVER_TEMP_DIR}/`,
+          ...fleet.push.exclude,
+        ],
+        // The daemon's --stats never count deletions on its side; the items do.
+        itemize: true,
+      }),
+    ),
+    { rsync: fleet.rsync.path },
+  );
+  if (sent.code !== 0) {
+    throw new TransferError(
+      `cannot send the tree to ${fleet.primary.name} (${writeUrl(fleet)}): ${
+        describeRsyncFailure(sent)
+      }${refusalHint(sent.stderr, fleet, pub)}; ${
+        NOTHING_SENT.has(sent.code)
+          ? "nothing was sent"
+          : "the marker still names the previous version: publish again"
+      }`,
+      sent.code,
+    );
+  }
+  return sent;
+}
+
+/**
+ * Records `marker` as offered (a seq once offered is never offered again)
+ * and writes it, stamped, into the marker dir.
+ */
+async function stageMarker(
+  files: PublisherFiles,
+  marker: VersionMarker,
+): Promise<void> {
+  await writeAtomic(files.state, formatMarker(marker));
+  await Deno.mkdir(files.markerDir, { recursive: true });
+  await writeAtomic(`${files.markerDir}/${VERSION_MARKER}`, formatMarker(marker));
+  // Its mtime is its published_at on every server (lib/version/marker_stamp.ts).
+  stampMarker(`${files.markerDir}/${VERSION_MARKER}`);
+}
+
+/**
+ * The version log's entry for `marker`: what the tree transfer changed. That
+ * is the whole change from `previous` only when the primary held exactly
+ * `previous` before it: not after a publish of ours that failed between
+ * tree and marker (our record `local` is then ahead), nor after another
+ * publisher's; then the entry says the whole tree may have changed.
+ */
+function logEntry(
+  previous: VersionMarker | null,
+  local: VersionMarker | null,
+  marker: VersionMarker,
+  items: string[],
+): LogEntry {
+  const drift = classifyItems(items);
+  const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
+  const deleted = drift.extra.map((i) => i.path);
+  // rsync escapes bytes it will not print; decoded they are exact, except
+  // bytes that are not UTF-8, which the JSON log cannot carry.
+  const lossy = [...paths, ...deleted].some((p) => p.includes("\uFFFD"));
+  const unsure = previous !== null && !sameVersion(local, previous);
+  return newEntry(previous, marker, { paths, deleted, whole: lossy || unsure });
+}
+
+/**
+ * Appends `entry` to the version log and sends the log and the marker in one
+ * transfer; the log sorts first, so --delay-updates lands it just before the
+ * marker. On failure the log is put back: a version never published has no
+ * place in it.
+ *
+ * @throws {TransferError} when the primary does not take them.
+ */
+async function sendMarker(
+  fleet: Fleet,
+  pub: PublisherHost,
+  files: PublisherFiles,
+  entry: LogEntry,
+  commit: string,
+): Promise<RsyncResult> {
+  const logFile = `${files.markerDir}/${VERSION_LOG}`;
+  const logBefore = await Deno.readTextFile(logFile).catch(() => "");
+  await writeAtomic(logFile, appendEntry(logBefore, entry));
+  await writeFileList(files.markerList, [VERSION_LOG, VERSION_MARKER]);
+  const last = await runRsync(
+    rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
+    { rsync: fleet.rsync.path },
+  );
+  if (last.code !== 0) {
+    await writeAtomic(logFile, logBefore);
+    throw new TransferError(
+      `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${
+        describeRsyncFailure(last)
+      }; publish again`,
+      last.code,
+    );
+  }
+  return last;
 }
 
 /**
@@ -373,7 +484,11 @@ async function primaryMarker(
 ): Promise<VersionMarker | null> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
-  const url = daemonUrl(fleet.primary.listen, fleet.modules.read) + VERSION_MARKER;
+  const url = formatRsyncUrl({
+    ...fleet.primary.listen,
+    module: fleet.modules.read,
+    path: `/${VERSION_MARKER}`,
+  });
   const r = await runRsync(
     rsyncArgs({
       source: url,
@@ -416,13 +531,19 @@ function pushJob(
     // temp dir and .~tmp~ dirs, which its read module never serves.
     delayUpdates: true,
     tempDir: SERVER_TEMP_DIR,
-    // Two publishes within one second may rewrite a file with the same size.
+    // Two publishes within one second may rewrite a file with the same size:
+    // only the exact mtime tells the new one apart.
+    exactTimes: true,
     ...more,
   };
 }
 
 function writeUrl(fleet: Fleet): string {
-  return daemonUrl(fleet.primary.listen, fleet.modules.write, fleet.auth.user);
+  return formatRsyncUrl({
+    ...fleet.primary.listen,
+    module: fleet.modules.write,
+    user: fleet.auth.user,
+  });
 }
 
 async function readLocal(file: string): Promise<VersionMarker | null> {

@@ -356,11 +356,16 @@ export class PushEngine {
    */
   #lifted(): boolean {
     if (this.#allowMassDelete && this.#liftEnds !== null && Date.now() > this.#liftEnds) {
-      this.#allowMassDelete = false;
-      this.#guard.allowed = false;
-      this.#liftEnds = null;
+      this.#endLift();
     }
     return this.#allowMassDelete;
+  }
+
+  /** The limits apply again. */
+  #endLift(): void {
+    this.#allowMassDelete = false;
+    this.#guard.allowed = false;
+    this.#liftEnds = null;
   }
 
   /** Remembers (in workDir) that this source has had a version, or content pushed. */
@@ -492,96 +497,84 @@ export class PushEngine {
     const t0 = performance.now();
     const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     this.#sawMarker(markerText);
-    let kind: "full" | "scoped" = work.kind === "full" ? "full" : "scoped";
-    let changes = work.kind === "paths" ? work.changes : [];
-    let reason = work.kind === "full" ? work.reason : `${changes.length} paths`;
-    if (kind === "scoped" && changes.some((c) => unfilterable(c.path))) {
-      kind = "full";
-      changes = [];
-    }
-    // A new marker goes out only behind a whole-tree run that started after
-    // it was read. A scoped run sends the paths whose events have arrived, but
-    // the marker on disk can be ahead of them (a file's event still in the
-    // watcher when the publisher wrote the marker): sending it then would let
-    // a replica claim a version it does not fully hold, and clients trust it.
-    if (kind === "scoped" && markerText !== null && markerText !== r.ackText) {
-      kind = "full";
-      changes = [];
-      reason = "new version";
-    }
+    const plan = planPush(work, markerText, r.ackText);
     try {
-      const missing = kind === "scoped" && await anyMissing(this.#o.source, changes);
-      // Nothing to delete and nothing deep: rsync is given the list itself,
-      // which costs a stat per path; filter rules cost every rule on every
-      // entry met (a 500-file burst in a 100k tree: ~45 ms against ~190 ms).
-      const how: Scope = kind === "full"
-        ? "full"
-        : !missing && changes.every((c) => !c.deep)
-        ? "list"
-        : "filter";
-      let result = await this.#guardedRun(r, work, how, changes);
-      // 23 from a list: a path went away since the check (its event follows);
-      // the filter rules deal with a missing path, so the push goes on with them.
-      if (how === "list" && typeof result !== "string" && result.code === 23) {
-        result = await this.#guardedRun(r, work, "filter", changes);
-      }
+      const how = await scopeOf(this.#o.source, plan);
+      const result = await this.#treeRun(r, work, how, plan.changes);
       if (typeof result === "string") return result;
       if (result.code !== 0 && result.code !== 24) {
         return this.#failed(r, work, describeRsyncFailure(result));
       }
       const marker = markerText === null ? null : parseMarker(markerText);
-      if (markerText !== null && kind === "full") {
+      if (markerText !== null && plan.kind === "full") {
         const m = await this.#pushMarker(r, markerText);
         if (m.code !== 0) return this.#failed(r, work, describeRsyncFailure(m));
         r.ack = marker;
         r.ackText = markerText;
       }
-      const ms = performance.now() - t0;
-      const stats = result.stats;
-      r.lastPush = {
-        kind,
-        ms: Math.round(ms * 10) / 10,
-        files: stats?.transferred ?? 0,
-        // --stats counts no deletions made by a daemon: count rsync's own lines.
-        deleted: stats ? result.deleted : 0,
-        bytes: stats?.bytesSent ?? 0,
-      };
-      r.lastSuccess = Date.now();
-      r.lastError = null;
-      // The tree held content: never again a fresh host waiting for a publish.
-      void this.#noteVersion();
-      if (r.failures > 0) {
-        this.#o.log.info("replica back", { replica: r.target.name, after_failures: r.failures });
-      }
-      r.failures = 0;
-      r.nextRetry = null;
-      if (r.synced === false && kind === "full") {
-        r.synced = true;
-        if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) {
-          this.#allowMassDelete = false;
-          this.#guard.allowed = false;
-          this.#liftEnds = null;
-        }
-      }
-      this.#m.pushes.inc({ replica: r.target.name, kind, result: "ok" });
-      this.#m.duration.observe(ms / 1000, { kind });
-      this.#m.bytes.inc({ replica: r.target.name }, r.lastPush.bytes);
-      this.#m.files.inc({ replica: r.target.name }, r.lastPush.files);
-      this.#o.log.info("pushed", {
-        replica: r.target.name,
-        kind,
-        reason,
-        files: r.lastPush.files,
-        deleted: r.lastPush.deleted,
-        bytes: r.lastPush.bytes,
-        version: kind === "full" ? marker?.seq : undefined,
-        ms: r.lastPush.ms,
-      });
-      return "ok";
+      return this.#pushed(r, plan, result, marker, performance.now() - t0);
     } catch (e) {
       if (this.#stopped) return "failed";
       return this.#failed(r, work, (e as Error).message);
     }
+  }
+
+  /**
+   * The tree run in scope `how`. A list fails with 23 when a path went away
+   * since the check (its event follows); the filter rules deal with a missing
+   * path, so the push goes on with them.
+   */
+  async #treeRun(
+    r: Replica,
+    work: Work,
+    how: Scope,
+    changes: Change[],
+  ): Promise<RsyncResult | "refused" | "failed"> {
+    const result = await this.#guardedRun(r, work, how, changes);
+    if (how === "list" && typeof result !== "string" && result.code === 23) {
+      return await this.#guardedRun(r, work, "filter", changes);
+    }
+    return result;
+  }
+
+  /** Records a push that landed in `ms` (tree, and marker when it went); returns "ok". */
+  #pushed(
+    r: Replica,
+    plan: PushPlan,
+    result: RsyncResult,
+    marker: VersionMarker | null,
+    ms: number,
+  ): "ok" {
+    const push = lastPushOf(plan.kind, ms, result);
+    r.lastPush = push;
+    r.lastSuccess = Date.now();
+    r.lastError = null;
+    // The tree held content: never again a fresh host waiting for a publish.
+    void this.#noteVersion();
+    if (r.failures > 0) {
+      this.#o.log.info("replica back", { replica: r.target.name, after_failures: r.failures });
+    }
+    r.failures = 0;
+    r.nextRetry = null;
+    if (r.synced === false && plan.kind === "full") {
+      r.synced = true;
+      if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) this.#endLift();
+    }
+    this.#m.pushes.inc({ replica: r.target.name, kind: plan.kind, result: "ok" });
+    this.#m.duration.observe(ms / 1000, { kind: plan.kind });
+    this.#m.bytes.inc({ replica: r.target.name }, push.bytes);
+    this.#m.files.inc({ replica: r.target.name }, push.files);
+    this.#o.log.info("pushed", {
+      replica: r.target.name,
+      kind: plan.kind,
+      reason: plan.reason,
+      files: push.files,
+      deleted: push.deleted,
+      bytes: push.bytes,
+      version: plan.kind === "full" ? marker?.seq : undefined,
+      ms: push.ms,
+    });
+    return "ok";
   }
 
   /**
@@ -794,6 +787,68 @@ export class PushEngine {
       }, 1000);
     }
   }
+}
+
+/** What one push sends, decided when it starts ({@linkcode planPush}). */
+export interface PushPlan {
+  kind: "full" | "scoped";
+  /** The paths of a scoped push; none for a whole one. */
+  changes: Change[];
+  /** Why it runs, for the log. */
+  reason: string;
+}
+
+/** What `/status` shows of a replica's last push. */
+type LastPush = NonNullable<ReplicaStatus["last_push"]>;
+
+/**
+ * What a push of `work` sends, given the source's marker now
+ * (`markerText`) and the one the replica acknowledged (`ackText`). A path
+ * the filter rules cannot scope takes the whole tree. A new marker goes out
+ * only behind a whole-tree run that starts after it was read: a scoped run
+ * sends the paths whose events have arrived, but the marker on disk can be
+ * ahead of them (a file's event still in the watcher when the publisher
+ * wrote the marker); sending it then would let a replica claim a version it
+ * does not fully hold, and clients trust it.
+ *
+ * @example
+ * ```ts
+ * planPush({ kind: "full", reason: "start", since: 0 }, null, null);
+ * // { kind: "full", changes: [], reason: "start" }
+ * ```
+ */
+export function planPush(work: Work, markerText: string | null, ackText: string | null): PushPlan {
+  if (work.kind === "full") return { kind: "full", changes: [], reason: work.reason };
+  const reason = `${work.changes.length} paths`;
+  if (work.changes.some((c) => unfilterable(c.path))) return { kind: "full", changes: [], reason };
+  if (markerText !== null && markerText !== ackText) {
+    return { kind: "full", changes: [], reason: "new version" };
+  }
+  return { kind: "scoped", changes: work.changes, reason };
+}
+
+/**
+ * How a plan picks its paths. With nothing to delete and nothing deep, rsync
+ * is given the list itself, which costs a stat per path; filter rules cost
+ * every rule on every entry met, far more for a burst in a large tree.
+ */
+async function scopeOf(source: string, plan: PushPlan): Promise<Scope> {
+  if (plan.kind === "full") return "full";
+  const missing = await anyMissing(source, plan.changes);
+  return !missing && plan.changes.every((c) => !c.deep) ? "list" : "filter";
+}
+
+/** The record of a push that took `ms` and ended with `result`. */
+function lastPushOf(kind: PushPlan["kind"], ms: number, result: RsyncResult): LastPush {
+  const stats = result.stats;
+  return {
+    kind,
+    ms: Math.round(ms * 10) / 10,
+    files: stats?.transferred ?? 0,
+    // --stats counts no deletions made by a daemon: count rsync's own lines.
+    deleted: stats ? result.deleted : 0,
+    bytes: stats?.bytesSent ?? 0,
+  };
 }
 
 /** What an empty tree that never had a version is waiting for. */

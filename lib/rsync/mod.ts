@@ -23,7 +23,6 @@ export {
 } from "./proxied_daemon.ts";
 export { PROXY_V1_UNKNOWN, proxyV1Header } from "./proxy_protocol.ts";
 export {
-  daemonUrl,
   describeRsyncFailure,
   requireRsync,
   rsyncArgs,

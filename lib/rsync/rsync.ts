@@ -10,7 +10,7 @@
  * @module
  */
 
-import { EnvironmentError, formatHostPort, type HostPort, TransferError } from "../core/mod.ts";
+import { EnvironmentError, TransferError } from "../core/mod.ts";
 
 /** One rsync transfer, in fanout's terms. */
 export interface RsyncJob {
@@ -155,19 +155,6 @@ export async function writeFileList(file: string, paths: Iterable<string>): Prom
   await Deno.writeTextFile(file, [...paths].map((p) => p + "\0").join(""));
 }
 
-/**
- * `rsync://[user@]host:port/module/`.
- *
- * @example
- * ```ts
- * daemonUrl({ host: "127.0.0.3", port: 10873 }, "plugins-push", "apps");
- * // "rsync://apps@127.0.0.3:10873/plugins-push/"
- * ```
- */
-export function daemonUrl(at: HostPort, module: string, user?: string): string {
-  return `rsync://${user ? `${user}@` : ""}${formatHostPort(at)}/${module}/`;
-}
-
 function isDaemonUrl(s: string): boolean {
   return s.startsWith("rsync://") || /^[^/]*::/.test(s);
 }
@@ -188,8 +175,8 @@ export interface RunOptions {
   onSpawn?: (pid: number) => void;
   /**
    * Keep the itemized lines in the result (default true). A whole-tree push
-   * to an empty replica itemizes every file: 100k lines held in memory per
-   * run, when only their counts are wanted.
+   * to an empty replica itemizes every file: a line per file held in memory
+   * per run, when only their counts are wanted.
    */
   keepItems?: boolean;
 }

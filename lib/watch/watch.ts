@@ -3,10 +3,10 @@
  *
  * Each directory gets its own non-recursive `Deno.watchFs` watch, from a walk
  * fanout does itself. Deno's recursive mode follows symbolic links: a link to
- * `/usr` inside the tree put 15,000 watches on /usr here, and a link to `/`
- * would try to watch the whole machine. The walk never follows links and
- * skips excluded directories (`.git`), and it is faster than the recursive
- * mode (10k directories: ~0.5 s against ~0.75 s).
+ * `/usr` inside the tree would put a watch on every directory of /usr, and a
+ * link to `/` would try to watch the whole machine. The walk never follows
+ * links and skips excluded directories (`.git`), and it is faster than the
+ * recursive mode.
  *
  * The watches come from inotify itself, through FFI (lib/sys/inotify.ts), when
  * FFI is permitted: no worker isolate to carry, and a kernel queue overflow is
@@ -144,6 +144,102 @@ class WatchWorker implements WatchSource {
 }
 
 /**
+ * Where a watcher stands: on events, polling (the engine pushes the whole
+ * tree periodically) while a re-arm with backoff tries to watch again, or
+ * stopped.
+ */
+type WatchState =
+  | { mode: "stopped" }
+  | { mode: "events" }
+  | {
+    mode: "polling";
+    /** Why it fell back, or why the last re-arm failed. */
+    error: string;
+    /** Re-arms failed since the fallback. */
+    failures: number;
+    /** The next re-arm, while one is scheduled. */
+    rearm: ReturnType<typeof setTimeout> | undefined;
+  };
+
+/** Changes mapped from events and not yet handed over. */
+interface Batch {
+  changes: Change[];
+  /** Directories that appeared: watched before the changes go out. */
+  newDirs: string[];
+  /** Files with a create or write event and no close yet. */
+  writing: Set<string>;
+}
+
+/** The hand-over of a {@linkcode Batch}. */
+interface Flush {
+  /** The scheduled hand-over, and the delay it was scheduled with. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  delay: number;
+  /** Hand-overs that wait for new directories' watches, chained in order. */
+  running: Promise<void> | null;
+}
+
+/** What a {@linkcode StormMeter} reports. */
+interface StormEvents {
+  /** A storm begins, at `eventsPerS` events in one second. */
+  start(eventsPerS: number): void;
+  /** A storm goes on: every 5 s of it, with the events counted so far. */
+  ongoing(events: number): void;
+  /** A storm is over (250 ms of quiet), with the events it had. */
+  settled(events: number): void;
+}
+
+/**
+ * Counts events per one-second window. Past `limit` in one, events may have
+ * been dropped without a word: Deno hands them over through a 16-event
+ * queue and drops what does not fit, and the kernel drops past its own
+ * queue. A storm settles after 250 ms of quiet; one that never stops is
+ * reported every 5 s, so the replicas keep converging.
+ */
+class StormMeter {
+  #windowStart = 0;
+  #windowCount = 0;
+  #storm: { events: number; since: number } | null = null;
+  #settle: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly limit: number, readonly on: StormEvents) {}
+
+  /** True while a storm has not settled. */
+  get active(): boolean {
+    return this.#storm !== null;
+  }
+
+  /** Counts an event seen at `now` (performance.now()). */
+  count(now: number): void {
+    if (now - this.#windowStart > 1000) {
+      this.#windowStart = now;
+      this.#windowCount = 0;
+    }
+    this.#windowCount++;
+    if (!this.#storm && this.#windowCount > this.limit) {
+      this.#storm = { events: this.#windowCount, since: now };
+      this.on.start(this.#windowCount);
+    }
+    const storm = this.#storm;
+    if (!storm) return;
+    storm.events++;
+    clearTimeout(this.#settle);
+    if (now - storm.since > 5000) {
+      storm.since = now;
+      this.on.ongoing(storm.events);
+    }
+    this.#settle = setTimeout(() => {
+      this.#storm = null;
+      this.on.settled(storm.events);
+    }, 250);
+  }
+
+  stop(): void {
+    clearTimeout(this.#settle);
+  }
+}
+
+/**
  * Watches `root` until closed.
  *
  * @example
@@ -159,52 +255,57 @@ export class TreeWatcher {
   #o: WatchOptions;
   #root: string;
   #exclude: ExcludeMatcher;
+  #state: WatchState = { mode: "stopped" };
+  #closed = false;
   #worker: WatchSource | null = null;
-  /** Sources being stopped (their epoll loops end asynchronously). */
-  #stopping = new Set<Promise<void>>();
   #backend: WatchBackend | null = null;
   #dirs = new Set<string>();
-  #mode: WatchMode = "stopped";
-  #closed = false;
+  /** Sources being stopped (their epoll loops end asynchronously). */
+  #stopping = new Set<Promise<void>>();
   #rebuilding: Promise<void> | null = null;
-  // Storm detection: events counted per one-second window.
-  #windowStart = 0;
-  #windowCount = 0;
-  #storm: { events: number; since: number } | null = null;
-  #settle: ReturnType<typeof setTimeout> | undefined;
   #setupMs = 0;
-  #batch: Change[] = [];
-  #newDirs: string[] = [];
-  #flushTimer: ReturnType<typeof setTimeout> | undefined;
-  #flushing: Promise<void> | null = null;
-  #flushDelay = 0;
-  /** Files with a create or write event and no close yet. */
-  #writing = new Set<string>();
-  /** Why the watcher last fell back to polling, while it polls. */
-  #lastError: string | null = null;
-  #rearmTimer: ReturnType<typeof setTimeout> | undefined;
-  #rearmFailures = 0;
-  #events;
-  #overflows;
-  #storms;
+  #batch: Batch = { changes: [], newDirs: [], writing: new Set() };
+  #flush: Flush = { timer: undefined, delay: 0, running: null };
+  #storm: StormMeter;
+  #m;
 
   constructor(opts: WatchOptions) {
     this.#o = opts;
     this.#root = opts.root;
     this.#exclude = compileExcludes(opts.excludes);
     const r = opts.registry;
-    this.#events = r?.counter("fanout_watch_events_total", "Filesystem events received.");
-    this.#overflows = r?.counter(
-      "fanout_watch_overflows_total",
-      "Overflows, storms and unmappable events that turned into full pushes.",
-    );
-    this.#storms = r?.counter("fanout_watch_storms_total", "Event storms detected.");
+    this.#m = {
+      events: r?.counter("fanout_watch_events_total", "Filesystem events received."),
+      overflows: r?.counter(
+        "fanout_watch_overflows_total",
+        "Overflows, storms and unmappable events that turned into full pushes.",
+      ),
+      storms: r?.counter("fanout_watch_storms_total", "Event storms detected."),
+    };
     r?.gauge("fanout_watch_dirs", "Directories watched.", () => [[{}, this.#dirs.size]]);
+    this.#storm = new StormMeter(opts.stormEvents, {
+      start: (eventsPerS) => {
+        this.#m.storms?.inc();
+        this.#o.log.info(
+          "event burst: some events may be lost; re-walk and whole push once quiet",
+          {
+            events_per_s: eventsPerS,
+          },
+        );
+      },
+      // Mapping goes on; the tree is re-walked (new directories whose events
+      // were lost get watched) and pushed whole.
+      ongoing: (events) => this.#rebuild(`event burst (${events} events so far)`),
+      settled: (events) => {
+        this.#m.overflows?.inc();
+        this.#rebuild(`event burst (${events} events)`);
+      },
+    });
   }
 
   /** events (normal), polling (no watcher: the engine pushes periodically) or stopped. */
   get mode(): WatchMode {
-    return this.#mode;
+    return this.#state.mode;
   }
 
   /** inotify (through FFI) or watchFs (Deno's, in a worker); null before start. */
@@ -214,7 +315,7 @@ export class TreeWatcher {
 
   /** Why the watcher polls (null while it runs on events). */
   get lastError(): string | null {
-    return this.#lastError;
+    return this.#state.mode === "polling" ? this.#state.error : null;
   }
 
   /** How long setting up the watches took (ms). */
@@ -235,12 +336,10 @@ export class TreeWatcher {
   async start(): Promise<void> {
     const t0 = performance.now();
     try {
-      // Events carry canonical paths: watch the canonical root so they map.
-      this.#root = await Deno.realPath(this.#o.root);
-      const dirs = await walkDirs(this.#root, (rel) => this.#skipDir(rel));
-      this.#worker = await this.#spawn(dirs);
+      const { worker, dirs } = await this.#watchTree();
+      this.#worker = worker;
       this.#dirs = new Set(dirs);
-      this.#mode = "events";
+      this.#state = { mode: "events" };
     } catch (e) {
       this.#fallBack(e as Error);
     }
@@ -250,15 +349,25 @@ export class TreeWatcher {
   /** Stops watching. */
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#rearmTimer);
-    clearTimeout(this.#settle);
-    clearTimeout(this.#flushTimer);
+    if (this.#state.mode === "polling") clearTimeout(this.#state.rearm);
+    this.#storm.stop();
+    clearTimeout(this.#flush.timer);
     await this.#rebuilding;
-    await this.#flushing;
+    await this.#flush.running;
     this.#stop(this.#worker);
     this.#worker = null;
     await Promise.all(this.#stopping);
-    this.#mode = "stopped";
+    this.#state = { mode: "stopped" };
+  }
+
+  /**
+   * Walks the tree from its canonical root (events carry canonical paths, so
+   * they map) and watches every directory found.
+   */
+  async #watchTree(): Promise<{ worker: WatchSource; dirs: string[] }> {
+    this.#root = await Deno.realPath(this.#o.root);
+    const dirs = await walkDirs(this.#root, (rel) => this.#skipDir(rel));
+    return { worker: await this.#spawn(dirs), dirs };
   }
 
   /** A new source watching `dirs`, once its watches are in place. */
@@ -295,9 +404,8 @@ export class TreeWatcher {
   }
 
   #fallBack(e: Error): void {
-    this.#mode = "polling";
     const msg = e.message ?? String(e);
-    this.#lastError = msg;
+    this.#state = { mode: "polling", error: msg, failures: 0, rearm: undefined };
     this.#scheduleRearm();
     if (/no space left|ENOSPC|too many open files|EMFILE|limit/i.test(msg)) {
       this.#o.log.error(
@@ -311,7 +419,7 @@ export class TreeWatcher {
         error: msg,
       });
     }
-    this.#overflows?.inc();
+    this.#m.overflows?.inc();
     this.#stop(this.#worker);
     this.#worker = null;
     this.#o.onFull("watcher unavailable");
@@ -323,44 +431,42 @@ export class TreeWatcher {
    * polling until a restart.
    */
   #scheduleRearm(): void {
-    if (this.#closed || this.#rearmTimer !== undefined) return;
-    const delay = Math.min(REARM_MAX_MS, REARM_MIN_MS * 2 ** this.#rearmFailures);
-    this.#rearmTimer = setTimeout(() => {
-      this.#rearmTimer = undefined;
+    const st = this.#state;
+    if (this.#closed || st.mode !== "polling" || st.rearm !== undefined) return;
+    const delay = Math.min(REARM_MAX_MS, REARM_MIN_MS * 2 ** st.failures);
+    st.rearm = setTimeout(() => {
+      st.rearm = undefined;
       this.#rearm();
     }, delay);
   }
 
   async #rearm(): Promise<void> {
-    if (this.#closed || this.#mode !== "polling") return;
+    const st = this.#state;
+    if (this.#closed || st.mode !== "polling") return;
     try {
-      this.#root = await Deno.realPath(this.#o.root);
-      const dirs = await walkDirs(this.#root, (rel) => this.#skipDir(rel));
-      const w = await this.#spawn(dirs);
-      if (this.#closed) return this.#stop(w);
-      this.#worker = w;
+      const { worker, dirs } = await this.#watchTree();
+      if (this.#closed) return this.#stop(worker);
+      this.#worker = worker;
       this.#dirs = new Set(dirs);
-      this.#mode = "events";
+      this.#state = { mode: "events" };
       this.#o.log.info("watching the tree again", {
         dirs: dirs.length,
-        after_failures: this.#rearmFailures,
+        after_failures: st.failures,
       });
-      this.#rearmFailures = 0;
-      this.#lastError = null;
       // Whatever changed while polling goes with one whole push.
       this.#o.onFull("watcher back");
     } catch (e) {
-      this.#rearmFailures++;
-      this.#lastError = (e as Error).message ?? String(e);
-      this.#o.log.debug("watcher still unavailable", { error: this.#lastError });
+      st.failures++;
+      st.error = (e as Error).message ?? String(e);
+      this.#o.log.debug("watcher still unavailable", { error: st.error });
       this.#scheduleRearm();
     }
   }
 
   #handle([evKind, paths, flag]: RawEvent): void {
-    this.#events?.inc();
+    this.#m.events?.inc();
     if (flag === "rescan") {
-      this.#overflows?.inc();
+      this.#m.overflows?.inc();
       this.#o.log.warn(
         "watcher asked for a rescan (kernel queue overflow?): re-walk and full push",
         {},
@@ -368,13 +474,14 @@ export class TreeWatcher {
       this.#rebuild("watcher rescan");
       return;
     }
+    const batch = this.#batch;
     // Deno reports a file's close-after-write as "access": the writer is done.
     if (evKind === "access") {
-      for (const abs of paths) this.#writing.delete(abs);
-      if (this.#writing.size === 0 && this.#batch.length) this.#scheduleFlush(0);
+      for (const abs of paths) batch.writing.delete(abs);
+      if (batch.writing.size === 0 && batch.changes.length) this.#scheduleFlush(0);
       return;
     }
-    this.#countStorm();
+    this.#storm.count(performance.now());
     for (const abs of paths) {
       const rel = this.#relative(abs);
       if (rel === undefined) continue; // Deno maps some symlink events outside the tree
@@ -385,18 +492,18 @@ export class TreeWatcher {
         // walked its directory while another rsync was writing it, so its
         // going away is one (the next push deletes the copy downstream).
         const gone = evKind === "remove" || (evKind === "rename" && lstatSync(abs) === null);
-        if (gone) this.#batch.push({ path: rel, deep: false, gone: true });
+        if (gone) batch.changes.push({ path: rel, deep: false, gone: true });
         continue;
       }
       const kind = evKind === "modify" ? "modify" : evKind === "remove" ? "remove" : "other";
       const st = kind === "remove" ? null : lstatSync(abs);
-      if (st?.isDirectory && !this.#dirs.has(abs)) this.#newDirs.push(abs);
+      if (st?.isDirectory && !this.#dirs.has(abs)) batch.newDirs.push(abs);
       if (kind === "remove") this.#forget(abs);
-      if (st?.isFile && evKind !== "rename") this.#writing.add(abs);
+      if (st?.isFile && evKind !== "rename") batch.writing.add(abs);
       // Only a directory that appeared (created, renamed in) or a path that
       // is gone (maybe a whole directory) needs everything below it looked
       // at; a modified directory is only its own attributes, a file is itself.
-      this.#batch.push({
+      batch.changes.push({
         path: rel,
         deep: st === null || (st.isDirectory && kind !== "modify"),
         gone: st === null,
@@ -406,16 +513,17 @@ export class TreeWatcher {
     // A file being written is pushed once its writer closes it (one push,
     // not one per write), or after a short grace if no close comes (chmod,
     // a writer that keeps the file open).
-    if (this.#batch.length) this.#scheduleFlush(this.#writing.size ? WRITE_GRACE_MS : 0);
+    if (batch.changes.length) this.#scheduleFlush(batch.writing.size ? WRITE_GRACE_MS : 0);
   }
 
   #scheduleFlush(ms: number): void {
-    if (this.#flushTimer !== undefined) {
-      if (ms > 0 || this.#flushDelay === 0) return;
-      clearTimeout(this.#flushTimer);
+    const f = this.#flush;
+    if (f.timer !== undefined) {
+      if (ms > 0 || f.delay === 0) return;
+      clearTimeout(f.timer);
     }
-    this.#flushDelay = ms;
-    this.#flushTimer = setTimeout(() => this.#flush(), ms);
+    f.delay = ms;
+    f.timer = setTimeout(() => this.#handOver(), ms);
   }
 
   /**
@@ -423,11 +531,10 @@ export class TreeWatcher {
    * the push that copies a new directory whole must start after its watch is
    * in place, or a file created in between would be missed.
    */
-  #flush(): void {
-    this.#flushTimer = undefined;
-    this.#writing.clear();
-    const changes = this.#batch;
-    const dirs = this.#newDirs;
+  #handOver(): void {
+    this.#flush.timer = undefined;
+    const { changes, newDirs: dirs } = this.#batch;
+    this.#batch = { changes: [], newDirs: [], writing: new Set() };
     if (this.#o.log.enabled("debug")) {
       this.#o.log.debug("changes", {
         n: changes.length,
@@ -435,14 +542,12 @@ export class TreeWatcher {
         paths: changes.slice(0, 8).map((c) => c.path + (c.deep ? "/**" : "")).join(" "),
       });
     }
-    this.#batch = [];
-    this.#newDirs = [];
     if (dirs.length === 0) {
       if (changes.length) this.#o.onChanges(changes);
       return;
     }
-    const prev = this.#flushing ?? Promise.resolve();
-    this.#flushing = prev.then(async () => {
+    const prev = this.#flush.running ?? Promise.resolve();
+    this.#flush.running = prev.then(async () => {
       try {
         await this.#addDirs(dirs);
       } finally {
@@ -456,7 +561,7 @@ export class TreeWatcher {
   async #addDirs(roots: string[]): Promise<void> {
     await this.#rebuilding;
     const worker = this.#worker;
-    if (this.#mode !== "events" || !worker) return;
+    if (this.#state.mode !== "events" || !worker) return;
     const dirs: string[] = [];
     for (const r of roots) {
       let found: string[];
@@ -476,7 +581,7 @@ export class TreeWatcher {
       if (this.#worker === worker && !this.#closed) this.#fallBack(e as Error);
       return;
     }
-    if (worker.crowded && !this.#storm) this.#rebuild(null, false);
+    if (worker.crowded && !this.#storm.active) this.#rebuild(null, false);
   }
 
   #forget(abs: string): void {
@@ -492,7 +597,7 @@ export class TreeWatcher {
    * in place.
    */
   #rebuild(reason: string | null, walk = true): void {
-    if (this.#rebuilding || this.#closed || this.#mode !== "events") {
+    if (this.#rebuilding || this.#closed || this.#state.mode !== "events") {
       if (reason) this.#o.onFull(reason);
       return;
     }
@@ -518,45 +623,6 @@ export class TreeWatcher {
         if (reason && !this.#closed) this.#o.onFull(reason);
       }
     })();
-  }
-
-  /**
-   * Counts an event. Past `stormEvents` in one second, events may have been
-   * dropped without a word: Deno hands them over through a 16-event queue
-   * and drops what does not fit (seen: ~1,600 of 60,000 events of a
-   * one-second storm), and the kernel drops past its own queue. Mapping goes
-   * on, and once the burst settles the tree is re-walked (new directories
-   * whose events were lost get watched) and pushed whole.
-   */
-  #countStorm(): void {
-    const now = performance.now();
-    if (now - this.#windowStart > 1000) {
-      this.#windowStart = now;
-      this.#windowCount = 0;
-    }
-    this.#windowCount++;
-    if (!this.#storm && this.#windowCount > this.#o.stormEvents) {
-      this.#storm = { events: this.#windowCount, since: now };
-      this.#storms?.inc();
-      this.#o.log.info("event burst: some events may be lost; re-walk and whole push once quiet", {
-        events_per_s: this.#windowCount,
-      });
-    }
-    const storm = this.#storm;
-    if (!storm) return;
-    storm.events++;
-    clearTimeout(this.#settle);
-    // Settles after 250 ms of quiet; a storm that never stops still gets a
-    // full push every 5 s, so the replicas keep converging.
-    if (now - storm.since > 5000) {
-      storm.since = now;
-      this.#rebuild(`event burst (${storm.events} events so far)`);
-    }
-    this.#settle = setTimeout(() => {
-      this.#storm = null;
-      this.#overflows?.inc();
-      this.#rebuild(`event burst (${storm.events} events)`);
-    }, 250);
   }
 
   #relative(abs: string): string | undefined {
@@ -600,8 +666,9 @@ function lstatSync(path: string): Deno.FileInfo | null {
 
 /**
  * Every directory of the tree, like {@linkcode walkDirsSync}, listed by
- * `find -type d` (which never follows links): a walk of 10k directories in
- * JavaScript leaves ~20 MB of garbage behind; find leaves one string.
+ * `find -type d` (which never follows links): a walk in JavaScript leaves
+ * objects and strings for every entry behind as garbage; find leaves one
+ * string.
  */
 async function walkDirs(root: string, skip: (rel: string) => boolean): Promise<string[]> {
   let out: Deno.CommandOutput;

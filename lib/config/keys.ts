@@ -172,7 +172,7 @@ function server(maxConnections: number) {
     name: key(t.name, { required: true, doc: "the host's name, unique in the fleet" }),
     address: key(t.ip, {
       absent: "the `listen` IP",
-      doc: "the host's own IP: pushes leave from it and writers' `hosts allow` lists it",
+      doc: "the host's own IP: pushes leave from it, and its downstreams take writes from it",
       flag: { name: "address" },
     }),
     listen: key(t.hostPort, {
@@ -401,7 +401,7 @@ export const FLEET = {
     }),
     verify_every: key(t.duration, {
       default: "0s",
-      doc: "full tree check at most this often when the version is unchanged (0s: every run)",
+      doc: "full tree check at most this often when the version is unchanged; 0s: every run",
       flag: { name: "verify-every" },
     }),
     backup_dir: key(t.absPath, {
@@ -612,4 +612,19 @@ export function camelKeys<T extends object>(section: T): CamelKeys<T> {
   return Object.fromEntries(
     Object.entries(section).map(([k, v]) => [k.replace(/_([a-z])/g, (_, c) => c.toUpperCase()), v]),
   ) as CamelKeys<T>;
+}
+
+/**
+ * A key's default as the fleet file writes it, or null when it has none
+ * of its own (required, or derived from other keys).
+ *
+ * @example
+ * ```ts
+ * shownDefault(FLEET.push.keys.exclude); // "[.git]"
+ * ```
+ */
+export function shownDefault(decl: Key<unknown, unknown, Fill>): string | null {
+  if (decl.fill !== "default") return null;
+  const v = decl.default;
+  return Array.isArray(v) ? `[${v.join(", ")}]` : String(v);
 }

@@ -114,7 +114,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         downstreams,
         lg,
         registry,
-        Boolean(opts.flags["allow-mass-delete"]),
+        opts.allowMassDelete,
       );
       onStop(() => relay!.stop());
       fleetView?.setReplicaSource(() => relay!.engine.status());

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { UsageError, VERSION } from "../core/mod.ts";
+import { parseDuration, UsageError, VERSION } from "../core/mod.ts";
 import {
   closest,
   type CommonOptions,
@@ -277,7 +277,7 @@ export function parseCli(argv: string[]): Command {
   const extra = sub ? positionals.slice(sub === "render" ? 2 : 1) : positionals;
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
 
-  const opts = commonOptions(values, role);
+  const opts = optionsFrom(values, role);
   switch (sub) {
     case "check-config":
       return { kind: "check-config", role, opts };
@@ -306,7 +306,7 @@ function describeScope(scope: Scope): string {
   return (ROLES as readonly string[]).includes(scope) ? `--role ${scope}` : `"fanout ${scope}"`;
 }
 
-function commonOptions(
+function optionsFrom(
   values: Record<string, string | boolean | string[] | undefined>,
   role: Role | undefined,
 ): CommonOptions {
@@ -326,14 +326,35 @@ function commonOptions(
     overrides.push({ path: key.flag!.at, value: flagValue(key, v), flag: `--${f.name}` });
   }
   for (const s of (values.set as string[] | undefined) ?? []) overrides.push(parseSet(s));
+  const on = (name: string) => values[name] === true;
   return {
     config: values.config as string | undefined,
     name: values.name as string | undefined,
     logFormat,
     logLevel: logLevel as CommonOptions["logLevel"],
     overrides,
-    flags: values,
+    allowMassDelete: on("allow-mass-delete"),
+    noSplay: on("no-splay"),
+    check: on("check"),
+    watch: on("watch"),
+    rollback: on("rollback"),
+    adopt: on("adopt"),
+    json: on("json"),
+    verbose: on("verbose"),
+    force: on("force"),
+    duration: durationOf(values.duration as string | undefined),
+    keepDir: on("keep-dir"),
   };
+}
+
+/** `--duration` in ms, or null when not given. */
+function durationOf(text: string | undefined): number | null {
+  if (!text) return null;
+  const ms = parseDuration(text);
+  if (ms === null) {
+    throw new UsageError(`--duration: expected a duration like "30s" or "2m", got "${text}"`);
+  }
+  return ms;
 }
 
 /** The fleet-file value a key flag's `v` stands for. */

@@ -29,6 +29,6 @@ export {
 } from "./config.ts";
 export { fleetFor } from "./fleet_load.ts";
 export { type FleetKey, fleetKeys, type KeyFlag, shownDefault } from "./keys.ts";
-export { type CommonOptions, type Role, ROLES } from "./options.ts";
+export { type CommonOptions, commonOptions, type Role, ROLES } from "./options.ts";
 export { renderedBy } from "./rendered_by.ts";
 export { checkSecretFiles, openTo, readReportToken, secretFileProblem } from "./secrets.ts";

@@ -495,39 +495,69 @@ function unwrap(s: ZodTypeAny): ZodTypeAny {
 
 /** Checks that need the whole file: names, references, cycles, clashes. */
 function crossCheck(raw: RawFleet): Problem[] {
-  const problems: Problem[] = [];
-  const add = (keyPath: KeyPath, message: string) =>
-    problems.push({ keyPath, path: formatPath(keyPath), message });
+  const servers = serverEntries(raw);
+  const names = servers.map(({ s }) => s.name);
+  return [
+    ...duplicateNames(raw),
+    ...missingAddresses(servers),
+    ...sharedAddresses(servers, raw.proxy?.proxy_protocol === true),
+    ...badUpstreams(raw, names),
+    ...badBackends(raw, names),
+    ...sameModules(raw),
+    ...retryOrder(raw),
+  ];
+}
 
-  const hosts: { name: string; at: KeyPath }[] = [{
-    name: raw.primary.name,
-    at: ["primary", "name"],
-  }];
-  raw.replicas.forEach((r, i) => hosts.push({ name: r.name, at: ["replicas", i, "name"] }));
-  if (raw.publisher) hosts.push({ name: raw.publisher.name, at: ["publisher", "name"] });
+function problem(keyPath: KeyPath, message: string): Problem {
+  return { keyPath, path: formatPath(keyPath), message };
+}
+
+/** A server entry and where it is in the file. */
+type ServerEntry = { at: KeyPath; s: RawFleet["primary"] };
+
+function serverEntries(raw: RawFleet): ServerEntry[] {
+  return [
+    { at: ["primary"], s: raw.primary },
+    ...raw.replicas.map((s, i): ServerEntry => ({ at: ["replicas", i], s })),
+  ];
+}
+
+/** Host names must be unique: state dirs, reports and the proxy tell hosts apart by them. */
+function duplicateNames(raw: RawFleet): Problem[] {
+  const hosts: { name: string; at: KeyPath }[] = [
+    { name: raw.primary.name, at: ["primary", "name"] },
+    ...raw.replicas.map((r, i) => ({ name: r.name, at: ["replicas", i, "name"] })),
+    ...(raw.publisher ? [{ name: raw.publisher.name, at: ["publisher", "name"] }] : []),
+  ];
   const seen = new Map<string, KeyPath>();
+  const problems: Problem[] = [];
   for (const h of hosts) {
     const first = seen.get(h.name);
-    if (first) add(h.at, `duplicate name "${h.name}" (also ${formatPath(first.slice(0, -1))})`);
-    else seen.set(h.name, h.at);
-  }
-
-  const serverNames = [raw.primary.name, ...raw.replicas.map((r) => r.name)];
-  const servers = [
-    { at: ["primary"] as KeyPath, s: raw.primary },
-    ...raw.replicas.map((s, i) => ({ at: ["replicas", i] as KeyPath, s })),
-  ];
-  for (const { at, s } of servers) {
-    if (!s.address && (!s.listen || isWildcard(s.listen.host))) {
-      add(
-        [...at, "address"],
-        "missing: expected an IP address (or a listen address with a specific IP)",
+    if (!first) seen.set(h.name, h.at);
+    else {
+      problems.push(
+        problem(h.at, `duplicate name "${h.name}" (also ${formatPath(first.slice(0, -1))})`),
       );
     }
   }
+  return problems;
+}
 
+/** A server's address comes from `address` or else from a specific `listen` IP. */
+function missingAddresses(servers: ServerEntry[]): Problem[] {
+  return servers.filter(({ s }) => !s.address && (!s.listen || isWildcard(s.listen.host)))
+    .map(({ at }) =>
+      problem(
+        [...at, "address"],
+        "missing: expected an IP address (or a listen address with a specific IP)",
+      )
+    );
+}
+
+/** No two daemons or health endpoints may listen on the same IP and port. */
+function sharedAddresses(servers: ServerEntry[], proxied: boolean): Problem[] {
+  const problems: Problem[] = [];
   const listens = new Map<string, KeyPath>();
-  const proxied = raw.proxy?.proxy_protocol === true;
   for (const { at, s } of servers) {
     const listen = s.listen ?? (s.address ? { host: s.address, port: PORTS.rsync } : null);
     const addrs = {
@@ -541,43 +571,64 @@ function crossCheck(raw: RawFleet): Problem[] {
       if (!hp) continue;
       const k = `${hp.host}:${hp.port}`;
       const other = listens.get(k);
-      if (other) add([...at, key], `${k} is also used by ${formatPath(other)}`);
+      if (other) problems.push(problem([...at, key], `${k} is also used by ${formatPath(other)}`));
       else listens.set(k, [...at, key]);
     }
   }
+  return problems;
+}
 
+/** Each upstream names another server, and following upstreams reaches the primary. */
+function badUpstreams(raw: RawFleet, names: string[]): Problem[] {
+  const problems: Problem[] = [];
   raw.replicas.forEach((r, i) => {
     if (r.upstream === undefined) return;
     if (r.upstream === r.name) {
-      add(["replicas", i, "upstream"], `"${r.name}" cannot be its own upstream`);
-    } else if (!serverNames.includes(r.upstream)) {
-      add(
+      problems.push(problem(["replicas", i, "upstream"], `"${r.name}" cannot be its own upstream`));
+    } else if (!names.includes(r.upstream)) {
+      problems.push(problem(
         ["replicas", i, "upstream"],
-        `no server named "${r.upstream}" (servers: ${serverNames.join(", ")})`,
-      );
+        `no server named "${r.upstream}" (servers: ${names.join(", ")})`,
+      ));
     }
   });
   const cycle = findCycle(raw);
   if (cycle) {
-    add(["replicas", cycle.index, "upstream"], `upstream cycle: ${cycle.names.join(" -> ")}`);
-  }
-
-  raw.proxy?.backends?.forEach((b, i) => {
-    if (!serverNames.includes(b)) {
-      add(["proxy", "backends", i], `no server named "${b}" (servers: ${serverNames.join(", ")})`);
-    }
-  });
-  if (raw.proxy?.backends && raw.proxy.backends.length === 0) {
-    add(["proxy", "backends"], "expected at least one server name");
-  }
-  const modules = modulesOf(raw);
-  if (modules.read === modules.write) {
-    add(["modules", "write"], "the read and write modules must have different names");
-  }
-  if (raw.push.retry_min > raw.push.retry_max) {
-    add(["push", "retry_min"], "must not be longer than push.retry_max");
+    problems.push(problem(
+      ["replicas", cycle.index, "upstream"],
+      `upstream cycle: ${cycle.names.join(" -> ")}`,
+    ));
   }
   return problems;
+}
+
+/** The proxy's backends, when listed, are some of the servers. */
+function badBackends(raw: RawFleet, names: string[]): Problem[] {
+  const backends = raw.proxy?.backends;
+  if (!backends) return [];
+  const problems = backends.flatMap((b, i) =>
+    names.includes(b)
+      ? []
+      : [problem(["proxy", "backends", i], `no server named "${b}" (servers: ${names.join(", ")})`)]
+  );
+  if (backends.length === 0) {
+    problems.push(problem(["proxy", "backends"], "expected at least one server name"));
+  }
+  return problems;
+}
+
+/** The read module is open to all and the write module is not: one name cannot be both. */
+function sameModules(raw: RawFleet): Problem[] {
+  const modules = modulesOf(raw);
+  return modules.read === modules.write
+    ? [problem(["modules", "write"], "the read and write modules must have different names")]
+    : [];
+}
+
+function retryOrder(raw: RawFleet): Problem[] {
+  return raw.push.retry_min > raw.push.retry_max
+    ? [problem(["push", "retry_min"], "must not be longer than push.retry_max")]
+    : [];
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
- * The command line: every flag, which roles it applies to, the fleet-file key
- * it overrides, and the help texts. `parseCli` turns argv into one typed
- * {@linkcode Command} or throws a {@linkcode UsageError} with one clear line.
+ * The command line: every flag, which roles it applies to, and the help
+ * texts; a flag that sets a fleet-file key comes from the key's declaration
+ * (lib/config/keys.ts). `parseCli` turns argv into one typed
+ * {@linkcode Command}, switches read once into typed options, or throws a
+ * {@linkcode UsageError} with one clear line.
  *
  * @module
  */

@@ -77,7 +77,8 @@ function requireSection(fleet: Fleet, role: Role): void {
   }
 }
 
-// Not node:fs's existsSync: importing node:fs costs every run ~20 ms of start-up.
+// Not node:fs's existsSync: importing node:fs starts Deno's Node layer, a cost
+// every cron run would pay (docs/benchmarks.md).
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);

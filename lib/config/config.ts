@@ -21,6 +21,7 @@ import {
 } from "../core/mod.ts";
 import { FleetSchema, type RawFleet } from "./_schema.ts";
 import { camelKeys, PORTS } from "./keys.ts";
+import type { Override } from "./options.ts";
 import { closest, formatPath, type KeyPath, linesOf } from "./paths.ts";
 
 /** An rsync server host: the primary or a replica. */
@@ -167,15 +168,6 @@ export interface Fleet {
   client: ClientConfig;
   push: PushConfig;
   fleet: FleetViewConfig;
-}
-
-/** A value set from the command line in place of the fleet file's. */
-export interface Override {
-  /** Key path; a leading `"@host"` means this host's own entry. */
-  path: KeyPath;
-  value: unknown;
-  /** The flag as the user typed it, for error messages. */
-  flag: string;
 }
 
 /** Options of {@linkcode parseFleet} and {@linkcode loadFleet}. */

@@ -19,7 +19,8 @@
  * @module
  */
 
-import type { Fleet, Override } from "./config.ts";
+import type { Fleet } from "./config.ts";
+import type { Override } from "./options.ts";
 import { DEFAULTS, fnv1a, readTextUpTo, VERSION } from "../core/mod.ts";
 
 /** Everything a validated fleet depends on. */

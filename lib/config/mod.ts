@@ -17,7 +17,6 @@ export {
   findServer,
   type Fleet,
   loadFleet,
-  type Override,
   parseFleet,
   type ProxyConfig,
   type PublisherHost,
@@ -29,6 +28,6 @@ export {
 } from "./config.ts";
 export { fleetFor } from "./fleet_load.ts";
 export { type FleetKey, fleetKeys, type KeyFlag, shownDefault } from "./keys.ts";
-export { type CommonOptions, commonOptions, type Role, ROLES } from "./options.ts";
+export { type CommonOptions, commonOptions, type Override, type Role, ROLES } from "./options.ts";
 export { renderedBy } from "./rendered_by.ts";
 export { checkSecretFiles, openTo, readReportToken, secretFileProblem } from "./secrets.ts";

@@ -7,12 +7,21 @@
  * @module
  */
 
-import type { Override } from "./config.ts";
+import type { KeyPath } from "./paths.ts";
 
 /** The roles a host can play. */
 export const ROLES = ["primary", "replica", "proxy", "client", "publish"] as const;
 /** One of {@linkcode ROLES}. */
 export type Role = typeof ROLES[number];
+
+/** A value set from the command line in place of the fleet file's. */
+export interface Override {
+  /** Key path; a leading `"@host"` means this host's own entry. */
+  path: KeyPath;
+  value: unknown;
+  /** The flag as the user typed it, for error messages. */
+  flag: string;
+}
 
 /** Common options of every command. */
 export interface CommonOptions {

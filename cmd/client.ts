@@ -39,23 +39,22 @@ import { sendReport } from "../lib/report/mod.ts";
 
 /** Runs the client role; returns the exit code. */
 export async function run(opts: CommonOptions): Promise<number> {
-  const f = opts.flags;
-  refuseFlagMix(f);
+  refuseFlagMix(opts);
   const fleet = await fleetFor(opts, "client");
   const host = opts.name ?? hostname();
   const lg = log().child({ role: "client", name: host });
-  const job = makeJob(fleet, host, f, lg);
+  const job = makeJob(fleet, host, opts, lg);
   const { splay, watchInterval } = fleet.client;
   makeStateDir(job.stateDir);
   const layout = await layoutFor(job);
   const { signal, dispose } = shutdownSignal();
   job.signal = signal;
   try {
-    if (f.check) return await check(job, layout, f.json === true);
-    if (f.rollback) return await rollbackCommand(job);
-    const noSplay = f["no-splay"] === true;
+    if (opts.check) return await check(job, layout, opts.json);
+    if (opts.rollback) return await rollbackCommand(job);
+    const noSplay = opts.noSplay;
     const report = (r: ClientRunResult) => reportRun(fleet, job, r);
-    if (f.watch) {
+    if (opts.watch) {
       return await watch(job, layout, noSplay ? 0 : watchInterval, watchInterval, report);
     }
     return await cronRun(job, layout, noSplay ? 0 : splay, report);
@@ -64,8 +63,8 @@ export async function run(opts: CommonOptions): Promise<number> {
   }
 }
 
-function refuseFlagMix(f: CommonOptions["flags"]): void {
-  const modes = ["check", "watch", "rollback"].filter((m) => f[m]);
+function refuseFlagMix(f: CommonOptions): void {
+  const modes = (["check", "watch", "rollback"] as const).filter((m) => f[m]);
   if (modes.length > 1) {
     throw new UsageError(`--${modes[0]} and --${modes[1]} cannot be combined`);
   }
@@ -78,7 +77,7 @@ function refuseFlagMix(f: CommonOptions["flags"]): void {
 function makeJob(
   fleet: Fleet,
   host: string,
-  f: CommonOptions["flags"],
+  f: CommonOptions,
   lg: Logger,
 ): ClientJob {
   const c = fleet.client;
@@ -103,9 +102,9 @@ function makeJob(
     backupDir: c.backupDir,
     atomic: c.atomic,
     keep: c.keep,
-    adopt: f.adopt === true,
+    adopt: f.adopt,
     keepOwners: c.keepOwners,
-    verbose: f.verbose === true,
+    verbose: f.verbose,
     log: lg,
   };
 }

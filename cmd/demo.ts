@@ -10,13 +10,7 @@
  */
 
 import type { CommonOptions } from "../lib/config/mod.ts";
-import {
-  EnvironmentError,
-  ExitCode,
-  parseDuration,
-  UsageError,
-  V8_FLAGS,
-} from "../lib/core/mod.ts";
+import { EnvironmentError, ExitCode, V8_FLAGS } from "../lib/core/mod.ts";
 import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
 import { killGroup, shutdownSignal, trackGroup } from "../lib/sys/mod.ts";
 import { hostToken } from "../lib/report/mod.ts";
@@ -46,13 +40,7 @@ interface Child {
  * @throws {EnvironmentError} when rsync or git is missing and cannot be installed.
  */
 export async function runDemo(opts: CommonOptions): Promise<number> {
-  const durationText = opts.flags.duration as string | undefined;
-  const duration = durationText ? parseDuration(durationText) : null;
-  if (durationText && duration === null) {
-    throw new UsageError(
-      `--duration: expected a duration like "30s" or "2m", got "${durationText}"`,
-    );
-  }
+  const duration = opts.duration;
   await ensureTools();
   const dir = await Deno.makeTempDir({ prefix: "fanout-demo-" });
   const net = `127.${10 + (Deno.pid % 200)}.${(Date.now() >> 4) % 250}`;
@@ -143,7 +131,7 @@ export async function runDemo(opts: CommonOptions): Promise<number> {
       } catch { /* stopped cleanly */ }
     }
     dispose();
-    if (opts.flags["keep-dir"]) console.log(`kept ${dir}`);
+    if (opts.keepDir) console.log(`kept ${dir}`);
     else await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   console.log("done: every process stopped");

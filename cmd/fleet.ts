@@ -36,7 +36,7 @@ const TIMEOUT = 5_000;
 export async function fleetCommand(opts: CommonOptions): Promise<number> {
   const fleet = await fleetFor(opts);
   const snap = await fetchFleet(fleet);
-  if (opts.flags.json === true) console.log(JSON.stringify(snap, null, 2));
+  if (opts.json) console.log(JSON.stringify(snap, null, 2));
   else console.log(formatFleet(snap));
   return snap.ok ? ExitCode.Ok : ExitCode.Drift;
 }

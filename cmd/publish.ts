@@ -19,13 +19,13 @@ import { checkPublisher, describePublish, publish } from "../lib/publish/mod.ts"
 export async function run(opts: CommonOptions): Promise<number> {
   const fleet = await fleetFor(opts, "publish");
   const { pub, repo } = await checkPublisher(fleet);
-  const verbose = opts.flags.verbose === true;
+  const verbose = opts.verbose;
   const result = await publish({
     fleet,
     publisher: pub,
     repo,
     ref: pub.ref,
-    force: opts.flags.force === true,
+    force: opts.force,
     log: log().child({ role: "publish", name: pub.name }),
   });
   if (verbose) {

@@ -71,7 +71,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     await daemons.proxied?.start();
     let relay: Relay | null = null;
     if (host.downstreams.length > 0) {
-      relay = await startRelay(host, registry, Boolean(opts.flags["allow-mass-delete"]));
+      relay = await startRelay(host, registry, opts.allowMassDelete);
       onStop(() => relay!.stop());
       fleetView?.setReplicaSource(() => relay!.engine.status());
     }

@@ -3,7 +3,7 @@
 // also what rsyncd would read differently. The fleet file's own checks are in
 // config_test.ts.
 import assert from "node:assert/strict";
-import { type CommonOptions, type Fleet, parseFleet, rsyncdValue } from "../lib/config/mod.ts";
+import { commonOptions, type Fleet, parseFleet, rsyncdValue } from "../lib/config/mod.ts";
 import { renderRsyncdConf } from "../lib/rsync/mod.ts";
 import { CONTROL_CHARS, FanoutError, renderTemplate, UnsafeValueError } from "../lib/core/mod.ts";
 import { renderer } from "../lib/render/mod.ts";
@@ -24,7 +24,7 @@ proxy: {listen: "127.0.0.5:873", backends: [rsync1, rsync2]}
 client: {dest: /opt/plugins}
 `;
 const ATTACK = "/srv/t\n[evil]\n path = /\n read only = no\n hosts allow = *";
-const opts: CommonOptions = { logFormat: "logfmt", logLevel: "warn", overrides: [], flags: {} };
+const opts = commonOptions({ logLevel: "warn" });
 const id = { asRoot: true, uid: "0", gid: "0" };
 
 async function fleet(): Promise<Fleet> {

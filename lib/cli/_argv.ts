@@ -1,7 +1,8 @@
 // The command-line tokenizer behind lib/cli/cli.ts: node:util's parseArgs in
 // strict mode, minus its cost. Importing any node: module starts Deno's Node
-// compatibility layer, ~5 ms of every start (a cron client starts every
-// minute on every host), and a bundle hoists that import to its top.
+// compatibility layer, a cost of every start (a cron client starts every
+// minute on every host; docs/benchmarks.md), and a bundle hoists that import
+// to its top.
 import { UsageError } from "../core/mod.ts";
 
 /** How one flag is read. */

@@ -1,13 +1,24 @@
 /**
- * The command line: every flag, which roles it applies to, the fleet-file key
- * it overrides, and the help texts. `parseCli` turns argv into one typed
- * {@linkcode Command} or throws a {@linkcode UsageError} with one clear line.
+ * The command line: every flag, which roles it applies to, and the help
+ * texts; a flag that sets a fleet-file key comes from the key's declaration
+ * (lib/config/keys.ts). `parseCli` turns argv into one typed
+ * {@linkcode Command}, switches read once into typed options, or throws a
+ * {@linkcode UsageError} with one clear line.
  *
  * @module
  */
 
-import { UsageError, VERSION } from "../core/mod.ts";
-import { closest, type CommonOptions, type Override, type Role, ROLES } from "../config/mod.ts";
+import { parseDuration, UsageError, VERSION } from "../core/mod.ts";
+import {
+  closest,
+  type CommonOptions,
+  type FleetKey,
+  fleetKeys,
+  type Override,
+  type Role,
+  ROLES,
+  shownDefault,
+} from "../config/mod.ts";
 import { tokenize } from "./_argv.ts";
 
 /** What `render` can produce. */
@@ -30,26 +41,15 @@ interface FlagSpec {
   multiple?: boolean;
   /** Where the flag is accepted; "all" means everywhere. */
   scopes: Scope[] | "all";
-  /** The fleet-file key it overrides, per role ("@host" = this host's entry). */
-  key?: Partial<Record<Role, (string | number)[]>>;
-  /** Turns the flag's text into the YAML value the key expects. */
-  toValue?: (v: string) => unknown;
   value?: string;
-  help: string;
+  /** The help line; a key flag's comes from the key of the role shown. */
+  help?: string;
+  /** The fleet-file key it overrides, per role (lib/config/keys.ts declares them). */
+  keys?: Partial<Record<Role, FleetKey>>;
 }
 
-const SERVERS: Role[] = ["primary", "replica"];
-const everyRole = (path: (string | number)[]) =>
-  Object.fromEntries(ROLES.map((r) => [r, path])) as Record<Role, (string | number)[]>;
-const serverKey = (k: string) => ({ primary: ["@host", k], replica: ["@host", k] });
-const int = (flag: string) => (v: string): unknown => {
-  const n = Number(v);
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${flag}: expected a whole number, got "${v}"`);
-  return n;
-};
-
-/** Every flag fanout knows. */
-export const FLAGS: FlagSpec[] = [
+/** Flags of every command that set no fleet-file key. */
+const COMMON_FLAGS: FlagSpec[] = [
   {
     name: "role",
     type: "string",
@@ -94,201 +94,23 @@ export const FLAGS: FlagSpec[] = [
     value: "KEY=VALUE",
     help: "override any fleet-file key, e.g. --set push.debounce=50ms (repeatable)",
   },
-  {
-    name: "state-dir",
-    type: "string",
-    scopes: "all",
-    key: everyRole(["state_dir"]),
-    value: "DIR",
-    help: "where pid, lock, logs and status live (state_dir)",
-  },
+];
+
+/** Flags that set no fleet-file key, listed after the key flags. */
+const SWITCHES: FlagSpec[] = [
   { name: "help", short: "h", type: "boolean", scopes: "all", help: "show help" },
   { name: "version", short: "V", type: "boolean", scopes: "all", help: "print the version" },
-  // servers
-  {
-    name: "listen",
-    type: "string",
-    scopes: [...SERVERS, "proxy"],
-    key: { ...serverKey("listen"), proxy: ["proxy", "listen"] },
-    value: "IP:PORT",
-    help: "where the rsync daemon (or the proxy) listens",
-  },
-  {
-    name: "health",
-    type: "string",
-    scopes: [...SERVERS, "proxy"],
-    key: { ...serverKey("health"), proxy: ["proxy", "health"] },
-    value: "IP:PORT",
-    help: "where /healthz, /status and /metrics are served",
-  },
-  {
-    name: "path",
-    type: "string",
-    scopes: SERVERS,
-    key: serverKey("path"),
-    value: "DIR",
-    help: "the tree on this host",
-  },
-  {
-    name: "address",
-    type: "string",
-    scopes: [...SERVERS, "publish"],
-    key: { ...serverKey("address"), publish: ["publisher", "address"] },
-    value: "IP",
-    help: "this host's address: pushes leave from it",
-  },
-  {
-    name: "debounce",
-    type: "string",
-    scopes: SERVERS,
-    key: { primary: ["push", "debounce"], replica: ["push", "debounce"] },
-    value: "DUR",
-    help: "wait for this much quiet before pushing (push.debounce, default 0ms)",
-  },
-  {
-    name: "reconcile",
-    type: "string",
-    scopes: SERVERS,
-    key: { primary: ["push", "reconcile"], replica: ["push", "reconcile"] },
-    value: "DUR",
-    help: "full push this often (push.reconcile, default 5m)",
-  },
-  {
-    name: "concurrency",
-    type: "string",
-    scopes: SERVERS,
-    key: { primary: ["push", "concurrency"], replica: ["push", "concurrency"] },
-    toValue: int("concurrency"),
-    value: "N",
-    help: "replicas pushed to at once (push.concurrency, default 8)",
-  },
-  {
-    name: "max-delete",
-    type: "string",
-    scopes: [...SERVERS, "client"],
-    key: {
-      primary: ["push", "max_delete"],
-      replica: ["push", "max_delete"],
-      client: ["client", "max_delete"],
-    },
-    toValue: int("max-delete"),
-    value: "N",
-    help: "refuse a sync that would delete more entries than this",
-  },
   {
     name: "allow-mass-delete",
     type: "boolean",
-    scopes: SERVERS,
+    scopes: ["primary", "replica"],
     help: "lift the mass-delete guard until every replica has had one whole push",
-  },
-  // proxy
-  {
-    name: "backends",
-    type: "string",
-    scopes: ["proxy"],
-    key: { proxy: ["proxy", "backends"] },
-    toValue: (v) => v.split(",").map((s) => s.trim()).filter(Boolean),
-    value: "A,B",
-    help: "server names to balance over (proxy.backends)",
-  },
-  {
-    name: "max-connections",
-    type: "string",
-    scopes: ["proxy"],
-    key: { proxy: ["proxy", "max_connections"] },
-    toValue: int("max-connections"),
-    value: "N",
-    help: "refuse clients beyond this many (proxy.max_connections)",
-  },
-  {
-    name: "proxy-protocol",
-    type: "boolean",
-    scopes: ["proxy"],
-    key: { proxy: ["proxy", "proxy_protocol"] },
-    toValue: () => true,
-    help: "send a PROXY v1 header to backends (proxy.proxy_protocol)",
-  },
-  // client
-  {
-    name: "source",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "source"] },
-    value: "URL",
-    help: "rsync URL to mirror from (client.source, default: the proxy)",
-  },
-  {
-    name: "dest",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "dest"] },
-    value: "DIR",
-    help: "the directory kept identical to the source (client.dest)",
-  },
-  {
-    name: "splay",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "splay"] },
-    value: "DUR",
-    help: "wait a per-host delay in [0, DUR) first (client.splay, default 30s)",
   },
   {
     name: "no-splay",
     type: "boolean",
     scopes: ["client"],
     help: "start at once (for interactive runs)",
-  },
-  {
-    name: "timeout",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "timeout"] },
-    value: "DUR",
-    help: "I/O timeout (client.timeout, default 300s)",
-  },
-  {
-    name: "retries",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "retries"] },
-    toValue: int("retries"),
-    value: "N",
-    help: "retries after a connection failure (client.retries, default 3)",
-  },
-  {
-    name: "verify-every",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "verify_every"] },
-    value: "DUR",
-    help:
-      "full tree check at most this often when the version is unchanged (default 0s: every run)",
-  },
-  {
-    name: "backup-dir",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "backup_dir"] },
-    value: "DIR",
-    help: "keep what a sync overwrote or deleted here (client.backup_dir)",
-  },
-  {
-    name: "atomic",
-    type: "boolean",
-    scopes: ["client"],
-    key: { client: ["client", "atomic"] },
-    toValue: () => true,
-    help: "swap in each new tree at once through a symlink (client.atomic)",
-  },
-  {
-    name: "keep",
-    type: "string",
-    scopes: ["client"],
-    key: { client: ["client", "keep"] },
-    toValue: int("keep"),
-    value: "N",
-    help: "with --atomic, trees kept for --rollback (client.keep, default 3)",
   },
   {
     name: "rollback",
@@ -327,30 +149,12 @@ export const FLAGS: FlagSpec[] = [
     scopes: ["client", "publish"],
     help: "show progress and a summary line",
   },
-  // publish
-  {
-    name: "repo",
-    type: "string",
-    scopes: ["publish"],
-    key: { publish: ["publisher", "repo"] },
-    value: "PATH",
-    help: "the git repository (bare or not) to publish from (publisher.repo)",
-  },
-  {
-    name: "ref",
-    type: "string",
-    scopes: ["publish"],
-    key: { publish: ["publisher", "ref"] },
-    value: "REF",
-    help: "branch, tag or commit to publish (publisher.ref, default main)",
-  },
   {
     name: "force",
     type: "boolean",
     scopes: ["publish"],
     help: "publish even an older commit (rollback); it gets a new, higher seq",
   },
-  // demo
   {
     name: "duration",
     type: "string",
@@ -365,6 +169,35 @@ export const FLAGS: FlagSpec[] = [
     help: "keep the demo's temporary directory",
   },
 ];
+
+/** One flag per flag name the key declarations give, with the key it sets per role. */
+function keyFlags(): FlagSpec[] {
+  const byName = new Map<string, FlagSpec>();
+  for (const k of fleetKeys()) {
+    if (!k.flag) continue;
+    const { name, placeholder, roles } = k.flag;
+    let f = byName.get(name);
+    if (!f) {
+      f = {
+        name,
+        type: placeholder === null ? "boolean" : "string",
+        scopes: roles === "all" ? "all" : [],
+        value: placeholder ?? undefined,
+        keys: {},
+      };
+      byName.set(name, f);
+    }
+    for (const role of roles === "all" ? ROLES : roles) {
+      if (f.keys![role]) throw new Error(`--${name} sets two keys for --role ${role}`);
+      f.keys![role] = k;
+      if (f.scopes !== "all" && !f.scopes.includes(role)) f.scopes.push(role);
+    }
+  }
+  return [...byName.values()];
+}
+
+/** Every flag fanout knows. */
+export const FLAGS: FlagSpec[] = [...COMMON_FLAGS, ...keyFlags(), ...SWITCHES];
 
 /** What the command line asks for. */
 export type Command =
@@ -446,7 +279,7 @@ export function parseCli(argv: string[]): Command {
   const extra = sub ? positionals.slice(sub === "render" ? 2 : 1) : positionals;
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
 
-  const opts = commonOptions(values, role);
+  const opts = optionsFrom(values, role);
   switch (sub) {
     case "check-config":
       return { kind: "check-config", role, opts };
@@ -475,7 +308,7 @@ function describeScope(scope: Scope): string {
   return (ROLES as readonly string[]).includes(scope) ? `--role ${scope}` : `"fanout ${scope}"`;
 }
 
-function commonOptions(
+function optionsFrom(
   values: Record<string, string | boolean | string[] | undefined>,
   role: Role | undefined,
 ): CommonOptions {
@@ -490,36 +323,46 @@ function commonOptions(
   const overrides: Override[] = [];
   for (const f of FLAGS) {
     const v = values[f.name];
-    if (v === undefined || !f.key || !role) continue;
-    const path = f.key[role];
-    if (!path) continue;
-    let value: unknown = v;
-    if (typeof v === "string" && f.toValue) value = f.toValue(v);
-    else if (typeof v === "boolean" && f.toValue) value = f.toValue("");
-    if (typeof value === "string" && /dir|path|dest|repo|backup/.test(f.name)) {
-      value = absolutePath(value);
-    }
-    overrides.push({ path, value, flag: `--${f.name}` });
+    const key = role && f.keys?.[role];
+    if (v === undefined || !key) continue;
+    overrides.push({ path: key.flag!.at, value: flagValue(key, v), flag: `--${f.name}` });
   }
   for (const s of (values.set as string[] | undefined) ?? []) overrides.push(parseSet(s));
+  const on = (name: string) => values[name] === true;
   return {
     config: values.config as string | undefined,
     name: values.name as string | undefined,
     logFormat,
     logLevel: logLevel as CommonOptions["logLevel"],
     overrides,
-    flags: values,
+    allowMassDelete: on("allow-mass-delete"),
+    noSplay: on("no-splay"),
+    check: on("check"),
+    watch: on("watch"),
+    rollback: on("rollback"),
+    adopt: on("adopt"),
+    json: on("json"),
+    verbose: on("verbose"),
+    force: on("force"),
+    duration: durationOf(values.duration as string | undefined),
+    keepDir: on("keep-dir"),
   };
 }
 
-function absolutePath(p: string): string {
-  if (p.startsWith("/")) return p;
-  const parts: string[] = [];
-  for (const part of `${Deno.cwd()}/${p}`.split("/")) {
-    if (part === "..") parts.pop();
-    else if (part && part !== ".") parts.push(part);
+/** `--duration` in ms, or null when not given. */
+function durationOf(text: string | undefined): number | null {
+  if (!text) return null;
+  const ms = parseDuration(text);
+  if (ms === null) {
+    throw new UsageError(`--duration: expected a duration like "30s" or "2m", got "${text}"`);
   }
-  return "/" + parts.join("/");
+  return ms;
+}
+
+/** The fleet-file value a key flag's `v` stands for. */
+function flagValue(key: FleetKey, v: string | boolean | string[]): unknown {
+  const reading = key.decl.type.flag!;
+  return reading === "switch" ? true : reading.read(v as string, `--${key.flag!.name}`);
 }
 
 /** `--set push.debounce=50ms` → an override of `push.debounce`; the value is YAML-ish. */
@@ -624,8 +467,15 @@ function flagLines(scope: Scope | "global"): string[] {
     scope === "global" ? f.scopes === "all" : f.scopes !== "all" && f.scopes.includes(scope)
   ).map((f) => {
     const left = `${f.short ? `-${f.short}, ` : "    "}--${f.name}${f.value ? ` ${f.value}` : ""}`;
-    return `  ${left.padEnd(28)} ${f.help}`;
+    return `  ${left.padEnd(28)} ${f.help ?? keyHelp(f, scope)}`;
   });
+}
+
+/** A key flag's help: the doc of the key it sets in `scope`, its path and default. */
+function keyHelp(f: FlagSpec, scope: Scope | "global"): string {
+  const key = f.keys![scope as Role] ?? Object.values(f.keys!)[0]!;
+  const dflt = shownDefault(key.decl);
+  return `${key.decl.doc.replaceAll("`", "")} (${key.path}${dflt ? `, default ${dflt}` : ""})`;
 }
 
 /** The help text for `topic` (a role, a subcommand), or the global help. */

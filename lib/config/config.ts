@@ -13,6 +13,7 @@ import {
   CONTROL_CHARS,
   DEFAULTS,
   FileTooBigError,
+  formatRsyncUrl,
   hostname,
   type HostPort,
   isWildcard,
@@ -20,6 +21,8 @@ import {
   readTextUpTo,
 } from "../core/mod.ts";
 import { FleetSchema, type RawFleet } from "./_schema.ts";
+import { camelKeys, PORTS } from "./keys.ts";
+import type { Override } from "./options.ts";
 import { closest, formatPath, type KeyPath, linesOf } from "./paths.ts";
 
 /** An rsync server host: the primary or a replica. */
@@ -166,15 +169,6 @@ export interface Fleet {
   client: ClientConfig;
   push: PushConfig;
   fleet: FleetViewConfig;
-}
-
-/** A value set from the command line in place of the fleet file's. */
-export interface Override {
-  /** Key path; a leading `"@host"` means this host's own entry. */
-  path: KeyPath;
-  value: unknown;
-  /** The flag as the user typed it, for error messages. */
-  flag: string;
 }
 
 /** Options of {@linkcode parseFleet} and {@linkcode loadFleet}. */
@@ -494,45 +488,74 @@ function unwrap(s: ZodTypeAny): ZodTypeAny {
 
 /** Checks that need the whole file: names, references, cycles, clashes. */
 function crossCheck(raw: RawFleet): Problem[] {
-  const problems: Problem[] = [];
-  const add = (keyPath: KeyPath, message: string) =>
-    problems.push({ keyPath, path: formatPath(keyPath), message });
+  const servers = serverEntries(raw);
+  const names = servers.map(({ s }) => s.name);
+  return [
+    ...duplicateNames(raw),
+    ...missingAddresses(servers),
+    ...sharedAddresses(servers, raw.proxy?.proxy_protocol === true),
+    ...badUpstreams(raw, names),
+    ...badBackends(raw, names),
+    ...sameModules(raw),
+    ...retryOrder(raw),
+  ];
+}
 
-  const hosts: { name: string; at: KeyPath }[] = [{
-    name: raw.primary.name,
-    at: ["primary", "name"],
-  }];
-  (raw.replicas ?? []).forEach((r, i) => hosts.push({ name: r.name, at: ["replicas", i, "name"] }));
-  if (raw.publisher?.name) hosts.push({ name: raw.publisher.name, at: ["publisher", "name"] });
+function problem(keyPath: KeyPath, message: string): Problem {
+  return { keyPath, path: formatPath(keyPath), message };
+}
+
+/** A server entry and where it is in the file. */
+type ServerEntry = { at: KeyPath; s: RawFleet["primary"] };
+
+function serverEntries(raw: RawFleet): ServerEntry[] {
+  return [
+    { at: ["primary"], s: raw.primary },
+    ...raw.replicas.map((s, i): ServerEntry => ({ at: ["replicas", i], s })),
+  ];
+}
+
+/** Host names must be unique: state dirs, reports and the proxy tell hosts apart by them. */
+function duplicateNames(raw: RawFleet): Problem[] {
+  const hosts: { name: string; at: KeyPath }[] = [
+    { name: raw.primary.name, at: ["primary", "name"] },
+    ...raw.replicas.map((r, i) => ({ name: r.name, at: ["replicas", i, "name"] })),
+    ...(raw.publisher ? [{ name: raw.publisher.name, at: ["publisher", "name"] }] : []),
+  ];
   const seen = new Map<string, KeyPath>();
+  const problems: Problem[] = [];
   for (const h of hosts) {
     const first = seen.get(h.name);
-    if (first) add(h.at, `duplicate name "${h.name}" (also ${formatPath(first.slice(0, -1))})`);
-    else seen.set(h.name, h.at);
-  }
-
-  const serverNames = [raw.primary.name, ...(raw.replicas ?? []).map((r) => r.name)];
-  const servers = [
-    { at: ["primary"] as KeyPath, s: raw.primary },
-    ...(raw.replicas ?? []).map((s, i) => ({ at: ["replicas", i] as KeyPath, s })),
-  ];
-  for (const { at, s } of servers) {
-    if (!s.address && (!s.listen || isWildcard(s.listen.host))) {
-      add(
-        [...at, "address"],
-        "missing: expected an IP address (or a listen address with a specific IP)",
+    if (!first) seen.set(h.name, h.at);
+    else {
+      problems.push(
+        problem(h.at, `duplicate name "${h.name}" (also ${formatPath(first.slice(0, -1))})`),
       );
     }
   }
+  return problems;
+}
 
+/** A server's address comes from `address` or else from a specific `listen` IP. */
+function missingAddresses(servers: ServerEntry[]): Problem[] {
+  return servers.filter(({ s }) => !s.address && (!s.listen || isWildcard(s.listen.host)))
+    .map(({ at }) =>
+      problem(
+        [...at, "address"],
+        "missing: expected an IP address (or a listen address with a specific IP)",
+      )
+    );
+}
+
+/** No two daemons or health endpoints may listen on the same IP and port. */
+function sharedAddresses(servers: ServerEntry[], proxied: boolean): Problem[] {
+  const problems: Problem[] = [];
   const listens = new Map<string, KeyPath>();
-  const proxied = raw.proxy?.proxy_protocol === true;
   for (const { at, s } of servers) {
-    const listen = s.listen ?? (s.address ? { host: s.address, port: DEFAULTS.server.port } : null);
+    const listen = s.listen ?? (s.address ? { host: s.address, port: PORTS.rsync } : null);
     const addrs = {
       listen,
-      health: s.health ??
-        (s.address ? { host: s.address, port: DEFAULTS.server.healthPort } : null),
+      health: s.health ?? (s.address ? { host: s.address, port: PORTS.health } : null),
       // The second daemon runs only behind a PROXY-protocol proxy.
       proxy_listen: !proxied ? null : s.proxy_listen ?? (listen ? nextPort(listen) : null),
     };
@@ -541,44 +564,64 @@ function crossCheck(raw: RawFleet): Problem[] {
       if (!hp) continue;
       const k = `${hp.host}:${hp.port}`;
       const other = listens.get(k);
-      if (other) add([...at, key], `${k} is also used by ${formatPath(other)}`);
+      if (other) problems.push(problem([...at, key], `${k} is also used by ${formatPath(other)}`));
       else listens.set(k, [...at, key]);
     }
   }
+  return problems;
+}
 
-  (raw.replicas ?? []).forEach((r, i) => {
+/** Each upstream names another server, and following upstreams reaches the primary. */
+function badUpstreams(raw: RawFleet, names: string[]): Problem[] {
+  const problems: Problem[] = [];
+  raw.replicas.forEach((r, i) => {
     if (r.upstream === undefined) return;
     if (r.upstream === r.name) {
-      add(["replicas", i, "upstream"], `"${r.name}" cannot be its own upstream`);
-    } else if (!serverNames.includes(r.upstream)) {
-      add(
+      problems.push(problem(["replicas", i, "upstream"], `"${r.name}" cannot be its own upstream`));
+    } else if (!names.includes(r.upstream)) {
+      problems.push(problem(
         ["replicas", i, "upstream"],
-        `no server named "${r.upstream}" (servers: ${serverNames.join(", ")})`,
-      );
+        `no server named "${r.upstream}" (servers: ${names.join(", ")})`,
+      ));
     }
   });
   const cycle = findCycle(raw);
   if (cycle) {
-    add(["replicas", cycle.index, "upstream"], `upstream cycle: ${cycle.names.join(" -> ")}`);
-  }
-
-  raw.proxy?.backends?.forEach((b, i) => {
-    if (!serverNames.includes(b)) {
-      add(["proxy", "backends", i], `no server named "${b}" (servers: ${serverNames.join(", ")})`);
-    }
-  });
-  if (raw.proxy?.backends && raw.proxy.backends.length === 0) {
-    add(["proxy", "backends"], "expected at least one server name");
-  }
-  const modules = raw.modules ?? {};
-  if ((modules.read ?? raw.tree) === (modules.write ?? `${raw.tree}-push`)) {
-    add(["modules", "write"], "the read and write modules must have different names");
-  }
-  const push = raw.push ?? {};
-  if ((push.retry_min ?? DEFAULTS.push.retryMin) > (push.retry_max ?? DEFAULTS.push.retryMax)) {
-    add(["push", "retry_min"], "must not be longer than push.retry_max");
+    problems.push(problem(
+      ["replicas", cycle.index, "upstream"],
+      `upstream cycle: ${cycle.names.join(" -> ")}`,
+    ));
   }
   return problems;
+}
+
+/** The proxy's backends, when listed, are some of the servers. */
+function badBackends(raw: RawFleet, names: string[]): Problem[] {
+  const backends = raw.proxy?.backends;
+  if (!backends) return [];
+  const problems = backends.flatMap((b, i) =>
+    names.includes(b)
+      ? []
+      : [problem(["proxy", "backends", i], `no server named "${b}" (servers: ${names.join(", ")})`)]
+  );
+  if (backends.length === 0) {
+    problems.push(problem(["proxy", "backends"], "expected at least one server name"));
+  }
+  return problems;
+}
+
+/** The read module is open to all and the write module is not: one name cannot be both. */
+function sameModules(raw: RawFleet): Problem[] {
+  const modules = modulesOf(raw);
+  return modules.read === modules.write
+    ? [problem(["modules", "write"], "the read and write modules must have different names")]
+    : [];
+}
+
+function retryOrder(raw: RawFleet): Problem[] {
+  return raw.push.retry_min > raw.push.retry_max
+    ? [problem(["push", "retry_min"], "must not be longer than push.retry_max")]
+    : [];
 }
 
 /**
@@ -587,7 +630,7 @@ function crossCheck(raw: RawFleet): Problem[] {
  * file is checked as fast as a short one.
  */
 function findCycle(raw: RawFleet): { index: number; names: string[] } | null {
-  const replicas = raw.replicas ?? [];
+  const replicas = raw.replicas;
   const up = new Map<string, string>();
   const index = new Map<string, number>();
   replicas.forEach((r, i) => {
@@ -615,144 +658,88 @@ function findCycle(raw: RawFleet): { index: number; names: string[] } | null {
 }
 
 function build(raw: RawFleet, file: string): Fleet {
-  const stateDir = raw.state_dir ?? DEFAULTS.stateDir;
-  const tree = raw.tree;
-  const server = (
-    s: RawFleet["primary"] & { upstream?: string },
-    kind: "primary" | "replica",
-    primaryName: string,
-  ): ServerHost => {
-    const address = s.address ?? s.listen!.host;
-    const listen = s.listen ?? { host: address, port: DEFAULTS.server.port };
-    return {
-      kind,
-      name: s.name,
-      address,
-      listen,
-      health: s.health ?? { host: address, port: DEFAULTS.server.healthPort },
-      proxyListen: s.proxy_listen ?? nextPort(listen),
-      path: trimSlash(s.path),
-      maxConnections: s.max_connections ??
-        (kind === "primary" ? DEFAULTS.primary.maxConnections : DEFAULTS.replica.maxConnections),
-      upstream: kind === "primary" ? null : s.upstream ?? primaryName,
-      stateDir: `${stateDir}/${s.name}`,
-    };
-  };
-  const primary = server(raw.primary, "primary", raw.primary.name);
-  const replicas = (raw.replicas ?? []).map((r) => server(r, "replica", primary.name));
-  const modules = {
-    read: raw.modules?.read ?? tree,
-    write: raw.modules?.write ?? `${tree}-push`,
-  };
-
-  let proxy: ProxyConfig | null = null;
-  if (raw.proxy) {
-    const p = raw.proxy;
-    const d = DEFAULTS.proxy;
-    const name = p.name ?? d.name;
-    const listen = p.listen ?? parseHostPortOrThrow(d.listen);
-    proxy = {
-      name,
-      listen,
-      address: p.address ?? (isWildcard(listen.host) ? null : listen.host),
-      health: p.health ?? { host: listen.host, port: d.healthPort },
-      backends: p.backends ?? [primary, ...replicas].map((s) => s.name),
-      interval: p.interval ?? d.interval,
-      checkTimeout: p.check_timeout ?? d.checkTimeout,
-      fall: p.fall ?? d.fall,
-      rise: p.rise ?? d.rise,
-      maxConnections: p.max_connections ?? d.maxConnections,
-      maxConnectionsPerSource: p.max_connections_per_source ?? d.maxConnectionsPerSource,
-      handshakeTimeout: p.handshake_timeout ?? d.handshakeTimeout,
-      idleTimeout: p.idle_timeout ?? d.idleTimeout,
-      drainTimeout: p.drain_timeout ?? d.drainTimeout,
-      versionGrace: p.version_grace ?? d.versionGrace,
-      versionMaxLead: p.version_max_lead ?? d.versionMaxLead,
-      proxyProtocol: p.proxy_protocol ?? d.proxyProtocol,
-      engine: p.engine ?? d.engine,
-      stateDir: `${stateDir}/${name}`,
-    };
-  }
-
-  const c = raw.client ?? {};
-  const dc = DEFAULTS.client;
-  const source = c.source ?? defaultSource(proxy, primary, modules.read);
-  const pub = raw.publisher;
-  const pubName = pub?.name ?? DEFAULTS.publisher.name;
-  const p = raw.push ?? {};
-  const dp = DEFAULTS.push;
+  const stateDir = raw.state_dir;
+  const primary = serverHost(raw.primary, "primary", raw.primary.name, stateDir);
+  const replicas = raw.replicas.map((r) => serverHost(r, "replica", primary.name, stateDir));
+  const modules = modulesOf(raw);
+  const proxy = raw.proxy ? proxyConfig(raw.proxy, [primary, ...replicas], stateDir) : null;
   return {
     file,
-    tree,
-    binary: raw.binary ?? DEFAULTS.binary,
+    tree: raw.tree,
+    binary: raw.binary,
     modules,
-    auth: {
-      user: raw.auth?.user ?? DEFAULTS.auth.user,
-      secretsFile: raw.auth?.secrets_file ?? DEFAULTS.auth.secretsFile,
-      passwordFile: raw.auth?.password_file ?? DEFAULTS.auth.passwordFile,
-      reportTokenFile: raw.auth?.report_token_file ?? DEFAULTS.auth.reportTokenFile,
-    },
+    auth: camelKeys(raw.auth),
     uid: raw.uid ?? null,
     gid: raw.gid ?? null,
     stateDir,
-    rsync: {
-      path: raw.rsync?.path ?? DEFAULTS.rsync.path,
-      timeout: raw.rsync?.timeout ?? DEFAULTS.rsync.timeout,
-      connectTimeout: raw.rsync?.connect_timeout ?? DEFAULTS.rsync.connectTimeout,
-    },
+    rsync: camelKeys(raw.rsync),
     primary,
-    publisher: pub
-      ? {
-        name: pubName,
-        address: pub.address,
-        repo: pub.repo ?? null,
-        ref: pub.ref ?? DEFAULTS.publisher.ref,
-        staging: pub.staging ?? `${stateDir}/${pubName}/staging`,
-        lockTimeout: pub.lock_timeout ?? DEFAULTS.publisher.lockTimeout,
-        stateDir: `${stateDir}/${pubName}`,
-      }
-      : null,
+    publisher: raw.publisher ? publisherHost(raw.publisher, stateDir) : null,
     replicas,
     proxy,
-    client: {
-      source,
-      dest: c.dest ? trimSlash(c.dest) : null,
-      splay: c.splay ?? dc.splay,
-      timeout: c.timeout ?? dc.timeout,
-      connectTimeout: c.connect_timeout ?? dc.connectTimeout,
-      retries: c.retries ?? dc.retries,
-      maxDelete: c.max_delete ?? dc.maxDelete,
-      verifyEvery: c.verify_every ?? dc.verifyEvery,
-      backupDir: c.backup_dir ?? null,
-      atomic: c.atomic ?? dc.atomic,
-      keep: c.keep ?? dc.keep,
-      keepOwners: c.keep_owners ?? dc.keepOwners,
-      watchInterval: c.watch_interval ?? dc.watchInterval,
-      user: c.user ?? dc.user,
-    },
-    push: {
-      debounce: p.debounce ?? dp.debounce,
-      maxDelay: p.max_delay ?? dp.maxDelay,
-      reconcile: p.reconcile ?? dp.reconcile,
-      concurrency: p.concurrency ?? dp.concurrency,
-      maxDelete: p.max_delete ?? dp.maxDelete,
-      maxDeletePercent: p.max_delete_percent ?? dp.maxDeletePercent,
-      deleteHold: p.delete_hold ?? dp.deleteHold,
-      deleteWindow: p.delete_window ?? dp.deleteWindow,
-      exclude: p.exclude ?? [...dp.exclude],
-      maxPaths: p.max_paths ?? dp.maxPaths,
-      stormEvents: p.storm_events ?? dp.stormEvents,
-      pollInterval: p.poll_interval ?? dp.pollInterval,
-      retryMin: p.retry_min ?? dp.retryMin,
-      retryMax: p.retry_max ?? dp.retryMax,
-    },
-    fleet: {
-      retention: raw.fleet?.retention ?? DEFAULTS.fleet.retention,
-      silentAfter: raw.fleet?.silent_after ?? DEFAULTS.fleet.silentAfter,
-      reportRate: raw.fleet?.report_rate ?? DEFAULTS.fleet.reportRate,
-      reportRateTotal: raw.fleet?.report_rate_total ?? DEFAULTS.fleet.reportRateTotal,
-      maxClients: raw.fleet?.max_clients ?? DEFAULTS.fleet.maxClients,
-    },
+    client: clientConfig(raw.client, defaultSource(proxy, primary, modules.read)),
+    push: camelKeys(raw.push),
+    fleet: camelKeys(raw.fleet),
+  };
+}
+
+/** The module names: the tree's name, and the tree's name with -push, unless set. */
+function modulesOf(raw: RawFleet): Fleet["modules"] {
+  return { read: raw.modules.read ?? raw.tree, write: raw.modules.write ?? `${raw.tree}-push` };
+}
+
+function serverHost(
+  s: RawFleet["primary"] & { upstream?: string },
+  kind: "primary" | "replica",
+  primaryName: string,
+  stateDir: string,
+): ServerHost {
+  // crossCheck made sure that without an address, listen has a specific IP.
+  const address = s.address ?? s.listen!.host;
+  const listen = s.listen ?? { host: address, port: PORTS.rsync };
+  return {
+    kind,
+    name: s.name,
+    address,
+    listen,
+    health: s.health ?? { host: address, port: PORTS.health },
+    proxyListen: s.proxy_listen ?? nextPort(listen),
+    path: trimSlash(s.path),
+    maxConnections: s.max_connections,
+    upstream: kind === "primary" ? null : s.upstream ?? primaryName,
+    stateDir: `${stateDir}/${s.name}`,
+  };
+}
+
+function publisherHost(p: NonNullable<RawFleet["publisher"]>, stateDir: string): PublisherHost {
+  return {
+    ...camelKeys(p),
+    repo: p.repo ?? null,
+    staging: p.staging ?? `${stateDir}/${p.name}/staging`,
+    stateDir: `${stateDir}/${p.name}`,
+  };
+}
+
+function proxyConfig(
+  p: NonNullable<RawFleet["proxy"]>,
+  servers: ServerHost[],
+  stateDir: string,
+): ProxyConfig {
+  return {
+    ...camelKeys(p),
+    address: p.address ?? (isWildcard(p.listen.host) ? null : p.listen.host),
+    health: p.health ?? { host: p.listen.host, port: PORTS.proxyHealth },
+    backends: p.backends ?? servers.map((s) => s.name),
+    stateDir: `${stateDir}/${p.name}`,
+  };
+}
+
+function clientConfig(c: RawFleet["client"], source: string | null): ClientConfig {
+  return {
+    ...camelKeys(c),
+    source: c.source ?? source,
+    dest: c.dest ? trimSlash(c.dest) : null,
+    backupDir: c.backup_dir ?? null,
   };
 }
 
@@ -764,19 +751,12 @@ function defaultSource(
   const at = proxy
     ? (proxy.address ? { host: proxy.address, port: proxy.listen.port } : null)
     : primary.listen;
-  if (!at) return null;
-  const host = at.host.includes(":") ? `[${at.host}]` : at.host;
-  return `rsync://${host}:${at.port}/${module}/`;
+  return at ? formatRsyncUrl({ ...at, module }) : null;
 }
 
 /** The default `proxy_listen`: the listen port + 1 (- 1 for 65535). */
 function nextPort(hp: HostPort): HostPort {
   return { host: hp.host, port: hp.port === 65535 ? 65534 : hp.port + 1 };
-}
-
-function parseHostPortOrThrow(text: string): HostPort {
-  const [host, port] = text.split(":");
-  return { host, port: Number(port) };
 }
 
 function trimSlash(path: string): string {

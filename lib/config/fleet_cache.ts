@@ -3,8 +3,8 @@
  * validating the same file again.
  *
  * A cron client starts every minute on every host, and reading the fleet file
- * the full way (the YAML parser, the schema built and checked) takes ~15 ms of
- * a no-op run that is otherwise ~30 ms. The cache holds the fleet file's whole
+ * the full way (the YAML parser, the schema built and checked) is a large
+ * share of a run that finds nothing to do (docs/benchmarks.md). The cache holds the fleet file's whole
  * text, the overrides from the command line, the role, the host name, the
  * working directory and fanout's own version, and is used only when all of
  * them are the same again: any edit to the file, any other flag, another
@@ -19,7 +19,8 @@
  * @module
  */
 
-import type { Fleet, Override } from "./config.ts";
+import type { Fleet } from "./config.ts";
+import type { Override } from "./options.ts";
 import { DEFAULTS, fnv1a, readTextUpTo, VERSION } from "../core/mod.ts";
 
 /** Everything a validated fleet depends on. */

@@ -19,7 +19,7 @@ export const DEFAULT_FLEET_FILE = "/etc/fanout/fanout.yaml";
 export async function fleetFor(opts: CommonOptions, role?: Role): Promise<Fleet> {
   const self = role ? { role, name: opts.name } : undefined;
   const file = opts.config ?? (exists(DEFAULT_FLEET_FILE) ? DEFAULT_FLEET_FILE : null);
-  if (file === null && !(role === "client" && opts.flags.source && opts.flags.dest)) {
+  if (file === null && !(role === "client" && setsKey(opts, "source") && setsKey(opts, "dest"))) {
     throw new UsageError(
       `no fleet file: pass -c FILE (${DEFAULT_FLEET_FILE} does not exist)` +
         (role === "client" ? ", or --source URL --dest DIR" : ""),
@@ -43,6 +43,11 @@ export async function fleetFor(opts: CommonOptions, role?: Role): Promise<Fleet>
   }
   if (role) requireSection(fleet, role);
   return fleet;
+}
+
+/** Whether the command line sets the client's key `name` (a client then needs no fleet file). */
+function setsKey(opts: CommonOptions, name: string): boolean {
+  return opts.overrides.some((o) => o.path[0] === "client" && o.path[1] === name);
 }
 
 function requireSection(fleet: Fleet, role: Role): void {
@@ -72,7 +77,8 @@ function requireSection(fleet: Fleet, role: Role): void {
   }
 }
 
-// Not node:fs's existsSync: importing node:fs costs every run ~20 ms of start-up.
+// Not node:fs's existsSync: importing node:fs starts Deno's Node layer, a cost
+// every cron run would pay (docs/benchmarks.md).
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);

@@ -1,6 +1,7 @@
 /**
- * The fleet file, parsed once into types: {@linkcode Fleet} and its hosts,
- * flag overrides, cross-checks, the secrets' file checks, the cached copy a
+ * The fleet file, parsed once into types: every key declared once (its
+ * type, default, flag and docs), {@linkcode Fleet} and its hosts, flag
+ * overrides, cross-checks, the secrets' file checks, the cached copy a
  * client falls back on, and what the proxy and renderers derive from it (the
  * backends, the rendered-by header). Also the roles and the options every
  * command runs with.
@@ -16,7 +17,6 @@ export {
   findServer,
   type Fleet,
   loadFleet,
-  type Override,
   parseFleet,
   type ProxyConfig,
   type PublisherHost,
@@ -27,6 +27,7 @@ export {
   writersOf,
 } from "./config.ts";
 export { fleetFor } from "./fleet_load.ts";
-export { type CommonOptions, type Role, ROLES } from "./options.ts";
+export { type FleetKey, fleetKeys, type KeyFlag, shownDefault } from "./keys.ts";
+export { type CommonOptions, commonOptions, type Override, type Role, ROLES } from "./options.ts";
 export { renderedBy } from "./rendered_by.ts";
 export { checkSecretFiles, openTo, readReportToken, secretFileProblem } from "./secrets.ts";

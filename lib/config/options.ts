@@ -7,12 +7,21 @@
  * @module
  */
 
-import type { Override } from "./config.ts";
+import type { KeyPath } from "./paths.ts";
 
 /** The roles a host can play. */
 export const ROLES = ["primary", "replica", "proxy", "client", "publish"] as const;
 /** One of {@linkcode ROLES}. */
 export type Role = typeof ROLES[number];
+
+/** A value set from the command line in place of the fleet file's. */
+export interface Override {
+  /** Key path; a leading `"@host"` means this host's own entry. */
+  path: KeyPath;
+  value: unknown;
+  /** The flag as the user typed it, for error messages. */
+  flag: string;
+}
 
 /** Common options of every command. */
 export interface CommonOptions {
@@ -22,6 +31,56 @@ export interface CommonOptions {
   logLevel: "debug" | "info" | "warn" | "error";
   /** Fleet-file keys set from flags. */
   overrides: Override[];
-  /** Every flag given, by name (e.g. `"no-splay": true`). */
-  flags: Record<string, string | boolean | string[] | undefined>;
+  /** `--allow-mass-delete` (servers): no mass-delete guard until every replica had a whole push. */
+  allowMassDelete: boolean;
+  /** `--no-splay` (client): start at once. */
+  noSplay: boolean;
+  /** `--check` (client): list drift, change nothing. */
+  check: boolean;
+  /** `--watch` (client): keep running. */
+  watch: boolean;
+  /** `--rollback` (client): back to the previous tree. */
+  rollback: boolean;
+  /** `--adopt` (client): take over a non-empty dest once. */
+  adopt: boolean;
+  /** `--json` (client --check, fleet): print JSON. */
+  json: boolean;
+  /** `--verbose` (client, publish): progress and a summary line. */
+  verbose: boolean;
+  /** `--force` (publish): publish even an older commit. */
+  force: boolean;
+  /** `--duration` (demo) in ms; null: run until Ctrl-C. */
+  duration: number | null;
+  /** `--keep-dir` (demo): keep the temporary directory. */
+  keepDir: boolean;
+}
+
+/**
+ * The options of a command line that gives only `given`: no override, no
+ * switch, logfmt at info.
+ *
+ * @example
+ * ```ts
+ * const opts = commonOptions({ config: "fanout.yaml", logLevel: "warn" });
+ * opts.check; // false
+ * ```
+ */
+export function commonOptions(given: Partial<CommonOptions> = {}): CommonOptions {
+  return {
+    logFormat: "logfmt",
+    logLevel: "info",
+    overrides: [],
+    allowMassDelete: false,
+    noSplay: false,
+    check: false,
+    watch: false,
+    rollback: false,
+    adopt: false,
+    json: false,
+    verbose: false,
+    force: false,
+    duration: null,
+    keepDir: false,
+    ...given,
+  };
 }

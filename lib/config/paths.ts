@@ -43,8 +43,8 @@ function distance(a: string, b: string): number {
 /**
  * The 1-based line of the key at each of `paths` (or of its nearest existing
  * parent), from one parse of `text`. Loads the `yaml` package only here: it
- * keeps node positions but costs ~30 ms of start-up, so only a run that is
- * about to fail pays for it.
+ * keeps node positions but is slow to load (docs/benchmarks.md), so only a
+ * run that is about to fail pays for it.
  *
  * @example
  * ```ts

@@ -1,109 +1,22 @@
 /**
- * Every default of fanout, in one place. The fleet file, the flags and the
- * key table of docs/configuration.md all take their defaults from here.
+ * fanout's fixed limits: what no fleet-file key sets. The keys' defaults are
+ * declared with the keys, in lib/config/keys.ts.
  *
  * Durations are in milliseconds.
  *
  * @module
  */
 
-/** Defaults for every optional fleet-file key. */
+/** Limits every host keeps, whatever the fleet file says. */
 export const DEFAULTS = {
-  auth: {
-    user: "fanout",
-    secretsFile: "/etc/fanout/rsyncd.secrets",
-    passwordFile: "/etc/fanout/push.password",
-    reportTokenFile: "/etc/fanout/report.token",
-  },
-  stateDir: "/var/lib/fanout",
   /**
    * The biggest fleet file read, in bytes: a fleet of thousands of hosts fits
    * in a fraction of it, and anything bigger is refused before it is parsed.
    */
   maxFleetBytes: 1 << 20,
-  binary: "/usr/local/bin/fanout",
-  rsync: { path: "rsync", timeout: 300_000, connectTimeout: 10_000 },
-  server: { port: 873, healthPort: 8873 },
-  primary: { maxConnections: 1000 },
-  replica: { maxConnections: 200 },
   /** Concurrent pushes a write module accepts (upstream plus publisher). */
   writeModuleMaxConnections: 50,
-  /** A publish waits this long for another to finish before giving up (exit 5). */
-  publisher: { name: "publisher", ref: "main", lockTimeout: 300_000 },
-  proxy: {
-    name: "proxy",
-    listen: "0.0.0.0:873",
-    healthPort: 8874,
-    interval: 2_000,
-    checkTimeout: 1_000,
-    fall: 2,
-    rise: 2,
-    maxConnections: 1000,
-    /**
-     * Connections one source address may hold: a tenth of the slots, so one
-     * host cannot lock the others out, and far more than a NAT in front of a
-     * few hundred cron clients holds at once (a no-op pull lasts a second).
-     */
-    maxConnectionsPerSource: 100,
-    /** A client must send its rsync greeting and module request within this. */
-    handshakeTimeout: 10_000,
-    idleTimeout: 300_000,
-    drainTimeout: 30_000,
-    versionGrace: 10_000,
-    /**
-     * How many seqs past the primary's a backend may claim before it is
-     * distrusted: 1 covers a publish read mid-way (replica already at N+1,
-     * primary read at N); a marker forged further ahead is not believed.
-     */
-    versionMaxLead: 1,
-    proxyProtocol: false,
-    /** Native sockets copying through a buffer where FFI works, Deno's sockets elsewhere. */
-    engine: "auto" as const,
-  },
-  client: {
-    splay: 30_000,
-    timeout: 300_000,
-    connectTimeout: 10_000,
-    retries: 3,
-    maxDelete: 500,
-    verifyEvery: 0,
-    atomic: false,
-    keep: 3,
-    keepOwners: false,
-    watchInterval: 2_000,
-    user: "root",
-  },
-  push: {
-    debounce: 0,
-    maxDelay: 1_000,
-    reconcile: 300_000,
-    concurrency: 8,
-    maxDelete: 1000,
-    /** A push, or the deletions of a window, taking more than half the tree is held. */
-    maxDeletePercent: 50,
-    /** Deletions go once no other deletion came for this long (at most 10× it after the first). */
-    deleteHold: 2_000,
-    /** Deletions sent within this window count together against max_delete and the percent. */
-    deleteWindow: 600_000,
-    exclude: [".git"],
-    maxPaths: 1000,
-    stormEvents: 200,
-    /** Full push this often when the watcher cannot run (out of inotify watches). */
-    pollInterval: 10_000,
-    retryMin: 1_000,
-    retryMax: 60_000,
-  },
   fleet: {
-    /** Reports older than this are deleted from the primary's database. */
-    retention: 7 * 86_400_000,
-    /** A client whose last report is older than this is "silent". */
-    silentAfter: 300_000,
-    /** Reports accepted per client host per minute; more get 429. */
-    reportRate: 12,
-    /** Reports accepted from all clients together per minute; more get 429. */
-    reportRateTotal: 6000,
-    /** Distinct client hosts the fleet view keeps; a report from one more gets 403. */
-    maxClients: 5000,
     /** Largest report body the primary reads (bytes); larger gets 413. */
     maxReportBytes: 8192,
     /** A signed report's time may differ from the primary's clock by this much (ms). */

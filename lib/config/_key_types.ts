@@ -174,6 +174,18 @@ export const names: KeyType<string[], string[]> = {
   },
 };
 
+/** The text of an Ed25519 public key: `ed25519:` and 32 bytes in base64. */
+const PUBLIC_KEY = /^ed25519:[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+/** A list of release public keys; a client accepts a version signed by any of them. */
+export const publicKeys: KeyType<string[], string[]> = {
+  expected: "a list of public keys like ed25519:<44 base64 characters> (fanout keygen prints one)",
+  check: (v) =>
+    Array.isArray(v) && v.every((p) => typeof p === "string" && PUBLIC_KEY.test(p))
+      ? v as string[]
+      : undefined,
+};
+
 /** `p` made absolute from the working directory, `.` and `..` resolved. */
 function absolute(p: string): string {
   if (p.startsWith("/")) return p;

@@ -150,6 +150,14 @@ export interface FleetViewConfig {
   maxClients: number;
 }
 
+/** Signed versions: who may sign, and where the publisher's key lives. */
+export interface ReleaseConfig {
+  /** `ed25519:<base64>` keys; empty: versions are not signed. */
+  publicKeys: string[];
+  /** The publisher's private key (PEM, mode 600). */
+  signingKeyFile: string;
+}
+
 /** The whole fleet, validated and defaulted. Durations are milliseconds. */
 export interface Fleet {
   /** Absolute path of the fleet file, or null when built from flags alone. */
@@ -169,6 +177,7 @@ export interface Fleet {
   client: ClientConfig;
   push: PushConfig;
   fleet: FleetViewConfig;
+  release: ReleaseConfig;
 }
 
 /** Options of {@linkcode parseFleet} and {@linkcode loadFleet}. */
@@ -680,6 +689,7 @@ function build(raw: RawFleet, file: string): Fleet {
     client: clientConfig(raw.client, defaultSource(proxy, primary, modules.read)),
     push: camelKeys(raw.push),
     fleet: camelKeys(raw.fleet),
+    release: camelKeys(raw.release),
   };
 }
 

@@ -347,3 +347,16 @@ replicas:
   );
   assert.equal(fleet.replicas[2999].upstream, "r2998");
 });
+
+Deno.test("config: release keys are ed25519:<32 bytes in base64>; none means an unsigned fleet", async () => {
+  const unsigned = await parseFleet(BASE, "fanout.yaml");
+  assert.deepEqual(unsigned.release.publicKeys, []);
+  assert.equal(unsigned.release.signingKeyFile, "/etc/fanout/release.key");
+  const key = `ed25519:${btoa(String.fromCharCode(...new Uint8Array(32).fill(7)))}`;
+  const signed = await parseFleet(`${BASE}release:\n  public_keys: ["${key}"]\n`, "fanout.yaml");
+  assert.deepEqual(signed.release.publicKeys, [key]);
+  for (const bad of ["ed25519:short=", key.replace("ed25519:", "rsa:"), `${key}\\n`, key + "A"]) {
+    const msgs = await problems(`${BASE}release:\n  public_keys: ["${bad}"]\n`);
+    assert.match(msgs.join("\n"), /release\.public_keys(\[0\])?: /);
+  }
+});

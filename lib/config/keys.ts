@@ -504,6 +504,17 @@ export const FLEET = {
       doc: "distinct client hosts kept; a report from one more gets 403",
     }),
   }),
+  release: section({
+    public_keys: key(t.publicKeys, {
+      default: [],
+      doc: "keys a version must be signed with (`fanout keygen`); none: versions are unsigned, " +
+        "and every role warns",
+    }),
+    signing_key_file: key(t.absPath, {
+      default: "/etc/fanout/release.key",
+      doc: "publisher: the private key that signs each version (`fanout keygen`), mode 600",
+    }),
+  }),
 };
 
 /** The fleet file after its checks, defaults filled in. */

@@ -21,6 +21,7 @@ export {
   type ProxyConfig,
   type PublisherHost,
   type PushConfig,
+  type ReleaseConfig,
   selectServer,
   type ServerHost,
   servers,

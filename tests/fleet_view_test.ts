@@ -20,7 +20,6 @@ import {
   signReport,
 } from "../lib/report/mod.ts";
 import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
-import { Logger, stripControl, stripControlDeep } from "../lib/core/mod.ts";
 import {
   asReportingHost,
   http,
@@ -1087,27 +1086,6 @@ Deno.test("fleet view: invented hosts are capped, a burst is rate-limited, no co
     assert.match(r.stderr, /HTTP 500 nope\[2J\]0;owned31m/);
     assert.doesNotMatch(r.stderr, CONTROL);
   });
-});
-
-Deno.test("control characters: stripped from text, from JSON values, and from log lines", () => {
-  assert.equal(stripControl(`web1${ESCAPES}`), "web1[2J]0;owned31m");
-  assert.equal(stripControl("a\tb\nc\u202ed"), "a\tb\ncd");
-  assert.equal(stripControl("a\tb\nc", { oneLine: true }), "a b c");
-  assert.deepEqual(stripControlDeep({ [`k${ESCAPES}`]: [`v${ESCAPES}`, 1, null, { x: "\x1b" }] }), {
-    "k[2J]0;owned31m": ["v[2J]0;owned31m", 1, null, { x: "" }],
-  });
-  for (const format of ["logfmt", "json"] as const) {
-    const lines: string[] = [];
-    const log = new Logger({ format, sink: (l) => lines.push(l) });
-    log.warn(`msg${ESCAPES}`, {
-      bare: "\x1b]0;t\x07",
-      error: new Error(`rsync: ${ESCAPES}`),
-      nested: { ref: `main${ESCAPES}` },
-    });
-    assert.doesNotMatch(lines[0], CONTROL, format);
-    assert.doesNotMatch(lines[0], /\\u00(1b|07|9b)/i, format);
-    assert.match(lines[0], /msg\[2J\]0;owned31m/, format);
-  }
 });
 
 Deno.test("fleet view: the rate over all hosts is a bucket that refills continuously", () => {

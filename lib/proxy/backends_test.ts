@@ -4,7 +4,6 @@
 import assert from "node:assert/strict";
 import { type Backend, BackendPool } from "./backends.ts";
 import { backendSpecs, parseFleet } from "../config/mod.ts";
-import { proxyV1Header } from "../rsync/mod.ts";
 import { Logger } from "../core/mod.ts";
 import type { VersionMarker } from "../version/mod.ts";
 
@@ -197,26 +196,4 @@ proxy: {listen: "10.0.0.9:873", proxy_protocol: true}
       health: { host: "10.0.0.3", port: 8873 },
     },
   ]);
-});
-
-Deno.test("proxyV1Header: TCP4, TCP6, mapped IPv4, and UNKNOWN for mixed families", () => {
-  const dec = (u: Uint8Array) => new TextDecoder().decode(u);
-  const a = (hostname: string, port: number): Deno.NetAddr => ({
-    transport: "tcp",
-    hostname,
-    port,
-  });
-  assert.equal(
-    dec(proxyV1Header(a("10.0.0.7", 51234), a("10.0.0.20", 873))),
-    "PROXY TCP4 10.0.0.7 10.0.0.20 51234 873\r\n",
-  );
-  assert.equal(
-    dec(proxyV1Header(a("2001:db8::7", 5), a("2001:db8::1", 873))),
-    "PROXY TCP6 2001:db8::7 2001:db8::1 5 873\r\n",
-  );
-  assert.equal(
-    dec(proxyV1Header(a("::ffff:10.0.0.7", 5), a("::ffff:10.0.0.20", 873))),
-    "PROXY TCP4 10.0.0.7 10.0.0.20 5 873\r\n",
-  );
-  assert.equal(dec(proxyV1Header(a("10.0.0.7", 5), a("::1", 873))), "PROXY UNKNOWN\r\n");
 });

@@ -5,13 +5,7 @@
 // page as headless Chromium renders it.
 import assert from "node:assert/strict";
 import { type Fleet, loadFleet } from "../lib/config/mod.ts";
-import {
-  convergence,
-  type FleetSnapshot,
-  FleetStore,
-  GlobalRate,
-  HISTORY_PER_HOST,
-} from "../lib/fleet/mod.ts";
+import type { FleetSnapshot } from "../lib/fleet/mod.ts";
 import {
   type ClientReport,
   hostToken,
@@ -734,120 +728,6 @@ Deno.test("fanout fleet and the primary: bad token, no token, no fleet file, pri
   });
 });
 
-Deno.test("fleet store: retention prunes old reports, hosts and versions", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "fanout-store-" });
-  try {
-    const day = 86_400_000;
-    const t = Date.now();
-    const mk = (seq: number): VersionMarker => ({
-      seq,
-      commit: `c${seq}`,
-      ref: "main",
-      published_at: new Date(t - (10 - seq) * day).toISOString(),
-    });
-    let store = await FleetStore.open(`${dir}/fleet.db`);
-    for (const seq of [1, 2, 3]) store.recordVersion(mk(seq), t - (10 - seq) * day);
-    store.addReport(run("old", mk(1)), t - 9 * day, null);
-    store.addReport(run("web1", mk(1)), t - 9 * day, null);
-    store.addReport(run("web1", mk(3)), t - 1 * day, "127.0.0.9");
-    store.addReport(run("web2", mk(2), { exit_code: 3, error: "boom" }), t - 2 * day, null);
-    // The same run again adds nothing to the history; a change does.
-    store.addReport(
-      run("web2", mk(2), { exit_code: 3, error: "boom" }),
-      t - 2 * day + 60_000,
-      null,
-    );
-    assert.equal(store.historyCount(), 4);
-    store.addReport(
-      run("web2", mk(2), { exit_code: 3, error: "bang" }),
-      t - 2 * day + 120_000,
-      null,
-    );
-    assert.equal(store.historyCount(), 5);
-    store.close();
-    // Reopened: still there; then a week's retention drops what is older.
-    store = await FleetStore.open(`${dir}/fleet.db`);
-    assert.equal(store.prune(t, 7 * day), 2);
-    assert.equal(store.historyCount(), 3);
-    assert.deepEqual(store.clients().map((c) => [c.host, c.version?.seq, c.exit_code]), [
-      ["web1", 3, 0],
-      ["web2", 2, 3],
-    ]);
-    assert.deepEqual(store.versions(10).map((v) => v.seq), [3]);
-    assert.deepEqual(store.reach(3).map((r) => [r.host, r.reached_at]), [
-      ["web1", t - 1 * day],
-      ["web2", null],
-    ]);
-    // A host whose every run differs keeps its newest HISTORY_PER_HOST runs.
-    for (let i = 0; i < HISTORY_PER_HOST + 20; i++) {
-      store.addReport(run("flappy", mk(3), { exit_code: 3, error: `err ${i}` }), t + i, null);
-    }
-    assert.equal(store.historyCount(), 3 + HISTORY_PER_HOST);
-    store.close();
-    // Not a database: one clear line.
-    await Deno.writeTextFile(`${dir}/bad.db`, "this is not sqlite ".repeat(100));
-    await assert.rejects(
-      () => FleetStore.open(`${dir}/bad.db`),
-      /cannot open the fleet database .*bad\.db/,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("fleet state: which clients a version's time to converge counts", () => {
-  const t0 = Date.parse("2026-11-25T12:00:00Z");
-  const v: VersionMarker = {
-    seq: 7,
-    commit: "abc",
-    ref: "main",
-    published_at: new Date(t0).toISOString(),
-  };
-  const now = t0 + 600_000;
-  const silentAfter = 300_000;
-  const host = (first: number, last: number, reached: number | null) => ({
-    first_seen: t0 + first,
-    last_report_at: t0 + last,
-    reached_at: reached === null ? null : t0 + reached,
-  });
-  const c = convergence(
-    v,
-    [
-      host(-86_400_000, 590_000, 30_000), // got it after 30 s
-      host(-86_400_000, 590_000, 90_000), // after 90 s
-      host(-86_400_000, 590_000, null), // alive, not yet: holds it back
-      host(-86_400_000, 100_000, null), // silent since, never got it: left out
-      host(-86_400_000, -3_600_000, null), // silent before the publish: left out
-      host(3_600_000, 590_000, 3_600_000), // joined later (impossible here, but): left out
-      host(60_000, 590_000, 60_000), // joined within silent_after of the publish: counted
-    ],
-    now,
-    silentAfter,
-    t0,
-  );
-  assert.deepEqual(
-    [c.clients, c.reached, c.converged, c.p50_s, c.max_s],
-    [4, 3, false, 60, null],
-  );
-  const done = convergence(
-    v,
-    [
-      host(-1000, 590_000, 30_000),
-      host(-1000, 590_000, -5_000), // had it before the publish's clock said so: 0 s
-    ],
-    now,
-    silentAfter,
-    t0,
-  );
-  assert.deepEqual([done.clients, done.reached, done.converged, done.p50_s, done.max_s], [
-    2,
-    2,
-    true,
-    0,
-    30,
-  ]);
-});
-
 Deno.test("fleet view: real client runs report; fanout fleet exits 0 only once every client has the publish", async () => {
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"] });
@@ -1086,16 +966,4 @@ Deno.test("fleet view: invented hosts are capped, a burst is rate-limited, no co
     assert.match(r.stderr, /HTTP 500 nope\[2J\]0;owned31m/);
     assert.doesNotMatch(r.stderr, CONTROL);
   });
-});
-
-Deno.test("fleet view: the rate over all hosts is a bucket that refills continuously", () => {
-  const rate = new GlobalRate(120); // 2 a second
-  for (let i = 0; i < 120; i++) assert.equal(rate.take(1000), 0);
-  assert.equal(rate.take(1000), 500);
-  assert.equal(rate.take(1499), 1);
-  assert.equal(rate.take(1500), 0);
-  assert.equal(rate.take(1500), 500);
-  // A quiet minute fills it again, never beyond its size.
-  for (let i = 0; i < 120; i++) assert.equal(rate.take(3_600_000), 0);
-  assert.ok(rate.take(3_600_000) > 0);
 });

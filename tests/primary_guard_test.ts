@@ -2,7 +2,6 @@
 // daemons on loopback aliases, real files; what is asserted is what is left
 // on the replicas, the health answers and the watcher's mode.
 import assert from "node:assert/strict";
-import { InotifySource, openLibc, type RawEvent } from "../lib/sys/mod.ts";
 import {
   canLowerInotify,
   converged,
@@ -159,33 +158,6 @@ Deno.test("primary guard: a fresh primary waits for its first publish, without a
     assert.equal(copy.size, 64 << 20);
     assert.ok(copy.blocks! * 512 < 1 << 20, `the copy stays sparse (${copy.blocks! * 512} bytes)`);
   });
-});
-
-Deno.test({
-  name:
-    "primary guard: a directory removed between the walk and its watch is skipped, not an error",
-  // libc stays open for the life of the process, as it does in fanout.
-  sanitizeResources: false,
-  fn: async () => {
-    const libc = openLibc();
-    if (typeof libc === "string") return console.log(`skipped: ${libc}`);
-    const dir = await Deno.makeTempDir();
-    const events: RawEvent[] = [];
-    const src = new InotifySource(libc, (e) => events.push(...e), () => {});
-    try {
-      await Deno.mkdir(`${dir}/kept`);
-      // Listed by the walk, gone before its watch: what an rm -rf racing a re-walk does.
-      await src.watch([dir, `${dir}/gone`, `${dir}/kept`]);
-      await Deno.writeTextFile(`${dir}/kept/a.txt`, "a\n");
-      await waitFor("an event from the watch after the gone one", async () => {
-        await src.drain();
-        return events.some(([, paths]) => paths.includes(`${dir}/kept/a.txt`));
-      });
-    } finally {
-      await src.terminate();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
 });
 
 Deno.test("primary guard: the watcher stays on events through an rm -rf of a big subtree", async () => {

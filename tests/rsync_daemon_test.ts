@@ -4,7 +4,6 @@
 // greeting off as ours; concurrent conf rewrites all land.
 import assert from "node:assert/strict";
 import { probeRsyncd, RsyncDaemon } from "../lib/rsync/mod.ts";
-import { holdsListener, listeningInodes } from "../lib/sys/mod.ts";
 import { EnvironmentError, Logger } from "../lib/core/mod.ts";
 import { markerComment, type VersionMarker } from "../lib/version/mod.ts";
 import { rsyncOf, sh, waitFor, withLab } from "./_helpers.ts";
@@ -159,25 +158,6 @@ Deno.test("rsync daemon: an old rsyncd listening on every address: the server ex
       await old.status;
     }
   });
-});
-
-Deno.test("rsync daemon: holdsListener tells this process's listening socket from another's", async () => {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  try {
-    assert.equal(await holdsListener(Deno.pid, port), true);
-    assert.equal(await holdsListener(1, port), false);
-    assert.equal(await holdsListener(Deno.pid, freePort("127.0.0.1")), false);
-  } finally {
-    l.close();
-  }
-  const table = [
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
-    "   0: 00000000:0369 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1",
-    "   1: 0100007F:0369 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 222 1",
-    "   2: 0200007F:036A 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1",
-  ].join("\n");
-  assert.deepEqual(listeningInodes(table, 873), ["111"]);
 });
 
 Deno.test("rsync daemon: concurrent conf rewrites all land; the last version is the one left", async () => {

@@ -1,0 +1,22 @@
+/**
+ * Verified releases, the building blocks: the publisher's Ed25519 key and
+ * the public key clients trust, the manifest of a tree (every path with its
+ * type, mode, size and SHA-256), the signed envelope that binds a manifest to
+ * a version, the difference between two manifests and the check of a tree
+ * against one, and the client's stat record of its tree.
+ *
+ * @module
+ */
+
+export {
+  generateKeyPair,
+  KeyError,
+  loadSigningKey,
+  type NewKeyPair,
+  parsePublicKey,
+  PUBLIC_KEY_PREFIX,
+  type PublicKey,
+  type SigningKey,
+  verifyingKey,
+  writePrivateKey,
+} from "./keys.ts";

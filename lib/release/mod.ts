@@ -20,3 +20,26 @@ export {
   verifyingKey,
   writePrivateKey,
 } from "./keys.ts";
+export {
+  buildManifest,
+  type BuildOptions,
+  type EntryType,
+  formatManifest,
+  type Manifest,
+  MANIFEST_HEADER,
+  MANIFEST_LIMITS,
+  manifestDigest,
+  type ManifestEntry,
+  ManifestError,
+  type ManifestLimits,
+  parseManifest,
+  pathProblem,
+} from "./manifest.ts";
+export {
+  comparePaths,
+  type TreeEntry,
+  TreeError,
+  type TreeKind,
+  type WalkOptions,
+  walkTree,
+} from "./tree.ts";

@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import { hashFiles, IN_FLIGHT, SMALL, WHOLE } from "./_hash.ts";
 import { TreeError, walkTree } from "./tree.ts";
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { withDir } from "./_testing.ts";
 
 /** `sha256sum`'s answer for each file of `dir`, by relative path. */
 function sha256sum(dir: string, paths: string[]): Map<string, string> {

@@ -9,17 +9,9 @@ import {
   verifyingKey,
   writePrivateKey,
 } from "./keys.ts";
+import { withDir } from "./_testing.ts";
 
 const enc = new TextEncoder();
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 Deno.test("keys: a new pair writes, loads, signs and verifies; the text form parses back to the same key", async () => {
   await withDir(async (dir) => {

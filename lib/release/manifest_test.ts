@@ -9,23 +9,10 @@ import {
   pathProblem,
 } from "./manifest.ts";
 import { TreeError } from "./tree.ts";
+import { sh, withDir } from "./_testing.ts";
 
 const enc = new TextEncoder();
 const HASH_A = "a".repeat(64);
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function sh(cwd: string, script: string): void {
-  const out = new Deno.Command("sh", { args: ["-c", script], cwd }).outputSync();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-}
 
 Deno.test("manifest: a tree's paths, types, modes, sizes and hashes, symlinks not followed, skipped names left out", async () => {
   await withDir(async (dir) => {

@@ -1,19 +1,6 @@
 import assert from "node:assert/strict";
 import { comparePaths, TreeError, walkTree } from "./tree.ts";
-
-async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function sh(cwd: string, script: string): void {
-  const out = new Deno.Command("sh", { args: ["-c", script], cwd }).outputSync();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-}
+import { sh, withDir } from "./_testing.ts";
 
 Deno.test("tree: paths order by code point, as their UTF-8 bytes", () => {
   const paths = ["b", "a/b", "a-b", "a", "a b", "\uffff", "\u{10000}", "\ue000", "é", "z"];

@@ -43,3 +43,15 @@ export {
   type WalkOptions,
   walkTree,
 } from "./tree.ts";
+export {
+  ENVELOPE_MAX_BYTES,
+  markerMismatch,
+  type Release,
+  RELEASE_DOMAIN,
+  SignatureError,
+  type SignatureFailure,
+  signedBytes,
+  signRelease,
+  type VerifiedRelease,
+  verifyRelease,
+} from "./sign.ts";

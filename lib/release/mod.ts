@@ -55,3 +55,10 @@ export {
   type VerifiedRelease,
   verifyRelease,
 } from "./sign.ts";
+export {
+  diffManifests,
+  type ManifestDiff,
+  type Offence,
+  type TreeMismatch,
+  verifyTree,
+} from "./diff.ts";

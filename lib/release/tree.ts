@@ -55,6 +55,12 @@ export interface WalkOptions {
   skip?: Iterable<string>;
   /** The most paths walked; one more throws {@linkcode TreeError}. */
   maxPaths?: number;
+  /**
+   * Called with each path before its `lstat`: false leaves it out, with what
+   * is below it (a check against a manifest walks only what it lists, and
+   * notes the rest).
+   */
+  filter?: (path: string) => boolean;
 }
 
 /**
@@ -110,7 +116,7 @@ export function walkTree(root: string, opts: WalkOptions = {}): TreeEntry[] {
     const dir = dirs.pop()!;
     for (const e of Deno.readDirSync(dir ? `${root}/${dir}` : root)) {
       const path = dir ? `${dir}/${e.name}` : e.name;
-      if (skip.has(path)) continue;
+      if (skip.has(path) || (opts.filter && !opts.filter(path))) continue;
       if (out.length >= max) throw new TreeError(path, `more than ${max} paths below ${root}`);
       let st: Deno.FileInfo;
       try {

@@ -43,6 +43,23 @@ Deno.test("tree: every path by lstat, sorted, symlinks listed and not followed, 
       (e) => e instanceof TreeError && /more than 12 paths/.test(e.message),
     );
     assert.deepEqual(walkTree(`${dir}/t/a/b`).map((e) => e.path), ["f"]);
+    const asked: string[] = [];
+    const some = walkTree(`${dir}/t`, {
+      skip: ["skipped"],
+      filter: (p) => (asked.push(p), p === "a" || p === "a/b"),
+    });
+    assert.deepEqual(some.map((e) => e.path), ["a", "a/b"]);
+    assert.deepEqual(asked.sort(), [
+      ".marker",
+      "a",
+      "a-b",
+      "a/b",
+      "a/b/f",
+      "a/up",
+      "dangling",
+      "etc",
+      "fifo",
+    ]);
   });
 });
 

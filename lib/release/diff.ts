@@ -1,0 +1,169 @@
+/**
+ * Manifests compared: what one version adds, changes and removes against
+ * another, and whether a tree on disk is the one a manifest lists, and if
+ * not, the first path that is not and why.
+ *
+ * @module
+ */
+
+import { hashFiles } from "./_hash.ts";
+import { sha256Hex } from "./_sha256.ts";
+import type { EntryType, Manifest, ManifestEntry } from "./manifest.ts";
+import { comparePaths, type TreeEntry, TreeError, walkTree } from "./tree.ts";
+
+/** What changed from one manifest to another; each list sorted by {@linkcode comparePaths}. */
+export interface ManifestDiff {
+  /** Paths only the new manifest lists. */
+  added: string[];
+  /** Paths only the old manifest lists. */
+  removed: string[];
+  /** Paths of the same type in both, with another mode, size or hash. */
+  changed: string[];
+  /** Paths listed in both with another type (a file that became a directory…). */
+  typeChanged: string[];
+}
+
+/**
+ * What `to` adds, removes and changes against `from`.
+ *
+ * @example
+ * ```ts
+ * const d = diffManifests(parseManifest(oldBytes), parseManifest(newBytes));
+ * console.log(`${d.added.length} added, ${d.changed.length} changed, ${d.removed.length} removed`);
+ * ```
+ */
+export function diffManifests(from: Manifest, to: Manifest): ManifestDiff {
+  const d: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [] };
+  const a = from.entries, b = to.entries;
+  let i = 0, j = 0;
+  while (i < a.length || j < b.length) {
+    const order = i === a.length ? 1 : j === b.length ? -1 : comparePaths(a[i].path, b[j].path);
+    if (order < 0) d.removed.push(a[i++].path);
+    else if (order > 0) d.added.push(b[j++].path);
+    else {
+      const x = a[i++], y = b[j++];
+      if (x.type !== y.type) d.typeChanged.push(y.path);
+      else if (x.mode !== y.mode || x.size !== y.size || x.sha256 !== y.sha256) {
+        d.changed.push(y.path);
+      }
+    }
+  }
+  return d;
+}
+
+/** Why a path of a tree is not as its manifest lists it. */
+export type Offence = "content" | "mode" | "type" | "missing" | "extra";
+
+/** The first path of a tree that is not as its manifest lists it. */
+export interface TreeMismatch {
+  /** Relative to the tree's root. */
+  path: string;
+  why: Offence;
+  /** In words, e.g. `mode 0644, expected 0755`. */
+  detail: string;
+}
+
+const ARTICLE: Record<EntryType | TreeEntry["kind"], string> = {
+  file: "a file",
+  dir: "a directory",
+  symlink: "a symlink",
+  other: "a FIFO, socket or device",
+};
+
+const octal = (mode: number) => mode.toString(8).padStart(4, "0");
+
+/**
+ * What is wrong with `got` (the tree's entry for `want.path`, or undefined),
+ * as far as `lstat` and a symlink's target tell; null when that much is
+ * right (a file's bytes remain to be hashed).
+ */
+function statOffence(
+  root: string,
+  want: ManifestEntry,
+  got: TreeEntry | undefined,
+): TreeMismatch | null {
+  const at = (why: Offence, detail: string) => ({ path: want.path, why, detail });
+  if (!got) return at("missing", `missing, expected ${ARTICLE[want.type]}`);
+  if (got.kind !== want.type) {
+    return at("type", `${ARTICLE[got.kind]}, expected ${ARTICLE[want.type]}`);
+  }
+  if (want.type === "symlink") {
+    let target: Uint8Array;
+    try {
+      target = new TextEncoder().encode(Deno.readLinkSync(`${root}/${want.path}`));
+    } catch {
+      return at("content", "a symlink whose target cannot be read as UTF-8");
+    }
+    return sha256Hex(target) === want.sha256 ? null : at("content", "a symlink to another target");
+  }
+  if (want.type === "file" && got.st.size !== want.size) {
+    return at("content", `size ${got.st.size}, expected ${want.size}`);
+  }
+  const mode = got.st.mode! & 0o7777;
+  return mode === want.mode
+    ? null
+    : at("mode", `mode ${octal(mode)}, expected ${octal(want.mode)}`);
+}
+
+/**
+ * Checks the tree at `root` against manifest `m`: every path listed is there
+ * with its type, mode, size and content, and nothing else is (but `skip`,
+ * the files the client keeps beside the tree). Returns the first offending
+ * path in the manifest's order with why, or null when the tree is the
+ * manifest's. Walks only what the manifest lists (memory stays bounded by
+ * it whatever the tree holds), never through a symlink, and hashes a file
+ * only when nothing before it already differs.
+ *
+ * @example
+ * ```ts
+ * const bad = await verifyTree("/srv/plugins", manifest, { skip: [".fanout-version"] });
+ * if (bad) console.log(`${bad.path}: ${bad.why} (${bad.detail})`);
+ * ```
+ */
+export async function verifyTree(
+  root: string,
+  m: Manifest,
+  opts: { skip?: Iterable<string> } = {},
+): Promise<TreeMismatch | null> {
+  const listed = new Set(m.entries.map((e) => e.path));
+  let first: TreeMismatch | null = null;
+  const offend = (x: TreeMismatch) => {
+    if (!first || comparePaths(x.path, first.path) < 0) first = x;
+  };
+  let tree: TreeEntry[];
+  try {
+    tree = walkTree(root, {
+      skip: opts.skip,
+      filter: (path) =>
+        listed.has(path) || (offend({ path, why: "extra", detail: "not in the manifest" }), false),
+    });
+  } catch (e) {
+    if (!(e instanceof TreeError)) throw e;
+    return { path: e.path, why: "extra", detail: e.message };
+  }
+  const byPath = new Map(tree.map((e) => [e.path, e]));
+  const toHash: TreeEntry[] = [];
+  const wanted: ManifestEntry[] = [];
+  for (const want of m.entries) {
+    const got = byPath.get(want.path);
+    const x = statOffence(root, want, got);
+    if (x) offend(x);
+    else if (want.type === "file") toHash.push(got!), wanted.push(want);
+  }
+  // Only the files before the first offence so far can come before it.
+  const limit = first as TreeMismatch | null;
+  const before = limit ? toHash.filter((e) => comparePaths(e.path, limit.path) < 0) : toHash;
+  let bad = -1;
+  try {
+    await hashFiles(root, before, (i, hex) => {
+      if (hex === wanted[i].sha256) return true;
+      if (bad < 0 || i < bad) bad = i;
+      return false;
+    });
+  } catch (e) {
+    if (!(e instanceof TreeError)) throw e;
+    offend({ path: e.path, why: "content", detail: e.message });
+  }
+  if (bad >= 0) offend({ path: before[bad].path, why: "content", detail: "SHA-256 differs" });
+  return first;
+}

@@ -9,7 +9,7 @@
 import { hashFiles } from "./_hash.ts";
 import { sha256Hex } from "./_sha256.ts";
 import type { EntryType, Manifest, ManifestEntry } from "./manifest.ts";
-import { comparePaths, type TreeEntry, TreeError, walkTree } from "./tree.ts";
+import { comparePaths, mergePaths, type TreeEntry, TreeError, walkTree } from "./tree.ts";
 
 /** What changed from one manifest to another; each list sorted by {@linkcode comparePaths}. */
 export interface ManifestDiff {
@@ -34,20 +34,14 @@ export interface ManifestDiff {
  */
 export function diffManifests(from: Manifest, to: Manifest): ManifestDiff {
   const d: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [] };
-  const a = from.entries, b = to.entries;
-  let i = 0, j = 0;
-  while (i < a.length || j < b.length) {
-    const order = i === a.length ? 1 : j === b.length ? -1 : comparePaths(a[i].path, b[j].path);
-    if (order < 0) d.removed.push(a[i++].path);
-    else if (order > 0) d.added.push(b[j++].path);
-    else {
-      const x = a[i++], y = b[j++];
-      if (x.type !== y.type) d.typeChanged.push(y.path);
-      else if (x.mode !== y.mode || x.size !== y.size || x.sha256 !== y.sha256) {
-        d.changed.push(y.path);
-      }
+  mergePaths(from.entries, to.entries, (x, y) => {
+    if (!y) d.removed.push(x!.path);
+    else if (!x) d.added.push(y.path);
+    else if (x.type !== y.type) d.typeChanged.push(y.path);
+    else if (x.mode !== y.mode || x.size !== y.size || x.sha256 !== y.sha256) {
+      d.changed.push(y.path);
     }
-  }
+  });
   return d;
 }
 

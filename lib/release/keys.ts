@@ -18,6 +18,7 @@
 
 import { ConfigError, type ConfigProblem, quoted, UsageError } from "../core/mod.ts";
 import { secretFileProblem } from "../config/mod.ts";
+import { readChecked } from "./_read.ts";
 import { sha256Hex } from "./_sha256.ts";
 
 /** The text form's prefix: the algorithm, so another one can come later without a guess. */
@@ -201,22 +202,11 @@ function readKeyFile(path: string, setting: string): string | ConfigProblem {
   }
   const p = secretFileProblem(path, setting, "publisher");
   if (p) return p;
-  using f = Deno.openSync(path, { read: true });
-  const now = f.statSync();
-  if (!now.isFile || now.ino !== st.ino || now.dev !== st.dev) {
-    return problem(`${path} changed while it was checked; try again`);
-  }
-  if (now.size > PRIVATE_KEY_MAX_BYTES) return problem(`${path} is too big for a key`);
-  const buf = new Uint8Array(PRIVATE_KEY_MAX_BYTES + 1);
-  let n = 0;
-  while (n < buf.length) {
-    const got = f.readSync(buf.subarray(n));
-    if (!got) break;
-    n += got;
-  }
-  if (n > PRIVATE_KEY_MAX_BYTES) return problem(`${path} is too big for a key`);
+  const bytes = readChecked(path, st, PRIVATE_KEY_MAX_BYTES);
+  if (bytes === "too big") return problem(`${path} is too big for a key`);
+  if (bytes === "changed") return problem(`${path} changed while it was checked; try again`);
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(0, n));
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return problem(`${path} is not text; expected an Ed25519 private key in PEM (PKCS #8)`);
   }

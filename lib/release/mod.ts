@@ -37,6 +37,7 @@ export {
 } from "./manifest.ts";
 export {
   comparePaths,
+  mergePaths,
   type TreeEntry,
   TreeError,
   type TreeKind,
@@ -62,3 +63,18 @@ export {
   type TreeMismatch,
   verifyTree,
 } from "./diff.ts";
+export {
+  compareRecord,
+  formatRecord,
+  parseRecord,
+  readRecord,
+  RECORD_HEADER,
+  RECORD_LIMITS,
+  type RecordChanges,
+  type RecordEntry,
+  RecordError,
+  type RecordLimits,
+  recordTree,
+  type TreeRecord,
+  writeRecord,
+} from "./record.ts";

@@ -143,3 +143,30 @@ function unreadable(root: string, path: string): string {
   return `${quoted(`${root}/${path}`, 200)} cannot be read by its name: ` +
     "its name is not valid UTF-8 (or it vanished while the tree was walked)";
 }
+
+/**
+ * Walks two lists sorted by {@linkcode comparePaths} side by side, calling
+ * `each` once per path with its entry in each list (undefined where a list
+ * lacks it), in order.
+ *
+ * @example
+ * ```ts
+ * mergePaths(before, after, (x, y) => {
+ *   if (!x) console.log("added", y!.path);
+ *   else if (!y) console.log("removed", x.path);
+ * });
+ * ```
+ */
+export function mergePaths<A extends { path: string }, B extends { path: string }>(
+  a: readonly A[],
+  b: readonly B[],
+  each: (x: A | undefined, y: B | undefined) => void,
+): void {
+  let i = 0, j = 0;
+  while (i < a.length || j < b.length) {
+    const order = i === a.length ? 1 : j === b.length ? -1 : comparePaths(a[i].path, b[j].path);
+    if (order < 0) each(a[i++], undefined);
+    else if (order > 0) each(undefined, b[j++]);
+    else each(a[i++], b[j++]);
+  }
+}

@@ -37,7 +37,7 @@ const hasher = new Sha256();
 function openSame(root: string, e: TreeEntry): Deno.FsFile {
   const f = Deno.openSync(`${root}/${e.path}`, { read: true });
   const st = f.statSync();
-  if (!st.isFile || st.ino !== e.st.ino || st.dev !== e.st.dev) {
+  if (!st.isFile || st.ino !== e.ino || st.dev !== e.dev) {
     f.close();
     throw changed(root, e);
   }
@@ -66,7 +66,7 @@ function fill(f: Deno.FsFile, buf: Uint8Array): number {
  */
 function readOrHash(root: string, e: TreeEntry): Uint8Array<ArrayBuffer> | string {
   using f = openSame(root, e);
-  const size = e.st.size;
+  const size = e.size;
   if (size <= WHOLE) {
     if (fill(f, piece.subarray(0, size + 1)) !== size) throw changed(root, e);
     return piece.subarray(0, size);

@@ -90,13 +90,12 @@ function statOffence(
     }
     return sha256Hex(target) === want.sha256 ? null : at("content", "a symlink to another target");
   }
-  if (want.type === "file" && got.st.size !== want.size) {
-    return at("content", `size ${got.st.size}, expected ${want.size}`);
+  if (want.type === "file" && got.size !== want.size) {
+    return at("content", `size ${got.size}, expected ${want.size}`);
   }
-  const mode = got.st.mode! & 0o7777;
-  return mode === want.mode
+  return got.mode === want.mode
     ? null
-    : at("mode", `mode ${octal(mode)}, expected ${octal(want.mode)}`);
+    : at("mode", `mode ${octal(got.mode)}, expected ${octal(want.mode)}`);
 }
 
 /**

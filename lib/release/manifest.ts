@@ -162,13 +162,13 @@ export async function buildManifest(root: string, opts: BuildOptions = {}): Prom
         { path: e.path },
       );
     }
-    const mode = e.st.mode! & 0o7777;
+    const mode = e.mode;
     if (e.kind === "dir") entries.push({ path: e.path, type: "dir", mode, size: 0, sha256: null });
     else if (e.kind === "symlink") entries.push(symlinkEntry(root, e.path));
     else {
       fileAt.push(entries.length);
       files.push(e);
-      entries.push({ path: e.path, type: "file", mode, size: e.st.size, sha256: null });
+      entries.push({ path: e.path, type: "file", mode, size: e.size, sha256: null });
     }
   }
   await hashFiles(root, files, (i, hex) => void (entries[fileAt[i]].sha256 = hex));

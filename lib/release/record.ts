@@ -97,14 +97,14 @@ export function recordTree(
   const entries = walkTree(root, {
     skip: opts.skip,
     maxPaths: opts.maxPaths ?? RECORD_LIMITS.maxPaths,
-  }).map(({ path, kind, st }) => ({
+  }).map(({ path, kind, mode, ino, size, mtimeMs, ctimeMs }) => ({
     path,
     kind,
-    mode: st.mode! & 0o7777,
-    ino: st.ino!,
-    size: st.size,
-    mtimeMs: st.mtime?.getTime() ?? 0,
-    ctimeMs: st.ctime?.getTime() ?? 0,
+    mode,
+    ino,
+    size,
+    mtimeMs,
+    ctimeMs,
   }));
   return { entries };
 }

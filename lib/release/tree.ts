@@ -17,13 +17,24 @@ import { quoted, SafetyError } from "../core/mod.ts";
 /** What a path is; "other" is a FIFO, a socket or a device. */
 export type TreeKind = "file" | "dir" | "symlink" | "other";
 
-/** One path of a walked tree. */
+/**
+ * One path of a walked tree, with what its own `lstat` gave that fanout
+ * uses (plain numbers: a Deno.FileInfo costs about a kilobyte, and a walk
+ * holds one entry per path).
+ */
 export interface TreeEntry {
   /** Relative to the root, `/`-separated, without `./`. */
   path: string;
   kind: TreeKind;
-  /** The entry's own `lstat`. */
-  st: Deno.FileInfo;
+  /** Permission bits, 0 to 0o7777. */
+  mode: number;
+  size: number;
+  ino: number;
+  dev: number;
+  /** Milliseconds since the epoch. */
+  mtimeMs: number;
+  /** Milliseconds since the epoch, whole seconds (as Deno gives it). */
+  ctimeMs: number;
 }
 
 /**
@@ -94,7 +105,7 @@ function kindOf(st: Deno.FileInfo): TreeKind {
 
 /**
  * Every path below `root` (not `root` itself), sorted by
- * {@linkcode comparePaths}, each with its `lstat`. Symlinks are listed, never
+ * {@linkcode comparePaths}, each with what its `lstat` gave. Symlinks are listed, never
  * followed; `root` itself is the caller's and may be one.
  *
  * @throws {TreeError} for a name that is not valid UTF-8, and past `maxPaths`.
@@ -103,7 +114,7 @@ function kindOf(st: Deno.FileInfo): TreeKind {
  * @example
  * ```ts
  * for (const e of walkTree("/srv/tree", { skip: [".fanout-version"] })) {
- *   console.log(e.kind, e.path, e.st.size);
+ *   console.log(e.kind, e.path, e.size);
  * }
  * ```
  */
@@ -126,7 +137,16 @@ export function walkTree(root: string, opts: WalkOptions = {}): TreeEntry[] {
         throw new TreeError(path, unreadable(root, path));
       }
       const kind = kindOf(st);
-      out.push({ path, kind, st });
+      out.push({
+        path,
+        kind,
+        mode: st.mode! & 0o7777,
+        size: st.size,
+        ino: st.ino!,
+        dev: st.dev,
+        mtimeMs: st.mtime?.getTime() ?? 0,
+        ctimeMs: st.ctime?.getTime() ?? 0,
+      });
       if (kind === "dir") dirs.push(path);
     }
   }

@@ -36,7 +36,7 @@ Deno.test("tree: every path by lstat, sorted, symlinks listed and not followed, 
       "symlink etc",
       "other fifo",
     ]);
-    assert.equal(entries.find((e) => e.path === "a/b/f")!.st.size, 2);
+    assert.equal(entries.find((e) => e.path === "a/b/f")!.size, 2);
     assert.equal(walkTree(`${dir}/t`, { maxPaths: 13 }).length, 13);
     assert.throws(
       () => walkTree(`${dir}/t`, { maxPaths: 12 }),

@@ -8,9 +8,10 @@
 //                (nanosecond times; what recordTree would use if it needed them)
 //   find         `find . -printf '%i %s %T@ %C@ %m %y %P\n'`, its output read
 //
-// Each in a fresh `deno run` (a cron client starts cold), timed from inside
-// (find from its spawn); interleaved, medians, warm page cache. Then the
-// record's size and what formatting, parsing and comparing it cost.
+// Each in a fresh `deno run` with fanout's V8 flags (a cron client starts
+// cold, in lite mode), timed from inside (find from its spawn); interleaved,
+// medians, warm page cache. The recordTree runs also time formatting,
+// parsing and comparing the record.
 //
 // Usage: deno run -A bench/stat_walk.ts [--quick] [--files 100000] [--runs 5] [--dir DIR]
 //   --dir keeps the tree in DIR (made when missing), for another run.
@@ -22,6 +23,7 @@ import {
   type RecordEntry,
   recordTree,
 } from "../lib/release/mod.ts";
+import { V8_FLAGS } from "../lib/core/mod.ts";
 import { makeReleaseTree } from "./_release_tree.ts";
 
 const args = parseArgs({
@@ -96,11 +98,24 @@ function statx(root: string): RecordEntry[] {
 
 if (args.values.child) {
   const root = args.values.root!;
-  const t = performance.now();
+  let t = performance.now();
   let n = 0;
-  if (args.values.child === "record") n = recordTree(root).entries.length;
-  else if (args.values.child === "async") n = await lstatAsync(root);
+  if (args.values.child === "async") n = await lstatAsync(root);
   else if (args.values.child === "statx") n = statx(root).length;
+  else {
+    const rec = recordTree(root);
+    const ms = performance.now() - t;
+    const lap = () => -t + (t = performance.now());
+    const text = formatRecord(rec);
+    const format = lap();
+    const back = parseRecord(text);
+    const parse = lap();
+    compareRecord(back, rec);
+    const compare = lap();
+    const extra = { format, parse, compare, bytes: text.length };
+    console.log(JSON.stringify({ ms, n: rec.entries.length, extra }));
+    Deno.exit(0);
+  }
   console.log(JSON.stringify({ ms: performance.now() - t, n }));
   Deno.exit(0);
 }
@@ -110,15 +125,21 @@ const RUNS = Number(args.values.runs ?? (args.values.quick ? 3 : 5));
 const SELF = new URL(import.meta.url).pathname;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function child(kind: string, root: string): { ms: number; n: number } {
+interface Run {
+  ms: number;
+  n: number;
+  extra?: { format: number; parse: number; compare: number; bytes: number };
+}
+
+function child(kind: string, root: string): Run {
   const out = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SELF, "--child", kind, "--root", root],
+    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, SELF, "--child", kind, "--root", root],
   }).outputSync();
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
-function find(root: string): { ms: number; n: number } {
+function find(root: string): Run {
   const t = performance.now();
   const out = new Deno.Command("find", {
     args: [".", "-mindepth", "1", "-printf", "%i %s %T@ %C@ %m %y %P\\n"],
@@ -140,24 +161,20 @@ try {
   const ways = ["record", "async", "statx", "find"] as const;
   const t: Record<string, number[]> = Object.fromEntries(ways.map((w) => [w, []]));
   let paths = 0;
+  const rec: Record<string, number[]> = { format: [], parse: [], compare: [] };
+  let bytes = 0;
   for (let r = 0; r < RUNS; r++) {
     for (const w of ways) {
       const got = w === "find" ? find(root) : child(w, root);
       if (paths && got.n !== paths) throw new Error(`${w} saw ${got.n} paths, not ${paths}`);
       paths = got.n;
       t[w].push(got.ms);
+      if (got.extra) {
+        for (const k of ["format", "parse", "compare"] as const) rec[k].push(got.extra[k]);
+        bytes = got.extra.bytes;
+      }
     }
   }
-  const rec = recordTree(root);
-  let p = performance.now();
-  const text = formatRecord(rec);
-  const formatMs = performance.now() - p;
-  p = performance.now();
-  const back = parseRecord(text);
-  const parseMs = performance.now() - p;
-  p = performance.now();
-  compareRecord(back, rec);
-  const compareMs = performance.now() - p;
 
   const f = median(t.find);
   console.log(`\n### stat walk of ${paths} paths (median of ${RUNS}, warm cache)\n`);
@@ -173,10 +190,11 @@ try {
     const m = median(t[w]);
     console.log(`| ${label[w]} | ${m.toFixed(0)} ms | ${(m / f).toFixed(2)} |`);
   }
+  const ms = (k: string) => `${median(rec[k]).toFixed(0)} ms`;
   console.log(
-    `\nrecord: ${(text.length / 1e6).toFixed(1)} MB; format ${formatMs.toFixed(0)} ms, parse ${
-      parseMs.toFixed(0)
-    } ms, compare ${compareMs.toFixed(0)} ms`,
+    `\nrecord: ${(bytes / 1e6).toFixed(1)} MB; format ${ms("format")}, parse ${
+      ms("parse")
+    }, compare ${ms("compare")}`,
   );
   console.log(`load average after: ${Deno.readTextFileSync("/proc/loadavg").trim()}`);
 } finally {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { hashFiles, IN_FLIGHT, SMALL, WHOLE } from "./_hash.ts";
+import { hashers, PIECE } from "./_hash.ts";
 import { TreeError, walkTree } from "./tree.ts";
 import { withDir } from "./_testing.ts";
 
@@ -11,48 +11,28 @@ function sha256sum(dir: string, paths: string[]): Map<string, string> {
   return new Map(lines.map((l) => [l.slice(66), l.slice(0, 64)]));
 }
 
-Deno.test("hash: files of every size class hash as sha256sum does, the big ones in pieces", async () => {
+Deno.test("hash: files of every size around the read buffer's hash as sha256sum does", async () => {
   await withDir(async (dir) => {
-    const sizes = [
-      0,
-      1,
-      SMALL - 1,
-      SMALL,
-      SMALL + 1,
-      100_000,
-      WHOLE - 1,
-      WHOLE,
-      WHOLE + 1,
-      3 * WHOLE + 5,
-    ];
-    // More mid-sized files than run at once, so some wait for a place.
-    for (let i = 0; i < IN_FLIGHT * 3; i++) sizes.push(SMALL + 1000 * i);
+    const sizes = [0, 1, 4095, 4096, 100_000, PIECE - 1, PIECE, PIECE + 1, 3 * PIECE + 5];
     sizes.forEach((size, i) => {
       const data = new Uint8Array(size);
       for (let j = 0; j < size; j++) data[j] = (j * 31 + i) & 0xff;
       Deno.writeFileSync(`${dir}/f${i}`, data);
     });
+    const hash = await hashers();
     const files = walkTree(dir);
-    const got = new Map<string, string>();
-    let calls = 0;
-    await hashFiles(dir, files, (i, hex) => void (calls++, got.set(files[i].path, hex)));
-    assert.equal(calls, files.length);
+    const got = new Map(files.map((e) => [e.path, hash.file(dir, e)]));
     assert.deepEqual(got, sha256sum(dir, files.map((f) => f.path)));
-  });
-});
-
-Deno.test("hash: returning false stops starting files; those under way still report", async () => {
-  await withDir(async (dir) => {
-    for (let i = 0; i < 20; i++) Deno.writeFileSync(`${dir}/f${i}`, new Uint8Array(SMALL * 2));
-    const files = walkTree(dir);
-    const seen: number[] = [];
-    await hashFiles(dir, files, (i) => (seen.push(i), false));
-    assert.ok(seen.length >= 1 && seen.length <= IN_FLIGHT, `${seen.length} reported`);
+    assert.equal(
+      hash.bytes(new TextEncoder().encode("abc")),
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    );
   });
 });
 
 Deno.test("hash: a file replaced by a symlink, a directory or a file of another size, or grown or shrunk since the walk, is refused", async () => {
   await withDir(async (dir) => {
+    const hash = await hashers();
     const cases: [string, (p: string) => void][] = [
       ["symlink", (p) => (Deno.removeSync(p), Deno.symlinkSync(`${dir}/other`, p))],
       ["a directory", (p) => (Deno.removeSync(p), Deno.mkdirSync(p))],
@@ -62,18 +42,19 @@ Deno.test("hash: a file replaced by a symlink, a directory or a file of another 
       ["grown", (p) => Deno.writeFileSync(p, new Uint8Array(1), { append: true })],
       ["shrunk", (p) => Deno.truncateSync(p, 3)],
     ];
-    for (const size of [10, 10_000, WHOLE + 10]) {
+    for (const size of [10, 10_000, PIECE + 10]) {
       for (const [what, change] of cases) {
         const path = `${dir}/sub/f`;
         Deno.mkdirSync(`${dir}/sub`, { recursive: true });
         Deno.writeFileSync(path, new Uint8Array(size));
         Deno.writeFileSync(`${dir}/other`, new Uint8Array(size));
-        const files = walkTree(`${dir}/sub`);
+        const [e] = walkTree(`${dir}/sub`);
         change(path);
-        await assert.rejects(
-          hashFiles(`${dir}/sub`, files, () => {}),
-          (e) =>
-            e instanceof TreeError && e.path === "f" && /changed while it was read/.test(e.message),
+        assert.throws(
+          () => hash.file(`${dir}/sub`, e),
+          (err) =>
+            err instanceof TreeError && err.path === "f" &&
+            /changed while it was read/.test(err.message),
           `${what}, ${size} bytes`,
         );
         Deno.removeSync(`${dir}/sub`, { recursive: true });

@@ -6,8 +6,7 @@
  * @module
  */
 
-import { hashFiles } from "./_hash.ts";
-import { sha256Hex } from "./_sha256.ts";
+import { type Hashers, hashers } from "./_hash.ts";
 import type { EntryType, Manifest, ManifestEntry } from "./manifest.ts";
 import { comparePaths, mergePaths, type TreeEntry, TreeError, walkTree } from "./tree.ts";
 
@@ -67,14 +66,15 @@ const ARTICLE: Record<EntryType | TreeEntry["kind"], string> = {
 const octal = (mode: number) => mode.toString(8).padStart(4, "0");
 
 /**
- * What is wrong with `got` (the tree's entry for `want.path`, or undefined),
- * as far as `lstat` and a symlink's target tell; null when that much is
- * right (a file's bytes remain to be hashed).
+ * What is wrong with `got`, the tree's entry for `want.path` (or undefined):
+ * its type, a symlink's target, a file's size, the mode, then a file's bytes.
+ * Null when nothing is.
  */
-function statOffence(
+function offence(
   root: string,
   want: ManifestEntry,
   got: TreeEntry | undefined,
+  hash: Hashers,
 ): TreeMismatch | null {
   const at = (why: Offence, detail: string) => ({ path: want.path, why, detail });
   if (!got) return at("missing", `missing, expected ${ARTICLE[want.type]}`);
@@ -88,14 +88,21 @@ function statOffence(
     } catch {
       return at("content", "a symlink whose target cannot be read as UTF-8");
     }
-    return sha256Hex(target) === want.sha256 ? null : at("content", "a symlink to another target");
+    return hash.bytes(target) === want.sha256 ? null : at("content", "a symlink to another target");
   }
   if (want.type === "file" && got.size !== want.size) {
     return at("content", `size ${got.size}, expected ${want.size}`);
   }
-  return got.mode === want.mode
-    ? null
-    : at("mode", `mode ${octal(got.mode)}, expected ${octal(want.mode)}`);
+  if (got.mode !== want.mode) {
+    return at("mode", `mode ${octal(got.mode)}, expected ${octal(want.mode)}`);
+  }
+  if (want.type !== "file") return null;
+  try {
+    return hash.file(root, got) === want.sha256 ? null : at("content", "SHA-256 differs");
+  } catch (e) {
+    if (!(e instanceof TreeError)) throw e;
+    return at("content", e.message);
+  }
 }
 
 /**
@@ -104,8 +111,8 @@ function statOffence(
  * the files the client keeps beside the tree). Returns the first offending
  * path in the manifest's order with why, or null when the tree is the
  * manifest's. Walks only what the manifest lists (memory stays bounded by
- * it whatever the tree holds), never through a symlink, and hashes a file
- * only when nothing before it already differs.
+ * it whatever the tree holds), never through a symlink, and hashes the
+ * files in order up to the first offence.
  *
  * @example
  * ```ts
@@ -119,44 +126,33 @@ export async function verifyTree(
   opts: { skip?: Iterable<string> } = {},
 ): Promise<TreeMismatch | null> {
   const listed = new Set(m.entries.map((e) => e.path));
-  let first: TreeMismatch | null = null;
-  const offend = (x: TreeMismatch) => {
-    if (!first || comparePaths(x.path, first.path) < 0) first = x;
-  };
+  // Paths the manifest does not list are neither lstat'ed nor entered: the
+  // first of them (in the manifest's order) is all that is kept.
+  const extra = { path: null as string | null };
   let tree: TreeEntry[];
   try {
     tree = walkTree(root, {
       skip: opts.skip,
-      filter: (path) =>
-        listed.has(path) || (offend({ path, why: "extra", detail: "not in the manifest" }), false),
+      filter: (path) => {
+        if (listed.has(path)) return true;
+        if (extra.path === null || comparePaths(path, extra.path) < 0) extra.path = path;
+        return false;
+      },
     });
   } catch (e) {
     if (!(e instanceof TreeError)) throw e;
     return { path: e.path, why: "extra", detail: e.message };
   }
+  // The listed paths before the first extra, in order, each as far as its
+  // first difference.
   const byPath = new Map(tree.map((e) => [e.path, e]));
-  const toHash: TreeEntry[] = [];
-  const wanted: ManifestEntry[] = [];
+  const hash = await hashers();
   for (const want of m.entries) {
-    const got = byPath.get(want.path);
-    const x = statOffence(root, want, got);
-    if (x) offend(x);
-    else if (want.type === "file") toHash.push(got!), wanted.push(want);
+    if (extra.path !== null && comparePaths(want.path, extra.path) > 0) break;
+    const x = offence(root, want, byPath.get(want.path), hash);
+    if (x) return x;
   }
-  // Only the files before the first offence so far can come before it.
-  const limit = first as TreeMismatch | null;
-  const before = limit ? toHash.filter((e) => comparePaths(e.path, limit.path) < 0) : toHash;
-  let bad = -1;
-  try {
-    await hashFiles(root, before, (i, hex) => {
-      if (hex === wanted[i].sha256) return true;
-      if (bad < 0 || i < bad) bad = i;
-      return false;
-    });
-  } catch (e) {
-    if (!(e instanceof TreeError)) throw e;
-    offend({ path: e.path, why: "content", detail: e.message });
-  }
-  if (bad >= 0) offend({ path: before[bad].path, why: "content", detail: "SHA-256 differs" });
-  return first;
+  return extra.path === null
+    ? null
+    : { path: extra.path, why: "extra", detail: "not in the manifest" };
 }

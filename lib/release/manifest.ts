@@ -23,8 +23,7 @@
  */
 
 import { CONTROL_CHARS, quoted, SafetyError } from "../core/mod.ts";
-import { sha256Hex } from "./_sha256.ts";
-import { hashFiles } from "./_hash.ts";
+import { type Hashers, hashers } from "./_hash.ts";
 import { comparePaths, walkTree } from "./tree.ts";
 
 /** A manifest's first line. */
@@ -133,7 +132,7 @@ export interface BuildOptions {
 
 /**
  * The manifest of the tree at `root`, walked by `lstat` (symlinks listed,
- * never followed) with each file hashed as it is read.
+ * never followed), each file hashed in pieces of a fixed buffer.
  *
  * @throws {ManifestError} for a path no manifest can hold (a control
  * character in a name, a FIFO or device, a symlink target that is not valid
@@ -150,9 +149,8 @@ export interface BuildOptions {
 export async function buildManifest(root: string, opts: BuildOptions = {}): Promise<Manifest> {
   const limits = opts.limits ?? MANIFEST_LIMITS;
   const tree = walkTree(root, { skip: opts.skip, maxPaths: limits.maxPaths });
+  const hash = await hashers();
   const entries: ManifestEntry[] = [];
-  const files = [];
-  const fileAt: number[] = [];
   for (const e of tree) {
     const why = pathProblem(e.path);
     if (why) throw new ManifestError(`${quoted(e.path, 200)} ${why}`, { path: e.path });
@@ -164,18 +162,15 @@ export async function buildManifest(root: string, opts: BuildOptions = {}): Prom
     }
     const mode = e.mode;
     if (e.kind === "dir") entries.push({ path: e.path, type: "dir", mode, size: 0, sha256: null });
-    else if (e.kind === "symlink") entries.push(symlinkEntry(root, e.path));
+    else if (e.kind === "symlink") entries.push(symlinkEntry(root, e.path, hash));
     else {
-      fileAt.push(entries.length);
-      files.push(e);
-      entries.push({ path: e.path, type: "file", mode, size: e.size, sha256: null });
+      entries.push({ path: e.path, type: "file", mode, size: e.size, sha256: hash.file(root, e) });
     }
   }
-  await hashFiles(root, files, (i, hex) => void (entries[fileAt[i]].sha256 = hex));
   return { entries };
 }
 
-function symlinkEntry(root: string, path: string): ManifestEntry {
+function symlinkEntry(root: string, path: string, hash: Hashers): ManifestEntry {
   let target: string;
   try {
     target = Deno.readLinkSync(`${root}/${path}`);
@@ -186,7 +181,7 @@ function symlinkEntry(root: string, path: string): ManifestEntry {
     });
   }
   const bytes = enc.encode(target);
-  return { path, type: "symlink", mode: 0o777, size: bytes.length, sha256: sha256Hex(bytes) };
+  return { path, type: "symlink", mode: 0o777, size: bytes.length, sha256: hash.bytes(bytes) };
 }
 
 const TYPE_CHAR: Record<EntryType, string> = { file: "f", dir: "d", symlink: "l" };

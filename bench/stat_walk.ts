@@ -104,7 +104,7 @@ if (args.values.child) {
   else if (args.values.child === "statx") n = statx(root).length;
   else {
     const rec = recordTree(root);
-    const ms = performance.now() - t;
+    const ms = -t + (t = performance.now());
     const lap = () => -t + (t = performance.now());
     const text = formatRecord(rec);
     const format = lap();

@@ -4,7 +4,8 @@ import {
   formatRecord,
   parseRecord,
   readRecord,
-  RECORD_HEADER,
+  RECORD_MAGIC,
+  type RecordEntry,
   RecordError,
   recordTree,
   writeRecord,
@@ -41,11 +42,18 @@ Deno.test("record: a walk's record writes, reads back the same, and compares equ
       mtimeMs: st.mtime!.getTime(),
       ctimeMs: st.ctime!.getTime(),
     });
-    const text = formatRecord(r);
-    assert.ok(text.startsWith(RECORD_HEADER + "\n"));
-    assert.match(text, / 4 sub\n/, 'lib/sub shares "lib/" with lib/pipe');
-    assert.match(text, / 0 \u{1F601}\n/u, "half a surrogate pair is not shared");
-    assert.deepEqual(parseRecord(text), r);
+    const bytes = formatRecord(r);
+    assert.equal(new TextDecoder().decode(bytes.subarray(0, 16)), RECORD_MAGIC);
+    // Each path but what it shares with the one before; never half a surrogate pair.
+    assert.equal(
+      new TextDecoder().decode(bytes.subarray(24 + 40 * r.entries.length)),
+      "lib\n/a.ts\nl\npipe\nsub\n/b\nwith space\n\u{1F600}\n\u{1F601}\n",
+    );
+    assert.deepEqual(parseRecord(bytes), r);
+    // Bytes at an offset typed arrays cannot view in place.
+    const odd = new Uint8Array(bytes.length + 3);
+    odd.set(bytes, 3);
+    assert.deepEqual(parseRecord(odd.subarray(3)), r);
 
     await writeRecord(`${root}/tree.record`, r);
     assert.equal(Deno.statSync(`${root}/tree.record`).mode! & 0o777, 0o600);
@@ -93,50 +101,64 @@ Deno.test("record: a missing record is null; a symlink, a big or a malformed one
       () => readRecord(`${root}/link`),
       (e) => e instanceof RecordError && /not a regular file/.test(e.message),
     );
-    Deno.writeTextFileSync(`${root}/big`, RECORD_HEADER + "\n" + "x".repeat(100));
+    Deno.writeFileSync(`${root}/big`, new Uint8Array(100));
     assert.throws(
       () => readRecord(`${root}/big`, { maxBytes: 64, maxPaths: 10 }),
       (e) => e instanceof RecordError && /more than 64 bytes/.test(e.message),
     );
-    Deno.writeFileSync(
-      `${root}/latin1`,
-      new Uint8Array([...new TextEncoder().encode(RECORD_HEADER + "\n"), 0xff]),
-    );
     assert.throws(
-      () => readRecord(`${root}/latin1`),
-      (e) => e instanceof RecordError && /not valid UTF-8/.test(e.message),
+      () => readRecord(`${root}/big`),
+      (e) => e instanceof RecordError && /does not start with/.test(e.message),
     );
   });
 
-  const line = (rest: string) => `f0644 1 2 3 4 ${rest}`;
-  const refused = (lines: string[], re: RegExp, text?: string) =>
+  const entry = (path: string): RecordEntry => ({
+    path,
+    kind: "file",
+    mode: 0o644,
+    ino: 1,
+    size: 2,
+    mtimeMs: 3,
+    ctimeMs: 4,
+  });
+  const good = formatRecord({ entries: [entry("a"), entry("ab"), entry("b")] });
+  const refused = (bytes: Uint8Array, re: RegExp, what: string) =>
     assert.throws(
-      () =>
-        parseRecord(text ?? [RECORD_HEADER, ...lines, ""].join("\n"), {
-          maxBytes: 1000,
-          maxPaths: 3,
-        }),
+      () => parseRecord(bytes, { maxBytes: 1000, maxPaths: 3 }),
       (e) => e instanceof RecordError && re.test(e.message),
-      JSON.stringify(lines),
+      what,
     );
-  assert.deepEqual(
-    parseRecord([RECORD_HEADER, line("0 a"), line("1 b"), ""].join("\n")).entries.map((e) =>
-      e.path
-    ),
-    ["a", "ab"],
+  const patched = (fn: (b: Uint8Array, nums: Float64Array, codes: Uint32Array) => void) => {
+    const b = good.slice();
+    fn(b, new Float64Array(b.buffer, 24, 12), new Uint32Array(b.buffer, 24 + 96, 6));
+    return b;
+  };
+  assert.deepEqual(parseRecord(good).entries.map((e) => e.path), ["a", "ab", "b"]);
+  refused(new Uint8Array(1001), /1001 bytes, more than 1000/, "big");
+  refused(new Uint8Array(10), /does not start with "fanout-record v1"/, "short");
+  refused(patched((b) => b[15] = 0x32), /does not start with/, "magic");
+  refused(good.subarray(0, good.length - 1), /not the \d+ its counts say/, "cut");
+  refused(
+    formatRecord({ entries: ["a", "b", "c", "d"].map(entry) }),
+    /lists 4 paths, more than 3/,
+    "paths",
   );
-  refused([], /longer than 1000/, RECORD_HEADER + "\n" + "x".repeat(1000));
-  refused([], /does not end with a newline/, RECORD_HEADER);
-  refused([], /expected "fanout-record v1"/, "fanout-record v2\n");
-  refused([line("0 a"), line("0 b"), line("0 c"), line("0 d")], /4 paths, more than 3/);
-  refused(["x0644 1 2 3 4 0 a"], /line 2: not a record line/);
-  refused(["f644 1 2 3 4 0 a"], /not a record line/);
-  refused(["f0644 1 2 3 0 a"], /not a record line/);
-  refused(["f0644 1 2 3 4 0 a\nb"], /not a record line/);
-  refused(["f0644 zzzzzzzzzzz 2 3 4 0 a"], /too big/);
-  refused([line("1 a")], /shares 1 characters with a path of 0/);
-  refused([line("0 ")], /path "" is not valid/);
-  refused([line("0 a\x1b")], /path "a\\u001b" is not valid/);
-  refused([line("0 b"), line("0 a")], /line 3: "a" is not after "b"/);
-  refused([line("0 a"), line("1 ")], /line 3: "a" is not after "a"/);
+  refused(patched((b) => b[b.length - 2] = 0xff), /not valid UTF-8/, "utf-8");
+  refused(patched((b) => b[b.length - 2] = 0x0a), /holds 4 paths, not 3/, "newlines");
+  refused(patched((b) => b[b.length - 2] = 0x1b), /path "\\u001b" is not valid/, "control");
+  refused(patched((_b, _n, c) => c[2] = 4 * 0o10000), /record path 2: kind 4 is not one/, "kind");
+  refused(patched((_b, _n, c) => c[3] = 2), /shares 2 characters with a path of 1/, "shared");
+  refused(patched((_b, n) => n[5] = 1.5), /record path 2: a number is not a whole one/, "number");
+  refused(patched((_b, n) => n[6] = NaN), /a number is not a whole one/, "NaN");
+  refused(
+    formatRecord({ entries: [entry("b"), entry("a")] }),
+    /record path 2: "a" is not after "b"/,
+    "order",
+  );
+  refused(formatRecord({ entries: [entry("a"), entry("a")] }), /"a" is not after "a"/, "twice");
+  refused(formatRecord({ entries: [entry("")] }), /path "" is not valid/, "empty");
+  assert.throws(
+    () => formatRecord({ entries: [entry("a\nb")] }),
+    (e) => e instanceof RecordError && /"a\\nb" holds a control character/.test(e.message),
+  );
 });

@@ -15,7 +15,7 @@ const LAYERS: string[][] = [
   ["lib/cli"],
   ["lib/watch", "lib/push", "lib/client", "lib/proxy", "lib/publish", "lib/fleet", "lib/render"],
   ["lib/proxy/net"],
-  ["lib/rsync", "lib/report"],
+  ["lib/rsync", "lib/report", "lib/release"],
   ["lib/config", "lib/health", "lib/version"],
   ["lib/sys"],
   ["lib/core"],

@@ -1,0 +1,41 @@
+/**
+ * Reading a small file that was checked by `lstat` first, and only that
+ * file: one swapped for a symlink or another file since the check is not
+ * read. Internal to lib/release.
+ *
+ * @module
+ */
+
+/**
+ * The bytes of the regular file at `path`, which `lstat` gave as `st`
+ * (checked by the caller, and `st.size` at most `maxBytes`); "changed" when
+ * what is opened is not that file or not of that size, "too big" past
+ * `maxBytes`.
+ *
+ * @example
+ * ```ts
+ * const st = Deno.lstatSync(path);
+ * if (st.isFile && st.size <= 4096) {
+ *   const bytes = readChecked(path, st, 4096);
+ * }
+ * ```
+ */
+export function readChecked(
+  path: string,
+  st: Deno.FileInfo,
+  maxBytes: number,
+): Uint8Array<ArrayBuffer> | "changed" | "too big" {
+  if (st.size > maxBytes) return "too big";
+  using f = Deno.openSync(path, { read: true });
+  const now = f.statSync();
+  if (!now.isFile || now.ino !== st.ino || now.dev !== st.dev) return "changed";
+  // One byte more than the size: a file that grew is seen.
+  const buf = new Uint8Array(st.size + 1);
+  let n = 0;
+  while (n < buf.length) {
+    const got = f.readSync(buf.subarray(n));
+    if (!got) break;
+    n += got;
+  }
+  return n === st.size ? buf.subarray(0, n) : "changed";
+}

@@ -1,0 +1,158 @@
+/**
+ * Manifests compared: what one version adds, changes and removes against
+ * another, and whether a tree on disk is the one a manifest lists, and if
+ * not, the first path that is not and why.
+ *
+ * @module
+ */
+
+import { type Hashers, hashers } from "./_hash.ts";
+import type { EntryType, Manifest, ManifestEntry } from "./manifest.ts";
+import { comparePaths, mergePaths, type TreeEntry, TreeError, walkTree } from "./tree.ts";
+
+/** What changed from one manifest to another; each list sorted by {@linkcode comparePaths}. */
+export interface ManifestDiff {
+  /** Paths only the new manifest lists. */
+  added: string[];
+  /** Paths only the old manifest lists. */
+  removed: string[];
+  /** Paths of the same type in both, with another mode, size or hash. */
+  changed: string[];
+  /** Paths listed in both with another type (a file that became a directory…). */
+  typeChanged: string[];
+}
+
+/**
+ * What `to` adds, removes and changes against `from`.
+ *
+ * @example
+ * ```ts
+ * const d = diffManifests(parseManifest(oldBytes), parseManifest(newBytes));
+ * console.log(`${d.added.length} added, ${d.changed.length} changed, ${d.removed.length} removed`);
+ * ```
+ */
+export function diffManifests(from: Manifest, to: Manifest): ManifestDiff {
+  const d: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [] };
+  mergePaths(from.entries, to.entries, (x, y) => {
+    if (!y) d.removed.push(x!.path);
+    else if (!x) d.added.push(y.path);
+    else if (x.type !== y.type) d.typeChanged.push(y.path);
+    else if (x.mode !== y.mode || x.size !== y.size || x.sha256 !== y.sha256) {
+      d.changed.push(y.path);
+    }
+  });
+  return d;
+}
+
+/** Why a path of a tree is not as its manifest lists it. */
+export type Offence = "content" | "mode" | "type" | "missing" | "extra";
+
+/** The first path of a tree that is not as its manifest lists it. */
+export interface TreeMismatch {
+  /** Relative to the tree's root. */
+  path: string;
+  why: Offence;
+  /** In words, e.g. `mode 0644, expected 0755`. */
+  detail: string;
+}
+
+const ARTICLE: Record<EntryType | TreeEntry["kind"], string> = {
+  file: "a file",
+  dir: "a directory",
+  symlink: "a symlink",
+  other: "a FIFO, socket or device",
+};
+
+const octal = (mode: number) => mode.toString(8).padStart(4, "0");
+
+/**
+ * What is wrong with `got`, the tree's entry for `want.path` (or undefined):
+ * its type, a symlink's target, a file's size, the mode, then a file's bytes.
+ * Null when nothing is.
+ */
+function offence(
+  root: string,
+  want: ManifestEntry,
+  got: TreeEntry | undefined,
+  hash: Hashers,
+): TreeMismatch | null {
+  const at = (why: Offence, detail: string) => ({ path: want.path, why, detail });
+  if (!got) return at("missing", `missing, expected ${ARTICLE[want.type]}`);
+  if (got.kind !== want.type) {
+    return at("type", `${ARTICLE[got.kind]}, expected ${ARTICLE[want.type]}`);
+  }
+  if (want.type === "symlink") {
+    let target: Uint8Array;
+    try {
+      target = new TextEncoder().encode(Deno.readLinkSync(`${root}/${want.path}`));
+    } catch {
+      return at("content", "a symlink whose target cannot be read as UTF-8");
+    }
+    return hash.bytes(target) === want.sha256 ? null : at("content", "a symlink to another target");
+  }
+  if (want.type === "file" && got.size !== want.size) {
+    return at("content", `size ${got.size}, expected ${want.size}`);
+  }
+  if (got.mode !== want.mode) {
+    return at("mode", `mode ${octal(got.mode)}, expected ${octal(want.mode)}`);
+  }
+  if (want.type !== "file") return null;
+  try {
+    return hash.file(root, got) === want.sha256 ? null : at("content", "SHA-256 differs");
+  } catch (e) {
+    if (!(e instanceof TreeError)) throw e;
+    return at("content", e.message);
+  }
+}
+
+/**
+ * Checks the tree at `root` against manifest `m`: every path listed is there
+ * with its type, mode, size and content, and nothing else is (but `skip`,
+ * the files the client keeps beside the tree). Returns the first offending
+ * path in the manifest's order with why, or null when the tree is the
+ * manifest's. Walks only what the manifest lists (memory stays bounded by
+ * it whatever the tree holds), never through a symlink, and hashes the
+ * files in order up to the first offence.
+ *
+ * @example
+ * ```ts
+ * const bad = await verifyTree("/srv/plugins", manifest, { skip: [".fanout-version"] });
+ * if (bad) console.log(`${bad.path}: ${bad.why} (${bad.detail})`);
+ * ```
+ */
+export async function verifyTree(
+  root: string,
+  m: Manifest,
+  opts: { skip?: Iterable<string> } = {},
+): Promise<TreeMismatch | null> {
+  const listed = new Set(m.entries.map((e) => e.path));
+  // Paths the manifest does not list are neither lstat'ed nor entered: the
+  // first of them (in the manifest's order) is all that is kept.
+  const extra = { path: null as string | null };
+  let tree: TreeEntry[];
+  try {
+    tree = walkTree(root, {
+      skip: opts.skip,
+      filter: (path) => {
+        if (listed.has(path)) return true;
+        if (extra.path === null || comparePaths(path, extra.path) < 0) extra.path = path;
+        return false;
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof TreeError)) throw e;
+    return { path: e.path, why: "extra", detail: e.message };
+  }
+  // The listed paths before the first extra, in order, each as far as its
+  // first difference.
+  const byPath = new Map(tree.map((e) => [e.path, e]));
+  const hash = await hashers();
+  for (const want of m.entries) {
+    if (extra.path !== null && comparePaths(want.path, extra.path) > 0) break;
+    const x = offence(root, want, byPath.get(want.path), hash);
+    if (x) return x;
+  }
+  return extra.path === null
+    ? null
+    : { path: extra.path, why: "extra", detail: "not in the manifest" };
+}

@@ -1,0 +1,80 @@
+/**
+ * Verified releases, the building blocks: the publisher's Ed25519 key and
+ * the public key clients trust, the manifest of a tree (every path with its
+ * type, mode, size and SHA-256), the signed envelope that binds a manifest to
+ * a version, the difference between two manifests and the check of a tree
+ * against one, and the client's stat record of its tree.
+ *
+ * @module
+ */
+
+export {
+  generateKeyPair,
+  KeyError,
+  loadSigningKey,
+  type NewKeyPair,
+  parsePublicKey,
+  PUBLIC_KEY_PREFIX,
+  type PublicKey,
+  type SigningKey,
+  verifyingKey,
+  writePrivateKey,
+} from "./keys.ts";
+export {
+  buildManifest,
+  type BuildOptions,
+  type EntryType,
+  formatManifest,
+  type Manifest,
+  MANIFEST_HEADER,
+  MANIFEST_LIMITS,
+  manifestDigest,
+  type ManifestEntry,
+  ManifestError,
+  type ManifestLimits,
+  parseManifest,
+  pathProblem,
+} from "./manifest.ts";
+export {
+  comparePaths,
+  mergePaths,
+  type TreeEntry,
+  TreeError,
+  type TreeKind,
+  type WalkOptions,
+  walkTree,
+} from "./tree.ts";
+export {
+  ENVELOPE_MAX_BYTES,
+  markerMismatch,
+  type Release,
+  RELEASE_DOMAIN,
+  SignatureError,
+  type SignatureFailure,
+  signedBytes,
+  signRelease,
+  type VerifiedRelease,
+  verifyRelease,
+} from "./sign.ts";
+export {
+  diffManifests,
+  type ManifestDiff,
+  type Offence,
+  type TreeMismatch,
+  verifyTree,
+} from "./diff.ts";
+export {
+  compareRecord,
+  formatRecord,
+  parseRecord,
+  readRecord,
+  RECORD_LIMITS,
+  RECORD_MAGIC,
+  type RecordChanges,
+  type RecordEntry,
+  RecordError,
+  type RecordLimits,
+  recordTree,
+  type TreeRecord,
+  writeRecord,
+} from "./record.ts";

@@ -20,7 +20,7 @@ import {
   quoted,
   readTextUpTo,
 } from "../core/mod.ts";
-import { FleetSchema, type RawFleet } from "./_schema.ts";
+import { checkFleet, FleetSchema, type RawFleet } from "./_schema.ts";
 import { camelKeys, PORTS } from "./keys.ts";
 import type { Override } from "./options.ts";
 import { closest, formatPath, type KeyPath, linesOf } from "./paths.ts";
@@ -261,7 +261,7 @@ export async function parseFleet(
   // Control characters first, and alone: such a value must not reach the
   // schema's messages or a rendered file.
   let problems: Problem[] = controlProblems(raw);
-  const parsed = problems.length ? null : FleetSchema.safeParse(raw);
+  const parsed = problems.length ? null : checkFleet(raw);
   if (parsed?.success) problems = crossCheck(parsed.data);
   else if (parsed) problems = parsed.error.issues.flatMap((i) => fromIssue(i));
   if (problems.length > 0) {
@@ -281,7 +281,7 @@ export async function parseFleet(
     }
     throw new ConfigError(file, out);
   }
-  return build(parsed!.data!, file);
+  return build((parsed as { data: RawFleet }).data, file);
 }
 
 /** How many problems of an invalid fleet file are listed. */

@@ -118,6 +118,20 @@ Deno.test("config: bad durations, ports, counts and paths", async () => {
   assert.match(port[0], /proxy\.listen: expected host:port/);
 });
 
+Deno.test("config: an exclude pattern the watcher would misread is refused, naming it", async () => {
+  const backwards = await problems(BASE + 'push: {exclude: [".git", "*.[z-a]"]}\n');
+  assert.deepEqual(backwards, [
+    'fanout.yaml:22: push.exclude: a list holds the pattern "*.[z-a]": its range z-a runs backwards (write a-z)',
+  ]);
+  const long = await problems(BASE + `push: {exclude: ["${"x".repeat(1025)}"]}\n`);
+  assert.match(
+    long[0],
+    /push\.exclude: a list holds the pattern "x+\.\.\.": it is longer than 1024/,
+  );
+  const f = await parseFleet(BASE + 'push: {exclude: ["*a*a*a*a*b", "[a-z]*", "a["]}\n', "f.yaml");
+  assert.deepEqual(f.push.exclude, ["*a*a*a*a*b", "[a-z]*", "a["]);
+});
+
 Deno.test("config: missing required keys", async () => {
   const p = await problems("tree: plugins\n");
   assert.match(p[0], /primary: missing: expected a mapping/);

@@ -18,7 +18,7 @@ export {
   readTextOrNull,
   readTextUpTo,
 } from "./fs.ts";
-export { compileExcludes, type ExcludeMatcher } from "./glob.ts";
+export { compileExcludes, type ExcludeMatcher, GLOB_MAX, globProblem } from "./glob.ts";
 export { Semaphore } from "./semaphore.ts";
 export { CONTROL_CHARS, quoted } from "./visible.ts";
 export {

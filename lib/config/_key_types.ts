@@ -3,6 +3,7 @@
 // value. lib/config/keys.ts gives every key one of these; _schema.ts runs
 // the checks.
 import {
+  durationTooLong,
   globProblem,
   type HostPort,
   isIp,
@@ -95,11 +96,14 @@ export const absPath: KeyType<string, string> = {
   flag: { placeholder: "DIR", read: (t) => absolute(t) },
 };
 
-/** A duration with a unit, read as milliseconds. */
+/** A duration with a unit, read as milliseconds; one longer than a timer can wait is refused. */
 export const duration: KeyType<string, number> = text(
   'a duration with a unit, like "200ms", "2s" or "5m"',
   "DUR",
-  (v) => parseDuration(v) ?? undefined,
+  (v) => {
+    const tooLong = durationTooLong(v);
+    return tooLong ? new Refused(tooLong) : parseDuration(v) ?? undefined;
+  },
 );
 
 /** An IP address and a port. */

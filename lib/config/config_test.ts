@@ -97,6 +97,14 @@ Deno.test("config: bad durations, ports, counts and paths", async () => {
     ["push:\n  debounce: 30\n", /push\.debounce: expected a duration with a unit.*got number 30/],
     ["push:\n  reconcile: 5 minutes\n", /push\.reconcile: expected a duration.*got "5 minutes"/],
     [
+      "push:\n  reconcile: 30d\n",
+      /push\.reconcile: "30d" is too long: the most is 2147483647ms \(about 24\.8 days\)$/,
+    ],
+    [
+      `push:\n  debounce: ${"9".repeat(400)}s\n`,
+      /push\.debounce: "9+\.\.\." is too long: the most/,
+    ],
+    [
       "client:\n  dest: relative/dir\n",
       /client\.dest: expected an absolute path, got "relative\/dir"/,
     ],

@@ -45,7 +45,7 @@ export {
   VERSION_LOG,
   VERSION_MARKER,
 } from "./defaults.ts";
-export { formatDuration, parseDuration } from "./duration.ts";
+export { DURATION_MAX, durationTooLong, formatDuration, parseDuration } from "./duration.ts";
 export {
   ConfigError,
   type ConfigProblem,

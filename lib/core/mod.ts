@@ -29,7 +29,7 @@ export {
   isWildcard,
   parseHostPort,
 } from "./address.ts";
-export { stripControl, stripControlDeep } from "./control_chars.ts";
+export { printableLine, stripControl, stripControlDeep } from "./control_chars.ts";
 export {
   formatRsyncUrl,
   parseRsyncUrl,

@@ -6,8 +6,8 @@
 // Patterns come from the fleet file and names from the tree, both untrusted:
 // a pattern is read into steps and run as a set of states over the path
 // (Thompson's construction), so a check costs path length × pattern length
-// whatever the two hold; a backtracking regex takes exponential-like time on
-// `*a*a*a*a*b` against a long name of a's. Nothing in a pattern makes the
+// whatever the two hold; a backtracking regex tries every split of the name
+// among the stars of `*a*a*a*a*b`, a power of the name's length. Nothing in a pattern makes the
 // matcher throw; globProblem says what the fleet file must refuse.
 
 /** The longest pattern the fleet file accepts (a check costs its length per path character). */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseDuration, UsageError, VERSION } from "../core/mod.ts";
+import { durationTooLong, parseDuration, UsageError, VERSION } from "../core/mod.ts";
 import {
   closest,
   type CommonOptions,
@@ -352,6 +352,8 @@ function optionsFrom(
 /** `--duration` in ms, or null when not given. */
 function durationOf(text: string | undefined): number | null {
   if (!text) return null;
+  const tooLong = durationTooLong(text);
+  if (tooLong) throw new UsageError(`--duration: "${text}" ${tooLong}`);
   const ms = parseDuration(text);
   if (ms === null) {
     throw new UsageError(`--duration: expected a duration like "30s" or "2m", got "${text}"`);

@@ -30,6 +30,10 @@ Deno.test("cli: the demo's --duration is read once, as milliseconds", () => {
     () => parseCli(["demo", "--duration", "soon"]),
     /--duration: expected a duration like "30s" or "2m", got "soon"/,
   );
+  assert.throws(
+    () => parseCli(["demo", "--duration", "30d"]),
+    /--duration: "30d" is too long: the most is 2147483647ms/,
+  );
 });
 
 Deno.test("cli: a key flag's help is the key's own line, path and default", () => {

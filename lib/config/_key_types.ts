@@ -3,11 +3,14 @@
 // value. lib/config/keys.ts gives every key one of these; _schema.ts runs
 // the checks.
 import {
+  durationTooLong,
+  globProblem,
   type HostPort,
   isIp,
   parseDuration,
   parseHostPort,
   parseRsyncUrl,
+  quoted,
   UsageError,
 } from "../core/mod.ts";
 import { rsyncdValueProblem } from "./rsyncd_value.ts";
@@ -93,11 +96,14 @@ export const absPath: KeyType<string, string> = {
   flag: { placeholder: "DIR", read: (t) => absolute(t) },
 };
 
-/** A duration with a unit, read as milliseconds. */
+/** A duration with a unit, read as milliseconds; one longer than a timer can wait is refused. */
 export const duration: KeyType<string, number> = text(
   'a duration with a unit, like "200ms", "2s" or "5m"',
   "DUR",
-  (v) => parseDuration(v) ?? undefined,
+  (v) => {
+    const tooLong = durationTooLong(v);
+    return tooLong ? new Refused(tooLong) : parseDuration(v) ?? undefined;
+  },
 );
 
 /** An IP address and a port. */
@@ -154,13 +160,24 @@ export function oneOf<const T extends string>(...choices: T[]): KeyType<T, T> {
   };
 }
 
-/** A list of non-empty one-line patterns. */
+/**
+ * A list of non-empty one-line patterns; one the watcher's matcher would
+ * misread (a backwards range, an overlong pattern) is refused by name here,
+ * before any role starts.
+ */
 export const patterns: KeyType<string[], string[]> = {
   expected: "a list of patterns",
-  check: (v) =>
-    Array.isArray(v) && v.every((p) => typeof p === "string" && p.length > 0 && !p.includes("\n"))
-      ? v as string[]
-      : undefined,
+  check: (v) => {
+    if (
+      !Array.isArray(v) ||
+      !v.every((p) => typeof p === "string" && p.length > 0 && !p.includes("\n"))
+    ) return undefined;
+    for (const p of v as string[]) {
+      const why = globProblem(p);
+      if (why) return new Refused(`holds the pattern ${quoted(p)}: ${why}`);
+    }
+    return v as string[];
+  },
 };
 
 /** A list of host names; its flag takes them comma-separated. */

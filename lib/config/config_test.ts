@@ -97,6 +97,14 @@ Deno.test("config: bad durations, ports, counts and paths", async () => {
     ["push:\n  debounce: 30\n", /push\.debounce: expected a duration with a unit.*got number 30/],
     ["push:\n  reconcile: 5 minutes\n", /push\.reconcile: expected a duration.*got "5 minutes"/],
     [
+      "push:\n  reconcile: 30d\n",
+      /push\.reconcile: "30d" is too long: the most is 2147483647ms \(about 24\.8 days\)$/,
+    ],
+    [
+      `push:\n  debounce: ${"9".repeat(400)}s\n`,
+      /push\.debounce: "9+\.\.\." is too long: the most/,
+    ],
+    [
       "client:\n  dest: relative/dir\n",
       /client\.dest: expected an absolute path, got "relative\/dir"/,
     ],
@@ -116,6 +124,20 @@ Deno.test("config: bad durations, ports, counts and paths", async () => {
   }
   const port = await problems(BASE.replace("  listen: 0.0.0.0:873", "  listen: 0.0.0.0:70000"));
   assert.match(port[0], /proxy\.listen: expected host:port/);
+});
+
+Deno.test("config: an exclude pattern the watcher would misread is refused, naming it", async () => {
+  const backwards = await problems(BASE + 'push: {exclude: [".git", "*.[z-a]"]}\n');
+  assert.deepEqual(backwards, [
+    'fanout.yaml:22: push.exclude: a list holds the pattern "*.[z-a]": its range z-a runs backwards (write a-z)',
+  ]);
+  const long = await problems(BASE + `push: {exclude: ["${"x".repeat(1025)}"]}\n`);
+  assert.match(
+    long[0],
+    /push\.exclude: a list holds the pattern "x+\.\.\.": it is longer than 1024/,
+  );
+  const f = await parseFleet(BASE + 'push: {exclude: ["*a*a*a*a*b", "[a-z]*", "a["]}\n', "f.yaml");
+  assert.deepEqual(f.push.exclude, ["*a*a*a*a*b", "[a-z]*", "a["]);
 });
 
 Deno.test("config: missing required keys", async () => {

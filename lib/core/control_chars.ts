@@ -35,6 +35,26 @@ export function stripControl(s: string, opts: { oneLine?: boolean } = {}): strin
 }
 
 /**
+ * `s` as one printable line of at most `max` characters: {@linkcode stripControl}
+ * with tabs and newlines as spaces, trimmed, and cut with "…" when longer —
+ * for words a server or a file sends that go into a message as they are.
+ *
+ * @example
+ * ```ts
+ * printableLine("@ERROR: no\x9b[2J\tway", 80); // "@ERROR: no[2J way"
+ * printableLine("x".repeat(500), 10); // "xxxxxxxxx…"
+ * ```
+ */
+export function printableLine(s: string, max: number): string {
+  const line = stripControl(s, { oneLine: true }).trim();
+  if (line.length <= max) return line;
+  // A cut between a surrogate pair's halves would leave half a character.
+  let end = max - 1;
+  if (/[\ud800-\udbff]/.test(line[end - 1] ?? "")) end--;
+  return `${line.slice(0, end)}…`;
+}
+
+/**
  * A copy of JSON-like `v` with {@linkcode stripControl} applied to every
  * string in it (keys too); other values are kept as they are.
  *

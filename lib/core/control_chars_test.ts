@@ -1,7 +1,7 @@
 // stripControl removes what can rewrite or hide text on an operator's
 // terminal: escapes, bidirectional controls, invisible and tag characters.
 import assert from "node:assert/strict";
-import { stripControl } from "./control_chars.ts";
+import { printableLine, stripControl } from "./control_chars.ts";
 
 const code = (c: string) => c.codePointAt(0)!.toString(16);
 
@@ -68,4 +68,15 @@ Deno.test("stripControl: ordinary text, other scripts and emoji stay", () => {
   ) {
     assert.equal(stripControl(c), c, `U+${code(c)} is kept`);
   }
+});
+
+Deno.test("printableLine: one trimmed line without controls, cut to max with an ellipsis", () => {
+  assert.equal(
+    printableLine(" @ERROR: no\x9b[2J\x1b]0;t\x07\tway\r\n", 80),
+    "@ERROR: no[2J]0;t way",
+  );
+  assert.equal(printableLine("x".repeat(500), 10), "x".repeat(9) + "…");
+  assert.equal(printableLine("x".repeat(10), 10), "x".repeat(10));
+  assert.equal(printableLine("x".repeat(8) + "👍👍", 10), "x".repeat(8) + "…", "no half emoji");
+  assert.equal(printableLine("\u202e\x00", 10), "");
 });

@@ -1,6 +1,6 @@
 // Durations as the fleet file writes them: a number and a unit, nothing else.
 import assert from "node:assert/strict";
-import { formatDuration, parseDuration } from "./duration.ts";
+import { DURATION_MAX, durationTooLong, formatDuration, parseDuration } from "./duration.ts";
 
 Deno.test("parseDuration: every unit, fractions and surrounding blanks", () => {
   const table: [string, number][] = [
@@ -40,6 +40,30 @@ Deno.test("parseDuration: a bare number, a bad unit or any other text is null", 
     ]
   ) {
     assert.equal(parseDuration(text), null, JSON.stringify(text.slice(0, 20)));
+  }
+});
+
+Deno.test("parseDuration: nothing longer than a timer can wait (2^31-1 ms), Infinity least of all", () => {
+  assert.equal(DURATION_MAX, 2_147_483_647);
+  assert.equal(parseDuration("2147483647ms"), DURATION_MAX);
+  assert.equal(parseDuration("24d"), 2_073_600_000);
+  const tooLong = [
+    "2147483648ms",
+    "25d",
+    "596.6h",
+    "9".repeat(400) + "s",
+    "1" + "0".repeat(30) + "ms",
+  ];
+  for (const text of tooLong) {
+    assert.equal(parseDuration(text), null, text.slice(0, 20));
+    assert.equal(
+      durationTooLong(text),
+      "is too long: the most is 2147483647ms (about 24.8 days)",
+      text.slice(0, 20),
+    );
+  }
+  for (const text of ["24d", "2147483647ms", "soon", "30", "-99999d"]) {
+    assert.equal(durationTooLong(text), undefined, text);
   }
 });
 

@@ -2,7 +2,7 @@
 // paths. A path it lets through costs an include rule; one it wrongly drops
 // would never be pushed, so near-misses must stay in.
 import assert from "node:assert/strict";
-import { compileExcludes } from "./glob.ts";
+import { compileExcludes, GLOB_MAX, globProblem } from "./glob.ts";
 
 function check(patterns: string[], yes: string[], no: string[]): void {
   const m = compileExcludes(patterns);
@@ -55,4 +55,40 @@ Deno.test("exclude: a deep path against many patterns", () => {
   const deep = Array.from({ length: 500 }, (_, i) => `d${i}`).join("/");
   assert.equal(m.excluded(deep), false);
   assert.equal(m.excluded(`${deep}/skip199`), true);
+});
+
+Deno.test("exclude: a backwards range holds nothing and never throws; ] first is a member", () => {
+  check(["[z-a]"], [], ["a", "m", "z", "[z-a]", "-"]);
+  check(["x[z-a0-9]"], ["x5"], ["xa", "xz"]);
+  check(["[]a]x"], ["]x", "ax", "d/ax"], ["bx", "x"]);
+  check(["[!]]x"], ["ax"], ["]x"]);
+  check(["a[-z]", "b[z-]"], ["a-", "az", "b-", "bz"], ["ab", "by"]);
+  check(["a[", "b[!", "c[]"], ["a[", "b[!", "c[]"], ["a", "b", "c"]);
+});
+
+Deno.test("exclude: no class, ? or * takes a /; ** does, with or without a / in the pattern", () => {
+  check(["/x[!a]y", "/p?q", "/m*n"], ["xby", "pzq", "mn"], ["x/y", "p/q", "m/n", "m/x/n"]);
+  check(["a**z"], ["a/b/z", "x/ab/cz", "az"], ["ba/z", "a/b"]);
+  check(["?.txt"], ["\u{1f600}.txt"], ["\u{1f600}\u{1f600}.txt"]);
+});
+
+Deno.test("exclude: a pattern full of stars against long names takes linear time", () => {
+  // A backtracking regex never finishes these: every star tries every split.
+  const stars = compileExcludes(["*a*a*a*a*a*a*a*a*b", "**a**a**a**a**a**a**b", "/**a**a**b"]);
+  assert.equal(stars.excluded("a".repeat(20_000)), false);
+  assert.equal(stars.excluded("a/".repeat(10_000) + "c"), false);
+  assert.equal(stars.excluded("a".repeat(20_000) + "b"), true);
+  const long = compileExcludes(["?".repeat(GLOB_MAX)]);
+  assert.equal(long.excluded("x/".repeat(5_000)), false);
+});
+
+Deno.test("globProblem: backwards ranges and overlong patterns; the rest is fine", () => {
+  assert.equal(globProblem("[z-a]"), "its range z-a runs backwards (write a-z)");
+  assert.match(globProblem("*.[a-cz-x]")!, /range z-x runs backwards \(write x-z\)/);
+  assert.match(globProblem("a".repeat(GLOB_MAX + 1))!, /longer than 1024 characters/);
+  for (
+    const ok of ["*.sw[op]", "[a-a]", "a[", "[]-]", "[!a-z]", "**/x/***", "a".repeat(GLOB_MAX)]
+  ) {
+    assert.equal(globProblem(ok), undefined, ok);
+  }
 });

@@ -18,7 +18,7 @@ export {
   readTextOrNull,
   readTextUpTo,
 } from "./fs.ts";
-export { compileExcludes, type ExcludeMatcher } from "./glob.ts";
+export { compileExcludes, type ExcludeMatcher, GLOB_MAX, globProblem } from "./glob.ts";
 export { Semaphore } from "./semaphore.ts";
 export { CONTROL_CHARS, quoted } from "./visible.ts";
 export {
@@ -29,7 +29,7 @@ export {
   isWildcard,
   parseHostPort,
 } from "./address.ts";
-export { stripControl, stripControlDeep } from "./control_chars.ts";
+export { printableLine, stripControl, stripControlDeep } from "./control_chars.ts";
 export {
   formatRsyncUrl,
   parseRsyncUrl,
@@ -45,7 +45,7 @@ export {
   VERSION_LOG,
   VERSION_MARKER,
 } from "./defaults.ts";
-export { formatDuration, parseDuration } from "./duration.ts";
+export { DURATION_MAX, durationTooLong, formatDuration, parseDuration } from "./duration.ts";
 export {
   ConfigError,
   type ConfigProblem,

@@ -41,7 +41,7 @@ Deno.test("fetchStatus: a relay's /status as JSON; a huge, failed or junk one is
       await assert.rejects(fetchStatus(relay), /^Error: \/status is larger than 1048576 bytes$/);
     }
     mode = "error";
-    await assert.rejects(fetchStatus(relay), /^Error: http 500$/i);
+    await assert.rejects(fetchStatus(relay), /^Error: HTTP 500$/);
     mode = "junk";
     await assert.rejects(fetchStatus(relay), /json/i);
   });

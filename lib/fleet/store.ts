@@ -100,6 +100,30 @@ CREATE TABLE IF NOT EXISTS reached (
 
 type Row = Record<string, SQLInputValue>;
 
+/**
+ * `s` without NUL bytes. SQLite cuts a bound string at its first NUL, so
+ * "boom\0hidden" would be stored as "boom" and a host "a\0b" would be "a";
+ * every string the store binds (stored or looked up) goes through this, so
+ * what is stored, compared and found is the same text.
+ */
+function noNul<T extends string | null>(s: T): T {
+  return (s === null ? s : s.replaceAll("\0", "")) as T;
+}
+
+/**
+ * `v` with {@linkcode noNul} on its strings: a report's version is stored as
+ * JSON (which would keep a NUL) and a published one column by column (which
+ * would cut at it); both keep the same text.
+ */
+function markerNoNul(v: VersionMarker): VersionMarker {
+  return {
+    seq: v.seq,
+    commit: noNul(v.commit),
+    ref: noNul(v.ref),
+    published_at: noNul(v.published_at),
+  };
+}
+
 /** Runs kept in one host's history, newest first; older ones are deleted. */
 export const HISTORY_PER_HOST = 500;
 
@@ -151,28 +175,29 @@ export class FleetStore {
    * first sight of its version.
    */
   addReport(r: ClientReport, now: number, remote: string | null): void {
-    const version = r.version ? JSON.stringify(r.version) : null;
+    const version = r.version ? JSON.stringify(markerNoNul(r.version)) : null;
+    const [host, error] = [noNul(r.host), noNul(r.error)];
     const row: Row = {
-      host: r.host,
+      host,
       received_at: now,
-      started_at: r.started_at,
+      started_at: noNul(r.started_at),
       duration_ms: r.duration_ms,
       exit_code: r.exit_code,
       drift: r.drift,
-      error: r.error,
-      source: r.source,
+      error,
+      source: noNul(r.source),
       version,
-      remote,
+      remote: noNul(remote),
     };
     this.#tx(() => {
       const prev = this.#db.prepare(
         "SELECT version, exit_code, error FROM clients WHERE host = ?",
-      ).get(r.host) as
+      ).get(host) as
         | { version: string | null; exit_code: number; error: string | null }
         | undefined;
       if (
         !prev || prev.version !== version || prev.exit_code !== r.exit_code ||
-        prev.error !== r.error || r.drift > 0
+        prev.error !== error || r.drift > 0
       ) {
         this.#db.prepare(
           `INSERT INTO reports (host, received_at, started_at, duration_ms, exit_code, drift, error, source, version, seq, remote)
@@ -182,7 +207,7 @@ export class FleetStore {
         this.#db.prepare(
           `DELETE FROM reports WHERE host = :host AND id <= (
              SELECT id FROM reports WHERE host = :host ORDER BY id DESC LIMIT 1 OFFSET :keep)`,
-        ).run({ host: r.host, keep: HISTORY_PER_HOST });
+        ).run({ host, keep: HISTORY_PER_HOST });
       }
       this.#db.prepare(
         `INSERT INTO clients (host, received_at, started_at, duration_ms, exit_code, drift, error, source, version, last_ok_at, first_seen, remote)
@@ -197,16 +222,17 @@ export class FleetStore {
       if (r.version) {
         this.#db.prepare(
           "INSERT OR IGNORE INTO reached (host, seq, first_at) VALUES (?, ?, ?)",
-        ).run(r.host, r.version.seq, now);
+        ).run(host, r.version.seq, now);
       }
     });
   }
 
   /** Records a published version first seen at `now` (ms); a known seq is left alone. */
   recordVersion(v: VersionMarker, now: number): void {
+    const { seq, commit, ref, published_at } = markerNoNul(v);
     this.#db.prepare(
       "INSERT OR IGNORE INTO versions (seq, commit_id, ref, published_at, seen_at) VALUES (?, ?, ?, ?, ?)",
-    ).run(v.seq, v.commit, v.ref, v.published_at, now);
+    ).run(seq, commit, ref, published_at, now);
   }
 
   /** Every client's latest report, by host name. */
@@ -231,7 +257,7 @@ export class FleetStore {
 
   /** True when `host` has a latest report stored. */
   hasClient(host: string): boolean {
-    return this.#db.prepare("SELECT 1 FROM clients WHERE host = ?").get(host) !== undefined;
+    return this.#db.prepare("SELECT 1 FROM clients WHERE host = ?").get(noNul(host)) !== undefined;
   }
 
   /** How many hosts have a latest report stored. */

@@ -104,3 +104,36 @@ Deno.test("fleet store: what a host sends is stored as data, quotes and all; its
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("fleet store: a NUL is stripped from every string, never a cut at it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fanout-store-" });
+  try {
+    const store = await FleetStore.open(`${dir}/fleet.db`);
+    const v = { seq: 1, commit: "ab\0cd", ref: "ma\0in", published_at: "2026\0-11-25" };
+    const clean = { seq: 1, commit: "abcd", ref: "main", published_at: "2026-11-25" };
+    store.recordVersion(v, 5);
+    assert.deepEqual(store.versions(5), [{ ...clean, seen_at: 5 }]);
+    const report = run("web\0x", v, {
+      exit_code: 1,
+      error: "boom\0 hidden",
+      source: "rsync://a\0b/",
+    });
+    store.addReport(report, 10, "10.0.0.\x007");
+    const [c] = store.clients();
+    assert.equal(c.host, "webx");
+    assert.equal(c.error, "boom hidden");
+    assert.equal(c.source, "rsync://ab/");
+    assert.equal(c.remote, "10.0.0.7");
+    assert.deepEqual(c.version, clean);
+    assert.equal(store.hasClient("web\0x"), true);
+    assert.equal(store.hasClient("webx"), true);
+    assert.equal(store.hasClient("web"), false);
+    // The same run again is the same stored text: no new history entry.
+    store.addReport({ ...report }, 11, null);
+    assert.equal(store.historyCount(), 1);
+    assert.deepEqual(store.reach(1).map((r) => [r.host, r.reached_at]), [["webx", 10]]);
+    store.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -44,3 +44,10 @@ Deno.test("fetchFailure: the cause's last words, lower-cased, without the os err
   assert.equal(fetchFailure("odd"), "odd");
   assert.equal(fetchFailure(undefined), "undefined");
 });
+
+Deno.test("fetchFailure: an acronym or a word in capitals keeps its case", () => {
+  for (const kept of ["HTTP 500", "I/O error", "TLS handshake failed", "EOF", "X", ""]) {
+    assert.equal(fetchFailure(new Error(kept)), kept);
+  }
+  assert.equal(fetchFailure(new Error("Étrange")), "étrange");
+});

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { deadline, type HostPort } from "../core/mod.ts";
+import { deadline, type HostPort, printableLine, quoted, stripControl } from "../core/mod.ts";
 
 /** The outcome of one probe. */
 export interface ProbeResult {
@@ -30,6 +30,9 @@ const enc = new TextEncoder();
  * list is a few KiB; a server sending more is cut off, not buffered.
  */
 export const PROBE_MAX_BYTES = 256 * 1024;
+
+/** The most of a daemon's `@ERROR` line a probe's error keeps (a real one is a short sentence). */
+const ERROR_MAX = 200;
 
 /**
  * Probes the rsync daemon at `at` within `timeoutMs`.
@@ -90,7 +93,9 @@ export async function probeRsyncd(
     if (!greeting.startsWith("@RSYNCD:")) {
       return done({
         ok: false,
-        error: `not an rsync daemon: ${JSON.stringify(greeting.slice(0, 60))}`,
+        // Its words go into a status page and a terminal: C0 and C1
+        // escaped (quoted), what else could reorder or hide text stripped.
+        error: `not an rsync daemon: ${stripControl(quoted(greeting, 60))}`,
       });
     }
     await conn.write(enc.encode("#list\n"));
@@ -98,7 +103,9 @@ export async function probeRsyncd(
     const comments: Record<string, string> = {};
     for (let line = await reader.line(); line !== null; line = await reader.line()) {
       if (line.startsWith("@RSYNCD: EXIT")) break;
-      if (line.startsWith("@ERROR")) return done({ ok: false, greeting, error: line });
+      if (line.startsWith("@ERROR")) {
+        return done({ ok: false, greeting, error: printableLine(line, ERROR_MAX) });
+      }
       if (opts.list && line.trim()) {
         // rsyncd lists "%-15s\t%s": the name, padded, then the comment.
         const name = line.split(/\s/)[0];

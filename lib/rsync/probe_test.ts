@@ -103,8 +103,32 @@ Deno.test("probe: something that is not an rsync daemon is named so, its words c
   }, async (port) => {
     const r = await probeRsyncd(at(port), 5000);
     assert.equal(r.ok, false);
-    assert.match(r.error ?? "", /^not an rsync daemon: "SSH-2\.0-OpenSSH_9\.6 x+"$/);
+    assert.match(r.error ?? "", /^not an rsync daemon: "SSH-2\.0-OpenSSH_9\.6 x+\.\.\."$/);
     assert.ok(r.error!.length < 100, r.error);
+  });
+});
+
+Deno.test("probe: a hostile reply's control characters never reach the error, which stays short", async () => {
+  // C0 and C1 (0x9b is a one-byte CSI), and a right-to-left override.
+  const evil = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202e\x00";
+  await withServer(async (conn) => {
+    await conn.write(enc.encode(`HTTP/1.1 400 ${evil}\r\n`));
+    await drain(conn);
+  }, async (port) => {
+    const r = await probeRsyncd(at(port), 5000);
+    assert.equal(
+      r.error,
+      'not an rsync daemon: "HTTP/1.1 400 \\u001b[2J\\u001b]0;owned\\u0007\\u009b31m\\u0000\\r"',
+    );
+  });
+  await withServer(async (conn) => {
+    await conn.write(enc.encode(`@RSYNCD: 31.0\n@ERROR: denied${evil}\t${"x".repeat(5000)}\n`));
+    await drain(conn);
+  }, async (port) => {
+    const r = await probeRsyncd(at(port), 5000, { list: true });
+    assert.equal(r.ok, false);
+    assert.match(r.error ?? "", /^@ERROR: denied\[2J\]0;owned31m x+…$/);
+    assert.equal(r.error!.length, 200);
   });
 });
 

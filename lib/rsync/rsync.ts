@@ -409,12 +409,13 @@ export async function rsyncOrThrow(job: RsyncJob, opts: RunOptions = {}): Promis
   return r;
 }
 
-let checked: Promise<string> | null = null;
+/** requireRsync's answers, by the rsync asked about. */
+const checked = new Map<string, Promise<string>>();
 
 /**
  * Checks that rsync is installed and at least 3.1.3 (nanosecond mtime
  * comparison); returns its version.
- * The answer is cached for the process.
+ * A good answer is cached for the process, for each `rsync` on its own.
  *
  * @throws {EnvironmentError} with one sentence saying how to install it.
  *
@@ -424,7 +425,9 @@ let checked: Promise<string> | null = null;
  * ```
  */
 export function requireRsync(rsync = "rsync"): Promise<string> {
-  checked ??= (async () => {
+  const cached = checked.get(rsync);
+  if (cached) return cached;
+  const answer = (async () => {
     let out: Deno.CommandOutput;
     try {
       out = await new Deno.Command(rsync, { args: ["--version"], stdin: "null" }).output();
@@ -444,8 +447,10 @@ export function requireRsync(rsync = "rsync"): Promise<string> {
     }
     return `${m[1]}.${m[2]}.${m[3]}`;
   })();
-  checked.catch(() => checked = null);
-  return checked;
+  checked.set(rsync, answer);
+  // A failure is asked again next time (rsync may be installed meanwhile).
+  answer.catch(() => checked.get(rsync) === answer && checked.delete(rsync));
+  return answer;
 }
 
 function missingRsync(rsync: string, e: unknown): EnvironmentError {

@@ -262,3 +262,15 @@ Deno.test("runRsync: a missing binary is an EnvironmentError saying how to insta
 Deno.test("requireRsync: the installed rsync's version", async () => {
   assert.match(await requireRsync(), /^\d+\.\d+\.\d+$/);
 });
+
+Deno.test("requireRsync: each path is checked on its own, not answered from another's check", async () => {
+  const version = await requireRsync("rsync");
+  assert.equal(await requireRsync("/usr/bin/rsync"), version);
+  await assert.rejects(
+    requireRsync("/nonexistent/rsync"),
+    (e) => e instanceof EnvironmentError && /no "\/nonexistent\/rsync" on PATH/.test(e.message),
+  );
+  // echo prints "--version" back: a program, but no rsync.
+  await assert.rejects(requireRsync("echo"), /echo --version printed no version: is it rsync\?/);
+  assert.equal(await requireRsync("rsync"), version, "the good answer stays");
+});

@@ -36,18 +36,25 @@ export interface VersionMarker {
  */
 export function parseMarker(text: string): VersionMarker | null {
   try {
-    const v = JSON.parse(text);
-    if (
-      typeof v === "object" && v !== null && Number.isInteger(v.seq) && v.seq >= 0 &&
-      typeof v.commit === "string" && typeof v.ref === "string" &&
-      typeof v.published_at === "string"
-    ) {
-      // A marker comes from a server: its text may reach a terminal or a log.
-      const t = (x: string) => stripControl(x, { oneLine: true });
-      return { seq: v.seq, commit: t(v.commit), ref: t(v.ref), published_at: t(v.published_at) };
-    }
+    return markerOf(JSON.parse(text));
   } catch { /* not JSON */ }
   return null;
+}
+
+/**
+ * `v` as a marker when it has the four fields, each of the right kind; null
+ * otherwise. The one check for every way a marker arrives (a file's JSON, a
+ * module comment): seq a safe integer from 0 (so a run of hundreds of digits,
+ * Infinity or a rounded huge number is no seq), the strings one clean line.
+ */
+function markerOf(v: unknown): VersionMarker | null {
+  if (typeof v !== "object" || v === null) return null;
+  const { seq, commit, ref, published_at: at } = v as Record<string, unknown>;
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0) return null;
+  if (typeof commit !== "string" || typeof ref !== "string" || typeof at !== "string") return null;
+  // A marker comes from a server: its text may reach a terminal or a log.
+  const t = (x: string) => stripControl(x, { oneLine: true });
+  return { seq: seq as number, commit: t(commit), ref: t(ref), published_at: t(at) };
 }
 
 /**
@@ -116,8 +123,16 @@ export function markerComment(v: VersionMarker): string {
   }`;
 }
 
-/** The marker a module comment carries (see {@linkcode markerComment}), or null. */
+/**
+ * The marker a module comment carries (see {@linkcode markerComment}), or
+ * null; held to the same checks as {@linkcode parseMarker}.
+ *
+ * @example
+ * ```ts
+ * markerFromComment("plugins fanout-version seq=42 commit=1a2b ref=main at=2026-11-25T21:00:00Z")?.seq; // 42
+ * ```
+ */
 export function markerFromComment(comment: string): VersionMarker | null {
   const m = COMMENT.exec(comment);
-  return m ? { seq: Number(m[1]), commit: m[2], ref: m[3], published_at: m[4] } : null;
+  return m ? markerOf({ seq: Number(m[1]), commit: m[2], ref: m[3], published_at: m[4] }) : null;
 }

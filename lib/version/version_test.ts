@@ -44,6 +44,8 @@ Deno.test("parseMarker: anything else is null", () => {
       JSON.stringify({ ...V, seq: 1.5 }),
       JSON.stringify({ ...V, seq: "42" }),
       JSON.stringify({ ...V, seq: null }),
+      JSON.stringify({ ...V, seq: 2 ** 53 }),
+      `{"seq":${"9".repeat(400)},"commit":"a","ref":"b","published_at":"c"}`,
       JSON.stringify({ ...V, commit: 1 }),
       JSON.stringify({ ...V, ref: null }),
       JSON.stringify({ seq: 1, commit: "a", ref: "main" }),
@@ -116,6 +118,22 @@ Deno.test("markerComment: reads back through markerFromComment, also inside rsyn
   for (const c of ["", "plugins (read only)", "fanout-version seq=x commit=a ref=b at=c"]) {
     assert.equal(markerFromComment(c), null, c);
   }
+});
+
+Deno.test("markerFromComment: as strict as parseMarker, a comment's fields as clean", () => {
+  const comment = (seq: string, commit = "ab") =>
+    `plugins fanout-version seq=${seq} commit=${commit} ref=main at=2026-11-25T21:00:00.000Z`;
+  for (const seq of ["9".repeat(400), String(2 ** 53), "99999999999999999999"]) {
+    assert.equal(markerFromComment(comment(seq)), null, seq.slice(0, 20));
+    assert.equal(parseMarker(JSON.stringify({ ...V, seq: Number(seq) })), null, seq.slice(0, 20));
+  }
+  assert.equal(markerFromComment(comment(String(2 ** 53 - 1)))?.seq, 2 ** 53 - 1);
+  const hostile = markerFromComment(comment("7", "ab\x1b[2J\x9b31m\u202ecd"))!;
+  assert.equal(hostile.commit, "ab[2J31mcd");
+  assert.deepEqual(
+    hostile,
+    parseMarker(JSON.stringify({ ...V, seq: 7, commit: "ab\x1b[2J\x9b31m\u202ecd", ref: "main" })),
+  );
 });
 
 Deno.test("markerComment: nothing of a hostile marker ends, continues or expands the line", () => {

@@ -36,6 +36,7 @@ import {
 } from "../lib/client/mod.ts";
 import { describeVersion, readMarker, sameVersion } from "../lib/version/mod.ts";
 import { sendReport } from "../lib/report/mod.ts";
+import { parsePublicKey } from "../lib/release/mod.ts";
 
 /** Runs the client role; returns the exit code. */
 export async function run(opts: CommonOptions): Promise<number> {
@@ -44,6 +45,12 @@ export async function run(opts: CommonOptions): Promise<number> {
   const host = opts.name ?? hostname();
   const lg = log().child({ role: "client", name: host });
   const job = makeJob(fleet, host, opts, lg);
+  if (!job.publicKeys?.length && !opts.check && !opts.rollback) {
+    lg.warn(
+      "versions are not signed: release.public_keys is empty, so this client takes the tree " +
+        "as its server sends it (fanout keygen makes a key to sign them with)",
+    );
+  }
   const { splay, watchInterval } = fleet.client;
   makeStateDir(job.stateDir);
   const layout = await layoutFor(job);
@@ -104,6 +111,7 @@ function makeJob(
     keep: c.keep,
     adopt: f.adopt,
     keepOwners: c.keepOwners,
+    publicKeys: fleet.release.publicKeys.map(parsePublicKey),
     verbose: f.verbose,
     log: lg,
   };

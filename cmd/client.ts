@@ -46,7 +46,9 @@ export async function run(opts: CommonOptions): Promise<number> {
   const lg = log().child({ role: "client", name: host });
   const job = makeJob(fleet, host, opts, lg);
   if (!job.publicKeys?.length && !opts.check && !opts.rollback) {
-    lg.warn(
+    // Once a run; a cron run stays silent on success (its output is mail),
+    // so there it is a debug line.
+    lg[opts.watch || opts.verbose ? "warn" : "debug"](
       "versions are not signed: release.public_keys is empty, so this client takes the tree " +
         "as its server sends it (fanout keygen makes a key to sign them with)",
     );

@@ -45,14 +45,6 @@ export async function run(opts: CommonOptions): Promise<number> {
   const host = opts.name ?? hostname();
   const lg = log().child({ role: "client", name: host });
   const job = makeJob(fleet, host, opts, lg);
-  if (!job.publicKeys?.length && !opts.check && !opts.rollback) {
-    // Once a run; a cron run stays silent on success (its output is mail),
-    // so there it is a debug line.
-    lg[opts.watch || opts.verbose ? "warn" : "debug"](
-      "versions are not signed: release.public_keys is empty, so this client takes the tree " +
-        "as its server sends it (fanout keygen makes a key to sign them with)",
-    );
-  }
   const { splay, watchInterval } = fleet.client;
   makeStateDir(job.stateDir);
   const layout = await layoutFor(job);
@@ -70,6 +62,19 @@ export async function run(opts: CommonOptions): Promise<number> {
   } finally {
     dispose();
   }
+}
+
+/**
+ * Says once a run that the fleet's versions are not signed. A cron run stays
+ * silent on success (its output is mail): there it is a debug line unless
+ * `--verbose`.
+ */
+function warnIfUnsigned(job: ClientJob, loud: boolean): void {
+  if (job.publicKeys?.length) return;
+  job.log[loud ? "warn" : "debug"](
+    "versions are not signed: release.public_keys is empty, so this client takes the tree " +
+      "as its server sends it (fanout keygen makes a key to sign them with)",
+  );
 }
 
 function refuseFlagMix(f: CommonOptions): void {
@@ -174,6 +179,7 @@ async function cronRun(
     throw e;
   }
   try {
+    warnIfUnsigned(job, job.verbose);
     const delay = splayDelay(job.host, splay);
     if (delay > 0) {
       job.log.debug("splay", { ms: delay });
@@ -283,6 +289,7 @@ async function watch(
   const signal = job.signal!;
   const held = await lockRun(job);
   try {
+    warnIfUnsigned(job, true);
     return await watchLoop(job, layout, splay, watchInterval, signal, report);
   } finally {
     held.release();

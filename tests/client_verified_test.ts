@@ -19,15 +19,15 @@ import { formatMarker, stampMarker, type VersionMarker } from "../lib/version/mo
 import { hostToken } from "../lib/report/mod.ts";
 import {
   assertSameTree,
-  canConnect,
   http,
   type Lab,
-  Proc,
+  type Proc,
   sh,
   waitFor,
   withLab,
   writeTree,
 } from "./_helpers.ts";
+import { plainDaemon } from "./_plain_daemon.ts";
 
 /** What a publisher leaves out of a manifest. */
 const RELEASE_SKIP = [".fanout-version", ".fanout-changes", ".fanout-manifest", ".fanout-release"];
@@ -118,8 +118,8 @@ async function newKey(lab: Lab, name: string): Promise<{ key: SigningKey; text: 
 }
 
 /**
- * A lab whose fleet file trusts one release key, a plain rsync daemon on .9
- * serving `<lab>/src` (no chroot, symlinks as they are), and clients that
+ * A lab whose fleet file trusts one release key, a plain rsync daemon
+ * serving `<lab>/src`, and clients that
  * report to the primary as themselves.
  */
 async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signed> {
@@ -133,36 +133,8 @@ async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signe
     client: { retries: 0 },
     extra: opts.keys === false ? "" : `release:\n  public_keys: ["${trusted.text}"]`,
   });
-  const ip = lab.ip(9);
-  const port = lab.port(ip);
-  const conf = `${lab.dir}/plain-rsyncd.conf`;
-  await Deno.writeTextFile(
-    conf,
-    [
-      "use chroot = no",
-      "munge symlinks = no",
-      "uid = root",
-      "gid = root",
-      `pid file = ${lab.dir}/plain-rsyncd.pid`,
-      "[plugins]",
-      `path = ${src}`,
-      "read only = yes",
-      "",
-    ].join("\n"),
-  );
-  daemons.set(
-    lab,
-    new Proc(
-      new Deno.Command("rsync", {
-        args: ["--daemon", "--no-detach", `--config=${conf}`, `--address=${ip}`, `--port=${port}`],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        detached: true,
-      }).spawn(),
-    ),
-  );
-  await waitFor("the plain daemon", () => canConnect(ip, port), 10_000, 20);
+  const daemon = await plainDaemon(lab, src);
+  daemons.set(lab, daemon.proc);
   const fleetOf = async (name: string) => {
     const token = `${lab.dir}/${name}.token`;
     const secret = (await Deno.readTextFile(lab.reportToken)).trim();
@@ -177,7 +149,7 @@ async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signe
     src,
     key: trusted.key,
     stranger: stranger.key,
-    server: `${ip}:${port}`,
+    server: daemon.server,
     client: async (name, dest, args = []) =>
       await lab.run([
         "--role",
@@ -188,7 +160,7 @@ async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signe
         name,
         "--no-splay",
         "--source",
-        `rsync://${ip}:${port}/plugins/`,
+        daemon.url,
         "--dest",
         dest,
         ...args,
@@ -234,12 +206,22 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       const name = `web${i + 1}`;
       const dest = `${lab.dir}/apps/plugins${i + 1}`;
       await publish(s.src, 1, V1, s.key);
+      // Whoever may write dest's parent plants a symlink where the staging
+      // dir goes: the symlink goes, nothing is written through it.
+      const outside = `${lab.dir}/outside`;
+      await writeTree(outside, { "keep.txt": "keep me\n" });
+      await Deno.mkdir(`${lab.dir}/apps`, { recursive: true });
+      await Deno.symlink(outside, `${lab.dir}/apps/.plugins${i + 1}.staging`);
       // A file the manifest does not list: never fetched, never in dest.
       await writeTree(s.src, { "evil.php": "<?php system($_GET['c']);\n" });
       const first = await s.client(name, dest, args);
       assert.deepEqual([first.code, first.stderr], [0, ""], `${layout}: ${first.stderr}`);
       await assertSameTree(s.src, `${dest}/`, [...OURS, "evil.php"]);
       await assert.rejects(Deno.lstat(`${dest}/evil.php`), `${layout}: no evil.php`);
+      assert.deepEqual(
+        (await Array.fromAsync(Deno.readDir(outside))).map((e) => e.name),
+        ["keep.txt"],
+      );
       await assert.rejects(Deno.lstat(`${dest}/.fanout-changes`), `${layout}: no version log`);
       assert.equal(await Deno.readLink(`${dest}/lib/link`), "../a.txt");
       assert.equal((await Deno.stat(`${dest}/bin/run`)).mode! & 0o777, 0o755);

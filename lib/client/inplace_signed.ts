@@ -64,18 +64,21 @@ export async function applyInPlace(
   }
   const fetch = toFetch(plan);
   const staging = fetch.length ? await makeStaging(job) : null;
+  let r = null;
   try {
-    let r = null;
     if (staging) {
       const wanted = fetch.map((w) => w.want);
       const parents = await makeParents(staging, wanted);
       r = await fetchPaths(job, staging, wanted, basisFor(there ? dest : null, fetch));
-      // Refused, dest is as it was: not dirty.
-      await checkFetched(job, c, staging, wanted, parents).catch(async (e) => {
-        await clearDirty(job);
-        throw e;
-      });
+      await checkFetched(job, c, staging, wanted, parents);
     }
+  } catch (e) {
+    // Dest is as it was: not dirty, and the staging dir goes.
+    await clearDirty(job);
+    if (staging) await Deno.remove(staging, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  try {
     if (ctx.state === "marked" && !plan.wrong.length && !plan.extra.length) {
       // The tree is the release's: at most its files are new (a version
       // with the same tree), and the record is kept fresh when files were read.

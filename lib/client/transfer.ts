@@ -190,9 +190,10 @@ async function stopGroup(pid: number, destArg: string): Promise<void> {
  * ```
  */
 export function stagingDirs(job: Pick<ClientJob, "dest" | "stateDir">): string[] {
-  const i = job.dest.lastIndexOf("/");
+  const dest = job.dest.replace(/\/+$/, "");
+  const i = dest.lastIndexOf("/");
   return [
-    `${job.dest.slice(0, i)}/.${job.dest.slice(i + 1)}.staging`,
+    `${dest.slice(0, i)}/.${dest.slice(i + 1)}.staging`,
     `${job.stateDir}/release-staging`,
   ];
 }

@@ -28,19 +28,9 @@ import { baseJob, type ClientJob, stamp } from "./job.ts";
 import { clearDirty, markDirty, transfer } from "./transfer.ts";
 import { tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { planTree, type TreePlan } from "../release/mod.ts";
-import {
-  basisFor,
-  everythingMissing,
-  fetchPaths,
-  offence,
-  recordRelease,
-  recordVouches,
-  ReleaseRefusal,
-  toFetch,
-  treeSkip,
-  vouching,
-  writeControl,
-} from "./signed.ts";
+import { offence, ReleaseRefusal, treeSkip, writeControl } from "./signed_files.ts";
+import { recordRelease, recordVouches, vouching } from "./signed_state.ts";
+import { basisFor, everythingMissing, fetchPaths, toFetch } from "./signed_fetch.ts";
 import { describeVersion, readMarker, type VersionMarker } from "../version/mod.ts";
 
 const PARTIAL = ".partial";

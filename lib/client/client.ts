@@ -21,6 +21,12 @@
  *    --delay-updates`), or a new tree swapped in whole (`--atomic`,
  *    lib/client/atomic.ts).
  *
+ * A signed fleet (`release.public_keys`) takes steps 3 to 5 its own way
+ * (lib/client/signed.ts): the fast path only where the state dir vouches
+ * for dest's marker, and instead of the comparison and the version log, the
+ * source's signed release checked, dest compared with its manifest, and
+ * only what it has wrong fetched and checked before it goes live.
+ *
  * Connection failures (refused, reset, timeouts, a full server) are retried
  * with backoff, each attempt on a new connection so a proxy can pick another
  * server; anything else fails at once.
@@ -334,7 +340,7 @@ async function caughtUp(
  * marker names: only then may the marker alone decide a signed run.
  */
 async function verifiedHere(job: ClientJob, start: DestStart): Promise<boolean> {
-  const v = (await import("./signed.ts")).verifiedVersion(job, start.current);
+  const v = (await import("./signed_state.ts")).verifiedVersion(job, start.current);
   return v !== null && v.seq === start.before?.seq && v.commit === start.before.commit;
 }
 

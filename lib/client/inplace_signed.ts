@@ -19,20 +19,16 @@ import type { ClientJob } from "./job.ts";
 import { adoptDest, tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { clearDirty, markDirty, stagingDirs } from "./transfer.ts";
 import { moveAside, removeExtras } from "./dest_paths.ts";
+import { treeSkip, writeControl } from "./signed_files.ts";
+import { markApplying, recordRelease, recordVouches, vouching } from "./signed_state.ts";
 import {
   basisFor,
   checkFetched,
   everythingMissing,
   fetchPaths,
   makeParents,
-  markApplying,
-  recordRelease,
-  recordVouches,
   toFetch,
-  treeSkip,
-  vouching,
-  writeControl,
-} from "./signed.ts";
+} from "./signed_fetch.ts";
 
 /**
  * Makes `job.dest` the checked release `c`, changing nothing in it until

@@ -24,17 +24,14 @@
  */
 
 import {
-  DEST_MARKER,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SafetyError,
-  sleep,
-  stripControl,
+  TransferError,
   VERSION_LOG,
   VERSION_MARKER,
 } from "../core/mod.ts";
 import {
-  comparePaths,
   ENVELOPE_MAX_BYTES,
   type Manifest,
   MANIFEST_LIMITS,
@@ -42,49 +39,15 @@ import {
   type ManifestEntry,
   markerMismatch,
   parseManifest,
-  type PlannedFix,
-  readRecord,
-  type RecordEntry,
-  RecordError,
-  recordTree,
   SignatureError,
-  type TreeEntry,
-  type TreeMismatch,
-  type TreePlan,
   verifyRelease,
-  verifyTree,
-  writeRecord,
 } from "../release/mod.ts";
-import { type RsyncResult, writeFileList } from "../rsync/mod.ts";
-import {
-  describeVersion,
-  MARKER_MAX_BYTES,
-  parseMarker,
-  sameVersion,
-  stampMarker,
-} from "../version/mod.ts";
+import { writeFileList } from "../rsync/mod.ts";
+import { MARKER_MAX_BYTES, parseMarker, sameVersion } from "../version/mod.ts";
 import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
-import {
-  type ClientJob,
-  failUnlessOk,
-  retrying,
-  RsyncFailure,
-  rsyncRun,
-  safeAttrs,
-  serverOf,
-} from "./job.ts";
-import { transfer } from "./transfer.ts";
-import { firstDetour } from "./dest_paths.ts";
-
-/** The release's own files at a tree's root, fetched together. */
-const CONTROL = [VERSION_MARKER, RELEASE_ENVELOPE, RELEASE_MANIFEST];
-
-/**
- * What a walk of a tree leaves out: the release's own files (checked in
- * their own right) and fanout's destination marker. The version log is not
- * among them: it is not signed, so a verified tree does not keep one.
- */
-export const TREE_SKIP: readonly string[] = [...CONTROL, DEST_MARKER];
+import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
+import { CONTROL, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
+import { releaseFloor } from "./signed_state.ts";
 
 /** Names a manifest may not list: fanout's own files. */
 const RESERVED = new Set([...TREE_SKIP, VERSION_LOG]);
@@ -95,51 +58,19 @@ const NOT_TAKEN = 0o6002;
 /** A comparison that lands between a version's files and its marker is tried this often. */
 const PASSES = 2;
 
-/** Files in the state dir. */
+/** Where the release files are fetched to, in the state dir. */
 const FETCH_DIR = "release-fetch";
-const APPLIED_FILE = "release-applied.json";
-const MANIFEST_COPY = "release-manifest";
-const RECORD_FILE = "release-record";
-const PATHS_LIST = "release-paths.list";
-
-/**
- * A version refused (exit 4). Its one line names the server, the path at
- * fault and why. `staged` when a fetched path was not the manifest's, which
- * a version landing on the server during the run causes too: the run reads
- * the source's marker again before it blames the server.
- *
- * @example
- * ```ts
- * throw new ReleaseRefusal(job, "lib/a.ts", "SHA-256 differs", true);
- * ```
- */
-export class ReleaseRefusal extends SafetyError {
-  /** The path at fault, relative to the tree. */
-  readonly path: string;
-  readonly staged: boolean;
-  constructor(
-    job: Pick<ClientJob, "source" | "dest">,
-    path: string,
-    why: string,
-    staged = false,
-  ) {
-    super(
-      `refusing the version from ${serverOf(job.source)} for ${job.dest}: ` +
-        `${stripControl(path, { oneLine: true })}: ${why}; nothing changed`,
-    );
-    this.name = "ReleaseRefusal";
-    this.path = path;
-    this.staged = staged;
-  }
-}
-
 /**
  * Brings the tree to the source's signed release through `layout`, checking
- * the release first; a fetched path that is not the manifest's is blamed on
- * the server only when the source's marker still names the version checked.
+ * the release first. What a version landing mid-run also causes is looked
+ * at again before the server is blamed: release files that do not match
+ * each other are fetched again, and a fetched path that is not the
+ * manifest's counts only when the source's marker still names the version
+ * checked.
  *
  * @throws {ReleaseRefusal} for a release, or a fetched path, that is not as
- * signed; {@linkcode TransferError} when the source cannot be read.
+ * signed; {@linkcode TransferError} when the source cannot be read, or kept
+ * changing.
  *
  * @example
  * ```ts
@@ -153,24 +84,35 @@ export async function syncRelease(
   current: string | null,
 ): Promise<ReleaseApplied & { release: CheckedRelease }> {
   for (let pass = 1;; pass++) {
-    const c = await retrying(job, "fetch the signed release", async () => {
-      const files = await fetchControl(job);
-      return await checkRelease(job, files, await releaseFloor(job, current));
-    });
+    let c: CheckedRelease | null = null;
     try {
-      const done = await retrying(job, "sync", () => layout.applyRelease!(c, ctx));
-      return { ...done, release: c };
-    } catch (e) {
-      if (!(e instanceof ReleaseRefusal) || !e.staged || pass >= PASSES) throw e;
-      const now = await fetchControl(job).then((f) => f.get(VERSION_MARKER)).catch(() => null);
-      const marker = now instanceof Uint8Array ? parseMarker(new TextDecoder().decode(now)) : null;
-      if (!marker || sameVersion(marker, c.marker)) throw e;
-      job.log.debug("a version landed while the release was fetched; fetching it", {
-        checked: describeVersion(c.marker),
-        now: describeVersion(marker),
+      c = await retrying(job, "fetch the signed release", async () => {
+        const files = await fetchControl(job);
+        return await checkRelease(job, files, await releaseFloor(job, current));
       });
+      const checked = c;
+      const done = await retrying(job, "sync", () => layout.applyRelease!(checked, ctx));
+      return { ...done, release: checked };
+    } catch (e) {
+      if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
+      const moved = c ? await markerMoved(job, c) : pass < PASSES;
+      if (!moved) throw e;
+      if (pass >= PASSES) {
+        throw new TransferError(
+          `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
+            `changed in ${job.dest} (the next run completes the sync)`,
+        );
+      }
+      job.log.debug("a version landed during the run; trying again", { path: e.path });
     }
   }
+}
+
+/** True when the source's marker no longer names `c`'s version. */
+async function markerMoved(job: ClientJob, c: CheckedRelease): Promise<boolean> {
+  const now = await fetchControl(job).then((f) => f.get(VERSION_MARKER)).catch(() => null);
+  const marker = now instanceof Uint8Array ? parseMarker(new TextDecoder().decode(now)) : null;
+  return marker !== null && !sameVersion(marker, c.marker);
 }
 
 /** A control file's bytes, or why there are none. */
@@ -202,8 +144,8 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
     filesFrom: list,
     timeout: job.timeout,
     connectTimeout: job.connectTimeout,
-    // Nothing larger than a manifest may be is fetched; directories are not
-    // entered. rsync names what it skips for its size (--info=skip1).
+    // No file larger than a manifest may be, no directory entered; rsync
+    // names what it skips for its size (--info=skip1).
     extra: [
       `--max-size=${MANIFEST_LIMITS.maxBytes}`,
       "--no-recursive",
@@ -239,19 +181,6 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
   return out;
 }
 
-/** The bytes of the regular file at `path`, or why not: none there, another kind, too large. */
-function readBounded(path: string, max: number): Uint8Array<ArrayBuffer> | string {
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(path);
-  } catch {
-    return "the source has none";
-  }
-  if (!st.isFile) return "not a regular file";
-  if (st.size > max) return `more than ${max} bytes`;
-  return Deno.readFileSync(path);
-}
-
 /**
  * Checks the fetched files: the envelope verifies with a trusted key, its
  * seq is at least `floor`, the manifest is the one it signs (and lists none
@@ -264,7 +193,8 @@ async function checkRelease(
   files: Fetched,
   floor: number,
 ): Promise<CheckedRelease> {
-  const refuse = (path: string, why: string) => new ReleaseRefusal(job, path, why);
+  const refuse = (path: string, why: string, racy = false) =>
+    new ReleaseRefusal(job, path, why, racy);
   const bytes = (n: string, none: string) => {
     const b = files.get(n)!;
     if (typeof b === "string") throw refuse(n, b === "the source has none" ? none : b);
@@ -288,7 +218,7 @@ async function checkRelease(
   }
   const manifestBytes = bytes(RELEASE_MANIFEST, "the source has none");
   if (await manifestDigest(manifestBytes) !== release.manifest_sha256) {
-    throw refuse(RELEASE_MANIFEST, `its SHA-256 is not the one the release of ${seq} signs`);
+    throw refuse(RELEASE_MANIFEST, `its SHA-256 is not the one the release of ${seq} signs`, true);
   }
   let manifest: Manifest;
   try {
@@ -317,384 +247,4 @@ async function checkRelease(
 /** `e` with the mode the client gives it (see {@linkcode NOT_TAKEN}). */
 function taken(e: ManifestEntry): ManifestEntry {
   return e.type === "symlink" ? e : { ...e, mode: e.mode & ~NOT_TAKEN };
-}
-
-/** What the state dir keeps of the last release applied. */
-interface Applied {
-  /** The release's version and manifest. */
-  seq: number;
-  commit: string;
-  manifest_sha256: string;
-  /** The newest seq this host applied: older ones are refused. */
-  floor_seq: number;
-  /** The tree the stat record describes; null while a tree is being changed. */
-  tree: string | null;
-  /** When the record's walk began (ms since the epoch). */
-  recorded_at: number;
-}
-
-function readApplied(job: ClientJob): Applied | null {
-  try {
-    const a = JSON.parse(Deno.readTextFileSync(`${job.stateDir}/${APPLIED_FILE}`));
-    const ok = Number.isSafeInteger(a.seq) && Number.isSafeInteger(a.floor_seq) &&
-      typeof a.commit === "string" && typeof a.manifest_sha256 === "string" &&
-      (a.tree === null || typeof a.tree === "string") && Number.isFinite(a.recorded_at);
-    return ok ? a : null;
-  } catch {
-    return null;
-  }
-}
-
-async function writeApplied(job: ClientJob, a: Applied): Promise<void> {
-  await writeAtomic(`${job.stateDir}/${APPLIED_FILE}`, new TextEncoder().encode(JSON.stringify(a)));
-}
-
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeFile(tmp, bytes, { mode: 0o600 });
-  await Deno.rename(tmp, path);
-}
-
-/**
- * The lowest seq this host takes: the newest it applied, by its state dir
- * or by the envelope of the tree it holds (when it verifies); -1 when none.
- */
-async function releaseFloor(job: ClientJob, current: string | null): Promise<number> {
-  let floor = readApplied(job)?.floor_seq ?? -1;
-  const env = current ? readBounded(`${current}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES) : "";
-  if (typeof env !== "string") {
-    try {
-      floor = Math.max(floor, (await verifyRelease(env, job.publicKeys ?? [])).seq);
-    } catch (e) {
-      if (!(e instanceof SignatureError)) throw e;
-    }
-  }
-  return floor;
-}
-
-/**
- * The version the state dir says `tree` holds as signed, or null: what the
- * fast path may trust when dest's marker names it.
- *
- * @example
- * ```ts
- * if (sameVersion(verifiedVersion(job, current), readMarker(current))) skipWalk();
- * ```
- */
-export function verifiedVersion(
-  job: ClientJob,
-  tree: string | null,
-): { seq: number; commit: string } | null {
-  const a = readApplied(job);
-  return a && tree && a.tree === tree ? { seq: a.seq, commit: a.commit } : null;
-}
-
-/**
- * Says, before a tree changes, that the state dir's record no longer
- * describes it: a run killed from here on leaves the next one to hash every
- * file again.
- */
-export async function markApplying(job: ClientJob): Promise<void> {
-  const a = readApplied(job);
-  if (a?.tree) await writeApplied(job, { ...a, tree: null });
-  await Deno.remove(`${job.stateDir}/${RECORD_FILE}`).catch(() => {});
-}
-
-/**
- * Keeps, in the state dir, that `tree` holds release `c` now: its manifest,
- * the stat record of the tree and the version (the floor of later ones).
- * `walked` is a walk of the tree that found it as the manifest lists it,
- * begun at `at`; without one the tree is walked here, from the next whole
- * second on, so no file changed just before is left that an edit within
- * the same second of its change time could hide behind (Deno gives change
- * times in whole seconds).
- */
-export async function recordRelease(
-  job: ClientJob,
-  c: CheckedRelease,
-  tree: string,
-  walked: { entries: readonly RecordEntry[]; at: number } | null,
-): Promise<void> {
-  let w = walked;
-  if (!w) {
-    await sleep(1001 - Date.now() % 1000, job.signal);
-    const at = Date.now();
-    w = { entries: recordTree(tree, { skip: TREE_SKIP }).entries, at };
-  }
-  const prev = readApplied(job);
-  await writeAtomic(`${job.stateDir}/${MANIFEST_COPY}`, c.bytes.manifest);
-  await writeRecord(`${job.stateDir}/${RECORD_FILE}`, { entries: w.entries });
-  await writeApplied(job, {
-    seq: c.release.seq,
-    commit: c.release.commit,
-    manifest_sha256: c.release.manifest_sha256,
-    floor_seq: Math.max(c.release.seq, prev?.floor_seq ?? -1),
-    tree,
-    recorded_at: w.at,
-  });
-}
-
-/**
- * What the stat record of `tree` vouches for: a file walked as it was
- * recorded (type, mode, inode, size, mtime and change time), whose change
- * time is older than the record's walk by a whole second, and that the
- * last applied manifest listed with the bytes `want` lists. Null when there
- * is no usable record of `tree`.
- *
- * @example
- * ```ts
- * const plan = await planTree(dest, c.manifest, { skip: TREE_SKIP, known: await recordVouches(job, dest) ?? undefined });
- * ```
- */
-export async function recordVouches(
-  job: ClientJob,
-  tree: string,
-): Promise<((got: TreeEntry, want: ManifestEntry) => boolean) | null> {
-  const a = readApplied(job);
-  if (!a || a.tree !== tree) return null;
-  let record;
-  try {
-    record = readRecord(`${job.stateDir}/${RECORD_FILE}`);
-  } catch (e) {
-    if (!(e instanceof RecordError)) throw e;
-    job.log.warn(`${e.message}; checking every file`);
-    return null;
-  }
-  const bytes = readBounded(`${job.stateDir}/${MANIFEST_COPY}`, MANIFEST_LIMITS.maxBytes);
-  if (!record || typeof bytes === "string") return null;
-  if (await manifestDigest(bytes) !== a.manifest_sha256) return null;
-  let old: Manifest;
-  try {
-    old = parseManifest(bytes);
-  } catch {
-    return null;
-  }
-  const was = new Map(old.entries.map((e) => [e.path, e]));
-  const stat = new Map(record.entries.map((e) => [e.path, e]));
-  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
-  return (got, want) => {
-    const o = was.get(got.path), r = stat.get(got.path);
-    return !!o && !!r && o.type === want.type && o.size === want.size &&
-      o.sha256 === want.sha256 && r.kind === got.kind && r.mode === got.mode &&
-      r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
-      r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
-  };
-}
-
-/**
- * What a walk of the tree leaves out for `ctx`: {@linkcode TREE_SKIP}, and
- * a checkout's `.git` when it is being adopted (adoption removes it).
- */
-export function treeSkip(ctx: ApplyContext): string[] {
-  return [...TREE_SKIP, ...(ctx.state === "adopt" ? [".git"] : [])];
-}
-
-/**
- * `known` (from {@linkcode recordVouches}) for planTree, counting the files
- * it did not vouch for, which the plan then read: when there were any, the
- * record is written again so the next run need not.
- *
- * @example
- * ```ts
- * const vouch = vouching(await recordVouches(job, dest));
- * const plan = await planTree(dest, m, { known: vouch.known });
- * if (vouch.hashed()) await recordRelease(job, c, dest, { entries: plan.walked, at });
- * ```
- */
-export function vouching(
-  known: ((got: TreeEntry, want: ManifestEntry) => boolean) | null,
-): { known: (got: TreeEntry, want: ManifestEntry) => boolean; hashed: () => number } {
-  let hashed = 0;
-  return {
-    known: (got, want) => {
-      if (known?.(got, want)) return true;
-      if (want.type === "file") hashed++;
-      return false;
-    },
-    hashed: () => hashed,
-  };
-}
-
-/**
- * The plan for a tree not there yet: every path of `m` missing.
- *
- * @example
- * ```ts
- * const plan = live ? await planTree(live, m) : everythingMissing(m);
- * ```
- */
-export function everythingMissing(m: Manifest): TreePlan {
-  return {
-    wrong: m.entries.map((want) => ({
-      path: want.path,
-      why: "missing",
-      detail: "missing",
-      want,
-      got: null,
-    })),
-    extra: [],
-    walked: [],
-  };
-}
-
-/** The planned fixes that need bytes from the server: files and symlinks not as listed. */
-export function toFetch(plan: TreePlan): PlannedFix[] {
-  return plan.wrong.filter((w) => w.want.type !== "dir" && w.why !== "mode");
-}
-
-/**
- * `tree` when rsync may read its files as the delta basis of the `fetch`
- * paths: each is a regular file there or absent, and none leads through a
- * symlink (rsync would read, and send the checksums of, a file outside it).
- */
-export function basisFor(tree: string | null, fetch: readonly PlannedFix[]): string | null {
-  if (!tree || fetch.some((w) => w.got && w.got.kind !== "file")) return null;
-  return firstDetour(tree, fetch.map((w) => w.path), () => false) ? null : tree;
-}
-
-/**
- * Creates the directories above `entries` in `root` (mode 0700), for a
- * transfer that does not send them (`--no-implied-dirs`).
- */
-export async function makeParents(
-  root: string,
-  entries: readonly { path: string }[],
-): Promise<string[]> {
-  const dirs = new Set<string>();
-  for (const e of entries) {
-    const parts = e.path.split("/");
-    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join("/"));
-  }
-  const sorted = [...dirs].sort(comparePaths);
-  for (const d of sorted) await Deno.mkdir(`${root}/${d}`, { recursive: true, mode: 0o700 });
-  return sorted;
-}
-
-/**
- * Fetches the `entries` of the source into `into` (each parent there
- * already), and nothing else: no directory is entered, no file larger than
- * the largest listed is taken, and `basis` (dest's tree) serves as rsync's
- * delta basis. Null when rsync could not send them all (a path gone or never
- * there on the server): the check that follows names the path.
- *
- * @throws {TransferError} for any other failure.
- */
-export async function fetchPaths(
-  job: ClientJob,
-  into: string,
-  entries: readonly ManifestEntry[],
-  basis: string | null,
-): Promise<RsyncResult | null> {
-  const list = `${job.stateDir}/${PATHS_LIST}`;
-  await writeFileList(list, entries.map((e) => e.path));
-  const largest = entries.reduce((n, e) => Math.max(n, e.size), 1);
-  try {
-    return await transfer(job, {
-      source: job.source,
-      dest: `${into}/`,
-      timeout: job.timeout,
-      connectTimeout: job.connectTimeout,
-      filesFrom: list,
-      extra: [
-        ...safeAttrs(job),
-        "--no-recursive",
-        "--no-implied-dirs",
-        `--max-size=${largest}`,
-        // --ignore-times: a basis file of the listed size and time is still
-        // only a basis (rsync would copy it as it is otherwise), and the
-        // listed paths are those dest has wrong.
-        ...(basis ? ["--ignore-times", `--copy-dest=${basis}`] : []),
-      ],
-    }, { keepDirty: true });
-  } catch (e) {
-    if (e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24)) return null;
-    throw e;
-  }
-}
-
-/**
- * Checks what {@linkcode fetchPaths} put in `root`: each of `entries` as the
- * manifest lists it, the `parents` made for them (mode 0700), nothing else.
- *
- * @throws {ReleaseRefusal} (`staged`) naming the first path that is not.
- */
-export async function checkFetched(
-  job: ClientJob,
-  c: CheckedRelease,
-  root: string,
-  entries: readonly ManifestEntry[],
-  parents: readonly string[],
-): Promise<void> {
-  const dirs: ManifestEntry[] = parents.map((path) => ({
-    path,
-    type: "dir",
-    mode: 0o700,
-    size: 0,
-    sha256: null,
-  }));
-  const all = [...dirs, ...entries].sort((a, b) => comparePaths(a.path, b.path));
-  const bad = await verifyTree(root, { entries: all });
-  if (bad) throw new ReleaseRefusal(job, bad.path, offence(bad, c), true);
-}
-
-/**
- * Why a path is not as the manifest of `c` lists it, in words.
- *
- * @example
- * ```ts
- * offence({ path: "a", why: "content", detail: "SHA-256 differs" }, c); // "SHA-256 differs from the signed manifest of seq 4"
- * ```
- */
-export function offence(m: TreeMismatch, c: CheckedRelease): string {
-  const of = `the signed manifest of seq ${c.release.seq}`;
-  switch (m.why) {
-    case "missing":
-      return `not sent by the server (not there, or larger than ${of} says)`;
-    case "extra":
-      return `sent, but not in ${of}`;
-    case "content":
-      return /SHA-256/.test(m.detail)
-        ? `SHA-256 differs from ${of}`
-        : `${m.detail}, as ${of} lists it`;
-    default:
-      return `${m.detail}, as ${of} lists it`;
-  }
-}
-
-/**
- * Writes the release's files into `dir`: the manifest, the envelope and,
- * last, the marker (with its publish time as its mtime, as every server's
- * has). Each replaces the old one in one rename. Returns whether any of
- * them differed from what `dir` held.
- */
-export async function writeControl(dir: string, c: CheckedRelease): Promise<boolean> {
-  const files: [string, Uint8Array][] = [
-    [RELEASE_MANIFEST, c.bytes.manifest],
-    [RELEASE_ENVELOPE, c.bytes.envelope],
-    [VERSION_MARKER, c.bytes.marker],
-  ];
-  let changed = false;
-  for (const [name, bytes] of files) {
-    const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
-    if (await holds(`${dir}/${name}`, bytes, digest)) continue;
-    changed = true;
-    const tmp = `${dir}/${name}.fanout-tmp`;
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
-    if (name === VERSION_MARKER) stampMarker(tmp);
-    await Deno.rename(tmp, `${dir}/${name}`);
-  }
-  return changed;
-}
-
-/**
- * True when the regular file at `path` holds `bytes`; compared by `digest`
- * (their SHA-256) when given, for a manifest of megabytes.
- */
-async function holds(path: string, bytes: Uint8Array, digest: string | null): Promise<boolean> {
-  const got = readBounded(path, bytes.length);
-  if (typeof got === "string" || got.length !== bytes.length) return false;
-  if (digest) return await manifestDigest(got) === digest;
-  for (let i = 0; i < got.length; i++) if (got[i] !== bytes[i]) return false;
-  return true;
 }

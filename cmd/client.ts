@@ -36,6 +36,7 @@ import {
 } from "../lib/client/mod.ts";
 import { describeVersion, readMarker, sameVersion } from "../lib/version/mod.ts";
 import { sendReport } from "../lib/report/mod.ts";
+import { parsePublicKey } from "../lib/release/mod.ts";
 
 /** Runs the client role; returns the exit code. */
 export async function run(opts: CommonOptions): Promise<number> {
@@ -61,6 +62,19 @@ export async function run(opts: CommonOptions): Promise<number> {
   } finally {
     dispose();
   }
+}
+
+/**
+ * Says once a run that the fleet's versions are not signed. A cron run stays
+ * silent on success (its output is mail): there it is a debug line unless
+ * `--verbose`.
+ */
+function warnIfUnsigned(job: ClientJob, loud: boolean): void {
+  if (job.publicKeys?.length) return;
+  job.log[loud ? "warn" : "debug"](
+    "versions are not signed: release.public_keys is empty, so this client takes the tree " +
+      "as its server sends it (fanout keygen makes a key to sign them with)",
+  );
 }
 
 function refuseFlagMix(f: CommonOptions): void {
@@ -104,6 +118,7 @@ function makeJob(
     keep: c.keep,
     adopt: f.adopt,
     keepOwners: c.keepOwners,
+    publicKeys: fleet.release.publicKeys.map(parsePublicKey),
     verbose: f.verbose,
     log: lg,
   };
@@ -164,6 +179,7 @@ async function cronRun(
     throw e;
   }
   try {
+    warnIfUnsigned(job, job.verbose);
     const delay = splayDelay(job.host, splay);
     if (delay > 0) {
       job.log.debug("splay", { ms: delay });
@@ -273,6 +289,7 @@ async function watch(
   const signal = job.signal!;
   const held = await lockRun(job);
   try {
+    warnIfUnsigned(job, true);
     return await watchLoop(job, layout, splay, watchInterval, signal, report);
   } finally {
     held.release();

@@ -3,7 +3,8 @@
 // reach outside dest, plant setuid files, or exhaust memory and disk. Each
 // test checks the bytes outside dest, the client's exit code and its words.
 import assert from "node:assert/strict";
-import { canConnect, type Lab, Proc, sh, waitFor, withLab, writeTree } from "./_helpers.ts";
+import { type Lab, type Proc, sh, withLab, writeTree } from "./_helpers.ts";
+import { plainDaemon } from "./_plain_daemon.ts";
 import { appendEntry, newEntry, parseMarker } from "../lib/version/mod.ts";
 
 function marker(seq: number): string {
@@ -40,35 +41,9 @@ async function hostile(
   await writeTree(outside, { "important.txt": "keep me\n", "dir/x.txt": "x\n" });
   await Deno.mkdir(src, { recursive: true });
   await lab.fleet({ replicas: [], publisher: false, client: { dest, retries: 0, ...client } });
-  const ip = lab.ip(9);
-  const port = lab.port(ip);
-  const conf = `${lab.dir}/hostile-rsyncd.conf`;
-  await Deno.writeTextFile(
-    conf,
-    [
-      "use chroot = no",
-      "munge symlinks = no",
-      "uid = root",
-      "gid = root",
-      `pid file = ${lab.dir}/hostile-rsyncd.pid`,
-      "[plugins]",
-      `path = ${src}`,
-      "read only = yes",
-      "",
-    ].join("\n"),
-  );
-  const proc = new Proc(
-    new Deno.Command("rsync", {
-      args: ["--daemon", "--no-detach", `--config=${conf}`, `--address=${ip}`, `--port=${port}`],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-    }).spawn(),
-  );
-  stops.set(lab, proc);
-  await waitFor("the hostile daemon", () => canConnect(ip, port), 10_000, 20);
-  const url = `rsync://${ip}:${port}/plugins/`;
+  const daemon = await plainDaemon(lab, src);
+  stops.set(lab, daemon.proc);
+  const url = daemon.url;
   return {
     src,
     dest,

@@ -21,12 +21,16 @@
 
 import { SafetyError, UsageError } from "../core/mod.ts";
 import { readPin, writePin } from "./client.ts";
-import type { ApplyContext, TreeLayout } from "./layout.ts";
+import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
 import type { Drift } from "./drift.ts";
 import { type RsyncResult, unescapeName } from "../rsync/mod.ts";
 import { baseJob, type ClientJob, stamp } from "./job.ts";
-import { transfer } from "./transfer.ts";
-import { writeDestMarker } from "./safety.ts";
+import { clearDirty, markDirty, transfer } from "./transfer.ts";
+import { tooManyDeletions, writeDestMarker } from "./safety.ts";
+import { planTree, type TreePlan } from "../release/mod.ts";
+import { offence, ReleaseRefusal, treeSkip, writeControl } from "./signed_files.ts";
+import { recordRelease, recordVouches, vouching } from "./signed_state.ts";
+import { basisFor, everythingMissing, fetchPaths, toFetch } from "./signed_fetch.ts";
 import { describeVersion, readMarker, type VersionMarker } from "../version/mod.ts";
 
 const PARTIAL = ".partial";
@@ -121,7 +125,110 @@ export function atomicLayout(job: ClientJob): TreeLayout {
       await prune(job, trees);
       return r;
     },
+    applyRelease: (c: CheckedRelease, ctx: ApplyContext) => applyReleaseTree(job, c, ctx),
   };
+}
+
+/**
+ * A signed release as a new tree (see lib/client/signed.ts): every file the
+ * live tree has right is hard-linked from it, the rest is fetched into the
+ * new tree with the live one as rsync's delta basis, and the new tree is
+ * checked against the manifest (the linked files by their inode, the rest
+ * by their bytes) before it goes live. A new tree that is not the
+ * manifest's is removed, and dest stays as it was.
+ */
+async function applyReleaseTree(
+  job: ClientJob,
+  c: CheckedRelease,
+  ctx: ApplyContext,
+): Promise<ReleaseApplied> {
+  const trees = treesDir(job.dest);
+  await ownTreesDir(trees);
+  const live = await liveTree(job.dest);
+  const vouch = vouching(live && !ctx.forced ? await recordVouches(job, live) : null);
+  const at = Date.now();
+  const plan = live
+    ? await planTree(live, c.manifest, { skip: treeSkip(ctx), known: vouch.known })
+    : everythingMissing(c.manifest);
+  if (plan.extra.length > job.maxDelete) {
+    throw tooManyDeletions(job.dest, plan.extra.length, job.maxDelete);
+  }
+  if (live && !plan.wrong.length && !plan.extra.length) {
+    // The live tree is the release's: at most its files are new.
+    const control = await writeControl(live, c);
+    if (control || vouch.hashed()) await recordRelease(job, c, live, { entries: plan.walked, at });
+    return { changed: 0, deleted: 0, control, r: null, tree: live };
+  }
+  const t0 = Date.now();
+  const name = stamp(new Date(t0));
+  const building = `${trees}/${name}${PARTIAL}`;
+  await markDirty(job);
+  let r: RsyncResult | null = null;
+  try {
+    await Deno.mkdir(building, { mode: 0o700 });
+    const fetch = toFetch(plan);
+    const linked = await linkRight(live, building, c, plan);
+    if (fetch.length) {
+      r = await fetchPaths(job, building, fetch.map((w) => w.want), basisFor(live, fetch));
+    }
+    for (const e of c.manifest.entries.toReversed()) {
+      if (e.type === "dir") await Deno.chmod(`${building}/${e.path}`, e.mode);
+    }
+    await Deno.chmod(building, 0o755);
+    const built = await planTree(building, c.manifest, {
+      known: (got) => linked.get(got.path) === got.ino,
+    });
+    const bad = built.wrong[0] ??
+      (built.extra[0] && { path: built.extra[0].path, why: "extra" as const, detail: "" });
+    if (bad) throw new ReleaseRefusal(job, bad.path, offence(bad, c), true);
+    await writeControl(building, c);
+    await writeDestMarker(building, "created");
+    await Deno.rename(building, `${trees}/${name}`);
+  } catch (e) {
+    await Deno.remove(building, { recursive: true }).catch(() => {});
+    await clearDirty(job);
+    throw e;
+  }
+  // A plain dir switching to --atomic is kept as the tree before this one.
+  await swap(job.dest, `${trees}/${name}`, live, `${stamp(new Date(t0 - 1))}-before-atomic`);
+  await prune(job, trees);
+  const now = (await liveTree(job.dest))!;
+  await recordRelease(job, c, now, null);
+  await clearDirty(job);
+  return { changed: plan.wrong.length, deleted: plan.extra.length, control: true, r, tree: now };
+}
+
+/**
+ * Lays out the new tree `building` of release `c`: every directory (mode
+ * 0700 until the files are in), and from the `live` tree every file and
+ * symlink the plan found right there: a file as a hard link, or as a copy
+ * when only its mode is wrong (a hard link shares the mode of the live
+ * one). Returns the inode of each linked file by path.
+ */
+async function linkRight(
+  live: string | null,
+  building: string,
+  c: CheckedRelease,
+  plan: TreePlan,
+): Promise<Map<string, number>> {
+  const wrong = new Map(plan.wrong.map((w) => [w.path, w]));
+  const walked = new Map(plan.walked.map((e) => [e.path, e]));
+  const linked = new Map<string, number>();
+  for (const e of c.manifest.entries) {
+    const to = `${building}/${e.path}`;
+    const w = wrong.get(e.path);
+    if (e.type === "dir") await Deno.mkdir(to, { mode: 0o700 });
+    else if (!live || (w && w.why !== "mode")) continue;
+    else if (e.type === "symlink") await Deno.symlink(await Deno.readLink(`${live}/${e.path}`), to);
+    else if (w) {
+      await Deno.copyFile(`${live}/${e.path}`, to);
+      await Deno.chmod(to, e.mode);
+    } else {
+      await Deno.link(`${live}/${e.path}`, to);
+      linked.set(e.path, walked.get(e.path)!.ino);
+    }
+  }
+  return linked;
 }
 
 /** The tree `dest` shows now: the symlink's target, dest itself when it is a plain directory, or null. */

@@ -23,7 +23,8 @@
 import { readSmallFile, VERSION_LOG, VERSION_MARKER } from "../core/mod.ts";
 import type { ApplyContext, TreeLayout } from "./layout.ts";
 import { type ClientJob, failUnlessOk, rsyncRun, safeAttrs } from "./job.ts";
-import { firstDetour, LISTED_MAX, warnDetour } from "./inplace.ts";
+import { LISTED_MAX } from "./inplace.ts";
+import { firstDetour, warnDetour } from "./dest_paths.ts";
 import { type RsyncResult, writeFileList } from "../rsync/mod.ts";
 import {
   type ChangeList,

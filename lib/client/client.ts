@@ -21,6 +21,12 @@
  *    --delay-updates`), or a new tree swapped in whole (`--atomic`,
  *    lib/client/atomic.ts).
  *
+ * A signed fleet (`release.public_keys`) takes steps 3 to 5 its own way
+ * (lib/client/signed.ts): the fast path only where the state dir vouches
+ * for dest's marker, and instead of the comparison and the version log, the
+ * source's signed release checked, dest compared with its manifest, and
+ * only what it has wrong fetched and checked before it goes live.
+ *
  * Connection failures (refused, reset, timeouts, a full server) are retried
  * with backoff, each attempt on a new connection so a proxy can pick another
  * server; anything else fails at once.
@@ -48,7 +54,7 @@ import {
   sameVersion,
   type VersionMarker,
 } from "../version/mod.ts";
-import { adoptDest, checkDest, type DestState, rememberDest } from "./safety.ts";
+import { adoptDest, checkDest, type DestState, rememberDest, tooManyDeletions } from "./safety.ts";
 import type { TreeLayout } from "./layout.ts";
 import type { ClientRunResult } from "./status.ts";
 import {
@@ -185,7 +191,8 @@ async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout):
     const start = await openDest(job, layout);
     known = { ...known, version: start.before, previous_version: start.before };
     const pin = readPin(job.stateDir);
-    const fastOk = fastPathAllowed(job, prev, start);
+    const signed = (job.publicKeys?.length ?? 0) > 0;
+    const fastOk = fastPathAllowed(job, prev, start) && (!signed || await verifiedHere(job, start));
     let remoteBefore: VersionMarker | null = null;
     if (pin || job.verifyEvery > 0) {
       remoteBefore = await retrying(job, "fetch the version marker", () => fetchMarker(job));
@@ -200,6 +207,10 @@ async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout):
     }
 
     const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
+    if (signed) {
+      known = { ...known, server: serverOf(job.source) };
+      return { ...known, ...(await signedSync(job, layout, start, backupDir)) };
+    }
     if (fastOk && remoteBefore && start.before && remoteBefore.seq > start.before.seq) {
       const caught = await caughtUp(job, layout, start, start.before, backupDir);
       if (caught) return { ...known, ...caught };
@@ -321,6 +332,45 @@ async function caughtUp(
     bytes_changed: done.r.stats?.transferredSize ?? 0,
     bytes_received: done.r.stats?.bytesReceived ?? 0,
     backup_dir: await keptBackup(backupDir),
+  };
+}
+
+/**
+ * True when the state dir says dest's tree holds, as signed, the version its
+ * marker names: only then may the marker alone decide a signed run.
+ */
+async function verifiedHere(job: ClientJob, start: DestStart): Promise<boolean> {
+  const v = (await import("./signed_state.ts")).verifiedVersion(job, start.current);
+  return v !== null && v.seq === start.before?.seq && v.commit === start.before.commit;
+}
+
+/**
+ * A run of a signed fleet (lib/client/signed.ts): the source's release is
+ * checked, then dest is compared with its manifest and brought to it, or
+ * refused whole. Its comparison is a verification.
+ */
+async function signedSync(
+  job: ClientJob,
+  layout: TreeLayout,
+  start: DestStart,
+  backupDir: string | null,
+): Promise<Partial<Sync>> {
+  const { syncRelease } = await import("./signed.ts");
+  const ctx = { state: start.state, backupDir, forced: start.forced };
+  const done = await syncRelease(job, layout, ctx, start.current);
+  const changed = done.changed + done.deleted > 0 || done.control;
+  if (changed) await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
+  warnIfBackwards(job, start.before, done.release.marker);
+  return {
+    mode: changed ? "sync" : "verify",
+    version: done.release.marker,
+    drift: done.changed + done.deleted,
+    files_changed: done.changed,
+    files_deleted: done.deleted,
+    bytes_changed: done.r?.stats?.transferredSize ?? 0,
+    bytes_received: done.r?.stats?.bytesReceived ?? 0,
+    backup_dir: await keptBackup(backupDir),
+    verified_at: new Date().toISOString(),
   };
 }
 
@@ -496,11 +546,7 @@ function refuseUnsafe(
     );
   }
   if (drift.extra.length > job.maxDelete) {
-    throw new SafetyError(
-      `refusing to sync ${job.dest}: it would delete ${drift.extra.length} entries, more than ` +
-        `client.max_delete (${job.maxDelete}); nothing changed (is the source's tree complete? ` +
-        `raise --max-delete to allow it)`,
-    );
+    throw tooManyDeletions(job.dest, drift.extra.length, job.maxDelete);
   }
 }
 

@@ -21,6 +21,7 @@ import {
   type RsyncResult,
   runRsync,
 } from "../rsync/mod.ts";
+import type { PublicKey } from "../release/mod.ts";
 
 /** Everything one run needs; built by cmd/client.ts from the fleet file. */
 export interface ClientJob {
@@ -53,6 +54,11 @@ export interface ClientJob {
   keep: number;
   /** Take over a non-empty unmarked dest once. */
   adopt: boolean;
+  /**
+   * The keys a version must be signed with (`release.public_keys`); none:
+   * an unsigned fleet, whose versions are taken as the server sends them.
+   */
+  publicKeys?: readonly PublicKey[];
   /** Keep the owners and groups the server's files have (`client.keep_owners`). */
   keepOwners?: boolean;
   /** Show progress and a summary line. */

@@ -9,6 +9,7 @@ import type { DestState } from "./safety.ts";
 import type { Drift } from "./drift.ts";
 import type { RsyncResult } from "../rsync/mod.ts";
 import type { ChangeList, VersionMarker } from "../version/mod.ts";
+import type { Manifest, VerifiedRelease } from "../release/mod.ts";
 
 /** How the tree is laid out on disk: in place, or atomic generations. */
 export interface TreeLayout {
@@ -26,6 +27,12 @@ export interface TreeLayout {
   applyChanges?(list: ChangeList, target: VersionMarker, ctx: ApplyContext): Promise<
     RsyncResult | null
   >;
+  /**
+   * Makes the tree the checked signed release `c` (lib/client/signed.ts):
+   * every path as its manifest lists it and nothing else, or, when a fetched
+   * file is not the manifest's, nothing changed and a refusal thrown.
+   */
+  applyRelease?(c: CheckedRelease, ctx: ApplyContext): Promise<ReleaseApplied>;
 }
 
 /** What {@linkcode TreeLayout.apply} gets. */
@@ -33,4 +40,35 @@ export interface ApplyContext {
   state: DestState;
   /** The backup dir for this run (`<backup_dir>/<time>`), or null. */
   backupDir: string | null;
+  /** A killed run left dest dirty: no stat record is trusted, every file is hashed. */
+  forced?: boolean;
+}
+
+/** A signed release whose envelope, manifest and marker were checked (lib/client/signed.ts). */
+export interface CheckedRelease {
+  /** The envelope's release and the key that signed it. */
+  release: VerifiedRelease;
+  /** The source's marker: the release's version. */
+  marker: VersionMarker;
+  /** The three files as fetched, written to the tree as they are. */
+  bytes: { marker: Uint8Array; envelope: Uint8Array; manifest: Uint8Array };
+  /**
+   * The manifest, each mode as the client applies it: no setuid or setgid
+   * bit, nothing writable by others (lib/client/job.ts, safeAttrs).
+   */
+  manifest: Manifest;
+}
+
+/** What {@linkcode TreeLayout.applyRelease} did. */
+export interface ReleaseApplied {
+  /** Listed paths fetched, created or given their mode. */
+  changed: number;
+  /** Paths removed that the manifest does not list. */
+  deleted: number;
+  /** True when the tree's marker, envelope or manifest were written. */
+  control: boolean;
+  /** The transfer of the fetched paths; null when none was needed. */
+  r: RsyncResult | null;
+  /** The directory holding the tree now. */
+  tree: string;
 }

@@ -1,8 +1,9 @@
 /**
  * The client's sync: the job, the transfer, both layouts (in place and
- * `--atomic`), catch-up by the version log, drift checks, the safety rules
- * for dest, and the status it reports. `--atomic`'s and `--check`'s code
- * loads only when asked for.
+ * `--atomic`), catch-up by the version log, drift checks, signed releases
+ * (a fleet with `release.public_keys` applies a version only as signed),
+ * the safety rules for dest, and the status it reports. `--atomic`'s,
+ * `--check`'s and signed releases' code loads only when asked for.
  *
  * @module
  */

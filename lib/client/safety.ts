@@ -298,3 +298,20 @@ function isEmpty(dir: string): boolean {
   for (const _ of Deno.readDirSync(dir)) return false;
   return true;
 }
+
+/**
+ * The refusal of a sync that would delete more entries than
+ * `client.max_delete` allows.
+ *
+ * @example
+ * ```ts
+ * if (extra.length > job.maxDelete) throw tooManyDeletions(job.dest, extra.length, job.maxDelete);
+ * ```
+ */
+export function tooManyDeletions(dest: string, n: number, maxDelete: number): SafetyError {
+  return new SafetyError(
+    `refusing to sync ${dest}: it would delete ${n} entries, more than ` +
+      `client.max_delete (${maxDelete}); nothing changed (is the source's tree complete? ` +
+      `raise --max-delete to allow it)`,
+  );
+}

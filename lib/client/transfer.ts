@@ -32,7 +32,7 @@ export async function transfer(
   rj: RsyncJob,
   opts: { keepDirty?: boolean } = {},
 ): Promise<RsyncResult> {
-  await Deno.writeTextFile(`${job.stateDir}/${DIRTY_FILE}`, `${Date.now()}\n`);
+  await markDirty(job);
   const pidFile = `${job.stateDir}/${RSYNC_PID_FILE}`;
   const r = await rsyncRun(job, { ...rj, progress: job.verbose }, {
     // The dest argument identifies the process later, should the pid be reused.
@@ -93,6 +93,22 @@ export function filesystemOf(path: string): string {
 /** The dirty flag's file: up while a transfer, or the steps after it, run. */
 export function dirtyFile(job: ClientJob): string {
   return `${job.stateDir}/${DIRTY_FILE}`;
+}
+
+/**
+ * Raises the dirty flag for steps that change dest without a
+ * {@linkcode transfer}: a run killed before {@linkcode clearDirty} leaves the
+ * next one to recover and check the whole tree.
+ *
+ * @example
+ * ```ts
+ * await markDirty(job);
+ * await placeFiles();
+ * await clearDirty(job);
+ * ```
+ */
+export async function markDirty(job: ClientJob): Promise<void> {
+  await Deno.writeTextFile(`${job.stateDir}/${DIRTY_FILE}`, `${Date.now()}\n`);
 }
 
 /**
@@ -161,6 +177,25 @@ async function stopGroup(pid: number, destArg: string): Promise<void> {
   for (let i = 0; i < 40 && await isRsync(pid); i++) await sleep(50);
   kill("SIGKILL");
   for (let i = 0; i < 40 && await isRsync(pid); i++) await sleep(50);
+}
+
+/**
+ * Where a signed release's fetched paths wait for their check (see
+ * lib/client/signed.ts), by preference: beside dest, on its file system and
+ * out of its readers' sight, else in the state dir.
+ *
+ * @example
+ * ```ts
+ * stagingDirs(job); // ["/apps/dat/.plugins.staging", "/var/lib/fanout/web1/release-staging"]
+ * ```
+ */
+export function stagingDirs(job: Pick<ClientJob, "dest" | "stateDir">): string[] {
+  const dest = job.dest.replace(/\/+$/, "");
+  const i = dest.lastIndexOf("/");
+  return [
+    `${dest.slice(0, i)}/.${dest.slice(i + 1)}.staging`,
+    `${job.stateDir}/release-staging`,
+  ];
 }
 
 /**

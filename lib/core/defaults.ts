@@ -37,6 +37,20 @@ export const VERSION_MARKER = ".fanout-version";
 export const VERSION_LOG = ".fanout-changes";
 
 /**
+ * Name of a signed tree's manifest at its root, next to the marker: every
+ * path of the version with its type, mode, size and SHA-256
+ * (lib/release/manifest.ts).
+ */
+export const RELEASE_MANIFEST = ".fanout-manifest";
+
+/**
+ * Name of a signed tree's release envelope at its root, next to the marker:
+ * the publisher's signature over the version and its manifest's SHA-256
+ * (lib/release/sign.ts).
+ */
+export const RELEASE_ENVELOPE = ".fanout-release";
+
+/**
  * V8 flags every fanout process starts with (compile.sh, the bundle's
  * shebang, the demo, the tests). They only take effect on the command line,
  * not set later at run time.

@@ -66,11 +66,11 @@ const ARTICLE: Record<EntryType | TreeEntry["kind"], string> = {
 const octal = (mode: number) => mode.toString(8).padStart(4, "0");
 
 /**
- * What is wrong with `got`, the tree's entry for `want.path` (or undefined):
- * its type, a symlink's target, a file's size, the mode, then a file's bytes.
- * Null when nothing is.
+ * What is wrong with the shape of `got`, the tree's entry for `want.path`
+ * (or undefined): its type, a symlink's target, a file's size. Null when
+ * nothing is.
  */
-function offence(
+function shapeOffence(
   root: string,
   want: ManifestEntry,
   got: TreeEntry | undefined,
@@ -93,15 +93,33 @@ function offence(
   if (want.type === "file" && got.size !== want.size) {
     return at("content", `size ${got.size}, expected ${want.size}`);
   }
-  if (got.mode !== want.mode) {
-    return at("mode", `mode ${octal(got.mode)}, expected ${octal(want.mode)}`);
-  }
+  return null;
+}
+
+/** A mode other than `want`'s, or null. */
+function modeOffence(want: ManifestEntry, got: TreeEntry): TreeMismatch | null {
+  return got.mode === want.mode ? null : {
+    path: want.path,
+    why: "mode",
+    detail: `mode ${octal(got.mode)}, expected ${octal(want.mode)}`,
+  };
+}
+
+/** Bytes of a file (of the listed size) other than `want`'s, or null. */
+function bytesOffence(
+  root: string,
+  want: ManifestEntry,
+  got: TreeEntry,
+  hash: Hashers,
+): TreeMismatch | null {
   if (want.type !== "file") return null;
   try {
-    return hash.file(root, got) === want.sha256 ? null : at("content", "SHA-256 differs");
+    return hash.file(root, got) === want.sha256
+      ? null
+      : { path: want.path, why: "content", detail: "SHA-256 differs" };
   } catch (e) {
     if (!(e instanceof TreeError)) throw e;
-    return at("content", e.message);
+    return { path: want.path, why: "content", detail: e.message };
   }
 }
 
@@ -149,10 +167,83 @@ export async function verifyTree(
   const hash = await hashers();
   for (const want of m.entries) {
     if (extra.path !== null && comparePaths(want.path, extra.path) > 0) break;
-    const x = offence(root, want, byPath.get(want.path), hash);
+    const got = byPath.get(want.path);
+    const x = shapeOffence(root, want, got, hash) ?? modeOffence(want, got!) ??
+      bytesOffence(root, want, got!, hash);
     if (x) return x;
   }
   return extra.path === null
     ? null
     : { path: extra.path, why: "extra", detail: "not in the manifest" };
+}
+
+/** A listed path of a tree that is not as its manifest lists it, with what the walk found there. */
+export interface PlannedFix extends TreeMismatch {
+  /** The manifest's entry. */
+  want: ManifestEntry;
+  /** The tree's entry at that path, or null. */
+  got: TreeEntry | null;
+}
+
+/** What a tree lacks to be the one a manifest lists. */
+export interface TreePlan {
+  /**
+   * Listed paths that are not as listed, in the manifest's order: "mode"
+   * only when type and content are right.
+   */
+  wrong: PlannedFix[];
+  /** Paths the tree holds that the manifest does not list, in order, each with what is below it. */
+  extra: TreeEntry[];
+  /** Every path the walk found (for a stat record), in order. */
+  walked: TreeEntry[];
+}
+
+/** Options of {@linkcode planTree}. */
+export interface PlanOptions {
+  /** Relative paths left out, with what is below them (the files kept beside the tree). */
+  skip?: Iterable<string>;
+  /** The most paths walked. */
+  maxPaths?: number;
+  /**
+   * True when the file walked as `got` is known to hold `want`'s bytes
+   * without reading them: a stat record says it has not changed since it was
+   * checked against a manifest that listed the same bytes.
+   */
+  known?: (got: TreeEntry, want: ManifestEntry) => boolean;
+}
+
+/**
+ * Compares the tree at `root` with manifest `m`, every path of it: what is
+ * missing, of another type, content or mode, and what the manifest does not
+ * list. One `lstat` walk (never through a symlink); every file of the listed
+ * size is hashed unless `known` vouches for it.
+ *
+ * @throws {TreeError} for a name in the tree that is not valid UTF-8, or
+ * past `maxPaths`.
+ *
+ * @example
+ * ```ts
+ * const plan = await planTree(dest, manifest, { skip: [".fanout-version"] });
+ * const fetch = plan.wrong.filter((w) => w.why !== "mode").map((w) => w.path);
+ * ```
+ */
+export async function planTree(
+  root: string,
+  m: Manifest,
+  opts: PlanOptions = {},
+): Promise<TreePlan> {
+  const walked = walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
+  const hash = await hashers();
+  const plan: TreePlan = { wrong: [], extra: [], walked };
+  mergePaths(m.entries, walked, (want, got) => {
+    if (!want) {
+      plan.extra.push(got!);
+      return;
+    }
+    const x = shapeOffence(root, want, got, hash) ??
+      (opts.known?.(got!, want) ? null : bytesOffence(root, want, got!, hash)) ??
+      modeOffence(want, got!);
+    if (x) plan.wrong.push({ ...x, want, got: got ?? null });
+  });
+  return plan;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { diffManifests, verifyTree } from "./diff.ts";
+import { diffManifests, planTree, verifyTree } from "./diff.ts";
 import { buildManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
 import { sh, withDir } from "./_testing.ts";
 
@@ -140,5 +140,44 @@ Deno.test("verify: a name the manifest holds, beside a name that is not UTF-8 an
     const got = await verifyTree(`${root}/t`, m);
     assert.deepEqual([got?.path, got?.why], ["a\ufffdb", "extra"]);
     assert.match(got!.detail, /not valid UTF-8/);
+  });
+});
+
+Deno.test("plan: every listed path that differs (content before mode), every extra path, hashes skipped only where known vouches", async () => {
+  await withDir(async (root) => {
+    sh(
+      root,
+      "umask 022 && mkdir -p t/lib t/bin && printf 'hello\\n' > t/lib/a.ts && printf 'b' > t/lib/b && " +
+        "printf '#!/bin/sh\\n' > t/bin/run && chmod 755 t/bin/run && ln -s ../lib/a.ts t/bin/a && " +
+        "echo '{}' > t/.fanout-version",
+    );
+    const skip = [".fanout-version"];
+    const m = await buildManifest(`${root}/t`, { skip });
+    const clean = await planTree(`${root}/t`, m, { skip });
+    assert.deepEqual([clean.wrong, clean.extra], [[], []]);
+    assert.deepEqual(clean.walked.map((e) => e.path), m.entries.map((e) => e.path));
+
+    sh(
+      root,
+      "printf 'hellO\\n' > t/lib/a.ts && chmod 700 t/lib/a.ts && chmod 700 t/bin/run && " +
+        "rm t/lib/b && mkdir -p t/lib/b/deep && touch t/lib/b/deep/x t/zzz && rm t/bin/a && ln -s x t/bin/a",
+    );
+    const plan = await planTree(`${root}/t`, m, { skip });
+    assert.deepEqual(plan.wrong.map((w) => [w.path, w.why, w.got?.kind ?? null]), [
+      ["bin/a", "content", "symlink"],
+      ["bin/run", "mode", "file"],
+      ["lib/a.ts", "content", "file"],
+      ["lib/b", "type", "dir"],
+    ]);
+    assert.deepEqual(plan.extra.map((e) => e.path), ["lib/b/deep", "lib/b/deep/x", "zzz"]);
+    // A stat record vouching for lib/a.ts: its bytes are not read, its mode still counts.
+    const known = await planTree(`${root}/t`, m, {
+      skip,
+      known: (got) => got.path === "lib/a.ts",
+    });
+    assert.deepEqual(
+      known.wrong.filter((w) => w.path === "lib/a.ts").map((w) => w.why),
+      ["mode"],
+    );
   });
 });

@@ -60,7 +60,11 @@ export {
   diffManifests,
   type ManifestDiff,
   type Offence,
+  type PlannedFix,
+  type PlanOptions,
+  planTree,
   type TreeMismatch,
+  type TreePlan,
   verifyTree,
 } from "./diff.ts";
 export {

@@ -1,0 +1,250 @@
+/**
+ * Verified releases on the client (`release.public_keys` set): a version is
+ * applied only as its publisher signed it.
+ *
+ * 1. The source's marker, envelope and manifest come in one small request
+ *    into the state dir. The envelope must verify with a trusted key, its
+ *    version must be no older than the newest this host applied (an old
+ *    signed version served again is refused), the manifest must have the
+ *    SHA-256 it signs, and the marker must be its version.
+ * 2. The tree is compared with the manifest path by path; a file is hashed
+ *    unless the stat record of the last verified tree vouches for it.
+ * 3. Only the paths that differ are fetched, into a directory no reader of
+ *    dest sees, with the tree's own files as rsync's delta basis, and each is
+ *    checked against the manifest (type, mode, size, SHA-256) before any
+ *    goes live.
+ * 4. The layout puts them in place (lib/client/inplace_signed.ts, or a new
+ *    `--atomic` tree), removes what the manifest does not list, then writes
+ *    the manifest, the envelope and, last, the marker.
+ *
+ * A refusal changes nothing in dest and says, in one line, the server and
+ * the first path at fault (exit 4).
+ *
+ * @module
+ */
+
+import {
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
+  SafetyError,
+  TransferError,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../core/mod.ts";
+import {
+  ENVELOPE_MAX_BYTES,
+  type Manifest,
+  MANIFEST_LIMITS,
+  manifestDigest,
+  type ManifestEntry,
+  markerMismatch,
+  parseManifest,
+  SignatureError,
+  verifyRelease,
+} from "../release/mod.ts";
+import { writeFileList } from "../rsync/mod.ts";
+import { MARKER_MAX_BYTES, parseMarker, sameVersion } from "../version/mod.ts";
+import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
+import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
+import { CONTROL, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
+import { releaseFloor } from "./signed_state.ts";
+
+/** Names a manifest may not list: fanout's own files. */
+const RESERVED = new Set([...TREE_SKIP, VERSION_LOG]);
+
+/** The mode bits a client never takes from a server (see safeAttrs in lib/client/job.ts). */
+const NOT_TAKEN = 0o6002;
+
+/** A comparison that lands between a version's files and its marker is tried this often. */
+const PASSES = 2;
+
+/** Where the release files are fetched to, in the state dir. */
+const FETCH_DIR = "release-fetch";
+/**
+ * Brings the tree to the source's signed release through `layout`, checking
+ * the release first. What a version landing mid-run also causes is looked
+ * at again before the server is blamed: release files that do not match
+ * each other are fetched again, and a fetched path that is not the
+ * manifest's counts only when the source's marker still names the version
+ * checked.
+ *
+ * @throws {ReleaseRefusal} for a release, or a fetched path, that is not as
+ * signed; {@linkcode TransferError} when the source cannot be read, or kept
+ * changing.
+ *
+ * @example
+ * ```ts
+ * const done = await syncRelease(job, layout, { state, backupDir: null }, await layout.current());
+ * ```
+ */
+export async function syncRelease(
+  job: ClientJob,
+  layout: TreeLayout,
+  ctx: ApplyContext,
+  current: string | null,
+): Promise<ReleaseApplied & { release: CheckedRelease }> {
+  for (let pass = 1;; pass++) {
+    let c: CheckedRelease | null = null;
+    try {
+      c = await retrying(job, "fetch the signed release", async () => {
+        const files = await fetchControl(job);
+        return await checkRelease(job, files, await releaseFloor(job, current));
+      });
+      const checked = c;
+      const done = await retrying(job, "sync", () => layout.applyRelease!(checked, ctx));
+      return { ...done, release: checked };
+    } catch (e) {
+      if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
+      const moved = c ? await markerMoved(job, c) : pass < PASSES;
+      if (!moved) throw e;
+      if (pass >= PASSES) {
+        throw new TransferError(
+          `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
+            `changed in ${job.dest} (the next run completes the sync)`,
+        );
+      }
+      job.log.debug("a version landed during the run; trying again", { path: e.path });
+    }
+  }
+}
+
+/** True when the source's marker no longer names `c`'s version. */
+async function markerMoved(job: ClientJob, c: CheckedRelease): Promise<boolean> {
+  const now = await fetchControl(job).then((f) => f.get(VERSION_MARKER)).catch(() => null);
+  const marker = now instanceof Uint8Array ? parseMarker(new TextDecoder().decode(now)) : null;
+  return marker !== null && !sameVersion(marker, c.marker);
+}
+
+/** A control file's bytes, or why there are none. */
+type Fetched = Map<string, Uint8Array | string>;
+
+/**
+ * Fetches the source's marker, envelope and manifest in one request. The
+ * manifest kept from the last fetch is rsync's basis for the new one (a new
+ * version's manifest mostly repeats the last one's lines); the marker and
+ * the envelope are fetched whole.
+ *
+ * @throws {TransferError} when the source cannot be read.
+ */
+async function fetchControl(job: ClientJob): Promise<Fetched> {
+  const dir = `${job.stateDir}/${FETCH_DIR}`;
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const n of CONTROL) {
+    const at = `${dir}/${n}`;
+    if (n !== RELEASE_MANIFEST || typeof readBounded(at, MANIFEST_LIMITS.maxBytes) === "string") {
+      await Deno.remove(at, { recursive: true }).catch(() => {});
+    }
+  }
+  const list = `${dir}.list`;
+  await writeFileList(list, CONTROL);
+  const over = new Set<string>();
+  const r = await rsyncRun(job, {
+    source: job.source,
+    dest: `${dir}/`,
+    filesFrom: list,
+    timeout: job.timeout,
+    connectTimeout: job.connectTimeout,
+    // No file larger than a manifest may be, no directory entered; rsync
+    // names what it skips for its size (--info=skip1).
+    extra: [
+      `--max-size=${MANIFEST_LIMITS.maxBytes}`,
+      "--no-recursive",
+      "--info=skip1",
+      ...safeAttrs(job),
+    ],
+  }, {
+    onStdout: (line) => {
+      const m = / is over max-size$/.exec(line);
+      if (m) over.add(line.slice(0, m.index));
+    },
+  });
+  const missing = CONTROL.filter((n) =>
+    new RegExp(`link_stat "(?:[^"]*/)?${n.replaceAll(".", "\\.")}" \\(in `).test(r.stderr)
+  );
+  if (r.code !== 0 && !(r.code === 23 && missing.length)) failUnlessOk(job, r);
+  const limits: Record<string, number> = {
+    [VERSION_MARKER]: MARKER_MAX_BYTES,
+    [RELEASE_ENVELOPE]: ENVELOPE_MAX_BYTES,
+    [RELEASE_MANIFEST]: MANIFEST_LIMITS.maxBytes,
+  };
+  const out: Fetched = new Map();
+  for (const n of CONTROL) {
+    out.set(
+      n,
+      missing.includes(n)
+        ? "the source has none"
+        : over.has(n)
+        ? `more than ${limits[n]} bytes`
+        : readBounded(`${dir}/${n}`, limits[n]),
+    );
+  }
+  return out;
+}
+
+/**
+ * Checks the fetched files: the envelope verifies with a trusted key, its
+ * seq is at least `floor`, the manifest is the one it signs (and lists none
+ * of fanout's own files), and the marker is its version.
+ *
+ * @throws {ReleaseRefusal} naming the file at fault.
+ */
+async function checkRelease(
+  job: ClientJob,
+  files: Fetched,
+  floor: number,
+): Promise<CheckedRelease> {
+  const refuse = (path: string, why: string, racy = false) =>
+    new ReleaseRefusal(job, path, why, racy);
+  const bytes = (n: string, none: string) => {
+    const b = files.get(n)!;
+    if (typeof b === "string") throw refuse(n, b === "the source has none" ? none : b);
+    return b as Uint8Array<ArrayBuffer>;
+  };
+  const envelope = bytes(RELEASE_ENVELOPE, "the source has none (the version is not signed)");
+  let release;
+  try {
+    release = await verifyRelease(envelope, job.publicKeys ?? []);
+  } catch (e) {
+    if (e instanceof SignatureError) throw refuse(RELEASE_ENVELOPE, e.message);
+    throw e;
+  }
+  const seq = `seq ${release.seq}`;
+  if (release.seq < floor) {
+    throw refuse(
+      RELEASE_ENVELOPE,
+      `${seq} is older than seq ${floor}, the newest this host applied (an old signed version ` +
+        `served again?)`,
+    );
+  }
+  const manifestBytes = bytes(RELEASE_MANIFEST, "the source has none");
+  if (await manifestDigest(manifestBytes) !== release.manifest_sha256) {
+    throw refuse(RELEASE_MANIFEST, `its SHA-256 is not the one the release of ${seq} signs`, true);
+  }
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(manifestBytes);
+  } catch (e) {
+    if (e instanceof SafetyError) throw refuse(RELEASE_MANIFEST, e.message);
+    throw e;
+  }
+  const own = manifest.entries.find((e) => RESERVED.has(e.path.split("/")[0]));
+  if (own) throw refuse(own.path, `the manifest of ${seq} lists a file of fanout's own`);
+  const markerBytes = bytes(VERSION_MARKER, "the source has none");
+  const marker = parseMarker(new TextDecoder().decode(markerBytes));
+  if (!marker) throw refuse(VERSION_MARKER, "not a version marker");
+  const field = markerMismatch(release, marker);
+  if (field) {
+    throw refuse(VERSION_MARKER, `its ${field} is not the one the release of ${seq} signs`);
+  }
+  return {
+    release,
+    marker,
+    bytes: { marker: markerBytes, envelope, manifest: manifestBytes },
+    manifest: { entries: manifest.entries.map(taken) },
+  };
+}
+
+/** `e` with the mode the client gives it (see {@linkcode NOT_TAKEN}). */
+function taken(e: ManifestEntry): ManifestEntry {
+  return e.type === "symlink" ? e : { ...e, mode: e.mode & ~NOT_TAKEN };
+}

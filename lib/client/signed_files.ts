@@ -1,0 +1,146 @@
+/**
+ * A signed release's own files at a tree's root (marker, envelope,
+ * manifest): reading them bounded, writing them in their order (the marker
+ * last), and the refusal that names a path at fault (see
+ * lib/client/signed.ts).
+ *
+ * @module
+ */
+
+import {
+  DEST_MARKER,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
+  SafetyError,
+  stripControl,
+  VERSION_MARKER,
+} from "../core/mod.ts";
+import { manifestDigest, type TreeMismatch } from "../release/mod.ts";
+import { stampMarker } from "../version/mod.ts";
+import type { ApplyContext, CheckedRelease } from "./layout.ts";
+import { type ClientJob, serverOf } from "./job.ts";
+
+/** The release's own files at a tree's root, fetched together. */
+export const CONTROL = [VERSION_MARKER, RELEASE_ENVELOPE, RELEASE_MANIFEST];
+
+/**
+ * What a walk of a tree leaves out: the release's own files (checked in
+ * their own right) and fanout's destination marker. The version log is not
+ * among them: it is not signed, so a verified tree does not keep one.
+ */
+export const TREE_SKIP: readonly string[] = [...CONTROL, DEST_MARKER];
+
+/**
+ * What a walk of the tree leaves out for `ctx`: {@linkcode TREE_SKIP}, and
+ * a checkout's `.git` when it is being adopted (adoption removes it).
+ */
+export function treeSkip(ctx: ApplyContext): string[] {
+  return [...TREE_SKIP, ...(ctx.state === "adopt" ? [".git"] : [])];
+}
+
+/**
+ * A version refused (exit 4). Its one line names the server, the path at
+ * fault and why. `racy` when a version landing on the server during the run
+ * causes the same (a manifest of one version beside the envelope of the
+ * next, a fetched file of another version): the run looks again before it
+ * blames the server.
+ *
+ * @example
+ * ```ts
+ * throw new ReleaseRefusal(job, "lib/a.ts", "SHA-256 differs", true);
+ * ```
+ */
+export class ReleaseRefusal extends SafetyError {
+  /** The path at fault, relative to the tree. */
+  readonly path: string;
+  readonly racy: boolean;
+  constructor(
+    job: Pick<ClientJob, "source" | "dest">,
+    path: string,
+    why: string,
+    racy = false,
+  ) {
+    super(
+      `refusing the version from ${serverOf(job.source)} for ${job.dest}: ` +
+        `${stripControl(path, { oneLine: true })}: ${why}; nothing changed`,
+    );
+    this.name = "ReleaseRefusal";
+    this.path = path;
+    this.racy = racy;
+  }
+}
+
+/** The bytes of the regular file at `path`, or why not: none there, another kind, too large. */
+export function readBounded(path: string, max: number): Uint8Array<ArrayBuffer> | string {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(path);
+  } catch {
+    return "the source has none";
+  }
+  if (!st.isFile) return "not a regular file";
+  if (st.size > max) return `more than ${max} bytes`;
+  return Deno.readFileSync(path);
+}
+
+/**
+ * Why a path is not as the manifest of `c` lists it, in words.
+ *
+ * @example
+ * ```ts
+ * offence({ path: "a", why: "content", detail: "SHA-256 differs" }, c); // "SHA-256 differs from the signed manifest of seq 4"
+ * ```
+ */
+export function offence(m: TreeMismatch, c: CheckedRelease): string {
+  const of = `the signed manifest of seq ${c.release.seq}`;
+  switch (m.why) {
+    case "missing":
+      return `not sent by the server (not there, or larger than ${of} says)`;
+    case "extra":
+      return `sent, but not in ${of}`;
+    case "content":
+      return /SHA-256/.test(m.detail)
+        ? `SHA-256 differs from ${of}`
+        : `${m.detail}, as ${of} lists it`;
+    default:
+      return `${m.detail}, as ${of} lists it`;
+  }
+}
+
+/**
+ * Writes the release's files into `dir`: the manifest, the envelope and,
+ * last, the marker (with its publish time as its mtime, as every server's
+ * has). Each replaces the old one in one rename. Returns whether any of
+ * them differed from what `dir` held.
+ */
+export async function writeControl(dir: string, c: CheckedRelease): Promise<boolean> {
+  const files: [string, Uint8Array][] = [
+    [RELEASE_MANIFEST, c.bytes.manifest],
+    [RELEASE_ENVELOPE, c.bytes.envelope],
+    [VERSION_MARKER, c.bytes.marker],
+  ];
+  let changed = false;
+  for (const [name, bytes] of files) {
+    const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
+    if (await holds(`${dir}/${name}`, bytes, digest)) continue;
+    changed = true;
+    const tmp = `${dir}/${name}.fanout-tmp`;
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
+    if (name === VERSION_MARKER) stampMarker(tmp);
+    await Deno.rename(tmp, `${dir}/${name}`);
+  }
+  return changed;
+}
+
+/**
+ * True when the regular file at `path` holds `bytes`; compared by `digest`
+ * (their SHA-256) when given, for a manifest of megabytes.
+ */
+async function holds(path: string, bytes: Uint8Array, digest: string | null): Promise<boolean> {
+  const got = readBounded(path, bytes.length);
+  if (typeof got === "string" || got.length !== bytes.length) return false;
+  if (digest) return await manifestDigest(got) === digest;
+  for (let i = 0; i < got.length; i++) if (got[i] !== bytes[i]) return false;
+  return true;
+}

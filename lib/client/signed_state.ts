@@ -1,0 +1,221 @@
+/**
+ * What the state dir keeps of the last signed release applied (see
+ * lib/client/signed.ts): its version (the floor below which a version is a
+ * replay), its manifest and the stat record of the tree it made, which
+ * vouches for files unchanged since, so they are not read again.
+ *
+ * @module
+ */
+
+import { RELEASE_ENVELOPE, sleep } from "../core/mod.ts";
+import {
+  ENVELOPE_MAX_BYTES,
+  type Manifest,
+  MANIFEST_LIMITS,
+  manifestDigest,
+  type ManifestEntry,
+  parseManifest,
+  readRecord,
+  type RecordEntry,
+  RecordError,
+  recordTree,
+  SignatureError,
+  type TreeEntry,
+  verifyRelease,
+  writeRecord,
+} from "../release/mod.ts";
+import type { CheckedRelease } from "./layout.ts";
+import type { ClientJob } from "./job.ts";
+import { readBounded, TREE_SKIP } from "./signed_files.ts";
+
+/** Files in the state dir. */
+const APPLIED_FILE = "release-applied.json";
+const MANIFEST_COPY = "release-manifest";
+const RECORD_FILE = "release-record";
+/** What the state dir keeps of the last release applied. */
+interface Applied {
+  /** The release's version and manifest. */
+  seq: number;
+  commit: string;
+  manifest_sha256: string;
+  /** The newest seq this host applied: older ones are refused. */
+  floor_seq: number;
+  /** The tree the stat record describes; null while a tree is being changed. */
+  tree: string | null;
+  /** When the record's walk began (ms since the epoch). */
+  recorded_at: number;
+}
+
+function readApplied(job: ClientJob): Applied | null {
+  try {
+    const a = JSON.parse(Deno.readTextFileSync(`${job.stateDir}/${APPLIED_FILE}`));
+    const ok = Number.isSafeInteger(a.seq) && Number.isSafeInteger(a.floor_seq) &&
+      typeof a.commit === "string" && typeof a.manifest_sha256 === "string" &&
+      (a.tree === null || typeof a.tree === "string") && Number.isFinite(a.recorded_at);
+    return ok ? a : null;
+  } catch {
+    return null;
+  }
+}
+
+async function writeApplied(job: ClientJob, a: Applied): Promise<void> {
+  await writeAtomic(`${job.stateDir}/${APPLIED_FILE}`, new TextEncoder().encode(JSON.stringify(a)));
+}
+
+async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  await Deno.writeFile(tmp, bytes, { mode: 0o600 });
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * The lowest seq this host takes: the newest it applied, by its state dir
+ * or by the envelope of the tree it holds (when it verifies); -1 when none.
+ */
+export async function releaseFloor(job: ClientJob, current: string | null): Promise<number> {
+  let floor = readApplied(job)?.floor_seq ?? -1;
+  const env = current ? readBounded(`${current}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES) : "";
+  if (typeof env !== "string") {
+    try {
+      floor = Math.max(floor, (await verifyRelease(env, job.publicKeys ?? [])).seq);
+    } catch (e) {
+      if (!(e instanceof SignatureError)) throw e;
+    }
+  }
+  return floor;
+}
+
+/**
+ * The version the state dir says `tree` holds as signed, or null: what the
+ * fast path may trust when dest's marker names it.
+ *
+ * @example
+ * ```ts
+ * if (sameVersion(verifiedVersion(job, current), readMarker(current))) skipWalk();
+ * ```
+ */
+export function verifiedVersion(
+  job: ClientJob,
+  tree: string | null,
+): { seq: number; commit: string } | null {
+  const a = readApplied(job);
+  return a && tree && a.tree === tree ? { seq: a.seq, commit: a.commit } : null;
+}
+
+/**
+ * Says, before a tree changes, that the state dir's record no longer
+ * describes it: a run killed from here on leaves the next one to hash every
+ * file again.
+ */
+export async function markApplying(job: ClientJob): Promise<void> {
+  const a = readApplied(job);
+  if (a?.tree) await writeApplied(job, { ...a, tree: null });
+  await Deno.remove(`${job.stateDir}/${RECORD_FILE}`).catch(() => {});
+}
+
+/**
+ * Keeps, in the state dir, that `tree` holds release `c` now: its manifest,
+ * the stat record of the tree and the version (the floor of later ones).
+ * `walked` is a walk of the tree that found it as the manifest lists it,
+ * begun at `at`; without one the tree is walked here, from the next whole
+ * second on, so no file changed just before is left that an edit within
+ * the same second of its change time could hide behind (Deno gives change
+ * times in whole seconds).
+ */
+export async function recordRelease(
+  job: ClientJob,
+  c: CheckedRelease,
+  tree: string,
+  walked: { entries: readonly RecordEntry[]; at: number } | null,
+): Promise<void> {
+  let w = walked;
+  if (!w) {
+    await sleep(1001 - Date.now() % 1000, job.signal);
+    const at = Date.now();
+    w = { entries: recordTree(tree, { skip: TREE_SKIP }).entries, at };
+  }
+  const prev = readApplied(job);
+  await writeAtomic(`${job.stateDir}/${MANIFEST_COPY}`, c.bytes.manifest);
+  await writeRecord(`${job.stateDir}/${RECORD_FILE}`, { entries: w.entries });
+  await writeApplied(job, {
+    seq: c.release.seq,
+    commit: c.release.commit,
+    manifest_sha256: c.release.manifest_sha256,
+    floor_seq: Math.max(c.release.seq, prev?.floor_seq ?? -1),
+    tree,
+    recorded_at: w.at,
+  });
+}
+
+/**
+ * What the stat record of `tree` vouches for: a file walked as it was
+ * recorded (type, mode, inode, size, mtime and change time), whose change
+ * time is older than the record's walk by a whole second, and that the
+ * last applied manifest listed with the bytes `want` lists. Null when there
+ * is no usable record of `tree`.
+ *
+ * @example
+ * ```ts
+ * const plan = await planTree(dest, c.manifest, { skip: TREE_SKIP, known: await recordVouches(job, dest) ?? undefined });
+ * ```
+ */
+export async function recordVouches(
+  job: ClientJob,
+  tree: string,
+): Promise<((got: TreeEntry, want: ManifestEntry) => boolean) | null> {
+  const a = readApplied(job);
+  if (!a || a.tree !== tree) return null;
+  let record;
+  try {
+    record = readRecord(`${job.stateDir}/${RECORD_FILE}`);
+  } catch (e) {
+    if (!(e instanceof RecordError)) throw e;
+    job.log.warn(`${e.message}; checking every file`);
+    return null;
+  }
+  const bytes = readBounded(`${job.stateDir}/${MANIFEST_COPY}`, MANIFEST_LIMITS.maxBytes);
+  if (!record || typeof bytes === "string") return null;
+  if (await manifestDigest(bytes) !== a.manifest_sha256) return null;
+  let old: Manifest;
+  try {
+    old = parseManifest(bytes);
+  } catch {
+    return null;
+  }
+  const was = new Map(old.entries.map((e) => [e.path, e]));
+  const stat = new Map(record.entries.map((e) => [e.path, e]));
+  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
+  return (got, want) => {
+    const o = was.get(got.path), r = stat.get(got.path);
+    return !!o && !!r && o.type === want.type && o.size === want.size &&
+      o.sha256 === want.sha256 && r.kind === got.kind && r.mode === got.mode &&
+      r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
+      r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
+  };
+}
+
+/**
+ * `known` (from {@linkcode recordVouches}) for planTree, counting the files
+ * it did not vouch for, which the plan then read: when there were any, the
+ * record is written again so the next run need not.
+ *
+ * @example
+ * ```ts
+ * const vouch = vouching(await recordVouches(job, dest));
+ * const plan = await planTree(dest, m, { known: vouch.known });
+ * if (vouch.hashed()) await recordRelease(job, c, dest, { entries: plan.walked, at });
+ * ```
+ */
+export function vouching(
+  known: ((got: TreeEntry, want: ManifestEntry) => boolean) | null,
+): { known: (got: TreeEntry, want: ManifestEntry) => boolean; hashed: () => number } {
+  let hashed = 0;
+  return {
+    known: (got, want) => {
+      if (known?.(got, want)) return true;
+      if (want.type === "file") hashed++;
+      return false;
+    },
+    hashed: () => hashed,
+  };
+}

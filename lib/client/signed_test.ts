@@ -1,0 +1,121 @@
+// The pure and file-level pieces of a signed release on the client: which
+// tree may serve as rsync's delta basis, how a refusal reads, and how the
+// release's own files are written (the marker last, nothing followed).
+import assert from "node:assert/strict";
+import { manifestDigest, type PlannedFix } from "../release/mod.ts";
+import { formatMarker, type VersionMarker } from "../version/mod.ts";
+import type { CheckedRelease } from "./layout.ts";
+import { basisFor } from "./signed_fetch.ts";
+import { offence, ReleaseRefusal, writeControl } from "./signed_files.ts";
+
+const enc = new TextEncoder();
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fanout-signed-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function fix(path: string, got: "file" | "symlink" | null): PlannedFix {
+  return {
+    path,
+    why: got ? "content" : "missing",
+    detail: "",
+    want: { path, type: "file", mode: 0o644, size: 1, sha256: "a".repeat(64) },
+    got: got
+      ? { path, kind: got, mode: 0o644, size: 1, ino: 1, dev: 1, mtimeMs: 0, ctimeMs: 0 }
+      : null,
+  };
+}
+
+async function release(seq: number): Promise<CheckedRelease> {
+  const marker: VersionMarker = {
+    seq,
+    commit: `c0ffee${seq}`,
+    ref: "main",
+    published_at: "2026-11-25T00:00:0" + seq + ".000Z",
+  };
+  const manifest = enc.encode(`fanout-manifest v1\nf 0644 1 ${"a".repeat(64)} a\n`);
+  const manifest_sha256 = await manifestDigest(manifest);
+  return {
+    release: { ...marker, manifest_sha256, keyId: "0123456789abcdef" },
+    marker,
+    bytes: {
+      marker: enc.encode(formatMarker(marker)),
+      envelope: enc.encode(`env ${seq}\n`),
+      manifest,
+    },
+    manifest: { entries: [] },
+  };
+}
+
+Deno.test("signed: dest's tree is the delta basis only when no fetched path leads through a symlink or replaces one", async () => {
+  await withDir(async (dir) => {
+    await Deno.mkdir(`${dir}/tree/d`, { recursive: true });
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.symlink(`${dir}/elsewhere`, `${dir}/tree/lnk`);
+    const t = `${dir}/tree`;
+    assert.equal(basisFor(t, [fix("d/f", "file"), fix("new", null)]), t);
+    assert.equal(basisFor(t, [fix("d/f", "file"), fix("lnk/secret", null)]), null);
+    assert.equal(basisFor(t, [fix("d/f", "symlink")]), null);
+    assert.equal(basisFor(null, [fix("d/f", null)]), null);
+  });
+});
+
+Deno.test("signed: a refusal is one line naming the server, dest, the path (no control characters) and why", async () => {
+  const c = await release(4);
+  const job = { source: "rsync://10.0.0.3:8730/plugins/", dest: "/apps/plugins" };
+  const r = new ReleaseRefusal(
+    job,
+    "lib/a\x1b[31m.ts",
+    offence({ path: "lib/a.ts", why: "content", detail: "SHA-256 differs" }, c),
+    true,
+  );
+  assert.equal(
+    r.message,
+    "refusing the version from 10.0.0.3:8730 for /apps/plugins: lib/a[31m.ts: SHA-256 differs " +
+      "from the signed manifest of seq 4; nothing changed",
+  );
+  assert.equal(r.exitCode, 4);
+  assert.equal(r.racy, true);
+  assert.match(
+    offence({ path: "x", why: "missing", detail: "" }, c),
+    /^not sent by the server \(not there, or larger than the signed manifest of seq 4 says\)$/,
+  );
+  assert.equal(
+    offence({ path: "x", why: "mode", detail: "mode 0700, expected 0755" }, c),
+    "mode 0700, expected 0755, as the signed manifest of seq 4 lists it",
+  );
+});
+
+Deno.test("signed: the release's files are written whole, the marker last with its publish time, nothing followed", async () => {
+  await withDir(async (dir) => {
+    const tree = `${dir}/tree`;
+    await Deno.mkdir(tree);
+    await Deno.writeTextFile(`${dir}/outside`, "keep\n");
+    // A symlink where the marker's temporary file goes: replaced, not written through.
+    await Deno.symlink(`${dir}/outside`, `${tree}/.fanout-version.fanout-tmp`);
+    const c = await release(5);
+    assert.equal(await writeControl(tree, c), true);
+    assert.equal(await Deno.readTextFile(`${dir}/outside`), "keep\n");
+    assert.deepEqual(await Deno.readFile(`${tree}/.fanout-manifest`), c.bytes.manifest);
+    assert.deepEqual(await Deno.readFile(`${tree}/.fanout-release`), c.bytes.envelope);
+    assert.deepEqual(await Deno.readFile(`${tree}/.fanout-version`), c.bytes.marker);
+    const mtime = (await Deno.lstat(`${tree}/.fanout-version`)).mtime!.getTime();
+    assert.equal(mtime, Date.parse(c.marker.published_at));
+    assert.deepEqual(
+      (await Array.fromAsync(Deno.readDir(tree))).map((e) => e.name).sort(),
+      [".fanout-manifest", ".fanout-release", ".fanout-version"],
+    );
+    // Written again: nothing differs, nothing is written.
+    const ino = (await Deno.lstat(`${tree}/.fanout-version`)).ino;
+    assert.equal(await writeControl(tree, c), false);
+    assert.equal((await Deno.lstat(`${tree}/.fanout-version`)).ino, ino);
+    // The next version: each file replaced.
+    assert.equal(await writeControl(tree, await release(6)), true);
+    assert.match(await Deno.readTextFile(`${tree}/.fanout-version`), /"seq":6/);
+  });
+});

@@ -37,6 +37,20 @@ export const VERSION_MARKER = ".fanout-version";
 export const VERSION_LOG = ".fanout-changes";
 
 /**
+ * Name of the release manifest at the root of a signed tree, next to the
+ * marker: every path of the version with its type, mode, size and SHA-256
+ * (lib/release/manifest.ts).
+ */
+export const RELEASE_MANIFEST = ".fanout-manifest";
+
+/**
+ * Name of the signed release envelope at the root of a signed tree: the
+ * publisher's signature over the version's seq, commit, ref, publish time and
+ * the manifest's SHA-256 (lib/release/sign.ts).
+ */
+export const RELEASE_ENVELOPE = ".fanout-release";
+
+/**
  * V8 flags every fanout process starts with (compile.sh, the bundle's
  * shebang, the demo, the tests). They only take effect on the command line,
  * not set later at run time.

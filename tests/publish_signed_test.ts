@@ -124,7 +124,8 @@ Deno.test("publish signed: manifest and envelope verify and match the tree and t
   await withLab(async (lab) => {
     const key = await newKey(`${lab.dir}/release.key`);
     await fleet(lab, releaseYaml(`${lab.dir}/release.key`, [key]));
-    await lab.server("primary", "rsync1");
+    const server = await lab.server("primary", "rsync1");
+    assert.ok(!server.stderr.includes(UNSIGNED), server.stderr);
     const repo = await GitRepo.create(lab.dir);
     const many: Record<string, string> = {};
     for (let i = 0; i < 200; i++) many[`many/d${i % 10}/f${i}.txt`] = `file ${i}\n`.repeat(i % 7);
@@ -194,7 +195,14 @@ Deno.test("publish signed: manifest and envelope verify and match the tree and t
 Deno.test("publish signed: a missing, unlisted or open signing key is refused in one line, exit 2, nothing sent; a listed one signs the published commit again", async () => {
   await withLab(async (lab) => {
     await fleet(lab);
-    await lab.server("primary", "rsync1");
+    // Unsigned: the server says so once at its start, check-config in the plan.
+    const server = await lab.server("primary", "rsync1");
+    assert.equal(server.stderr.split(UNSIGNED).length, 2, server.stderr);
+    const plan = await lab.run(["check-config", "-c", lab.fleetFile]);
+    assert.match(
+      plan.stdout,
+      new RegExp(`\\n  release +\\(all\\) +warning: versions are not signed`),
+    );
     const repo = await GitRepo.create(lab.dir);
     const a = await repo.commit({ "app.txt": "version A\n" });
     assert.equal((await repo.push()).code, 0);
@@ -252,9 +260,27 @@ Deno.test("publish signed: a missing, unlisted or open signing key is refused in
       assert.match(check.stderr, re, `${name}: check-config`);
     }
 
-    // With a listed key, the commit already on the primary unsigned is signed
-    // as a new version; then B.
-    await setRelease(lab, releaseYaml(`${lab.dir}/listed.key`, [listed]));
+    // With a listed key, check-config names the keys and vouches for the file.
+    await setRelease(lab, releaseYaml(`${lab.dir}/listed.key`, [listed, other]));
+    const check = await lab.run(
+      ["check-config", "-c", lab.fleetFile, "--role", "publish", "--repo", repo.bare],
+    );
+    assert.equal(check.code, 0, check.stderr);
+    assert.ok(
+      check.stdout.includes(
+        `versions are signed: clients accept keys ${listed.id}, ${other.id}; ` +
+          `the publisher signs with ${lab.dir}/listed.key`,
+      ),
+      check.stdout,
+    );
+    assert.ok(
+      check.stdout.includes(
+        `signing key ${lab.dir}/listed.key: key ${listed.id}, listed in release.public_keys`,
+      ),
+      check.stdout,
+    );
+    assert.doesNotMatch(check.stdout + check.stderr, /not signed/);
+    // The commit already on the primary unsigned is signed as a new version; then B.
     assert.match(ok(await publish(lab, repo, "--ref", a)), /^published seq 2 .*signed by key/);
     await assertSigned(lab, repo, listed, a, 2);
     ok(await publish(lab, repo));

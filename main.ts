@@ -50,6 +50,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./cmd/demo.ts")).runDemo(cmd.opts);
       case "fleet":
         return await (await import("./cmd/fleet.ts")).fleetCommand(cmd.opts);
+      case "keygen":
+        return await (await import("./cmd/keygen.ts")).keygen(cmd.opts, cmd.out);
     }
   } catch (e) {
     const code = e instanceof FanoutError ? e.exitCode : 70;

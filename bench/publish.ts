@@ -8,13 +8,30 @@
 //   archive    a naive export: `git archive | tar -x` into a fresh dir, then
 //              `rsync -a --delete` (every mtime is new, so every file is read)
 //
-// Usage: deno run -A bench/publish.ts [--quick]
-import { Lab, sh } from "../tests/_helpers.ts";
+// With --signed, fanout alone, unsigned against signed (release.public_keys
+// set: the manifest of staging built from the kept one, the envelope signed
+// and sent with the marker), each publish of a change by both in turn: the
+// first publish of the whole tree (with the first manifest's time, from the
+// publisher's own log line, and its size), then one-file changes.
+//
+// Usage: deno run -A bench/publish.ts [--quick] [--signed] [--files N] [--runs N]
+import { parseArgs } from "node:util";
+import { Lab, type Ran, sh } from "../tests/_helpers.ts";
 import { exists } from "../lib/core/mod.ts";
+import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
 
-const quick = Deno.args.includes("--quick");
-const FILES = quick ? 5_000 : 20_000;
-const RUNS = quick ? 3 : 7;
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean" },
+    signed: { type: "boolean" },
+    files: { type: "string" },
+    runs: { type: "string" },
+  },
+}).values;
+const quick = args.quick ?? false;
+const FILES = Number(args.files ?? (quick ? 5_000 : 20_000));
+const RUNS = Number(args.runs ?? (quick ? 3 : 7));
 
 async function git(cwd: string, ...args: string[]): Promise<string> {
   const r = await sh("git", ["-c", "user.name=b", "-c", "user.email=b@lab", ...args], { cwd });
@@ -55,6 +72,14 @@ try {
     await git(work, "push", "-q", "origin", "main");
   };
 
+  if (args.signed) await signedAgainstUnsigned(bare, change);
+  else await threeWays(bare, change);
+} finally {
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+}
+
+/** fanout, the hand-made checkout and a naive archive, each in its own lab. */
+async function threeWays(bare: string, change: () => Promise<void>): Promise<void> {
   // Each way gets its own lab (its own primary), so none undoes another's work.
   const ways: Record<string, (lab: Lab) => () => Promise<void>> = {
     fanout: (lab) => async () => {
@@ -109,8 +134,92 @@ try {
       } |`,
     );
   }
-} finally {
-  await Deno.remove(root, { recursive: true }).catch(() => {});
+}
+
+/** What a signed publish's log line says of its manifest. */
+interface ManifestLine {
+  paths: number;
+  hashed: number;
+  ms: number;
+}
+
+function manifestLine(r: Ran): ManifestLine | null {
+  const line = r.stderr.split("\n").find((l) => l.includes('msg="manifest built"'));
+  if (!line) return null;
+  const field = (k: string) => Number(new RegExp(`\\b${k}=(\\d+)`).exec(line)![1]);
+  return { paths: field("paths"), hashed: field("hashed"), ms: field("ms") };
+}
+
+/**
+ * fanout unsigned and signed, each with its own primary, publishing the same
+ * commits in turn: the whole tree first, then RUNS one-file changes.
+ */
+async function signedAgainstUnsigned(bare: string, change: () => Promise<void>): Promise<void> {
+  const labs = { unsigned: await Lab.create(), signed: await Lab.create() };
+  try {
+    const key = await generateKeyPair();
+    await writePrivateKey(`${labs.signed.dir}/release.key`, key.privatePem);
+    await labs.unsigned.fleet({ replicas: [] });
+    await labs.signed.fleet({
+      replicas: [],
+      extra: `release:\n  signing_key_file: ${labs.signed.dir}/release.key\n` +
+        `  public_keys: [${key.publicKey.text}]`,
+    });
+    for (const lab of Object.values(labs)) await lab.server("primary", "rsync1");
+    const publish = async (lab: Lab): Promise<{ ms: number; manifest: ManifestLine | null }> => {
+      const t = performance.now();
+      const r = await lab.run([
+        "--role",
+        "publish",
+        "-c",
+        lab.fleetFile,
+        "--repo",
+        bare,
+        "--log-level",
+        "debug",
+      ]);
+      const ms = performance.now() - t;
+      if (r.code !== 0) throw new Error(r.stderr);
+      return { ms, manifest: manifestLine(r) };
+    };
+    const firstUnsigned = await publish(labs.unsigned);
+    const firstSigned = await publish(labs.signed);
+    const manifestBytes = (await Deno.stat(`${labs.signed.hosts.rsync1.path}/.fanout-manifest`))
+      .size;
+    const times = { unsigned: [] as number[], signed: [] as number[], manifest: [] as number[] };
+    let hashed = 0;
+    for (let i = 0; i < RUNS; i++) {
+      await change();
+      // Alternating which goes first, so neither always meets a cooler cache.
+      const order = i % 2 ? ["signed", "unsigned"] as const : ["unsigned", "signed"] as const;
+      for (const way of order) {
+        const r = await publish(labs[way]);
+        times[way].push(r.ms);
+        if (r.manifest) {
+          times.manifest.push(r.manifest.ms);
+          hashed = Math.max(hashed, r.manifest.hashed);
+        }
+      }
+    }
+    const m = firstSigned.manifest!;
+    console.log(`\n### publish, unsigned and signed: a ${FILES}-file tree\n`);
+    console.log("| publish | unsigned | signed | of which the manifest |");
+    console.log("| --- | ---: | ---: | ---: |");
+    console.log(
+      `| the whole tree, first | ${firstUnsigned.ms.toFixed(0)} ms | ${
+        firstSigned.ms.toFixed(0)
+      } ms | ${m.ms} ms (${m.paths} paths, ${m.hashed} hashed; ${
+        (manifestBytes / 1e6).toFixed(1)
+      } MB) |`,
+    );
+    console.log(
+      `| one changed file (median of ${RUNS}) | ${median(times.unsigned).toFixed(0)} ms | ${
+        median(times.signed).toFixed(0)
+      } ms | ${median(times.manifest).toFixed(0)} ms (at most ${hashed} hashed) |`,
+    );
+  } finally {
+    for (const lab of Object.values(labs)) await lab.close();
+  }
 }
 
 function rsyncTo(lab: Lab, src: string, extra: string[]) {

@@ -1,7 +1,8 @@
 /**
  * `fanout check-config`: validate the fleet file and print, per host, what it
- * will run and listen on. With `--role`, also check what that role needs on
- * this host: its secrets, rsync, its tree.
+ * will run and listen on, and whether versions are signed. With `--role`,
+ * also check what that role needs on this host: its secrets, rsync, its
+ * tree, and for the publisher its signing key.
  *
  * @module
  */
@@ -27,6 +28,7 @@ import {
   requireRsync,
 } from "../lib/rsync/mod.ts";
 import { checkPublisher } from "../lib/publish/mod.ts";
+import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
 
 /**
  * Prints the plan of the fleet; returns 0 when valid.
@@ -37,8 +39,9 @@ export async function checkConfig(opts: CommonOptions, role?: Role): Promise<num
   const fleet = await fleetFor(opts, role);
   const lines = describeFleet(fleet);
   if (role) {
-    const unchecked = await checkRoleHere(fleet, role, opts.name);
+    const { checked, unchecked } = await checkRoleHere(fleet, role, opts.name);
     lines.push(
+      ...checked,
       `--role ${role}${opts.name ? ` --name ${opts.name}` : ""}: ready on this host` +
         ` (not checked: ${unchecked.join(", ")})`,
     );
@@ -100,17 +103,50 @@ export function describeFleet(fleet: Fleet): string[] {
     `mirrors ${c.source ?? "(set client.source)"} into ${c.dest ?? "(set client.dest)"} ` +
       `(splay ${formatDuration(c.splay)}, max_delete ${c.maxDelete}${c.atomic ? ", atomic" : ""})`,
   ));
+  lines.push(row("release", "(all)", describeRelease(fleet)));
   return lines;
 }
 
 /**
- * Runs the start-up checks of `role` that change nothing on the host (the
- * same functions the role calls); returns what only a start can tell.
+ * Whether versions are signed, and by which keys; or the warning every role
+ * gives when they are not.
+ *
+ * @example
+ * ```ts
+ * describeRelease(fleet);
+ * // "versions are signed: clients accept keys 1f0c5e7a9b2d4c68; the publisher signs with /etc/fanout/release.key"
+ * ```
  */
-async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<string[]> {
+export function describeRelease(fleet: Fleet): string {
+  const keys = fleet.release.publicKeys.map((k) => parsePublicKey(k).id);
+  if (!keys.length) return `warning: ${UNSIGNED_WARNING}`;
+  return `versions are signed: clients accept ${keys.length === 1 ? "key" : "keys"} ${
+    keys.join(", ")
+  }; the publisher signs with ${fleet.release.signingKeyFile}`;
+}
+
+/**
+ * Runs the start-up checks of `role` that change nothing on the host (the
+ * same functions the role calls); returns lines on what they found worth
+ * saying, and what only a start can tell.
+ */
+async function checkRoleHere(
+  fleet: Fleet,
+  role: Role,
+  name?: string,
+): Promise<{ checked: string[]; unchecked: string[] }> {
+  const only = (unchecked: string[]) => ({ checked: [], unchecked });
   if (role === "publish") {
-    const { pub, repo } = await checkPublisher(fleet);
-    return [`whether ${repo} holds ${pub.ref}`, "whether the primary takes the push"];
+    const { pub, repo, signingKey } = await checkPublisher(fleet);
+    return {
+      checked: signingKey
+        ? [
+          `signing key ${fleet.release.signingKeyFile}: key ${signingKey.publicKey.id}, ` +
+          "listed in release.public_keys, readable by its owner only",
+        ]
+        : [],
+      unchecked: [`whether ${repo} holds ${pub.ref}`, "whether the primary takes the push"],
+    };
   }
   const rsyncVersion = await requireRsync(fleet.rsync.path);
   if (role === "primary" || role === "replica") {
@@ -128,8 +164,8 @@ async function checkRoleHere(fleet: Fleet, role: Role, name?: string): Promise<s
     const id = await daemonIdentity(fleet, self);
     // Every value must render (the renderer refuses what rsyncd would misread).
     renderRsyncdConf(fleet, self, id);
-    return ["whether the ports are free", `whether ${self.stateDir} can be written`];
+    return only(["whether the ports are free", `whether ${self.stateDir} can be written`]);
   }
-  if (role === "proxy") return ["whether the ports are free", "whether the backends answer"];
-  return ["whether the source answers", `whether ${fleet.client.dest} can be written`];
+  if (role === "proxy") return only(["whether the ports are free", "whether the backends answer"]);
+  return only(["whether the source answers", `whether ${fleet.client.dest} can be written`]);
 }

@@ -38,6 +38,7 @@ import { PushEngine } from "../lib/push/mod.ts";
 import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
 import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
+import { UNSIGNED_WARNING } from "../lib/release/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -88,6 +89,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     );
     onStop(() => health.shutdown());
     onStop(followMarker(self.path, () => refreshVersion(self.path, daemons, tree)));
+    // Once a start: the server serves what it is given, signed or not; its clients check.
+    if (fleet.release.publicKeys.length === 0) lg.warn(UNSIGNED_WARNING);
     lg.info("ready", describe(self, host.downstreams));
     await aborted(signal);
     lg.info("stopping", { signal: String(signal.reason) });

@@ -15,6 +15,7 @@ import {
   waitFor,
   writeTree,
 } from "./_helpers.ts";
+import { UNSIGNED_WARNING } from "../lib/release/mod.ts";
 
 /** fanout's own files: the version marker and log (every tree) and the dest marker (clients). */
 export const MARKER = ".fanout-version";
@@ -102,7 +103,9 @@ export class GitRepo {
 
 /** The hook's lines to the pusher (`remote: …`), without the prefix. */
 export function hookSaid(r: Ran): string[] {
-  return r.stderr.split("\n").filter((l) => l.startsWith("remote: ")).map((l) => l.slice(8));
+  return r.stderr.split("\n").filter((l) => l.startsWith("remote: ")).map((l) => l.slice(8))
+    // These fleets are not signed: every publish warns so (tests/publish_signed_test.ts).
+    .filter((l) => !l.includes(UNSIGNED_WARNING));
 }
 
 /** Options of {@linkcode Topology.start}. */

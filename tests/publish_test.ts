@@ -442,9 +442,11 @@ Deno.test("post-receive: git push to a bare repo publishes the branch; a failed 
     const up = await repo.push();
     assert.equal(up.code, 0, up.stderr);
     const said = up.stderr.split("\n").filter((l) => l.startsWith("remote:"));
-    assert.equal(said.length, 1, `one line to the pusher:\n${up.stderr}`);
+    // One line, after the warning of this unsigned fleet.
+    assert.equal(said.length, 2, `the warning and one line to the pusher:\n${up.stderr}`);
+    assert.match(said[0], /level=warn msg="versions are not signed: add release\.public_keys/);
     assert.match(
-      said[0],
+      said[1],
       new RegExp(`^remote: published seq 1 \\(${b.slice(0, 8)} main\\) to rsync1 in [\\d.]+s: `),
     );
     await assertPublished(lab, repo, b, 1);

@@ -32,7 +32,7 @@ export const RENDER_KINDS = [
   "report-token",
 ] as const;
 
-type Scope = Role | "check-config" | "render" | "demo" | "fleet";
+type Scope = Role | "check-config" | "render" | "demo" | "fleet" | "keygen";
 
 interface FlagSpec {
   name: string;
@@ -168,6 +168,14 @@ const SWITCHES: FlagSpec[] = [
     scopes: ["demo"],
     help: "keep the demo's temporary directory",
   },
+  {
+    name: "out",
+    type: "string",
+    scopes: ["keygen"],
+    value: "FILE",
+    help:
+      "where to write the new private key (default: release.signing_key_file with -c, else /etc/fanout/release.key)",
+  },
 ];
 
 /** One flag per flag name the key declarations give, with the key it sets per role. */
@@ -207,9 +215,10 @@ export type Command =
   | { kind: "check-config"; role?: Role; opts: CommonOptions }
   | { kind: "render"; what: typeof RENDER_KINDS[number]; role?: Role; opts: CommonOptions }
   | { kind: "demo"; opts: CommonOptions }
-  | { kind: "fleet"; opts: CommonOptions };
+  | { kind: "fleet"; opts: CommonOptions }
+  | { kind: "keygen"; out?: string; opts: CommonOptions };
 
-const SUBCOMMANDS = ["check-config", "render", "demo", "fleet", "help"] as const;
+const SUBCOMMANDS = ["check-config", "render", "demo", "fleet", "keygen", "help"] as const;
 
 /**
  * Parses argv.
@@ -254,10 +263,9 @@ export function parseCli(argv: string[]): Command {
   if (sub === "help") return { kind: "help", text: helpText(positionals[1] ?? role) };
   if (values.help) return { kind: "help", text: helpText(sub ?? role) };
 
-  const scope: Scope | undefined = sub === "check-config" || sub === "render" || sub === "demo" ||
-      sub === "fleet"
-    ? sub
-    : role;
+  // Past "help", a subcommand is one of the others (checked above).
+  const scope: Scope | undefined =
+    (sub as Exclude<typeof SUBCOMMANDS[number], "help"> | undefined) ?? role;
   if (!scope) {
     throw new UsageError(
       "no role given: pass --role primary|replica|proxy|client|publish (see fanout --help)",
@@ -300,6 +308,8 @@ export function parseCli(argv: string[]): Command {
       return { kind: "demo", opts };
     case "fleet":
       return { kind: "fleet", opts };
+    case "keygen":
+      return { kind: "keygen", out: values.out as string | undefined, opts };
   }
   return { kind: "role", role: role!, opts };
 }
@@ -452,6 +462,15 @@ const SUB_HELP: Record<string, { usage: string; what: string; examples: string[]
       "start a whole fleet on loopback (primary, two replicas, proxy, two clients), publish a commit, change it, and show each hop live",
     examples: ["fanout demo", "fanout demo --duration 30s"],
   },
+  keygen: {
+    usage: "fanout keygen [-c FILE] [--out FILE]",
+    what:
+      "make an Ed25519 key pair that signs versions: write the private key to a new file of mode 600 (never over an existing one) and print the public key to add under release.public_keys in the fleet file",
+    examples: [
+      "fanout keygen -c /etc/fanout/fanout.yaml      # writes release.signing_key_file",
+      "fanout keygen --out /etc/fanout/release-2027.key   # a new key, for a rotation",
+    ],
+  },
   fleet: {
     usage: "fanout fleet -c FILE [--json]",
     what:
@@ -523,6 +542,7 @@ export function helpText(topic?: string): string {
     "  fanout render <rsyncd|systemd|nginx|haproxy|cron|post-receive|report-token> [--role R] -c FILE",
     "  fanout check-config -c FILE [--role R]      validate; print what each host will do",
     "  fanout fleet -c FILE                        which host has which version",
+    "  fanout keygen [-c FILE] [--out FILE]        a key pair to sign versions with",
     "  fanout demo                                 the whole topology on loopback, live",
     "  fanout --version | --help | --role R --help | <command> --help",
     "",

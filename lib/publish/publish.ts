@@ -10,13 +10,23 @@
  *    an ancestor of the published one unless forced (a rollback);
  * 3. export the commit's tree into the persistent staging dir (only changed
  *    files are rewritten, so rsync sends only the delta);
- * 4. send staging to the primary's write module (`--delete-delay
+ * 4. in a signed fleet (`release.public_keys`), build the manifest of staging
+ *    (lib/publish/release.ts: only what changed since the last publish is
+ *    hashed);
+ * 5. send staging to the primary's write module (`--delete-delay
  *    --delay-updates`: new files land together, deletions after them), from
  *    the publisher's address, with the password file, leaving the marker alone;
- * 5. write `.fanout-version` with the next `seq`, add what step 4 changed to
- *    the version log (`.fanout-changes`, lib/version/version_log.ts), and send both
- *    last, the log first, so a host whose marker says seq N holds all of
- *    version N and the log up to it.
+ * 6. write `.fanout-version` with the next `seq`, add what step 5 changed to
+ *    the version log (`.fanout-changes`, lib/version/version_log.ts), in a
+ *    signed fleet write the manifest (`.fanout-manifest`) and the envelope
+ *    that signs it with the marker's fields (`.fanout-release`), and send
+ *    them all last in one transfer, the marker after the others, so a host
+ *    whose marker says seq N holds all of version N, its signature and the
+ *    log up to it.
+ *
+ * The signing key is loaded before anything else: a signed fleet whose key
+ * is missing or not listed publishes nothing. An unsigned fleet publishes as
+ * before (the result's `release` is null; the command warns).
  *
  * `seq` is one more than the highest of the publisher's own record and the
  * primary's marker, so it stays monotonic when either is lost.
@@ -30,6 +40,9 @@ import {
   formatHostPort,
   formatRsyncUrl,
   type Logger,
+  readSmallFile,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
   SafetyError,
   SERVER_TEMP_DIR,
   TransferError,
@@ -38,6 +51,15 @@ import {
   VERSION_MARKER,
 } from "../core/mod.ts";
 import { acquireLock } from "../sys/mod.ts";
+import { writeAtomic } from "./_atomic.ts";
+import { ENVELOPE_MAX_BYTES, type SigningKey } from "../release/mod.ts";
+import {
+  releaseCurrent,
+  releaseKey,
+  stageRelease,
+  type StagingManifest,
+  stagingManifest,
+} from "./release.ts";
 import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
 import {
   classifyItems,
@@ -72,6 +94,11 @@ export interface PublishOptions {
   ref: string;
   /** Publish even a commit older than the published one (rollback). */
   force?: boolean;
+  /**
+   * The key that signs the version ({@linkcode checkPublisher} loads it);
+   * null in an unsigned fleet. Loaded from the fleet when not given.
+   */
+  signingKey?: SigningKey | null;
   log: Logger;
 }
 
@@ -93,6 +120,15 @@ export interface PublishResult {
   ms: number;
   /** ms spent waiting for another publish. */
   waitedMs: number;
+  /** The version's signature, in a signed fleet; null in an unsigned one (versions not signed). */
+  release: {
+    /** The id of the key that signed it. */
+    keyId: string;
+    /** Paths its manifest lists. */
+    paths: number;
+    /** Files and symlinks hashed for the manifest this time. */
+    hashed: number;
+  } | null;
 }
 
 /** Files a publisher keeps under its state dir. */
@@ -104,6 +140,11 @@ export function publisherFiles(p: PublisherHost): {
   markerDir: string;
   markerList: string;
   pulledDir: string;
+  /** The manifest of staging and its stat record (lib/publish/release.ts). */
+  manifest: string;
+  record: string;
+  /** Never created: where the dry run that lists what the transfer sends points. */
+  nowhere: string;
 } {
   return {
     lock: `${p.stateDir}/publish.lock`,
@@ -113,6 +154,9 @@ export function publisherFiles(p: PublisherHost): {
     markerDir: `${p.stateDir}/marker`,
     markerList: `${p.stateDir}/marker.list`,
     pulledDir: `${p.stateDir}/primary-marker`,
+    manifest: `${p.stateDir}/staging.manifest`,
+    record: `${p.stateDir}/staging.record`,
+    nowhere: `${p.stateDir}/dry-run-nowhere`,
   };
 }
 
@@ -120,6 +164,8 @@ export function publisherFiles(p: PublisherHost): {
  * Publishes `opts.ref` of `opts.repo` to the fleet's primary.
  *
  * @throws {UsageError} when the repository or the ref is not right (exit 2).
+ * @throws {ConfigError} in a signed fleet, when the signing key is missing,
+ * unreadable or not listed in `release.public_keys` (exit 2); nothing is sent.
  * @throws {SafetyError} for an empty tree, or a commit older than the
  * published one without `force` (exit 4); nothing is sent.
  * @throws {TransferError} when the primary cannot be reached or refuses
@@ -134,6 +180,7 @@ export function publisherFiles(p: PublisherHost): {
  * ```
  */
 export async function publish(opts: PublishOptions): Promise<PublishResult> {
+  const key = opts.signingKey !== undefined ? opts.signingKey : await releaseKey(opts.fleet);
   const files = publisherFiles(opts.publisher);
   const repo = await openRepo(opts.repo);
   // Fail on a bad ref before queueing behind another publish.
@@ -147,7 +194,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   });
   try {
     const started = performance.now();
-    const done = await publishLocked(opts, repo, files);
+    const done = await publishLocked(opts, repo, files, key);
     return { ...done, ms: performance.now() - started, waitedMs: lock.waitedMs };
   } finally {
     lock.release();
@@ -176,14 +223,24 @@ async function publishLocked(
   opts: PublishOptions,
   repo: GitRepo,
   files: PublisherFiles,
+  key: SigningKey | null,
 ): Promise<Published> {
   const { fleet, publisher: pub, log: lg } = opts;
   const target = await resolveTarget(repo, opts.ref, fleet, lg);
-  const { previous, rollback } = await primaryAndStaging(opts, repo, files, target);
-  const sent = await sendTree(fleet, pub);
+  const { previous, rollback, fresh } = await primaryAndStaging(opts, repo, files, target);
+  const excludes = treeExcludes(fleet, key !== null);
+  const manifest = key
+    ? await stagingManifest(fleet, pub, files, { fresh, excludes, log: lg })
+    : null;
+  const sent = await sendTree(fleet, pub, excludes);
   lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
   const changed = changedCount(sent.stats, sent.items);
-  if (previous?.commit === target.commit && changed === 0 && !opts.force) {
+  const signed = (m: StagingManifest | null) =>
+    key && m ? { keyId: key.publicKey.id, paths: m.paths, hashed: m.hashed } : null;
+  if (
+    previous?.commit === target.commit && changed === 0 && !opts.force &&
+    (!manifest || await signedOnPrimary(fleet, pub, files, previous, manifest))
+  ) {
     return {
       marker: previous,
       previous,
@@ -191,6 +248,7 @@ async function publishLocked(
       rollback: false,
       stats: sent.stats,
       items: sent.items,
+      release: signed(manifest),
     };
   }
 
@@ -202,8 +260,9 @@ async function publishLocked(
     published_at: new Date().toISOString(),
   };
   await stageMarker(files, marker);
+  if (key && manifest) await stageRelease(files.markerDir, key, marker, manifest);
   const entry = logEntry(previous, local, marker, sent.items);
-  const last = await sendMarker(fleet, pub, files, entry, target.commit);
+  const last = await sendMarker(fleet, pub, files, entry, target.commit, key !== null);
   lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
   return {
     marker,
@@ -212,7 +271,27 @@ async function publishLocked(
     rollback,
     stats: sent.stats,
     items: sent.items,
+    release: signed(manifest),
   };
+}
+
+/**
+ * Whether the primary's envelope signs `previous` and this very manifest
+ * with a listed key: if not (the fleet just turned signing on, or rotated its
+ * key out), the same tree is published again as a new, signed version.
+ */
+async function signedOnPrimary(
+  fleet: Fleet,
+  pub: PublisherHost,
+  files: PublisherFiles,
+  previous: VersionMarker,
+  manifest: StagingManifest,
+): Promise<boolean> {
+  const text = await pullFromPrimary(fleet, pub, files.pulledDir, RELEASE_ENVELOPE, [
+    `--max-size=${ENVELOPE_MAX_BYTES}`,
+  ]);
+  const envelope = text === null ? null : new TextEncoder().encode(text);
+  return await releaseCurrent(fleet, envelope, previous, manifest);
 }
 
 /**
@@ -252,7 +331,7 @@ async function primaryAndStaging(
   repo: GitRepo,
   files: PublisherFiles,
   target: Target,
-): Promise<{ previous: VersionMarker | null; rollback: boolean }> {
+): Promise<{ previous: VersionMarker | null; rollback: boolean; fresh: boolean }> {
   const { fleet, publisher: pub, log: lg } = opts;
   const [fetched, exporting] = await Promise.allSettled([
     primaryMarker(fleet, pub, files.pulledDir),
@@ -282,28 +361,41 @@ async function primaryAndStaging(
     strays: exported.strays,
     ms: Math.round(exported.ms),
   });
-  return { previous, rollback };
+  return { previous, rollback, fresh: exported.fresh };
 }
 
 /**
- * Sends staging to the primary's write module, all but the marker and the log.
+ * What the tree transfer leaves out. The marker and the log (and, signed,
+ * the manifest and the envelope) are sent on their own, last; excluding them
+ * also keeps --delete from removing the primary's current ones meanwhile.
+ * Unsigned, a manifest and envelope left from a signed past are deleted.
+ */
+function treeExcludes(fleet: Fleet, signed: boolean): string[] {
+  return [
+    `/${VERSION_MARKER}`,
+    `/${VERSION_LOG}`,
+    ...(signed ? [`/${RELEASE_MANIFEST}`, `/${RELEASE_ENVELOPE}`] : []),
+    `/${SERVER_TEMP_DIR}/`,
+    ...fleet.push.exclude,
+  ];
+}
+
+/**
+ * Sends staging to the primary's write module, all but `excludes`.
  *
  * @throws {TransferError} when the primary cannot be reached or refuses.
  */
-async function sendTree(fleet: Fleet, pub: PublisherHost): Promise<RsyncResult> {
+async function sendTree(
+  fleet: Fleet,
+  pub: PublisherHost,
+  excludes: string[],
+): Promise<RsyncResult> {
   const sent = await runRsync(
     rsyncArgs(
       pushJob(fleet, pub, `${pub.staging}/`, {
         delete: true,
         deleteDelay: true,
-        // The marker is sent on its own, last; excluding it also keeps
-        // --delete from removing the primary's current one meanwhile.
-        excludes: [
-          `/${VERSION_MARKER}`,
-          `/${VERSION_LOG}`,
-          `/${SERVER_TEMP_DIR}/`,
-          ...fleet.push.exclude,
-        ],
+        excludes,
         // The daemon's --stats never count deletions on its side; the items do.
         itemize: true,
       }),
@@ -364,10 +456,11 @@ function logEntry(
 }
 
 /**
- * Appends `entry` to the version log and sends the log and the marker in one
- * transfer; the log sorts first, so --delay-updates lands it just before the
- * marker. On failure the log is put back: a version never published has no
- * place in it.
+ * Appends `entry` to the version log and sends the log (and, `signed`, the
+ * manifest and the envelope) with the marker in one transfer; the marker
+ * sorts last (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
+ * --delay-updates lands the others just before it. On failure the log is put
+ * back: a version never published has no place in it.
  *
  * @throws {TransferError} when the primary does not take them.
  */
@@ -377,11 +470,16 @@ async function sendMarker(
   files: PublisherFiles,
   entry: LogEntry,
   commit: string,
+  signed: boolean,
 ): Promise<RsyncResult> {
   const logFile = `${files.markerDir}/${VERSION_LOG}`;
   const logBefore = await Deno.readTextFile(logFile).catch(() => "");
   await writeAtomic(logFile, appendEntry(logBefore, entry));
-  await writeFileList(files.markerList, [VERSION_LOG, VERSION_MARKER]);
+  await writeFileList(files.markerList, [
+    VERSION_LOG,
+    ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
+    VERSION_MARKER,
+  ]);
   const last = await runRsync(
     rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
     { rsync: fleet.rsync.path },
@@ -418,9 +516,10 @@ export function describePublish(r: PublishResult, fleet: Fleet): string {
   const n = sent + deleted;
   const what = `${n} ${n === 1 ? "file" : "files"} changed (${sent} sent, ${deleted} deleted)`;
   const back = r.rollback && r.previous ? `, rolled back from ${describeVersion(r.previous)}` : "";
+  const signed = r.release ? `; signed by key ${r.release.keyId}` : "";
   return `published ${
     describeVersion(r.marker)
-  } to ${fleet.primary.name} in ${secs}: ${what}${back}`;
+  } to ${fleet.primary.name} in ${secs}: ${what}${back}${signed}`;
 }
 
 /** rsync exit codes that mean the transfer never started: the primary is as it was. */
@@ -484,10 +583,32 @@ async function primaryMarker(
 ): Promise<VersionMarker | null> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
+  const text = await pullFromPrimary(fleet, pub, dir, VERSION_MARKER);
+  try {
+    return text === null ? null : parseMarker(text);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The text of fanout's file `name` at the root of the primary's tree, read
+ * from its open read module into `dir`; null when it has none (or it is
+ * past the size `extra` flags allow).
+ *
+ * @throws {TransferError} when the primary cannot be reached.
+ */
+async function pullFromPrimary(
+  fleet: Fleet,
+  pub: PublisherHost,
+  dir: string,
+  name: string,
+  extra: string[] = [],
+): Promise<string | null> {
   const url = formatRsyncUrl({
     ...fleet.primary.listen,
     module: fleet.modules.read,
-    path: `/${VERSION_MARKER}`,
+    path: `/${name}`,
   });
   const r = await runRsync(
     rsyncArgs({
@@ -496,6 +617,7 @@ async function primaryMarker(
       address: pub.address,
       timeout: fleet.rsync.timeout,
       connectTimeout: fleet.rsync.connectTimeout,
+      extra,
     }),
     { rsync: fleet.rsync.path },
   );
@@ -507,12 +629,11 @@ async function primaryMarker(
       r.code,
     );
   }
-  try {
-    return parseMarker(await Deno.readTextFile(`${dir}/${VERSION_MARKER}`));
-  } catch {
-    return null;
-  }
+  return readSmallFile(`${dir}/${name}`, PULLED_MAX_BYTES);
 }
+
+/** The most of a fanout file read from the primary: a marker or an envelope is far smaller. */
+const PULLED_MAX_BYTES = 64 * 1024;
 
 function pushJob(
   fleet: Fleet,
@@ -554,12 +675,6 @@ async function readLocal(file: string): Promise<VersionMarker | null> {
   }
 }
 
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, file);
-}
-
 /** The ref as the marker names it: `main` for `refs/heads/main`, 8 digits for a commit id. */
 function markerRef(ref: string, commit: string): string {
   if (/^[0-9a-f]{4,64}$/i.test(ref) && commit.startsWith(ref.toLowerCase())) return short(commit);
@@ -572,19 +687,21 @@ function short(commit: string): string {
 
 /**
  * The publisher's start-up checks, which change nothing (check-config runs
- * them too): a repository, rsync, the password file, a local address.
+ * them too): a repository, rsync, the password file, a local address, and in
+ * a signed fleet the signing key (mode 600, its public key listed), which it
+ * returns (null: the fleet is not signed).
  *
  * @throws {UsageError} without a repository (`--repo` or `publisher.repo`).
  * @throws {ConfigError} / {EnvironmentError} naming what is wrong.
  *
  * @example
  * ```ts
- * const { pub, repo } = await checkPublisher(fleet);
+ * const { pub, repo, signingKey } = await checkPublisher(fleet);
  * ```
  */
 export async function checkPublisher(
   fleet: Fleet,
-): Promise<{ pub: PublisherHost; repo: string }> {
+): Promise<{ pub: PublisherHost; repo: string; signingKey: SigningKey | null }> {
   const pub = fleet.publisher!;
   if (!pub.repo) {
     throw new UsageError(
@@ -594,7 +711,7 @@ export async function checkPublisher(
   await requireRsync(fleet.rsync.path);
   await checkSecretFiles(fleet, { daemon: false, pusher: true });
   requireLocalAddress(fleet.file ?? "flags", pub.address);
-  return { pub, repo: pub.repo };
+  return { pub, repo: pub.repo, signingKey: await releaseKey(fleet) };
 }
 
 /**

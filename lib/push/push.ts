@@ -39,6 +39,8 @@ import {
   formatDuration,
   type Logger,
   readTextOrNull,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
   Semaphore,
   SERVER_TEMP_DIR,
   VERSION_LOG,
@@ -855,7 +857,14 @@ function lastPushOf(kind: PushPlan["kind"], ms: number, result: RsyncResult): La
 const WAITING = "waiting for the first publish";
 
 /** fanout's own files at a tree's root: never content (a tree of only these is empty). */
-const OWN_FILES = new Set([VERSION_MARKER, VERSION_LOG, ".~tmp~", SERVER_TEMP_DIR]);
+const OWN_FILES = new Set([
+  VERSION_MARKER,
+  VERSION_LOG,
+  RELEASE_MANIFEST,
+  RELEASE_ENVELOPE,
+  ".~tmp~",
+  SERVER_TEMP_DIR,
+]);
 
 /**
  * Why the tree at `root` must not be pushed, or null: missing, not a

@@ -22,12 +22,32 @@
  * @module
  */
 
-import { CONTROL_CHARS, quoted, SafetyError } from "../core/mod.ts";
+import {
+  CONTROL_CHARS,
+  quoted,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
+  SafetyError,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../core/mod.ts";
 import { type Hashers, hashers } from "./_hash.ts";
-import { comparePaths, walkTree } from "./tree.ts";
+import { comparePaths, type TreeEntry, walkTree } from "./tree.ts";
 
 /** A manifest's first line. */
 export const MANIFEST_HEADER = "fanout-manifest v1";
+
+/**
+ * The paths at a tree's root that no manifest lists: fanout's own files
+ * beside the version (the marker, the version log, the manifest and the
+ * envelope), which the envelope and the marker vouch for themselves.
+ */
+export const RELEASE_SKIP: readonly string[] = [
+  VERSION_MARKER,
+  VERSION_LOG,
+  RELEASE_MANIFEST,
+  RELEASE_ENVELOPE,
+];
 
 /** What a manifest lists. */
 export type EntryType = "file" | "dir" | "symlink";
@@ -126,6 +146,11 @@ const enc = new TextEncoder();
 export interface BuildOptions {
   /** Relative paths left out: the marker, the manifest and the signature files themselves. */
   skip?: Iterable<string>;
+  /**
+   * Called with each path before its `lstat`: false leaves it out, with what
+   * is below it (the publisher's `push.exclude`, which never leaves it).
+   */
+  filter?: (path: string) => boolean;
   /** Bounds the manifest must keep to ({@linkcode MANIFEST_LIMITS} by default). */
   limits?: ManifestLimits;
 }
@@ -148,26 +173,39 @@ export interface BuildOptions {
  */
 export async function buildManifest(root: string, opts: BuildOptions = {}): Promise<Manifest> {
   const limits = opts.limits ?? MANIFEST_LIMITS;
-  const tree = walkTree(root, { skip: opts.skip, maxPaths: limits.maxPaths });
+  const tree = walkTree(root, { skip: opts.skip, filter: opts.filter, maxPaths: limits.maxPaths });
   const hash = await hashers();
-  const entries: ManifestEntry[] = [];
-  for (const e of tree) {
-    const why = pathProblem(e.path);
-    if (why) throw new ManifestError(`${quoted(e.path, 200)} ${why}`, { path: e.path });
-    if (e.kind === "other") {
-      throw new ManifestError(
-        `${quoted(e.path, 200)} is not a file, a directory or a symlink (a FIFO, socket or device)`,
-        { path: e.path },
-      );
-    }
-    const mode = e.mode;
-    if (e.kind === "dir") entries.push({ path: e.path, type: "dir", mode, size: 0, sha256: null });
-    else if (e.kind === "symlink") entries.push(symlinkEntry(root, e.path, hash));
-    else {
-      entries.push({ path: e.path, type: "file", mode, size: e.size, sha256: hash.file(root, e) });
-    }
+  return { entries: tree.map((e) => manifestEntry(root, e, hash)) };
+}
+
+/**
+ * The manifest's entry for `e`, a path of the tree at `root` as its walk
+ * found it: a file hashed (it must still be the file walked), a symlink's
+ * target read and hashed.
+ *
+ * @throws {ManifestError} for a path no manifest can hold, a FIFO, socket or
+ * device, a symlink target that is not valid UTF-8.
+ * @throws {TreeError} for a file replaced or resized since the walk.
+ *
+ * @example
+ * ```ts
+ * const hash = await hashers();
+ * const entries = walkTree(root).map((e) => manifestEntry(root, e, hash));
+ * ```
+ */
+export function manifestEntry(root: string, e: TreeEntry, hash: Hashers): ManifestEntry {
+  const why = pathProblem(e.path);
+  if (why) throw new ManifestError(`${quoted(e.path, 200)} ${why}`, { path: e.path });
+  if (e.kind === "other") {
+    throw new ManifestError(
+      `${quoted(e.path, 200)} is not a file, a directory or a symlink (a FIFO, socket or device)`,
+      { path: e.path },
+    );
   }
-  return { entries };
+  const mode = e.mode;
+  if (e.kind === "dir") return { path: e.path, type: "dir", mode, size: 0, sha256: null };
+  if (e.kind === "symlink") return symlinkEntry(root, e.path, hash);
+  return { path: e.path, type: "file", mode, size: e.size, sha256: hash.file(root, e) };
 }
 
 function symlinkEntry(root: string, path: string, hash: Hashers): ManifestEntry {

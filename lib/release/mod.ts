@@ -3,7 +3,8 @@
  * the public key clients trust, the manifest of a tree (every path with its
  * type, mode, size and SHA-256), the signed envelope that binds a manifest to
  * a version, the difference between two manifests and the check of a tree
- * against one, and the client's stat record of its tree.
+ * against one, the stat record of a tree, and a manifest kept up to date
+ * by it (only what changed is hashed again).
  *
  * @module
  */
@@ -34,6 +35,7 @@ export {
   type ManifestLimits,
   parseManifest,
   pathProblem,
+  RELEASE_SKIP,
 } from "./manifest.ts";
 export {
   comparePaths,
@@ -53,6 +55,7 @@ export {
   type SignatureFailure,
   signedBytes,
   signRelease,
+  UNSIGNED_WARNING,
   type VerifiedRelease,
   verifyRelease,
 } from "./sign.ts";
@@ -78,7 +81,16 @@ export {
   type RecordEntry,
   RecordError,
   type RecordLimits,
+  recordOf,
   recordTree,
   type TreeRecord,
   writeRecord,
 } from "./record.ts";
+export {
+  type ManifestState,
+  readManifestState,
+  type StateFiles,
+  type UpdatedManifest,
+  updateManifest,
+  writeManifestState,
+} from "./update.ts";

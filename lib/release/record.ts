@@ -28,7 +28,7 @@
 
 import { CONTROL_CHARS, quoted, SafetyError } from "../core/mod.ts";
 import { readChecked } from "./_read.ts";
-import { comparePaths, mergePaths, type TreeKind, walkTree } from "./tree.ts";
+import { comparePaths, mergePaths, type TreeEntry, type TreeKind, walkTree } from "./tree.ts";
 
 /** A record's first 16 bytes. */
 export const RECORD_MAGIC = "fanout-record v1";
@@ -98,19 +98,34 @@ export function recordTree(
   root: string,
   opts: { skip?: Iterable<string>; maxPaths?: number } = {},
 ): TreeRecord {
-  const entries = walkTree(root, {
+  return recordOf(walkTree(root, {
     skip: opts.skip,
     maxPaths: opts.maxPaths ?? RECORD_LIMITS.maxPaths,
-  }).map(({ path, kind, mode, ino, size, mtimeMs, ctimeMs }) => ({
-    path,
-    kind,
-    mode,
-    ino,
-    size,
-    mtimeMs,
-    ctimeMs,
   }));
-  return { entries };
+}
+
+/**
+ * The stat record of a walk already made: what {@linkcode recordTree} keeps
+ * of each entry, for a caller that walks once for its own use too.
+ *
+ * @example
+ * ```ts
+ * const tree = walkTree(root, { skip: RELEASE_SKIP });
+ * const record = recordOf(tree);
+ * ```
+ */
+export function recordOf(tree: readonly TreeEntry[]): TreeRecord {
+  return {
+    entries: tree.map(({ path, kind, mode, ino, size, mtimeMs, ctimeMs }) => ({
+      path,
+      kind,
+      mode,
+      ino,
+      size,
+      mtimeMs,
+      ctimeMs,
+    })),
+  };
 }
 
 const KINDS: readonly TreeKind[] = ["file", "dir", "symlink", "other"];

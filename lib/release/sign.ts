@@ -30,6 +30,12 @@ import { type PublicKey, type SigningKey, verifyingKey } from "./keys.ts";
 /** The envelope's first line: what is signed, and which format. */
 export const RELEASE_DOMAIN = "fanout-release-v1";
 
+/**
+ * What every role says, once per run or start, in a fleet whose
+ * `release.public_keys` is empty.
+ */
+export const UNSIGNED_WARNING = "versions are not signed: add release.public_keys (fanout keygen)";
+
 /** The most bytes an envelope may have; a real one has about 300. */
 export const ENVELOPE_MAX_BYTES = 1024;
 

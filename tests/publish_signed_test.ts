@@ -4,7 +4,7 @@
 // public key, the manifest against the envelope, the tree against the
 // manifest, the marker against the envelope.
 import assert from "node:assert/strict";
-import { type Lab, type Ran, withLab } from "./_helpers.ts";
+import { type Lab, type Ran, waitFor, withLab } from "./_helpers.ts";
 import { GitRepo } from "./_fleet.ts";
 import {
   buildManifest,
@@ -312,5 +312,47 @@ Deno.test("publish unsigned: publishes, warns once, and removes a manifest and e
       await assert.rejects(Deno.lstat(`${primary}/${f}`), Deno.errors.NotFound, f);
     }
     assert.equal(parseMarker(await Deno.readTextFile(`${primary}/.fanout-version`))?.commit, b);
+  });
+});
+
+Deno.test("publish signed: a replica gets the manifest and envelope with the marker, the same bytes; an unsigned publish takes them away there too", async () => {
+  await withLab(async (lab) => {
+    const key = await newKey(`${lab.dir}/release.key`);
+    await lab.fleet({
+      replicas: [{ name: "rsync2" }],
+      push: { exclude: "[.git]" },
+      extra: releaseYaml(`${lab.dir}/release.key`, [key]),
+    });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    const repo = await GitRepo.create(lab.dir);
+    await repo.commit({ "a.txt": "a\n", "lib/b.txt": "b\n" });
+    assert.equal((await repo.push()).code, 0);
+    ok(await publish(lab, repo));
+    const primary = lab.hosts.rsync1.path;
+    const replica = lab.hosts.rsync2.path;
+    const seqOf = async (dir: string) =>
+      parseMarker(await Deno.readTextFile(`${dir}/.fanout-version`).catch(() => ""))?.seq;
+    await waitFor("the replica at seq 1", async () => (await seqOf(replica)) === 1 || null);
+    for (const f of [".fanout-release", ".fanout-manifest", ".fanout-version"]) {
+      assert.deepEqual(
+        await Deno.readFile(`${replica}/${f}`),
+        await Deno.readFile(`${primary}/${f}`),
+        f,
+      );
+    }
+    const release = await verifyRelease(await Deno.readFile(`${replica}/.fanout-release`), [key]);
+    assert.equal(release.seq, 1);
+
+    await setRelease(lab, "");
+    await repo.commit({ "a.txt": "a, unsigned\n" });
+    assert.equal((await repo.push()).code, 0);
+    ok(await publish(lab, repo));
+    await waitFor("the replica at seq 2", async () => (await seqOf(replica)) === 2 || null);
+    for (const f of [".fanout-release", ".fanout-manifest"]) {
+      await assert.rejects(Deno.lstat(`${primary}/${f}`), Deno.errors.NotFound, `primary ${f}`);
+      await assert.rejects(Deno.lstat(`${replica}/${f}`), Deno.errors.NotFound, `replica ${f}`);
+    }
+    assert.equal(await Deno.readTextFile(`${replica}/a.txt`), "a, unsigned\n");
   });
 });

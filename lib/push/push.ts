@@ -38,6 +38,7 @@ import type { PushConfig } from "../config/mod.ts";
 import {
   formatDuration,
   type Logger,
+  readSmallFile,
   readTextOrNull,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
@@ -47,6 +48,7 @@ import {
   VERSION_MARKER,
 } from "../core/mod.ts";
 import type { Registry } from "../health/mod.ts";
+import { ENVELOPE_MAX_BYTES, MANIFEST_LIMITS, manifestDigest } from "../release/mod.ts";
 import { filterRules, unfilterable } from "./filter.ts";
 import {
   describeRsyncFailure,
@@ -510,9 +512,16 @@ export class PushEngine {
       const marker = markerText === null ? null : parseMarker(markerText);
       if (markerText !== null && plan.kind === "full") {
         const m = await this.#pushMarker(r, markerText);
-        if (m.code !== 0) return this.#failed(r, work, describeRsyncFailure(m));
-        r.ack = marker;
-        r.ackText = markerText;
+        if (m === "unsettled") {
+          // A publish is landing: its marker's event brings the next push.
+          this.#o.log.debug("marker held back: the release files are of another version", {
+            replica: r.target.name,
+          });
+        } else if (m.code !== 0) return this.#failed(r, work, describeRsyncFailure(m));
+        else {
+          r.ack = marker;
+          r.ackText = markerText;
+        }
       }
       return this.#pushed(r, plan, result, marker, performance.now() - t0);
     } catch (e) {
@@ -669,7 +678,13 @@ export class PushEngine {
       // A renamed file's old name goes only once the new one is in place.
       deleteDelay: true,
       delayUpdates: !extra.dryRun,
-      excludes: [`/${VERSION_MARKER}`, ".~tmp~/", `/${SERVER_TEMP_DIR}/`, ...this.#o.push.exclude],
+      // The marker and the release files that vouch for it travel together, last.
+      excludes: [
+        ...VERSION_FILES.map((f) => `/${f}`),
+        ".~tmp~/",
+        `/${SERVER_TEMP_DIR}/`,
+        ...this.#o.push.exclude,
+      ],
       ...extra,
     });
     return (async () => {
@@ -694,16 +709,33 @@ export class PushEngine {
     })();
   }
 
-  /** Sends the marker snapshot taken when the push began, alone. */
-  async #pushMarker(r: Replica, text: string): Promise<RsyncResult> {
+  /**
+   * Sends the marker snapshot taken when the push began, with the release
+   * files (manifest and signed envelope) of that same version, so a replica
+   * never holds a marker and an envelope that disagree; where the source has
+   * none (an unsigned fleet) the replica's go too. "unsettled" when the
+   * source's release files are already of another version: nothing is sent.
+   */
+  async #pushMarker(r: Replica, text: string): Promise<RsyncResult | "unsettled"> {
     const dir = `${this.#o.workDir}/${r.target.name}.marker`;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
     await Deno.mkdir(dir, { recursive: true });
+    const release = await snapshotRelease(this.#o.source, dir, parseMarker(text));
+    if (release === "unsettled") return "unsettled";
     await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, text);
     // The publisher's stamp, kept: clients read a scan's version from it.
     stampMarker(`${dir}/${VERSION_MARKER}`);
     const job = this.#job(r, {
       source: `${dir}/`,
-      extra: [`--include=/${VERSION_MARKER}`, "--exclude=*"],
+      // Only these names are in scope, so --delete removes just a stale
+      // envelope or manifest the source no longer has.
+      delete: true,
+      extra: [
+        `--include=/${VERSION_MARKER}`,
+        `--include=/${RELEASE_MANIFEST}`,
+        `--include=/${RELEASE_ENVELOPE}`,
+        "--exclude=*",
+      ],
     });
     return await runRsync(rsyncArgs(job), {
       rsync: this.#o.rsync.path,
@@ -910,4 +942,36 @@ function lstatOk(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The files that name and vouch for a version: sent last, together. */
+const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE] as const;
+
+/**
+ * Copies the source's manifest and envelope into `dir` when both belong to
+ * `marker`'s version (the envelope's seq and the copied manifest's SHA-256);
+ * "unsettled" when they are of another version (a publish landing), "none"
+ * when the source has neither (an unsigned fleet).
+ */
+async function snapshotRelease(
+  source: string,
+  dir: string,
+  marker: VersionMarker | null,
+): Promise<"copied" | "none" | "unsettled"> {
+  const envelope = readSmallFile(`${source}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES);
+  const manifest = await Deno.lstat(`${source}/${RELEASE_MANIFEST}`).catch(() => null);
+  if (envelope === null && manifest === null) return "none";
+  // Only regular files are copied: a link here is not the publisher's.
+  if (envelope === null || !manifest?.isFile || manifest.size > MANIFEST_LIMITS.maxBytes) {
+    return "unsettled";
+  }
+  await Deno.copyFile(`${source}/${RELEASE_MANIFEST}`, `${dir}/${RELEASE_MANIFEST}`);
+  const seq = /^seq (\d+)$/m.exec(envelope)?.[1];
+  const digest = /^manifest ([0-9a-f]{64})$/m.exec(envelope)?.[1];
+  const copied = await Deno.readFile(`${dir}/${RELEASE_MANIFEST}`);
+  if (marker === null || seq !== String(marker.seq) || digest !== await manifestDigest(copied)) {
+    return "unsettled";
+  }
+  await Deno.writeTextFile(`${dir}/${RELEASE_ENVELOPE}`, envelope);
+  return "copied";
 }

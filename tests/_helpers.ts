@@ -222,9 +222,10 @@ export class Lab {
 
   /**
    * Makes a lab with secrets files in place (mode 600). `tmpfs` mounts a
-   * private tmpfs on the lab dir when this process may (root), for tests that
-   * create tens of thousands of files: creating a file on this machine's disk
-   * costs ~0.7 ms of kernel time (20,000 files: 14 s; on a tmpfs, 0.4 s).
+   * private tmpfs on the lab dir when this process may (root): creating a
+   * file on this machine's disk costs ~0.7 ms of kernel time (20,000 files:
+   * 14 s; on a tmpfs, 0.4 s). Tests get one by default ({@linkcode withLab});
+   * a benchmark of what the disk costs asks for none.
    */
   static async create(opts: { tmpfs?: boolean | string } = {}): Promise<Lab> {
     const dir = await Deno.makeTempDir({ prefix: "fanout-test-" });
@@ -537,12 +538,18 @@ function serverLines(h: LabHost): string[] {
   ];
 }
 
-/** Runs `body` with a fresh lab, always closing it (options as {@linkcode Lab.create}). */
+/**
+ * Runs `body` with a fresh lab, always closing it (options as
+ * {@linkcode Lab.create}). The lab is on a tmpfs of its own unless `tmpfs` is
+ * false (or mounting one is not allowed): on this machine's disk every file a
+ * test makes costs kernel time, and every fsync (git, SQLite, rsync) waits
+ * for whatever else writes to the disk at that moment.
+ */
 export async function withLab(
   body: (lab: Lab) => Promise<void>,
   opts: { tmpfs?: boolean | string } = {},
 ): Promise<void> {
-  const lab = await Lab.create(opts);
+  const lab = await Lab.create({ tmpfs: true, ...opts });
   // FANOUT_KEEP_LAB=1 keeps a failed test's lab dir (logs, trees, state) to look at.
   let failed = true;
   try {

@@ -336,9 +336,12 @@ export class Lab {
     }
     // A failed push is retried within a second here (the default waits 1 s,
     // then backs off to a minute): a replica that starts late or comes back
-    // is caught up by the time a test looks. As flags of the servers, so the
-    // file has no push section a test did not ask for (tests append one).
-    this.#serverFlags = Object.entries({ retry_min: "200ms", retry_max: "1s" })
+    // is caught up by the time a test looks. Deletions are held for 300 ms of
+    // quiet, not 2 s: every test that deletes a file would wait that long
+    // (twice behind a relay). As flags of the servers, so the file has no
+    // push section a test did not ask for (tests append one).
+    const push = { retry_min: "200ms", retry_max: "1s", delete_hold: "300ms" };
+    this.#serverFlags = Object.entries(push)
       .filter(([k]) => spec.push?.[k] === undefined)
       .flatMap(([k, v]) => ["--set", `push.${k}=${v}`]);
     for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {

@@ -222,9 +222,9 @@ export class Lab {
 
   /**
    * Makes a lab with secrets files in place (mode 600). `tmpfs` mounts a
-   * private tmpfs on the lab dir when this process may (root), for tests that
-   * create tens of thousands of files: on a slow disk each file created costs
-   * kernel time that a tmpfs all but saves.
+   * private tmpfs on the lab dir when this process may (root): creating a
+   * file on a disk costs kernel time a tmpfs all but saves (docs/benchmarks.md). Tests get one by default ({@linkcode withLab});
+   * a benchmark of what the disk costs asks for none.
    */
   static async create(opts: { tmpfs?: boolean | string } = {}): Promise<Lab> {
     const dir = await Deno.makeTempDir({ prefix: "fanout-test-" });
@@ -335,9 +335,12 @@ export class Lab {
     }
     // A failed push is retried within a second here (the default waits 1 s,
     // then backs off to a minute): a replica that starts late or comes back
-    // is caught up by the time a test looks. As flags of the servers, so the
-    // file has no push section a test did not ask for (tests append one).
-    this.#serverFlags = Object.entries({ retry_min: "200ms", retry_max: "1s" })
+    // is caught up by the time a test looks. Deletions are held for 300 ms of
+    // quiet, not 2 s: every test that deletes a file would wait that long
+    // (twice behind a relay). As flags of the servers, so the file has no
+    // push section a test did not ask for (tests append one).
+    const push = { retry_min: "200ms", retry_max: "1s", delete_hold: "300ms" };
+    this.#serverFlags = Object.entries(push)
       .filter(([k]) => spec.push?.[k] === undefined)
       .flatMap(([k, v]) => ["--set", `push.${k}=${v}`]);
     for (const [section, values] of [["client", spec.client], ["push", spec.push]] as const) {
@@ -471,7 +474,17 @@ export class Lab {
 
   /** Stops every process this lab started, and any rsync daemon they left. */
   async close(keepDir = false): Promise<void> {
-    await Promise.all(this.#procs.map((p) => p.stop("SIGTERM", 5_000)));
+    const stopped = Promise.all(this.#procs.map((p) => p.stop("SIGTERM", 5_000)));
+    // An rsync daemon takes 400 ms to exit on SIGTERM (rsync's handler sleeps
+    // so that an ssh child can restore the terminal): once every server says
+    // it is stopping (its daemon is then never restarted), the daemons are
+    // killed outright, so a lab's teardown does not wait that long.
+    const servers = this.#procs.filter((p) =>
+      (this.#argv.get(p) ?? []).some((a) => a === "primary" || a === "replica")
+    );
+    await Promise.all(servers.map((p) => p.waitFor(STOPPING, 5_000).catch(() => {})));
+    await this.#killDaemons();
+    await stopped;
     if (keepDir) {
       // What each process said, to read next to the trees it left.
       await Deno.mkdir(`${this.dir}/logs`, { recursive: true });
@@ -483,7 +496,21 @@ export class Lab {
         );
       }
     }
-    // A fanout killed with SIGKILL leaves its daemon: find it by pid file.
+    // A fanout killed with SIGKILL leaves its daemon.
+    await this.#killDaemons();
+    if (keepDir) {
+      if (this.#mounted) console.error(`(a tmpfs: umount ${this.dir} when done)`);
+      return;
+    }
+    if (this.#mounted) {
+      // Lazy: a killed daemon's child may still hold a cwd in it for a moment.
+      await sh("umount", ["-l", this.dir]).catch(() => {});
+    }
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+
+  /** SIGKILLs the process group of every rsync daemon with a pid file in the lab's state dir. */
+  async #killDaemons(): Promise<void> {
     try {
       for await (const e of Deno.readDir(`${this.dir}/state`)) {
         // proxied/: the second daemon of a server behind a PROXY-protocol proxy.
@@ -497,17 +524,11 @@ export class Lab {
         }
       }
     } catch { /* no state dir */ }
-    if (keepDir) {
-      if (this.#mounted) console.error(`(a tmpfs: umount ${this.dir} when done)`);
-      return;
-    }
-    if (this.#mounted) {
-      // Lazy: a killed daemon's child may still hold a cwd in it for a moment.
-      await sh("umount", ["-l", this.dir]).catch(() => {});
-    }
-    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
+
+/** A server's log line on SIGTERM, before it stops its daemons (logfmt or JSON). */
+const STOPPING = /\bmsg=stopping\b|"msg":"stopping"/;
 
 function serverLines(h: LabHost): string[] {
   return [
@@ -519,12 +540,18 @@ function serverLines(h: LabHost): string[] {
   ];
 }
 
-/** Runs `body` with a fresh lab, always closing it (options as {@linkcode Lab.create}). */
+/**
+ * Runs `body` with a fresh lab, always closing it (options as
+ * {@linkcode Lab.create}). The lab is on a tmpfs of its own unless `tmpfs` is
+ * false (or mounting one is not allowed): on this machine's disk every file a
+ * test makes costs kernel time, and every fsync (git, SQLite, rsync) waits
+ * for whatever else writes to the disk at that moment.
+ */
 export async function withLab(
   body: (lab: Lab) => Promise<void>,
   opts: { tmpfs?: boolean | string } = {},
 ): Promise<void> {
-  const lab = await Lab.create(opts);
+  const lab = await Lab.create({ tmpfs: true, ...opts });
   // FANOUT_KEEP_LAB=1 keeps a failed test's lab dir (logs, trees, state) to look at.
   let failed = true;
   try {

@@ -431,30 +431,6 @@ Deno.test({
   fn: async () => {
     const out = await Deno.makeTempDir({ prefix: "fanout-dist-" });
     try {
-      // Any ELF of this machine is taken as the runtime, so what deno compile
-      // embeds can be read back; --no-verify, since /bin/true will not run fanout.
-      const built = await compile(out, ["--no-verify"], { DENORT_BIN: "/bin/true" });
-      assert.equal(built.code, 0, built.stderr);
-      assert.match(
-        lastSay(built),
-        /built .*\/fanout \(fanout \S+ for \S+, not run; flags: --allow-net/,
-      );
-      const bytes = await Deno.readFile(`${out}/fanout`);
-      const text = new TextDecoder("latin1").decode(bytes);
-      assert.ok(text.startsWith("\x7fELF"));
-      for (
-        const want of ["socket options = TCP_NODELAY", "CapabilityBoundingSet={{capabilities}}"]
-      ) {
-        assert.ok(text.includes(want), `template text "${want}" embedded`);
-      }
-      assert.ok(text.includes(commit ? `commit: "${commit}` : "commit: null"), "the commit");
-      assert.match(text, /"allow_run":\[\],"deny_run":null/, "--allow-run (unrestricted)");
-      assert.match(text, /"allow_sys":\["hostname","uid","gid"\]/);
-      assert.match(text, /"allow_ffi":\[\]/, "--allow-ffi (the proxy's splice engine)");
-      assert.match(text, /"prompt":false/);
-      assert.ok(text.includes(V8_FLAGS), "the V8 flags");
-      await Deno.remove(`${out}/fanout`);
-
       // A DENORT_BIN that cannot serve: one sentence, exit 2, and dist/fanout is
       // the self-contained one all the same.
       const cases: [Record<string, string>, string[], RegExp][] = [
@@ -470,19 +446,50 @@ Deno.test({
           /the binary deno compile made with DENORT_BIN=\/bin\/true does not run fanout \(its --version said: .*\), so DENORT_BIN is not the denort runtime/,
         ],
       ];
-      for (const [env, args, re] of cases) {
-        const r = await compile(out, args, env);
+      // Every build at once, each into a dir of its own: they share nothing
+      // but the checkout, and each is checked alone below.
+      const dist = (i: number) => `${out}/${i}`;
+      const [built, ...failed] = await Promise.all([
+        // Any ELF of this machine is taken as the runtime, so what deno compile
+        // embeds can be read back; --no-verify, since /bin/true will not run fanout.
+        compile(dist(0), ["--no-verify"], { DENORT_BIN: "/bin/true" }),
+        ...cases.map(([env, args], i) => compile(dist(i + 1), args, env)),
+      ]);
+      assert.equal(built.code, 0, built.stderr);
+      assert.match(
+        lastSay(built),
+        /built .*\/fanout \(fanout \S+ for \S+, not run; flags: --allow-net/,
+      );
+      const bytes = await Deno.readFile(`${dist(0)}/fanout`);
+      const text = new TextDecoder("latin1").decode(bytes);
+      assert.ok(text.startsWith("\x7fELF"));
+      for (
+        const want of ["socket options = TCP_NODELAY", "CapabilityBoundingSet={{capabilities}}"]
+      ) {
+        assert.ok(text.includes(want), `template text "${want}" embedded`);
+      }
+      assert.ok(text.includes(commit ? `commit: "${commit}` : "commit: null"), "the commit");
+      assert.match(text, /"allow_run":\[\],"deny_run":null/, "--allow-run (unrestricted)");
+      assert.match(text, /"allow_sys":\["hostname","uid","gid"\]/);
+      assert.match(text, /"allow_ffi":\[\]/, "--allow-ffi (the proxy's splice engine)");
+      assert.match(text, /"prompt":false/);
+      assert.ok(text.includes(V8_FLAGS), "the V8 flags");
+
+      for (const [i, [, , re]] of cases.entries()) {
+        const r = failed[i];
         assert.equal(r.code, 2, r.stderr);
         const line = r.stderr.split("\n").find((l) => / not compiled: /.test(l)) ?? "";
         assert.match(line, re);
         assertOneSentence(line);
         assert.match(lastSay(r), /built \S+\/fanout \(fanout \S+, self-contained: /);
         const head = new TextDecoder().decode(
-          (await Deno.readFile(`${out}/fanout`)).subarray(0, 10),
+          (await Deno.readFile(`${dist(i + 1)}/fanout`)).subarray(0, 10),
         );
         assert.ok(head.startsWith("#!/bin/sh\n"), "the self-contained one, not deno compile's");
-        assert.ok((await Deno.stat(`${out}/fanout.js`)).isFile, "the bundle is built all the same");
-        await Deno.remove(`${out}/fanout`);
+        assert.ok(
+          (await Deno.stat(`${dist(i + 1)}/fanout.js`)).isFile,
+          "the bundle is built all the same",
+        );
       }
     } finally {
       await Deno.remove(out, { recursive: true }).catch(() => {});

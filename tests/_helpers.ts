@@ -223,8 +223,9 @@ export class Lab {
   /**
    * Makes a lab with secrets files in place (mode 600). `tmpfs` mounts a
    * private tmpfs on the lab dir when this process may (root): creating a
-   * file on a disk costs kernel time a tmpfs all but saves (docs/benchmarks.md). Tests get one by default ({@linkcode withLab});
-   * a benchmark of what the disk costs asks for none.
+   * file on a disk costs kernel time a tmpfs all but saves
+   * (docs/benchmarks.md). Tests get one by default ({@linkcode withLab}); a
+   * benchmark of what the disk costs asks for none.
    */
   static async create(opts: { tmpfs?: boolean | string } = {}): Promise<Lab> {
     const dir = await Deno.makeTempDir({ prefix: "fanout-test-" });

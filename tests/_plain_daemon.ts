@@ -20,7 +20,9 @@ export interface PlainDaemon {
 
 /**
  * Starts a plain rsync daemon on the lab's .9 serving `path` as module
- * `plugins`, and waits until it takes connections.
+ * `plugins`, and waits until it takes connections. `preXfer` is a command
+ * the daemon runs before each transfer (`pre-xfer exec`): a server that
+ * changes what it serves from one request to the next.
  *
  * @example
  * ```ts
@@ -28,7 +30,11 @@ export interface PlainDaemon {
  * try { … } finally { await d.proc.stop("SIGTERM", 3_000); }
  * ```
  */
-export async function plainDaemon(lab: Lab, path: string): Promise<PlainDaemon> {
+export async function plainDaemon(
+  lab: Lab,
+  path: string,
+  opts: { preXfer?: string } = {},
+): Promise<PlainDaemon> {
   const ip = lab.ip(9);
   const port = lab.port(ip);
   const conf = `${lab.dir}/plain-rsyncd.conf`;
@@ -43,6 +49,7 @@ export async function plainDaemon(lab: Lab, path: string): Promise<PlainDaemon> 
       "[plugins]",
       `path = ${path}`,
       "read only = yes",
+      ...(opts.preXfer ? [`pre-xfer exec = ${opts.preXfer}`] : []),
       "",
     ].join("\n"),
   );

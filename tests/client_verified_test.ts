@@ -96,6 +96,8 @@ async function publish(
 
 interface Signed {
   src: string;
+  /** A shell script the server runs before each request (`pre-xfer exec`). */
+  hook: string;
   key: SigningKey;
   /** A key of the same kind the fleet does not list. */
   stranger: SigningKey;
@@ -133,7 +135,12 @@ async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signe
     client: { retries: 0 },
     extra: opts.keys === false ? "" : `release:\n  public_keys: ["${trusted.text}"]`,
   });
-  const daemon = await plainDaemon(lab, src);
+  // What the server does before each request: nothing, unless a test writes
+  // a script here.
+  const hook = `${lab.dir}/pre-xfer`;
+  await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+  await Deno.chmod(hook, 0o755);
+  const daemon = await plainDaemon(lab, src, { preXfer: hook });
   daemons.set(lab, daemon.proc);
   const fleetOf = async (name: string) => {
     const token = `${lab.dir}/${name}.token`;
@@ -147,6 +154,7 @@ async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signe
   };
   return {
     src,
+    hook,
     key: trusted.key,
     stranger: stranger.key,
     server: daemon.server,
@@ -412,6 +420,60 @@ Deno.test("verified: tampered, missing, unsigned, wrongly signed, mismatched and
         ),
       );
       assert.equal(await snapshot(dest), at2, `${layout}: dest as it was`);
+    }
+  });
+});
+
+Deno.test("verified: a tampered version stays refused (exit 4) when the server shows another marker each time the client looks again; a newer signed version landing mid-run applies", async () => {
+  await withSigned(async (lab) => {
+    const s = await signedLab(lab);
+    const server = s.server.replaceAll(".", "\\.");
+    for (const [i, [layout, args]] of LAYOUTS.entries()) {
+      const name = `web${i + 1}`;
+      const dest = `${lab.dir}/apps/plugins${i + 1}`;
+      await publish(s.src, 1, V1, s.key);
+      assert.equal((await s.client(name, dest, args)).code, 0);
+      const before = await snapshot(dest);
+      // Version 2, signed, with a tampered file; every third request (the
+      // client's second look at the marker after a refusal) is served an
+      // old signed marker, then version 2's again: no newer signed version
+      // ever lands, so the refusal must not pass for one.
+      await publish(s.src, 2, V2, s.key);
+      await Deno.writeTextFile(`${s.src}/lib/b.txt`, "BRAVO v2\n");
+      const v2 = `${lab.dir}/marker-2`, v1 = `${lab.dir}/marker-1`;
+      await Deno.copyFile(`${s.src}/.fanout-version`, v2);
+      await Deno.writeTextFile(v1, formatMarker(markerOf(1)));
+      const count = `${lab.dir}/requests-${name}`;
+      await Deno.writeTextFile(
+        s.hook,
+        `#!/bin/sh\nn=$(($(cat ${count} 2>/dev/null || echo 0) + 1)); echo $n > ${count}\n` +
+          `if [ $((n % 3)) -eq 0 ]; then cp ${v1} ${s.src}/.fanout-version; ` +
+          `else cp ${v2} ${s.src}/.fanout-version; fi\n`,
+      );
+      const r = await s.client(name, dest, args);
+      await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
+      assert.equal(r.code, 4, `${layout}: ${r.stderr}`);
+      assert.match(
+        r.stderr,
+        new RegExp(`^fanout: refusing the version from ${server} for ${dest}: lib/b\\.txt: `),
+      );
+      assert.equal(await snapshot(dest), before, `${layout}: dest as it was`);
+
+      // A newer signed version truly landing between the check and the
+      // fetch: looked at again, and applied.
+      const v3 = `${lab.dir}/v3-${name}`;
+      await publish(v3, 3, V1, s.key);
+      await publish(s.src, 2, V2, s.key);
+      await Deno.writeTextFile(count, "0\n");
+      await Deno.writeTextFile(
+        s.hook,
+        `#!/bin/sh\nn=$(($(cat ${count}) + 1)); echo $n > ${count}\n` +
+          `if [ $n -eq 2 ]; then rsync -a -I --delete ${v3}/ ${s.src}/; fi\n`,
+      );
+      const landed = await s.client(name, dest, args);
+      await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
+      assert.deepEqual([landed.code, landed.stderr], [0, ""], `${layout}: ${landed.stderr}`);
+      await assertSameTree(v3, `${dest}/`, OURS);
     }
   });
 });

@@ -43,7 +43,7 @@ import {
   verifyRelease,
 } from "../release/mod.ts";
 import { writeFileList } from "../rsync/mod.ts";
-import { MARKER_MAX_BYTES, parseMarker, sameVersion } from "../version/mod.ts";
+import { MARKER_MAX_BYTES, parseMarker } from "../version/mod.ts";
 import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
 import { CONTROL, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
@@ -65,8 +65,8 @@ const FETCH_DIR = "release-fetch";
  * the release first. What a version landing mid-run also causes is looked
  * at again before the server is blamed: release files that do not match
  * each other are fetched again, and a fetched path that is not the
- * manifest's counts only when the source's marker still names the version
- * checked.
+ * manifest's counts unless the source now holds a newer signed version
+ * (checked whole: a marker alone is the server's word).
  *
  * @throws {ReleaseRefusal} for a release, or a fetched path, that is not as
  * signed; {@linkcode TransferError} when the source cannot be read, or kept
@@ -83,6 +83,9 @@ export async function syncRelease(
   ctx: ApplyContext,
   current: string | null,
 ): Promise<ReleaseApplied & { release: CheckedRelease }> {
+  // The newest seq checked this run: only a signed version newer than it
+  // landing on the server explains a refusal away.
+  let newest = -1;
   for (let pass = 1;; pass++) {
     let c: CheckedRelease | null = null;
     try {
@@ -91,12 +94,14 @@ export async function syncRelease(
         return await checkRelease(job, files, await releaseFloor(job, current));
       });
       const checked = c;
+      newest = Math.max(newest, checked.release.seq);
       const done = await retrying(job, "sync", () => layout.applyRelease!(checked, ctx));
       return { ...done, release: checked };
     } catch (e) {
       if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
-      const moved = c ? await markerMoved(job, c) : pass < PASSES;
-      if (!moved) throw e;
+      const landed = c ? await newerRelease(job, newest) : null;
+      if (c ? landed === null : pass >= PASSES) throw e;
+      if (landed !== null) newest = landed;
       if (pass >= PASSES) {
         throw new TransferError(
           `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
@@ -108,11 +113,19 @@ export async function syncRelease(
   }
 }
 
-/** True when the source's marker no longer names `c`'s version. */
-async function markerMoved(job: ClientJob, c: CheckedRelease): Promise<boolean> {
-  const now = await fetchControl(job).then((f) => f.get(VERSION_MARKER)).catch(() => null);
-  const marker = now instanceof Uint8Array ? parseMarker(new TextDecoder().decode(now)) : null;
-  return marker !== null && !sameVersion(marker, c.marker);
+/**
+ * The seq of the release the source holds now when it is signed, checked
+ * whole and newer than `newest`; else null. A marker alone proves nothing:
+ * a server that shows another one each time it is asked would pass every
+ * refusal off as a version landing mid-run.
+ */
+async function newerRelease(job: ClientJob, newest: number): Promise<number | null> {
+  try {
+    return (await checkRelease(job, await fetchControl(job), newest + 1)).release.seq;
+  } catch (e) {
+    if (e instanceof ReleaseRefusal || e instanceof TransferError) return null;
+    throw e;
+  }
 }
 
 /** A control file's bytes, or why there are none. */

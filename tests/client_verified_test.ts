@@ -370,6 +370,13 @@ Deno.test("verified: tampered, missing, unsigned, wrongly signed, mismatched and
         ".fanout-version",
         /its commit is not the one the release of seq 2 signs/,
       ],
+      [
+        // Fetched again (a publish renames the envelope in first), then refused all the same.
+        "a marker behind its envelope, for good",
+        () => Deno.writeTextFile(`${s.src}/.fanout-version`, formatMarker(markerOf(1))),
+        ".fanout-version",
+        /its seq is not the one the release of seq 2 signs/,
+      ],
     ];
     for (const [i, [layout, args]] of LAYOUTS.entries()) {
       const name = `web${i + 1}`;

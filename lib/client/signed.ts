@@ -247,7 +247,11 @@ async function checkRelease(
   if (!marker) throw refuse(VERSION_MARKER, "not a version marker");
   const field = markerMismatch(release, marker);
   if (field) {
-    throw refuse(VERSION_MARKER, `its ${field} is not the one the release of ${seq} signs`);
+    // A marker behind its envelope is what a source shows for the moment a
+    // publish or push renames the envelope in before the marker: fetched
+    // again before it counts (a source that stays so is still refused).
+    const behind = marker.seq < release.seq;
+    throw refuse(VERSION_MARKER, `its ${field} is not the one the release of ${seq} signs`, behind);
   }
   return {
     release,

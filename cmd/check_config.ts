@@ -20,13 +20,13 @@ import {
   writersOf,
 } from "../lib/config/mod.ts";
 import { formatDuration, formatHostPort } from "../lib/core/mod.ts";
+import { requireRsync } from "../lib/rsync/mod.ts";
 import {
   daemonIdentity,
   knowsProxyProtocolHosts,
   proxyProtocolPeers,
   renderRsyncdConf,
-  requireRsync,
-} from "../lib/rsync/mod.ts";
+} from "../lib/rsyncd/mod.ts";
 import { checkPublisher } from "../lib/publish/mod.ts";
 import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
 

@@ -36,7 +36,7 @@ import {
 } from "../lib/client/mod.ts";
 import { describeVersion, readMarker, sameVersion } from "../lib/version/mod.ts";
 import { sendReport } from "../lib/report/mod.ts";
-import { parsePublicKey } from "../lib/release/mod.ts";
+import type { PublicKey } from "../lib/release/mod.ts";
 
 /** Runs the client role; returns the exit code. */
 export async function run(opts: CommonOptions): Promise<number> {
@@ -44,7 +44,7 @@ export async function run(opts: CommonOptions): Promise<number> {
   const fleet = await fleetFor(opts, "client");
   const host = opts.name ?? hostname();
   const lg = log().child({ role: "client", name: host });
-  const job = makeJob(fleet, host, opts, lg);
+  const job = makeJob(fleet, host, opts, lg, await publicKeys(fleet));
   const { splay, watchInterval } = fleet.client;
   makeStateDir(job.stateDir);
   const layout = await layoutFor(job);
@@ -88,11 +88,23 @@ function refuseFlagMix(f: CommonOptions): void {
   }
 }
 
+/**
+ * The fleet's release keys, parsed. The release code loads only for a signed
+ * fleet: an unsigned cron run does not pay for it.
+ */
+async function publicKeys(fleet: Fleet): Promise<PublicKey[]> {
+  const keys = fleet.release.publicKeys;
+  if (keys.length === 0) return [];
+  const { parsePublicKey } = await import("../lib/release/mod.ts");
+  return keys.map(parsePublicKey);
+}
+
 function makeJob(
   fleet: Fleet,
   host: string,
   f: CommonOptions,
   lg: Logger,
+  keys: PublicKey[],
 ): ClientJob {
   const c = fleet.client;
   if (c.atomic && c.backupDir) {
@@ -118,7 +130,7 @@ function makeJob(
     keep: c.keep,
     adopt: f.adopt,
     keepOwners: c.keepOwners,
-    publicKeys: fleet.release.publicKeys.map(parsePublicKey),
+    publicKeys: keys,
     verbose: f.verbose,
     log: lg,
   };

@@ -21,7 +21,7 @@ import {
 import { type CommonOptions, type Fleet, fleetFor } from "../lib/config/mod.ts";
 import type { FleetSnapshot } from "../lib/fleet/mod.ts";
 import type { VersionMarker } from "../lib/version/mod.ts";
-import { fetchFailure } from "../lib/health/mod.ts";
+import { fetchFailure } from "../lib/http/mod.ts";
 
 /** How long `fanout fleet` waits for the primary. */
 const TIMEOUT = 5_000;

@@ -25,15 +25,15 @@ import {
   VERSION_MARKER,
 } from "../lib/core/mod.ts";
 import { Registry } from "../lib/health/mod.ts";
+import { requireRsync } from "../lib/rsync/mod.ts";
 import {
   type DaemonIdentity,
   daemonIdentity,
   proxiedDaemon,
   proxiedProblem,
   renderRsyncdConf,
-  requireRsync,
   RsyncDaemon,
-} from "../lib/rsync/mod.ts";
+} from "../lib/rsyncd/mod.ts";
 import { PushEngine } from "../lib/push/mod.ts";
 import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";

@@ -117,7 +117,7 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       async () => {
         const text = await Deno.readTextFile(bundle);
         assert.doesNotMatch(text, /\bimport\(\s*["'`]\.{0,2}\//);
-        assert.match(text, /socket options = TCP_NODELAY/, "lib/rsync/rsyncd.conf");
+        assert.match(text, /socket options = TCP_NODELAY/, "lib/rsyncd/rsyncd.conf");
         assert.match(
           text,
           /CapabilityBoundingSet=\{\{capabilities\}\}/,

@@ -15,9 +15,9 @@ const LAYERS: string[][] = [
   ["lib/cli"],
   ["lib/watch", "lib/push", "lib/client", "lib/proxy", "lib/publish", "lib/fleet", "lib/render"],
   ["lib/proxy/net"],
-  ["lib/rsync", "lib/report", "lib/release"],
+  ["lib/rsyncd", "lib/rsync", "lib/report", "lib/release"],
   ["lib/config", "lib/health", "lib/version"],
-  ["lib/sys"],
+  ["lib/sys", "lib/http"],
   ["lib/core"],
 ];
 

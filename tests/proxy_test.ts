@@ -481,8 +481,7 @@ Deno.test("proxy: PROXY protocol: hosts allow sees the real client", async () =>
     await plantTrees(lab);
     await editFleet(lab, (text) => proxyKeys(text, { proxy_protocol: true, backends: "[rsync2]" }));
     // rsync2's second daemon, as fanout renders it, with hosts allow narrowed to one client.
-    const { daemonIdentity } = await import("../lib/rsync/mod.ts");
-    const { renderProxiedConf } = await import("../lib/rsync/mod.ts");
+    const { daemonIdentity, renderProxiedConf } = await import("../lib/rsyncd/mod.ts");
     const { requireRsync } = await import("../lib/rsync/mod.ts");
     const { loadFleet, findServer } = await import("../lib/config/mod.ts");
     const fleet = await loadFleet(lab.fleetFile);

@@ -2,11 +2,12 @@
 // version needs it: 3.5+ trusts a PROXY header only from `proxy protocol
 // hosts`; 3.2.x does not know that parameter. The real daemons of both
 // versions (unpacked under /opt/rsyncs when present) greet through it; how
-// the file is rendered is unit-tested in lib/rsync/proxied_daemon_test.ts.
+// the file is rendered is unit-tested in lib/rsyncd/proxied_daemon_test.ts.
 import assert from "node:assert/strict";
 import { parseFleet } from "../lib/config/mod.ts";
 import { exists, Logger } from "../lib/core/mod.ts";
-import { probeRsyncd, PROXY_V1_UNKNOWN, renderProxiedConf, RsyncDaemon } from "../lib/rsync/mod.ts";
+import { probeRsyncd, PROXY_V1_UNKNOWN } from "../lib/rsync/mod.ts";
+import { renderProxiedConf, RsyncDaemon } from "../lib/rsyncd/mod.ts";
 import { rsyncOf, withLab } from "./_helpers.ts";
 
 const ID = { asRoot: false, uid: "0", gid: "0" };

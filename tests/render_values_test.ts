@@ -4,7 +4,7 @@
 // config_test.ts.
 import assert from "node:assert/strict";
 import { commonOptions, type Fleet, parseFleet, rsyncdValue } from "../lib/config/mod.ts";
-import { renderRsyncdConf } from "../lib/rsync/mod.ts";
+import { renderRsyncdConf } from "../lib/rsyncd/mod.ts";
 import { CONTROL_CHARS, FanoutError, renderTemplate, UnsafeValueError } from "../lib/core/mod.ts";
 import { renderer } from "../lib/render/mod.ts";
 import { sh } from "./_helpers.ts";

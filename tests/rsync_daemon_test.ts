@@ -3,7 +3,8 @@
 // on every address stops a server at start (exit 2) instead of passing its
 // greeting off as ours; concurrent conf rewrites all land.
 import assert from "node:assert/strict";
-import { probeRsyncd, RsyncDaemon } from "../lib/rsync/mod.ts";
+import { probeRsyncd } from "../lib/rsync/mod.ts";
+import { RsyncDaemon } from "../lib/rsyncd/mod.ts";
 import { EnvironmentError, Logger } from "../lib/core/mod.ts";
 import { markerComment, type VersionMarker } from "../lib/version/mod.ts";
 import { rsyncOf, sh, waitFor, withLab } from "./_helpers.ts";

@@ -75,8 +75,16 @@ function defaultOf(type: KeyType<unknown, unknown>, value: unknown): unknown {
   return out;
 }
 
-/** The fleet file's shape, without defaults: what {@linkcode checkFleet} runs. */
-export const FleetSchema: ZodTypeAny = mappingOf(FLEET);
+let schema: ZodTypeAny | null = null;
+
+/**
+ * The fleet file's shape, without defaults: what {@linkcode checkFleet}
+ * runs. Built on first use: `--version`, `--help` and a usage error never
+ * pay for a hundred zod schemas.
+ */
+export function fleetSchema(): ZodTypeAny {
+  return schema ??= mappingOf(FLEET);
+}
 
 /**
  * Checks the raw fleet file's shape and values, and fills in the plain
@@ -91,7 +99,7 @@ export const FleetSchema: ZodTypeAny = mappingOf(FLEET);
 export function checkFleet(
   raw: unknown,
 ): { success: true; data: RawFleet } | { success: false; error: ZodError } {
-  const r = FleetSchema.safeParse(raw);
+  const r = fleetSchema().safeParse(raw);
   if (!r.success) return { success: false, error: r.error };
   return { success: true, data: fillDefaults(FLEET, r.data) as unknown as RawFleet };
 }

@@ -5,7 +5,6 @@
  * @module
  */
 
-import { load as loadYaml } from "js-yaml";
 import type { ZodIssue, ZodTypeAny } from "zod";
 import {
   ConfigError,
@@ -20,7 +19,7 @@ import {
   quoted,
   readTextUpTo,
 } from "../core/mod.ts";
-import { checkFleet, FleetSchema, type RawFleet } from "./_schema.ts";
+import type { RawFleet } from "./_schema.ts";
 import { camelKeys, PORTS } from "./keys.ts";
 import type { Override } from "./options.ts";
 import { closest, formatPath, type KeyPath, linesOf } from "./paths.ts";
@@ -242,6 +241,12 @@ export async function parseFleet(
     const size = new TextEncoder().encode(text).length;
     if (size > DEFAULTS.maxFleetBytes) throw tooBig(file, size);
   }
+  // The YAML reader and the schema load here, not with the module: a command
+  // that never reads a fleet file (--version, --help) does not pay for them.
+  const [{ load: loadYaml }, { checkFleet, fleetSchema }] = await Promise.all([
+    import("js-yaml"),
+    import("./_schema.ts"),
+  ]);
   let raw: unknown;
   try {
     raw = loadYaml(text, { filename: file });
@@ -263,7 +268,7 @@ export async function parseFleet(
   let problems: Problem[] = controlProblems(raw);
   const parsed = problems.length ? null : checkFleet(raw);
   if (parsed?.success) problems = crossCheck(parsed.data);
-  else if (parsed) problems = parsed.error.issues.flatMap((i) => fromIssue(i));
+  else if (parsed) problems = parsed.error.issues.flatMap((i) => fromIssue(i, fleetSchema()));
   if (problems.length > 0) {
     // A file of 100k unknown keys must fail as fast as one: list the first
     // few, and find their lines in one parse.
@@ -448,10 +453,10 @@ function hostPath(raw: Record<string, unknown>, self: FleetOptions["self"]): Key
   return null;
 }
 
-function fromIssue(issue: ZodIssue): Problem[] {
+function fromIssue(issue: ZodIssue, schema: ZodTypeAny): Problem[] {
   const keyPath = issue.path as KeyPath;
   if (issue.code === "unrecognized_keys") {
-    const known = knownKeys(FleetSchema, keyPath);
+    const known = knownKeys(schema, keyPath);
     return issue.keys.map((k, i) => {
       // Only listed problems get a hint (see MAX_PROBLEMS).
       const near = i < MAX_PROBLEMS ? closest(k, known) : undefined;

@@ -18,7 +18,8 @@
  * @module
  */
 
-import { fetchFailure, MAX_STATUS_BODY, readLimited, type Registry } from "../health/mod.ts";
+import type { Registry } from "../health/mod.ts";
+import { fetchFailure, MAX_STATUS_BODY, readLimited } from "../http/mod.ts";
 import type { Context, Hono } from "hono";
 import {
   DEFAULTS,

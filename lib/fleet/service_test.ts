@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { fetchStatus, pushedReplicas } from "./service.ts";
 import type { ServerHost } from "../config/mod.ts";
-import { MAX_STATUS_BODY } from "../health/mod.ts";
+import { MAX_STATUS_BODY } from "../http/mod.ts";
 
 const spaces = new Uint8Array(64 * 1024).fill(0x20);
 type Mode = "ok" | "endless" | "declared" | "error" | "junk";

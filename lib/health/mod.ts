@@ -1,13 +1,9 @@
 /**
- * HTTP on the side of every role: the health endpoint (`/healthz`,
- * `/status`, `/metrics`), the metrics registry, bounded reads of HTTP bodies
- * and a bounded POST.
+ * The health endpoint of every long-running role (`/healthz`, `/status`,
+ * `/metrics`) and the metrics registry behind `/metrics`.
  *
  * @module
  */
 
-export { MAX_STATUS_BODY, readLimited } from "./bounded_body.ts";
-export { fetchFailure } from "./fetch_error.ts";
 export { healthApp, type HealthServer, type HealthSource, serveHealth } from "./health.ts";
-export { postOnce } from "./http_post.ts";
 export { Registry } from "./metrics.ts";

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { MAX_STATUS_BODY, readLimited } from "../health/mod.ts";
+import { MAX_STATUS_BODY, readLimited } from "../http/mod.ts";
 import { formatDuration, formatHostPort, type HostPort, type Logger } from "../core/mod.ts";
 import type { BackendSpec } from "../config/mod.ts";
 import { probeRsyncd, PROXY_V1_UNKNOWN } from "../rsync/mod.ts";

@@ -3,7 +3,7 @@
 // not a proxy filling its memory. (The fleet view's reads of a relay's
 // /status: lib/fleet/service_test.ts.)
 import assert from "node:assert/strict";
-import { MAX_STATUS_BODY } from "../health/mod.ts";
+import { MAX_STATUS_BODY } from "../http/mod.ts";
 import { Backend, readStatusVersion } from "./backends.ts";
 
 const chunk = new Uint8Array(64 * 1024).fill(0x20);

@@ -8,7 +8,7 @@
 import type { RenderInput } from "./input.ts";
 import { type Fleet, selectServer } from "../config/mod.ts";
 import { UsageError } from "../core/mod.ts";
-import { type DaemonIdentity, renderRsyncdConf } from "../rsync/mod.ts";
+import { type DaemonIdentity, renderRsyncdConf } from "../rsyncd/mod.ts";
 
 /**
  * Renders the rsyncd.conf of the primary or of the replica `--name`.

@@ -22,7 +22,7 @@ import {
 } from "../core/mod.ts";
 import { type Fleet, secretFileProblem } from "../config/mod.ts";
 import { SIGNATURE_HEADER, signReport } from "./sign.ts";
-import { fetchFailure, postOnce } from "../health/mod.ts";
+import { fetchFailure, postOnce } from "../http/mod.ts";
 import { parseMarker, type VersionMarker } from "../version/mod.ts";
 
 /** What one client run reports to the primary. */

@@ -20,8 +20,7 @@ import {
   SERVER_TEMP_DIR,
   stripControl,
 } from "../core/mod.ts";
-import { probeRsyncd } from "./probe.ts";
-import { PROXY_V1_UNKNOWN } from "./proxy_protocol.ts";
+import { probeRsyncd, PROXY_V1_UNKNOWN } from "../rsync/mod.ts";
 import { holdsListener, killGroup, trackGroup } from "../sys/mod.ts";
 import { markerComment, type VersionMarker } from "../version/mod.ts";
 

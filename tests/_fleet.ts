@@ -378,18 +378,20 @@ export class Topology {
   ): Promise<void> {
     const timeoutMs = opts.timeoutMs ?? 30_000;
     const settle = async (name: string) => {
-      let last = "";
+      const dir = this.treeOf(name);
       try {
+        // The trees are compared once the marker names the commit: reading
+        // it starts no process, and a push or a sync writes it last.
         await waitFor(
           `${name} at ${commit.slice(0, 8)}`,
-          async () => {
-            last = await this.divergence(this.treeOf(name), commit);
-            return last === "";
-          },
+          async () =>
+            (await markerOf(dir))?.commit === commit &&
+            (await this.divergence(dir, commit)) === "",
           timeoutMs,
           50,
         );
       } catch (e) {
+        const last = await this.divergence(dir, commit);
         throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}`);
       }
     };

@@ -16,9 +16,10 @@ import {
 import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
 import {
   asReportingHost,
+  GaveUp,
   http,
   type Lab,
-  type Proc,
+  Proc,
   type Ran,
   sh,
   sleep,
@@ -156,71 +157,185 @@ async function startFleet(
  */
 const CHROMIUM_TIMEOUT = 180_000;
 
-/** The DOM Chromium made of `file`, or how it failed. */
-async function chromiumOnce(
-  lab: Lab,
-  file: string,
-): Promise<string | { code: number; signal: string | null; timedOut: boolean; stderr: string }> {
-  const profile = await Deno.makeTempDir({ dir: lab.dir, prefix: "chromium-" });
-  const child = new Deno.Command(CHROMIUM!, {
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-extensions",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--user-data-dir=${profile}`,
-      "--dump-dom",
-      `file://${file}`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    detached: true,
-  }).spawn();
-  let timedOut = false;
-  const killer = setTimeout(() => {
-    timedOut = true;
-    try {
-      Deno.kill(-child.pid, "SIGKILL");
-    } catch { /* gone */ }
-  }, CHROMIUM_TIMEOUT);
-  const out = await child.output();
-  clearTimeout(killer);
-  const dom = new TextDecoder().decode(out.stdout);
-  if (dom.includes("</html>")) return dom;
-  return {
-    code: out.code,
-    signal: out.signal,
-    timedOut,
-    stderr: new TextDecoder().decode(out.stderr).slice(-1500),
-  };
+/** A reply of the DevTools protocol (events have no id). */
+interface CdpReply {
+  id?: number;
+  result?: Record<string, unknown>;
+  error?: { message: string };
 }
 
 /**
- * The DOM headless Chromium makes of the page at `path` as the primary
- * serves it now. The page is fetched first and Chromium reads it from a
- * file, so how long Chromium takes to start (seconds on a busy machine) does
- * not change what the page shows. A run killed by a signal (the time limit on
- * a starved machine, the kernel's OOM killer) is tried once more; any other
- * failure is the page's or the test's, and fails at once.
+ * One headless Chromium, driven over the DevTools protocol: each page is
+ * read in a tab of its own. Starting Chromium takes seconds of CPU, a tab a
+ * fraction of one.
  */
-async function pageDom(lab: Lab, path: string): Promise<string> {
-  const r = await http(`${base(lab)}${path}`);
-  assert.equal(r.status, 200, r.body);
-  const file = await Deno.makeTempFile({ dir: lab.dir, prefix: "fleet-", suffix: ".html" });
-  await Deno.writeTextFile(file, r.body);
-  let got = await chromiumOnce(lab, file);
-  if (typeof got !== "string" && got.signal !== null) got = await chromiumOnce(lab, file);
-  if (typeof got === "string") return got;
-  return assert.fail(
-    `chromium gave no DOM (exit ${got.code}, signal ${got.signal}${
-      got.timedOut ? `, killed after ${CHROMIUM_TIMEOUT / 1000}s` : ""
-    }):\n${got.stderr}`,
-  );
+class Browser {
+  #replies = new Map<number, (r: CdpReply) => void>();
+  #next = 0;
+
+  private constructor(readonly proc: Proc, readonly ws: WebSocket, readonly closed: Promise<void>) {
+    ws.onmessage = (e) => {
+      const r = JSON.parse(e.data) as CdpReply;
+      if (r.id !== undefined) this.#replies.get(r.id)?.(r);
+    };
+    closed.then(() => {
+      for (const settle of [...this.#replies.values()]) {
+        settle({ error: { message: "Chromium closed the connection" } });
+      }
+    });
+  }
+
+  /** Starts Chromium with a profile under `dir` and connects to it. */
+  static async start(dir: string): Promise<Browser> {
+    const profile = await Deno.makeTempDir({ dir, prefix: "chromium-" });
+    const proc = new Proc(
+      new Deno.Command(CHROMIUM!, {
+        args: [
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--disable-dev-shm-usage",
+          "--disable-extensions",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-sync",
+          `--user-data-dir=${profile}`,
+          "--remote-debugging-port=0",
+          "about:blank",
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        detached: true,
+      }).spawn(),
+    );
+    try {
+      const [, url] = await proc.waitFor(/DevTools listening on (ws:\/\/\S+)/, CHROMIUM_TIMEOUT);
+      const ws = new WebSocket(url);
+      const closed = new Promise<void>((res) => ws.addEventListener("close", () => res()));
+      await new Promise((res, rej) => {
+        ws.onopen = res;
+        ws.onerror = () => rej(new Error(`cannot connect to Chromium at ${url}`));
+      });
+      return new Browser(proc, ws, closed);
+    } catch (e) {
+      proc.kill("SIGKILL");
+      await proc.status();
+      throw e;
+    }
+  }
+
+  /** Sends a DevTools command (to a tab's session when `sessionId` is given). */
+  call(
+    method: string,
+    params: Record<string, unknown> = {},
+    sessionId?: string,
+  ): Promise<Record<string, unknown>> {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new GaveUp(`${method}: Chromium is gone`));
+    }
+    const id = ++this.#next;
+    return new Promise((resolve, reject) => {
+      const settle = (r: CdpReply) => {
+        clearTimeout(timer);
+        this.#replies.delete(id);
+        // Without an id, no answer came (Chromium is gone or out of time):
+        // waiting for the page longer is no use.
+        const failure = r.id === undefined ? GaveUp : Error;
+        if (r.error) reject(new failure(`${method}: ${r.error.message}`));
+        else resolve(r.result ?? {});
+      };
+      const timer = setTimeout(
+        () => settle({ error: { message: `no answer in ${CHROMIUM_TIMEOUT / 1000}s` } }),
+        CHROMIUM_TIMEOUT,
+      );
+      this.#replies.set(id, settle);
+      this.ws.send(JSON.stringify({ id, method, params, sessionId }));
+    });
+  }
+
+  /** The DOM of `file` once Chromium has loaded it, as --dump-dom prints it. */
+  async dom(file: string): Promise<string> {
+    const url = `file://${file}`;
+    const { targetId } = await this.call("Target.createTarget", { url: "about:blank" });
+    try {
+      const { sessionId } = await this.call("Target.attachToTarget", { targetId, flatten: true });
+      await this.call("Page.navigate", { url }, sessionId as string);
+      const expression = `location.href === ${
+        JSON.stringify(url)
+      } && document.readyState === "complete" ? document.documentElement.outerHTML : ""`;
+      return await waitFor(
+        `Chromium to load ${url}`,
+        async () => {
+          const r = await this.call(
+            "Runtime.evaluate",
+            { expression, returnByValue: true },
+            sessionId as string,
+          );
+          return (r.result as { value?: string }).value ?? "";
+        },
+        CHROMIUM_TIMEOUT,
+        20,
+      );
+    } finally {
+      await this.call("Target.closeTarget", { targetId }).catch(() => {});
+    }
+  }
+
+  /** Kills Chromium (its whole process group) and waits for the connection to close. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.proc.kill("SIGKILL");
+    await this.proc.status();
+    this.ws.close();
+    await this.closed;
+  }
+}
+
+/**
+ * The DOM headless Chromium makes of pages the primary serves, from one
+ * Chromium started at the first page. Each page is fetched first and
+ * Chromium reads it from a file, so how long Chromium takes (seconds on a
+ * busy machine) does not change what the page shows. A Chromium killed by a
+ * signal or out of time (the time limit on a starved machine, the kernel's
+ * OOM killer) is started once more; any other failure is the page's or the
+ * test's, and fails at once.
+ */
+class Pages {
+  #browser: Browser | null = null;
+
+  constructor(readonly lab: Lab) {}
+
+  /** The DOM of the page at `path` as the primary serves it now. */
+  async dom(path: string): Promise<string> {
+    const r = await http(`${base(this.lab)}${path}`);
+    assert.equal(r.status, 200, r.body);
+    const file = await Deno.makeTempFile({ dir: this.lab.dir, prefix: "fleet-", suffix: ".html" });
+    await Deno.writeTextFile(file, r.body);
+    for (let attempt = 1;; attempt++) {
+      try {
+        this.#browser ??= await Browser.start(this.lab.dir);
+        return await this.#browser.dom(file);
+      } catch (e) {
+        const why = (e as Error).message;
+        const goneOrLate = e instanceof GaveUp || why.startsWith("timed out");
+        const proc = this.#browser?.proc;
+        await this[Symbol.asyncDispose]();
+        if (attempt === 1 && goneOrLate) continue;
+        return assert.fail(
+          `chromium gave no DOM (${why}; exit ${proc?.exited?.code}, signal ${proc?.exited?.signal}):\n${
+            proc?.stderr.slice(-1500) ?? ""
+          }`,
+        );
+      }
+    }
+  }
+
+  /** Stops Chromium, if it runs. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#browser?.[Symbol.asyncDispose]();
+    this.#browser = null;
+  }
 }
 
 function count(dom: string, id: string): number {
@@ -243,6 +358,7 @@ Deno.test({
     "fleet view: reports from clients, publishes and servers add up in JSON, metrics, CLI and the page",
   fn: async (t) => {
     await withLab(async (lab) => {
+      await using pages = new Pages(lab);
       const started = await startFleet(lab, "fleet:\n  silent_after: 5s\n  report_rate: 30");
       const fleet = started.fleet;
       let primary = started.primary;
@@ -378,7 +494,7 @@ Deno.test({
         ignore: !CHROMIUM,
         fn: async () => {
           await tick();
-          const dom = await pageDom(lab, "/fleet");
+          const dom = await pages.dom("/fleet");
           assert.match(
             dom,
             /<title>fanout fleet: 1 client behind, 1 client failing, 1 client silent<\/title>/,
@@ -409,7 +525,7 @@ Deno.test({
             new RegExp(`<g class="bar open" data-seq="${v2.seq}" data-converged="false">`),
           );
           await tick();
-          const filtered = await pageDom(lab, "/fleet?state=behind&host=web");
+          const filtered = await pages.dom("/fleet?state=behind&host=web");
           assert.deepEqual(rows(filtered), { web2: "behind" });
           assert.equal(count(filtered, "shown"), 1);
           assert.match(
@@ -438,7 +554,7 @@ Deno.test({
       assert.ok(done.p50_s !== null && done.p50_s <= done.max_s!);
       if (CHROMIUM) {
         await Promise.all(["web1", "web2", "web3", "web4"].map((h) => report(fleet, run(h, v2))));
-        const dom = await pageDom(lab, "/fleet");
+        const dom = await pages.dom("/fleet");
         assert.match(dom, /<p id="verdict" class="ok" data-ok="true">every host is current/);
         assert.equal(count(dom, "count-current"), 4);
         assert.match(dom, new RegExp(`<g class="bar" data-seq="${v2.seq}" data-converged="true">`));

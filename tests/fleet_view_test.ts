@@ -152,8 +152,9 @@ async function startFleet(
 }
 
 /**
- * How long one Chromium run may take: about a second on an idle machine,
- * many times that on a loaded one; the bound is there for a run that hangs.
+ * How long Chromium may take to start, or to load a page: about a second on
+ * an idle machine, many times that on a loaded one; the bound is there for
+ * one that hangs.
  */
 const CHROMIUM_TIMEOUT = 180_000;
 

@@ -263,10 +263,33 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       const mtime = (await Deno.stat(edited)).mtime!;
       await Deno.writeTextFile(edited, "BRAVO v2\n");
       await Deno.utime(edited, mtime, mtime);
+      // --check hashes every file against the signed manifest: it names the
+      // edit, and changes nothing.
+      const edits = await snapshot(dest);
+      const drift = await s.client(name, dest, [...args, "--check"]);
+      assert.equal(drift.code, 1, drift.stderr);
+      assert.match(
+        drift.stdout,
+        /in 1 entry \(1 changed\):\n {2}changed {2}lib\/b\.txt \(content\)\n/,
+      );
+      assert.equal(await snapshot(dest), edits);
       const repair = await s.client(name, dest, args);
       assert.equal(repair.code, 0, repair.stderr);
       assert.equal(await Deno.readTextFile(edited), "bravo v2\n", layout);
       assert.equal((await s.status(name)).files_changed, 1);
+      const clean = await s.client(name, dest, [...args, "--check", "--json"]);
+      assert.equal(clean.code, 0, clean.stderr);
+      const report = JSON.parse(clean.stdout);
+      assert.deepEqual([report.in_sync, report.source_version.seq], [true, 2]);
+      // A server whose manifest is not the signed one: --check refuses as a sync would.
+      const signedManifest = await Deno.readFile(`${s.src}/.fanout-manifest`);
+      await Deno.writeTextFile(`${s.src}/.fanout-manifest`, "not the signed manifest\n", {
+        append: true,
+      });
+      const refused = await s.client(name, dest, [...args, "--check"]);
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, /\.fanout-manifest: its SHA-256 is not/);
+      await Deno.writeFile(`${s.src}/.fanout-manifest`, signedManifest);
 
       // A signed rollback: a newer seq with older content.
       await publish(s.src, 3, V1, s.key);

@@ -1,7 +1,9 @@
 /**
  * `fanout --role client --check`: what a sync would change, without changing
  * anything: changed, missing and extra entries, readable or as JSON. Exit 0
- * when dest is identical to the source, 1 when it has drifted.
+ * when dest is identical to the source, 1 when it has drifted (signed: to
+ * the source's signed release; a release not as signed is exit 4, as for a
+ * sync).
  *
  * @module
  */
@@ -30,9 +32,11 @@ export interface CheckReport {
 }
 
 /**
- * Compares dest with the source (dry run), changing nothing.
+ * Compares dest with the source, changing nothing: a dry run, or in a
+ * signed fleet the source's signed manifest (every file hashed).
  *
- * @throws {TransferError} when the source cannot be reached.
+ * @throws {TransferError} when the source cannot be reached;
+ * {@linkcode ReleaseRefusal} (signed) when its release is not as signed.
  *
  * @example
  * ```ts
@@ -49,10 +53,12 @@ export async function checkDrift(job: ClientJob, layout: TreeLayout): Promise<Ch
     if (!(e instanceof FanoutError)) throw e;
     refusal = e.message;
   }
-  const [drift, sourceVersion] = await retrying(job, "compare", async () => {
-    const d: Drift = await compare(job, current ?? job.dest);
-    return [d, await fetchMarker(job)] as const;
-  });
+  const { drift, version: sourceVersion } = (job.publicKeys?.length ?? 0) > 0
+    ? await (await import("./signed_check.ts")).releaseDrift(job, current)
+    : await retrying(job, "compare", async () => {
+      const d: Drift = await compare(job, current ?? job.dest);
+      return { drift: d, version: await fetchMarker(job) };
+    });
   return {
     in_sync: driftCount(drift) === 0,
     dest: job.dest,

@@ -114,6 +114,33 @@ export async function syncRelease(
 }
 
 /**
+ * The source's release, fetched and checked (the envelope verifies with a
+ * listed key, its seq is at least `floor`, the manifest and the marker are
+ * the ones it signs); a file fetched beside the envelope of another version
+ * is fetched again once.
+ *
+ * @throws {ReleaseRefusal} naming the file at fault; {@linkcode TransferError}
+ * when the source cannot be read.
+ *
+ * @example
+ * ```ts
+ * const c = await fetchRelease(job, await releaseFloor(job, current));
+ * console.log(`seq ${c.release.seq}: ${c.manifest.entries.length} paths`);
+ * ```
+ */
+export async function fetchRelease(job: ClientJob, floor: number): Promise<CheckedRelease> {
+  for (let pass = 1;; pass++) {
+    try {
+      return await retrying(job, "fetch the signed release", async () => {
+        return await checkRelease(job, await fetchControl(job), floor);
+      });
+    } catch (e) {
+      if (!(e instanceof ReleaseRefusal) || !e.racy || pass >= PASSES) throw e;
+    }
+  }
+}
+
+/**
  * The seq of the release the source holds now when it is signed, checked
  * whole and newer than `newest`; else null. A marker alone proves nothing:
  * a server that shows another one each time it is asked would pass every

@@ -48,7 +48,13 @@ import {
   VERSION_MARKER,
 } from "../core/mod.ts";
 import type { Registry } from "../health/mod.ts";
-import { ENVELOPE_MAX_BYTES, MANIFEST_LIMITS, manifestDigest } from "../release/mod.ts";
+import {
+  ENVELOPE_MAX_BYTES,
+  MANIFEST_LIMITS,
+  manifestDigest,
+  markerMismatch,
+  readEnvelope,
+} from "../release/mod.ts";
 import { filterRules, unfilterable } from "./filter.ts";
 import {
   describeRsyncFailure,
@@ -949,7 +955,8 @@ const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE] as co
 
 /**
  * Copies the source's manifest and envelope into `dir` when both belong to
- * `marker`'s version (the envelope's seq and the copied manifest's SHA-256);
+ * `marker`'s version (the envelope, read but not verified: a server relays
+ * it, its clients verify it; and the copied manifest's SHA-256);
  * "unsettled" when they are of another version (a publish landing), "none"
  * when the source has neither (an unsigned fleet).
  */
@@ -966,10 +973,12 @@ async function snapshotRelease(
     return "unsettled";
   }
   await Deno.copyFile(`${source}/${RELEASE_MANIFEST}`, `${dir}/${RELEASE_MANIFEST}`);
-  const seq = /^seq (\d+)$/m.exec(envelope)?.[1];
-  const digest = /^manifest ([0-9a-f]{64})$/m.exec(envelope)?.[1];
+  const release = readEnvelope(new TextEncoder().encode(envelope));
   const copied = await Deno.readFile(`${dir}/${RELEASE_MANIFEST}`);
-  if (marker === null || seq !== String(marker.seq) || digest !== await manifestDigest(copied)) {
+  if (
+    marker === null || release === null || markerMismatch(release, marker) !== null ||
+    release.manifest_sha256 !== await manifestDigest(copied)
+  ) {
     return "unsettled";
   }
   await Deno.writeTextFile(`${dir}/${RELEASE_ENVELOPE}`, envelope);

@@ -49,6 +49,7 @@ export {
 export {
   ENVELOPE_MAX_BYTES,
   markerMismatch,
+  readEnvelope,
   type Release,
   RELEASE_DOMAIN,
   SignatureError,

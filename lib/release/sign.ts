@@ -206,6 +206,27 @@ function parseEnvelope(
 }
 
 /**
+ * The release an envelope names, read but not verified: what a server that
+ * relays envelopes needs to know which version one belongs to. Null when it
+ * is not a well-formed envelope. Never trust it further than that: only
+ * {@linkcode verifyRelease} says who signed it.
+ *
+ * @example
+ * ```ts
+ * const r = readEnvelope(await Deno.readFile("/srv/plugins/.fanout-release"));
+ * if (r && !markerMismatch(r, marker)) console.log("the envelope is the marker's version");
+ * ```
+ */
+export function readEnvelope(bytes: Uint8Array): Release | null {
+  try {
+    return parseEnvelope(bytes).release;
+  } catch (e) {
+    if (e instanceof SignatureError) return null;
+    throw e;
+  }
+}
+
+/**
  * Checks an envelope against the trusted public keys: well formed, signed
  * by a key among `trusted` (by the id it names), with a signature that
  * verifies. Returns its release; throws on anything else.

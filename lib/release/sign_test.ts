@@ -3,6 +3,7 @@ import { generateKeyPair, loadSigningKey, type SigningKey, writePrivateKey } fro
 import {
   ENVELOPE_MAX_BYTES,
   markerMismatch,
+  readEnvelope,
   type Release,
   RELEASE_DOMAIN,
   SignatureError,
@@ -189,4 +190,13 @@ Deno.test("sign: markerMismatch names the first field a marker differs in", () =
     markerMismatch(RELEASE, { ...marker, published_at: "2026-12-04T15:54:55Z" }),
     "published_at",
   );
+});
+
+Deno.test("sign: readEnvelope reads the release of any well-formed envelope, trusted or not, and null for the rest", async () => {
+  const envelope = await signRelease(RELEASE, await newKey());
+  assert.deepEqual(readEnvelope(envelope), RELEASE);
+  assert.equal(readEnvelope(enc.encode("fanout-release-v1\nseq 1\n")), null);
+  assert.equal(readEnvelope(new Uint8Array(ENVELOPE_MAX_BYTES + 1)), null);
+  const bent = dec.decode(envelope).replace("seq 42", "seq 43");
+  assert.deepEqual(readEnvelope(enc.encode(bent)), { ...RELEASE, seq: 43 }, "not verified");
 });

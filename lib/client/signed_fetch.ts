@@ -80,15 +80,70 @@ export async function makeParents(
 }
 
 /**
+ * The bytes a fetch may take beyond twice what it lists: a fetch of many
+ * small files is one transfer.
+ */
+const FETCH_SLACK = 16 << 20;
+
+/**
+ * `entries` split into transfers that each bound what a server can make a
+ * client store. rsync's one `--max-size` per run lets every file of a run be
+ * as large as its largest: each group here, largest first, holds files that
+ * together list at least half of (count × largest), or fit
+ * {@linkcode FETCH_SLACK}, so a fetch stores at most about twice the bytes
+ * the manifest lists for it, plus that slack per group.
+ *
+ * @example
+ * ```ts
+ * fetchGroups([{ size: 1e9 }, { size: 10 }, { size: 20 }] as ManifestEntry[]).length; // 2
+ * ```
+ */
+export function fetchGroups<T extends { size: number }>(entries: readonly T[]): T[][] {
+  const bySize = [...entries].sort((a, b) => b.size - a.size);
+  const groups: T[][] = [];
+  let group: T[] = [];
+  let sum = 0;
+  for (const e of bySize) {
+    const largest = group[0]?.size ?? e.size;
+    if (group.length && (group.length + 1) * largest > Math.max(2 * (sum + e.size), FETCH_SLACK)) {
+      groups.push(group);
+      group = [];
+      sum = 0;
+    }
+    group.push(e);
+    sum += e.size;
+  }
+  if (group.length) groups.push(group);
+  return groups;
+}
+
+/**
  * Fetches the `entries` of the source into `into` (each parent there
  * already), and nothing else: no directory is entered, no file larger than
- * the largest listed is taken, and `basis` (dest's tree) serves as rsync's
- * delta basis. Null when rsync could not send them all (a path gone or never
- * there on the server): the check that follows names the path.
+ * the largest of its group ({@linkcode fetchGroups}) is taken, and `basis`
+ * (dest's tree) serves as rsync's delta basis. Null when rsync could not
+ * send them all (a path gone or never there on the server): the check that
+ * follows names the path.
  *
  * @throws {TransferError} for any other failure.
  */
 export async function fetchPaths(
+  job: ClientJob,
+  into: string,
+  entries: readonly ManifestEntry[],
+  basis: string | null,
+): Promise<RsyncResult | null> {
+  let sum: RsyncResult | null = null;
+  for (const group of fetchGroups(entries)) {
+    const r = await fetchGroup(job, into, group, basis);
+    if (!r) return null;
+    sum = sum ? addResults(sum, r) : r;
+  }
+  return sum;
+}
+
+/** One transfer of {@linkcode fetchPaths}. */
+async function fetchGroup(
   job: ClientJob,
   into: string,
   entries: readonly ManifestEntry[],
@@ -119,6 +174,24 @@ export async function fetchPaths(
     if (e instanceof RsyncFailure && (e.rsyncCode === 23 || e.rsyncCode === 24)) return null;
     throw e;
   }
+}
+
+/** Two transfers' results as one: counts and times added, lines joined. */
+function addResults(a: RsyncResult, b: RsyncResult): RsyncResult {
+  const stats = a.stats && b.stats
+    ? Object.fromEntries(
+      Object.entries(a.stats).map(([k, v]) => [k, v + b.stats![k as keyof typeof a.stats]]),
+    ) as unknown as RsyncResult["stats"]
+    : a.stats ?? b.stats;
+  return {
+    code: b.code,
+    stats,
+    items: [...a.items, ...b.items],
+    deleted: a.deleted + b.deleted,
+    created: a.created + b.created,
+    stderr: [a.stderr, b.stderr].filter(Boolean).join("\n"),
+    ms: a.ms + b.ms,
+  };
 }
 
 /**

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { manifestDigest, type PlannedFix } from "../release/mod.ts";
 import { formatMarker, type VersionMarker } from "../version/mod.ts";
 import type { CheckedRelease } from "./layout.ts";
-import { basisFor } from "./signed_fetch.ts";
+import { basisFor, fetchGroups } from "./signed_fetch.ts";
 import { offence, ReleaseRefusal, writeControl } from "./signed_files.ts";
 
 const enc = new TextEncoder();
@@ -118,4 +118,29 @@ Deno.test("signed: the release's files are written whole, the marker last with i
     assert.equal(await writeControl(tree, await release(6)), true);
     assert.match(await Deno.readTextFile(`${tree}/.fanout-version`), /"seq":6/);
   });
+});
+
+Deno.test("signed: fetch groups bound what a server can make a client store to about twice what they list", () => {
+  const MiB = 1 << 20;
+  const sizes = (gs: { size: number }[][]) => gs.map((g) => g.map((e) => e.size));
+  // Many small files and one large: the large one with as many as it covers, the rest in one.
+  const small = Array.from({ length: 1000 }, () => ({ size: 1000 }));
+  const groups = fetchGroups([...small, { size: 100 * MiB }]);
+  assert.deepEqual(groups.map((g) => g.length), [2, 999]);
+  // Sizes close together share a transfer; none is ever empty or lost.
+  assert.deepEqual(
+    sizes(fetchGroups([{ size: 30 * MiB }, { size: 20 * MiB }, { size: 25 * MiB }])),
+    [
+      [30 * MiB, 25 * MiB, 20 * MiB],
+    ],
+  );
+  assert.deepEqual(fetchGroups([]), []);
+  for (const list of [small, [{ size: 0 }, { size: 0 }], [{ size: 64 * MiB }, { size: 1 }]]) {
+    const gs = fetchGroups(list);
+    assert.equal(gs.flat().length, list.length);
+    for (const g of gs) {
+      const sum = g.reduce((n, e) => n + e.size, 0);
+      assert.ok(g.length * g[0].size <= Math.max(2 * sum, 16 * MiB), JSON.stringify(sizes([g])));
+    }
+  }
 });

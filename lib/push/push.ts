@@ -19,16 +19,21 @@
  *
  * An idle engine pushes at once; changes that arrive during a push are
  * batched into the next one. Small change sets push only the changed paths
- * (see push_filter.ts); large or unknown ones the whole tree. The version
- * marker goes only with a whole-tree push, last, from a snapshot taken when
- * the push began, so a replica's marker never claims more than it was sent.
+ * (see filter.ts); large or unknown ones the whole tree. A version marker
+ * goes last, from a snapshot taken when the push began, and only behind a
+ * run that covers its whole version: the whole tree, or the paths the
+ * version log says changed since the version the replica acknowledged and
+ * still shows. So a replica's marker never claims more than it was sent.
  *
  * @module
  */
 
 import {
   type Change,
+  changesBetween,
   ChangeSet,
+  LOG_READ_MAX_BYTES,
+  parseLog,
   parseMarker,
   stampMarker,
   type VersionMarker,
@@ -128,7 +133,7 @@ export interface ReplicaStatus {
   last_error: string | null;
   next_retry: string | null;
   last_push:
-    | { kind: "full" | "scoped"; ms: number; files: number; deleted: number; bytes: number }
+    | { kind: PushPlan["kind"]; ms: number; files: number; deleted: number; bytes: number }
     | null;
 }
 
@@ -507,7 +512,10 @@ export class PushEngine {
     const t0 = performance.now();
     const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     this.#sawMarker(markerText);
-    const plan = planPush(work, markerText, r.ackText);
+    const plan = planPush(work, markerText, r.ackText, this.#versionChanges(r, markerText));
+    // A version push holds only for a replica still at the version it
+    // acknowledged: its marker is read while the paths go.
+    const held = plan.kind === "version" ? this.#replicaMarker(r).catch(() => null) : null;
     try {
       const how = await scopeOf(this.#o.source, plan);
       const result = await this.#treeRun(r, work, how, plan.changes);
@@ -516,7 +524,8 @@ export class PushEngine {
         return this.#failed(r, work, describeRsyncFailure(result));
       }
       const marker = markerText === null ? null : parseMarker(markerText);
-      if (markerText !== null && plan.kind === "full") {
+      if (held && await held !== r.ackText) return this.#lostVersion(r, plan, result, t0);
+      if (markerText !== null && plan.kind !== "scoped") {
         const m = await this.#pushMarker(r, markerText);
         if (m === "unsettled") {
           // A publish is landing: its marker's event brings the next push.
@@ -534,6 +543,52 @@ export class PushEngine {
       if (this.#stopped) return "failed";
       return this.#failed(r, work, (e as Error).message);
     }
+  }
+
+  /**
+   * A version push to a replica that no longer shows the version it
+   * acknowledged (its tree lost or replaced): its paths went, its marker
+   * does not; the whole tree follows at once.
+   */
+  #lostVersion(r: Replica, plan: PushPlan, result: RsyncResult, t0: number): "ok" {
+    this.#o.log.info("replica not at the version it acknowledged: pushing the whole tree", {
+      replica: r.target.name,
+      acknowledged: r.ack?.seq,
+    });
+    r.ack = null;
+    r.ackText = null;
+    r.pending.markFull("replica not at its acknowledged version");
+    return this.#pushed(r, { ...plan, kind: "scoped" }, result, null, performance.now() - t0);
+  }
+
+  /**
+   * The paths of the versions between the replica's acknowledged marker and
+   * `markerText` by the source's version log; null when there is no new
+   * version or the log cannot say.
+   */
+  #versionChanges(r: Replica, markerText: string | null): Change[] | null {
+    if (markerText === null || r.ackText === null || markerText === r.ackText) return null;
+    const log = readSmallFile(`${this.#o.source}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
+    return versionChanges(log, r.ackText, markerText);
+  }
+
+  /** The marker the replica's tree holds now, read through its write module; null when none. */
+  async #replicaMarker(r: Replica): Promise<string | null> {
+    const dir = `${this.#o.workDir}/${r.target.name}.held`;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.mkdir(dir, { recursive: true });
+    const job = this.#job(r, {
+      source: `${r.target.url}${VERSION_MARKER}`,
+      dest: `${dir}/`,
+      tempDir: undefined,
+      sparse: false,
+      extra: [`--max-size=${MARKER_READ_MAX_BYTES}`],
+    });
+    const got = await runRsync(rsyncArgs(job), {
+      rsync: this.#o.rsync.path,
+      signal: this.#abort.signal,
+    });
+    return got.code === 0 ? readSmallFile(`${dir}/${VERSION_MARKER}`, MARKER_READ_MAX_BYTES) : null;
   }
 
   /**
@@ -588,7 +643,7 @@ export class PushEngine {
       files: push.files,
       deleted: push.deleted,
       bytes: push.bytes,
-      version: plan.kind === "full" ? marker?.seq : undefined,
+      version: plan.kind !== "scoped" ? marker?.seq : undefined,
       ms: push.ms,
     });
     return "ok";
@@ -831,8 +886,13 @@ export class PushEngine {
 
 /** What one push sends, decided when it starts ({@linkcode planPush}). */
 export interface PushPlan {
-  kind: "full" | "scoped";
-  /** The paths of a scoped push; none for a whole one. */
+  /**
+   * "full": the whole tree, then the marker; "version": the paths a new
+   * version changed by the version log, then its marker; "scoped": the
+   * paths whose events arrived, no marker.
+   */
+  kind: "full" | "version" | "scoped";
+  /** The paths of a scoped or version push; none for a whole one. */
   changes: Change[];
   /** Why it runs, for the log. */
   reason: string;
@@ -843,13 +903,15 @@ type LastPush = NonNullable<ReplicaStatus["last_push"]>;
 
 /**
  * What a push of `work` sends, given the source's marker now
- * (`markerText`) and the one the replica acknowledged (`ackText`). A path
- * the filter rules cannot scope takes the whole tree. A new marker goes out
- * only behind a whole-tree run that starts after it was read: a scoped run
- * sends the paths whose events have arrived, but the marker on disk can be
- * ahead of them (a file's event still in the watcher when the publisher
- * wrote the marker); sending it then would let a replica claim a version it
- * does not fully hold, and clients trust it.
+ * (`markerText`), the one the replica acknowledged (`ackText`) and, when
+ * the marker is new, the paths the version log says the versions between
+ * them changed (`versionChanges`; null when it cannot say). A path the
+ * filter rules cannot scope takes the whole tree. A new marker goes out
+ * only behind a run that starts after it was read and covers every path of
+ * its version: a scoped run sends the paths whose events have arrived, but
+ * the marker on disk can be ahead of them (a file's event still in the
+ * watcher when the publisher wrote the marker); sending it then would let a
+ * replica claim a version it does not fully hold, and clients trust it.
  *
  * @example
  * ```ts
@@ -857,14 +919,52 @@ type LastPush = NonNullable<ReplicaStatus["last_push"]>;
  * // { kind: "full", changes: [], reason: "start" }
  * ```
  */
-export function planPush(work: Work, markerText: string | null, ackText: string | null): PushPlan {
+export function planPush(
+  work: Work,
+  markerText: string | null,
+  ackText: string | null,
+  versionChanges: Change[] | null = null,
+): PushPlan {
   if (work.kind === "full") return { kind: "full", changes: [], reason: work.reason };
   const reason = `${work.changes.length} paths`;
   if (work.changes.some((c) => unfilterable(c.path))) return { kind: "full", changes: [], reason };
   if (markerText !== null && markerText !== ackText) {
-    return { kind: "full", changes: [], reason: "new version" };
+    if (versionChanges === null || versionChanges.some((c) => unfilterable(c.path))) {
+      return { kind: "full", changes: [], reason: "new version" };
+    }
+    const changes = [...new Map([...work.changes, ...versionChanges].map((c) => [c.path, c]))
+      .values()];
+    return { kind: "version", changes, reason: `new version, ${versionChanges.length} paths` };
   }
   return { kind: "scoped", changes: work.changes, reason };
+}
+
+/**
+ * The paths that take a tree from version `ack` to `marker` by the version
+ * log (`logText`, the source's): every changed and deleted path, the log
+ * itself, deletions and directories deep. Null when the log has no unbroken
+ * chain between them path by path, or either marker is unreadable.
+ *
+ * @example
+ * ```ts
+ * versionChanges(logText, ackText, markerText); // [{ path: "a.txt", deep: false }, …] or null
+ * ```
+ */
+export function versionChanges(
+  logText: string | null,
+  ackText: string | null,
+  markerText: string,
+): Change[] | null {
+  const from = ackText === null ? null : parseMarker(ackText);
+  const to = parseMarker(markerText);
+  if (logText === null || from === null || to === null) return null;
+  const list = changesBetween(parseLog(logText), from, to);
+  if (list === null || list.paths.includes(".")) return null;
+  return [
+    ...list.paths.map((path) => ({ path, deep: list.dirs.has(path) })),
+    ...list.deleted.map((path) => ({ path, deep: true })),
+    { path: VERSION_LOG, deep: false },
+  ];
 }
 
 /**
@@ -949,6 +1049,9 @@ function lstatOk(path: string): boolean {
     return false;
   }
 }
+
+/** The most of a replica's marker read back: a marker is a few hundred bytes. */
+const MARKER_READ_MAX_BYTES = 4096;
 
 /** The files that name and vouch for a version: sent last, together. */
 const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE] as const;

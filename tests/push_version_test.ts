@@ -1,0 +1,72 @@
+// A new version reaches a replica by its difference: the paths the version
+// log says it changed, then its marker, with no whole-tree walk; a replica
+// that no longer shows the version it acknowledged gets the whole tree.
+import assert from "node:assert/strict";
+import { assertSameTree, http, type Lab, type Ran, waitFor, withLab } from "./_helpers.ts";
+import { GitRepo } from "./_fleet.ts";
+import { parseMarker } from "../lib/version/mod.ts";
+
+function publish(lab: Lab, repo: GitRepo): Promise<Ran> {
+  return lab.run(["--role", "publish", "-c", lab.fleetFile, "--repo", repo.bare]);
+}
+
+async function lastPush(lab: Lab, replica: string): Promise<Record<string, unknown>> {
+  const h = lab.hosts.rsync1;
+  const status = JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body);
+  const r = status.replicas.find((x: { name: string }) => x.name === replica);
+  return r.last_push;
+}
+
+Deno.test("push by version: changed, added and deleted paths and the marker go without a whole-tree run; a replica that lost its tree gets all of it", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [{ name: "rsync2" }], push: { exclude: "[.git]" } });
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    const primary = lab.hosts.rsync1.path;
+    const replica = lab.hosts.rsync2.path;
+    const seqOf = async (dir: string) =>
+      parseMarker(await Deno.readTextFile(`${dir}/.fanout-version`).catch(() => ""))?.seq;
+    const landed = async (seq: number) => {
+      await waitFor(
+        `the replica at seq ${seq}`,
+        async () => (await seqOf(replica)) === seq || null,
+      );
+      await assertSameTree(primary, replica, [".fanout-dest"]);
+    };
+    const repo = await GitRepo.create(lab.dir);
+    const files: Record<string, string> = { "README.md": "read me\n" };
+    for (let i = 0; i < 50; i++) files[`lib/m${i % 5}/f${i}.ts`] = `export const f${i} = ${i};\n`;
+    await repo.commit({ ...files, "old/x.txt": "x\n", "old/deep/y.txt": "y\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await landed(1);
+
+    // One edit, a new directory, a deleted one, a file made executable.
+    await repo.commit(
+      { "lib/m1/f1.ts": "export const f1 = 'one';\n", "new/c.txt": "c\n", "old": null },
+      { executable: ["lib/m2/f2.ts"] },
+    );
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await landed(2);
+    await waitFor("the version push recorded", async () => {
+      const p = await lastPush(lab, "rsync2");
+      return p?.kind === "version" || null;
+    });
+    assert.equal((await Deno.stat(`${replica}/lib/m2/f2.ts`)).mode! & 0o111, 0o111);
+    await assert.rejects(Deno.lstat(`${replica}/old`), Deno.errors.NotFound);
+
+    // The replica loses its tree (a new disk): its marker is not the one
+    // acknowledged, so the next version goes whole.
+    for await (const e of Deno.readDir(replica)) {
+      if (e.name !== ".fanout-dest" && !e.name.startsWith(".fanout-tmp")) {
+        await Deno.remove(`${replica}/${e.name}`, { recursive: true });
+      }
+    }
+    await repo.commit({ "README.md": "read me again\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await landed(3);
+    assert.equal((await lastPush(lab, "rsync2")).kind, "full");
+  });
+});

@@ -96,6 +96,12 @@ Deno.test("versionChanges: the log's chain from the acknowledged version, deleti
   assert.equal(versionChanges(log, null, marker(3)), null, "nothing acknowledged");
   assert.equal(versionChanges(null, marker(1), marker(3)), null, "no log");
   assert.equal(versionChanges(log, "not a marker", marker(3)), null);
+  for (const bad of ["../etc/passwd", "/etc/passwd", "a//b", "./a", "a/..", "a\x1bb", "."]) {
+    const text = log + entry(3, 4, { paths: [bad] }) + "\n";
+    assert.equal(versionChanges(text, marker(3), marker(4)), null, JSON.stringify(bad));
+    const gone = log + entry(3, 4, { deleted: [bad] }) + "\n";
+    assert.equal(versionChanges(gone, marker(3), marker(4)), null, JSON.stringify(bad));
+  }
   const whole = log + entry(3, 4, { whole: true }) + "\n";
   assert.equal(versionChanges(whole, marker(3), marker(4)), null, "a whole entry");
 });

@@ -959,7 +959,7 @@ export function versionChanges(
   const to = parseMarker(markerText);
   if (logText === null || from === null || to === null) return null;
   const list = changesBetween(parseLog(logText), from, to);
-  if (list === null || list.paths.includes(".")) return null;
+  if (list === null || [...list.paths, ...list.deleted].some((p) => !cleanPath(p))) return null;
   return [
     ...list.paths.map((path) => ({ path, deep: list.dirs.has(path) })),
     ...list.deleted.map((path) => ({ path, deep: true })),
@@ -1048,6 +1048,17 @@ function lstatOk(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * True for a relative path below the tree's root: no empty, `.` or `..`
+ * part, no leading `/`, no control character. A list or a filter rule made
+ * of anything else could name a file outside the tree.
+ */
+function cleanPath(p: string): boolean {
+  // deno-lint-ignore no-control-regex
+  return !/[\x00-\x1f\x7f]/.test(p) &&
+    p.split("/").every((x) => x !== "" && x !== "." && x !== "..");
 }
 
 /** The most of a replica's marker read back: a marker is a few hundred bytes. */

@@ -426,7 +426,7 @@ export const FLEET = {
     }),
     watch_interval: key(t.duration, { default: "2s", doc: "how often `--watch` polls" }),
     notify: key(t.hostPortOrOff, {
-      absent: "the health endpoint of the proxy or server `source` names, if any",
+      absent: "the `source` host's `health`",
       doc: "where `--watch` long-polls `GET /version` to hear of a new version at once " +
         "(polling stays the fallback); `off`: poll only",
       flag: { name: "notify" },

@@ -1,0 +1,185 @@
+// Version notices: how long after a new marker lands on a server a --watch
+// client holds it, when it hears of it by a GET /version long-poll (its poll
+// interval a minute) and when it only polls (the 2 s default), directly from
+// a replica and through the proxy (the marker then lands on the primary and
+// reaches the replica by a push first). Also the notice alone: a long-poll
+// of the bench's own, answered when the server announces the marker.
+//
+//   deno run -A bench/notify.ts            # 30 versions each
+//   deno run -A bench/notify.ts --quick    # 8 versions each
+import { Lab, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+import { VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
+import {
+  appendEntry,
+  formatMarker,
+  newEntry,
+  readMarker,
+  stampMarker,
+  type VersionMarker,
+} from "../lib/version/mod.ts";
+
+const quick = Deno.args.includes("--quick");
+const SAMPLES = quick ? 8 : 30;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+/**
+ * One new file, its version log entry, then the stamped marker by a rename:
+ * what a publish leaves (lib/publish writes them with the same functions).
+ */
+async function land(dir: string, seq: number): Promise<void> {
+  const file = `v/${seq}.txt`;
+  await writeTree(dir, { [file]: `version ${seq}\n` });
+  const to: VersionMarker = {
+    seq,
+    commit: seq.toString(16).padStart(40, "0"),
+    ref: "main",
+    published_at: new Date().toISOString(),
+  };
+  const log = await Deno.readTextFile(`${dir}/${VERSION_LOG}`).catch(() => "");
+  const entry = newEntry(readMarker(dir), to, { paths: [file], deleted: [] });
+  await Deno.writeTextFile(`${dir}/${VERSION_LOG}`, appendEntry(log, entry));
+  const next = `${dir}/${VERSION_MARKER}.new`;
+  await Deno.writeTextFile(next, formatMarker(to));
+  stampMarker(next);
+  await Deno.rename(next, `${dir}/${VERSION_MARKER}`);
+}
+
+/** Resolves with the ms from `t0` until `dir`'s marker says `seq` (looked at every ms). */
+async function heldAfter(dir: string, seq: number, t0: number): Promise<number> {
+  await waitFor(
+    `seq ${seq} in ${dir}`,
+    () => Promise.resolve(readMarker(dir)?.seq === seq),
+    30_000,
+    1,
+  );
+  return performance.now() - t0;
+}
+
+/** The bench's own long-poll: resolves with the ms from `t0` to the answer naming `seq`. */
+async function noticeAfter(health: string, after: number, t0: () => number): Promise<number> {
+  const res = await fetch(`http://${health}/version?after=${after}&wait=30`);
+  await res.json();
+  return performance.now() - t0();
+}
+
+interface Row {
+  name: string;
+  lat: number[];
+  notice: number[];
+}
+
+/** `SAMPLES` versions landed in `landIn`; each timed until `dest` holds it. */
+async function measure(
+  name: string,
+  landIn: string,
+  dest: string,
+  health: string | null,
+  first: number,
+): Promise<Row> {
+  const lat: number[] = [];
+  const notice: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const seq = first + i;
+    let t0 = 0;
+    const heard = health ? noticeAfter(health, seq - 1, () => t0) : null;
+    await sleep(quick ? 50 : 150); // the long-poll is held, the client idle
+    t0 = performance.now();
+    await land(landIn, seq);
+    lat.push(await heldAfter(dest, seq, t0));
+    if (heard) notice.push(await heard);
+  }
+  return { name, lat, notice };
+}
+
+function watch(lab: Lab, name: string, extra: string[]) {
+  return lab.spawn([
+    "--role",
+    "client",
+    "-c",
+    lab.fleetFile,
+    "--name",
+    name,
+    "--dest",
+    `${lab.dir}/${name}`,
+    "--no-splay",
+    "--watch",
+    ...extra,
+  ]);
+}
+
+async function direct(): Promise<Row[]> {
+  const lab = await Lab.create({ tmpfs: true });
+  try {
+    await lab.fleet({ replicas: ["rsync2"], client: { retries: 0 } });
+    const r2 = lab.hosts.rsync2;
+    await land(r2.path, 1);
+    await lab.server("replica", "rsync2");
+    const health = `${r2.ip}:${r2.health}`;
+    const source = ["--source", `rsync://${r2.ip}:${r2.port}/plugins/`];
+    const rows: Row[] = [];
+    let seq = 2;
+    for (
+      const [name, extra] of [
+        ["direct: notice (watch_interval 60s)", ["--set", "client.watch_interval=60s"]],
+        ["direct: polling (watch_interval 2s)", ["--notify", "off"]],
+      ] as const
+    ) {
+      const p = watch(lab, name.includes("notice") ? "web1" : "web2", [...source, ...extra]);
+      const dest = `${lab.dir}/${name.includes("notice") ? "web1" : "web2"}`;
+      await heldAfter(dest, seq - 1, performance.now());
+      rows.push(await measure(name, r2.path, dest, health, seq));
+      seq += SAMPLES;
+      await p.stop();
+    }
+    return rows;
+  } finally {
+    await lab.close();
+  }
+}
+
+async function viaProxy(): Promise<Row> {
+  const lab = await Lab.create({ tmpfs: true });
+  try {
+    await lab.fleet({
+      replicas: ["rsync2"],
+      proxy: { interval: "2s" },
+      client: { retries: 0, watch_interval: "60s" },
+    });
+    for (const h of [lab.hosts.rsync1, lab.hosts.rsync2]) await land(h.path, 1);
+    await lab.server("primary", "rsync1");
+    await lab.server("replica", "rsync2");
+    await lab.proxy();
+    const px = lab.hosts.proxy;
+    const p = watch(lab, "web1", []);
+    const dest = `${lab.dir}/web1`;
+    await heldAfter(dest, 1, performance.now());
+    const row = await measure(
+      "proxy: notice (land on the primary, push, proxy)",
+      lab.hosts.rsync1.path,
+      dest,
+      `${px.ip}:${px.health}`,
+      2,
+    );
+    await p.stop();
+    return row;
+  } finally {
+    await lab.close();
+  }
+}
+
+function fmt(xs: number[]): string {
+  if (!xs.length) return "–";
+  return `${pct(xs, 50).toFixed(1)} / ${pct(xs, 90).toFixed(1)} / ${Math.max(...xs).toFixed(1)}`;
+}
+
+const rows = [...(await direct()), await viaProxy()];
+console.log(`\n${SAMPLES} versions each; ms p50 / p90 / max\n`);
+console.log(
+  "| watching client | marker landed → client holds it | marker landed → /version answers |",
+);
+console.log("| --- | ---: | ---: |");
+for (const r of rows) console.log(`| ${r.name} | ${fmt(r.lat)} | ${fmt(r.notice)} |`);

@@ -86,7 +86,8 @@ async function measure(
     const seq = first + i;
     let t0 = 0;
     const heard = health ? noticeAfter(health, seq - 1, () => t0) : null;
-    await sleep(quick ? 50 : 150); // the long-poll is held, the client idle
+    // At a random point of a 2 s poll interval: a poll then waits 1 s on average.
+    await sleep(100 + Math.random() * 2000);
     t0 = performance.now();
     await land(landIn, seq);
     lat.push(await heldAfter(dest, seq, t0));

@@ -7,16 +7,8 @@
 //
 //   deno run -A bench/notify.ts            # 30 versions each
 //   deno run -A bench/notify.ts --quick    # 8 versions each
-import { Lab, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
-import { VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
-import {
-  appendEntry,
-  formatMarker,
-  newEntry,
-  readMarker,
-  stampMarker,
-  type VersionMarker,
-} from "../lib/version/mod.ts";
+import { Lab, landVersion, sleep, waitFor, watchClient } from "../tests/_helpers.ts";
+import { readMarker } from "../lib/version/mod.ts";
 
 const quick = Deno.args.includes("--quick");
 const SAMPLES = quick ? 8 : 30;
@@ -26,26 +18,9 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
-/**
- * One new file, its version log entry, then the stamped marker by a rename:
- * what a publish leaves (lib/publish writes them with the same functions).
- */
+/** One new file, as a publish leaves it (its log entry, then the marker). */
 async function land(dir: string, seq: number): Promise<void> {
-  const file = `v/${seq}.txt`;
-  await writeTree(dir, { [file]: `version ${seq}\n` });
-  const to: VersionMarker = {
-    seq,
-    commit: seq.toString(16).padStart(40, "0"),
-    ref: "main",
-    published_at: new Date().toISOString(),
-  };
-  const log = await Deno.readTextFile(`${dir}/${VERSION_LOG}`).catch(() => "");
-  const entry = newEntry(readMarker(dir), to, { paths: [file], deleted: [] });
-  await Deno.writeTextFile(`${dir}/${VERSION_LOG}`, appendEntry(log, entry));
-  const next = `${dir}/${VERSION_MARKER}.new`;
-  await Deno.writeTextFile(next, formatMarker(to));
-  stampMarker(next);
-  await Deno.rename(next, `${dir}/${VERSION_MARKER}`);
+  await landVersion(dir, seq, { [`v/${seq}.txt`]: `version ${seq}\n` });
 }
 
 /** Resolves with the ms from `t0` until `dir`'s marker says `seq` (looked at every ms). */
@@ -96,22 +71,6 @@ async function measure(
   return { name, lat, notice };
 }
 
-function watch(lab: Lab, name: string, extra: string[]) {
-  return lab.spawn([
-    "--role",
-    "client",
-    "-c",
-    lab.fleetFile,
-    "--name",
-    name,
-    "--dest",
-    `${lab.dir}/${name}`,
-    "--no-splay",
-    "--watch",
-    ...extra,
-  ]);
-}
-
 async function direct(): Promise<Row[]> {
   const lab = await Lab.create({ tmpfs: true });
   try {
@@ -129,12 +88,11 @@ async function direct(): Promise<Row[]> {
         ["direct: polling (watch_interval 2s)", ["--notify", "off"]],
       ] as const
     ) {
-      const p = watch(lab, name.includes("notice") ? "web1" : "web2", [...source, ...extra]);
-      const dest = `${lab.dir}/${name.includes("notice") ? "web1" : "web2"}`;
+      const { proc, dest } = watchClient(lab, `web${rows.length + 1}`, [...source, ...extra]);
       await heldAfter(dest, seq - 1, performance.now());
       rows.push(await measure(name, r2.path, dest, health, seq));
       seq += SAMPLES;
-      await p.stop();
+      await proc.stop();
     }
     return rows;
   } finally {
@@ -155,8 +113,7 @@ async function viaProxy(): Promise<Row> {
     await lab.server("replica", "rsync2");
     await lab.proxy();
     const px = lab.hosts.proxy;
-    const p = watch(lab, "web1", []);
-    const dest = `${lab.dir}/web1`;
+    const { proc, dest } = watchClient(lab, "web1");
     await heldAfter(dest, 1, performance.now());
     const row = await measure(
       "proxy: notice (land on the primary, push, proxy)",
@@ -165,7 +122,7 @@ async function viaProxy(): Promise<Row> {
       `${px.ip}:${px.health}`,
       2,
     );
-    await p.stop();
+    await proc.stop();
     return row;
   } finally {
     await lab.close();

@@ -9,10 +9,11 @@ import {
   assertSameTree,
   http,
   type Lab,
+  landVersion,
   type Proc,
   waitFor,
+  watchClient,
   withLab,
-  writeTree,
 } from "./_helpers.ts";
 
 const OURS = [".fanout-dest"];
@@ -21,41 +22,9 @@ const LONG = "60s";
 /** How long a notice may take here, on a loaded test machine: still far below LONG. */
 const PROMPT_MS = 20_000;
 
-function marker(seq: number): string {
-  return JSON.stringify({
-    seq,
-    commit: `c0ffee${seq}`,
-    ref: "main",
-    published_at: `2026-11-25T00:00:${String(seq).padStart(2, "0")}Z`,
-  }) + "\n";
-}
-
-/** Writes `files`, then the marker through a rename, as a push lands: last and whole. */
-async function land(dir: string, seq: number, files: Record<string, string>): Promise<void> {
-  await writeTree(dir, files);
-  await Deno.writeTextFile(`${dir}/.fanout-version.new`, marker(seq));
-  await Deno.rename(`${dir}/.fanout-version.new`, `${dir}/.fanout-version`);
-}
-
-/** A --watch client `name` into `<lab>/<name>`; extra flags after the common ones. */
+/** A --watch client `name` into `<lab>/<name>`, logging at debug level. */
 function watcher(lab: Lab, name: string, extra: string[] = []): { proc: Proc; dest: string } {
-  const dest = `${lab.dir}/${name}`;
-  const proc = lab.spawn([
-    "--role",
-    "client",
-    "-c",
-    lab.fleetFile,
-    "--name",
-    name,
-    "--dest",
-    dest,
-    "--no-splay",
-    "--watch",
-    "--log-level",
-    "debug",
-    ...extra,
-  ]);
-  return { proc, dest };
+  return watchClient(lab, name, ["--log-level", "debug", ...extra]);
 }
 
 /** Resolves once `name`'s last run holds `seq`. */
@@ -80,7 +49,7 @@ Deno.test("notify: a --watch client polling once a minute gets a new version fro
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"], client: { retries: 0, watch_interval: LONG } });
     const r2 = lab.hosts.rsync2;
-    await land(r2.path, 1, { "a.txt": "a1\n" });
+    await landVersion(r2.path, 1, { "a.txt": "a1\n" });
     await lab.server("replica", "rsync2");
     const source = `rsync://${r2.ip}:${r2.port}/plugins/`;
     const w = watcher(lab, "web1", ["--source", source]);
@@ -89,7 +58,7 @@ Deno.test("notify: a --watch client polling once a minute gets a new version fro
     assert.match(w.proc.stderr, new RegExp(`msg=watching .*notify=${r2.ip}:${r2.health}`));
 
     for (const seq of [2, 3]) {
-      await land(r2.path, seq, { "a.txt": `a${seq}\n`, [`new${seq}.txt`]: "n\n" });
+      await landVersion(r2.path, seq, { "a.txt": `a${seq}\n`, [`new${seq}.txt`]: "n\n" });
       await holds(lab, "web1", seq);
       await assertSameTree(r2.path, w.dest, OURS);
     }
@@ -108,7 +77,7 @@ Deno.test("notify: behind the proxy, a client hears of a version once every back
       client: { retries: 0, watch_interval: LONG },
     });
     for (const h of [lab.hosts.rsync1, lab.hosts.rsync2]) {
-      await land(h.path, 1, { "a.txt": "a1\n" });
+      await landVersion(h.path, 1, { "a.txt": "a1\n" });
     }
     await lab.server("primary", "rsync1");
     await lab.server("replica", "rsync2");
@@ -119,7 +88,7 @@ Deno.test("notify: behind the proxy, a client hears of a version once every back
     assert.match(w.proc.stderr, new RegExp(`msg=watching .*notify=${px.ip}:${px.health}`));
 
     // A change on the primary goes to the replica by a push, then to the client.
-    await land(lab.hosts.rsync1.path, 2, { "a.txt": "a2\n", "b.txt": "b\n" });
+    await landVersion(lab.hosts.rsync1.path, 2, { "a.txt": "a2\n", "b.txt": "b\n" });
     await holds(lab, "web1", 2);
     await assertSameTree(lab.hosts.rsync1.path, w.dest, OURS);
     const st = JSON.parse((await http(`http://${px.ip}:${px.health}/status`)).body);
@@ -135,7 +104,7 @@ Deno.test("notify: without an endpoint, or with a failing one, --watch polls as 
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"], client: { retries: 0, watch_interval: "200ms" } });
     const r2 = lab.hosts.rsync2;
-    await land(r2.path, 1, { "a.txt": "a1\n" });
+    await landVersion(r2.path, 1, { "a.txt": "a1\n" });
     await lab.server("replica", "rsync2");
     // Something else on the port: answers 404 (an older fanout has no /version).
     const other = lab.port(lab.ip(9));
@@ -153,7 +122,7 @@ Deno.test("notify: without an endpoint, or with a failing one, --watch polls as 
       ]);
       const off = watcher(lab, "web3", [...source, "--notify", "off"]);
       for (const n of ["web1", "web2", "web3"]) await holds(lab, n, 1);
-      await land(r2.path, 2, { "a.txt": "a2\n" });
+      await landVersion(r2.path, 2, { "a.txt": "a2\n" });
       for (const n of ["web1", "web2", "web3"]) await holds(lab, n, 2);
       await absent.proc.waitFor(/msg="no version notices; polling meanwhile" .*why="HTTP 404"/);
       await refused.proc.waitFor(
@@ -171,7 +140,7 @@ Deno.test("notify: hostile /version requests get a one-line 4xx; held ones are b
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"] });
     const r2 = lab.hosts.rsync2;
-    await land(r2.path, 7, { "a.txt": "a\n" });
+    await landVersion(r2.path, 7, { "a.txt": "a\n" });
     const server = await lab.server("replica", "rsync2");
     const base = `http://${r2.ip}:${r2.health}`;
 
@@ -230,7 +199,7 @@ Deno.test("notify: hostile /version requests get a one-line 4xx; held ones are b
       // A real waiter still gets the next version the moment it lands.
       const waiting = fetch(`${base}/version?after=7&wait=55`).then((r) => r.json());
       await waitFor("one waiter", async () => (await metric("fanout_version_waiters")) === 1);
-      await land(r2.path, 8, { "a.txt": "a8\n" });
+      await landVersion(r2.path, 8, { "a.txt": "a8\n" });
       assert.equal((await waiting).version.seq, 8);
     } finally {
       for (const c of slow) c.close();

@@ -118,9 +118,10 @@ export class VersionBoard {
     const q = parseVersionQuery(url.search.slice(1), this.#limits.maxWaitMs);
     if ("why" in q) return this.#refuse("bad_request", q.status, q.why);
     if (this.#closed) return this.#refuse("closing", 503, "stopping");
-    if (q.after === null || q.after !== seqOf(this.#current) || q.waitMs === 0) {
-      return answer(this.#body());
-    }
+    // A HEAD gets no body, so nothing would end its hold: it is answered at once.
+    const now = q.after === null || q.after !== seqOf(this.#current) || q.waitMs === 0 ||
+      req.method === "HEAD";
+    if (now) return answer(this.#body());
     if (this.#waiters.size >= this.#limits.maxWaiters) {
       return this.#refuse("max_waiters", 503, `${this.#limits.maxWaiters} requests already wait`);
     }

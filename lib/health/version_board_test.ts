@@ -42,6 +42,10 @@ Deno.test("version board: an asker behind, or one without after, is answered at 
     assert.equal(res.headers.get("cache-control"), "no-store");
     assert.equal(await seqOf(res), 1, q);
   }
+  const { board, app } = setup();
+  const h = await app.request("/version?after=1&wait=30", { method: "HEAD" });
+  assert.equal(h.status, 200);
+  assert.equal(board.waiting, 0, "a HEAD is never held: no body would end it");
   const none = setup({}, null);
   assert.deepEqual(await (await none.ask("after=3&wait=30")).json(), { version: null });
 });

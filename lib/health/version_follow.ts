@@ -43,6 +43,12 @@ type Heard =
 
 /** Held requests ask for this long: below the server's cap and common idle timeouts. */
 const WAIT_MS = 30_000;
+/**
+ * Requests start at most this often: a host that announces a new version
+ * on every request (a hostile one, or one flapping) wakes the caller at
+ * most a few times a second.
+ */
+const MIN_GAP_MS = 250;
 /** A host without /version is asked again this rarely (it may be upgraded meanwhile). */
 const ABSENT_RETRY_MS = 300_000;
 /** The most of an answer read: a marker and its JSON wrapping. */
@@ -60,8 +66,10 @@ const MAX_ANSWER = MARKER_MAX_BYTES + 64;
 export async function followVersions(o: FollowOptions): Promise<void> {
   const waitMs = o.waitMs ?? WAIT_MS;
   const f = new Follower(o, o.retryMin ?? 1_000, o.retryMax ?? 60_000);
+  let t0 = -Infinity;
   while (!o.signal.aborted) {
-    const t0 = Date.now();
+    if (!(await sleep(t0 + MIN_GAP_MS - Date.now(), o.signal))) return;
+    t0 = Date.now();
     const heard = await askOnce(o.at, f.after, waitMs, o.signal);
     if (o.signal.aborted) return;
     // An unchanged answer long before the wait's end: the host does not hold requests.

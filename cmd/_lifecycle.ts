@@ -61,11 +61,22 @@ export async function untilShutdown(
   }
 }
 
-/** Serves the health app of `src` on `at` (see lib/health/health.ts). */
+/**
+ * Serves the health app of `src` on `at` (see lib/health/health.ts). Its
+ * shutdown first answers the held `/version` requests: a server's shutdown
+ * waits for every open request to end.
+ */
 export function startHealth(
   at: HostPort,
   src: HealthSource,
   extend?: (app: Hono) => void,
 ): HealthServer {
-  return serveHealth(at, healthApp(src, extend));
+  const server = serveHealth(at, healthApp(src, extend));
+  return {
+    addr: server.addr,
+    shutdown() {
+      src.versions?.close();
+      return server.shutdown();
+    },
+  };
 }

@@ -12,10 +12,13 @@ import {
   EnvironmentError,
   ExitCode,
   FanoutError,
+  formatHostPort,
   hostname,
+  type HostPort,
   LockedError,
   log,
   type Logger,
+  Nudge,
   sleep,
   splayDelay,
   stripControl,
@@ -45,7 +48,7 @@ export async function run(opts: CommonOptions): Promise<number> {
   const host = opts.name ?? hostname();
   const lg = log().child({ role: "client", name: host });
   const job = makeJob(fleet, host, opts, lg, await publicKeys(fleet));
-  const { splay, watchInterval } = fleet.client;
+  const { splay, watchInterval, notify } = fleet.client;
   makeStateDir(job.stateDir);
   const layout = await layoutFor(job);
   const { signal, dispose } = shutdownSignal();
@@ -56,7 +59,8 @@ export async function run(opts: CommonOptions): Promise<number> {
     const noSplay = opts.noSplay;
     const report = (r: ClientRunResult) => reportRun(fleet, job, r);
     if (opts.watch) {
-      return await watch(job, layout, noSplay ? 0 : watchInterval, watchInterval, report);
+      const plan = { splay: noSplay ? 0 : watchInterval, interval: watchInterval, notify };
+      return await watch(job, layout, plan, report);
     }
     return await cronRun(job, layout, noSplay ? 0 : splay, report);
   } finally {
@@ -291,18 +295,27 @@ async function rollbackCommand(job: ClientJob): Promise<number> {
 /** Without `client.verify_every`, --watch still walks the tree this often. */
 const WATCH_VERIFY_DEFAULT = 60_000;
 
+/** How a --watch run learns of versions. */
+interface WatchPlan {
+  /** The per-host delay before the first look (ms). */
+  splay: number;
+  /** Polls this often (ms); a version notice comes sooner. */
+  interval: number;
+  /** The health endpoint to long-poll for version notices, or null. */
+  notify: HostPort | null;
+}
+
 async function watch(
   job: ClientJob,
   layout: TreeLayout,
-  splay: number,
-  watchInterval: number,
+  plan: WatchPlan,
   report: (r: ClientRunResult) => Promise<void>,
 ): Promise<number> {
   const signal = job.signal!;
   const held = await lockRun(job);
   try {
     warnIfUnsigned(job, true);
-    return await watchLoop(job, layout, splay, watchInterval, signal, report);
+    return await watchLoop(job, layout, plan, signal, report);
   } finally {
     held.release();
   }
@@ -311,57 +324,118 @@ async function watch(
 async function watchLoop(
   job: ClientJob,
   layout: TreeLayout,
-  splay: number,
-  watchInterval: number,
+  plan: WatchPlan,
   signal: AbortSignal,
   report: (r: ClientRunResult) => Promise<void>,
 ): Promise<number> {
-  const verifyPeriod = job.verifyEvery || WATCH_VERIFY_DEFAULT;
   // Hosts started together poll out of step: each keeps its own phase.
-  if (!(await sleep(splayDelay(job.host, splay), signal))) return 0;
-  job.log.info("watching", { source: job.source, dest: job.dest, every_ms: watchInterval });
-  let lastFull = 0;
-  let failing = false;
-  // The loop decides when to walk the tree: those passes run without the fast path.
-  const full: ClientJob = { ...job, verifyEvery: 0 };
-  while (!signal.aborted) {
-    const walk = Date.now() - lastFull >= verifyPeriod || failing;
-    let due = walk;
-    if (!due) {
-      try {
-        const remote = await fetchMarker(job);
-        const current = await layout.current();
-        due = !sameVersion(remote, current ? readMarker(current) : null);
-      } catch (e) {
-        if (!(e instanceof FanoutError)) throw e;
-        if (!signal.aborted) job.log.warn("cannot read the source's version", { error: e.message });
-      }
+  if (!(await sleep(splayDelay(job.host, plan.splay), signal))) return 0;
+  job.log.info("watching", {
+    source: job.source,
+    dest: job.dest,
+    every_ms: plan.interval,
+    notify: plan.notify ? formatHostPort(plan.notify) : "off",
+  });
+  const nudge = new Nudge();
+  const listening = new AbortController();
+  const notices = plan.notify
+    ? hearVersions(job, layout, plan.notify, nudge, AbortSignal.any([signal, listening.signal]))
+    : null;
+  const state: WatchState = { lastFull: 0, failing: false };
+  try {
+    while (!signal.aborted) {
+      await watchPass(job, layout, state, report);
+      await nudge.wait(plan.interval, signal);
     }
-    if (due && !signal.aborted) {
-      const status = readStatus(job.stateDir);
-      // A new version between walks catches up by the version log when it can.
-      const pass = walk ? full : { ...job, verifyEvery: verifyPeriod };
-      const result = await runClient(pass, { status }, layout);
-      writeStatus(job.stateDir, result);
-      await report(result);
-      failing = result.exit_code !== 0;
-      if (failing) {
-        if (!signal.aborted) job.log.error("sync failed", { error: result.error });
-      } else {
-        if (walk || result.verified_at !== status?.verified_at) lastFull = Date.now();
-        if (result.mode === "sync") {
-          job.log.info("synced", {
-            version: describeVersion(result.version),
-            changed: result.files_changed,
-            deleted: result.files_deleted,
-            bytes: result.bytes_changed,
-            ms: result.duration_ms,
-          });
-        }
-      }
-    }
-    await sleep(watchInterval, signal);
+  } finally {
+    listening.abort();
+    await notices;
   }
   job.log.info("stopped", { signal: String(signal.reason) });
   return ExitCode.Ok;
+}
+
+/**
+ * Long-polls `at` for version notices (lib/health's follower) and pokes the
+ * watch loop at each; resolves when `signal` aborts. The notice is a hint:
+ * the pass it wakes reads and checks the source's version as a poll does.
+ */
+async function hearVersions(
+  job: ClientJob,
+  layout: TreeLayout,
+  at: HostPort,
+  nudge: Nudge,
+  signal: AbortSignal,
+): Promise<void> {
+  const { followVersions } = await import("../lib/health/mod.ts");
+  const held = await layout.current();
+  await followVersions({
+    at,
+    after: (held ? readMarker(held) : null)?.seq ?? -1,
+    signal,
+    log: job.log,
+    onVersion: (v) => {
+      job.log.debug("version announced", { version: describeVersion(v) });
+      nudge.poke();
+    },
+  });
+}
+
+/** What the watch loop carries from one pass to the next. */
+interface WatchState {
+  /** When the tree was last walked (ms since epoch). */
+  lastFull: number;
+  /** The last pass failed: the next one walks the tree. */
+  failing: boolean;
+}
+
+/** One look at the source, and a sync when its version differs or a walk is due. */
+async function watchPass(
+  job: ClientJob,
+  layout: TreeLayout,
+  state: WatchState,
+  report: (r: ClientRunResult) => Promise<void>,
+): Promise<void> {
+  const signal = job.signal!;
+  const verifyPeriod = job.verifyEvery || WATCH_VERIFY_DEFAULT;
+  const walk = Date.now() - state.lastFull >= verifyPeriod || state.failing;
+  const due = walk || await versionDiffers(job, layout);
+  if (!due || signal.aborted) return;
+  const status = readStatus(job.stateDir);
+  // The loop decides when to walk the tree: those passes run without the fast path.
+  // A new version between walks catches up by the version log when it can.
+  const pass = { ...job, verifyEvery: walk ? 0 : verifyPeriod };
+  const result = await runClient(pass, { status }, layout);
+  writeStatus(job.stateDir, result);
+  await report(result);
+  state.failing = result.exit_code !== 0;
+  if (state.failing) {
+    if (!signal.aborted) job.log.error("sync failed", { error: result.error });
+    return;
+  }
+  if (walk || result.verified_at !== status?.verified_at) state.lastFull = Date.now();
+  if (result.mode === "sync") {
+    job.log.info("synced", {
+      version: describeVersion(result.version),
+      changed: result.files_changed,
+      deleted: result.files_deleted,
+      bytes: result.bytes_changed,
+      ms: result.duration_ms,
+    });
+  }
+}
+
+/** True when the source's version is not the one held; false when it cannot be read. */
+async function versionDiffers(job: ClientJob, layout: TreeLayout): Promise<boolean> {
+  try {
+    const remote = await fetchMarker(job);
+    const current = await layout.current();
+    return !sameVersion(remote, current ? readMarker(current) : null);
+  } catch (e) {
+    if (!(e instanceof FanoutError)) throw e;
+    if (!job.signal!.aborted) {
+      job.log.warn("cannot read the source's version", { error: e.message });
+    }
+    return false;
+  }
 }

@@ -15,8 +15,8 @@ import {
   referenceSpec,
 } from "../lib/config/mod.ts";
 import { formatDuration, formatHostPort, log, type Logger } from "../lib/core/mod.ts";
-import { Registry } from "../lib/health/mod.ts";
-import { type Backend, BackendPool, TcpProxy } from "../lib/proxy/mod.ts";
+import { Registry, VersionBoard } from "../lib/health/mod.ts";
+import { type Backend, BackendNotices, BackendPool, TcpProxy } from "../lib/proxy/mod.ts";
 import { openProxyNet } from "../lib/proxy/net/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
 import { startHealth, untilShutdown } from "./_lifecycle.ts";
@@ -63,12 +63,19 @@ export async function run(opts: CommonOptions): Promise<number> {
     await pool.checkAll();
     await tcp.start();
     onStop(() => tcp.close());
-    const stopChecks = checkEvery(pool, cfg.interval);
+    // What every backend in rotation holds, announced to watching clients.
+    const board = new VersionBoard(pool.served);
+    const announce = () => board.announce(pool.served);
+    const stopChecks = checkEvery(pool, cfg.interval, announce);
     onStop(stopChecks);
+    const notices = new BackendNotices(pool, { log: lg, onChange: announce });
+    notices.sync();
+    onStop(() => notices.stop());
     const health = startHealth(cfg.health, {
       role: "proxy",
       name: cfg.name,
       registry: metrics(pool, tcp, cfg),
+      versions: board,
       problem: () =>
         tcp.draining
           ? "draining: stopping"
@@ -78,7 +85,10 @@ export async function run(opts: CommonOptions): Promise<number> {
       status: () => status(pool, tcp, cfg),
     });
     onStop(() => health.shutdown());
-    onStop(reloadOnHup(opts, pool, lg));
+    onStop(reloadOnHup(opts, pool, lg, () => {
+      notices.sync();
+      announce();
+    }));
     lg.info("ready", {
       listen: formatHostPort(tcp.addr),
       health: formatHostPort(cfg.health),
@@ -100,14 +110,17 @@ export async function run(opts: CommonOptions): Promise<number> {
   return 0;
 }
 
-/** Runs a check round every `ms` (from start to start); returns a stopper. */
-function checkEvery(pool: BackendPool, ms: number): () => Promise<void> {
+/**
+ * Runs a check round every `ms` (from start to start), calling `after` when
+ * each ends; returns a stopper.
+ */
+function checkEvery(pool: BackendPool, ms: number, after: () => void): () => Promise<void> {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   const tick = () => {
     const t0 = Date.now();
-    running = pool.checkAll().finally(() => {
+    running = pool.checkAll().then(after).finally(() => {
       if (!stopped) timer = setTimeout(tick, Math.max(0, t0 + ms - Date.now()));
     });
   };
@@ -119,8 +132,16 @@ function checkEvery(pool: BackendPool, ms: number): () => Promise<void> {
   };
 }
 
-/** SIGHUP re-reads the backend list from the fleet file; returns the remover. */
-function reloadOnHup(opts: CommonOptions, pool: BackendPool, lg: Logger): () => void {
+/**
+ * SIGHUP re-reads the backend list from the fleet file, then calls
+ * `reloaded`; returns the remover.
+ */
+function reloadOnHup(
+  opts: CommonOptions,
+  pool: BackendPool,
+  lg: Logger,
+  reloaded: () => void,
+): () => void {
   const onHup = async () => {
     let fleet: Fleet;
     try {
@@ -139,6 +160,7 @@ function reloadOnHup(opts: CommonOptions, pool: BackendPool, lg: Logger): () => 
     });
     // New backends join after their first check: do it now, not at the next tick.
     if (added.length) await pool.checkAll();
+    reloaded();
   };
   Deno.addSignalListener("SIGHUP", onHup);
   return () => Deno.removeSignalListener("SIGHUP", onHup);
@@ -172,6 +194,7 @@ function status(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Record<stri
       connect_failures: tcp.counters.connectFailures,
     },
     newest_seq: pool.newestSeq ?? null,
+    served_version: pool.served,
     reference: pool.reference,
     version_max_lead: cfg.versionMaxLead,
     degraded: pool.degraded,

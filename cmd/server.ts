@@ -24,7 +24,7 @@ import {
   SERVER_TEMP_DIR,
   VERSION_MARKER,
 } from "../lib/core/mod.ts";
-import { Registry } from "../lib/health/mod.ts";
+import { Registry, VersionBoard } from "../lib/health/mod.ts";
 import { requireRsync } from "../lib/rsync/mod.ts";
 import {
   type DaemonIdentity,
@@ -51,7 +51,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   const host = await checkServer(opts, kind);
   const { fleet, self, lg } = host;
   await ensureTempDir(self.path);
-  const tree: TreeVersion = { current: readMarker(self.path) };
+  const current = readMarker(self.path);
+  const tree: TreeVersion = { current, board: new VersionBoard(current) };
   const daemons = await makeDaemons(host, tree.current);
   const registry = serverRegistry(daemons.daemon, tree);
   // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
@@ -82,6 +83,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         role: kind,
         name: self.name,
         registry,
+        versions: tree.board,
         problem: () => serverProblem(host, daemons, relay),
         status: () => serverStatus(host, daemons, relay),
       },
@@ -120,11 +122,13 @@ interface Daemons {
 }
 
 /**
- * The tree's version as the daemons announce it and the metrics show it;
- * {@linkcode refreshVersion} is its one writer.
+ * The tree's version as the daemons announce it, the metrics show it and
+ * `/version` tells watching clients; {@linkcode refreshVersion} is its one
+ * writer.
  */
 interface TreeVersion {
   current: VersionMarker | null;
+  board: VersionBoard;
 }
 
 /**
@@ -237,7 +241,9 @@ function serverStatus(
 
 /**
  * Reads the tree's version again and hands it to the daemons (the module
- * comment) and the metrics; puts back a removed temp dir.
+ * comment) and the metrics, then to `/version`: a client that hears of it
+ * reads the module comment next, so that is rewritten first. Puts back a
+ * removed temp dir.
  */
 async function refreshVersion(
   tree: string,
@@ -248,6 +254,7 @@ async function refreshVersion(
   version.current = readMarker(tree);
   await daemons.daemon.setVersion(version.current);
   await daemons.proxied?.setVersion(version.current);
+  version.board.announce(version.current);
 }
 
 /**

@@ -1,10 +1,18 @@
 // Test helpers: a "lab" of loopback hosts, fleet files, and fanout processes
 // that are always stopped, by pid, whatever the test does.
 import assert from "node:assert/strict";
-import { V8_FLAGS } from "../lib/core/mod.ts";
+import { V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
 import type { Fleet } from "../lib/config/mod.ts";
 import { hostToken } from "../lib/report/mod.ts";
 import { PARENT_PID_ENV } from "../lib/sys/mod.ts";
+import {
+  appendEntry,
+  formatMarker,
+  newEntry,
+  readMarker,
+  stampMarker,
+  type VersionMarker,
+} from "../lib/version/mod.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -654,6 +662,69 @@ export async function writeTree(dir: string, files: Record<string, string>): Pro
     await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
     await Deno.writeTextFile(full, content);
   }
+}
+
+/**
+ * Starts a `--watch` client named `name` (no splay) mirroring into
+ * `<lab>/<name>`, with `extra` flags; stopped at the lab's close.
+ *
+ * @example
+ * ```ts
+ * const w = watchClient(lab, "web1", ["--source", url]);
+ * ```
+ */
+export function watchClient(
+  lab: Lab,
+  name: string,
+  extra: string[] = [],
+): { proc: Proc; dest: string } {
+  const dest = `${lab.dir}/${name}`;
+  const proc = lab.spawn([
+    "--role",
+    "client",
+    "-c",
+    lab.fleetFile,
+    "--name",
+    name,
+    "--dest",
+    dest,
+    "--no-splay",
+    "--watch",
+    ...extra,
+  ]);
+  return { proc, dest };
+}
+
+/**
+ * Lands version `seq` in the tree at `dir` as a publish leaves it: `files`,
+ * their version log entry, then the marker (stamped with its
+ * `published_at`) by a rename, last and whole. Returns the marker.
+ *
+ * @example
+ * ```ts
+ * await landVersion(lab.hosts.rsync2.path, 2, { "a.txt": "a2\n" });
+ * ```
+ */
+export async function landVersion(
+  dir: string,
+  seq: number,
+  files: Record<string, string>,
+): Promise<VersionMarker> {
+  await writeTree(dir, files);
+  const to: VersionMarker = {
+    seq,
+    commit: seq.toString(16).padStart(40, "0"),
+    ref: "main",
+    published_at: new Date().toISOString(),
+  };
+  const log = await Deno.readTextFile(`${dir}/${VERSION_LOG}`).catch(() => "");
+  const entry = newEntry(readMarker(dir), to, { paths: Object.keys(files), deleted: [] });
+  await Deno.writeTextFile(`${dir}/${VERSION_LOG}`, appendEntry(log, entry));
+  const next = `${dir}/${VERSION_MARKER}.new`;
+  await Deno.writeTextFile(next, formatMarker(to));
+  stampMarker(next);
+  await Deno.rename(next, `${dir}/${VERSION_MARKER}`);
+  return to;
 }
 
 /**

@@ -113,6 +113,13 @@ export const hostPort: KeyType<string, HostPort> = text(
   (v) => parseHostPort(v) ?? undefined,
 );
 
+/** An IP address and a port, or `off`. */
+export const hostPortOrOff: KeyType<string, HostPort | "off"> = text(
+  "host:port with an IP address, or off",
+  "IP:PORT|off",
+  (v) => v === "off" ? "off" : parseHostPort(v) ?? undefined,
+);
+
 /** An IP address (never a host name). */
 export const ip: KeyType<string, string> = text(
   "an IP address (rsync --address and hosts allow need one)",

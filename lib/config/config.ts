@@ -11,11 +11,13 @@ import {
   type ConfigProblem,
   CONTROL_CHARS,
   DEFAULTS,
+  dialable,
   FileTooBigError,
   formatRsyncUrl,
   hostname,
   type HostPort,
   isWildcard,
+  parseRsyncUrl,
   quoted,
   readTextUpTo,
 } from "../core/mod.ts";
@@ -110,6 +112,11 @@ export interface ClientConfig {
   /** Take files' owners and groups from the server (off: the client's user owns them). */
   keepOwners: boolean;
   watchInterval: number;
+  /**
+   * The health endpoint `--watch` long-polls for new versions (`GET
+   * /version`), or null: poll only.
+   */
+  notify: HostPort | null;
   /** The user field of the rendered cron line. */
   user: string;
 }
@@ -381,7 +388,10 @@ export async function flagsOnlyFleet(overrides: Override[]): Promise<Fleet> {
   // A placeholder primary keeps the shape valid; a flags-only run uses only
   // the client section, the state dir and rsync settings.
   const text = "tree: fanout\nprimary: {name: none, address: 127.0.0.1, path: /nonexistent}\n";
-  return await parseFleet(text, "flags", { overrides });
+  const fleet = await parseFleet(text, "flags", { overrides });
+  // The placeholder is no server to hear versions from: only --notify names one.
+  if (!overrides.some((o) => o.path[o.path.length - 1] === "notify")) fleet.client.notify = null;
+  return fleet;
 }
 
 /** Every rsync server of the fleet: the primary first, then replicas in file order. */
@@ -691,7 +701,10 @@ function build(raw: RawFleet, file: string): Fleet {
     publisher: raw.publisher ? publisherHost(raw.publisher, stateDir) : null,
     replicas,
     proxy,
-    client: clientConfig(raw.client, defaultSource(proxy, primary, modules.read)),
+    client: clientConfig(raw.client, defaultSource(proxy, primary, modules.read), {
+      proxy,
+      servers: [primary, ...replicas],
+    }),
     push: camelKeys(raw.push),
     fleet: camelKeys(raw.fleet),
     release: camelKeys(raw.release),
@@ -749,13 +762,40 @@ function proxyConfig(
   };
 }
 
-function clientConfig(c: RawFleet["client"], source: string | null): ClientConfig {
+function clientConfig(
+  c: RawFleet["client"],
+  source: string | null,
+  hosts: { proxy: ProxyConfig | null; servers: ServerHost[] },
+): ClientConfig {
+  const src = c.source ?? source;
   return {
     ...camelKeys(c),
-    source: c.source ?? source,
+    source: src,
     dest: c.dest ? trimSlash(c.dest) : null,
     backupDir: c.backup_dir ?? null,
+    notify: c.notify === "off" ? null : c.notify ?? healthOfSource(src, hosts),
   };
+}
+
+/**
+ * The health endpoint of the host `source` names: the proxy's, or a
+ * server's (dialled at its address when it listens on a wildcard); null
+ * when `source` is no host of the fleet.
+ */
+function healthOfSource(
+  source: string | null,
+  hosts: { proxy: ProxyConfig | null; servers: ServerHost[] },
+): HostPort | null {
+  const url = source ? parseRsyncUrl(source) : null;
+  if (!url) return null;
+  const { proxy, servers } = hosts;
+  const named = (listen: HostPort, address: string | null) =>
+    url.port === listen.port && (url.host === listen.host || url.host === address);
+  if (proxy && named(proxy.listen, proxy.address)) {
+    return proxy.address ? dialable(proxy.health, proxy.address) : proxy.health;
+  }
+  const server = servers.find((s) => named(s.listen, s.address));
+  return server ? dialable(server.health, server.address) : null;
 }
 
 function defaultSource(

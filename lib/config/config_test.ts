@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseDuration, parseHostPort } from "../core/mod.ts";
-import { downstreamsOf, parseFleet, selectServer, writersOf } from "./config.ts";
+import { downstreamsOf, flagsOnlyFleet, parseFleet, selectServer, writersOf } from "./config.ts";
 
 const BASE = `tree: plugins
 primary:
@@ -57,6 +57,41 @@ Deno.test("config: a minimal fleet file gets every default", async () => {
   assert.deepEqual(writersOf(f, f.replicas[1]), ["10.0.0.11"]);
   assert.deepEqual(downstreamsOf(f, "rsync2").map((r) => r.name), ["rsync3"]);
   assert.equal(selectServer(f, "replica", "rsync3").name, "rsync3");
+});
+
+Deno.test("config: client.notify is the health endpoint of the host the source names, or given, or off", async () => {
+  const notify = async (client: string, text = BASE) =>
+    (await parseFleet(text.replace("client:\n", `client:\n${client}`), "f.yaml")).client.notify;
+  // The default source is the proxy: its health port, dialled at its address.
+  assert.deepEqual(await notify(""), { host: "10.0.0.20", port: 8874 });
+  assert.deepEqual(await notify("  source: rsync://10.0.0.11:873/plugins/\n"), {
+    host: "10.0.0.11",
+    port: 8873,
+  });
+  const wildcard = BASE.replace(
+    "    address: 10.0.0.12\n",
+    "    address: 10.0.0.12\n    health: 0.0.0.0:9000\n",
+  );
+  assert.deepEqual(await notify("  source: rsync://10.0.0.12/plugins/\n", wildcard), {
+    host: "10.0.0.12",
+    port: 9000,
+  });
+  assert.equal(await notify("  source: rsync://10.0.0.99:873/plugins/\n"), null, "no fleet host");
+  assert.equal(await notify("  source: rsync://10.0.0.11:874/plugins/\n"), null, "another port");
+  assert.deepEqual(await notify("  notify: 10.0.0.30:9999\n"), { host: "10.0.0.30", port: 9999 });
+  assert.equal(await notify("  notify: off\n"), null);
+  assert.match(
+    (await problems(BASE.replace("client:\n", "client:\n  notify: http://x/\n"))).join("\n"),
+    /client\.notify: expected host:port with an IP address, or off/,
+  );
+  // Without a fleet file the placeholder primary is no server: only --notify names one.
+  const src = { path: ["client", "source"], value: "rsync://127.0.0.1/plugins/", flag: "--source" };
+  assert.equal((await flagsOnlyFleet([src])).client.notify, null);
+  const given = { path: ["client", "notify"], value: "127.0.0.1:8873", flag: "--notify" };
+  assert.deepEqual((await flagsOnlyFleet([src, given])).client.notify, {
+    host: "127.0.0.1",
+    port: 8873,
+  });
 });
 
 Deno.test("config: existing module names are kept", async () => {

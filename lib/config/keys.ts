@@ -425,6 +425,12 @@ export const FLEET = {
         "take files' owner and group from the server (by name); off: the client's user owns them",
     }),
     watch_interval: key(t.duration, { default: "2s", doc: "how often `--watch` polls" }),
+    notify: key(t.hostPortOrOff, {
+      absent: "the `source` host's `health`",
+      doc: "where `--watch` long-polls `GET /version` to hear of a new version at once " +
+        "(polling stays the fallback); `off`: poll only",
+      flag: { name: "notify" },
+    }),
     user: key(t.name, { default: "root", doc: "the user field of the rendered cron line" }),
   }),
   push: section({

@@ -89,6 +89,7 @@ Deno.test("keys: flags resolve to the key paths they override", () => {
     "client.backup_dir": "client.backup_dir",
     "client.atomic": "client.atomic",
     "client.keep": "client.keep",
+    "client.notify": "client.notify",
     "push.debounce": "push.debounce",
     "push.reconcile": "push.reconcile",
     "push.concurrency": "push.concurrency",
@@ -172,6 +173,7 @@ Deno.test("keys: the defaults a fleet gets", async () => {
     keep: 3,
     keepOwners: false,
     watchInterval: 2_000,
+    notify: null,
     user: "root",
   });
   assert.deepEqual(f.push, {

@@ -19,6 +19,7 @@ export {
   readTextUpTo,
 } from "./fs.ts";
 export { compileExcludes, type ExcludeMatcher, GLOB_MAX, globProblem } from "./glob.ts";
+export { Nudge } from "./nudge.ts";
 export { Semaphore } from "./semaphore.ts";
 export { CONTROL_CHARS, quoted } from "./visible.ts";
 export {

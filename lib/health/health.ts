@@ -1,7 +1,8 @@
 /**
  * The health endpoint of every long-running role, as a small Hono app:
  * `GET /healthz` (200 `ok`, or 503 with the reason), `GET /status` (JSON),
- * `GET /metrics` (Prometheus text). Read-only: any other method gets 405.
+ * `GET /metrics` (Prometheus text), and on roles that announce a version
+ * `GET /version` (see version_board.ts). Read-only: any other method gets 405.
  *
  * @module
  */
@@ -9,6 +10,7 @@
 import { Hono } from "hono";
 import { EnvironmentError, formatHostPort, type HostPort, VERSION } from "../core/mod.ts";
 import type { Registry } from "./metrics.ts";
+import type { VersionBoard } from "./version_board.ts";
 
 /** What a role exposes through its health endpoint. */
 export interface HealthSource {
@@ -19,6 +21,8 @@ export interface HealthSource {
   /** Role-specific status fields, merged into `/status`. */
   status(): Record<string, unknown> | Promise<Record<string, unknown>>;
   registry: Registry;
+  /** The version the role announces, served by `GET /version`; absent: no such route. */
+  versions?: VersionBoard;
 }
 
 const started = Date.now();
@@ -56,10 +60,17 @@ export function healthApp(src: HealthSource, extend?: (app: Hono) => void): Hono
     c.text(src.registry.render(), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }));
-  app.get("/", (c) => c.text(`fanout ${src.role} ${src.name}: /healthz /status /metrics\n`));
+  const paths = ["/", "/healthz", "/status", "/metrics"];
+  if (src.versions) {
+    const board = src.versions;
+    board.register(src.registry);
+    app.get("/version", (c) => board.handle(c.req.raw, peerOf(c.env)));
+    paths.push("/version");
+  }
+  app.get("/", (c) => c.text(`fanout ${src.role} ${src.name}: ${paths.slice(1).join(" ")}\n`));
   extend?.(app);
   app.all("*", (c) => {
-    const known = ["/", "/healthz", "/status", "/metrics"].includes(c.req.path);
+    const known = paths.includes(c.req.path);
     if (known) {
       return c.text("method not allowed: this endpoint is read-only\n", 405, {
         allow: "GET, HEAD",
@@ -69,6 +80,12 @@ export function healthApp(src: HealthSource, extend?: (app: Hono) => void): Hono
   });
   app.onError((_e, c) => c.text("internal error\n", 500));
   return app;
+}
+
+/** The peer's address as Deno.serve hands it to the app (`unknown` elsewhere, e.g. tests). */
+function peerOf(env: unknown): string {
+  const addr = (env as Partial<Deno.ServeHandlerInfo> | undefined)?.remoteAddr;
+  return addr && "hostname" in addr ? addr.hostname : "unknown";
 }
 
 /** A running health server. */

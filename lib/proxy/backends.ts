@@ -66,6 +66,8 @@ export class Backend {
    */
   version: VersionMarker | null | undefined = undefined;
   versionError: string | null = null;
+  /** Version reads started, and the number of the newest one taken: an older read never overwrites a newer. */
+  versionReads = { started: 0, taken: 0 };
   /** Since when it has been behind the newest version (ms), or null. */
   behindSince: number | null = null;
   /** Behind for longer than the grace period: out of rotation. */
@@ -192,6 +194,27 @@ export class BackendPool {
     return this.#newest;
   }
   /**
+   * The version every backend in rotation holds: the oldest among them
+   * (backends whose version is unknown left out), null when none is known.
+   * A client sent through the proxy gets at least this one, whichever
+   * backend it lands on, so it is what the proxy announces on `/version`.
+   */
+  get served(): VersionMarker | null {
+    let oldest: VersionMarker | null = null;
+    for (const b of this.#rotation) {
+      if (b.version && (!oldest || b.version.seq < oldest.seq)) oldest = b.version;
+    }
+    return oldest;
+  }
+  /**
+   * Every server whose version the pool reads: the backends, and the
+   * reference when it is not one of them.
+   */
+  get versionSources(): readonly Backend[] {
+    return this.#refOnly ? [...this.#backends, this.#refOnly] : this.#backends;
+  }
+
+  /**
    * The seq no backend may claim to be past (by more than `maxLead`), and
    * where it comes from: `primary rsync1` or `median of the backends`.
    */
@@ -212,6 +235,18 @@ export class BackendPool {
       return b;
     }
     return null;
+  }
+
+  /**
+   * Reads the version of the server named `name` again (one of
+   * {@linkcode versionSources}: it announced a new one) and updates the
+   * rotation, without running a health check. Never throws.
+   */
+  async recheckVersion(name: string): Promise<void> {
+    const b = this.versionSources.find((x) => x.name === name);
+    if (!b) return;
+    await this.#readVersion(b);
+    this.#recompute();
   }
 
   /** Passive marking: a connect to `b` failed, so it is down until `rise` checks pass. */
@@ -307,17 +342,26 @@ export class BackendPool {
     return { ok: r.ok, ms: r.ms, error: r.ok ? null : r.error ?? "failed" };
   }
 
-  /** Reads the version; on failure keeps the last one known (a blip must not evict). */
+  /**
+   * Reads the version; on failure keeps the last one known (a blip must not
+   * evict). Reads of one backend may overlap (a check round and a notice):
+   * one started earlier never overwrites a later one's answer.
+   */
   async #readVersion(b: Backend): Promise<void> {
     if (!b.health && !this.#o.readVersion) return;
+    const mine = ++b.versionReads.started;
     try {
       const read = this.#o.readVersion ??
         ((b: Backend) => readStatusVersion(b, this.#o.checkTimeout));
       const v = await read(b);
-      b.versionProblem = v && this.#o.verifyVersion ? await this.#o.verifyVersion(b, v) : null;
+      const problem = v && this.#o.verifyVersion ? await this.#o.verifyVersion(b, v) : null;
+      if (mine < b.versionReads.taken) return;
+      b.versionReads.taken = mine;
+      b.versionProblem = problem;
       b.version = v;
       b.versionError = null;
     } catch (e) {
+      if (mine < b.versionReads.taken) return;
       b.versionError = (e as Error).message;
     }
   }

@@ -197,3 +197,45 @@ proxy: {listen: "10.0.0.9:873", proxy_protocol: true}
     },
   ]);
 });
+
+Deno.test("pool: served is the oldest version in rotation; a notice's recheck moves it without a check round", async () => {
+  const { p, s } = pool(["a", "b"]);
+  s.seq = { a: 3, b: 3 };
+  await p.checkAll();
+  assert.equal(p.served?.seq, 3);
+  s.seq.a = 4;
+  await p.recheckVersion("a");
+  assert.equal(p.backends[0].seq, 4, "read again at once");
+  assert.equal(p.served?.seq, 3, "b, in rotation, still serves 3");
+  s.seq.b = 4;
+  await p.recheckVersion("b");
+  assert.equal(p.served?.seq, 4);
+  await p.recheckVersion("nobody");
+  assert.equal(p.backends[0].lastCheck?.at, p.backends[1].lastCheck?.at, "no health check ran");
+});
+
+Deno.test("pool: a version read that started first never overwrites one that started later", async () => {
+  const gates: ((seq: number) => void)[] = [];
+  const p = new BackendPool([{
+    name: "a",
+    addr: { host: "127.0.0.1", port: 1000 },
+    health: { host: "127.0.0.1", port: 2000 },
+  }], {
+    fall: 2,
+    rise: 2,
+    versionGrace: 10_000,
+    checkTimeout: 100,
+    module: "plugins",
+    proxyProtocol: false,
+    log: new Logger({ sink: () => {} }),
+    check: () => Promise.resolve({ ok: true, ms: 1, error: null }),
+    readVersion: () => new Promise((r) => gates.push((seq) => r(marker(seq)))),
+  });
+  const slow = p.recheckVersion("a"); // a round's read: started first, answers last
+  const fast = p.recheckVersion("a"); // a notice's read
+  gates[1](5);
+  await fast;
+  gates[0](4);
+  await slow;
+  assert.equal(p.backends[0].seq, 5);
+});

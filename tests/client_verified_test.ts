@@ -94,11 +94,26 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       await publish(s.src, 4, V2, s.key);
       await Deno.writeTextFile(`${dest}/a.txt`, V2["a.txt"]);
       await Deno.remove(`${dest}/gone.txt`);
-      await Deno.writeTextFile(`${lab.dir}/state/${name}/client.dirty`, `${Date.now()}\n`);
+      const dirty = `${lab.dir}/state/${name}/client.dirty`;
+      await Deno.writeTextFile(dirty, `${Date.now()}\n`);
+      // Runs that recover, then fail (the version refused: a tampered file,
+      // or none signed), leave it marked unfinished all the same.
+      const tampered = [
+        () => Deno.writeTextFile(`${s.src}/lib/b.txt`, "BRAVO v2\n"),
+        () => Deno.remove(`${s.src}/.fanout-release`),
+      ];
+      for (const tamper of tampered) {
+        await tamper();
+        const refused = await s.client(name, dest);
+        assert.equal(refused.code, 4, refused.stderr);
+        await Deno.stat(dirty);
+        await publish(s.src, 4, V2, s.key);
+      }
       const done = await s.client(name, dest, ["--verify-every", "1h"]);
       assert.equal(done.code, 0, done.stderr);
       await assertSameTree(s.src, `${dest}/`, OURS);
       assert.equal((await s.status(name)).mode, "sync");
+      await assert.rejects(Deno.stat(dirty), "dest marked finished");
     }
   });
 });

@@ -69,8 +69,9 @@ export async function applyInPlace(
       await checkFetched(job, c, staging, wanted, parents);
     }
   } catch (e) {
-    // Dest is as it was: not dirty, and the staging dir goes.
-    await clearDirty(job);
+    // Dest is as it was, and the staging dir goes. The dirty flag comes down
+    // unless a killed run left dest unfinished before this one.
+    if (!ctx.forced) await clearDirty(job);
     if (staging) await Deno.remove(staging, { recursive: true }).catch(() => {});
     throw e;
   }

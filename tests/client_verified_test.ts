@@ -198,6 +198,12 @@ Deno.test("verified: tampered, missing, unsigned, wrongly signed, mismatched and
         /its commit is not the one the release of seq 2 signs/,
       ],
       [
+        "a manifest that lists fanout's temporary name",
+        async () => void await publish(s.src, 2, { ...V2, ".fanout-tmp/x": "x\n" }, s.key),
+        ".fanout-tmp",
+        /the manifest of seq 2 lists a file of fanout's own/,
+      ],
+      [
         // Fetched again (a publish renames the envelope in first), then refused all the same.
         "a marker behind its envelope, for good",
         () => Deno.writeTextFile(`${s.src}/.fanout-version`, formatMarker(markerOf(1))),
@@ -308,6 +314,29 @@ Deno.test("verified: a tampered version stays refused (exit 4) when the server s
       await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
       assert.deepEqual([landed.code, landed.stderr], [0, ""], `${layout}: ${landed.stderr}`);
       await assertSameTree(v3, `${dest}/`, OURS);
+    }
+  });
+});
+
+Deno.test("verified: a release's files named like a control file's temporary one are kept, and the next run only verifies (in place and --atomic)", async () => {
+  await withSigned(async (lab) => {
+    const s = await signedLab(lab);
+    const files = {
+      ...V1,
+      ".fanout-version.fanout-tmp": "the release's own\n",
+      ".fanout-manifest.fanout-tmp": "this too\n",
+    };
+    await publish(s.src, 1, files, s.key);
+    for (const [i, [layout, args]] of LAYOUTS.entries()) {
+      const name = `web${i + 1}`;
+      const dest = `${lab.dir}/apps/plugins${i + 1}`;
+      const first = await s.client(name, dest, args);
+      assert.deepEqual([first.code, first.stderr], [0, ""], `${layout}: ${first.stderr}`);
+      await assertSameTree(s.src, `${dest}/`, OURS);
+      // --atomic built no new tree for it, in place nothing was fetched again.
+      const again = await s.client(name, dest, args);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal((await s.status(name)).mode, "verify", layout);
     }
   });
 });

@@ -48,10 +48,15 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       let st = await s.status(name);
       assert.deepEqual([st.mode, st.exit_code, (st.version as VersionMarker).seq], ["sync", 0, 1]);
 
-      // Nothing new: a verification, dest untouched.
+      // Nothing new: a verification, dest untouched. A staging dir a killed
+      // run left beside dest goes.
       const before = await snapshot(dest);
+      const staging = `${lab.dir}/apps/.plugins${i + 1}.staging`;
+      await Deno.remove(staging).catch(() => {});
+      if (layout === "in place") await writeTree(staging, { "lib/b.txt": "fetched, unused\n" });
       const again = await s.client(name, dest, args);
       assert.deepEqual([again.code, again.stderr], [0, ""], again.stderr);
+      await assert.rejects(Deno.lstat(staging), `${layout}: no staging dir left`);
       assert.equal((await s.status(name)).mode, "verify");
       assert.equal(await snapshot(dest), before);
 

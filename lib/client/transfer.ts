@@ -201,6 +201,22 @@ export function stagingDirs(job: Pick<ClientJob, "dest" | "stateDir">): string[]
 }
 
 /**
+ * Removes the staging dirs of {@linkcode stagingDirs} (a symlink there
+ * itself, never what it points at): what a killed run may leave of a signed
+ * release's fetch.
+ *
+ * @example
+ * ```ts
+ * await removeStaging(job);
+ * ```
+ */
+export async function removeStaging(job: Pick<ClientJob, "dest" | "stateDir">): Promise<void> {
+  for (const dir of stagingDirs(job)) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
  * Removes every `.~tmp~` staging dir under `dir` (what a killed
  * `--delay-updates` transfer leaves: partial files no reader should see).
  */

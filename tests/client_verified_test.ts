@@ -5,207 +5,19 @@
 // path, and reach the fleet view; each valid version must apply. Both
 // layouts: in place and --atomic.
 import assert from "node:assert/strict";
+import { formatMarker, type VersionMarker } from "../lib/version/mod.ts";
+import { assertSameTree, http, waitFor, writeTree } from "./_helpers.ts";
 import {
-  buildManifest,
-  formatManifest,
-  generateKeyPair,
-  loadSigningKey,
-  manifestDigest,
-  type SigningKey,
-  signRelease,
-  writePrivateKey,
-} from "../lib/release/mod.ts";
-import { formatMarker, stampMarker, type VersionMarker } from "../lib/version/mod.ts";
-import { hostToken } from "../lib/report/mod.ts";
-import {
-  assertSameTree,
-  http,
-  type Lab,
-  type Proc,
-  sh,
-  waitFor,
-  withLab,
-  writeTree,
-} from "./_helpers.ts";
-import { plainDaemon } from "./_plain_daemon.ts";
-
-/** What a publisher leaves out of a manifest. */
-const RELEASE_SKIP = [".fanout-version", ".fanout-changes", ".fanout-manifest", ".fanout-release"];
-
-/** What dest holds beside the tree: never compared with the source. */
-const OURS = [".fanout-dest", ".fanout-changes"];
-
-const V1 = {
-  "a.txt": "alpha v1\n",
-  "lib/b.txt": "bravo v1\n",
-  "lib/keep.txt": "the same in every version\n",
-  "bin/run": "#!/bin/sh\necho v1\n",
-  "gone.txt": "only in v1\n",
-  "lib/link": "-> ../a.txt",
-};
-const V2 = {
-  "a.txt": "alpha v2\n",
-  "lib/b.txt": "bravo v2\n",
-  "lib/keep.txt": "the same in every version\n",
-  "bin/run": "#!/bin/sh\necho v2\n",
-  "new/c.txt": "charlie, new in v2\n",
-  "lib/link": "-> ../new/c.txt",
-};
-
-function markerOf(seq: number): VersionMarker {
-  return {
-    seq,
-    commit: `c0ffee${seq}`,
-    ref: "main",
-    published_at: new Date(Date.UTC(2026, 10, 25, 0, 0, seq)).toISOString(),
-  };
-}
-
-/**
- * Writes `files` as the whole served tree (a content "-> target" makes a symlink), signed as version `seq` with
- * `key`, as the publisher writes one: tree, manifest, envelope, a version
- * log, the marker last.
- */
-async function publish(
-  src: string,
-  seq: number,
-  files: Record<string, string>,
-  key: SigningKey,
-): Promise<VersionMarker> {
-  await Deno.remove(src, { recursive: true }).catch(() => {});
-  const links = Object.entries(files).filter(([, v]) => v.startsWith("-> "));
-  await writeTree(
-    src,
-    Object.fromEntries(Object.entries(files).filter(([, v]) => !v.startsWith("-> "))),
-  );
-  for (const [path, v] of links) await Deno.symlink(v.slice(3), `${src}/${path}`);
-  await Deno.chmod(`${src}/bin/run`, 0o755);
-  const m = markerOf(seq);
-  const manifest = formatManifest(await buildManifest(src, { skip: RELEASE_SKIP }));
-  await Deno.writeFile(`${src}/.fanout-manifest`, manifest);
-  const envelope = await signRelease(
-    { ...m, manifest_sha256: await manifestDigest(manifest) },
-    key,
-  );
-  await Deno.writeFile(`${src}/.fanout-release`, envelope);
-  await Deno.writeTextFile(`${src}/.fanout-changes`, "not signed, never kept\n");
-  await Deno.writeTextFile(`${src}/.fanout-version`, formatMarker(m));
-  stampMarker(`${src}/.fanout-version`);
-  return m;
-}
-
-interface Signed {
-  src: string;
-  /** A shell script the server runs before each request (`pre-xfer exec`). */
-  hook: string;
-  key: SigningKey;
-  /** A key of the same kind the fleet does not list. */
-  stranger: SigningKey;
-  /** `host:port` of the daemon. */
-  server: string;
-  /** Runs a client of `name` into `dest` (in place, or --atomic). */
-  client: (
-    name: string,
-    dest: string,
-    args?: string[],
-  ) => Promise<{ code: number; stdout: string; stderr: string }>;
-  status: (name: string) => Promise<Record<string, unknown>>;
-}
-
-async function newKey(lab: Lab, name: string): Promise<{ key: SigningKey; text: string }> {
-  const pair = await generateKeyPair();
-  const path = `${lab.dir}/${name}.key`;
-  await writePrivateKey(path, pair.privatePem);
-  return { key: await loadSigningKey(path), text: pair.publicKey.text };
-}
-
-/**
- * A lab whose fleet file trusts one release key, a plain rsync daemon
- * serving `<lab>/src`, and clients that
- * report to the primary as themselves.
- */
-async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signed> {
-  const trusted = await newKey(lab, "release");
-  const stranger = await newKey(lab, "stranger");
-  const src = `${lab.dir}/src`;
-  await Deno.mkdir(src, { recursive: true });
-  await lab.fleet({
-    replicas: [],
-    publisher: false,
-    client: { retries: 0 },
-    extra: opts.keys === false ? "" : `release:\n  public_keys: ["${trusted.text}"]`,
-  });
-  // What the server does before each request: nothing, unless a test writes
-  // a script here.
-  const hook = `${lab.dir}/pre-xfer`;
-  await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
-  await Deno.chmod(hook, 0o755);
-  const daemon = await plainDaemon(lab, src, { preXfer: hook });
-  daemons.set(lab, daemon.proc);
-  const fleetOf = async (name: string) => {
-    const token = `${lab.dir}/${name}.token`;
-    const secret = (await Deno.readTextFile(lab.reportToken)).trim();
-    await Deno.writeTextFile(token, `${await hostToken(secret, name)}\n`, { mode: 0o600 });
-    await Deno.chmod(token, 0o600);
-    const file = `${lab.dir}/fanout-${name}.yaml`;
-    const text = await Deno.readTextFile(lab.fleetFile);
-    await Deno.writeTextFile(file, text.replace(lab.reportToken, token));
-    return file;
-  };
-  return {
-    src,
-    hook,
-    key: trusted.key,
-    stranger: stranger.key,
-    server: daemon.server,
-    client: async (name, dest, args = []) =>
-      await lab.run([
-        "--role",
-        "client",
-        "-c",
-        await fleetOf(name),
-        "--name",
-        name,
-        "--no-splay",
-        "--source",
-        daemon.url,
-        "--dest",
-        dest,
-        ...args,
-      ]),
-    status: async (name) =>
-      JSON.parse(await Deno.readTextFile(`${lab.dir}/state/${name}/client-status.json`)),
-  };
-}
-
-const daemons = new Map<Lab, Proc>();
-
-/** A lab with the plain daemon stopped at the end. */
-function withSigned(body: (lab: Lab) => Promise<void>): Promise<void> {
-  return withLab(async (lab) => {
-    try {
-      await body(lab);
-    } finally {
-      await daemons.get(lab)?.stop("SIGTERM", 3_000);
-      daemons.delete(lab);
-    }
-  });
-}
-
-/**
- * Every path of the tree dest shows, with type, size, mode, mtime, inode and
- * contents' hash, and where dest points (--atomic) and which trees are kept.
- */
-async function snapshot(dest: string): Promise<string> {
-  const r = await sh("sh", [
-    "-c",
-    `cd "${dest}/" && readlink "${dest}"; ls -a "$(dirname "${dest}")/.$(basename "${dest}").trees" 2>/dev/null; ` +
-    `find . -mindepth 1 -printf '%p %y %s %m %T@ %i\\n' | sort && find . -type f -exec sha256sum {} + | sort`,
-  ]);
-  return r.stdout;
-}
-
-const LAYOUTS: [string, string[]][] = [["in place", []], ["--atomic", ["--atomic"]]];
+  LAYOUTS,
+  markerOf,
+  OURS,
+  publish,
+  signedLab,
+  snapshot,
+  V1,
+  V2,
+  withSigned,
+} from "./_signed.ts";
 
 Deno.test("verified: a signed version applies (in place and --atomic); an edit that keeps size and mtime is repaired; a signed rollback applies; an unfinished run is completed", async () => {
   await withSigned(async (lab) => {
@@ -236,10 +48,15 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       let st = await s.status(name);
       assert.deepEqual([st.mode, st.exit_code, (st.version as VersionMarker).seq], ["sync", 0, 1]);
 
-      // Nothing new: a verification, dest untouched.
+      // Nothing new: a verification, dest untouched. A staging dir a killed
+      // run left beside dest goes.
       const before = await snapshot(dest);
+      const staging = `${lab.dir}/apps/.plugins${i + 1}.staging`;
+      await Deno.remove(staging).catch(() => {});
+      if (layout === "in place") await writeTree(staging, { "lib/b.txt": "fetched, unused\n" });
       const again = await s.client(name, dest, args);
       assert.deepEqual([again.code, again.stderr], [0, ""], again.stderr);
+      await assert.rejects(Deno.lstat(staging), `${layout}: no staging dir left`);
       assert.equal((await s.status(name)).mode, "verify");
       assert.equal(await snapshot(dest), before);
 
@@ -305,11 +122,26 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       await publish(s.src, 4, V2, s.key);
       await Deno.writeTextFile(`${dest}/a.txt`, V2["a.txt"]);
       await Deno.remove(`${dest}/gone.txt`);
-      await Deno.writeTextFile(`${lab.dir}/state/${name}/client.dirty`, `${Date.now()}\n`);
+      const dirty = `${lab.dir}/state/${name}/client.dirty`;
+      await Deno.writeTextFile(dirty, `${Date.now()}\n`);
+      // Runs that recover, then fail (the version refused: a tampered file,
+      // or none signed), leave it marked unfinished all the same.
+      const tampered = [
+        () => Deno.writeTextFile(`${s.src}/lib/b.txt`, "BRAVO v2\n"),
+        () => Deno.remove(`${s.src}/.fanout-release`),
+      ];
+      for (const tamper of tampered) {
+        await tamper();
+        const refused = await s.client(name, dest);
+        assert.equal(refused.code, 4, refused.stderr);
+        await Deno.stat(dirty);
+        await publish(s.src, 4, V2, s.key);
+      }
       const done = await s.client(name, dest, ["--verify-every", "1h"]);
       assert.equal(done.code, 0, done.stderr);
       await assertSameTree(s.src, `${dest}/`, OURS);
       assert.equal((await s.status(name)).mode, "sync");
+      await assert.rejects(Deno.stat(dirty), "dest marked finished");
     }
   });
 });
@@ -392,6 +224,12 @@ Deno.test("verified: tampered, missing, unsigned, wrongly signed, mismatched and
           ),
         ".fanout-version",
         /its commit is not the one the release of seq 2 signs/,
+      ],
+      [
+        "a manifest that lists fanout's temporary name",
+        async () => void await publish(s.src, 2, { ...V2, ".fanout-tmp/x": "x\n" }, s.key),
+        ".fanout-tmp",
+        /the manifest of seq 2 lists a file of fanout's own/,
       ],
       [
         // Fetched again (a publish renames the envelope in first), then refused all the same.
@@ -504,6 +342,29 @@ Deno.test("verified: a tampered version stays refused (exit 4) when the server s
       await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
       assert.deepEqual([landed.code, landed.stderr], [0, ""], `${layout}: ${landed.stderr}`);
       await assertSameTree(v3, `${dest}/`, OURS);
+    }
+  });
+});
+
+Deno.test("verified: a release's files named like a control file's temporary one are kept, and the next run only verifies (in place and --atomic)", async () => {
+  await withSigned(async (lab) => {
+    const s = await signedLab(lab);
+    const files = {
+      ...V1,
+      ".fanout-version.fanout-tmp": "the release's own\n",
+      ".fanout-manifest.fanout-tmp": "this too\n",
+    };
+    await publish(s.src, 1, files, s.key);
+    for (const [i, [layout, args]] of LAYOUTS.entries()) {
+      const name = `web${i + 1}`;
+      const dest = `${lab.dir}/apps/plugins${i + 1}`;
+      const first = await s.client(name, dest, args);
+      assert.deepEqual([first.code, first.stderr], [0, ""], `${layout}: ${first.stderr}`);
+      await assertSameTree(s.src, `${dest}/`, OURS);
+      // --atomic built no new tree for it, in place nothing was fetched again.
+      const again = await s.client(name, dest, args);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal((await s.status(name)).mode, "verify", layout);
     }
   });
 });

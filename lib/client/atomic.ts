@@ -186,7 +186,9 @@ async function applyReleaseTree(
     await Deno.rename(building, `${trees}/${name}`);
   } catch (e) {
     await Deno.remove(building, { recursive: true }).catch(() => {});
-    await clearDirty(job);
+    // Up still when a killed run left dest unfinished before this one (a
+    // plain dir switching to --atomic is the live tree).
+    if (!ctx.forced) await clearDirty(job);
     throw e;
   }
   // A plain dir switching to --atomic is kept as the tree before this one.

@@ -5,7 +5,9 @@
  * cheap:
  *
  * 1. recover from a run that was killed (stop its orphaned rsync, remove the
- *    `.~tmp~` staging dirs `--delay-updates` left behind);
+ *    `.~tmp~` staging dirs `--delay-updates` left behind); dest stays marked
+ *    unfinished until a run completes it, so a run killed after this step
+ *    leaves it marked too;
  * 2. refuse a dangerous destination (lib/client/safety.ts);
  * 3. fast path (when `client.verify_every` allows it): fetch only the source's
  *    `.fanout-version` (one small request) and stop when it matches dest's;
@@ -67,7 +69,7 @@ import {
   stamp,
 } from "./job.ts";
 import { compare, type Drift, driftCount } from "./drift.ts";
-import { dirtyFile, recoverInterrupted } from "./transfer.ts";
+import { clearDirty, dirtyFile, recoverInterrupted } from "./transfer.ts";
 import { catchUp } from "./catchup.ts";
 
 /**
@@ -209,7 +211,11 @@ async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout):
     const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
     if (signed) {
       known = { ...known, server: serverOf(job.source) };
-      return { ...known, ...(await signedSync(job, layout, start, backupDir)) };
+      const done = await signedSync(job, layout, start, backupDir);
+      // Dest is the release's: down goes the dirty flag, which recovery
+      // keeps up (lib/client/transfer.ts) while dest may be unfinished.
+      await clearDirty(job);
+      return { ...known, ...done };
     }
     if (fastOk && remoteBefore && start.before && remoteBefore.seq > start.before.seq) {
       const caught = await caughtUp(job, layout, start, start.before, backupDir);
@@ -224,6 +230,8 @@ async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout):
         error: scan.error,
       };
     }
+    // The whole tree compared and applied: dest is the source's (see above).
+    await clearDirty(job);
     const after = readMarker(scan.tree ?? job.dest);
     warnIfBackwards(job, start.before, after);
     return {

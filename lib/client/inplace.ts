@@ -12,7 +12,7 @@ import { firstDetour, removeExtras, warnDetour } from "./dest_paths.ts";
 import { writeDestMarker } from "./safety.ts";
 import type { Drift, DriftItem } from "./drift.ts";
 import { baseJob, type ClientJob, RsyncFailure, safeAttrs } from "./job.ts";
-import { clearDirty, removeDelayDirs, stagingDirs, transfer } from "./transfer.ts";
+import { clearDirty, removeDelayDirs, removeStaging, transfer } from "./transfer.ts";
 import { type RsyncResult, writeFileList } from "../rsync/mod.ts";
 import {
   type ChangeList,
@@ -43,9 +43,7 @@ export function inPlace(job: ClientJob): TreeLayout {
     current: () => Promise.resolve(existsNow(job.dest) ? job.dest : null),
     recover: async () => {
       await removeDelayDirs(job.dest);
-      for (const dir of stagingDirs(job)) {
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-      }
+      await removeStaging(job);
     },
     apply: async (drift: Drift, ctx: ApplyContext) => {
       if (ctx.state === "absent") await Deno.mkdir(job.dest, { recursive: true });

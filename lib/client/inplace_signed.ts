@@ -17,7 +17,7 @@ import { planTree, type TreePlan } from "../release/mod.ts";
 import type { ApplyContext, CheckedRelease, ReleaseApplied } from "./layout.ts";
 import type { ClientJob } from "./job.ts";
 import { adoptDest, tooManyDeletions, writeDestMarker } from "./safety.ts";
-import { clearDirty, markDirty, stagingDirs } from "./transfer.ts";
+import { clearDirty, markDirty, removeStaging, stagingDirs } from "./transfer.ts";
 import { moveAside, removeExtras } from "./dest_paths.ts";
 import { treeSkip, writeControl } from "./signed_files.ts";
 import { markApplying, recordRelease, recordVouches, vouching } from "./signed_state.ts";
@@ -59,6 +59,9 @@ export async function applyInPlace(
     throw tooManyDeletions(dest, plan.extra.length, job.maxDelete);
   }
   const fetch = toFetch(plan);
+  // With nothing to fetch, a staging dir there is one a killed run left
+  // (recovery removes it only after a run that marked dest dirty): it goes.
+  if (!fetch.length) await removeStaging(job);
   const staging = fetch.length ? await makeStaging(job) : null;
   let r = null;
   try {
@@ -69,8 +72,9 @@ export async function applyInPlace(
       await checkFetched(job, c, staging, wanted, parents);
     }
   } catch (e) {
-    // Dest is as it was: not dirty, and the staging dir goes.
-    await clearDirty(job);
+    // Dest is as it was, and the staging dir goes. The dirty flag comes down
+    // unless a killed run left dest unfinished before this one.
+    if (!ctx.forced) await clearDirty(job);
     if (staging) await Deno.remove(staging, { recursive: true }).catch(() => {});
     throw e;
   }
@@ -93,6 +97,9 @@ export async function applyInPlace(
       job.log.info("adopted dest", { dest, dropped_git: dropped });
     }
     await place(dest, plan, staging, ctx.backupDir);
+    // Emptied by the renames: gone before the dirty flag comes down, so that
+    // no kill leaves it beside dest for a run with nothing to fetch.
+    if (staging) await Deno.remove(staging, { recursive: true });
     const control = await writeControl(dest, c);
     await recordRelease(job, c, dest, null);
     await clearDirty(job);

@@ -46,11 +46,11 @@ import { writeFileList } from "../rsync/mod.ts";
 import { MARKER_MAX_BYTES, parseMarker } from "../version/mod.ts";
 import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
-import { CONTROL, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
+import { CONTROL, CONTROL_TMP, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
 import { releaseFloor } from "./signed_state.ts";
 
-/** Names a manifest may not list: fanout's own files. */
-const RESERVED = new Set([...TREE_SKIP, VERSION_LOG]);
+/** Names a manifest may not list: fanout's own files, and the name its control files are written as. */
+const RESERVED = new Set([...TREE_SKIP, VERSION_LOG, CONTROL_TMP]);
 
 /** The mode bits a client never takes from a server (see safeAttrs in lib/client/job.ts). */
 const NOT_TAKEN = 0o6002;

@@ -12,6 +12,7 @@ import {
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SafetyError,
+  SERVER_TEMP_DIR,
   stripControl,
   VERSION_MARKER,
 } from "../core/mod.ts";
@@ -22,6 +23,14 @@ import { type ClientJob, serverOf } from "./job.ts";
 
 /** The release's own files at a tree's root, fetched together. */
 export const CONTROL = [VERSION_MARKER, RELEASE_ENVELOPE, RELEASE_MANIFEST];
+
+/**
+ * Where {@linkcode writeControl} writes each file before renaming it in: a
+ * name no manifest may list (a publisher leaves its server temp dir out of
+ * every manifest, and a client refuses one that lists it), so it is never a
+ * file of the release's.
+ */
+export const CONTROL_TMP = SERVER_TEMP_DIR;
 
 /**
  * What a walk of a tree leaves out: the release's own files (checked in
@@ -110,8 +119,8 @@ export function offence(m: TreeMismatch, c: CheckedRelease): string {
 /**
  * Writes the release's files into `dir`: the manifest, the envelope and,
  * last, the marker (with its publish time as its mtime, as every server's
- * has). Each replaces the old one in one rename. Returns whether any of
- * them differed from what `dir` held.
+ * has). Each replaces the old one in one rename, from {@linkcode CONTROL_TMP}.
+ * Returns whether any of them differed from what `dir` held.
  */
 export async function writeControl(dir: string, c: CheckedRelease): Promise<boolean> {
   const files: [string, Uint8Array][] = [
@@ -124,7 +133,7 @@ export async function writeControl(dir: string, c: CheckedRelease): Promise<bool
     const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
     if (await holds(`${dir}/${name}`, bytes, digest)) continue;
     changed = true;
-    const tmp = `${dir}/${name}.fanout-tmp`;
+    const tmp = `${dir}/${CONTROL_TMP}`;
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
     if (name === VERSION_MARKER) stampMarker(tmp);

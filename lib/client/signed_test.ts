@@ -96,11 +96,15 @@ Deno.test("signed: the release's files are written whole, the marker last with i
     const tree = `${dir}/tree`;
     await Deno.mkdir(tree);
     await Deno.writeTextFile(`${dir}/outside`, "keep\n");
-    // A symlink where the marker's temporary file goes: replaced, not written through.
-    await Deno.symlink(`${dir}/outside`, `${tree}/.fanout-version.fanout-tmp`);
+    // A symlink where the temporary files go: replaced, not written through.
+    await Deno.symlink(`${dir}/outside`, `${tree}/.fanout-tmp`);
+    // A release's own file named like a control file's temporary one: kept.
+    await Deno.writeTextFile(`${tree}/.fanout-version.fanout-tmp`, "the release's\n");
     const c = await release(5);
     assert.equal(await writeControl(tree, c), true);
     assert.equal(await Deno.readTextFile(`${dir}/outside`), "keep\n");
+    assert.equal(await Deno.readTextFile(`${tree}/.fanout-version.fanout-tmp`), "the release's\n");
+    await Deno.remove(`${tree}/.fanout-version.fanout-tmp`);
     assert.deepEqual(await Deno.readFile(`${tree}/.fanout-manifest`), c.bytes.manifest);
     assert.deepEqual(await Deno.readFile(`${tree}/.fanout-release`), c.bytes.envelope);
     assert.deepEqual(await Deno.readFile(`${tree}/.fanout-version`), c.bytes.marker);

@@ -122,7 +122,10 @@ export async function clearDirty(job: ClientJob): Promise<void> {
 /**
  * Recovers from a killed run; returns true when one was found (the next sync
  * must then walk the whole tree). `cleanup` removes what the layout leaves
- * behind (staging dirs, half-built trees).
+ * behind (staging dirs, half-built trees). The dirty flag stays up: dest is
+ * as unfinished as the killed run left it until a run completes it
+ * ({@linkcode clearDirty}), and a run killed after this recovery, before it
+ * changes anything, must leave it marked so too.
  */
 export async function recoverInterrupted(
   job: ClientJob,
@@ -150,7 +153,6 @@ export async function recoverInterrupted(
   if (existsNow(`${job.stateDir}/${DIRTY_FILE}`)) {
     job.log.debug("cleaning up after an interrupted run", { dest: job.dest });
     await cleanup();
-    await Deno.remove(`${job.stateDir}/${DIRTY_FILE}`).catch(() => {});
     found = true;
   }
   return found;
@@ -196,6 +198,22 @@ export function stagingDirs(job: Pick<ClientJob, "dest" | "stateDir">): string[]
     `${dest.slice(0, i)}/.${dest.slice(i + 1)}.staging`,
     `${job.stateDir}/release-staging`,
   ];
+}
+
+/**
+ * Removes the staging dirs of {@linkcode stagingDirs} (a symlink there
+ * itself, never what it points at): what a killed run may leave of a signed
+ * release's fetch.
+ *
+ * @example
+ * ```ts
+ * await removeStaging(job);
+ * ```
+ */
+export async function removeStaging(job: Pick<ClientJob, "dest" | "stateDir">): Promise<void> {
+  for (const dir of stagingDirs(job)) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
 
 /**

@@ -70,3 +70,51 @@ Deno.test("push by version: changed, added and deleted paths and the marker go w
     assert.equal((await lastPush(lab, "rsync2")).kind, "full");
   });
 });
+
+/** How many of `expected` a tree holds, byte for byte. */
+function holding(tree: string, expected: Record<string, string>): number {
+  let n = 0;
+  for (const [p, content] of Object.entries(expected)) {
+    try {
+      if (Deno.readTextFileSync(`${tree}/${p}`) === content) n++;
+    } catch { /* gone */ }
+  }
+  return n;
+}
+
+Deno.test("push by version: once every replica has the new version, the mass-delete guard applies again", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({
+      replicas: [{ name: "rsync2" }],
+      push: { exclude: "[.git]", reconcile: "1h", max_delete: 10 },
+    });
+    await lab.server("replica", "rsync2");
+    const primary = await lab.server("primary", "rsync1");
+    const src = lab.hosts.rsync1.path;
+    const replica = lab.hosts.rsync2.path;
+    const repo = await GitRepo.create(lab.dir);
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 60; i++) files[`d${i % 5}/f${i}.txt`] = `f${i}\n`;
+    await repo.commit(files);
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor("seq 1 on the replica", () => holding(replica, files) === 60 || null);
+    await repo.commit({ "README.md": "v2\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor("the version push recorded", async () => {
+      const p = await lastPush(lab, "rsync2");
+      return p?.kind === "version" || null;
+    });
+    await waitFor("seq 2 on the replica", async () => {
+      const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
+      return parseMarker(m)?.seq === 2 || null;
+    });
+
+    // An rm -rf on the primary after the publish has reached every replica:
+    // an accident, held like any other.
+    for (let i = 0; i < 5; i++) await Deno.remove(`${src}/d${i}`, { recursive: true });
+    await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/);
+    assert.equal(holding(replica, files), 60, "the replica keeps every file");
+  });
+});

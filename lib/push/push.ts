@@ -366,7 +366,8 @@ export class PushEngine {
 
   /**
    * True while the limits are lifted: by the flag, until every replica has
-   * had a whole push; by a publish, likewise but for one delete_window at most
+   * had a whole push; by a publish, until every replica has had a whole push
+   * or a version push of the new marker, for one delete_window at most
    * (a replica down for a day must not keep the guard off for a day).
    */
   #lifted(): boolean {
@@ -628,7 +629,11 @@ export class PushEngine {
     }
     r.failures = 0;
     r.nextRetry = null;
-    if (r.synced === false && plan.kind === "full") {
+    // A version push that landed its marker brings the replica to the new
+    // version as a whole push does: a publish's lift ends with the last one.
+    const whole = plan.kind === "full" ||
+      (plan.kind === "version" && marker !== null && r.ack === marker);
+    if (r.synced === false && whole) {
       r.synced = true;
       if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) this.#endLift();
     }

@@ -2,7 +2,7 @@
 // log says it changed, then its marker, with no whole-tree walk; a replica
 // that no longer shows the version it acknowledged gets the whole tree.
 import assert from "node:assert/strict";
-import { assertSameTree, http, type Lab, type Ran, waitFor, withLab } from "./_helpers.ts";
+import { assertSameTree, http, type Lab, type Ran, sleep, waitFor, withLab } from "./_helpers.ts";
 import { GitRepo } from "./_fleet.ts";
 import { parseMarker } from "../lib/version/mod.ts";
 
@@ -116,5 +116,45 @@ Deno.test("push by version: once every replica has the new version, the mass-del
     for (let i = 0; i < 5; i++) await Deno.remove(`${src}/d${i}`, { recursive: true });
     await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/);
     assert.equal(holding(replica, files), 60, "the replica keeps every file");
+  });
+});
+
+Deno.test("push by version: after a version push, deletions a window at a time still add up against the guard since the publish", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({
+      replicas: [{ name: "rsync2" }],
+      push: { exclude: "[.git]", reconcile: "1h", max_delete: 10, delete_window: "1s" },
+    });
+    await lab.server("replica", "rsync2");
+    const primary = await lab.server("primary", "rsync1");
+    const src = lab.hosts.rsync1.path;
+    const replica = lab.hosts.rsync2.path;
+    const repo = await GitRepo.create(lab.dir);
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 60; i++) files[`d${i % 5}/f${i}.txt`] = `f${i}\n`;
+    await repo.commit(files);
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor("seq 1 on the replica", () => holding(replica, files) === 60 || null);
+    await repo.commit({ "README.md": "v2\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor("the version push recorded", async () => {
+      const p = await lastPush(lab, "rsync2");
+      return p?.kind === "version" || null;
+    });
+    await sleep(1500); // the publish's lift is over
+
+    // 8 files a window: under max_delete each time, past it since the publish.
+    const names = Object.keys(files);
+    for (let b = 0; b < 3 && !/mass deletion suspected/.test(primary.stderr); b++) {
+      for (const p of names.slice(b * 8, b * 8 + 8)) await Deno.remove(`${src}/${p}`);
+      await sleep(1500);
+    }
+    await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/, 3000);
+    assert.ok(
+      holding(replica, files) >= 44,
+      "the replica lost no more than max_delete and a batch",
+    );
   });
 });

@@ -633,6 +633,7 @@ export class PushEngine {
     // version as a whole push does: a publish's lift ends with the last one.
     const whole = plan.kind === "full" ||
       (plan.kind === "version" && marker !== null && r.ack === marker);
+    if (plan.kind === "version" && whole) this.#guard.rebase();
     if (r.synced === false && whole) {
       r.synced = true;
       if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) this.#endLift();

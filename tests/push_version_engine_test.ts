@@ -77,6 +77,8 @@ async function rig(lab: Lab, push: Record<string, string | number> = {}): Promis
         const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
         return parseMarker(m)?.seq === seq || null;
       });
+      // The engine records the push once its marker's rsync has exited.
+      await waitFor(`seq ${seq} acknowledged`, () => engine.status()[0].version?.seq === seq);
     },
   };
 }

@@ -170,3 +170,28 @@ Deno.test("version push alone: symbolic links, one named with an arrow, land by 
     }
   });
 });
+
+Deno.test("version push alone: a directory whose event arrived goes whole, even where the log names a file", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      await g.repo.commit({ "p": "p\n", "q.txt": "q\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      await g.repo.commit({ "p": "p v2\n" });
+      assert.equal((await g.publish()).code, 0);
+      // Then p becomes a directory on the primary, moved in whole: the
+      // watcher sees one new directory (deep), and its marker event.
+      await Deno.mkdir(`${lab.dir}/moved`);
+      await Deno.writeTextFile(`${lab.dir}/moved/x.txt`, "x\n");
+      await Deno.remove(`${g.primary}/p`);
+      await Deno.rename(`${lab.dir}/moved`, `${g.primary}/p`);
+      g.engine.notify([{ path: "p", deep: true, created: true }, ...MARKER_EVENT]);
+      await g.landed(2);
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

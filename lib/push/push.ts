@@ -938,8 +938,14 @@ export function planPush(
     if (versionChanges === null || versionChanges.some((c) => unfilterable(c.path))) {
       return { kind: "full", changes: [], reason: "new version" };
     }
-    const changes = [...new Map([...work.changes, ...versionChanges].map((c) => [c.path, c]))
-      .values()];
+    // One change per path; deep when either says so (a directory whose event
+    // arrived where the log names a file of that name).
+    const merged = new Map<string, Change>();
+    for (const c of [...work.changes, ...versionChanges]) {
+      const had = merged.get(c.path);
+      merged.set(c.path, had ? { ...had, ...c, deep: had.deep || c.deep } : c);
+    }
+    const changes = [...merged.values()];
     return { kind: "version", changes, reason: `new version, ${versionChanges.length} paths` };
   }
   return { kind: "scoped", changes: work.changes, reason };

@@ -195,3 +195,32 @@ Deno.test("version push alone: a directory whose event arrived goes whole, even 
     }
   });
 });
+
+Deno.test("version push alone: a path the log lists below what is now a symlink sends nothing from outside the tree", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      const outside = `${lab.dir}/outside`;
+      await Deno.mkdir(outside);
+      await Deno.writeTextFile(`${outside}/secret`, "SECRET of the primary host\n");
+      await g.repo.commit({ "plain.txt": "plain\n", "link/secret": "nothing\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      // Two publishes before the next push: a change below link/, then
+      // link/ made a symbolic link out of the tree (rsync itemizes no
+      // deletion for a directory it replaces).
+      await g.repo.commit({ "link/secret": "changed\n" });
+      assert.equal((await g.publish()).code, 0);
+      await g.repo.commit({ "link/secret": null }, { symlinks: { "link": outside } });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(3);
+      const leaked = await Deno.readTextFile(`${g.replica}/link/secret`).catch(() => null);
+      assert.equal(leaked, null, "a file from outside the primary's tree reached the replica");
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

@@ -982,12 +982,16 @@ export function versionChanges(
 /**
  * How a plan picks its paths. With nothing to delete and nothing deep, rsync
  * is given the list itself, which costs a stat per path; filter rules cost
- * every rule on every entry met, far more for a burst in a large tree.
+ * every rule on every entry met, far more for a burst in a large tree. A
+ * list only of paths whose parents are all directories: given `a/b` where
+ * `a` is now a symbolic link (a log or an event older than the tree),
+ * rsync follows it and sends what it points to, from outside the tree;
+ * filter rules never follow one.
  */
 async function scopeOf(source: string, plan: PushPlan): Promise<Scope> {
   if (plan.kind === "full") return "full";
-  const missing = await anyMissing(source, plan.changes);
-  return !missing && plan.changes.every((c) => !c.deep) ? "list" : "filter";
+  if (plan.changes.some((c) => c.deep)) return "filter";
+  return await listable(source, plan.changes) ? "list" : "filter";
 }
 
 /** The record of a push that took `ms` and ended with `result`. */
@@ -1042,15 +1046,27 @@ export async function sourceProblem(root: string, versioned = true): Promise<str
   return `source tree ${root} is empty (unmounted disk?); not pushing, replicas keep their files`;
 }
 
-async function anyMissing(root: string, changes: Change[]): Promise<boolean> {
+/** True when every path of `changes` exists under `root` and each of its parents is a directory. */
+async function listable(root: string, changes: Change[]): Promise<boolean> {
+  const parents = new Set<string>();
   for (const c of changes) {
-    try {
-      await Deno.lstat(`${root}/${c.path}`);
-    } catch {
-      return true;
+    if (!await lstatOrNull(`${root}/${c.path}`)) return false;
+    for (let i = c.path.indexOf("/"); i > 0; i = c.path.indexOf("/", i + 1)) {
+      parents.add(c.path.slice(0, i));
     }
   }
-  return false;
+  for (const p of parents) {
+    if (!(await lstatOrNull(`${root}/${p}`))?.isDirectory) return false;
+  }
+  return true;
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch {
+    return null;
+  }
 }
 
 function lstatOk(path: string): boolean {

@@ -231,3 +231,27 @@ Deno.test("a push given a path below what is now a symlink out of the tree sends
     }
   });
 });
+
+Deno.test("version push alone: a version of more paths than push.max_paths goes whole, as any such change set does", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab, { max_paths: 10 });
+    try {
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 30; i++) files[`d${i % 3}/f${i}.txt`] = `f${i}\n`;
+      await g.repo.commit(files);
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      // Every file deleted but one: 29 deletions, each two filter rules that
+      // rsync tries on every entry it meets.
+      await g.repo.commit(Object.fromEntries(Object.keys(files).slice(1).map((p) => [p, null])));
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(2);
+      assert.equal(g.engine.status()[0].last_push?.kind, "full");
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

@@ -565,12 +565,15 @@ export class PushEngine {
   /**
    * The paths of the versions between the replica's acknowledged marker and
    * `markerText` by the source's version log; null when there is no new
-   * version or the log cannot say.
+   * version, the log cannot say, or it names more than push.max_paths (each
+   * path is a filter rule rsync tries on every entry it meets: past that,
+   * the whole tree costs less, as for any change set).
    */
   #versionChanges(r: Replica, markerText: string | null): Change[] | null {
     if (markerText === null || r.ackText === null || markerText === r.ackText) return null;
     const log = readSmallFile(`${this.#o.source}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
-    return versionChanges(log, r.ackText, markerText);
+    const changes = versionChanges(log, r.ackText, markerText);
+    return changes !== null && changes.length > this.#o.push.maxPaths ? null : changes;
   }
 
   /** The marker the replica's tree holds now, read through its write module; null when none. */

@@ -2,7 +2,16 @@
 // log says it changed, then its marker, with no whole-tree walk; a replica
 // that no longer shows the version it acknowledged gets the whole tree.
 import assert from "node:assert/strict";
-import { assertSameTree, http, type Lab, type Ran, sleep, waitFor, withLab } from "./_helpers.ts";
+import {
+  assertSameTree,
+  diffTrees,
+  http,
+  type Lab,
+  type Ran,
+  sleep,
+  waitFor,
+  withLab,
+} from "./_helpers.ts";
 import { GitRepo } from "./_fleet.ts";
 import { parseMarker } from "../lib/version/mod.ts";
 
@@ -156,5 +165,42 @@ Deno.test("push by version: after a version push, deletions a window at a time s
       holding(replica, files) >= 44,
       "the replica lost no more than max_delete and a batch",
     );
+  });
+});
+
+Deno.test("push by version: a publish that deletes past max_delete lands whole, and the guard holds the next rm -rf", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({
+      replicas: [{ name: "rsync2" }],
+      push: { exclude: "[.git]", reconcile: "1h", max_delete: 10 },
+    });
+    await lab.server("replica", "rsync2");
+    const primary = await lab.server("primary", "rsync1");
+    const src = lab.hosts.rsync1.path;
+    const replica = lab.hosts.rsync2.path;
+    const repo = await GitRepo.create(lab.dir);
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 80; i++) files[`d${i % 4}/f${i}.txt`] = `f${i}\n`;
+    await repo.commit(files);
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor("seq 1 on the replica", () => holding(replica, files) === 80 || null);
+    const gone = Object.keys(files).filter((p) => p.startsWith("d0/") || p.startsWith("d1/"));
+    await repo.commit(Object.fromEntries(gone.map((p) => [p, null])));
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor("seq 2 on the replica", async () => {
+      const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
+      return parseMarker(m)?.seq === 2 || null;
+    });
+    await waitFor("the replica follows the publish", async () => {
+      const d = await diffTrees(src, replica);
+      return d === "" || null;
+    });
+    assert.equal(holding(replica, files), 40);
+    await sleep(500); // the deletions held while the publish landed have gone by
+    for (let i = 2; i < 4; i++) await Deno.remove(`${src}/d${i}`, { recursive: true });
+    await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/);
+    assert.equal(holding(replica, files), 40, "the replica keeps the rest");
   });
 });

@@ -204,3 +204,49 @@ Deno.test("push by version: a publish that deletes past max_delete lands whole, 
     assert.equal(holding(replica, files), 40, "the replica keeps the rest");
   });
 });
+
+Deno.test("push by version: through a relay each hop goes by version; a leaf that lost its tree gets all of it from the relay", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({
+      replicas: ["rsync2", { name: "rsync3", upstream: "rsync2" }],
+      push: { exclude: "[.git]", reconcile: "1h" },
+    });
+    await lab.server("replica", "rsync3");
+    const relay = await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    const src = lab.hosts.rsync1.path;
+    const leaf = lab.hosts.rsync3.path;
+    const seqOn = async (dir: string) =>
+      parseMarker(await Deno.readTextFile(`${dir}/.fanout-version`).catch(() => ""))?.seq;
+    const landed = async (seq: number) => {
+      await waitFor(`the leaf at seq ${seq}`, async () => (await seqOn(leaf)) === seq || null);
+      await waitFor("the leaf identical", async () => (await diffTrees(src, leaf)) === "" || null);
+    };
+    const leafPush = async () => {
+      const h = lab.hosts.rsync2;
+      const status = JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body);
+      return status.replicas.find((x: { name: string }) => x.name === "rsync3").last_push;
+    };
+    const repo = await GitRepo.create(lab.dir);
+    await repo.commit({ "a.txt": "a\n", "d/b.txt": "b\n", "old/x.txt": "x\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await landed(1);
+    await repo.commit({ "a.txt": "a v2\n", "old": null, "new/y.txt": "y\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await landed(2);
+    await waitFor("a version push to the leaf", async () => (await leafPush())?.kind === "version");
+
+    for await (const e of Deno.readDir(leaf)) {
+      if (e.name !== ".fanout-dest" && !e.name.startsWith(".fanout-tmp")) {
+        await Deno.remove(`${leaf}/${e.name}`, { recursive: true });
+      }
+    }
+    await repo.commit({ "d/b.txt": "b v3\n" });
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await landed(3);
+    assert.match(relay.stderr, /replica not at the version it acknowledged/);
+  });
+});

@@ -109,6 +109,10 @@ Deno.test("version push alone: odd names, renames, type changes and deleted dire
         "deldir/x.txt": "x\n",
         "deldir/y/z.txt": "z\n",
         ".env.sample": "A=1\n",
+        "trail /x.txt": "t\n",
+        " lead/y.txt": "l\n",
+        "#hash/;semi.txt": "h\n",
+        "+ plus/- minus.txt": "p\n",
       });
       assert.equal((await g.publish()).code, 0);
       g.engine.start();
@@ -132,6 +136,11 @@ Deno.test("version push alone: odd names, renames, type changes and deleted dire
           "file2dir": null,
           "deldir": null,
           ".env.sample": "A=2\n",
+          "trail /x.txt": null,
+          " lead/y.txt": "l v2\n",
+          " lead/new.txt": "n\n",
+          "#hash": null,
+          "+ plus/- minus.txt": "p v2\n",
         },
         { renames: [["rename/from.txt", "rename/to.txt"]], executable: ["plain.txt"] },
       );

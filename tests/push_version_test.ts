@@ -7,6 +7,7 @@ import {
   diffTrees,
   http,
   type Lab,
+  type Proc,
   type Ran,
   sleep,
   waitFor,
@@ -91,117 +92,98 @@ function holding(tree: string, expected: Record<string, string>): number {
   return n;
 }
 
+/**
+ * A primary and one replica (max_delete 10, `push` on top) at version 1 of
+ * `files`, published; then version 2 made by `change` and published, and
+ * pushed by version.
+ */
+async function secondVersion(
+  lab: Lab,
+  files: Record<string, string>,
+  change: Record<string, string | null>,
+  push: Record<string, string | number> = {},
+): Promise<{ primary: Proc; src: string; replica: string }> {
+  await lab.fleet({
+    replicas: [{ name: "rsync2" }],
+    push: { exclude: "[.git]", reconcile: "1h", max_delete: 10, ...push },
+  });
+  await lab.server("replica", "rsync2");
+  const primary = await lab.server("primary", "rsync1");
+  const replica = lab.hosts.rsync2.path;
+  const repo = await GitRepo.create(lab.dir);
+  for (const [i, commit] of [files, change].entries()) {
+    await repo.commit(commit);
+    assert.equal((await repo.push()).code, 0);
+    assert.equal((await publish(lab, repo)).code, 0);
+    await waitFor(`seq ${i + 1} on the replica`, async () => {
+      const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
+      return parseMarker(m)?.seq === i + 1 || null;
+    });
+  }
+  await waitFor("the version push recorded", async () => {
+    const p = await lastPush(lab, "rsync2");
+    return p?.kind === "version" || null;
+  });
+  return { primary, src: lab.hosts.rsync1.path, replica };
+}
+
+/** `n` files `d<i % dirs>/f<i>.txt`, each holding its own name. */
+function files(n: number, dirs: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < n; i++) out[`d${i % dirs}/f${i}.txt`] = `f${i}\n`;
+  return out;
+}
+
 Deno.test("push by version: once every replica has the new version, the mass-delete guard applies again", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({
-      replicas: [{ name: "rsync2" }],
-      push: { exclude: "[.git]", reconcile: "1h", max_delete: 10 },
-    });
-    await lab.server("replica", "rsync2");
-    const primary = await lab.server("primary", "rsync1");
-    const src = lab.hosts.rsync1.path;
-    const replica = lab.hosts.rsync2.path;
-    const repo = await GitRepo.create(lab.dir);
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 60; i++) files[`d${i % 5}/f${i}.txt`] = `f${i}\n`;
-    await repo.commit(files);
-    assert.equal((await repo.push()).code, 0);
-    assert.equal((await publish(lab, repo)).code, 0);
-    await waitFor("seq 1 on the replica", () => holding(replica, files) === 60 || null);
-    await repo.commit({ "README.md": "v2\n" });
-    assert.equal((await repo.push()).code, 0);
-    assert.equal((await publish(lab, repo)).code, 0);
-    await waitFor("the version push recorded", async () => {
-      const p = await lastPush(lab, "rsync2");
-      return p?.kind === "version" || null;
-    });
-    await waitFor("seq 2 on the replica", async () => {
-      const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
-      return parseMarker(m)?.seq === 2 || null;
-    });
+    const all = files(60, 5);
+    const { primary, src, replica } = await secondVersion(lab, all, { "README.md": "v2\n" });
 
     // An rm -rf on the primary after the publish has reached every replica:
     // an accident, held like any other.
     for (let i = 0; i < 5; i++) await Deno.remove(`${src}/d${i}`, { recursive: true });
     await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/);
-    assert.equal(holding(replica, files), 60, "the replica keeps every file");
+    assert.equal(holding(replica, all), 60, "the replica keeps every file");
   });
 });
 
 Deno.test("push by version: after a version push, deletions a window at a time still add up against the guard since the publish", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({
-      replicas: [{ name: "rsync2" }],
-      push: { exclude: "[.git]", reconcile: "1h", max_delete: 10, delete_window: "1s" },
-    });
-    await lab.server("replica", "rsync2");
-    const primary = await lab.server("primary", "rsync1");
-    const src = lab.hosts.rsync1.path;
-    const replica = lab.hosts.rsync2.path;
-    const repo = await GitRepo.create(lab.dir);
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 60; i++) files[`d${i % 5}/f${i}.txt`] = `f${i}\n`;
-    await repo.commit(files);
-    assert.equal((await repo.push()).code, 0);
-    assert.equal((await publish(lab, repo)).code, 0);
-    await waitFor("seq 1 on the replica", () => holding(replica, files) === 60 || null);
-    await repo.commit({ "README.md": "v2\n" });
-    assert.equal((await repo.push()).code, 0);
-    assert.equal((await publish(lab, repo)).code, 0);
-    await waitFor("the version push recorded", async () => {
-      const p = await lastPush(lab, "rsync2");
-      return p?.kind === "version" || null;
+    const all = files(60, 5);
+    const { primary, src, replica } = await secondVersion(lab, all, { "README.md": "v2\n" }, {
+      delete_window: "1s",
     });
     await sleep(1500); // the publish's lift is over
 
     // 8 files a window: under max_delete each time, past it since the publish.
-    const names = Object.keys(files);
+    const names = Object.keys(all);
     for (let b = 0; b < 3 && !/mass deletion suspected/.test(primary.stderr); b++) {
       for (const p of names.slice(b * 8, b * 8 + 8)) await Deno.remove(`${src}/${p}`);
       await sleep(1500);
     }
     await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/, 3000);
-    assert.ok(
-      holding(replica, files) >= 44,
-      "the replica lost no more than max_delete and a batch",
-    );
+    assert.ok(holding(replica, all) >= 44, "the replica lost no more than max_delete and a batch");
   });
 });
 
 Deno.test("push by version: a publish that deletes past max_delete lands whole, and the guard holds the next rm -rf", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({
-      replicas: [{ name: "rsync2" }],
-      push: { exclude: "[.git]", reconcile: "1h", max_delete: 10 },
-    });
-    await lab.server("replica", "rsync2");
-    const primary = await lab.server("primary", "rsync1");
-    const src = lab.hosts.rsync1.path;
-    const replica = lab.hosts.rsync2.path;
-    const repo = await GitRepo.create(lab.dir);
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 80; i++) files[`d${i % 4}/f${i}.txt`] = `f${i}\n`;
-    await repo.commit(files);
-    assert.equal((await repo.push()).code, 0);
-    assert.equal((await publish(lab, repo)).code, 0);
-    await waitFor("seq 1 on the replica", () => holding(replica, files) === 80 || null);
-    const gone = Object.keys(files).filter((p) => p.startsWith("d0/") || p.startsWith("d1/"));
-    await repo.commit(Object.fromEntries(gone.map((p) => [p, null])));
-    assert.equal((await repo.push()).code, 0);
-    assert.equal((await publish(lab, repo)).code, 0);
-    await waitFor("seq 2 on the replica", async () => {
-      const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
-      return parseMarker(m)?.seq === 2 || null;
-    });
+    const all = files(80, 4);
+    const gone = Object.keys(all).filter((p) => p.startsWith("d0/") || p.startsWith("d1/"));
+    const { primary, src, replica } = await secondVersion(
+      lab,
+      all,
+      Object.fromEntries(gone.map((p) => [p, null])),
+    );
     await waitFor("the replica follows the publish", async () => {
       const d = await diffTrees(src, replica);
       return d === "" || null;
     });
-    assert.equal(holding(replica, files), 40);
+    assert.equal(holding(replica, all), 40);
     await sleep(500); // the deletions held while the publish landed have gone by
     for (let i = 2; i < 4; i++) await Deno.remove(`${src}/d${i}`, { recursive: true });
     await primary.waitFor(/msg="mass deletion suspected: deletions held, not pushed"/);
-    assert.equal(holding(replica, files), 40, "the replica keeps the rest");
+    assert.equal(holding(replica, all), 40, "the replica keeps the rest");
   });
 });
 

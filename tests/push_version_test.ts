@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   assertSameTree,
   diffTrees,
+  holding,
   http,
   type Lab,
   type Proc,
@@ -80,17 +81,6 @@ Deno.test("push by version: changed, added and deleted paths and the marker go w
     assert.equal((await lastPush(lab, "rsync2")).kind, "full");
   });
 });
-
-/** How many of `expected` a tree holds, byte for byte. */
-function holding(tree: string, expected: Record<string, string>): number {
-  let n = 0;
-  for (const [p, content] of Object.entries(expected)) {
-    try {
-      if (Deno.readTextFileSync(`${tree}/${p}`) === content) n++;
-    } catch { /* gone */ }
-  }
-  return n;
-}
 
 /**
  * A primary and one replica (max_delete 10, `push` on top) at version 1 of

@@ -641,6 +641,17 @@ export async function assertSameTree(a: string, b: string, excludes: string[] = 
   assert.equal(d, "", `trees differ:\n${d.slice(0, 3000)}`);
 }
 
+/** How many of `expected` (path → content) a tree holds, byte for byte. */
+export function holding(tree: string, expected: Record<string, string>): number {
+  let n = 0;
+  for (const [p, content] of Object.entries(expected)) {
+    try {
+      if (Deno.readTextFileSync(`${tree}/${p}`) === content) n++;
+    } catch { /* gone */ }
+  }
+  return n;
+}
+
 /** Plain rsync with TCP_NODELAY, for tests that act as a third party. */
 export function rsync(args: string[]): Promise<Ran> {
   return sh("rsync", ["--sockopts=TCP_NODELAY", "--contimeout=5", "--timeout=20", ...args]);

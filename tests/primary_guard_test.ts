@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   canLowerInotify,
   converged,
+  holding,
   http,
   type Lab,
   primaryWithWatches,
@@ -30,17 +31,6 @@ function files(n: number, from = 0): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = from; i < from + n; i++) out[`d${i % 10}/f${i}.txt`] = `f${i}\n`;
   return out;
-}
-
-/** How many of `expected` a tree holds, byte for byte. */
-function holding(tree: string, expected: Record<string, string>): number {
-  let n = 0;
-  for (const [p, content] of Object.entries(expected)) {
-    try {
-      if (Deno.readTextFileSync(`${tree}/${p}`) === content) n++;
-    } catch { /* gone */ }
-  }
-  return n;
 }
 
 function marker(seq: number): string {

@@ -90,7 +90,7 @@ Deno.test("client: itemized rsync lines sort into changed, missing and extra", (
     ">f.st...... a.txt",
     ">f+++++++++ new/b.txt",
     "cd+++++++++ new/",
-    "cL+++++++++ link -> a.txt",
+    "cL+++++++++ link",
     ".d..t...... ./",
     ".d..t...... sub/",
     ".f...p..... mode.txt",

@@ -127,6 +127,17 @@ export class DeleteGuard {
   }
 
   /**
+   * A version push landed a publish without counting the tree: when no
+   * whole push has set the baseline since the publish, the entries kept
+   * from the last one (held deletions still in) become it, so the loss
+   * since the publish counts from now on.
+   */
+  rebase(): void {
+    const now = this.entries;
+    if (this.#baseline === null && now !== null) this.#baseline = now + this.#counted;
+  }
+
+  /**
    * Entries a tree of `entries` (a whole run's count of the source) has lost
    * since the last publish (or start); 0 before the baseline is known.
    */
@@ -237,7 +248,8 @@ export class DeleteGuard {
 
   /**
    * A publish or the flag: unblocks, forgets the window and the loss so far
-   * (the next whole push counts the new baseline); returns the held deletions.
+   * (the next whole push counts the new baseline, or {@linkcode rebase} sets
+   * it); returns the held deletions.
    */
   lift(): Change[] {
     const changes = [...this.#held.values()];

@@ -97,3 +97,17 @@ Deno.test("mass delete reason: absolute and proportional limits", () => {
   assert.equal(massDeleteReason(900, 1000, 100, 1000), null, "100% never applies");
   assert.equal(massDeleteReason(252, 1000, 100, 2), null, "not even past a stale count");
 });
+
+Deno.test("delete guard: after a lift, rebase takes the kept entries as the baseline; a whole push's stays", () => {
+  const g = new DeleteGuard({ ...limits, maxDelete: 1000, maxDeletePercent: 100 });
+  g.entries = 100;
+  g.lift();
+  assert.equal(g.baseline, null);
+  g.created(20, 0); // the publish's new files
+  g.rebase();
+  assert.equal(g.baseline, 120);
+  g.hold([gone("a"), gone("b")], 10);
+  assert.equal(g.lost, 2, "held deletions count as lost");
+  g.rebase();
+  assert.equal(g.baseline, 120, "a baseline once set stays");
+});

@@ -69,6 +69,8 @@ Deno.test("planPush: a new version the log covers sends its paths and the ones w
     changes: [{ path: "a.txt", deep: false }, ...changes],
     reason: "new version, 2 paths",
   });
+  const dir = { kind: "paths" as const, changes: [{ path: "b.txt", deep: true }], since: 0 };
+  assert.deepEqual(planPush(dir, "m2", "m1", changes).changes[0], { path: "b.txt", deep: true });
   assert.equal(planPush(paths("a.txt"), "m2", "m1", null).kind, "full");
   assert.equal(planPush(paths(), "m2", "m1", [{ path: "x\ny", deep: false }]).kind, "full");
   assert.equal(

@@ -366,7 +366,8 @@ export class PushEngine {
 
   /**
    * True while the limits are lifted: by the flag, until every replica has
-   * had a whole push; by a publish, likewise but for one delete_window at most
+   * had a whole push; by a publish, until every replica has had a whole push
+   * or a version push of the new marker, for one delete_window at most
    * (a replica down for a day must not keep the guard off for a day).
    */
   #lifted(): boolean {
@@ -564,12 +565,15 @@ export class PushEngine {
   /**
    * The paths of the versions between the replica's acknowledged marker and
    * `markerText` by the source's version log; null when there is no new
-   * version or the log cannot say.
+   * version, the log cannot say, or it names more than push.max_paths (each
+   * path is a filter rule rsync tries on every entry it meets: past that,
+   * the whole tree costs less, as for any change set).
    */
   #versionChanges(r: Replica, markerText: string | null): Change[] | null {
     if (markerText === null || r.ackText === null || markerText === r.ackText) return null;
     const log = readSmallFile(`${this.#o.source}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
-    return versionChanges(log, r.ackText, markerText);
+    const changes = versionChanges(log, r.ackText, markerText);
+    return changes !== null && changes.length > this.#o.push.maxPaths ? null : changes;
   }
 
   /** The marker the replica's tree holds now, read through its write module; null when none. */
@@ -628,7 +632,12 @@ export class PushEngine {
     }
     r.failures = 0;
     r.nextRetry = null;
-    if (r.synced === false && plan.kind === "full") {
+    // A version push that landed its marker brings the replica to the new
+    // version as a whole push does: a publish's lift ends with the last one.
+    const whole = plan.kind === "full" ||
+      (plan.kind === "version" && marker !== null && r.ack === marker);
+    if (plan.kind === "version" && whole) this.#guard.rebase();
+    if (r.synced === false && whole) {
       r.synced = true;
       if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) this.#endLift();
     }
@@ -932,8 +941,14 @@ export function planPush(
     if (versionChanges === null || versionChanges.some((c) => unfilterable(c.path))) {
       return { kind: "full", changes: [], reason: "new version" };
     }
-    const changes = [...new Map([...work.changes, ...versionChanges].map((c) => [c.path, c]))
-      .values()];
+    // One change per path; deep when either says so (a directory whose event
+    // arrived where the log names a file of that name).
+    const merged = new Map<string, Change>();
+    for (const c of [...work.changes, ...versionChanges]) {
+      const had = merged.get(c.path);
+      merged.set(c.path, had ? { ...had, ...c, deep: had.deep || c.deep } : c);
+    }
+    const changes = [...merged.values()];
     return { kind: "version", changes, reason: `new version, ${versionChanges.length} paths` };
   }
   return { kind: "scoped", changes: work.changes, reason };
@@ -970,12 +985,16 @@ export function versionChanges(
 /**
  * How a plan picks its paths. With nothing to delete and nothing deep, rsync
  * is given the list itself, which costs a stat per path; filter rules cost
- * every rule on every entry met, far more for a burst in a large tree.
+ * every rule on every entry met, far more for a burst in a large tree. A
+ * list only of paths whose parents are all directories: given `a/b` where
+ * `a` is now a symbolic link (a log or an event older than the tree),
+ * rsync follows it and sends what it points to, from outside the tree;
+ * filter rules never follow one.
  */
 async function scopeOf(source: string, plan: PushPlan): Promise<Scope> {
   if (plan.kind === "full") return "full";
-  const missing = await anyMissing(source, plan.changes);
-  return !missing && plan.changes.every((c) => !c.deep) ? "list" : "filter";
+  if (plan.changes.some((c) => c.deep)) return "filter";
+  return await listable(source, plan.changes) ? "list" : "filter";
 }
 
 /** The record of a push that took `ms` and ended with `result`. */
@@ -1030,15 +1049,27 @@ export async function sourceProblem(root: string, versioned = true): Promise<str
   return `source tree ${root} is empty (unmounted disk?); not pushing, replicas keep their files`;
 }
 
-async function anyMissing(root: string, changes: Change[]): Promise<boolean> {
+/** True when every path of `changes` exists under `root` and each of its parents is a directory. */
+async function listable(root: string, changes: Change[]): Promise<boolean> {
+  const parents = new Set<string>();
   for (const c of changes) {
-    try {
-      await Deno.lstat(`${root}/${c.path}`);
-    } catch {
-      return true;
+    if (!await lstatOrNull(`${root}/${c.path}`)) return false;
+    for (let i = c.path.indexOf("/"); i > 0; i = c.path.indexOf("/", i + 1)) {
+      parents.add(c.path.slice(0, i));
     }
   }
-  return false;
+  for (const p of parents) {
+    if (!(await lstatOrNull(`${root}/${p}`))?.isDirectory) return false;
+  }
+  return true;
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch {
+    return null;
+  }
 }
 
 function lstatOk(path: string): boolean {

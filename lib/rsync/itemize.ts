@@ -63,7 +63,8 @@ export function classifyItems(
     }
     const flags = line.slice(0, 11);
     const kind = ({ f: "file", d: "dir", L: "link" } as const)[flags[1]] ?? "other";
-    const path = name(kind === "link" ? line.slice(12).replace(/ -> .*$/, "") : line.slice(12));
+    // rsyncArgs itemizes without a link's target: the rest is the name, arrows and all.
+    const path = name(line.slice(12));
     if (skip(path)) continue;
     // The root's own mtime moves whenever fanout writes its marker: not drift.
     if (path === "./" && flags[0] === "." && flags.slice(2).replace(/[tT.]/g, "") === "") continue;

@@ -71,7 +71,7 @@ Deno.test("classifyItems: what differs, in words; the root's own mtime is no dri
     ["touched.txt", ["content", "time"]],
     ["same-but-listed.txt", ["attributes"]],
   ]);
-  assert.deepEqual(d.missing, [{ path: "l", kind: "link" }]);
+  assert.deepEqual(d.missing, [{ path: "l -> target with -> arrow", kind: "link" }], "a name");
 });
 
 Deno.test("classifyItems: made-up and truncated lines are classified, never thrown on", () => {

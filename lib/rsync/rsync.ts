@@ -126,7 +126,9 @@ export function rsyncArgs(job: RsyncJob): string[] {
   if (job.delayUpdates) a.push("--delay-updates");
   if (job.maxDelete !== undefined) a.push(`--max-delete=${job.maxDelete}`);
   if (job.dryRun) a.push("--dry-run");
-  if (job.itemize) a.push("--itemize-changes");
+  // Without a link's target (-i's own format is "%i %n%L"): a name holding
+  // " -> " would read as a shorter name and a target.
+  if (job.itemize) a.push("--itemize-changes", "--out-format=%i %n");
   if (job.checksum) a.push("--checksum");
   if (job.sparse) a.push("--sparse");
   if (job.exactTimes !== false) a.push("--modify-window=-1");

@@ -1,0 +1,266 @@
+// The version push on its own: a push engine in this process, with no
+// watcher, pushes a real primary's tree (published by the real publisher)
+// to a real replica. Only the marker's event is handed to it, as when every
+// other event of a publish still lags in the watcher: what reaches the
+// replica with the marker is what the version log says, nothing else.
+import assert from "node:assert/strict";
+import { assertSameTree, type Lab, type Ran, waitFor, withLab } from "./_helpers.ts";
+import { GitRepo } from "./_fleet.ts";
+import { loadFleet } from "../lib/config/mod.ts";
+import { formatRsyncUrl, Logger } from "../lib/core/mod.ts";
+import { Registry } from "../lib/health/mod.ts";
+import { PushEngine } from "../lib/push/mod.ts";
+import { parseMarker } from "../lib/version/mod.ts";
+
+interface Rig {
+  engine: PushEngine;
+  repo: GitRepo;
+  primary: string;
+  replica: string;
+  lines: string[];
+  publish(): Promise<Ran>;
+  /** Waits until the replica's marker says `seq`. */
+  landed(seq: number): Promise<void>;
+}
+
+/**
+ * A primary with no downstreams of its own (the publisher's target), a
+ * replica, and an engine here pushing the one to the other.
+ */
+async function rig(lab: Lab, push: Record<string, string | number> = {}): Promise<Rig> {
+  await lab.fleet({ replicas: ["rsync2"], push: { exclude: "[.git]", reconcile: "1h", ...push } });
+  const withReplica = lab.fleetFile;
+  await lab.server("replica", "rsync2");
+  const text = await Deno.readTextFile(withReplica);
+  const alone = `${lab.dir}/alone.yaml`;
+  await Deno.writeTextFile(alone, text.replace(/^replicas:\n(?: .*\n)+/m, ""));
+  lab.fleetFile = alone;
+  await lab.server("primary", "rsync1");
+  const fleet = await loadFleet(withReplica);
+  const r2 = lab.hosts.rsync2;
+  const lines: string[] = [];
+  const workDir = `${lab.dir}/engine`;
+  await Deno.mkdir(workDir, { recursive: true });
+  const engine = new PushEngine({
+    source: lab.hosts.rsync1.path,
+    targets: [{
+      name: "rsync2",
+      url: formatRsyncUrl({
+        host: r2.ip,
+        port: r2.port,
+        module: fleet.modules.write,
+        user: fleet.auth.user,
+      }),
+    }],
+    push: { ...fleet.push, deleteHold: 300 },
+    rsync: fleet.rsync,
+    address: lab.hosts.rsync1.ip,
+    passwordFile: fleet.auth.passwordFile,
+    workDir,
+    log: new Logger({ sink: (l) => lines.push(l) }),
+    registry: new Registry(),
+  });
+  const repo = await GitRepo.create(lab.dir);
+  const replica = r2.path;
+  return {
+    engine,
+    repo,
+    primary: lab.hosts.rsync1.path,
+    replica,
+    lines,
+    publish: async () => {
+      assert.equal((await repo.push()).code, 0);
+      return await lab.run(["--role", "publish", "-c", alone, "--repo", repo.bare]);
+    },
+    landed: async (seq: number) => {
+      await waitFor(`the replica at seq ${seq}`, async () => {
+        const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
+        return parseMarker(m)?.seq === seq || null;
+      });
+      // The engine records the push once its marker's rsync has exited.
+      await waitFor(`seq ${seq} acknowledged`, () => engine.status()[0].version?.seq === seq);
+    },
+  };
+}
+
+const MARKER_EVENT = [{ path: ".fanout-version", deep: false }];
+
+Deno.test("version push alone: odd names, renames, type changes and deleted directories land by the log", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      const many: Record<string, string> = {};
+      for (let i = 0; i < 20; i++) many[`many/m${i}.txt`] = `m${i}\n`;
+      await g.repo.commit({
+        ...many,
+        "plain.txt": "plain\n",
+        "sp ace/file one.txt": "1\n",
+        "-dash/-f.txt": "d\n",
+        "glob/a*b.txt": "a\n",
+        "glob/q?.txt": "q\n",
+        "glob/[x].txt": "x\n",
+        "br[ack]et/in.txt": "in\n",
+        "back\\slash/f\\x.txt": "b\n",
+        "unicodé/日本.txt": "u\n",
+        "dir2file/a.txt": "a\n",
+        "dir2file/sub/b.txt": "b\n",
+        "file2dir": "f\n",
+        "rename/from.txt": "r\n",
+        "deldir/x.txt": "x\n",
+        "deldir/y/z.txt": "z\n",
+        ".env.sample": "A=1\n",
+        "trail /x.txt": "t\n",
+        " lead/y.txt": "l\n",
+        "#hash/;semi.txt": "h\n",
+        "+ plus/- minus.txt": "p\n",
+      });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+
+      const changedMany: Record<string, string> = {};
+      for (let i = 0; i < 20; i++) changedMany[`many/m${i}.txt`] = `m${i} v2\n`;
+      await g.repo.commit(
+        {
+          ...changedMany,
+          "sp ace/file one.txt": "1 v2\n",
+          "-dash/-f.txt": "d v2\n",
+          "glob/a*b.txt": "a v2\n",
+          "glob/q?.txt": null,
+          "glob/[x].txt": "x v2\n",
+          "br[ack]et": null,
+          "back\\slash/f\\x.txt": "b v2\n",
+          "unicodé/日本.txt": "u v2\n",
+          "dir2file": null,
+          "file2dir": null,
+          "deldir": null,
+          ".env.sample": "A=2\n",
+          "trail /x.txt": null,
+          " lead/y.txt": "l v2\n",
+          " lead/new.txt": "n\n",
+          "#hash": null,
+          "+ plus/- minus.txt": "p v2\n",
+        },
+        { renames: [["rename/from.txt", "rename/to.txt"]], executable: ["plain.txt"] },
+      );
+      await Deno.mkdir(`${g.repo.work}/file2dir`);
+      await g.repo.commit({ "dir2file": "now a file\n", "file2dir/c.txt": "c\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(2);
+      const status = g.engine.status()[0];
+      assert.equal(status.last_push?.kind, "version", g.lines.join(""));
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});
+
+Deno.test("version push alone: symbolic links, one named with an arrow, land by the log", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      await g.repo.commit({ "plain.txt": "plain\n", "other.txt": "other\n" }, {
+        symlinks: { "ln": "plain.txt" },
+      });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      await g.repo.commit({}, { symlinks: { "ln": "other.txt", "a -> b": "plain.txt" } });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(2);
+      assert.equal(g.engine.status()[0].last_push?.kind, "version");
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});
+
+Deno.test("version push alone: a directory whose event arrived goes whole, even where the log names a file", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      await g.repo.commit({ "p": "p\n", "q.txt": "q\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      await g.repo.commit({ "p": "p v2\n" });
+      assert.equal((await g.publish()).code, 0);
+      // Then p becomes a directory on the primary, moved in whole: the
+      // watcher sees one new directory (deep), and its marker event.
+      await Deno.mkdir(`${lab.dir}/moved`);
+      await Deno.writeTextFile(`${lab.dir}/moved/x.txt`, "x\n");
+      await Deno.remove(`${g.primary}/p`);
+      await Deno.rename(`${lab.dir}/moved`, `${g.primary}/p`);
+      g.engine.notify([{ path: "p", deep: true, created: true }, ...MARKER_EVENT]);
+      await g.landed(2);
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});
+
+Deno.test("a push given a path below what is now a symlink out of the tree sends nothing from outside it", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      const outside = `${lab.dir}/outside`;
+      await Deno.mkdir(outside);
+      await Deno.writeTextFile(`${outside}/secret`, "SECRET of the primary host\n");
+      await g.repo.commit({ "plain.txt": "plain\n", "link/secret": "nothing\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      // link/secret changes, then link/ becomes a symbolic link out of the
+      // tree, before the push of the change: the watcher hands over the
+      // change, the new link, and the deletions (which the guard holds).
+      await Deno.writeTextFile(`${g.primary}/link/secret`, "changed\n");
+      await Deno.remove(`${g.primary}/link`, { recursive: true });
+      await Deno.symlink(outside, `${g.primary}/link`);
+      g.engine.notify([
+        { path: "link/secret", deep: false },
+        { path: "link/secret", deep: true, gone: true },
+        { path: "link", deep: true, gone: true },
+        { path: "link", deep: false, created: true },
+      ]);
+      await waitFor("a push recorded", () => g.engine.status()[0].last_push?.kind === "scoped");
+      // (On this one machine the replica's link would point at the same
+      // outside directory: what matters is that it is no copy of it.)
+      if ((await Deno.lstat(`${g.replica}/link`)).isDirectory) {
+        const got = await Deno.readTextFile(`${g.replica}/link/secret`);
+        assert.fail(`a file from outside the primary's tree reached the replica: ${got}`);
+      }
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});
+
+Deno.test("version push alone: a version of more paths than push.max_paths goes whole, as any such change set does", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab, { max_paths: 10 });
+    try {
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 30; i++) files[`d${i % 3}/f${i}.txt`] = `f${i}\n`;
+      await g.repo.commit(files);
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      // Every file deleted but one: 29 deletions, each two filter rules that
+      // rsync tries on every entry it meets.
+      await g.repo.commit(Object.fromEntries(Object.keys(files).slice(1).map((p) => [p, null])));
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(2);
+      assert.equal(g.engine.status()[0].last_push?.kind, "full");
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

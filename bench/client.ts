@@ -3,6 +3,11 @@
 // - fanout client from a replica (as cron runs it: `fanout --role client`), with a
 //   full tree comparison every run (the default) and with the version fast path
 //   (`client.verify_every`);
+// - fanout client of a signed fleet (`release.public_keys`) from a second
+//   replica serving a signed release of the same tree (manifest, envelope,
+//   marker, as a publish and a push leave them), in place with the default
+//   settings (dest compared with the manifest every run, the stat record
+//   vouching for unchanged files), and on the fast path;
 // - `git pull` from a local `git daemon` (the setup fanout replaces);
 // - plain `rsync -az --delete` from the same replica, as the hand-made cron line runs it
 //   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
@@ -13,17 +18,37 @@
 //
 //   deno run -A bench/client.ts [--quick]
 //
-// Prints a markdown table with ratios against git pull, measured in the same run.
+// Prints a markdown table with ratios against git pull and against the plain
+// rsync cron line, measured in the same run.
 import { parseArgs } from "node:util";
 import { canConnect, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
-import { exists, V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
+import {
+  exists,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
+  V8_FLAGS,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../lib/core/mod.ts";
 import {
   appendEntry,
   formatMarker,
   newEntry,
   readMarker,
+  stampMarker,
   type VersionMarker,
 } from "../lib/version/mod.ts";
+import {
+  buildManifest,
+  formatManifest,
+  generateKeyPair,
+  loadSigningKey,
+  manifestDigest,
+  RELEASE_SKIP,
+  type SigningKey,
+  signRelease,
+  writePrivateKey,
+} from "../lib/release/mod.ts";
 
 const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
 const quick = args.values.quick ?? false;
@@ -32,13 +57,27 @@ const NOOP_RUNS = quick ? 7 : 25;
 const CHANGE_RUNS = quick ? 3 : 9;
 const HISTORY = quick ? 10 : 40;
 const ROOT = new URL("..", import.meta.url).pathname;
+/** The signed fleet's cron client, in place with the default settings. */
+const SIGNED_DEFAULT = "fanout client, signed (in place, default)";
 
 async function main(): Promise<void> {
   const lab = await Lab.create();
   const children: Deno.ChildProcess[] = [];
   try {
-    await lab.fleet({ replicas: ["rsync2"] });
+    await lab.fleet({ replicas: ["rsync2", "rsync3"] });
     const r2 = lab.hosts.rsync2;
+    const r3 = lab.hosts.rsync3; // the signed release of the same tree
+    const pair = await generateKeyPair();
+    await writePrivateKey(`${lab.dir}/release.key`, pair.privatePem);
+    const key = await loadSigningKey(`${lab.dir}/release.key`);
+    // A signed fleet's clients trust the key; nothing else differs.
+    const signedFleet = `${lab.dir}/fanout-signed.yaml`;
+    await Deno.writeTextFile(
+      signedFleet,
+      `${await Deno.readTextFile(
+        lab.fleetFile,
+      )}release:\n  public_keys: [${pair.publicKey.text}]\n`,
+    );
     const work = `${lab.dir}/work`; // the developers' repository
     const bare = `${lab.dir}/git/plugins.git`;
     console.error(`building a ${FILES}-file tree…`);
@@ -59,9 +98,12 @@ async function main(): Promise<void> {
     await git(work, "remote", "add", "origin", bare);
     // The replica holds the same tree, exported without .git, plus its marker.
     await sh("rsync", ["-a", "--exclude=.git", `${work}/`, `${r2.path}/`]);
+    await sh("rsync", ["-a", "--exclude=.git", `${work}/`, `${r3.path}/`]);
     let seq = 1;
     await writeMarker(r2.path, seq);
+    await writeMarker(r3.path, seq, (v) => writeRelease(r3.path, v, key), true);
     await lab.server("replica", "rsync2");
+    await lab.server("replica", "rsync3");
 
     const gitIp = lab.ip(40);
     const gitPort = lab.port(gitIp);
@@ -88,9 +130,14 @@ async function main(): Promise<void> {
       `rsync://${at.host}:${at.port}/plugins/`;
     const gitUrl = (at: { host: string; port: number }) =>
       `git://${at.host}:${at.port}/plugins.git`;
-    const direct = { replica: { host: r2.ip, port: r2.port }, git: { host: gitIp, port: gitPort } };
+    const direct = {
+      replica: { host: r2.ip, port: r2.port },
+      signed: { host: r3.ip, port: r3.port },
+      git: { host: gitIp, port: gitPort },
+    };
     const counted = {
       replica: await relayFor(r2.ip, r2.port),
+      signed: await relayFor(r3.ip, r3.port),
       git: await relayFor(gitIp, gitPort),
     };
 
@@ -100,6 +147,9 @@ async function main(): Promise<void> {
       fanout: `${lab.dir}/clients/fanout`,
       fast: `${lab.dir}/clients/fanout-fast`,
       fastBundle: `${lab.dir}/clients/fanout-fast-bundle`,
+      signed: `${lab.dir}/clients/fanout-signed`,
+      signedBundle: `${lab.dir}/clients/fanout-signed-bundle`,
+      signedFast: `${lab.dir}/clients/fanout-signed-fast`,
       rsync: `${lab.dir}/clients/rsync`,
       rsyncNodelay: `${lab.dir}/clients/rsync-nodelay`,
     };
@@ -112,24 +162,32 @@ async function main(): Promise<void> {
     const bundle = ["--quiet", ...built.flags];
 
     type Tool = { name: string; run: (counted: boolean) => Promise<void> };
-    const fanout =
-      (name: string, dest: string, extra: string[] = [], from = "source") => (c: boolean) =>
-        runOk(Deno.execPath(), [
-          "run",
-          ...(from === "bundle" ? [...bundle, built.path] : [...source, `${ROOT}main.ts`]),
-          "--role",
-          "client",
-          "-c",
-          lab.fleetFile,
-          "--name",
-          name,
-          "--no-splay",
-          "--source",
-          rsyncUrl(c ? counted.replica : direct.replica),
-          "--dest",
-          dest,
-          ...extra,
-        ]);
+    const fanout = (
+      name: string,
+      dest: string,
+      extra: string[] = [],
+      from = "source",
+      signed = false,
+    ) =>
+    (c: boolean) =>
+      runOk(Deno.execPath(), [
+        "run",
+        ...(from === "bundle" ? [...bundle, built.path] : [...source, `${ROOT}main.ts`]),
+        "--role",
+        "client",
+        "-c",
+        signed ? signedFleet : lab.fleetFile,
+        "--name",
+        name,
+        "--no-splay",
+        "--source",
+        rsyncUrl(
+          signed ? (c ? counted.signed : direct.signed) : (c ? counted.replica : direct.replica),
+        ),
+        "--dest",
+        dest,
+        ...extra,
+      ]);
     const tools: Tool[] = [
       { name: "fanout client (full verify, default)", run: fanout("bench", dests.fanout) },
       {
@@ -139,6 +197,24 @@ async function main(): Promise<void> {
       {
         name: "fanout client (fast path, the bundle dist/fanout.js)",
         run: fanout("bench-bundle", dests.fastBundle, ["--verify-every", "1h"], "bundle"),
+      },
+      {
+        name: SIGNED_DEFAULT,
+        run: fanout("bench-signed", dests.signed, [], "source", true),
+      },
+      {
+        name: `${SIGNED_DEFAULT}, the bundle`,
+        run: fanout("bench-signed-bundle", dests.signedBundle, [], "bundle", true),
+      },
+      {
+        name: "fanout client, signed (fast path, verify_every=1h, the bundle)",
+        run: fanout(
+          "bench-signed-fast",
+          dests.signedFast,
+          ["--verify-every", "1h"],
+          "bundle",
+          true,
+        ),
       },
       {
         name: "git pull (git daemon)",
@@ -202,18 +278,23 @@ async function main(): Promise<void> {
       await Deno.writeTextFile(`${work}/${file}`, text);
       await git(work, "commit", "-qam", `edit ${i}`);
       await git(work, "push", "-q", "origin", "main");
-      await Deno.writeTextFile(`${r2.path}/${file}`, text);
-      const from = readMarker(r2.path);
-      const to = await writeMarker(r2.path, ++seq, async (v) => {
-        const log = await Deno.readTextFile(`${r2.path}/${VERSION_LOG}`).catch(() => "");
-        const entry = newEntry(from, v, { paths: [file], deleted: [] });
-        await Deno.writeTextFile(`${r2.path}/${VERSION_LOG}`, appendEntry(log, entry));
-      });
-      // Timed from when the replica announces it (its module comment), as a client sees it.
-      await waitFor("the replica announces the version", async () => {
-        const list = await sh("rsync", [`rsync://${r2.ip}:${r2.port}/`]);
-        return list.stdout.includes(`seq=${to.seq} `);
-      });
+      seq++;
+      for (const r of [r2, r3]) {
+        await Deno.writeTextFile(`${r.path}/${file}`, text);
+        const from = readMarker(r.path);
+        const signed = r === r3;
+        const to = await writeMarker(r.path, seq, async (v) => {
+          const log = await Deno.readTextFile(`${r.path}/${VERSION_LOG}`).catch(() => "");
+          const entry = newEntry(from, v, { paths: [file], deleted: [] });
+          await Deno.writeTextFile(`${r.path}/${VERSION_LOG}`, appendEntry(log, entry));
+          if (signed) await writeRelease(r.path, v, key);
+        }, signed);
+        // Timed from when the replica announces it (its module comment), as a client sees it.
+        await waitFor("the replica announces the version", async () => {
+          const list = await sh("rsync", [`rsync://${r.ip}:${r.port}/`]);
+          return list.stdout.includes(`seq=${to.seq} `);
+        });
+      }
       const last = i === CHANGE_RUNS - 1;
       for (const t of tools) {
         if (last) changeBytes.set(t.name, await relay.measure(() => t.run(true)));
@@ -235,25 +316,30 @@ async function main(): Promise<void> {
 
     // ---- report
     const gitName = tools.find((t) => t.name.startsWith("git pull"))!.name;
-    // The targets are judged on fanout's best way to run.
-    const ours = tools.filter((t) => t.name.startsWith("fanout")).map((t) => t.name);
-    const best = (m: Map<string, number[]>) => Math.min(...ours.map((n) => med(m, n)));
+    const rsyncName = tools.find((t) => t.name.startsWith("rsync -az --delete (hand"))!.name;
+    // The targets are judged on fanout's best way to run: unsigned, and a
+    // signed fleet's default (in place, verify_every 0).
+    const ours = tools.filter((t) => t.name.startsWith("fanout client (")).map((t) => t.name);
+    const signedDefault = tools.filter((t) => t.name.startsWith(SIGNED_DEFAULT)).map((t) => t.name);
+    const bestOf = (names: string[], m: Map<string, number[]>) =>
+      Math.min(...names.map((n) => med(m, n)));
+    const best = (m: Map<string, number[]>) => bestOf(ours, m);
     const med = (m: Map<string, number[]>, n: string) => median(m.get(n) ?? []);
     const rows: string[] = [];
     const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : "–");
     rows.push(
-      "| client | no-op sync (median) | vs git pull | no-op bytes on the wire | one-file change (median) | vs git pull | one-file change bytes |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| client | no-op sync (median) | vs git pull | vs rsync | no-op bytes on the wire | one-file change (median) | vs git pull | vs rsync | one-file change bytes |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const t of tools) {
       const n = med(noop, t.name);
       const c = med(change, t.name);
       rows.push(
         `| ${t.name} | ${n.toFixed(1)} ms | ${ratio(n, med(noop, gitName))} | ${
-          fmtBytes(noopBytes.get(t.name)!)
-        } | ${c.toFixed(1)} ms | ${ratio(c, med(change, gitName))} | ${
-          fmtBytes(changeBytes.get(t.name)!)
-        } |`,
+          ratio(n, med(noop, rsyncName))
+        } | ${fmtBytes(noopBytes.get(t.name)!)} | ${c.toFixed(1)} ms | ${
+          ratio(c, med(change, gitName))
+        } | ${ratio(c, med(change, rsyncName))} | ${fmtBytes(changeBytes.get(t.name)!)} |`,
       );
     }
     rows.push(
@@ -268,6 +354,9 @@ async function main(): Promise<void> {
     );
     const noopTarget = best(noop) <= 0.5 * med(noop, gitName);
     const changeTarget = best(change) < med(change, gitName);
+    const signedNoop = bestOf(signedDefault, noop) <= 0.5 * med(noop, gitName);
+    const signedNoopBytes = Math.min(...signedDefault.map((n) => noopBytes.get(n)!)) <= 1024;
+    const signedChange = bestOf(signedDefault, change) <= 0.5 * med(change, gitName);
     rows.push(
       "",
       `${FILES} files, ${fmtBytes(disk.gitWithout)}, ${
@@ -278,6 +367,10 @@ async function main(): Promise<void> {
       `Targets: no-op ≤ 0.5× git pull: ${noopTarget ? "met" : "NOT met"}; ` +
         `one-file change faster than git pull: ${changeTarget ? "met" : "NOT met"}; ` +
         `no .git on the client: ${await exists(`${dests.fanout}/.git`) ? "NOT met" : "met"}.`,
+      `Signed targets (${SIGNED_DEFAULT}, best of main.ts and the bundle): ` +
+        `no-op ≤ 0.5× git pull: ${signedNoop ? "met" : "NOT met"}; ` +
+        `no-op ≤ 1 KiB on the wire: ${signedNoopBytes ? "met" : "NOT met"}; ` +
+        `one-file version ≤ 0.5× git pull: ${signedChange ? "met" : "NOT met"}.`,
     );
     console.log(rows.join("\n"));
     relay.close();
@@ -305,11 +398,16 @@ async function makeTree(dir: string): Promise<void> {
   await writeTree(dir, files);
 }
 
-/** Writes marker `seq` into `dir`, after `before` (the version log's entry) when given. */
+/**
+ * Writes marker `seq` into `dir`, after `before` (the version log's entry,
+ * the signed release) when given; `stamp` gives it its publish time as its
+ * mtime, as a publish does.
+ */
 async function writeMarker(
   dir: string,
   seq: number,
   before?: (v: VersionMarker) => Promise<void>,
+  stamp = false,
 ): Promise<VersionMarker> {
   const v: VersionMarker = {
     seq,
@@ -319,7 +417,27 @@ async function writeMarker(
   };
   await before?.(v);
   await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, formatMarker(v));
+  if (stamp) stampMarker(`${dir}/${VERSION_MARKER}`);
   return v;
+}
+
+/**
+ * Writes the signed release of `dir`'s tree as version `v`: its manifest and
+ * envelope, each renamed into place, as a publish and a push leave them (the
+ * marker follows).
+ */
+async function writeRelease(dir: string, v: VersionMarker, key: SigningKey): Promise<void> {
+  const manifest = formatManifest(await buildManifest(dir, { skip: RELEASE_SKIP }));
+  const envelope = await signRelease(
+    { ...v, manifest_sha256: await manifestDigest(manifest) },
+    key,
+  );
+  for (
+    const [name, bytes] of [[RELEASE_MANIFEST, manifest], [RELEASE_ENVELOPE, envelope]] as const
+  ) {
+    await Deno.writeFile(`${dir}/${name}.tmp`, bytes);
+    await Deno.rename(`${dir}/${name}.tmp`, `${dir}/${name}`);
+  }
 }
 
 async function git(cwd: string, ...a: string[]): Promise<void> {

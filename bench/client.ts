@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     await sh("rsync", ["-a", "--exclude=.git", `${work}/`, `${r3.path}/`]);
     let seq = 1;
     await writeMarker(r2.path, seq);
-    await writeMarker(r3.path, seq, (v) => writeRelease(r3.path, v, key), true);
+    await writeMarker(r3.path, seq, (v) => writeRelease(r3.path, v, key));
     await lab.server("replica", "rsync2");
     await lab.server("replica", "rsync3");
 
@@ -288,7 +288,7 @@ async function main(): Promise<void> {
           const entry = newEntry(from, v, { paths: [file], deleted: [] });
           await Deno.writeTextFile(`${r.path}/${VERSION_LOG}`, appendEntry(log, entry));
           if (signed) await writeRelease(r.path, v, key);
-        }, signed);
+        });
         // Timed from when the replica announces it (its module comment), as a client sees it.
         await waitFor("the replica announces the version", async () => {
           const list = await sh("rsync", [`rsync://${r.ip}:${r.port}/`]);
@@ -400,14 +400,16 @@ async function makeTree(dir: string): Promise<void> {
 
 /**
  * Writes marker `seq` into `dir`, after `before` (the version log's entry,
- * the signed release) when given; `stamp` gives it its publish time as its
- * mtime, as a publish does.
+ * the signed release) when given, with its publish time as its mtime, as a
+ * publish and a push leave it. (Unstamped, the file's time may fall a clock
+ * tick before the `published_at` taken just before it: the kernel stamps
+ * files from a coarser clock. A client then takes its marker for one that
+ * came after its tree's listing, and compares the tree twice every run.)
  */
 async function writeMarker(
   dir: string,
   seq: number,
   before?: (v: VersionMarker) => Promise<void>,
-  stamp = false,
 ): Promise<VersionMarker> {
   const v: VersionMarker = {
     seq,
@@ -417,7 +419,7 @@ async function writeMarker(
   };
   await before?.(v);
   await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, formatMarker(v));
-  if (stamp) stampMarker(`${dir}/${VERSION_MARKER}`);
+  stampMarker(`${dir}/${VERSION_MARKER}`);
   return v;
 }
 

@@ -49,7 +49,7 @@ export async function applyInPlace(
 ): Promise<ReleaseApplied> {
   const dest = job.dest;
   const there = ctx.state !== "absent";
-  const known = there && !ctx.forced ? await recordVouches(job, dest) : null;
+  const known = there && !ctx.forced ? await recordVouches(job, dest, c) : null;
   const vouch = vouching(known);
   const at = Date.now();
   const plan = there

@@ -116,8 +116,9 @@ export async function markApplying(job: ClientJob): Promise<void> {
 /**
  * Keeps, in the state dir, that `tree` holds release `c` now: its manifest,
  * the stat record of the tree and the version (the floor of later ones).
- * `walked` is a walk of the tree that found it as the manifest lists it,
- * begun at `at`; without one the tree is walked here, from the next whole
+ * `walked` is a walk of the tree begun at `at`, of paths it found as the
+ * manifest lists them (a path it leaves out is hashed by the next run, which
+ * records it then); without one the tree is walked here, from the next whole
  * second on, so no file changed just before is left that an edit within
  * the same second of its change time could hide behind (Deno gives change
  * times in whole seconds).

@@ -12,8 +12,9 @@
 // - plain `rsync -az --delete` from the same replica, as the hand-made cron line runs it
 //   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
 //
-// Measures a no-op sync (wall time, bytes on the wire), a one-file change, and the
-// bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
+// Measures a no-op sync (wall time, bytes on the wire, the CPU of the server it
+// reads from: the rsync or git daemon with its per-connection children), a
+// one-file change, and the bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
 // in this process, used only for those runs (timings go direct).
 //
 //   deno run -A bench/client.ts [--quick]
@@ -21,7 +22,7 @@
 // Prints a markdown table with ratios against git pull and against the plain
 // rsync cron line, measured in the same run.
 import { parseArgs } from "node:util";
-import { canConnect, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+import { canConnect, cpuSeconds, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
 import {
   exists,
   RELEASE_ENVELOPE,
@@ -161,7 +162,11 @@ async function main(): Promise<void> {
     const source = ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`];
     const bundle = ["--quiet", ...built.flags];
 
-    type Tool = { name: string; run: (counted: boolean) => Promise<void> };
+    // The server each tool reads from, for its CPU (the daemons' per-connection children included).
+    const pidOf = async (r: string) =>
+      Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`));
+    const servers = { replica: await pidOf("rsync2"), signed: await pidOf("rsync3") };
+    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server?: number };
     const fanout = (
       name: string,
       dest: string,
@@ -189,22 +194,30 @@ async function main(): Promise<void> {
         ...extra,
       ]);
     const tools: Tool[] = [
-      { name: "fanout client (full verify, default)", run: fanout("bench", dests.fanout) },
+      {
+        name: "fanout client (full verify, default)",
+        run: fanout("bench", dests.fanout),
+        server: servers.replica,
+      },
       {
         name: "fanout client (fast path, verify_every=1h)",
         run: fanout("bench-fast", dests.fast, ["--verify-every", "1h"]),
+        server: servers.replica,
       },
       {
         name: "fanout client (fast path, the bundle dist/fanout.js)",
         run: fanout("bench-bundle", dests.fastBundle, ["--verify-every", "1h"], "bundle"),
+        server: servers.replica,
       },
       {
         name: SIGNED_DEFAULT,
         run: fanout("bench-signed", dests.signed, [], "source", true),
+        server: servers.signed,
       },
       {
         name: `${SIGNED_DEFAULT}, the bundle`,
         run: fanout("bench-signed-bundle", dests.signedBundle, [], "bundle", true),
+        server: servers.signed,
       },
       {
         name: "fanout client, signed (fast path, verify_every=1h, the bundle)",
@@ -215,9 +228,11 @@ async function main(): Promise<void> {
           "bundle",
           true,
         ),
+        server: servers.signed,
       },
       {
         name: "git pull (git daemon)",
+        server: daemon.pid,
         run: (c) =>
           runOk("git", [
             "-C",
@@ -231,6 +246,7 @@ async function main(): Promise<void> {
       },
       {
         name: "rsync -az --delete (hand-made cron line)",
+        server: servers.replica,
         run: (c) =>
           runOk("rsync", [
             "-az",
@@ -241,6 +257,7 @@ async function main(): Promise<void> {
       },
       {
         name: "rsync -az --delete + TCP_NODELAY",
+        server: servers.replica,
         run: (c) =>
           runOk("rsync", [
             "-az",
@@ -257,10 +274,17 @@ async function main(): Promise<void> {
     // The fast path needs one verified run on record; the first sync is one.
 
     const noop = new Map<string, number[]>();
+    const noopCpu = new Map<string, number[]>();
     console.error(`no-op syncs (${NOOP_RUNS} rounds)…`);
     for (let i = 0; i < NOOP_RUNS; i++) {
       // Interleaved, so load from elsewhere on the machine hits every tool alike.
-      for (const t of tools) push(noop, t.name, await timed(() => t.run(false)));
+      for (const t of tools) {
+        const cpu0 = cpuSeconds(t.server!);
+        push(noop, t.name, await timed(() => t.run(false)));
+        // The daemon reaps its connection's child (and adds its CPU) when it exits.
+        await sleep(20);
+        push(noopCpu, t.name, (cpuSeconds(t.server!) - cpu0) * 1000);
+      }
     }
     const noopBytes = new Map<string, number>();
     for (const t of tools) noopBytes.set(t.name, await relay.measure(() => t.run(true)));
@@ -328,8 +352,8 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : "–");
     rows.push(
-      "| client | no-op sync (median) | vs git pull | vs rsync | no-op bytes on the wire | one-file change (median) | vs git pull | vs rsync | one-file change bytes |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| client | no-op sync (median) | vs git pull | vs rsync | no-op bytes on the wire | server CPU per no-op (mean) | one-file change (median) | vs git pull | vs rsync | one-file change bytes |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const t of tools) {
       const n = med(noop, t.name);
@@ -337,9 +361,11 @@ async function main(): Promise<void> {
       rows.push(
         `| ${t.name} | ${n.toFixed(1)} ms | ${ratio(n, med(noop, gitName))} | ${
           ratio(n, med(noop, rsyncName))
-        } | ${fmtBytes(noopBytes.get(t.name)!)} | ${c.toFixed(1)} ms | ${
-          ratio(c, med(change, gitName))
-        } | ${ratio(c, med(change, rsyncName))} | ${fmtBytes(changeBytes.get(t.name)!)} |`,
+        } | ${fmtBytes(noopBytes.get(t.name)!)} | ${mean(noopCpu.get(t.name)!).toFixed(1)} ms | ${
+          c.toFixed(1)
+        } ms | ${ratio(c, med(change, gitName))} | ${ratio(c, med(change, rsyncName))} | ${
+          fmtBytes(changeBytes.get(t.name)!)
+        } |`,
       );
     }
     rows.push(
@@ -460,6 +486,10 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 
 function push(m: Map<string, number[]>, k: string, v: number): void {
   m.set(k, [...(m.get(k) ?? []), v]);
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 function median(xs: number[]): number {

@@ -36,7 +36,7 @@
 // each) competes with the servers for the same cores, so wall times are an
 // upper bound; the servers' CPU seconds are what a real replica would spend.
 import { parseArgs } from "node:util";
-import { diffTrees, http, Lab, type Proc, sleep } from "../tests/_helpers.ts";
+import { cpuSeconds, diffTrees, http, Lab, type Proc, sleep } from "../tests/_helpers.ts";
 import { DEST_MARKER, LOG, smallTree, Topology } from "../tests/_fleet.ts";
 import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
 
@@ -55,7 +55,6 @@ const CLIENTS = Number(args.values.clients ?? (quick ? 50 : 200));
 const FILES = Number(args.values.files ?? (quick ? 1000 : 5000));
 /** The default splay (30 s for a fleet of 200), scaled to keep the arrival rate. */
 const SPLAY_MS = Math.round(30_000 * CLIENTS / 200);
-const TICK = 100; // USER_HZ: /proc/<pid>/stat counts in 1/100 s on Linux
 
 interface Row {
   mode: string;
@@ -225,10 +224,10 @@ async function herd(
   const proxyPid = t.procs.get("proxy")!.pid;
   // What the daemons spend with no client (the proxy's health checks), per second.
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-  const idle0 = sum(daemonPids.map(cpuOf));
+  const idle0 = sum(daemonPids.map(cpuSeconds));
   await sleep(IDLE_MS);
-  const idlePerS = (sum(daemonPids.map(cpuOf)) - idle0) / (IDLE_MS / 1000);
-  const cpu0 = { daemons: daemonPids.map(cpuOf), proxy: cpuOf(proxyPid) };
+  const idlePerS = (sum(daemonPids.map(cpuSeconds)) - idle0) / (IDLE_MS / 1000);
+  const cpu0 = { daemons: daemonPids.map(cpuSeconds), proxy: cpuSeconds(proxyPid) };
   const refused0 = await proxyRefused(t);
   const logged0 = await Promise.all(replicas.map((r) => maxConnLines(lab, r)));
 
@@ -265,7 +264,7 @@ async function herd(
   sampling = false;
   await sampler;
 
-  const cpu1 = { daemons: daemonPids.map(cpuOf), proxy: cpuOf(proxyPid) };
+  const cpu1 = { daemons: daemonPids.map(cpuSeconds), proxy: cpuSeconds(proxyPid) };
   const refused1 = await proxyRefused(t);
   const logged1 = await Promise.all(replicas.map((r) => maxConnLines(lab, r)));
   // Run times from each client's status file (splay excluded).
@@ -312,18 +311,6 @@ async function herd(
     daemonIdle: idlePerS * wall / 1000,
     proxyCpu: cpu1.proxy - cpu0.proxy,
   };
-}
-
-/** CPU seconds of `pid` and its reaped children (utime+stime+cutime+cstime). */
-function cpuOf(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14-17 of stat(5), counted from the state field (3) here.
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICK;
-  } catch {
-    return NaN;
-  }
 }
 
 async function proxyRefused(t: Topology): Promise<number> {

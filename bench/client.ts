@@ -124,6 +124,10 @@ async function main(): Promise<void> {
     }).spawn();
     children.push(daemon);
     await waitFor("git daemon", () => canConnect(gitIp, gitPort));
+    // `git daemon` runs git-daemon as its child, which forks one per connection and reaps it.
+    const gitDaemon = Number(
+      (await Deno.readTextFile(`/proc/${daemon.pid}/task/${daemon.pid}/children`)).split(" ")[0],
+    ) || daemon.pid;
 
     const relay = new CountingRelay(lab.ip(41));
     const relayFor = async (host: string, port: number) => await relay.add(host, port);
@@ -232,7 +236,7 @@ async function main(): Promise<void> {
       },
       {
         name: "git pull (git daemon)",
-        server: daemon.pid,
+        server: gitDaemon,
         run: (c) =>
           runOk("git", [
             "-C",

@@ -3,27 +3,53 @@
 // - fanout client from a replica (as cron runs it: `fanout --role client`), with a
 //   full tree comparison every run (the default) and with the version fast path
 //   (`client.verify_every`);
+// - fanout client of a signed fleet (`release.public_keys`) from a second
+//   replica serving a signed release of the same tree (manifest, envelope,
+//   marker, as a publish and a push leave them), in place with the default
+//   settings (dest compared with the manifest every run, the stat record
+//   vouching for unchanged files), and on the fast path;
 // - `git pull` from a local `git daemon` (the setup fanout replaces);
 // - plain `rsync -az --delete` from the same replica, as the hand-made cron line runs it
 //   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
 //
-// Measures a no-op sync (wall time, bytes on the wire), a one-file change, and the
-// bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
+// Measures a no-op sync (wall time, bytes on the wire, the CPU of the server it
+// reads from: the rsync or git daemon with its per-connection children), a
+// one-file change, and the bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
 // in this process, used only for those runs (timings go direct).
 //
 //   deno run -A bench/client.ts [--quick]
 //
-// Prints a markdown table with ratios against git pull, measured in the same run.
+// Prints a markdown table with ratios against git pull and against the plain
+// rsync cron line, measured in the same run.
 import { parseArgs } from "node:util";
-import { canConnect, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
-import { exists, V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
+import { canConnect, cpuSeconds, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
+import {
+  exists,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
+  V8_FLAGS,
+  VERSION_LOG,
+  VERSION_MARKER,
+} from "../lib/core/mod.ts";
 import {
   appendEntry,
   formatMarker,
   newEntry,
   readMarker,
+  stampMarker,
   type VersionMarker,
 } from "../lib/version/mod.ts";
+import {
+  buildManifest,
+  formatManifest,
+  generateKeyPair,
+  loadSigningKey,
+  manifestDigest,
+  RELEASE_SKIP,
+  type SigningKey,
+  signRelease,
+  writePrivateKey,
+} from "../lib/release/mod.ts";
 
 const args = parseArgs({ args: Deno.args, options: { quick: { type: "boolean" } } });
 const quick = args.values.quick ?? false;
@@ -32,13 +58,27 @@ const NOOP_RUNS = quick ? 7 : 25;
 const CHANGE_RUNS = quick ? 3 : 9;
 const HISTORY = quick ? 10 : 40;
 const ROOT = new URL("..", import.meta.url).pathname;
+/** The signed fleet's cron client, in place with the default settings. */
+const SIGNED_DEFAULT = "fanout client, signed (in place, default)";
 
 async function main(): Promise<void> {
   const lab = await Lab.create();
   const children: Deno.ChildProcess[] = [];
   try {
-    await lab.fleet({ replicas: ["rsync2"] });
+    await lab.fleet({ replicas: ["rsync2", "rsync3"] });
     const r2 = lab.hosts.rsync2;
+    const r3 = lab.hosts.rsync3; // the signed release of the same tree
+    const pair = await generateKeyPair();
+    await writePrivateKey(`${lab.dir}/release.key`, pair.privatePem);
+    const key = await loadSigningKey(`${lab.dir}/release.key`);
+    // A signed fleet's clients trust the key; nothing else differs.
+    const signedFleet = `${lab.dir}/fanout-signed.yaml`;
+    await Deno.writeTextFile(
+      signedFleet,
+      `${await Deno.readTextFile(
+        lab.fleetFile,
+      )}release:\n  public_keys: [${pair.publicKey.text}]\n`,
+    );
     const work = `${lab.dir}/work`; // the developers' repository
     const bare = `${lab.dir}/git/plugins.git`;
     console.error(`building a ${FILES}-file tree…`);
@@ -59,9 +99,12 @@ async function main(): Promise<void> {
     await git(work, "remote", "add", "origin", bare);
     // The replica holds the same tree, exported without .git, plus its marker.
     await sh("rsync", ["-a", "--exclude=.git", `${work}/`, `${r2.path}/`]);
+    await sh("rsync", ["-a", "--exclude=.git", `${work}/`, `${r3.path}/`]);
     let seq = 1;
     await writeMarker(r2.path, seq);
+    await writeMarker(r3.path, seq, (v) => writeRelease(r3.path, v, key));
     await lab.server("replica", "rsync2");
+    await lab.server("replica", "rsync3");
 
     const gitIp = lab.ip(40);
     const gitPort = lab.port(gitIp);
@@ -81,6 +124,10 @@ async function main(): Promise<void> {
     }).spawn();
     children.push(daemon);
     await waitFor("git daemon", () => canConnect(gitIp, gitPort));
+    // `git daemon` runs git-daemon as its child, which forks one per connection and reaps it.
+    const gitDaemon = Number(
+      (await Deno.readTextFile(`/proc/${daemon.pid}/task/${daemon.pid}/children`)).split(" ")[0],
+    ) || daemon.pid;
 
     const relay = new CountingRelay(lab.ip(41));
     const relayFor = async (host: string, port: number) => await relay.add(host, port);
@@ -88,9 +135,14 @@ async function main(): Promise<void> {
       `rsync://${at.host}:${at.port}/plugins/`;
     const gitUrl = (at: { host: string; port: number }) =>
       `git://${at.host}:${at.port}/plugins.git`;
-    const direct = { replica: { host: r2.ip, port: r2.port }, git: { host: gitIp, port: gitPort } };
+    const direct = {
+      replica: { host: r2.ip, port: r2.port },
+      signed: { host: r3.ip, port: r3.port },
+      git: { host: gitIp, port: gitPort },
+    };
     const counted = {
       replica: await relayFor(r2.ip, r2.port),
+      signed: await relayFor(r3.ip, r3.port),
       git: await relayFor(gitIp, gitPort),
     };
 
@@ -100,6 +152,9 @@ async function main(): Promise<void> {
       fanout: `${lab.dir}/clients/fanout`,
       fast: `${lab.dir}/clients/fanout-fast`,
       fastBundle: `${lab.dir}/clients/fanout-fast-bundle`,
+      signed: `${lab.dir}/clients/fanout-signed`,
+      signedBundle: `${lab.dir}/clients/fanout-signed-bundle`,
+      signedFast: `${lab.dir}/clients/fanout-signed-fast`,
       rsync: `${lab.dir}/clients/rsync`,
       rsyncNodelay: `${lab.dir}/clients/rsync-nodelay`,
     };
@@ -111,37 +166,77 @@ async function main(): Promise<void> {
     const source = ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`];
     const bundle = ["--quiet", ...built.flags];
 
-    type Tool = { name: string; run: (counted: boolean) => Promise<void> };
-    const fanout =
-      (name: string, dest: string, extra: string[] = [], from = "source") => (c: boolean) =>
-        runOk(Deno.execPath(), [
-          "run",
-          ...(from === "bundle" ? [...bundle, built.path] : [...source, `${ROOT}main.ts`]),
-          "--role",
-          "client",
-          "-c",
-          lab.fleetFile,
-          "--name",
-          name,
-          "--no-splay",
-          "--source",
-          rsyncUrl(c ? counted.replica : direct.replica),
-          "--dest",
-          dest,
-          ...extra,
-        ]);
+    // The server each tool reads from, for its CPU (the daemons' per-connection children included).
+    const pidOf = async (r: string) =>
+      Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`));
+    const servers = { replica: await pidOf("rsync2"), signed: await pidOf("rsync3") };
+    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server?: number };
+    const fanout = (
+      name: string,
+      dest: string,
+      extra: string[] = [],
+      from = "source",
+      signed = false,
+    ) =>
+    (c: boolean) =>
+      runOk(Deno.execPath(), [
+        "run",
+        ...(from === "bundle" ? [...bundle, built.path] : [...source, `${ROOT}main.ts`]),
+        "--role",
+        "client",
+        "-c",
+        signed ? signedFleet : lab.fleetFile,
+        "--name",
+        name,
+        "--no-splay",
+        "--source",
+        rsyncUrl(
+          signed ? (c ? counted.signed : direct.signed) : (c ? counted.replica : direct.replica),
+        ),
+        "--dest",
+        dest,
+        ...extra,
+      ]);
     const tools: Tool[] = [
-      { name: "fanout client (full verify, default)", run: fanout("bench", dests.fanout) },
+      {
+        name: "fanout client (full verify, default)",
+        run: fanout("bench", dests.fanout),
+        server: servers.replica,
+      },
       {
         name: "fanout client (fast path, verify_every=1h)",
         run: fanout("bench-fast", dests.fast, ["--verify-every", "1h"]),
+        server: servers.replica,
       },
       {
         name: "fanout client (fast path, the bundle dist/fanout.js)",
         run: fanout("bench-bundle", dests.fastBundle, ["--verify-every", "1h"], "bundle"),
+        server: servers.replica,
+      },
+      {
+        name: SIGNED_DEFAULT,
+        run: fanout("bench-signed", dests.signed, [], "source", true),
+        server: servers.signed,
+      },
+      {
+        name: `${SIGNED_DEFAULT}, the bundle`,
+        run: fanout("bench-signed-bundle", dests.signedBundle, [], "bundle", true),
+        server: servers.signed,
+      },
+      {
+        name: "fanout client, signed (fast path, verify_every=1h, the bundle)",
+        run: fanout(
+          "bench-signed-fast",
+          dests.signedFast,
+          ["--verify-every", "1h"],
+          "bundle",
+          true,
+        ),
+        server: servers.signed,
       },
       {
         name: "git pull (git daemon)",
+        server: gitDaemon,
         run: (c) =>
           runOk("git", [
             "-C",
@@ -155,6 +250,7 @@ async function main(): Promise<void> {
       },
       {
         name: "rsync -az --delete (hand-made cron line)",
+        server: servers.replica,
         run: (c) =>
           runOk("rsync", [
             "-az",
@@ -165,6 +261,7 @@ async function main(): Promise<void> {
       },
       {
         name: "rsync -az --delete + TCP_NODELAY",
+        server: servers.replica,
         run: (c) =>
           runOk("rsync", [
             "-az",
@@ -181,10 +278,17 @@ async function main(): Promise<void> {
     // The fast path needs one verified run on record; the first sync is one.
 
     const noop = new Map<string, number[]>();
+    const noopCpu = new Map<string, number[]>();
     console.error(`no-op syncs (${NOOP_RUNS} rounds)…`);
     for (let i = 0; i < NOOP_RUNS; i++) {
       // Interleaved, so load from elsewhere on the machine hits every tool alike.
-      for (const t of tools) push(noop, t.name, await timed(() => t.run(false)));
+      for (const t of tools) {
+        const cpu0 = cpuSeconds(t.server!);
+        push(noop, t.name, await timed(() => t.run(false)));
+        // The daemon reaps its connection's child (and adds its CPU) when it exits.
+        await sleep(20);
+        push(noopCpu, t.name, (cpuSeconds(t.server!) - cpu0) * 1000);
+      }
     }
     const noopBytes = new Map<string, number>();
     for (const t of tools) noopBytes.set(t.name, await relay.measure(() => t.run(true)));
@@ -202,18 +306,23 @@ async function main(): Promise<void> {
       await Deno.writeTextFile(`${work}/${file}`, text);
       await git(work, "commit", "-qam", `edit ${i}`);
       await git(work, "push", "-q", "origin", "main");
-      await Deno.writeTextFile(`${r2.path}/${file}`, text);
-      const from = readMarker(r2.path);
-      const to = await writeMarker(r2.path, ++seq, async (v) => {
-        const log = await Deno.readTextFile(`${r2.path}/${VERSION_LOG}`).catch(() => "");
-        const entry = newEntry(from, v, { paths: [file], deleted: [] });
-        await Deno.writeTextFile(`${r2.path}/${VERSION_LOG}`, appendEntry(log, entry));
-      });
-      // Timed from when the replica announces it (its module comment), as a client sees it.
-      await waitFor("the replica announces the version", async () => {
-        const list = await sh("rsync", [`rsync://${r2.ip}:${r2.port}/`]);
-        return list.stdout.includes(`seq=${to.seq} `);
-      });
+      seq++;
+      for (const r of [r2, r3]) {
+        await Deno.writeTextFile(`${r.path}/${file}`, text);
+        const from = readMarker(r.path);
+        const signed = r === r3;
+        const to = await writeMarker(r.path, seq, async (v) => {
+          const log = await Deno.readTextFile(`${r.path}/${VERSION_LOG}`).catch(() => "");
+          const entry = newEntry(from, v, { paths: [file], deleted: [] });
+          await Deno.writeTextFile(`${r.path}/${VERSION_LOG}`, appendEntry(log, entry));
+          if (signed) await writeRelease(r.path, v, key);
+        });
+        // Timed from when the replica announces it (its module comment), as a client sees it.
+        await waitFor("the replica announces the version", async () => {
+          const list = await sh("rsync", [`rsync://${r.ip}:${r.port}/`]);
+          return list.stdout.includes(`seq=${to.seq} `);
+        });
+      }
       const last = i === CHANGE_RUNS - 1;
       for (const t of tools) {
         if (last) changeBytes.set(t.name, await relay.measure(() => t.run(true)));
@@ -235,23 +344,30 @@ async function main(): Promise<void> {
 
     // ---- report
     const gitName = tools.find((t) => t.name.startsWith("git pull"))!.name;
-    // The targets are judged on fanout's best way to run.
-    const ours = tools.filter((t) => t.name.startsWith("fanout")).map((t) => t.name);
-    const best = (m: Map<string, number[]>) => Math.min(...ours.map((n) => med(m, n)));
+    const rsyncName = tools.find((t) => t.name.startsWith("rsync -az --delete (hand"))!.name;
+    // The targets are judged on fanout's best way to run: unsigned, and a
+    // signed fleet's default (in place, verify_every 0).
+    const ours = tools.filter((t) => t.name.startsWith("fanout client (")).map((t) => t.name);
+    const signedDefault = tools.filter((t) => t.name.startsWith(SIGNED_DEFAULT)).map((t) => t.name);
+    const bestOf = (names: string[], m: Map<string, number[]>) =>
+      Math.min(...names.map((n) => med(m, n)));
+    const best = (m: Map<string, number[]>) => bestOf(ours, m);
     const med = (m: Map<string, number[]>, n: string) => median(m.get(n) ?? []);
     const rows: string[] = [];
     const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : "–");
     rows.push(
-      "| client | no-op sync (median) | vs git pull | no-op bytes on the wire | one-file change (median) | vs git pull | one-file change bytes |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| client | no-op sync (median) | vs git pull | vs rsync | no-op bytes on the wire | server CPU per no-op (mean) | one-file change (median) | vs git pull | vs rsync | one-file change bytes |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const t of tools) {
       const n = med(noop, t.name);
       const c = med(change, t.name);
       rows.push(
         `| ${t.name} | ${n.toFixed(1)} ms | ${ratio(n, med(noop, gitName))} | ${
-          fmtBytes(noopBytes.get(t.name)!)
-        } | ${c.toFixed(1)} ms | ${ratio(c, med(change, gitName))} | ${
+          ratio(n, med(noop, rsyncName))
+        } | ${fmtBytes(noopBytes.get(t.name)!)} | ${mean(noopCpu.get(t.name)!).toFixed(1)} ms | ${
+          c.toFixed(1)
+        } ms | ${ratio(c, med(change, gitName))} | ${ratio(c, med(change, rsyncName))} | ${
           fmtBytes(changeBytes.get(t.name)!)
         } |`,
       );
@@ -268,6 +384,9 @@ async function main(): Promise<void> {
     );
     const noopTarget = best(noop) <= 0.5 * med(noop, gitName);
     const changeTarget = best(change) < med(change, gitName);
+    const signedNoop = bestOf(signedDefault, noop) <= 0.5 * med(noop, gitName);
+    const signedNoopBytes = Math.min(...signedDefault.map((n) => noopBytes.get(n)!)) <= 1024;
+    const signedChange = bestOf(signedDefault, change) <= 0.5 * med(change, gitName);
     rows.push(
       "",
       `${FILES} files, ${fmtBytes(disk.gitWithout)}, ${
@@ -278,6 +397,10 @@ async function main(): Promise<void> {
       `Targets: no-op ≤ 0.5× git pull: ${noopTarget ? "met" : "NOT met"}; ` +
         `one-file change faster than git pull: ${changeTarget ? "met" : "NOT met"}; ` +
         `no .git on the client: ${await exists(`${dests.fanout}/.git`) ? "NOT met" : "met"}.`,
+      `Signed targets (${SIGNED_DEFAULT}, best of main.ts and the bundle): ` +
+        `no-op ≤ 0.5× git pull: ${signedNoop ? "met" : "NOT met"}; ` +
+        `no-op ≤ 1 KiB on the wire: ${signedNoopBytes ? "met" : "NOT met"}; ` +
+        `one-file version ≤ 0.5× git pull: ${signedChange ? "met" : "NOT met"}.`,
     );
     console.log(rows.join("\n"));
     relay.close();
@@ -305,7 +428,14 @@ async function makeTree(dir: string): Promise<void> {
   await writeTree(dir, files);
 }
 
-/** Writes marker `seq` into `dir`, after `before` (the version log's entry) when given. */
+/**
+ * Writes marker `seq` into `dir`, after `before` (the version log's entry,
+ * the signed release) when given, with its publish time as its mtime, as a
+ * publish and a push leave it. (Unstamped, the file's time may fall a clock
+ * tick before the `published_at` taken just before it: the kernel stamps
+ * files from a coarser clock. A client then takes its marker for one that
+ * came after its tree's listing, and compares the tree twice every run.)
+ */
 async function writeMarker(
   dir: string,
   seq: number,
@@ -319,7 +449,27 @@ async function writeMarker(
   };
   await before?.(v);
   await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, formatMarker(v));
+  stampMarker(`${dir}/${VERSION_MARKER}`);
   return v;
+}
+
+/**
+ * Writes the signed release of `dir`'s tree as version `v`: its manifest and
+ * envelope, each renamed into place, as a publish and a push leave them (the
+ * marker follows).
+ */
+async function writeRelease(dir: string, v: VersionMarker, key: SigningKey): Promise<void> {
+  const manifest = formatManifest(await buildManifest(dir, { skip: RELEASE_SKIP }));
+  const envelope = await signRelease(
+    { ...v, manifest_sha256: await manifestDigest(manifest) },
+    key,
+  );
+  for (
+    const [name, bytes] of [[RELEASE_MANIFEST, manifest], [RELEASE_ENVELOPE, envelope]] as const
+  ) {
+    await Deno.writeFile(`${dir}/${name}.tmp`, bytes);
+    await Deno.rename(`${dir}/${name}.tmp`, `${dir}/${name}`);
+  }
 }
 
 async function git(cwd: string, ...a: string[]): Promise<void> {
@@ -340,6 +490,10 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 
 function push(m: Map<string, number[]>, k: string, v: number): void {
   m.set(k, [...(m.get(k) ?? []), v]);
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 function median(xs: number[]): number {

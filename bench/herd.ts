@@ -14,9 +14,19 @@
 // clients made, connections the proxy refused (its /metrics), "max
 // connections" refusals in the daemons' logs, the proxy's peak of active
 // connections, and CPU seconds of the three replicas' rsync daemons (their
-// forked children included, from /proc/<pid>/stat) and of the proxy.
+// forked children included, from /proc/<pid>/stat) and of the proxy. The
+// daemons' CPU is also given less what they spend at rest (the proxy's
+// health checks), sampled for 3 s before each scenario and scaled to its
+// wall time.
 //
-//   deno run -A bench/herd.ts [--clients 200] [--files 5000] [--quick]
+//   deno run -A bench/herd.ts [--clients 200] [--files 5000] [--quick] [--signed]
+//
+// --signed: an unsigned fleet and a signed one (`release.signing_key_file`
+// on the publisher, `release.public_keys` on every client: in place, default
+// settings) side by side, each its own lab with the same clients and tree,
+// with the splay; each scenario (cold start, no-op, new version, no-op on the
+// fast path) runs on one fleet, then the other, so load from elsewhere hits
+// both alike.
 //
 // --quick: 50 clients and 1,000 files. The splay keeps the production arrival
 // rate: the default 30 s for 200 clients, scaled with the client count (50
@@ -26,8 +36,9 @@
 // each) competes with the servers for the same cores, so wall times are an
 // upper bound; the servers' CPU seconds are what a real replica would spend.
 import { parseArgs } from "node:util";
-import { diffTrees, http, Lab, type Proc, sleep } from "../tests/_helpers.ts";
-import { DEST_MARKER, smallTree, Topology } from "../tests/_fleet.ts";
+import { cpuSeconds, diffTrees, http, Lab, type Proc, sleep } from "../tests/_helpers.ts";
+import { DEST_MARKER, LOG, smallTree, Topology } from "../tests/_fleet.ts";
+import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -35,14 +46,15 @@ const args = parseArgs({
     quick: { type: "boolean" },
     clients: { type: "string" },
     files: { type: "string" },
+    signed: { type: "boolean" },
   },
 });
 const quick = args.values.quick ?? false;
+const SIGNED = args.values.signed ?? false;
 const CLIENTS = Number(args.values.clients ?? (quick ? 50 : 200));
 const FILES = Number(args.values.files ?? (quick ? 1000 : 5000));
 /** The default splay (30 s for a fleet of 200), scaled to keep the arrival rate. */
 const SPLAY_MS = Math.round(30_000 * CLIENTS / 200);
-const TICK = 100; // USER_HZ: /proc/<pid>/stat counts in 1/100 s on Linux
 
 interface Row {
   mode: string;
@@ -58,33 +70,71 @@ interface Row {
   daemonRefused: number;
   peakProxy: number;
   daemonCpu: number;
+  /** The daemons' CPU seconds at rest (health checks) over the same wall time. */
+  daemonIdle: number;
   proxyCpu: number;
 }
 
-async function main(): Promise<void> {
-  // Every host's tree in memory (~10 KB a file with its pages).
-  const lab = await Lab.create({
-    tmpfs: `${Math.ceil(2 + ((CLIENTS + 5) * FILES * 10e3) / 1e9)}g`,
+/** How long the daemons' CPU at rest is sampled before each scenario. */
+const IDLE_MS = 3_000;
+
+/** Every host's tree in memory (~10 KB a file with its pages). */
+function newLab(): Promise<Lab> {
+  return Lab.create({ tmpfs: `${Math.ceil(2 + ((CLIENTS + 5) * FILES * 10e3) / 1e9)}g` });
+}
+
+const NAMES = Array.from({ length: CLIENTS }, (_, i) => `c${String(i + 1).padStart(3, "0")}`);
+
+/**
+ * Starts a fleet in `lab` and publishes its first version (everything but
+ * the clients converged). `signed`: the publisher signs every version and
+ * the clients take only signed ones.
+ */
+async function startFleet(lab: Lab, signed: boolean): Promise<Topology> {
+  let release = "";
+  if (signed) {
+    const pair = await generateKeyPair();
+    await writePrivateKey(`${lab.dir}/release.key`, pair.privatePem);
+    release = `release:\n  signing_key_file: ${lab.dir}/release.key\n` +
+      `  public_keys: [${pair.publicKey.text}]`;
+  }
+  const t = await Topology.start(lab, {
+    clients: NAMES,
+    replicas: ["rsync2", "rsync3", "rsync4"],
+    // Clients reach the three replicas only, as in the hand-made setup.
+    proxy: { backends: "[rsync2, rsync3, rsync4]", interval: "1s", check_timeout: "1s" },
+    // Production-like client settings: a 10 s connect timeout, 3 retries.
+    client: { connect_timeout: "10s", retries: 3 },
+    extra: release,
   });
+  const files = tree(FILES, "v1");
+  const v1 = await t.publish(files);
+  await t.converged(v1, { clients: [] });
+  const bytes = Object.values(files).reduce((n, s) => n + s.length, 0);
+  console.error(`tree: ${FILES} files, ${(bytes / 1e6).toFixed(1)} MB`);
+  return t;
+}
+
+/** Publishes version `version` (10 files changed) and waits for every server. */
+async function newVersion(t: Topology, version: number): Promise<void> {
+  const change: Record<string, string> = {};
+  for (let i = 0; i < 10; i++) {
+    change[`src/m${i % 4}/f${i * 7}.php`] = `<?php // v${version} ${i}\n`;
+  }
+  const c = await t.publish(change);
+  await t.converged(c, { clients: [] });
+}
+
+async function main(): Promise<void> {
+  console.error(
+    `herd: ${CLIENTS} clients, ${FILES}-file tree, splay ${SPLAY_MS} ms; starting the fleet…`,
+  );
+  if (SIGNED) return await signedAgainstUnsigned();
+  const lab = await newLab();
   const rows: Row[] = [];
+  const names = NAMES;
   try {
-    const names = Array.from({ length: CLIENTS }, (_, i) => `c${String(i + 1).padStart(3, "0")}`);
-    console.error(
-      `herd: ${CLIENTS} clients, ${FILES}-file tree, splay ${SPLAY_MS} ms; starting the fleet…`,
-    );
-    const t = await Topology.start(lab, {
-      clients: names,
-      replicas: ["rsync2", "rsync3", "rsync4"],
-      // Clients reach the three replicas only, as in the hand-made setup.
-      proxy: { backends: "[rsync2, rsync3, rsync4]", interval: "1s", check_timeout: "1s" },
-      // Production-like client settings: a 10 s connect timeout, 3 retries.
-      client: { connect_timeout: "10s", retries: 3 },
-    });
-    const files = tree(FILES, "v1");
-    const v1 = await t.publish(files);
-    await t.converged(v1, { clients: [] });
-    const bytes = Object.values(files).reduce((n, s) => n + s.length, 0);
-    console.error(`tree: ${FILES} files, ${(bytes / 1e6).toFixed(1)} MB`);
+    const t = await startFleet(lab, false);
 
     let version = 1;
     for (const [mode, splay] of [["same second", false], ["splay", true]] as const) {
@@ -101,15 +151,7 @@ async function main(): Promise<void> {
         "new version, fast path",
       ] as const;
       for (const scenario of scenarios) {
-        if (scenario.startsWith("new version")) {
-          version++;
-          const change: Record<string, string> = {};
-          for (let i = 0; i < 10; i++) {
-            change[`src/m${i % 4}/f${i * 7}.php`] = `<?php // v${version} ${i}\n`;
-          }
-          const c = await t.publish(change);
-          await t.converged(c, { clients: [] });
-        }
+        if (scenario.startsWith("new version")) await newVersion(t, ++version);
         console.error(`${mode}: ${scenario}…`);
         // The fast path (client.verify_every): a run that finds the version
         // unchanged fetches the marker alone, no tree walk; one that finds a
@@ -121,6 +163,37 @@ async function main(): Promise<void> {
     await t.shutdown();
   } finally {
     await lab.close();
+  }
+  print(rows);
+}
+
+/**
+ * `--signed`: an unsigned and a signed fleet, each in its own lab, every
+ * scenario on one then the other (with the splay).
+ */
+async function signedAgainstUnsigned(): Promise<void> {
+  const rows: Row[] = [];
+  const fleets: { label: string; lab: Lab; t?: Topology }[] = [
+    { label: "unsigned", lab: await newLab() },
+    { label: "signed", lab: await newLab() },
+  ];
+  try {
+    for (const f of fleets) f.t = await startFleet(f.lab, f.label === "signed");
+    let version = 1;
+    const scenarios = ["cold start", "no-op", "new version", "no-op, fast path"] as const;
+    for (const scenario of scenarios) {
+      if (scenario === "new version") version++;
+      for (const f of fleets) {
+        const t = f.t!;
+        if (scenario === "new version") await newVersion(t, version);
+        console.error(`${f.label}: ${scenario}…`);
+        const extra = scenario.endsWith("fast path") ? ["--verify-every", "1h"] : [];
+        rows.push(await herd(t, NAMES, `${f.label}, splay`, scenario, true, extra));
+      }
+    }
+    for (const f of fleets) await f.t?.shutdown();
+  } finally {
+    for (const f of fleets) await f.lab.close();
   }
   print(rows);
 }
@@ -149,7 +222,12 @@ async function herd(
     replicas.map(async (r) => Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`))),
   );
   const proxyPid = t.procs.get("proxy")!.pid;
-  const cpu0 = { daemons: daemonPids.map(cpuOf), proxy: cpuOf(proxyPid) };
+  // What the daemons spend with no client (the proxy's health checks), per second.
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const idle0 = sum(daemonPids.map(cpuSeconds));
+  await sleep(IDLE_MS);
+  const idlePerS = (sum(daemonPids.map(cpuSeconds)) - idle0) / (IDLE_MS / 1000);
+  const cpu0 = { daemons: daemonPids.map(cpuSeconds), proxy: cpuSeconds(proxyPid) };
   const refused0 = await proxyRefused(t);
   const logged0 = await Promise.all(replicas.map((r) => maxConnLines(lab, r)));
 
@@ -186,7 +264,7 @@ async function herd(
   sampling = false;
   await sampler;
 
-  const cpu1 = { daemons: daemonPids.map(cpuOf), proxy: cpuOf(proxyPid) };
+  const cpu1 = { daemons: daemonPids.map(cpuSeconds), proxy: cpuSeconds(proxyPid) };
   const refused1 = await proxyRefused(t);
   const logged1 = await Promise.all(replicas.map((r) => maxConnLines(lab, r)));
   // Run times from each client's status file (splay excluded).
@@ -206,7 +284,8 @@ async function herd(
   const src = lab.hosts.rsync1.path;
   for (let i = 0; i < names.length; i += 8) {
     const diffs = await Promise.all(
-      names.slice(i, i + 8).map((n) => diffTrees(src, t.dest(n), [DEST_MARKER])),
+      // A signed client keeps no version log (it is not signed).
+      names.slice(i, i + 8).map((n) => diffTrees(src, t.dest(n), [DEST_MARKER, LOG])),
     );
     diverged += diffs.filter((d) => d !== "").length;
   }
@@ -229,20 +308,9 @@ async function herd(
     daemonRefused: logged1.reduce((a, b) => a + b, 0) - logged0.reduce((a, b) => a + b, 0),
     peakProxy: peak,
     daemonCpu: cpu1.daemons.reduce((a, b) => a + b, 0) - cpu0.daemons.reduce((a, b) => a + b, 0),
+    daemonIdle: idlePerS * wall / 1000,
     proxyCpu: cpu1.proxy - cpu0.proxy,
   };
-}
-
-/** CPU seconds of `pid` and its reaped children (utime+stime+cutime+cstime). */
-function cpuOf(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14-17 of stat(5), counted from the state field (3) here.
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICK;
-  } catch {
-    return NaN;
-  }
 }
 
 async function proxyRefused(t: Topology): Promise<number> {
@@ -272,9 +340,9 @@ function print(rows: Row[]): void {
       ` (splay mode: ${(SPLAY_MS / 1000).toFixed(1)} s window)\n`,
   );
   console.log(
-    "| start | scenario | all done | run p50 | run p95 | run max | failed | diverged | retries | proxy refused | daemon refused | peak proxy conns | daemons CPU | per run | proxy CPU | per run |",
+    "| start | scenario | all done | run p50 | run p95 | run max | failed | diverged | retries | proxy refused | daemon refused | peak proxy conns | daemons CPU | per run | per run, less idle | proxy CPU | per run |",
   );
-  console.log("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+  console.log("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
   for (const r of rows) {
     const per = (s: number) => `${f1((s / CLIENTS) * 1000)} ms`;
     console.log(
@@ -282,7 +350,9 @@ function print(rows: Row[]): void {
         ms(r.max)
       } | ${r.failed} | ${r.diverged} | ${r.retries} | ${r.proxyRefused} | ${r.daemonRefused} | ${r.peakProxy} | ${
         f2(r.daemonCpu)
-      } s | ${per(r.daemonCpu)} | ${f2(r.proxyCpu)} s | ${per(r.proxyCpu)} |`,
+      } s | ${per(r.daemonCpu)} | ${per(r.daemonCpu - r.daemonIdle)} | ${f2(r.proxyCpu)} s | ${
+        per(r.proxyCpu)
+      } |`,
     );
   }
 }

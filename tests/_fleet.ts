@@ -21,6 +21,8 @@ import { UNSIGNED_WARNING } from "../lib/release/mod.ts";
 export const MARKER = ".fanout-version";
 export const LOG = ".fanout-changes";
 export const DEST_MARKER = ".fanout-dest";
+/** A signed version's manifest and envelope, beside the marker on every server of a signed fleet. */
+export const RELEASE_FILES = [".fanout-manifest", ".fanout-release"];
 
 /** Runs git with a fixed identity; throws with git's words on failure. */
 export async function git(cwd: string, ...args: string[]): Promise<string> {
@@ -352,7 +354,12 @@ export class Topology {
    * whether its marker names `commit`; "" when it holds exactly that commit.
    */
   async divergence(dir: string, commit: string): Promise<string> {
-    const diff = await treesDiffer(await this.archive(commit), dir, [MARKER, LOG, DEST_MARKER]);
+    const diff = await treesDiffer(await this.archive(commit), dir, [
+      MARKER,
+      LOG,
+      DEST_MARKER,
+      ...RELEASE_FILES,
+    ]);
     if (diff) return diff;
     const m = await markerOf(dir);
     if (m?.commit !== commit) {

@@ -652,6 +652,31 @@ export function holding(tree: string, expected: Record<string, string>): number 
   return n;
 }
 
+/**
+ * CPU seconds of process `pid` and of its children it has reaped
+ * (utime + stime + cutime + cstime of /proc/<pid>/stat): what a server such
+ * as an rsync daemon spends, its per-connection children included. NaN when
+ * the process is gone.
+ *
+ * @example
+ * ```ts
+ * const before = cpuSeconds(daemonPid);
+ * await runClient();
+ * console.log(`${((cpuSeconds(daemonPid) - before) * 1000).toFixed(0)} ms of server CPU`);
+ * ```
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14-17 of proc(5), counted from the state field (3) here, in
+    // USER_HZ (1/100 s on Linux).
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Plain rsync with TCP_NODELAY, for tests that act as a third party. */
 export function rsync(args: string[]): Promise<Ran> {
   return sh("rsync", ["--sockopts=TCP_NODELAY", "--contimeout=5", "--timeout=20", ...args]);

@@ -6,6 +6,7 @@
 // layouts: in place and --atomic.
 import assert from "node:assert/strict";
 import { formatMarker, type VersionMarker } from "../lib/version/mod.ts";
+import { readRecord } from "../lib/release/mod.ts";
 import { assertSameTree, http, waitFor, writeTree } from "./_helpers.ts";
 import {
   LAYOUTS,
@@ -68,6 +69,15 @@ Deno.test("verified: a signed version applies (in place and --atomic); an edit t
       st = await s.status(name);
       assert.deepEqual([st.mode, (st.version as VersionMarker).seq], ["sync", 2]);
       assert.equal(st.files_deleted, 1, "gone.txt");
+      if (layout === "in place") {
+        // The record keeps the walk made before the version went in, less
+        // what it changed (hashed by the next run): no second walk.
+        const kept = readRecord(`${lab.dir}/state/${name}/release-record`)!.entries;
+        assert.deepEqual(
+          ["lib/keep.txt", "a.txt", "lib/b.txt"].map((p) => kept.some((e) => e.path === p)),
+          [true, false, false],
+        );
+      }
 
       // The marker alone may decide while the state dir vouches for it.
       const fast = await s.client(name, dest, [...args, "--verify-every", "1h"]);

@@ -145,7 +145,7 @@ async function applyReleaseTree(
   const trees = treesDir(job.dest);
   await ownTreesDir(trees);
   const live = await liveTree(job.dest);
-  const vouch = vouching(live && !ctx.forced ? await recordVouches(job, live) : null);
+  const vouch = vouching(live && !ctx.forced ? await recordVouches(job, live, c) : null);
   const at = Date.now();
   const plan = live
     ? await planTree(live, c.manifest, { skip: treeSkip(ctx), known: vouch.known })

@@ -13,7 +13,7 @@
  */
 
 import { SafetyError } from "../core/mod.ts";
-import { planTree, type TreePlan } from "../release/mod.ts";
+import { planTree, type TreeEntry, type TreePlan } from "../release/mod.ts";
 import type { ApplyContext, CheckedRelease, ReleaseApplied } from "./layout.ts";
 import type { ClientJob } from "./job.ts";
 import { adoptDest, tooManyDeletions, writeDestMarker } from "./safety.ts";
@@ -49,7 +49,7 @@ export async function applyInPlace(
 ): Promise<ReleaseApplied> {
   const dest = job.dest;
   const there = ctx.state !== "absent";
-  const known = there && !ctx.forced ? await recordVouches(job, dest) : null;
+  const known = there && !ctx.forced ? await recordVouches(job, dest, c) : null;
   const vouch = vouching(known);
   const at = Date.now();
   const plan = there
@@ -101,12 +101,25 @@ export async function applyInPlace(
     // no kill leaves it beside dest for a run with nothing to fetch.
     if (staging) await Deno.remove(staging, { recursive: true });
     const control = await writeControl(dest, c);
-    await recordRelease(job, c, dest, null);
+    // A tree that was there keeps the record of what this run left as the
+    // walk found it; what it changed is not in it, so the next run hashes
+    // that once and records it. A new or adopted tree is walked anew.
+    await recordRelease(job, c, dest, ctx.state === "marked" ? untouched(plan, at) : null);
     await clearDirty(job);
     return { changed: plan.wrong.length, deleted: plan.extra.length, control, r, tree: dest };
   } finally {
     if (staging) await Deno.remove(staging, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * The walk of `plan`, begun at `at`, less every path the plan changes or
+ * removes (what is below a removed directory is among them): a record of
+ * the rest of the tree as it is once the plan is carried out.
+ */
+function untouched(plan: TreePlan, at: number): { entries: TreeEntry[]; at: number } {
+  const changed = new Set([...plan.wrong, ...plan.extra].map((e) => e.path));
+  return { entries: plan.walked.filter((e) => !changed.has(e.path)), at };
 }
 
 /**

@@ -8,7 +8,8 @@
  *    signed version served again is refused), the manifest must have the
  *    SHA-256 it signs, and the marker must be its version.
  * 2. The tree is compared with the manifest path by path; a file is hashed
- *    unless the stat record of the last verified tree vouches for it.
+ *    (a symlink's target read) unless the stat record of the last verified
+ *    tree vouches for it.
  * 3. Only the paths that differ are fetched, into a directory no reader of
  *    dest sees, with the tree's own files as rsync's delta basis, and each is
  *    checked against the manifest (type, mode, size, SHA-256) before any

@@ -116,8 +116,9 @@ export async function markApplying(job: ClientJob): Promise<void> {
 /**
  * Keeps, in the state dir, that `tree` holds release `c` now: its manifest,
  * the stat record of the tree and the version (the floor of later ones).
- * `walked` is a walk of the tree that found it as the manifest lists it,
- * begun at `at`; without one the tree is walked here, from the next whole
+ * `walked` is a walk of the tree begun at `at`, of paths it found as the
+ * manifest lists them (a path it leaves out is hashed by the next run, which
+ * records it then); without one the tree is walked here, from the next whole
  * second on, so no file changed just before is left that an edit within
  * the same second of its change time could hide behind (Deno gives change
  * times in whole seconds).
@@ -148,20 +149,23 @@ export async function recordRelease(
 }
 
 /**
- * What the stat record of `tree` vouches for: a file walked as it was
- * recorded (type, mode, inode, size, mtime and change time), whose change
- * time is older than the record's walk by a whole second, and that the
- * last applied manifest listed with the bytes `want` lists. Null when there
- * is no usable record of `tree`.
+ * What the stat record of `tree` vouches for: a file or symlink walked as
+ * it was recorded (type, mode, inode, size, mtime and change time), whose
+ * change time is older than the record's walk by a whole second, and that
+ * the last applied manifest listed with the bytes `want` lists. Null when
+ * there is no usable record of `tree`. When `now`, the release being
+ * applied, has the last applied manifest (its SHA-256), that manifest is
+ * `now`'s and the kept copy is not read again.
  *
  * @example
  * ```ts
- * const plan = await planTree(dest, c.manifest, { skip: TREE_SKIP, known: await recordVouches(job, dest) ?? undefined });
+ * const plan = await planTree(dest, c.manifest, { skip: TREE_SKIP, known: await recordVouches(job, dest, c) ?? undefined });
  * ```
  */
 export async function recordVouches(
   job: ClientJob,
   tree: string,
+  now: CheckedRelease,
 ): Promise<((got: TreeEntry, want: ManifestEntry) => boolean) | null> {
   const a = readApplied(job);
   if (!a || a.tree !== tree) return null;
@@ -173,25 +177,34 @@ export async function recordVouches(
     job.log.warn(`${e.message}; checking every file`);
     return null;
   }
-  const bytes = readBounded(`${job.stateDir}/${MANIFEST_COPY}`, MANIFEST_LIMITS.maxBytes);
-  if (!record || typeof bytes === "string") return null;
-  if (await manifestDigest(bytes) !== a.manifest_sha256) return null;
-  let old: Manifest;
-  try {
-    old = parseManifest(bytes);
-  } catch {
-    return null;
+  if (!record) return null;
+  // null: the last manifest is now's, so what it listed at a path is `want`.
+  let was: Map<string, ManifestEntry> | null = null;
+  if (now.release.manifest_sha256 !== a.manifest_sha256) {
+    const old = await keptManifest(job, a);
+    if (!old) return null;
+    was = new Map(old.entries.map((e) => [e.path, e]));
   }
-  const was = new Map(old.entries.map((e) => [e.path, e]));
   const stat = new Map(record.entries.map((e) => [e.path, e]));
   const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
   return (got, want) => {
-    const o = was.get(got.path), r = stat.get(got.path);
+    const o = was ? was.get(got.path) : want, r = stat.get(got.path);
     return !!o && !!r && o.type === want.type && o.size === want.size &&
       o.sha256 === want.sha256 && r.kind === got.kind && r.mode === got.mode &&
       r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
       r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
   };
+}
+
+/** The manifest of the last release applied, as the state dir keeps it; null when it is not that one. */
+async function keptManifest(job: ClientJob, a: Applied): Promise<Manifest | null> {
+  const bytes = readBounded(`${job.stateDir}/${MANIFEST_COPY}`, MANIFEST_LIMITS.maxBytes);
+  if (typeof bytes === "string" || await manifestDigest(bytes) !== a.manifest_sha256) return null;
+  try {
+    return parseManifest(bytes);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -201,7 +214,7 @@ export async function recordVouches(
  *
  * @example
  * ```ts
- * const vouch = vouching(await recordVouches(job, dest));
+ * const vouch = vouching(await recordVouches(job, dest, c));
  * const plan = await planTree(dest, m, { known: vouch.known });
  * if (vouch.hashed()) await recordRelease(job, c, dest, { entries: plan.walked, at });
  * ```

@@ -2,11 +2,14 @@
 // tree may serve as rsync's delta basis, how a refusal reads, and how the
 // release's own files are written (the marker last, nothing followed).
 import assert from "node:assert/strict";
-import { manifestDigest, type PlannedFix } from "../release/mod.ts";
+import { manifestDigest, type PlannedFix, recordOf, walkTree } from "../release/mod.ts";
 import { formatMarker, type VersionMarker } from "../version/mod.ts";
 import type { CheckedRelease } from "./layout.ts";
 import { basisFor, fetchGroups } from "./signed_fetch.ts";
 import { offence, ReleaseRefusal, writeControl } from "./signed_files.ts";
+import { recordRelease, recordVouches } from "./signed_state.ts";
+import type { ClientJob } from "./job.ts";
+import { Logger } from "../core/mod.ts";
 
 const enc = new TextEncoder();
 
@@ -147,4 +150,31 @@ Deno.test("signed: fetch groups bound what a server can make a client store to a
       assert.ok(g.length * g[0].size <= Math.max(2 * sum, 16 * MiB), JSON.stringify(sizes([g])));
     }
   }
+});
+
+Deno.test("signed: the stat record vouches for an unchanged file; with the last manifest again the kept copy is not needed, with another it is", async () => {
+  await withDir(async (dir) => {
+    const tree = `${dir}/tree`;
+    await Deno.mkdir(tree);
+    await Deno.writeTextFile(`${tree}/a`, "x");
+    const job = { stateDir: `${dir}/state`, log: new Logger({ level: "error" }) } as ClientJob;
+    await Deno.mkdir(job.stateDir);
+    const c = await release(1);
+    const walked = walkTree(tree);
+    // Recorded as if walked two seconds from now: every change time is older.
+    await recordRelease(job, c, tree, { entries: recordOf(walked).entries, at: Date.now() + 2000 });
+    const want = { path: "a", type: "file" as const, mode: 0o644, size: 1, sha256: "a".repeat(64) };
+    // Another manifest: what the kept copy listed at the path must be what it lists.
+    const next = await release(2);
+    next.release.manifest_sha256 = "f".repeat(64);
+    const other = await recordVouches(job, tree, next);
+    assert.equal(other?.(walked[0], want), true);
+    assert.equal(other?.(walked[0], { ...want, sha256: "b".repeat(64) }), false);
+    // The same manifest: the kept copy is not read.
+    await Deno.remove(`${job.stateDir}/release-manifest`);
+    const same = await recordVouches(job, tree, c);
+    assert.equal(same?.(walked[0], want), true);
+    assert.equal(same?.({ ...walked[0], ino: walked[0].ino + 1 }, want), false);
+    assert.equal(await recordVouches(job, tree, next), null);
+  });
 });

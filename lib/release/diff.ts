@@ -67,33 +67,45 @@ const octal = (mode: number) => mode.toString(8).padStart(4, "0");
 
 /**
  * What is wrong with the shape of `got`, the tree's entry for `want.path`
- * (or undefined): its type, a symlink's target, a file's size. Null when
- * nothing is.
+ * (or undefined): its type, a file's size. Null when nothing is. Reads
+ * nothing: a symlink's target is its content ({@linkcode contentOffence}).
  */
-function shapeOffence(
-  root: string,
-  want: ManifestEntry,
-  got: TreeEntry | undefined,
-  hash: Hashers,
-): TreeMismatch | null {
+function shapeOffence(want: ManifestEntry, got: TreeEntry | undefined): TreeMismatch | null {
   const at = (why: Offence, detail: string) => ({ path: want.path, why, detail });
   if (!got) return at("missing", `missing, expected ${ARTICLE[want.type]}`);
   if (got.kind !== want.type) {
     return at("type", `${ARTICLE[got.kind]}, expected ${ARTICLE[want.type]}`);
   }
-  if (want.type === "symlink") {
-    let target: Uint8Array;
-    try {
-      target = new TextEncoder().encode(Deno.readLinkSync(`${root}/${want.path}`));
-    } catch {
-      return at("content", "a symlink whose target cannot be read as UTF-8");
-    }
-    return hash.bytes(target) === want.sha256 ? null : at("content", "a symlink to another target");
-  }
   if (want.type === "file" && got.size !== want.size) {
     return at("content", `size ${got.size}, expected ${want.size}`);
   }
   return null;
+}
+
+/**
+ * What is wrong with the content of `got`, of `want`'s type and size: a
+ * symlink's target, a file's bytes. Null when nothing is.
+ */
+function contentOffence(
+  root: string,
+  want: ManifestEntry,
+  got: TreeEntry,
+  hash: Hashers,
+): TreeMismatch | null {
+  if (want.type !== "symlink") return bytesOffence(root, want, got, hash);
+  let target: Uint8Array;
+  try {
+    target = new TextEncoder().encode(Deno.readLinkSync(`${root}/${want.path}`));
+  } catch {
+    return {
+      path: want.path,
+      why: "content",
+      detail: "a symlink whose target cannot be read as UTF-8",
+    };
+  }
+  return hash.bytes(target) === want.sha256
+    ? null
+    : { path: want.path, why: "content", detail: "a symlink to another target" };
 }
 
 /** A mode other than `want`'s, or null. */
@@ -168,8 +180,11 @@ export async function verifyTree(
   for (const want of m.entries) {
     if (extra.path !== null && comparePaths(want.path, extra.path) > 0) break;
     const got = byPath.get(want.path);
-    const x = shapeOffence(root, want, got, hash) ?? modeOffence(want, got!) ??
-      bytesOffence(root, want, got!, hash);
+    // A symlink's target before its mode, a file's mode before its bytes.
+    const x = shapeOffence(want, got) ??
+      (want.type === "symlink"
+        ? contentOffence(root, want, got!, hash) ?? modeOffence(want, got!)
+        : modeOffence(want, got!) ?? contentOffence(root, want, got!, hash));
     if (x) return x;
   }
   return extra.path === null
@@ -205,9 +220,9 @@ export interface PlanOptions {
   /** The most paths walked. */
   maxPaths?: number;
   /**
-   * True when the file walked as `got` is known to hold `want`'s bytes
-   * without reading them: a stat record says it has not changed since it was
-   * checked against a manifest that listed the same bytes.
+   * True when the file or symlink walked as `got` is known to hold `want`'s
+   * bytes (or target) without reading them: a stat record says it has not
+   * changed since it was checked against a manifest that listed the same.
    */
   known?: (got: TreeEntry, want: ManifestEntry) => boolean;
 }
@@ -216,7 +231,8 @@ export interface PlanOptions {
  * Compares the tree at `root` with manifest `m`, every path of it: what is
  * missing, of another type, content or mode, and what the manifest does not
  * list. One `lstat` walk (never through a symlink); every file of the listed
- * size is hashed unless `known` vouches for it.
+ * size, and every symlink's target, is hashed unless `known` vouches for it.
+ * The hashing code loads only when something is left to hash.
  *
  * @throws {TreeError} for a name in the tree that is not valid UTF-8, or
  * past `maxPaths`.
@@ -233,17 +249,34 @@ export async function planTree(
   opts: PlanOptions = {},
 ): Promise<TreePlan> {
   const walked = walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
-  const hash = await hashers();
   const plan: TreePlan = { wrong: [], extra: [], walked };
+  // In the manifest's order: each listed path's offence found without
+  // reading, or the entries whose content is still to be read.
+  const found: (PlannedFix | { want: ManifestEntry; got: TreeEntry })[] = [];
+  let toRead = 0;
   mergePaths(m.entries, walked, (want, got) => {
     if (!want) {
       plan.extra.push(got!);
       return;
     }
-    const x = shapeOffence(root, want, got, hash) ??
-      (opts.known?.(got!, want) ? null : bytesOffence(root, want, got!, hash)) ??
-      modeOffence(want, got!);
-    if (x) plan.wrong.push({ ...x, want, got: got ?? null });
+    const x = shapeOffence(want, got);
+    if (x) found.push({ ...x, want, got: got ?? null });
+    else if (want.type === "dir" || opts.known?.(got!, want)) {
+      const mode = modeOffence(want, got!);
+      if (mode) found.push({ ...mode, want, got: got! });
+    } else {
+      found.push({ want, got: got! });
+      toRead++;
+    }
   });
+  const hash = toRead ? await hashers() : null;
+  for (const f of found) {
+    if ("why" in f) {
+      plan.wrong.push(f);
+      continue;
+    }
+    const x = contentOffence(root, f.want, f.got, hash!) ?? modeOffence(f.want, f.got);
+    if (x) plan.wrong.push({ ...x, want: f.want, got: f.got });
+  }
   return plan;
 }

@@ -179,5 +179,10 @@ Deno.test("plan: every listed path that differs (content before mode), every ext
       known.wrong.filter((w) => w.path === "lib/a.ts").map((w) => w.why),
       ["mode"],
     );
+    // Nor is a vouched symlink's target; one not vouched for still is.
+    const links = await planTree(`${root}/t`, m, { skip, known: (got) => got.path === "bin/a" });
+    assert.ok(!links.wrong.some((w) => w.path === "bin/a"));
+    const none = await planTree(`${root}/t`, m, { skip, known: () => false });
+    assert.deepEqual(none.wrong.filter((w) => w.path === "bin/a").map((w) => w.why), ["content"]);
   });
 });

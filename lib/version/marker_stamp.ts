@@ -41,9 +41,11 @@ export function stampMarker(path: string): void {
  * False when the marker in `dir` has an mtime earlier than the `published_at`
  * it holds: its bytes were read after a newer version landed on the server
  * that listed the tree, so the tree around it is from before that version.
- * True otherwise, including when there is no marker, and for markers from
- * servers that do not stamp (their mtime is the time they were written,
- * never before their `published_at`).
+ * True otherwise, including when there is no marker. A marker written by
+ * hand and not stamped can read false: the kernel's file times lag the clock
+ * `published_at` comes from by up to a tick, so its mtime may fall just
+ * before it, and every client run then compares the tree again; fanout's
+ * publisher and push engine always stamp.
  *
  * @example
  * ```ts

@@ -17,6 +17,7 @@
 
 import { hashers } from "./_hash.ts";
 import { readChecked } from "./_read.ts";
+import { writePrivate } from "./_write.ts";
 import {
   type BuildOptions,
   formatManifest,
@@ -151,14 +152,7 @@ export async function writeManifestState(
   state: ManifestState,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const bytes = formatManifest(state.manifest);
-  const tmp = `${files.manifest}.${Deno.pid}.tmp`;
-  try {
-    await Deno.writeFile(tmp, bytes, { mode: 0o600 });
-    await Deno.rename(tmp, files.manifest);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writePrivate(files.manifest, bytes);
   await writeRecord(files.record, state.record);
   return bytes;
 }

@@ -37,10 +37,7 @@
 import { checkSecretFiles, type Fleet, type PublisherHost } from "../config/mod.ts";
 import {
   ConfigError,
-  formatHostPort,
-  formatRsyncUrl,
   type Logger,
-  readSmallFile,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SafetyError,
@@ -52,25 +49,46 @@ import {
 } from "../core/mod.ts";
 import { acquireLock } from "../sys/mod.ts";
 import { writeAtomic } from "./_atomic.ts";
-import { ENVELOPE_MAX_BYTES, type SigningKey } from "../release/mod.ts";
+import type { SigningKey } from "../release/mod.ts";
 import {
+  patchedManifest,
   releaseCurrent,
   releaseKey,
   stageRelease,
   type StagingManifest,
   stagingManifest,
 } from "./release.ts";
-import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
+import {
+  type ExportPaths,
+  exportTree,
+  type GitRepo,
+  isAncestor,
+  isEmptyTree,
+  openRepo,
+  resolveRef,
+  treeChanges,
+  updateTree,
+} from "./git.ts";
+import {
+  type PrimaryState,
+  readPrimary,
+  sendLast,
+  sendPaths,
+  sendTree,
+} from "./_primary.ts";
+import {
+  type Difference,
+  differenceOf,
+  keepLastPublish,
+  type LastPublish,
+  readLastPublish,
+  stagingDoubt,
+} from "./difference.ts";
 import {
   classifyItems,
-  describeRsyncFailure,
   requireRsync,
-  rsyncArgs,
-  type RsyncJob,
   type RsyncResult,
   type RsyncStats,
-  runRsync,
-  writeFileList,
 } from "../rsync/mod.ts";
 import {
   appendEntry,
@@ -145,6 +163,12 @@ export function publisherFiles(p: PublisherHost): {
   record: string;
   /** Never created: where the dry run that lists what the transfer sends points. */
   nowhere: string;
+  /** The record of the last publish whose marker landed (lib/publish/difference.ts). */
+  published: string;
+  /** What a publish by difference sends, as a list for rsync. */
+  sendList: string;
+  /** Scratch space of a publish by difference (skeletons for push.exclude's dry runs). */
+  scratch: string;
 } {
   return {
     lock: `${p.stateDir}/publish.lock`,
@@ -157,6 +181,9 @@ export function publisherFiles(p: PublisherHost): {
     manifest: `${p.stateDir}/staging.manifest`,
     record: `${p.stateDir}/staging.record`,
     nowhere: `${p.stateDir}/dry-run-nowhere`,
+    published: `${p.stateDir}/published.json`,
+    sendList: `${p.stateDir}/send.list`,
+    scratch: `${p.stateDir}/difference`,
   };
 }
 
@@ -218,6 +245,26 @@ interface Target {
   ref: string;
 }
 
+/** What a publish learnt before it sends anything. */
+interface Known {
+  target: Target;
+  /** The tree transfer's patterns ({@linkcode treeExcludes}). */
+  excludes: string[];
+  /** The publisher's own record of the version it offered last. */
+  local: VersionMarker | null;
+  /** The primary's marker and envelope. */
+  primary: PrimaryState;
+  /** Whether `target` rolls the primary back. */
+  rollback: boolean;
+}
+
+/**
+ * The most paths a publish by difference takes (changed, added and removed
+ * together); past it the whole tree is sent, as a large change costs its
+ * transfer anyway.
+ */
+const DIFFERENCE_MAX_PATHS = 10_000;
+
 /** The steps of a publish, under its lock (see the module doc). */
 async function publishLocked(
   opts: PublishOptions,
@@ -225,22 +272,157 @@ async function publishLocked(
   files: PublisherFiles,
   key: SigningKey | null,
 ): Promise<Published> {
-  const { fleet, publisher: pub, log: lg } = opts;
-  const target = await resolveTarget(repo, opts.ref, fleet, lg);
-  const { previous, rollback, fresh } = await primaryAndStaging(opts, repo, files, target);
-  const excludes = treeExcludes(fleet, key !== null);
-  const manifest = key
-    ? await stagingManifest(fleet, pub, files, { fresh, excludes, log: lg })
+  const target = await resolveTarget(repo, opts.ref, opts.fleet, opts.log);
+  const excludes = treeExcludes(opts.fleet, key !== null);
+  const local = await readLocal(files.state);
+  const last = lastUsable(files, target, excludes, local, opts.log);
+  const seen = await primaryAndStaging(opts, repo, files, target, {
+    signed: key !== null,
+    update: last !== null,
+  });
+  const known: Known = { target, excludes, local, primary: seen.primary, rollback: seen.rollback };
+  const by = last && seen.updated ? await differenceFor(opts, repo, files, key, known, last) : null;
+  // Until the marker lands, the primary may hold neither version whole.
+  await keepLastPublish(files.published, null);
+  if (by) return await publishDifference(opts, files, key, known, by);
+  const fresh = seen.fresh ?? await exportWhole(repo, files, opts, target);
+  return await publishWhole(opts, files, key, known, fresh);
+}
+
+/**
+ * The record of the last publish, when a publish by difference may follow
+ * it as far as this publisher knows (the primary is asked next); null, said
+ * at debug level, when the whole tree is to be sent.
+ */
+function lastUsable(
+  files: PublisherFiles,
+  target: Target,
+  excludes: string[],
+  local: VersionMarker | null,
+  lg: Logger,
+): LastPublish | null {
+  const last = readLastPublish(files.published);
+  const because = !last
+    ? "no record of a publish that landed whole"
+    : last.excludes.join("\0") !== excludes.join("\0")
+    ? "push.exclude, or signing, changed since the last publish"
+    : !sameVersion(local, last.marker)
+    ? "the last publish from here did not land its marker"
+    : last.tree === target.tree
+    ? "the tree is the one last published: checked whole"
     : null;
-  const sent = await sendTree(fleet, pub, excludes);
+  if (because) lg.debug("sending the whole tree", { because });
+  return because ? null : last;
+}
+
+/** A publish by difference, planned: what it sends, and its manifest. */
+interface ByDifference {
+  difference: Difference;
+  manifest: StagingManifest | null;
+}
+
+/**
+ * The difference to publish when the primary holds `last` exactly (its
+ * marker, and signed its envelope, ours) and git's list of changes can be
+ * sent as it is; null, said at debug level, when the whole tree is to be
+ * sent. Signed, the kept manifest is brought up to date (its SHA-256 first
+ * checked against `last`'s).
+ */
+async function differenceFor(
+  opts: PublishOptions,
+  repo: GitRepo,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  last: LastPublish,
+): Promise<ByDifference | null> {
+  const whole = (because: string) => {
+    opts.log.debug("sending the whole tree", { because });
+    return null;
+  };
+  const away = await primaryDoubt(opts.fleet, k.primary, last);
+  if (away) return whole(away);
+  const diff = await treeChanges(repo, last.tree, k.target.tree, DIFFERENCE_MAX_PATHS);
+  if ("doubt" in diff) return whole(diff.doubt);
+  const d = await differenceOf(opts.fleet, k.excludes, files.scratch, diff.changes);
+  const staged = stagingDoubt(opts.publisher.staging, d, diff.changes);
+  if (staged) return whole(staged);
+  const manifest = key
+    ? await patchedManifest(files, opts.publisher.staging, last.manifest!, d.manifest, opts.log)
+    : null;
+  if (typeof manifest === "string") return whole(manifest);
+  opts.log.debug("publishing by difference", {
+    from: describeVersion(last.marker),
+    send: d.send.length,
+    delete: d.deleted.length,
+  });
+  return { difference: d, manifest };
+}
+
+/**
+ * Why the primary does not hold `last` exactly, or null: another marker
+ * (another publisher, a failed publish, a primary that lost its tree), or
+ * signed, an envelope that is not ours for its manifest.
+ */
+async function primaryDoubt(
+  fleet: Fleet,
+  primary: PrimaryState,
+  last: LastPublish,
+): Promise<string | null> {
+  if (!sameVersion(primary.marker, last.marker)) {
+    return `the primary holds ${describeVersion(primary.marker)}, not ${
+      describeVersion(last.marker)
+    } published from here`;
+  }
+  if (last.manifest === null) return null;
+  const signed = await releaseCurrent(fleet, primary.envelope, last.marker, {
+    digest: last.manifest,
+  });
+  return signed ? null : "the primary's envelope does not sign the version published from here";
+}
+
+/** Sends what `by` says, then the marker with the deletions. */
+async function publishDifference(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  by: ByDifference,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const d = by.difference;
+  const sent = await sendPaths(fleet, pub, files.sendList, d.send, k.excludes);
+  if (sent) lg.debug("paths sent", { ...sent.stats, ms: Math.round(sent.ms) });
+  const items = sent?.items ?? [];
+  return await land(opts, files, key, k, {
+    stats: sent?.stats ?? null,
+    items,
+    manifest: by.manifest,
+    deleted: d.deleted,
+    deletions: d.deleteRoots,
+  });
+}
+
+/** Sends the whole of staging, then the marker (unless nothing differs: already published). */
+async function publishWhole(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  fresh: boolean,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const manifest = key
+    ? await stagingManifest(fleet, pub, files, { fresh, excludes: k.excludes, log: lg })
+    : null;
+  const sent = await sendTree(fleet, pub, k.excludes);
   lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
-  const changed = changedCount(sent.stats, sent.items);
-  const signed = (m: StagingManifest | null) =>
-    key && m ? { keyId: key.publicKey.id, paths: m.paths, hashed: m.hashed } : null;
+  const previous = k.primary.marker;
   if (
-    previous?.commit === target.commit && changed === 0 && !opts.force &&
-    (!manifest || await signedOnPrimary(fleet, pub, files, previous, manifest))
+    previous?.commit === k.target.commit && changedCount(sent.stats, sent.items) === 0 &&
+    !opts.force && (!manifest || await releaseCurrent(fleet, k.primary.envelope, previous, manifest))
   ) {
+    await keepLastPublish(files.published, landed(k, previous, manifest));
     return {
       marker: previous,
       previous,
@@ -248,50 +430,72 @@ async function publishLocked(
       rollback: false,
       stats: sent.stats,
       items: sent.items,
-      release: signed(manifest),
+      release: signedBy(key, manifest),
     };
   }
+  return await land(opts, files, key, k, {
+    stats: sent.stats,
+    items: sent.items,
+    manifest,
+    deleted: [],
+    deletions: [],
+  });
+}
 
-  const local = await readLocal(files.state);
+/** What the tree transfer did, for {@linkcode land}. */
+interface TreeSent {
+  stats: RsyncStats | null;
+  items: string[];
+  manifest: StagingManifest | null;
+  /** Paths the marker's transfer deletes, for the version log (directories ending in `/`). */
+  deleted: string[];
+  /** The topmost of them, each deleted with all below it. */
+  deletions: string[];
+}
+
+/**
+ * The new version, after its tree: the marker (and signed the envelope)
+ * staged, the log entry, all sent last; then the record of this publish.
+ */
+async function land(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  t: TreeSent,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const previous = k.primary.marker;
   const marker: VersionMarker = {
-    seq: Math.max(local?.seq ?? 0, previous?.seq ?? 0) + 1,
-    commit: target.commit,
-    ref: target.ref,
+    seq: Math.max(k.local?.seq ?? 0, previous?.seq ?? 0) + 1,
+    commit: k.target.commit,
+    ref: k.target.ref,
     published_at: new Date().toISOString(),
   };
   await stageMarker(files, marker);
-  if (key && manifest) await stageRelease(files.markerDir, key, marker, manifest);
-  const entry = logEntry(previous, local, marker, sent.items);
-  const last = await sendMarker(fleet, pub, files, entry, target.commit, key !== null);
+  if (key && t.manifest) await stageRelease(files.markerDir, key, marker, t.manifest);
+  const entry = logEntry(previous, k.local, marker, t.items, t.deleted);
+  const last = await sendMarker(fleet, pub, files, entry, k.target.commit, key !== null, t.deletions);
   lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
+  await keepLastPublish(files.published, landed(k, marker, t.manifest));
   return {
     marker,
     previous,
     published: true,
-    rollback,
-    stats: sent.stats,
-    items: sent.items,
-    release: signed(manifest),
+    rollback: k.rollback,
+    stats: t.stats,
+    items: [...t.items, ...last.items.filter((i) => i.startsWith("*deleting"))],
+    release: signedBy(key, t.manifest),
   };
 }
 
-/**
- * Whether the primary's envelope signs `previous` and this very manifest
- * with a listed key: if not (the fleet just turned signing on, or rotated its
- * key out), the same tree is published again as a new, signed version.
- */
-async function signedOnPrimary(
-  fleet: Fleet,
-  pub: PublisherHost,
-  files: PublisherFiles,
-  previous: VersionMarker,
-  manifest: StagingManifest,
-): Promise<boolean> {
-  const text = await pullFromPrimary(fleet, pub, files.pulledDir, RELEASE_ENVELOPE, [
-    `--max-size=${ENVELOPE_MAX_BYTES}`,
-  ]);
-  const envelope = text === null ? null : new TextEncoder().encode(text);
-  return await releaseCurrent(fleet, envelope, previous, manifest);
+/** The record of a publish whose marker is on the primary. */
+function landed(k: Known, marker: VersionMarker, m: StagingManifest | null): LastPublish {
+  return { marker, tree: k.target.tree, excludes: k.excludes, manifest: m?.digest ?? null };
+}
+
+function signedBy(key: SigningKey | null, m: StagingManifest | null): PublishResult["release"] {
+  return key && m ? { keyId: key.publicKey.id, paths: m.paths, hashed: m.hashed } : null;
 }
 
 /**
@@ -318,11 +522,23 @@ async function resolveTarget(
   return { commit, tree, ref };
 }
 
+/** What {@linkcode primaryAndStaging} found and did. */
+interface Seen {
+  primary: PrimaryState;
+  rollback: boolean;
+  /** Staging brought from its tree by the paths that differ ({@linkcode updateTree}). */
+  updated: boolean;
+  /** Staging exported whole, and whether from nothing; null when not (yet). */
+  fresh: boolean | null;
+}
+
 /**
- * The primary's marker, and whether `target` rolls it back; meanwhile the
- * commit's tree is exported into staging. Both read only: the export touches
- * nothing but staging, so it runs while the marker is fetched (a refused
- * publish just leaves staging ahead).
+ * The primary's marker (and signed its envelope), and whether `target`
+ * rolls it back; meanwhile staging is brought to the commit's tree: by the
+ * paths that differ when a publish by difference may follow (`update`),
+ * whole otherwise. Both read only: staging is the publisher's alone, so it
+ * is brought there while the primary is asked (a refused publish just leaves
+ * staging ahead).
  *
  * @throws {SafetyError} for a commit older than the published one without `force`.
  */
@@ -331,18 +547,18 @@ async function primaryAndStaging(
   repo: GitRepo,
   files: PublisherFiles,
   target: Target,
-): Promise<{ previous: VersionMarker | null; rollback: boolean; fresh: boolean }> {
+  how: { signed: boolean; update: boolean },
+): Promise<Seen> {
   const { fleet, publisher: pub, log: lg } = opts;
-  const [fetched, exporting] = await Promise.allSettled([
-    primaryMarker(fleet, pub, files.pulledDir),
-    exportTree(repo, target.tree, {
-      staging: pub.staging,
-      indexFile: files.index,
-      stampFile: files.stamp,
-    }),
+  const [fetched, staged] = await Promise.allSettled([
+    readPrimary(fleet, pub, files.pulledDir, how.signed),
+    how.update
+      ? updateTree(repo, target.tree, exportPaths(files, pub))
+      : exportWhole(repo, files, opts, target),
   ]);
   if (fetched.status === "rejected") throw fetched.reason;
-  const previous = fetched.value;
+  const primary = fetched.value;
+  const previous = primary.marker;
   lg.debug("primary version", { version: describeVersion(previous) });
   const rollback = previous !== null && previous.commit !== target.commit &&
     await checkOrder(
@@ -353,15 +569,31 @@ async function primaryAndStaging(
       fleet.primary.name,
       opts.force ?? false,
     );
-  if (exporting.status === "rejected") throw exporting.reason;
-  const exported = exporting.value;
-  lg.debug("exported", {
-    staging: pub.staging,
+  if (staged.status === "rejected") throw staged.reason;
+  return how.update
+    ? { primary, rollback, updated: staged.value, fresh: null }
+    : { primary, rollback, updated: false, fresh: staged.value };
+}
+
+/** Exports `target`'s tree into staging whole; whether it was built from nothing. */
+async function exportWhole(
+  repo: GitRepo,
+  files: PublisherFiles,
+  opts: PublishOptions,
+  target: Target,
+): Promise<boolean> {
+  const exported = await exportTree(repo, target.tree, exportPaths(files, opts.publisher));
+  opts.log.debug("exported", {
+    staging: opts.publisher.staging,
     fresh: exported.fresh,
     strays: exported.strays,
     ms: Math.round(exported.ms),
   });
-  return { previous, rollback, fresh: exported.fresh };
+  return exported.fresh;
+}
+
+function exportPaths(files: PublisherFiles, pub: PublisherHost): ExportPaths {
+  return { staging: pub.staging, indexFile: files.index, stampFile: files.stamp };
 }
 
 /**
@@ -381,43 +613,6 @@ function treeExcludes(fleet: Fleet, signed: boolean): string[] {
 }
 
 /**
- * Sends staging to the primary's write module, all but `excludes`.
- *
- * @throws {TransferError} when the primary cannot be reached or refuses.
- */
-async function sendTree(
-  fleet: Fleet,
-  pub: PublisherHost,
-  excludes: string[],
-): Promise<RsyncResult> {
-  const sent = await runRsync(
-    rsyncArgs(
-      pushJob(fleet, pub, `${pub.staging}/`, {
-        delete: true,
-        deleteDelay: true,
-        excludes,
-        // The daemon's --stats never count deletions on its side; the items do.
-        itemize: true,
-      }),
-    ),
-    { rsync: fleet.rsync.path },
-  );
-  if (sent.code !== 0) {
-    throw new TransferError(
-      `cannot send the tree to ${fleet.primary.name} (${writeUrl(fleet)}): ${
-        describeRsyncFailure(sent)
-      }${refusalHint(sent.stderr, fleet, pub)}; ${
-        NOTHING_SENT.has(sent.code)
-          ? "nothing was sent"
-          : "the marker still names the previous version: publish again"
-      }`,
-      sent.code,
-    );
-  }
-  return sent;
-}
-
-/**
  * Records `marker` as offered (a seq once offered is never offered again)
  * and writes it, stamped, into the marker dir.
  */
@@ -433,32 +628,36 @@ async function stageMarker(
 }
 
 /**
- * The version log's entry for `marker`: what the tree transfer changed. That
- * is the whole change from `previous` only when the primary held exactly
- * `previous` before it: not after a publish of ours that failed between
- * tree and marker (our record `local` is then ahead), nor after another
- * publisher's; then the entry says the whole tree may have changed.
+ * The version log's entry for `marker`: what the tree transfer changed, and
+ * `deleted` (what the marker's own transfer deletes, in a publish by
+ * difference). That is the whole change from `previous` only when the
+ * primary held exactly `previous` before it: not after a publish of ours
+ * that failed between tree and marker (our record `local` is then ahead),
+ * nor after another publisher's; then the entry says the whole tree may have
+ * changed.
  */
 function logEntry(
   previous: VersionMarker | null,
   local: VersionMarker | null,
   marker: VersionMarker,
   items: string[],
+  deleted: string[],
 ): LogEntry {
   const drift = classifyItems(items);
   const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
-  const deleted = drift.extra.map((i) => i.path);
+  const gone = [...new Set([...drift.extra.map((i) => i.path), ...deleted])];
   // rsync escapes bytes it will not print; decoded they are exact, except
   // bytes that are not UTF-8, which the JSON log cannot carry.
-  const lossy = [...paths, ...deleted].some((p) => p.includes("\uFFFD"));
+  const lossy = [...paths, ...gone].some((p) => p.includes("\uFFFD"));
   const unsure = previous !== null && !sameVersion(local, previous);
-  return newEntry(previous, marker, { paths, deleted, whole: lossy || unsure });
+  return newEntry(previous, marker, { paths, deleted: gone, whole: lossy || unsure });
 }
 
 /**
  * Appends `entry` to the version log and sends the log (and, `signed`, the
- * manifest and the envelope) with the marker in one transfer; the marker
- * sorts last (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
+ * manifest and the envelope) with the marker in one transfer, deleting
+ * `deletions` (paths of staging, gone from it) first; the marker sorts last
+ * (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
  * --delay-updates lands the others just before it. On failure the log is put
  * back: a version never published has no place in it.
  *
@@ -471,29 +670,30 @@ async function sendMarker(
   entry: LogEntry,
   commit: string,
   signed: boolean,
+  deletions: string[],
 ): Promise<RsyncResult> {
   const logFile = `${files.markerDir}/${VERSION_LOG}`;
   const logBefore = await Deno.readTextFile(logFile).catch(() => "");
   await writeAtomic(logFile, appendEntry(logBefore, entry));
-  await writeFileList(files.markerList, [
-    VERSION_LOG,
-    ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
-    VERSION_MARKER,
-  ]);
-  const last = await runRsync(
-    rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
-    { rsync: fleet.rsync.path },
-  );
-  if (last.code !== 0) {
+  try {
+    return await sendLast(fleet, pub, {
+      dir: files.markerDir,
+      names: [
+        VERSION_LOG,
+        ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
+        VERSION_MARKER,
+      ],
+      list: files.markerList,
+      deletions: { staging: pub.staging, paths: deletions },
+    });
+  } catch (e) {
     await writeAtomic(logFile, logBefore);
+    if (!(e instanceof TransferError)) throw e;
     throw new TransferError(
-      `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${
-        describeRsyncFailure(last)
-      }; publish again`,
-      last.code,
+      `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${e.message}; publish again`,
+      e.rsyncCode,
     );
   }
-  return last;
 }
 
 /**
@@ -520,20 +720,6 @@ export function describePublish(r: PublishResult, fleet: Fleet): string {
   return `published ${
     describeVersion(r.marker)
   } to ${fleet.primary.name} in ${secs}: ${what}${back}${signed}`;
-}
-
-/** rsync exit codes that mean the transfer never started: the primary is as it was. */
-const NOTHING_SENT = new Set([5, 10, 35]);
-
-/**
- * The write module hides itself (`list = no`) from addresses it does not
- * allow, so a wrong `--address` reads as an unknown module: say what to check.
- */
-function refusalHint(stderr: string, fleet: Fleet, pub: PublisherHost): string {
-  if (!/@ERROR: (Unknown module|access denied)/.test(stderr)) return "";
-  return ` (${fleet.primary.name} lets only the publisher's address write to ` +
-    `${fleet.modules.write}; this came from ${pub.address}: is that publisher.address ` +
-    `in the primary's fleet file?)`;
 }
 
 function changedCount(s: RsyncStats | null, items: string[]): number {
@@ -573,98 +759,6 @@ async function checkOrder(
     } (seq ${previous.seq} on ${primary}) is not in ${repo.path}, so fanout cannot tell ` +
       `whether this is older (history rewritten, or another repository?); add --force to publish anyway`,
   );
-}
-
-/** The primary's current marker, read from its open read module; null when it has none. */
-async function primaryMarker(
-  fleet: Fleet,
-  pub: PublisherHost,
-  dir: string,
-): Promise<VersionMarker | null> {
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  await Deno.mkdir(dir, { recursive: true });
-  const text = await pullFromPrimary(fleet, pub, dir, VERSION_MARKER);
-  try {
-    return text === null ? null : parseMarker(text);
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The text of fanout's file `name` at the root of the primary's tree, read
- * from its open read module into `dir`; null when it has none (or it is
- * past the size `extra` flags allow).
- *
- * @throws {TransferError} when the primary cannot be reached.
- */
-async function pullFromPrimary(
-  fleet: Fleet,
-  pub: PublisherHost,
-  dir: string,
-  name: string,
-  extra: string[] = [],
-): Promise<string | null> {
-  const url = formatRsyncUrl({
-    ...fleet.primary.listen,
-    module: fleet.modules.read,
-    path: `/${name}`,
-  });
-  const r = await runRsync(
-    rsyncArgs({
-      source: url,
-      dest: `${dir}/`,
-      address: pub.address,
-      timeout: fleet.rsync.timeout,
-      connectTimeout: fleet.rsync.connectTimeout,
-      extra,
-    }),
-    { rsync: fleet.rsync.path },
-  );
-  if (r.code === 23 && /No such file or directory/.test(r.stderr)) return null;
-  if (r.code !== 0) {
-    throw new TransferError(
-      `cannot reach the primary ${fleet.primary.name} at ${formatHostPort(fleet.primary.listen)} ` +
-        `(reading ${url}): ${describeRsyncFailure(r)}; nothing was sent`,
-      r.code,
-    );
-  }
-  return readSmallFile(`${dir}/${name}`, PULLED_MAX_BYTES);
-}
-
-/** The most of a fanout file read from the primary: a marker or an envelope is far smaller. */
-const PULLED_MAX_BYTES = 64 * 1024;
-
-function pushJob(
-  fleet: Fleet,
-  pub: PublisherHost,
-  source: string,
-  more: Partial<RsyncJob>,
-): RsyncJob {
-  return {
-    source,
-    dest: writeUrl(fleet),
-    address: pub.address,
-    passwordFile: fleet.auth.passwordFile,
-    timeout: fleet.rsync.timeout,
-    connectTimeout: fleet.rsync.connectTimeout,
-    // Files land together at the end; meanwhile they sit in the primary's
-    // temp dir and .~tmp~ dirs, which its read module never serves.
-    delayUpdates: true,
-    tempDir: SERVER_TEMP_DIR,
-    // Two publishes within one second may rewrite a file with the same size:
-    // only the exact mtime tells the new one apart.
-    exactTimes: true,
-    ...more,
-  };
-}
-
-function writeUrl(fleet: Fleet): string {
-  return formatRsyncUrl({
-    ...fleet.primary.listen,
-    module: fleet.modules.write,
-    user: fleet.auth.user,
-  });
 }
 
 async function readLocal(file: string): Promise<VersionMarker | null> {

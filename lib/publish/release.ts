@@ -22,7 +22,6 @@ import {
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SERVER_TEMP_DIR,
-  TransferError,
 } from "../core/mod.ts";
 import {
   ENVELOPE_MAX_BYTES,
@@ -30,6 +29,9 @@ import {
   manifestDigest,
   markerMismatch,
   parsePublicKey,
+  patchManifestState,
+  type PathChange,
+  readKeptManifest,
   readManifestState,
   RELEASE_SKIP,
   type SigningKey,
@@ -39,9 +41,20 @@ import {
   verifyRelease,
   writeManifestState,
 } from "../release/mod.ts";
-import { describeRsyncFailure, rsyncArgs, runRsync, unescapeName } from "../rsync/mod.ts";
 import type { VersionMarker } from "../version/mod.ts";
 import { writeAtomic } from "./_atomic.ts";
+import { excludesExport, sentBy } from "./exclude.ts";
+
+/**
+ * The root names no manifest lists: fanout's own files, and its temp dir on
+ * the servers.
+ *
+ * @example
+ * ```ts
+ * const listed = !MANIFEST_SKIP.includes(path.split("/")[0]);
+ * ```
+ */
+export const MANIFEST_SKIP: readonly string[] = [...RELEASE_SKIP, SERVER_TEMP_DIR];
 
 /** The fleet-file key that names the signing key, for messages. */
 const KEY_SETTING = "release.signing_key_file";
@@ -128,7 +141,7 @@ export async function stagingManifest(
   const before = opts.fresh ? null : keptState(files, opts.log);
   const filter = await transferFilter(fleet, pub.staging, files.nowhere, opts.excludes);
   const next = await updateManifest(pub.staging, before, {
-    skip: [...RELEASE_SKIP, SERVER_TEMP_DIR],
+    skip: MANIFEST_SKIP,
     filter,
   });
   const bytes = await writeManifestState(files, next);
@@ -147,6 +160,48 @@ export async function stagingManifest(
   return m;
 }
 
+/**
+ * The manifest of staging after a publish by difference: the kept one (its
+ * SHA-256 must be `digest`, the last publish's) brought up to date for
+ * `changes` alone, and kept for the next publish. A reason instead when the
+ * kept state cannot be used so: the whole tree is then sent, and its
+ * manifest built as ever (which says what is wrong with a path, if a path
+ * is the trouble).
+ *
+ * @example
+ * ```ts
+ * const m = await patchedManifest(files, staging, last.manifest, difference.manifest, log);
+ * if (typeof m === "string") log.debug("sending the whole tree", { because: m });
+ * ```
+ */
+export async function patchedManifest(
+  files: StateFiles,
+  staging: string,
+  digest: string,
+  changes: readonly PathChange[],
+  log: Logger,
+): Promise<StagingManifest | string> {
+  const started = performance.now();
+  try {
+    const kept = readKeptManifest(files);
+    if (!kept || await manifestDigest(kept) !== digest) {
+      return "the kept manifest is not the one last published";
+    }
+    const next = await patchManifestState(files, kept, staging, changes);
+    const m = { ...next, digest: await manifestDigest(next.bytes) };
+    log.debug("manifest built", {
+      paths: m.paths,
+      hashed: m.hashed,
+      kept: true,
+      patched: true,
+      ms: Math.round(performance.now() - started),
+    });
+    return m;
+  } catch (e) {
+    return `the kept manifest cannot be brought up to date: ${(e as Error).message}`;
+  }
+}
+
 /** The kept manifest and record, or null (said when they were there but unusable). */
 function keptState(files: StateFiles, log: Logger): ReturnType<typeof readManifestState> {
   try {
@@ -159,19 +214,11 @@ function keptState(files: StateFiles, log: Logger): ReturnType<typeof readManife
   }
 }
 
-/** `push.exclude` patterns that can never match a git export: git refuses `.git` in a tree. */
-const NEVER_EXPORTED = new Set([".git", ".git/", "/.git", "/.git/"]);
-
-/** What rsync prints before each name it would send, so no other line is taken for one. */
-const SENT_PREFIX = "fanout-sends:";
-
 /**
  * Which paths of `staging` the tree transfer sends, as a walk filter; none
- * needed when no pattern can match. Asks rsync: a dry run with the
- * transfer's own flags and patterns into a directory that does not exist
- * lists every path it would send.
+ * needed when no pattern can match an export (lib/publish/exclude.ts).
  *
- * @throws {TransferError} when that dry run fails.
+ * @throws {TransferError} when rsync cannot list them.
  */
 async function transferFilter(
   fleet: Fleet,
@@ -179,36 +226,8 @@ async function transferFilter(
   nowhere: string,
   excludes: string[],
 ): Promise<((path: string) => boolean) | undefined> {
-  if (fleet.push.exclude.every((p) => NEVER_EXPORTED.has(p))) return undefined;
-  await Deno.remove(nowhere, { recursive: true }).catch(() => {});
-  const sent = new Set<string>();
-  const r = await runRsync(
-    rsyncArgs({
-      source: `${staging}/`,
-      dest: `${nowhere}/`,
-      dryRun: true,
-      timeout: fleet.rsync.timeout,
-      excludes,
-      extra: [`--out-format=${SENT_PREFIX}%n`],
-    }),
-    {
-      rsync: fleet.rsync.path,
-      keepItems: false,
-      onStdout: (line) => {
-        if (line.startsWith(SENT_PREFIX)) {
-          sent.add(unescapeName(line.slice(SENT_PREFIX.length)).replace(/\/$/, ""));
-        }
-      },
-    },
-  );
-  if (r.code !== 0) {
-    throw new TransferError(
-      `cannot list what push.exclude leaves of ${staging} (a dry run): ${
-        describeRsyncFailure(r)
-      }; nothing was sent`,
-      r.code,
-    );
-  }
+  if (!excludesExport(fleet)) return undefined;
+  const sent = await sentBy(fleet, staging, nowhere, excludes);
   return (path) => sent.has(path);
 }
 
@@ -248,7 +267,7 @@ export async function releaseCurrent(
   fleet: Fleet,
   envelope: Uint8Array | null,
   marker: VersionMarker,
-  m: StagingManifest,
+  m: Pick<StagingManifest, "digest">,
 ): Promise<boolean> {
   if (!envelope || envelope.length > ENVELOPE_MAX_BYTES) return false;
   try {

@@ -198,10 +198,12 @@ export interface LastFiles {
   /** Where the list of what to send is written. */
   list: string;
   /**
-   * Paths to delete from the primary, with all below them: each missing
-   * from `staging`, whose directories above them stay as they are.
+   * Paths of `staging` to delete from the primary, with all below them:
+   * each missing from staging. Then `retouch`, directories of staging, are
+   * sent again (their own entries only), so that their mtimes are staging's
+   * after the deletions in them.
    */
-  deletions: { staging: string; paths: string[] };
+  deletions: { staging: string; paths: string[]; retouch: string[] };
 }
 
 /**
@@ -219,7 +221,7 @@ export interface LastFiles {
  *   dir: markerDir,
  *   names: [".fanout-changes", ".fanout-version"],
  *   list: `${stateDir}/marker.list`,
- *   deletions: { staging, paths: ["old"] },
+ *   deletions: { staging, paths: ["lib/old"], retouch: ["lib"] },
  * });
  * ```
  */
@@ -228,9 +230,9 @@ export async function sendLast(
   pub: PublisherHost,
   last: LastFiles,
 ): Promise<RsyncResult> {
-  const { staging, paths } = last.deletions;
+  const { staging, paths, retouch } = last.deletions;
   await writeFileList(last.list, [
-    ...paths.map((p) => `${staging}/./${p}`),
+    ...[...paths, ...retouch].map((p) => `${staging}/./${p}`),
     ...last.names.map((n) => `${last.dir}/./${n}`),
   ]);
   // A path staging lacks is deleted on the primary, a directory with what is below it.

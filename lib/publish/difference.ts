@@ -98,6 +98,12 @@ export interface Difference {
   deleted: string[];
   /** The topmost of them: each deleted with all below it. */
   deleteRoots: string[];
+  /**
+   * The directories holding those (but the root): sent again once the
+   * deletions are made, so their mtimes are staging's, as after a whole-tree
+   * transfer.
+   */
+  retouch: string[];
   /** What the manifest must say again of each changed path. */
   manifest: PathChange[];
 }
@@ -156,14 +162,16 @@ export function planDifference(
   const goneSet = new Set(gone.map((c) => c.path));
   // A parent sent as a file or symlink replaces the directory, contents and all.
   const covered = (path: string) => {
-    const parent = path.slice(0, Math.max(0, path.lastIndexOf("/")));
+    const parent = parentOf(path);
     const p = byPath.get(parent);
     return goneSet.has(parent) || (p !== undefined && after.has(parent) && p.after !== "dir");
   };
+  const roots = gone.filter((c) => !covered(c.path)).map((c) => c.path);
   return {
     send: sorted.filter((c) => after.has(c.path)).map((c) => c.path),
     deleted: gone.map((c) => c.before === "dir" ? `${c.path}/` : c.path),
-    deleteRoots: gone.filter((c) => !covered(c.path)).map((c) => c.path),
+    deleteRoots: roots,
+    retouch: [...new Set(roots.map(parentOf).filter((p) => p !== ""))],
     manifest: sorted.map((c) => ({
       path: c.path,
       listed: after.has(c.path) && !MANIFEST_SKIP.includes(c.path.split("/")[0]),
@@ -198,6 +206,11 @@ export function stagingDoubt(
     if (lstatOrNull(`${staging}/${path}`)) return `staging still holds ${JSON.stringify(path)}`;
   }
   return null;
+}
+
+/** The directory holding `path`; "" for the root. */
+function parentOf(path: string): string {
+  return path.slice(0, Math.max(0, path.lastIndexOf("/")));
 }
 
 function lstatOrNull(path: string): Deno.FileInfo | null {

@@ -399,7 +399,7 @@ async function publishDifference(
     items,
     manifest: by.manifest,
     deleted: d.deleted,
-    deletions: d.deleteRoots,
+    deletions: { paths: d.deleteRoots, retouch: d.retouch },
   });
 }
 
@@ -438,7 +438,7 @@ async function publishWhole(
     items: sent.items,
     manifest,
     deleted: [],
-    deletions: [],
+    deletions: { paths: [], retouch: [] },
   });
 }
 
@@ -449,8 +449,8 @@ interface TreeSent {
   manifest: StagingManifest | null;
   /** Paths the marker's transfer deletes, for the version log (directories ending in `/`). */
   deleted: string[];
-  /** The topmost of them, each deleted with all below it. */
-  deletions: string[];
+  /** The topmost of them, each deleted with all below it, and the directories holding them. */
+  deletions: { paths: string[]; retouch: string[] };
 }
 
 /**
@@ -656,7 +656,7 @@ function logEntry(
 /**
  * Appends `entry` to the version log and sends the log (and, `signed`, the
  * manifest and the envelope) with the marker in one transfer, deleting
- * `deletions` (paths of staging, gone from it) first; the marker sorts last
+ * `deletions` (paths gone from staging) first; the marker sorts last
  * (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
  * --delay-updates lands the others just before it. On failure the log is put
  * back: a version never published has no place in it.
@@ -670,7 +670,7 @@ async function sendMarker(
   entry: LogEntry,
   commit: string,
   signed: boolean,
-  deletions: string[],
+  deletions: { paths: string[]; retouch: string[] },
 ): Promise<RsyncResult> {
   const logFile = `${files.markerDir}/${VERSION_LOG}`;
   const logBefore = await Deno.readTextFile(logFile).catch(() => "");
@@ -684,7 +684,7 @@ async function sendMarker(
         VERSION_MARKER,
       ],
       list: files.markerList,
-      deletions: { staging: pub.staging, paths: deletions },
+      deletions: { staging: pub.staging, ...deletions },
     });
   } catch (e) {
     await writeAtomic(logFile, logBefore);

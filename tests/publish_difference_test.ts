@@ -244,3 +244,65 @@ Deno.test("publish by difference, signed, push.exclude by rsync: tree, manifest 
 Deno.test("publish by difference, unsigned, push.exclude of root names: tree and log as the whole tree's; odd names, and one that is not UTF-8 sent whole", async () => {
   await compareSeries([...SERIES, ...ODD], { signed: false, exclude: [".git", "/local.conf"] });
 });
+
+/** The reason a publish gave for sending the whole tree, or null (it went by difference). */
+function because(r: Ran): string | null {
+  const m = /msg="sending the whole tree" .*because=("(?:[^"\\]|\\.)*")/.exec(r.stderr);
+  return m ? JSON.parse(m[1]) : null;
+}
+
+Deno.test("publish by difference falls back to the whole tree, and says why: another version on the primary, push.exclude changed, staging not git's", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [], push: { exclude: "[.git]" } });
+    await lab.server("primary", "rsync1");
+    const repo = await GitRepo.create(lab.dir);
+    const step = async (files: Record<string, string | null>, script = "") => {
+      if (script) assert.equal((await sh("sh", ["-c", script], { cwd: lab.dir })).code, 0);
+      const commit = await repo.commit(files);
+      assert.equal((await repo.push()).code, 0);
+      const r = await publish(lab, repo, commit, false);
+      assert.deepEqual(await wholeWouldChange(lab, [".git"], false), [], r.stderr);
+      return r;
+    };
+    assert.equal(
+      because(await step({ "a.txt": "a\n", "old/o.txt": "o\n" })),
+      "no record of a publish that landed whole",
+    );
+    assert.equal(because(await step({ "a.txt": "a2\n" })), null);
+
+    // Another publisher published the same commit: the primary's marker is not ours.
+    const primary = lab.hosts.rsync1.path;
+    const theirs = JSON.parse(await Deno.readTextFile(`${primary}/.fanout-version`));
+    await Deno.writeTextFile(
+      `${primary}/.fanout-version`,
+      JSON.stringify({ ...theirs, seq: 40, published_at: "2026-01-01T00:00:00.000Z" }) + "\n",
+    );
+    const other = await step({ "a.txt": "a3\n" });
+    assert.match(
+      because(other)!,
+      /^the primary holds seq 40 .*, not seq 2 .* published from here$/,
+    );
+    const entry = await lastEntry(lab);
+    assert.equal(entry.whole, true, "the publisher cannot vouch for what the primary held");
+    assert.equal(because(await step({ "a.txt": "a4\n" })), null);
+
+    // push.exclude changed: what the primary holds is not what the patterns would send.
+    await Deno.writeTextFile(
+      lab.fleetFile,
+      (await Deno.readTextFile(lab.fleetFile)).replace(
+        "exclude: [.git]",
+        "exclude: [.git, /b.txt]",
+      ),
+    );
+    const excluded = await step({ "a.txt": "a5\n" });
+    assert.equal(because(excluded), "push.exclude, or signing, changed since the last publish");
+
+    // A stray in staging where git adds a file; one in a directory git deletes.
+    const staging = `${lab.dir}/staging`;
+    const stray = await step({ "new.txt": "new\n" }, `echo stray > ${staging}/new.txt`);
+    assert.equal(because(stray), "git cannot bring staging to the tree by what differs");
+    const kept = await step({ "old/o.txt": null }, `echo stray > ${staging}/old/stray.txt`);
+    assert.equal(because(kept), 'staging still holds "old"');
+    assert.equal(because(await step({ "a.txt": "a6\n" })), null);
+  });
+});

@@ -60,7 +60,8 @@ export function readLastPublish(file: string): LastPublish | null {
   try {
     const v = JSON.parse(text);
     const marker = parseMarker(JSON.stringify(v.marker));
-    const strings = Array.isArray(v.excludes) && v.excludes.every((x: unknown) => typeof x === "string");
+    const strings = Array.isArray(v.excludes) &&
+      v.excludes.every((x: unknown) => typeof x === "string");
     if (!marker || typeof v.tree !== "string" || !/^[0-9a-f]{40,64}$/.test(v.tree) || !strings) {
       return null;
     }

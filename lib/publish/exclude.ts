@@ -74,9 +74,9 @@ export async function sentBy(
       rsync: fleet.rsync.path,
       keepItems: false,
       onStdout: (line) => {
-        if (line.startsWith(SENT_PREFIX)) {
-          sent.add(unescapeName(line.slice(SENT_PREFIX.length)).replace(/\/$/, ""));
-        }
+        const name = line.startsWith(SENT_PREFIX) ? line.slice(SENT_PREFIX.length) : "./";
+        // "./" is the root itself, not a path below it.
+        if (name !== "./") sent.add(unescapeName(name).replace(/\/$/, ""));
       },
     },
   );

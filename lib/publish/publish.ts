@@ -69,13 +69,7 @@ import {
   treeChanges,
   updateTree,
 } from "./git.ts";
-import {
-  type PrimaryState,
-  readPrimary,
-  sendLast,
-  sendPaths,
-  sendTree,
-} from "./_primary.ts";
+import { type PrimaryState, readPrimary, sendLast, sendPaths, sendTree } from "./_primary.ts";
 import {
   type Difference,
   differenceOf,
@@ -84,12 +78,7 @@ import {
   readLastPublish,
   stagingDoubt,
 } from "./difference.ts";
-import {
-  classifyItems,
-  requireRsync,
-  type RsyncResult,
-  type RsyncStats,
-} from "../rsync/mod.ts";
+import { classifyItems, requireRsync, type RsyncResult, type RsyncStats } from "../rsync/mod.ts";
 import {
   appendEntry,
   describeVersion,
@@ -281,7 +270,7 @@ async function publishLocked(
     update: last !== null,
   });
   const known: Known = { target, excludes, local, primary: seen.primary, rollback: seen.rollback };
-  const by = last && seen.updated ? await differenceFor(opts, repo, files, key, known, last) : null;
+  const by = last && await differenceFor(opts, repo, files, key, known, { last, seen });
   // Until the marker lands, the primary may hold neither version whole.
   await keepLastPublish(files.published, null);
   if (by) return await publishDifference(opts, files, key, known, by);
@@ -322,9 +311,9 @@ interface ByDifference {
 }
 
 /**
- * The difference to publish when the primary holds `last` exactly (its
- * marker, and signed its envelope, ours) and git's list of changes can be
- * sent as it is; null, said at debug level, when the whole tree is to be
+ * The difference to publish when staging was brought to the tree by what
+ * differs, the primary holds `last` exactly (its marker, and signed its
+ * envelope, ours) and git's list of changes can be sent as it is; null, said at debug level, when the whole tree is to be
  * sent. Signed, the kept manifest is brought up to date (its SHA-256 first
  * checked against `last`'s).
  */
@@ -334,12 +323,13 @@ async function differenceFor(
   files: PublisherFiles,
   key: SigningKey | null,
   k: Known,
-  last: LastPublish,
+  { last, seen }: { last: LastPublish; seen: Seen },
 ): Promise<ByDifference | null> {
   const whole = (because: string) => {
     opts.log.debug("sending the whole tree", { because });
     return null;
   };
+  if (!seen.updated) return whole("git cannot bring staging to the tree by what differs");
   const away = await primaryDoubt(opts.fleet, k.primary, last);
   if (away) return whole(away);
   const diff = await treeChanges(repo, last.tree, k.target.tree, DIFFERENCE_MAX_PATHS);
@@ -420,7 +410,8 @@ async function publishWhole(
   const previous = k.primary.marker;
   if (
     previous?.commit === k.target.commit && changedCount(sent.stats, sent.items) === 0 &&
-    !opts.force && (!manifest || await releaseCurrent(fleet, k.primary.envelope, previous, manifest))
+    !opts.force &&
+    (!manifest || await releaseCurrent(fleet, k.primary.envelope, previous, manifest))
   ) {
     await keepLastPublish(files.published, landed(k, previous, manifest));
     return {
@@ -475,7 +466,15 @@ async function land(
   await stageMarker(files, marker);
   if (key && t.manifest) await stageRelease(files.markerDir, key, marker, t.manifest);
   const entry = logEntry(previous, k.local, marker, t.items, t.deleted);
-  const last = await sendMarker(fleet, pub, files, entry, k.target.commit, key !== null, t.deletions);
+  const last = await sendMarker(
+    fleet,
+    pub,
+    files,
+    entry,
+    k.target.commit,
+    key !== null,
+    t.deletions,
+  );
   lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
   await keepLastPublish(files.published, landed(k, marker, t.manifest));
   return {
@@ -690,7 +689,9 @@ async function sendMarker(
     await writeAtomic(logFile, logBefore);
     if (!(e instanceof TransferError)) throw e;
     throw new TransferError(
-      `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${e.message}; publish again`,
+      `sent the tree of ${
+        short(commit)
+      } to ${fleet.primary.name} but not its version marker: ${e.message}; publish again`,
       e.rsyncCode,
     );
   }

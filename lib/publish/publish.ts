@@ -6,23 +6,32 @@
  * run one after the other:
  *
  * 1. resolve the ref to a commit; refuse an empty tree;
- * 2. read the primary's marker (its read module), and refuse a commit that is
- *    an ancestor of the published one unless forced (a rollback);
- * 3. export the commit's tree into the persistent staging dir (only changed
- *    files are rewritten, so rsync sends only the delta);
- * 4. in a signed fleet (`release.public_keys`), build the manifest of staging
- *    (lib/publish/release.ts: only what changed since the last publish is
- *    hashed);
- * 5. send staging to the primary's write module (`--delete-delay
- *    --delay-updates`: new files land together, deletions after them), from
- *    the publisher's address, with the password file, leaving the marker alone;
- * 6. write `.fanout-version` with the next `seq`, add what step 5 changed to
- *    the version log (`.fanout-changes`, lib/version/version_log.ts), in a
+ * 2. read the primary's marker (and, signed, its envelope) from its read
+ *    module, and refuse a commit that is an ancestor of the published one
+ *    unless forced (a rollback); meanwhile bring the persistent staging dir
+ *    to the commit's tree (only changed files are rewritten);
+ * 3. choose the way: by difference when the primary holds exactly the last
+ *    version published from here (lib/publish/difference.ts), and the
+ *    paths git says changed can be sent as they are; the whole tree
+ *    otherwise (the first publish, another version on the primary, a
+ *    publish that stopped half-way, push.exclude changed, the same tree
+ *    again, anything doubtful). The debug log says which, and why;
+ * 4. in a signed fleet (`release.public_keys`), bring the manifest of
+ *    staging up to date (lib/publish/release.ts): patched for the changed
+ *    paths by difference, from a walk of staging (hashing only what changed)
+ *    otherwise;
+ * 5. send to the primary's write module, from the publisher's address, with
+ *    the password file, leaving the marker alone: by difference, the changed
+ *    paths alone (`--files-from`); whole, staging (`--delete-delay
+ *    --delay-updates`: new files land together, deletions after them);
+ * 6. write `.fanout-version` with the next `seq`, add what changed to the
+ *    version log (`.fanout-changes`, lib/version/version_log.ts), in a
  *    signed fleet write the manifest (`.fanout-manifest`) and the envelope
  *    that signs it with the marker's fields (`.fanout-release`), and send
- *    them all last in one transfer, the marker after the others, so a host
- *    whose marker says seq N holds all of version N, its signature and the
- *    log up to it.
+ *    them all last in one transfer, the marker after the others (and, by
+ *    difference, the deletions before them), so a host whose marker says
+ *    seq N holds all of version N, its signature and the log up to it;
+ * 7. keep the record of this publish for the next one to go by difference.
  *
  * The signing key is loaded before anything else: a signed fleet whose key
  * is missing or not listed publishes nothing. An unsigned fleet publishes as

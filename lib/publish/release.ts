@@ -2,9 +2,11 @@
  * Signed versions, the publisher's part (docs/publishing.md, "Signed
  * versions"): the signing key, refused unless the fleet lists its public key;
  * the manifest of staging, kept in the publisher's state dir with a stat
- * record so that only what changed since the last publish is hashed; the
- * manifest and the signed envelope written beside the marker; and whether
- * the primary already holds a signed release of the version.
+ * record so that only what changed since the last publish is hashed (after
+ * a walk of staging), or patched for the paths git says changed (a publish
+ * by difference: nothing else read); the manifest and the signed envelope
+ * written beside the marker; and whether the primary already holds a signed
+ * release of the version.
  *
  * The manifest lists what the tree transfer sends, exactly: staging without
  * fanout's own files, and without what `push.exclude` keeps from the

@@ -17,7 +17,7 @@
  */
 
 import { quoted } from "../core/mod.ts";
-import { hashers } from "./_hash.ts";
+import { hashersFor } from "./_hash.ts";
 import { readChecked } from "./_read.ts";
 import { writePrivate } from "./_write.ts";
 import {
@@ -155,8 +155,9 @@ async function placeChanges(
   root: string,
   changes: readonly PathChange[],
 ): Promise<Splice[]> {
-  const hash = await hashers();
   const sorted = [...changes].sort((a, b) => comparePaths(a.path, b.path));
+  const stats = sorted.map((c) => c.listed ? statEntry(root, c.path) : null);
+  const hash = await hashersFor(root, stats.filter((e) => e !== null));
   const out: Splice[] = [];
   let from = 0;
   for (const [i, c] of sorted.entries()) {
@@ -165,7 +166,7 @@ async function placeChanges(
     }
     const { at, found } = findLine(kept, lines, enc.encode(c.path), from);
     if (!found && !c.listed) continue;
-    const e: TreeEntry | null = c.listed ? statEntry(root, c.path) : null;
+    const e: TreeEntry | null = stats[i];
     out.push({
       at,
       drop: found ? 1 : 0,
@@ -214,12 +215,13 @@ function indexLines(kept: Uint8Array): Int32Array {
   if (kept[kept.length - 1] !== 10) {
     throw new ManifestError("the kept manifest does not end with a newline");
   }
-  const starts: number[] = [];
-  for (let at = HEADER_BYTES.length; at < kept.length; at = kept.indexOf(10, at) + 1) {
-    starts.push(at);
-  }
-  starts.push(kept.length);
-  return Int32Array.from(starts);
+  // Counted first: a typed array of the right length, not a growing list.
+  let n = 0;
+  for (let at = HEADER_BYTES.length; at < kept.length; at = kept.indexOf(10, at) + 1) n++;
+  const starts = new Int32Array(n + 1);
+  for (let i = 0, at = HEADER_BYTES.length; i < n; at = kept.indexOf(10, at) + 1) starts[i++] = at;
+  starts[n] = kept.length;
+  return starts;
 }
 
 /**

@@ -18,7 +18,7 @@
 
 import { quoted } from "../core/mod.ts";
 import { hashersFor } from "./_hash.ts";
-import { readChecked } from "./_read.ts";
+import { readKept } from "./_read.ts";
 import { writePrivate } from "./_write.ts";
 import {
   formatEntry,
@@ -61,8 +61,7 @@ const HEADER_BYTES = enc.encode(`${MANIFEST_HEADER}\n`);
 
 /**
  * Reads the kept manifest's bytes as they are (not parsed); null when there
- * is none, or no record beside it (the pair is kept together). Read as
- * hostile: bounded, not through a symlink.
+ * is none. Read as hostile: bounded, not through a symlink.
  *
  * @throws {ManifestError} for a file that cannot be used.
  *
@@ -76,25 +75,7 @@ export function readKeptManifest(
   files: StateFiles,
   limits: ManifestLimits = MANIFEST_LIMITS,
 ): Uint8Array<ArrayBuffer> | null {
-  if (!lstatFile(files.record)) return null;
-  const st = lstatFile(files.manifest);
-  if (!st) return null;
-  const bytes = readChecked(files.manifest, st, limits.maxBytes);
-  if (typeof bytes === "string") throw new ManifestError(`${files.manifest} is ${bytes}`);
-  return bytes;
-}
-
-/** The `lstat` of a regular file at `path`; null when there is nothing there. */
-function lstatFile(path: string): Deno.FileInfo | null {
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  if (!st.isFile) throw new ManifestError(`${path} is not a regular file`);
-  return st;
+  return readKept(files.manifest, limits.maxBytes, (m) => new ManifestError(m));
 }
 
 /**
@@ -104,7 +85,7 @@ function lstatFile(path: string): Deno.FileInfo | null {
  *
  * @throws {ManifestError} / {TreeError} for a path no manifest can list, or
  * kept text that is not a manifest.
- * @throws {RecordError} for a record that does not list the manifest's paths.
+ * @throws {RecordError} for no record, or one that does not list the manifest's paths.
  *
  * @example
  * ```ts
@@ -123,8 +104,8 @@ export async function patchManifestState(
   changes: readonly PathChange[],
 ): Promise<PatchedManifest> {
   const lines = indexLines(kept);
-  const record = readChecked(files.record, lstatFile(files.record)!, RECORD_LIMITS.maxBytes);
-  if (typeof record === "string") throw new RecordError(`${files.record} is ${record}`);
+  const record = readKept(files.record, RECORD_LIMITS.maxBytes, (m) => new RecordError(m));
+  if (!record) throw new RecordError(`no record is kept beside ${files.manifest}`);
   const splices = await placeChanges(kept, lines, root, changes);
   const bytes = spliceText(kept, lines, splices);
   const nextRecord = spliceRecord(record, splices, {

@@ -84,6 +84,11 @@ Deno.test("patchManifestState: no record beside the manifest, or one that does n
       /record holds 0 paths, not 3/,
     );
     await Deno.remove(files.record);
+    await assert.rejects(
+      patchManifestState(files, kept, t, [{ path: "b", listed: true }]),
+      /no record is kept beside/,
+    );
+    await Deno.remove(files.manifest);
     assert.equal(readKeptManifest(files), null);
   });
 });

@@ -27,7 +27,7 @@
  */
 
 import { CONTROL_CHARS, quoted, SafetyError } from "../core/mod.ts";
-import { readChecked } from "./_read.ts";
+import { readKept } from "./_read.ts";
 import { writePrivate } from "./_write.ts";
 import { comparePaths, mergePaths, type TreeEntry, type TreeKind, walkTree } from "./tree.ts";
 
@@ -452,18 +452,8 @@ export async function writeRecord(path: string, r: TreeRecord): Promise<void> {
  * ```
  */
 export function readRecord(path: string, limits: RecordLimits = RECORD_LIMITS): TreeRecord | null {
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  if (!st.isFile) throw new RecordError(`${path} is not a regular file`);
-  const bytes = readChecked(path, st, limits.maxBytes);
-  if (bytes === "too big") throw new RecordError(`${path} is more than ${limits.maxBytes} bytes`);
-  if (bytes === "changed") throw new RecordError(`${path} changed while it was read`);
-  return parseRecord(bytes, limits);
+  const bytes = readKept(path, limits.maxBytes, (m) => new RecordError(m));
+  return bytes && parseRecord(bytes, limits);
 }
 
 /** What a fresh walk finds against a record; each list sorted by {@linkcode comparePaths}. */

@@ -1,8 +1,8 @@
 /**
  * The publisher's transfers with the primary: its marker (and, signed, its
  * envelope) read from its open read module in one transfer; the tree sent to
- * its write module, whole or as a list of changed paths; and the version's
- * own files sent last, with the deletions of a publish by difference.
+ * its write module, whole or as a list of changed paths and then a list of
+ * deletions; and the version's own files sent last.
  * Internal to lib/publish.
  *
  * @module
@@ -189,60 +189,64 @@ async function sendOrThrow(fleet: Fleet, pub: PublisherHost, job: RsyncJob): Pro
   return sent;
 }
 
-/** The version's own files, and the paths a publish by difference deletes. */
-export interface LastFiles {
-  /** The directory that holds the version's files. */
-  dir: string;
-  /** Their names, in the order they land (the marker last). */
-  names: string[];
-  /** Where the list of what to send is written. */
-  list: string;
-  /**
-   * Paths of `staging` to delete from the primary, with all below them:
-   * each missing from staging. Then `retouch`, directories of staging, are
-   * sent again (their own entries only), so that their mtimes are staging's
-   * after the deletions in them.
-   */
-  deletions: { staging: string; paths: string[]; retouch: string[] };
+/**
+ * Deletes `paths` (each missing from `staging`, and with all below it) from
+ * the primary, then sends `retouch`, directories of staging, again (their
+ * own entries only), so that their mtimes are staging's after the deletions
+ * in them. After the tree transfer (new files land before anything goes),
+ * before the marker's (nothing changes after it lands). None: no transfer.
+ *
+ * @throws {TransferError} when the primary cannot be reached or refuses.
+ *
+ * @example
+ * ```ts
+ * await sendDeletions(fleet, pub, `${stateDir}/delete.list`, {
+ *   staging,
+ *   paths: ["lib/old"],
+ *   retouch: ["lib"],
+ * });
+ * ```
+ */
+export async function sendDeletions(
+  fleet: Fleet,
+  pub: PublisherHost,
+  list: string,
+  d: { staging: string; paths: string[]; retouch: string[] },
+): Promise<RsyncResult | null> {
+  if (d.paths.length === 0) return null;
+  await writeFileList(list, [...d.paths, ...d.retouch].map((p) => `${d.staging}/./${p}`));
+  const job = pushJob(fleet, pub, "/", {
+    filesFrom: list,
+    itemize: true,
+    // A path staging lacks is deleted on the primary, a directory with what is below it.
+    extra: ["--no-implied-dirs", "--delete-missing-args", "--force"],
+  });
+  return await sendOrThrow(fleet, pub, job);
 }
 
 /**
- * Sends the version's files in one transfer, deleting `deletions` first;
- * the files land together at its end (`--delay-updates`), in the order of
- * their names. Each path is named from `/` with rsync's `/./` mark, so files
- * of two directories travel as one list.
+ * Sends the version's files `names` of `dir` in one transfer: they land
+ * together at its end (`--delay-updates`), in the order of their names.
  *
  * @throws {TransferError} (the rsync code and words, without blame) when
  * the primary does not take them; the caller says what it means.
  *
  * @example
  * ```ts
- * await sendLast(fleet, pub, {
- *   dir: markerDir,
- *   names: [".fanout-changes", ".fanout-version"],
- *   list: `${stateDir}/marker.list`,
- *   deletions: { staging, paths: ["lib/old"], retouch: ["lib"] },
- * });
+ * await sendLast(fleet, pub, markerDir, [".fanout-changes", ".fanout-version"], listFile);
  * ```
  */
 export async function sendLast(
   fleet: Fleet,
   pub: PublisherHost,
-  last: LastFiles,
+  dir: string,
+  names: string[],
+  list: string,
 ): Promise<RsyncResult> {
-  const { staging, paths, retouch } = last.deletions;
-  await writeFileList(last.list, [
-    ...[...paths, ...retouch].map((p) => `${staging}/./${p}`),
-    ...last.names.map((n) => `${last.dir}/./${n}`),
-  ]);
-  // A path staging lacks is deleted on the primary, a directory with what is below it.
-  const deleting = paths.length ? ["--delete-missing-args", "--force"] : [];
-  const job = pushJob(fleet, pub, "/", {
-    filesFrom: last.list,
-    itemize: paths.length > 0,
-    extra: ["--no-implied-dirs", ...deleting],
+  await writeFileList(list, names);
+  const r = await runRsync(rsyncArgs(pushJob(fleet, pub, `${dir}/`, { filesFrom: list })), {
+    rsync: fleet.rsync.path,
   });
-  const r = await runRsync(rsyncArgs(job), { rsync: fleet.rsync.path });
   if (r.code !== 0) throw new TransferError(describeRsyncFailure(r), r.code);
   return r;
 }

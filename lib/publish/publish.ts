@@ -22,15 +22,16 @@
  *    otherwise;
  * 5. send to the primary's write module, from the publisher's address, with
  *    the password file, leaving the marker alone: by difference, the changed
- *    paths alone (`--files-from`); whole, staging (`--delete-delay
- *    --delay-updates`: new files land together, deletions after them);
+ *    paths alone (`--files-from`), then the removed ones in a transfer of
+ *    their own; whole, staging (`--delete-delay --delay-updates`). Either way
+ *    new files land together, deletions after them;
  * 6. write `.fanout-version` with the next `seq`, add what changed to the
  *    version log (`.fanout-changes`, lib/version/version_log.ts), in a
  *    signed fleet write the manifest (`.fanout-manifest`) and the envelope
  *    that signs it with the marker's fields (`.fanout-release`), and send
- *    them all last in one transfer, the marker after the others (and, by
- *    difference, the deletions before them), so a host whose marker says
- *    seq N holds all of version N, its signature and the log up to it;
+ *    them all last in one transfer, the marker after the others, so a host
+ *    whose marker says seq N holds all of version N, its signature and the
+ *    log up to it;
  * 7. keep the record of this publish for the next one to go by difference.
  *
  * The signing key is loaded before anything else: a signed fleet whose key
@@ -76,9 +77,17 @@ import {
   openRepo,
   resolveRef,
   treeChanges,
+  type TreeDiff,
   updateTree,
 } from "./git.ts";
-import { type PrimaryState, readPrimary, sendLast, sendPaths, sendTree } from "./_primary.ts";
+import {
+  type PrimaryState,
+  readPrimary,
+  sendDeletions,
+  sendLast,
+  sendPaths,
+  sendTree,
+} from "./_primary.ts";
 import {
   type Difference,
   differenceOf,
@@ -274,12 +283,15 @@ async function publishLocked(
   const excludes = treeExcludes(opts.fleet, key !== null);
   const local = await readLocal(files.state);
   const last = lastUsable(files, target, excludes, local, opts.log);
+  // git's answer does not depend on the primary's: asked meanwhile.
+  const changes = last && changesSince(repo, last, target);
   const seen = await primaryAndStaging(opts, repo, files, target, {
     signed: key !== null,
     update: last !== null,
   });
   const known: Known = { target, excludes, local, primary: seen.primary, rollback: seen.rollback };
-  const by = last && await differenceFor(opts, repo, files, key, known, { last, seen });
+  const by = last && changes &&
+    await differenceFor(opts, files, key, known, { last, seen, changes });
   // Until the marker lands, the primary may hold neither version whole.
   await keepLastPublish(files.published, null);
   if (by) return await publishDifference(opts, files, key, known, by);
@@ -328,11 +340,10 @@ interface ByDifference {
  */
 async function differenceFor(
   opts: PublishOptions,
-  repo: GitRepo,
   files: PublisherFiles,
   key: SigningKey | null,
   k: Known,
-  { last, seen }: { last: LastPublish; seen: Seen },
+  { last, seen, changes }: { last: LastPublish; seen: Seen; changes: Promise<TreeDiff> },
 ): Promise<ByDifference | null> {
   const whole = (because: string) => {
     opts.log.debug("sending the whole tree", { because });
@@ -341,7 +352,7 @@ async function differenceFor(
   if (!seen.updated) return whole("git cannot bring staging to the tree by what differs");
   const away = await primaryDoubt(opts.fleet, k.primary, last);
   if (away) return whole(away);
-  const diff = await treeChanges(repo, last.tree, k.target.tree, DIFFERENCE_MAX_PATHS);
+  const diff = await changes;
   if ("doubt" in diff) return whole(diff.doubt);
   const d = await differenceOf(opts.fleet, k.excludes, files.scratch, diff.changes);
   const staged = stagingDoubt(opts.publisher.staging, d, diff.changes);
@@ -356,6 +367,12 @@ async function differenceFor(
     delete: d.deleted.length,
   });
   return { difference: d, manifest };
+}
+
+/** The paths that differ between `last`'s tree and `target`'s; never rejects (a doubt instead). */
+function changesSince(repo: GitRepo, last: LastPublish, target: Target): Promise<TreeDiff> {
+  return treeChanges(repo, last.tree, target.tree, DIFFERENCE_MAX_PATHS)
+    .catch((e) => ({ doubt: `git cannot compare the trees: ${(e as Error).message}` }));
 }
 
 /**
@@ -380,7 +397,7 @@ async function primaryDoubt(
   return signed ? null : "the primary's envelope does not sign the version published from here";
 }
 
-/** Sends what `by` says, then the marker with the deletions. */
+/** Sends what `by` says (the changed paths, then the deletions), then the marker. */
 async function publishDifference(
   opts: PublishOptions,
   files: PublisherFiles,
@@ -392,13 +409,17 @@ async function publishDifference(
   const d = by.difference;
   const sent = await sendPaths(fleet, pub, files.sendList, d.send, k.excludes);
   if (sent) lg.debug("paths sent", { ...sent.stats, ms: Math.round(sent.ms) });
-  const items = sent?.items ?? [];
+  const gone = await sendDeletions(fleet, pub, files.sendList, {
+    staging: pub.staging,
+    paths: d.deleteRoots,
+    retouch: d.retouch,
+  });
+  if (gone) lg.debug("paths deleted", { deleted: gone.deleted, ms: Math.round(gone.ms) });
   return await land(opts, files, key, k, {
     stats: sent?.stats ?? null,
-    items,
+    items: [...sent?.items ?? [], ...gone?.items ?? []],
     manifest: by.manifest,
     deleted: d.deleted,
-    deletions: { paths: d.deleteRoots, retouch: d.retouch },
   });
 }
 
@@ -422,7 +443,10 @@ async function publishWhole(
     !opts.force &&
     (!manifest || await releaseCurrent(fleet, k.primary.envelope, previous, manifest))
   ) {
-    await keepLastPublish(files.published, landed(k, previous, manifest));
+    // The primary holds the tree whole: by difference from it next, if it is ours.
+    if (sameVersion(k.local, previous)) {
+      await keepLastPublish(files.published, landed(k, previous, manifest));
+    }
     return {
       marker: previous,
       previous,
@@ -438,7 +462,6 @@ async function publishWhole(
     items: sent.items,
     manifest,
     deleted: [],
-    deletions: { paths: [], retouch: [] },
   });
 }
 
@@ -447,10 +470,8 @@ interface TreeSent {
   stats: RsyncStats | null;
   items: string[];
   manifest: StagingManifest | null;
-  /** Paths the marker's transfer deletes, for the version log (directories ending in `/`). */
+  /** Paths deleted that its items may not name, for the version log (directories ending in `/`). */
   deleted: string[];
-  /** The topmost of them, each deleted with all below it, and the directories holding them. */
-  deletions: { paths: string[]; retouch: string[] };
 }
 
 /**
@@ -475,15 +496,7 @@ async function land(
   await stageMarker(files, marker);
   if (key && t.manifest) await stageRelease(files.markerDir, key, marker, t.manifest);
   const entry = logEntry(previous, k.local, marker, t.items, t.deleted);
-  const last = await sendMarker(
-    fleet,
-    pub,
-    files,
-    entry,
-    k.target.commit,
-    key !== null,
-    t.deletions,
-  );
+  const last = await sendMarker(fleet, pub, files, entry, k.target.commit, key !== null);
   lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
   await keepLastPublish(files.published, landed(k, marker, t.manifest));
   return {
@@ -492,7 +505,7 @@ async function land(
     published: true,
     rollback: k.rollback,
     stats: t.stats,
-    items: [...t.items, ...last.items.filter((i) => i.startsWith("*deleting"))],
+    items: t.items,
     release: signedBy(key, t.manifest),
   };
 }
@@ -636,9 +649,9 @@ async function stageMarker(
 }
 
 /**
- * The version log's entry for `marker`: what the tree transfer changed, and
- * `deleted` (what the marker's own transfer deletes, in a publish by
- * difference). That is the whole change from `previous` only when the
+ * The version log's entry for `marker`: what the tree's transfers changed
+ * (`items`), and `deleted` (by difference, what git says left the tree).
+ * That is the whole change from `previous` only when the
  * primary held exactly `previous` before it: not after a publish of ours
  * that failed between tree and marker (our record `local` is then ahead),
  * nor after another publisher's; then the entry says the whole tree may have
@@ -663,8 +676,7 @@ function logEntry(
 
 /**
  * Appends `entry` to the version log and sends the log (and, `signed`, the
- * manifest and the envelope) with the marker in one transfer, deleting
- * `deletions` (paths gone from staging) first; the marker sorts last
+ * manifest and the envelope) with the marker in one transfer; the marker sorts last
  * (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
  * --delay-updates lands the others just before it. On failure the log is put
  * back: a version never published has no place in it.
@@ -678,22 +690,17 @@ async function sendMarker(
   entry: LogEntry,
   commit: string,
   signed: boolean,
-  deletions: { paths: string[]; retouch: string[] },
 ): Promise<RsyncResult> {
   const logFile = `${files.markerDir}/${VERSION_LOG}`;
   const logBefore = await Deno.readTextFile(logFile).catch(() => "");
   await writeAtomic(logFile, appendEntry(logBefore, entry));
   try {
-    return await sendLast(fleet, pub, {
-      dir: files.markerDir,
-      names: [
-        VERSION_LOG,
-        ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
-        VERSION_MARKER,
-      ],
-      list: files.markerList,
-      deletions: { staging: pub.staging, ...deletions },
-    });
+    const names = [
+      VERSION_LOG,
+      ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
+      VERSION_MARKER,
+    ];
+    return await sendLast(fleet, pub, files.markerDir, names, files.markerList);
   } catch (e) {
     await writeAtomic(logFile, logBefore);
     if (!(e instanceof TransferError)) throw e;

@@ -142,14 +142,15 @@ export async function resolveRef(repo: GitRepo, ref: string): Promise<ResolvedRe
   if (!ref || ref.startsWith("-") || /[\s\0]/.test(ref)) {
     throw new UsageError(`bad ref ${JSON.stringify(ref)}: expected a branch, tag or commit id`);
   }
-  const commit = await git([
+  // One git for both ids: the commit, and its tree.
+  const both = await git([
     `--git-dir=${repo.gitDir}`,
     "rev-parse",
-    "--verify",
-    "--quiet",
     `${ref}^{commit}`,
+    `${ref}^{tree}`,
   ]);
-  if (commit.code !== 0) {
+  const ids = both.stdout.split("\n").filter(Boolean);
+  if (both.code !== 0 || ids.length !== 2 || !ids.every((id) => OBJECT_ID.test(id))) {
     const heads = await git([
       `--git-dir=${repo.gitDir}`,
       "for-each-ref",
@@ -164,11 +165,11 @@ export async function resolveRef(repo: GitRepo, ref: string): Promise<ResolvedRe
         (names.length ? `branches: ${names.join(", ")}` : "the repository has no branches yet"),
     );
   }
-  const id = commit.stdout.trim();
-  const tree = await git([`--git-dir=${repo.gitDir}`, "rev-parse", "--verify", `${id}^{tree}`]);
-  if (tree.code !== 0) throw new UsageError(`${ref} (${id}) has no tree: ${gitWords(tree)}`);
-  return { commit: id, tree: tree.stdout.trim() };
+  return { commit: ids[0], tree: ids[1] };
 }
+
+/** A full object id: SHA-1 or SHA-256, in hex. */
+const OBJECT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 
 /**
  * Whether commit `a` is an ancestor of commit `b` (or the same commit).
@@ -185,18 +186,23 @@ export async function isAncestor(repo: GitRepo, a: string, b: string): Promise<b
   return out.code === 0 ? true : out.code === 1 ? false : null;
 }
 
+/** The ids of the tree with no entries, in SHA-1 and SHA-256 repositories. */
+const EMPTY_TREES = new Set([
+  "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+  "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+]);
+
 /**
- * True when `tree` has no entries at all.
+ * True when `tree` has no entries at all: an object id is the hash of its
+ * content, so the empty tree has one id in each hash git uses.
  *
  * @example
  * ```ts
- * if (await isEmptyTree(repo, tree)) throw new SafetyError("empty tree");
+ * if (isEmptyTree(tree)) throw new SafetyError("empty tree");
  * ```
  */
-export async function isEmptyTree(repo: GitRepo, tree: string): Promise<boolean> {
-  const out = await git([`--git-dir=${repo.gitDir}`, "cat-file", "-s", tree]);
-  if (out.code !== 0) throw new UsageError(`cannot read tree ${tree}: ${gitWords(out)}`);
-  return out.stdout.trim() === "0";
+export function isEmptyTree(tree: string): boolean {
+  return EMPTY_TREES.has(tree);
 }
 
 /** Where an export keeps its bookkeeping (outside the staging dir). */

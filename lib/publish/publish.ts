@@ -534,7 +534,7 @@ async function resolveTarget(
   const { commit, tree } = await resolveRef(repo, refName);
   const ref = markerRef(refName, commit);
   lg.debug("resolved", { ref: refName, commit, tree });
-  if (await isEmptyTree(repo, tree)) {
+  if (isEmptyTree(tree)) {
     throw new SafetyError(
       `refusing to publish ${short(commit)} (${ref}): its tree is empty, ` +
         `which would delete everything on ${fleet.primary.name}`,
@@ -571,10 +571,16 @@ async function primaryAndStaging(
   how: { signed: boolean; update: boolean },
 ): Promise<Seen> {
   const { fleet, publisher: pub, log: lg } = opts;
+  const started = performance.now();
+  const ms = () => Math.round(performance.now() - started);
   const [fetched, staged] = await Promise.allSettled([
-    readPrimary(fleet, pub, files.pulledDir, how.signed),
+    readPrimary(fleet, pub, files.pulledDir, how.signed).finally(() => {
+      lg.debug("primary read", { ms: ms() });
+    }),
     how.update
-      ? updateTree(repo, target.tree, exportPaths(files, pub))
+      ? updateTree(repo, target.tree, exportPaths(files, pub)).finally(() => {
+        lg.debug("staging updated", { ms: ms() });
+      })
       : exportWhole(repo, files, opts, target),
   ]);
   if (fetched.status === "rejected") throw fetched.reason;

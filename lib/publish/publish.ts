@@ -61,6 +61,7 @@ import { acquireLock } from "../sys/mod.ts";
 import { writeAtomic } from "./_atomic.ts";
 import type { SigningKey } from "../release/mod.ts";
 import {
+  keptManifest,
   patchedManifest,
   releaseCurrent,
   releaseKey,
@@ -283,15 +284,13 @@ async function publishLocked(
   const excludes = treeExcludes(opts.fleet, key !== null);
   const local = await readLocal(files.state);
   const last = lastUsable(files, target, excludes, local, opts.log);
-  // git's answer does not depend on the primary's: asked meanwhile.
-  const changes = last && changesSince(repo, last, target);
+  const ahead = last && askAhead(repo, files, last, target);
   const seen = await primaryAndStaging(opts, repo, files, target, {
     signed: key !== null,
-    update: last !== null,
+    ahead,
   });
   const known: Known = { target, excludes, local, primary: seen.primary, rollback: seen.rollback };
-  const by = last && changes &&
-    await differenceFor(opts, files, key, known, { last, seen, changes });
+  const by = last && ahead && await differenceFor(opts, files, key, known, { last, seen, ahead });
   // Until the marker lands, the primary may hold neither version whole.
   await keepLastPublish(files.published, null);
   if (by) return await publishDifference(opts, files, key, known, by);
@@ -343,7 +342,7 @@ async function differenceFor(
   files: PublisherFiles,
   key: SigningKey | null,
   k: Known,
-  { last, seen, changes }: { last: LastPublish; seen: Seen; changes: Promise<TreeDiff> },
+  { last, seen, ahead }: { last: LastPublish; seen: Seen; ahead: Ahead },
 ): Promise<ByDifference | null> {
   const whole = (because: string) => {
     opts.log.debug("sending the whole tree", { because });
@@ -352,13 +351,15 @@ async function differenceFor(
   if (!seen.updated) return whole("git cannot bring staging to the tree by what differs");
   const away = await primaryDoubt(opts.fleet, k.primary, last);
   if (away) return whole(away);
-  const diff = await changes;
+  const diff = await ahead.changes;
   if ("doubt" in diff) return whole(diff.doubt);
   const d = await differenceOf(opts.fleet, k.excludes, files.scratch, diff.changes);
   const staged = stagingDoubt(opts.publisher.staging, d, diff.changes);
   if (staged) return whole(staged);
-  const manifest = key
-    ? await patchedManifest(files, opts.publisher.staging, last.manifest!, d.manifest, opts.log)
+  const kept = await ahead.kept;
+  if (typeof kept === "string") return whole(kept);
+  const manifest = key && kept
+    ? await patchedManifest(files, opts.publisher.staging, kept, d.manifest, opts.log)
     : null;
   if (typeof manifest === "string") return whole(manifest);
   opts.log.debug("publishing by difference", {
@@ -369,10 +370,28 @@ async function differenceFor(
   return { difference: d, manifest };
 }
 
-/** The paths that differ between `last`'s tree and `target`'s; never rejects (a doubt instead). */
-function changesSince(repo: GitRepo, last: LastPublish, target: Target): Promise<TreeDiff> {
-  return treeChanges(repo, last.tree, target.tree, DIFFERENCE_MAX_PATHS)
+/**
+ * What a publish by difference from `last` asks that does not depend on the
+ * primary, asked while the primary is. None of it rejects.
+ */
+interface Ahead {
+  /** The paths that differ between `last`'s tree and the new one (or a doubt). */
+  changes: Promise<TreeDiff>;
+  /** Signed: the kept manifest, checked against `last`'s (or why not); null unsigned. */
+  kept: Promise<Uint8Array | string> | null;
+  /** Whether the new commit is an ancestor of `last`'s: the primary's, if it holds `last`. */
+  older: { than: string; answer: Promise<boolean | null> };
+}
+
+function askAhead(repo: GitRepo, files: PublisherFiles, last: LastPublish, target: Target): Ahead {
+  const changes = treeChanges(repo, last.tree, target.tree, DIFFERENCE_MAX_PATHS)
     .catch((e) => ({ doubt: `git cannot compare the trees: ${(e as Error).message}` }));
+  const answer = isAncestor(repo, target.commit, last.marker.commit).catch(() => null);
+  return {
+    changes,
+    kept: last.manifest === null ? null : keptManifest(files, last.manifest),
+    older: { than: last.marker.commit, answer },
+  };
 }
 
 /**
@@ -556,7 +575,7 @@ interface Seen {
 /**
  * The primary's marker (and signed its envelope), and whether `target`
  * rolls it back; meanwhile staging is brought to the commit's tree: by the
- * paths that differ when a publish by difference may follow (`update`),
+ * paths that differ when a publish by difference may follow (`ahead`),
  * whole otherwise. Both read only: staging is the publisher's alone, so it
  * is brought there while the primary is asked (a refused publish just leaves
  * staging ahead).
@@ -568,7 +587,7 @@ async function primaryAndStaging(
   repo: GitRepo,
   files: PublisherFiles,
   target: Target,
-  how: { signed: boolean; update: boolean },
+  how: { signed: boolean; ahead: Ahead | null },
 ): Promise<Seen> {
   const { fleet, publisher: pub, log: lg } = opts;
   const started = performance.now();
@@ -577,7 +596,7 @@ async function primaryAndStaging(
     readPrimary(fleet, pub, files.pulledDir, how.signed).finally(() => {
       lg.debug("primary read", { ms: ms() });
     }),
-    how.update
+    how.ahead
       ? updateTree(repo, target.tree, exportPaths(files, pub)).finally(() => {
         lg.debug("staging updated", { ms: ms() });
       })
@@ -595,9 +614,10 @@ async function primaryAndStaging(
       previous,
       fleet.primary.name,
       opts.force ?? false,
+      how.ahead?.older,
     );
   if (staged.status === "rejected") throw staged.reason;
-  return how.update
+  return how.ahead
     ? { primary, rollback, updated: staged.value, fresh: null }
     : { primary, rollback, updated: false, fresh: staged.value };
 }
@@ -764,8 +784,11 @@ async function checkOrder(
   previous: VersionMarker,
   primary: string,
   force: boolean,
+  known?: Ahead["older"],
 ): Promise<boolean> {
-  const older = await isAncestor(repo, commit, previous.commit);
+  const older = known?.than === previous.commit
+    ? await known.answer
+    : await isAncestor(repo, commit, previous.commit);
   if (older === false) return false;
   if (force) return older === true;
   if (older === true) {

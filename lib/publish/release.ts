@@ -163,32 +163,50 @@ export async function stagingManifest(
 }
 
 /**
- * The manifest of staging after a publish by difference: the kept one (its
- * SHA-256 must be `digest`, the last publish's) brought up to date for
- * `changes` alone, and kept for the next publish. A reason instead when the
- * kept state cannot be used so: the whole tree is then sent, and its
- * manifest built as ever (which says what is wrong with a path, if a path
- * is the trouble).
+ * The kept manifest's bytes when its SHA-256 is `digest` (the last
+ * publish's); a reason instead. Read apart from {@linkcode patchedManifest}
+ * so that it overlaps with what a publish waits for first (the primary).
  *
  * @example
  * ```ts
- * const m = await patchedManifest(files, staging, last.manifest, difference.manifest, log);
+ * const kept = keptManifest(files, last.manifest); // started now, awaited later
+ * ```
+ */
+export async function keptManifest(
+  files: StateFiles,
+  digest: string,
+): Promise<Uint8Array | string> {
+  try {
+    const kept = readKeptManifest(files);
+    if (kept && await manifestDigest(kept) === digest) return kept;
+    return "the kept manifest is not the one last published";
+  } catch (e) {
+    return `the kept manifest cannot be read: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * The manifest of staging after a publish by difference: `kept` (from
+ * {@linkcode keptManifest}) brought up to date for `changes` alone, and kept
+ * with its record for the next publish. A reason instead when that cannot
+ * be done: the whole tree is then sent, and its manifest built as ever
+ * (which says what is wrong with a path, if a path is the trouble).
+ *
+ * @example
+ * ```ts
+ * const m = await patchedManifest(files, staging, kept, difference.manifest, log);
  * if (typeof m === "string") log.debug("sending the whole tree", { because: m });
  * ```
  */
 export async function patchedManifest(
   files: StateFiles,
   staging: string,
-  digest: string,
+  kept: Uint8Array,
   changes: readonly PathChange[],
   log: Logger,
 ): Promise<StagingManifest | string> {
   const started = performance.now();
   try {
-    const kept = readKeptManifest(files);
-    if (!kept || await manifestDigest(kept) !== digest) {
-      return "the kept manifest is not the one last published";
-    }
     const next = await patchManifestState(files, kept, staging, changes);
     const m = { ...next, digest: await manifestDigest(next.bytes) };
     log.debug("manifest built", {

@@ -21,7 +21,13 @@
 // publish, so it sends the whole tree as every publish did before publishing
 // by difference.
 //
-// Usage: deno run -A bench/publish.ts [--quick] [--signed | --difference] [--files N] [--runs N]
+// With --before DIR (and --difference), the fanout checked out in DIR too
+// (say the commit before publishing by difference), unsigned and signed, in
+// the same rotation: its own tests/_helpers.ts makes its labs, which run its
+// own main.ts.
+//
+// Usage: deno run -A bench/publish.ts [--quick] [--signed | --difference [--before DIR]]
+//   [--files N] [--runs N]
 import { parseArgs } from "node:util";
 import { Lab, type Ran, sh } from "../tests/_helpers.ts";
 import { exists } from "../lib/core/mod.ts";
@@ -33,6 +39,7 @@ const args = parseArgs({
     quick: { type: "boolean" },
     signed: { type: "boolean" },
     difference: { type: "boolean" },
+    before: { type: "string" },
     files: { type: "string" },
     runs: { type: "string" },
   },
@@ -239,8 +246,13 @@ interface Way {
 }
 
 /** fanout's publish, whole or by difference, unsigned or signed; checks the way it went. */
-async function fanoutWay(bare: string, signed: boolean, whole: boolean): Promise<Way> {
-  const lab = await Lab.create();
+async function fanoutWay(
+  bare: string,
+  signed: boolean,
+  whole: boolean,
+  from: { name: string; Lab: typeof Lab } | null = null,
+): Promise<Way> {
+  const lab = await (from?.Lab ?? Lab).create();
   let release = "";
   if (signed) {
     const key = await generateKeyPair();
@@ -253,7 +265,9 @@ async function fanoutWay(bare: string, signed: boolean, whole: boolean): Promise
   const args = ["--role", "publish", "-c", lab.fleetFile, "--repo", bare, "--log-level", "debug"];
   let first = true;
   return {
-    name: `fanout ${signed ? "signed" : "unsigned"}, ${whole ? "whole tree" : "by difference"}`,
+    name: `fanout ${signed ? "signed" : "unsigned"}, ${
+      from ? from.name : whole ? "whole tree" : "by difference"
+    }`,
     lab,
     publish: async () => {
       const r = await lab.run(args);
@@ -290,10 +304,17 @@ async function checkoutWay(bare: string): Promise<Way> {
  * the hand-made way, RUNS one-file changes each published by all in turn.
  */
 async function byDifference(bare: string, change: () => Promise<void>): Promise<void> {
+  // Another checkout of fanout (the code before publishing by difference):
+  // its own test helpers run its own main.ts.
+  const before = args.before
+    ? { name: `as ${args.before}`, Lab: (await import(`${args.before}/tests/_helpers.ts`)).Lab }
+    : null;
   const ways = [
     await checkoutWay(bare),
+    ...(before ? [await fanoutWay(bare, false, true, before)] : []),
     await fanoutWay(bare, false, true),
     await fanoutWay(bare, false, false),
+    ...(before ? [await fanoutWay(bare, true, true, before)] : []),
     await fanoutWay(bare, true, true),
     await fanoutWay(bare, true, false),
   ];

@@ -333,9 +333,9 @@ interface ByDifference {
 /**
  * The difference to publish when staging was brought to the tree by what
  * differs, the primary holds `last` exactly (its marker, and signed its
- * envelope, ours) and git's list of changes can be sent as it is; null, said at debug level, when the whole tree is to be
- * sent. Signed, the kept manifest is brought up to date (its SHA-256 first
- * checked against `last`'s).
+ * envelope, ours) and git's list of changes can be sent as it is; null,
+ * said at debug level, when the whole tree is to be sent. Signed, the kept
+ * manifest (its SHA-256 checked against `last`'s) is brought up to date.
  */
 async function differenceFor(
   opts: PublishOptions,

@@ -322,9 +322,8 @@ export async function updateTree(
   paths: ExportPaths,
 ): Promise<boolean> {
   const stamp = await readStamp(paths.stampFile);
-  if (stamp?.staging !== paths.staging || !stamp.tree || !(await exists(paths.indexFile))) {
-    return false;
-  }
+  const ours = stamp?.staging === paths.staging && stamp.tree !== null;
+  if (!ours || !(await exists(paths.indexFile)) || !(await exists(paths.staging))) return false;
   const read = await git(
     [`--git-dir=${repo.gitDir}`, `--work-tree=${paths.staging}`, "read-tree", "-m", "-u", tree],
     { cwd: paths.staging, env: { GIT_INDEX_FILE: paths.indexFile } },

@@ -59,7 +59,7 @@ import {
 } from "../core/mod.ts";
 import { acquireLock } from "../sys/mod.ts";
 import { writeAtomic } from "./_atomic.ts";
-import type { SigningKey } from "../release/mod.ts";
+import { pathProblem, type SigningKey } from "../release/mod.ts";
 import {
   keptManifest,
   patchedManifest,
@@ -324,10 +324,10 @@ function lastUsable(
   return because ? null : last;
 }
 
-/** A publish by difference, planned: what it sends, and its manifest. */
+/** A publish by difference, planned: what it sends, and signed, the kept manifest to patch. */
 interface ByDifference {
   difference: Difference;
-  manifest: StagingManifest | null;
+  kept: Uint8Array | null;
 }
 
 /**
@@ -335,7 +335,9 @@ interface ByDifference {
  * differs, the primary holds `last` exactly (its marker, and signed its
  * envelope, ours) and git's list of changes can be sent as it is; null,
  * said at debug level, when the whole tree is to be sent. Signed, the kept
- * manifest (its SHA-256 checked against `last`'s) is brought up to date.
+ * manifest must be `last`'s, and every path it will list one a manifest
+ * takes (the whole tree's manifest would refuse the publish before it sends
+ * anything).
  */
 async function differenceFor(
   opts: PublishOptions,
@@ -358,16 +360,14 @@ async function differenceFor(
   if (staged) return whole(staged);
   const kept = await ahead.kept;
   if (typeof kept === "string") return whole(kept);
-  const manifest = key && kept
-    ? await patchedManifest(files, opts.publisher.staging, kept, d.manifest, opts.log)
-    : null;
-  if (typeof manifest === "string") return whole(manifest);
+  const unlisted = key ? d.manifest.find((c) => c.listed && pathProblem(c.path)) : undefined;
+  if (unlisted) return whole(`no manifest can list ${JSON.stringify(unlisted.path)}`);
   opts.log.debug("publishing by difference", {
     from: describeVersion(last.marker),
     send: d.send.length,
     delete: d.deleted.length,
   });
-  return { difference: d, manifest };
+  return { difference: d, kept };
 }
 
 /**
@@ -426,6 +426,9 @@ async function publishDifference(
 ): Promise<Published> {
   const { fleet, publisher: pub, log: lg } = opts;
   const d = by.difference;
+  // The manifest is needed only with the marker: it is patched while the paths travel.
+  const manifest = by.kept ? manifestByDifference(opts, files, k, { ...by, kept: by.kept }) : null;
+  manifest?.catch(() => {}); // awaited below; a failed transfer must not leave it unhandled
   const sent = await sendPaths(fleet, pub, files.sendList, d.send, k.excludes);
   if (sent) lg.debug("paths sent", { ...sent.stats, ms: Math.round(sent.ms) });
   const gone = await sendDeletions(fleet, pub, files.sendList, {
@@ -437,9 +440,27 @@ async function publishDifference(
   return await land(opts, files, key, k, {
     stats: sent?.stats ?? null,
     items: [...sent?.items ?? [], ...gone?.items ?? []],
-    manifest: by.manifest,
+    manifest: await manifest,
     deleted: d.deleted,
   });
+}
+
+/**
+ * The manifest of staging after a publish by difference: the kept one
+ * patched for the changed paths; when that cannot be done, built from a walk
+ * of staging as a whole-tree publish builds it (the same manifest).
+ */
+async function manifestByDifference(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  k: Known,
+  by: ByDifference & { kept: Uint8Array },
+): Promise<StagingManifest> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const m = await patchedManifest(files, pub.staging, by.kept, by.difference.manifest, lg);
+  if (typeof m !== "string") return m;
+  lg.debug("walking staging for the manifest", { because: m });
+  return await stagingManifest(fleet, pub, files, { fresh: false, excludes: k.excludes, log: lg });
 }
 
 /** Sends the whole of staging, then the marker (unless nothing differs: already published). */

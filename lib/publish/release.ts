@@ -189,13 +189,13 @@ export async function keptManifest(
  * The manifest of staging after a publish by difference: `kept` (from
  * {@linkcode keptManifest}) brought up to date for `changes` alone, and kept
  * with its record for the next publish. A reason instead when that cannot
- * be done: the whole tree is then sent, and its manifest built as ever
- * (which says what is wrong with a path, if a path is the trouble).
+ * be done: the manifest is then built from a walk of staging, as a
+ * whole-tree publish builds it.
  *
  * @example
  * ```ts
  * const m = await patchedManifest(files, staging, kept, difference.manifest, log);
- * if (typeof m === "string") log.debug("sending the whole tree", { because: m });
+ * if (typeof m === "string") log.debug("walking staging for the manifest", { because: m });
  * ```
  */
 export async function patchedManifest(

@@ -9,8 +9,17 @@
 import assert from "node:assert/strict";
 import { type Lab, type Ran, sh, withLab } from "./_helpers.ts";
 import { GitRepo } from "./_fleet.ts";
-import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
+import {
+  buildManifest,
+  formatManifest,
+  generateKeyPair,
+  RELEASE_SKIP,
+  writePrivateKey,
+} from "../lib/release/mod.ts";
 import { parseLog } from "../lib/version/mod.ts";
+
+/** The root names no manifest lists. */
+const MANIFEST_SKIP = [...RELEASE_SKIP, ".fanout-tmp"];
 
 /** One step of the series: what a commit changes, in the developer's clone. */
 interface Step {
@@ -304,5 +313,40 @@ Deno.test("publish by difference falls back to the whole tree, and says why: ano
     const kept = await step({ "old/o.txt": null }, `echo stray > ${staging}/old/stray.txt`);
     assert.equal(because(kept), 'staging still holds "old"');
     assert.equal(because(await step({ "a.txt": "a6\n" })), null);
+  });
+});
+
+Deno.test("publish by difference, signed: no envelope of ours on the primary sends the whole tree; a kept record that cannot be patched walks staging for the same manifest", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [], push: { exclude: "[.git]" }, extra: await signing(lab) });
+    await lab.server("primary", "rsync1");
+    const repo = await GitRepo.create(lab.dir);
+    const primary = lab.hosts.rsync1.path;
+    const step = async (files: Record<string, string | null>) => {
+      const commit = await repo.commit(files);
+      assert.equal((await repo.push()).code, 0);
+      const r = await publish(lab, repo, commit, false);
+      assert.deepEqual(await wholeWouldChange(lab, [".git"], true), [], r.stderr);
+      const staging = await buildManifest(`${lab.dir}/staging`, { skip: MANIFEST_SKIP });
+      const sent = await Deno.readFile(`${primary}/.fanout-manifest`);
+      assert.deepEqual(sent, formatManifest(staging), "the manifest of staging");
+      return r;
+    };
+    await step({ "a.txt": "a\n", "lib/b.txt": "b\n" });
+    assert.equal(way(await step({ "a.txt": "a2\n" })), "difference");
+
+    await Deno.remove(`${primary}/.fanout-release`);
+    const unsigned = await step({ "a.txt": "a3\n" });
+    assert.equal(
+      because(unsigned),
+      "the primary's envelope does not sign the version published from here",
+    );
+
+    await Deno.writeTextFile(`${lab.dir}/state/git1/staging.record`, "not a record");
+    const walked = await step({ "lib/c.txt": "c\n" });
+    assert.equal(way(walked), "difference");
+    assert.match(walked.stderr, /msg="walking staging for the manifest" .*because=/);
+    const patched = await step({ "a.txt": "a4\n" });
+    assert.match(patched.stderr, /msg="manifest built" .*hashed=1 .*patched=true/);
   });
 });

@@ -14,7 +14,20 @@
 // first publish of the whole tree (with the first manifest's time, from the
 // publisher's own log line, and its size), then one-file changes.
 //
-// Usage: deno run -A bench/publish.ts [--quick] [--signed] [--files N] [--runs N]
+// With --difference, publishing by difference against the whole tree, each
+// unsigned and signed, and the hand-made checkout way, each to its own
+// primary, every change published by all five in turn (rotating who goes
+// first). "whole" has its record of the last publish removed before each
+// publish, so it sends the whole tree as every publish did before publishing
+// by difference.
+//
+// With --before DIR (and --difference), the fanout checked out in DIR too
+// (say the commit before publishing by difference), unsigned and signed, in
+// the same rotation: its own tests/_helpers.ts makes its labs, which run its
+// own main.ts.
+//
+// Usage: deno run -A bench/publish.ts [--quick] [--signed | --difference [--before DIR]]
+//   [--files N] [--runs N]
 import { parseArgs } from "node:util";
 import { Lab, type Ran, sh } from "../tests/_helpers.ts";
 import { exists } from "../lib/core/mod.ts";
@@ -25,6 +38,8 @@ const args = parseArgs({
   options: {
     quick: { type: "boolean" },
     signed: { type: "boolean" },
+    difference: { type: "boolean" },
+    before: { type: "string" },
     files: { type: "string" },
     runs: { type: "string" },
   },
@@ -73,6 +88,7 @@ try {
   };
 
   if (args.signed) await signedAgainstUnsigned(bare, change);
+  else if (args.difference) await byDifference(bare, change);
   else await threeWays(bare, change);
 } finally {
   await Deno.remove(root, { recursive: true }).catch(() => {});
@@ -219,6 +235,113 @@ async function signedAgainstUnsigned(bare: string, change: () => Promise<void>):
     );
   } finally {
     for (const lab of Object.values(labs)) await lab.close();
+  }
+}
+
+/** A way of publishing, in its own lab; `publish` sends the newest commit. */
+interface Way {
+  name: string;
+  lab: Lab;
+  publish: () => Promise<void>;
+}
+
+/** fanout's publish, whole or by difference, unsigned or signed; checks the way it went. */
+async function fanoutWay(
+  bare: string,
+  signed: boolean,
+  whole: boolean,
+  from: { name: string; Lab: typeof Lab } | null = null,
+): Promise<Way> {
+  const lab = await (from?.Lab ?? Lab).create();
+  let release = "";
+  if (signed) {
+    const key = await generateKeyPair();
+    await writePrivateKey(`${lab.dir}/release.key`, key.privatePem);
+    release = `release:\n  signing_key_file: ${lab.dir}/release.key\n` +
+      `  public_keys: [${key.publicKey.text}]`;
+  }
+  await lab.fleet({ replicas: [], extra: release });
+  await lab.server("primary", "rsync1");
+  const args = ["--role", "publish", "-c", lab.fleetFile, "--repo", bare, "--log-level", "debug"];
+  let first = true;
+  return {
+    name: `fanout ${signed ? "signed" : "unsigned"}, ${
+      from ? from.name : whole ? "whole tree" : "by difference"
+    }`,
+    lab,
+    publish: async () => {
+      const r = await lab.run(args);
+      if (r.code !== 0) throw new Error(r.stderr);
+      const by = r.stderr.includes('msg="publishing by difference"');
+      if (!first && by === whole) {
+        throw new Error(`not ${whole ? "whole" : "by difference"}:\n${r.stderr}`);
+      }
+      first = false;
+    },
+  };
+}
+
+/** The hand-made way: `git pull` in a checkout on the git server, `rsync -az --delete` of it. */
+async function checkoutWay(bare: string): Promise<Way> {
+  const lab = await Lab.create();
+  await lab.fleet({ replicas: [] });
+  await lab.server("primary", "rsync1");
+  const checkout = `${lab.dir}/checkout`;
+  return {
+    name: "hand-made: git pull + rsync -az",
+    lab,
+    publish: async () => {
+      if (!(await exists(checkout))) await git(lab.dir, "clone", "-q", bare, checkout);
+      else await git(checkout, "pull", "-q", "--ff-only");
+      const r = await rsyncTo(lab, checkout, ["-az"]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    },
+  };
+}
+
+/**
+ * Publishing by difference against the whole tree (unsigned and signed) and
+ * the hand-made way, RUNS one-file changes each published by all in turn.
+ */
+async function byDifference(bare: string, change: () => Promise<void>): Promise<void> {
+  // Another checkout of fanout (the code before publishing by difference):
+  // its own test helpers run its own main.ts.
+  const before = args.before
+    ? { name: `as ${args.before}`, Lab: (await import(`${args.before}/tests/_helpers.ts`)).Lab }
+    : null;
+  const ways = [
+    await checkoutWay(bare),
+    ...(before ? [await fanoutWay(bare, false, true, before)] : []),
+    await fanoutWay(bare, false, true),
+    await fanoutWay(bare, false, false),
+    ...(before ? [await fanoutWay(bare, true, true, before)] : []),
+    await fanoutWay(bare, true, true),
+    await fanoutWay(bare, true, false),
+  ];
+  try {
+    for (const w of ways) await w.publish(); // the first, full send
+    const times = ways.map(() => [] as number[]);
+    for (let i = 0; i < RUNS; i++) {
+      await change();
+      for (let j = 0; j < ways.length; j++) {
+        const k = (i + j) % ways.length;
+        const w = ways[k];
+        if (w.name.endsWith("whole tree")) {
+          await Deno.remove(`${w.lab.dir}/state/git1/published.json`).catch(() => {});
+        }
+        times[k].push(await timed(w.publish));
+      }
+    }
+    const base = median(times[0]);
+    console.log(`\n### publish: one changed file in a ${FILES}-file tree (median of ${RUNS})\n`);
+    console.log("| way | median | vs hand-made |");
+    console.log("| --- | ---: | ---: |");
+    ways.forEach((w, k) => {
+      const m = median(times[k]);
+      console.log(`| ${w.name} | ${m.toFixed(0)} ms | ${(m / base).toFixed(2)}x |`);
+    });
+  } finally {
+    for (const w of ways) await w.lab.close();
   }
 }
 

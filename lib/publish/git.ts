@@ -1,7 +1,9 @@
 /**
  * The git plumbing publish needs: open a repository (bare or not), resolve a
- * ref to a commit, ask whether one commit is an ancestor of another, and
- * export a commit's tree into a persistent staging directory.
+ * ref to a commit, ask whether one commit is an ancestor of another, export
+ * a commit's tree into a persistent staging directory (or bring it there
+ * from the tree it holds, touching only what differs), and list the paths
+ * that differ between two trees.
  *
  * The export goes through a private index file (`GIT_INDEX_FILE`) and
  * `git read-tree --reset -u`: git compares the staging dir against what it
@@ -39,6 +41,8 @@ export interface ResolvedRef {
 interface GitOutput {
   code: number;
   stdout: string;
+  /** stdout as git wrote it (names that are not UTF-8 stay as they are). */
+  raw: Uint8Array;
   stderr: string;
 }
 
@@ -70,7 +74,12 @@ async function git(
     }
     throw new EnvironmentError(`cannot run git: ${(e as Error).message}`);
   }
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    raw: out.stdout,
+    stderr: dec.decode(out.stderr),
+  };
 }
 
 /** git's own most telling line, without its `fatal: ` prefix. */
@@ -133,14 +142,15 @@ export async function resolveRef(repo: GitRepo, ref: string): Promise<ResolvedRe
   if (!ref || ref.startsWith("-") || /[\s\0]/.test(ref)) {
     throw new UsageError(`bad ref ${JSON.stringify(ref)}: expected a branch, tag or commit id`);
   }
-  const commit = await git([
+  // One git for both ids: the commit, and its tree.
+  const both = await git([
     `--git-dir=${repo.gitDir}`,
     "rev-parse",
-    "--verify",
-    "--quiet",
     `${ref}^{commit}`,
+    `${ref}^{tree}`,
   ]);
-  if (commit.code !== 0) {
+  const ids = both.stdout.split("\n").filter(Boolean);
+  if (both.code !== 0 || ids.length !== 2 || !ids.every((id) => OBJECT_ID.test(id))) {
     const heads = await git([
       `--git-dir=${repo.gitDir}`,
       "for-each-ref",
@@ -155,11 +165,11 @@ export async function resolveRef(repo: GitRepo, ref: string): Promise<ResolvedRe
         (names.length ? `branches: ${names.join(", ")}` : "the repository has no branches yet"),
     );
   }
-  const id = commit.stdout.trim();
-  const tree = await git([`--git-dir=${repo.gitDir}`, "rev-parse", "--verify", `${id}^{tree}`]);
-  if (tree.code !== 0) throw new UsageError(`${ref} (${id}) has no tree: ${gitWords(tree)}`);
-  return { commit: id, tree: tree.stdout.trim() };
+  return { commit: ids[0], tree: ids[1] };
 }
+
+/** A full object id: SHA-1 or SHA-256, in hex. */
+const OBJECT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 
 /**
  * Whether commit `a` is an ancestor of commit `b` (or the same commit).
@@ -176,18 +186,23 @@ export async function isAncestor(repo: GitRepo, a: string, b: string): Promise<b
   return out.code === 0 ? true : out.code === 1 ? false : null;
 }
 
+/** The ids of the tree with no entries, in SHA-1 and SHA-256 repositories. */
+const EMPTY_TREES = new Set([
+  "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+  "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+]);
+
 /**
- * True when `tree` has no entries at all.
+ * True when `tree` has no entries at all: an object id is the hash of its
+ * content, so the empty tree has one id in each hash git uses.
  *
  * @example
  * ```ts
- * if (await isEmptyTree(repo, tree)) throw new SafetyError("empty tree");
+ * if (isEmptyTree(tree)) throw new SafetyError("empty tree");
  * ```
  */
-export async function isEmptyTree(repo: GitRepo, tree: string): Promise<boolean> {
-  const out = await git([`--git-dir=${repo.gitDir}`, "cat-file", "-s", tree]);
-  if (out.code !== 0) throw new UsageError(`cannot read tree ${tree}: ${gitWords(out)}`);
-  return out.stdout.trim() === "0";
+export function isEmptyTree(tree: string): boolean {
+  return EMPTY_TREES.has(tree);
 }
 
 /** Where an export keeps its bookkeeping (outside the staging dir). */
@@ -283,6 +298,130 @@ export async function exportTree(
   }
   await writeStamp(paths.stampFile, { staging: paths.staging, tree });
   return { fresh, strays: strays.length, ms: performance.now() - started };
+}
+
+/**
+ * Brings staging from the tree its private index holds to `tree`, touching
+ * only the paths that differ between the two (a one-tree `read-tree -m -u`:
+ * unchanged files are not even stat'ed, and nothing else in the directory is
+ * looked at). False, with nothing changed, when that cannot be done: no
+ * export of this staging dir to start from, or git refuses (a changed path
+ * in staging is not what the index says, an untracked file is in the way);
+ * {@linkcode exportTree} is then the way.
+ *
+ * Call it under the publish lock, like {@linkcode exportTree}.
+ *
+ * @example
+ * ```ts
+ * if (!(await updateTree(repo, tree, paths))) await exportTree(repo, tree, paths);
+ * ```
+ */
+export async function updateTree(
+  repo: GitRepo,
+  tree: string,
+  paths: ExportPaths,
+): Promise<boolean> {
+  const stamp = await readStamp(paths.stampFile);
+  const ours = stamp?.staging === paths.staging && stamp.tree !== null;
+  if (!ours || !(await exists(paths.indexFile)) || !(await exists(paths.staging))) return false;
+  const read = await git(
+    [`--git-dir=${repo.gitDir}`, `--work-tree=${paths.staging}`, "read-tree", "-m", "-u", tree],
+    { cwd: paths.staging, env: { GIT_INDEX_FILE: paths.indexFile } },
+  );
+  if (read.code !== 0) return false;
+  await writeStamp(paths.stampFile, { staging: paths.staging, tree });
+  return true;
+}
+
+/** What a path is in a git tree: a submodule is none of these. */
+export type GitKind = "file" | "dir" | "symlink";
+
+/** One path that differs between two trees. */
+export interface TreeChange {
+  /** Relative, `/`-separated, exactly as git names it. */
+  path: string;
+  /** What it was; null when it is new. */
+  before: GitKind | null;
+  /** What it is; null when it is gone. */
+  after: GitKind | null;
+}
+
+/** The paths that differ between two trees, or why they cannot be trusted. */
+export type TreeDiff = { changes: TreeChange[] } | { doubt: string };
+
+/**
+ * Every path that differs between trees `from` and `to`, directories
+ * included (a directory with a change below it is itself changed): added,
+ * removed, edited, with another mode, or of another kind. A doubt instead
+ * when the answer is not one to act on: a tree git cannot read (gone from the
+ * repository), more than `maxPaths` paths, a name that is not UTF-8, a
+ * submodule.
+ *
+ * @example
+ * ```ts
+ * const diff = await treeChanges(repo, publishedTree, tree, 10_000);
+ * if ("doubt" in diff) console.log(`sending the whole tree: ${diff.doubt}`);
+ * ```
+ */
+export async function treeChanges(
+  repo: GitRepo,
+  from: string,
+  to: string,
+  maxPaths: number,
+): Promise<TreeDiff> {
+  const out = await git([
+    `--git-dir=${repo.gitDir}`,
+    "diff-tree",
+    "-r",
+    "-t",
+    "-z",
+    "--no-renames",
+    from,
+    to,
+  ]);
+  if (out.code !== 0) return { doubt: `git cannot compare the trees: ${gitWords(out)}` };
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(out.raw);
+  } catch {
+    return { doubt: "a changed name is not UTF-8" };
+  }
+  return parseRawDiff(text, maxPaths);
+}
+
+/** Git's modes, as the kinds they give. */
+const KIND_OF_MODE: Record<string, GitKind | null> = {
+  "000000": null,
+  "040000": "dir",
+  "100644": "file",
+  "100755": "file",
+  "120000": "symlink",
+};
+
+/**
+ * Reads `diff-tree -z` raw output: per change `:<mode> <mode> <id> <id>
+ * <status>` and the path, each ended by a NUL. A path whose kind changes
+ * between a directory and anything else comes twice (removed, added): one
+ * change.
+ */
+function parseRawDiff(text: string, maxPaths: number): TreeDiff {
+  const fields = text.split("\0");
+  const byPath = new Map<string, TreeChange>();
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const [before, after] = fields[i].slice(1).split(" ");
+    const path = fields[i + 1];
+    if (!(before in KIND_OF_MODE) || !(after in KIND_OF_MODE)) {
+      return { doubt: `${JSON.stringify(path)} is neither a file, a symlink nor a directory` };
+    }
+    const seen = byPath.get(path);
+    byPath.set(path, {
+      path,
+      before: seen?.before ?? KIND_OF_MODE[before],
+      after: seen?.after ?? KIND_OF_MODE[after],
+    });
+    if (byPath.size > maxPaths) return { doubt: `more than ${maxPaths} paths changed` };
+  }
+  return { changes: [...byPath.values()] };
 }
 
 async function readStamp(file: string): Promise<Stamp | null> {

@@ -6,23 +6,33 @@
  * run one after the other:
  *
  * 1. resolve the ref to a commit; refuse an empty tree;
- * 2. read the primary's marker (its read module), and refuse a commit that is
- *    an ancestor of the published one unless forced (a rollback);
- * 3. export the commit's tree into the persistent staging dir (only changed
- *    files are rewritten, so rsync sends only the delta);
- * 4. in a signed fleet (`release.public_keys`), build the manifest of staging
- *    (lib/publish/release.ts: only what changed since the last publish is
- *    hashed);
- * 5. send staging to the primary's write module (`--delete-delay
- *    --delay-updates`: new files land together, deletions after them), from
- *    the publisher's address, with the password file, leaving the marker alone;
- * 6. write `.fanout-version` with the next `seq`, add what step 5 changed to
- *    the version log (`.fanout-changes`, lib/version/version_log.ts), in a
+ * 2. read the primary's marker (and, signed, its envelope) from its read
+ *    module, and refuse a commit that is an ancestor of the published one
+ *    unless forced (a rollback); meanwhile bring the persistent staging dir
+ *    to the commit's tree (only changed files are rewritten);
+ * 3. choose the way: by difference when the primary holds exactly the last
+ *    version published from here (lib/publish/difference.ts), and the
+ *    paths git says changed can be sent as they are; the whole tree
+ *    otherwise (the first publish, another version on the primary, a
+ *    publish that stopped half-way, push.exclude changed, the same tree
+ *    again, anything doubtful). The debug log says which, and why;
+ * 4. in a signed fleet (`release.public_keys`), bring the manifest of
+ *    staging up to date (lib/publish/release.ts): patched for the changed
+ *    paths by difference, from a walk of staging (hashing only what changed)
+ *    otherwise;
+ * 5. send to the primary's write module, from the publisher's address, with
+ *    the password file, leaving the marker alone: by difference, the changed
+ *    paths alone (`--files-from`), then the removed ones in a transfer of
+ *    their own; whole, staging (`--delete-delay --delay-updates`). Either way
+ *    new files land together, deletions after them;
+ * 6. write `.fanout-version` with the next `seq`, add what changed to the
+ *    version log (`.fanout-changes`, lib/version/version_log.ts), in a
  *    signed fleet write the manifest (`.fanout-manifest`) and the envelope
  *    that signs it with the marker's fields (`.fanout-release`), and send
  *    them all last in one transfer, the marker after the others, so a host
  *    whose marker says seq N holds all of version N, its signature and the
- *    log up to it.
+ *    log up to it;
+ * 7. keep the record of this publish for the next one to go by difference.
  *
  * The signing key is loaded before anything else: a signed fleet whose key
  * is missing or not listed publishes nothing. An unsigned fleet publishes as
@@ -37,10 +47,7 @@
 import { checkSecretFiles, type Fleet, type PublisherHost } from "../config/mod.ts";
 import {
   ConfigError,
-  formatHostPort,
-  formatRsyncUrl,
   type Logger,
-  readSmallFile,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SafetyError,
@@ -52,26 +59,45 @@ import {
 } from "../core/mod.ts";
 import { acquireLock } from "../sys/mod.ts";
 import { writeAtomic } from "./_atomic.ts";
-import { ENVELOPE_MAX_BYTES, type SigningKey } from "../release/mod.ts";
+import { pathProblem, type SigningKey } from "../release/mod.ts";
 import {
+  keptManifest,
+  patchedManifest,
   releaseCurrent,
   releaseKey,
   stageRelease,
   type StagingManifest,
   stagingManifest,
 } from "./release.ts";
-import { exportTree, type GitRepo, isAncestor, isEmptyTree, openRepo, resolveRef } from "./git.ts";
 import {
-  classifyItems,
-  describeRsyncFailure,
-  requireRsync,
-  rsyncArgs,
-  type RsyncJob,
-  type RsyncResult,
-  type RsyncStats,
-  runRsync,
-  writeFileList,
-} from "../rsync/mod.ts";
+  type ExportPaths,
+  exportTree,
+  type GitRepo,
+  isAncestor,
+  isEmptyTree,
+  openRepo,
+  resolveRef,
+  treeChanges,
+  type TreeDiff,
+  updateTree,
+} from "./git.ts";
+import {
+  type PrimaryState,
+  readPrimary,
+  sendDeletions,
+  sendLast,
+  sendPaths,
+  sendTree,
+} from "./_primary.ts";
+import {
+  type Difference,
+  differenceOf,
+  keepLastPublish,
+  type LastPublish,
+  readLastPublish,
+  stagingDoubt,
+} from "./difference.ts";
+import { classifyItems, requireRsync, type RsyncResult, type RsyncStats } from "../rsync/mod.ts";
 import {
   appendEntry,
   describeVersion,
@@ -145,6 +171,12 @@ export function publisherFiles(p: PublisherHost): {
   record: string;
   /** Never created: where the dry run that lists what the transfer sends points. */
   nowhere: string;
+  /** The record of the last publish whose marker landed (lib/publish/difference.ts). */
+  published: string;
+  /** What a publish by difference sends, as a list for rsync. */
+  sendList: string;
+  /** Scratch space of a publish by difference (skeletons for push.exclude's dry runs). */
+  scratch: string;
 } {
   return {
     lock: `${p.stateDir}/publish.lock`,
@@ -157,6 +189,9 @@ export function publisherFiles(p: PublisherHost): {
     manifest: `${p.stateDir}/staging.manifest`,
     record: `${p.stateDir}/staging.record`,
     nowhere: `${p.stateDir}/dry-run-nowhere`,
+    published: `${p.stateDir}/published.json`,
+    sendList: `${p.stateDir}/send.list`,
+    scratch: `${p.stateDir}/difference`,
   };
 }
 
@@ -218,6 +253,26 @@ interface Target {
   ref: string;
 }
 
+/** What a publish learnt before it sends anything. */
+interface Known {
+  target: Target;
+  /** The tree transfer's patterns ({@linkcode treeExcludes}). */
+  excludes: string[];
+  /** The publisher's own record of the version it offered last. */
+  local: VersionMarker | null;
+  /** The primary's marker and envelope. */
+  primary: PrimaryState;
+  /** Whether `target` rolls the primary back. */
+  rollback: boolean;
+}
+
+/**
+ * The most paths a publish by difference takes (changed, added and removed
+ * together); past it the whole tree is sent, as a large change costs its
+ * transfer anyway.
+ */
+const DIFFERENCE_MAX_PATHS = 10_000;
+
 /** The steps of a publish, under its lock (see the module doc). */
 async function publishLocked(
   opts: PublishOptions,
@@ -225,22 +280,213 @@ async function publishLocked(
   files: PublisherFiles,
   key: SigningKey | null,
 ): Promise<Published> {
-  const { fleet, publisher: pub, log: lg } = opts;
-  const target = await resolveTarget(repo, opts.ref, fleet, lg);
-  const { previous, rollback, fresh } = await primaryAndStaging(opts, repo, files, target);
-  const excludes = treeExcludes(fleet, key !== null);
-  const manifest = key
-    ? await stagingManifest(fleet, pub, files, { fresh, excludes, log: lg })
+  const target = await resolveTarget(repo, opts.ref, opts.fleet, opts.log);
+  const excludes = treeExcludes(opts.fleet, key !== null);
+  const local = await readLocal(files.state);
+  const last = lastUsable(files, target, excludes, local, opts.log);
+  const ahead = last && askAhead(repo, files, last, target);
+  const seen = await primaryAndStaging(opts, repo, files, target, {
+    signed: key !== null,
+    ahead,
+  });
+  const known: Known = { target, excludes, local, primary: seen.primary, rollback: seen.rollback };
+  const by = last && ahead && await differenceFor(opts, files, key, known, { last, seen, ahead });
+  // Until the marker lands, the primary may hold neither version whole.
+  await keepLastPublish(files.published, null);
+  if (by) return await publishDifference(opts, files, key, known, by);
+  const fresh = seen.fresh ?? await exportWhole(repo, files, opts, target);
+  return await publishWhole(opts, files, key, known, fresh);
+}
+
+/**
+ * The record of the last publish, when a publish by difference may follow
+ * it as far as this publisher knows (the primary is asked next); null, said
+ * at debug level, when the whole tree is to be sent.
+ */
+function lastUsable(
+  files: PublisherFiles,
+  target: Target,
+  excludes: string[],
+  local: VersionMarker | null,
+  lg: Logger,
+): LastPublish | null {
+  const last = readLastPublish(files.published);
+  const because = !last
+    ? "no record of a publish that landed whole"
+    : last.excludes.join("\0") !== excludes.join("\0")
+    ? "push.exclude, or signing, changed since the last publish"
+    : !sameVersion(local, last.marker)
+    ? "the last publish from here did not land its marker"
+    : last.tree === target.tree
+    ? "the tree is the one last published: checked whole"
     : null;
-  const sent = await sendTree(fleet, pub, excludes);
+  if (because) lg.debug("sending the whole tree", { because });
+  return because ? null : last;
+}
+
+/** A publish by difference, planned: what it sends, and signed, the kept manifest to patch. */
+interface ByDifference {
+  difference: Difference;
+  kept: Uint8Array | null;
+}
+
+/**
+ * The difference to publish when staging was brought to the tree by what
+ * differs, the primary holds `last` exactly (its marker, and signed its
+ * envelope, ours) and git's list of changes can be sent as it is; null,
+ * said at debug level, when the whole tree is to be sent. Signed, the kept
+ * manifest must be `last`'s, and every path it will list one a manifest
+ * takes (the whole tree's manifest would refuse the publish before it sends
+ * anything).
+ */
+async function differenceFor(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  { last, seen, ahead }: { last: LastPublish; seen: Seen; ahead: Ahead },
+): Promise<ByDifference | null> {
+  const whole = (because: string) => {
+    opts.log.debug("sending the whole tree", { because });
+    return null;
+  };
+  if (!seen.updated) return whole("git cannot bring staging to the tree by what differs");
+  const away = await primaryDoubt(opts.fleet, k.primary, last);
+  if (away) return whole(away);
+  const diff = await ahead.changes;
+  if ("doubt" in diff) return whole(diff.doubt);
+  const d = await differenceOf(opts.fleet, k.excludes, files.scratch, diff.changes);
+  const staged = stagingDoubt(opts.publisher.staging, d, diff.changes);
+  if (staged) return whole(staged);
+  const kept = await ahead.kept;
+  if (typeof kept === "string") return whole(kept);
+  const unlisted = key ? d.manifest.find((c) => c.listed && pathProblem(c.path)) : undefined;
+  if (unlisted) return whole(`no manifest can list ${JSON.stringify(unlisted.path)}`);
+  opts.log.debug("publishing by difference", {
+    from: describeVersion(last.marker),
+    send: d.send.length,
+    delete: d.deleted.length,
+  });
+  return { difference: d, kept };
+}
+
+/**
+ * What a publish by difference from `last` asks that does not depend on the
+ * primary, asked while the primary is. None of it rejects.
+ */
+interface Ahead {
+  /** The paths that differ between `last`'s tree and the new one (or a doubt). */
+  changes: Promise<TreeDiff>;
+  /** Signed: the kept manifest, checked against `last`'s (or why not); null unsigned. */
+  kept: Promise<Uint8Array | string> | null;
+  /** Whether the new commit is an ancestor of `last`'s: the primary's, if it holds `last`. */
+  older: { than: string; answer: Promise<boolean | null> };
+}
+
+function askAhead(repo: GitRepo, files: PublisherFiles, last: LastPublish, target: Target): Ahead {
+  const changes = treeChanges(repo, last.tree, target.tree, DIFFERENCE_MAX_PATHS)
+    .catch((e) => ({ doubt: `git cannot compare the trees: ${(e as Error).message}` }));
+  const answer = isAncestor(repo, target.commit, last.marker.commit).catch(() => null);
+  return {
+    changes,
+    kept: last.manifest === null ? null : keptManifest(files, last.manifest),
+    older: { than: last.marker.commit, answer },
+  };
+}
+
+/**
+ * Why the primary does not hold `last` exactly, or null: another marker
+ * (another publisher, a failed publish, a primary that lost its tree), or
+ * signed, an envelope that is not ours for its manifest.
+ */
+async function primaryDoubt(
+  fleet: Fleet,
+  primary: PrimaryState,
+  last: LastPublish,
+): Promise<string | null> {
+  if (!sameVersion(primary.marker, last.marker)) {
+    return `the primary holds ${describeVersion(primary.marker)}, not ${
+      describeVersion(last.marker)
+    } published from here`;
+  }
+  if (last.manifest === null) return null;
+  const signed = await releaseCurrent(fleet, primary.envelope, last.marker, {
+    digest: last.manifest,
+  });
+  return signed ? null : "the primary's envelope does not sign the version published from here";
+}
+
+/** Sends what `by` says (the changed paths, then the deletions), then the marker. */
+async function publishDifference(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  by: ByDifference,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const d = by.difference;
+  // The manifest is needed only with the marker: it is patched while the paths travel.
+  const manifest = by.kept ? manifestByDifference(opts, files, k, { ...by, kept: by.kept }) : null;
+  manifest?.catch(() => {}); // awaited below; a failed transfer must not leave it unhandled
+  const sent = await sendPaths(fleet, pub, files.sendList, d.send, k.excludes);
+  if (sent) lg.debug("paths sent", { ...sent.stats, ms: Math.round(sent.ms) });
+  const gone = await sendDeletions(fleet, pub, files.sendList, {
+    staging: pub.staging,
+    paths: d.deleteRoots,
+    retouch: d.retouch,
+  });
+  if (gone) lg.debug("paths deleted", { deleted: gone.deleted, ms: Math.round(gone.ms) });
+  return await land(opts, files, key, k, {
+    stats: sent?.stats ?? null,
+    items: [...sent?.items ?? [], ...gone?.items ?? []],
+    manifest: await manifest,
+    deleted: d.deleted,
+  });
+}
+
+/**
+ * The manifest of staging after a publish by difference: the kept one
+ * patched for the changed paths; when that cannot be done, built from a walk
+ * of staging as a whole-tree publish builds it (the same manifest).
+ */
+async function manifestByDifference(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  k: Known,
+  by: ByDifference & { kept: Uint8Array },
+): Promise<StagingManifest> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const m = await patchedManifest(files, pub.staging, by.kept, by.difference.manifest, lg);
+  if (typeof m !== "string") return m;
+  lg.debug("walking staging for the manifest", { because: m });
+  return await stagingManifest(fleet, pub, files, { fresh: false, excludes: k.excludes, log: lg });
+}
+
+/** Sends the whole of staging, then the marker (unless nothing differs: already published). */
+async function publishWhole(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  fresh: boolean,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const manifest = key
+    ? await stagingManifest(fleet, pub, files, { fresh, excludes: k.excludes, log: lg })
+    : null;
+  const sent = await sendTree(fleet, pub, k.excludes);
   lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
-  const changed = changedCount(sent.stats, sent.items);
-  const signed = (m: StagingManifest | null) =>
-    key && m ? { keyId: key.publicKey.id, paths: m.paths, hashed: m.hashed } : null;
+  const previous = k.primary.marker;
   if (
-    previous?.commit === target.commit && changed === 0 && !opts.force &&
-    (!manifest || await signedOnPrimary(fleet, pub, files, previous, manifest))
+    previous?.commit === k.target.commit && changedCount(sent.stats, sent.items) === 0 &&
+    !opts.force &&
+    (!manifest || await releaseCurrent(fleet, k.primary.envelope, previous, manifest))
   ) {
+    // The primary holds the tree whole: by difference from it next, if it is ours.
+    if (sameVersion(k.local, previous)) {
+      await keepLastPublish(files.published, landed(k, previous, manifest));
+    }
     return {
       marker: previous,
       previous,
@@ -248,50 +494,69 @@ async function publishLocked(
       rollback: false,
       stats: sent.stats,
       items: sent.items,
-      release: signed(manifest),
+      release: signedBy(key, manifest),
     };
   }
+  return await land(opts, files, key, k, {
+    stats: sent.stats,
+    items: sent.items,
+    manifest,
+    deleted: [],
+  });
+}
 
-  const local = await readLocal(files.state);
+/** What the tree transfer did, for {@linkcode land}. */
+interface TreeSent {
+  stats: RsyncStats | null;
+  items: string[];
+  manifest: StagingManifest | null;
+  /** Paths deleted that its items may not name, for the version log (directories ending in `/`). */
+  deleted: string[];
+}
+
+/**
+ * The new version, after its tree: the marker (and signed the envelope)
+ * staged, the log entry, all sent last; then the record of this publish.
+ */
+async function land(
+  opts: PublishOptions,
+  files: PublisherFiles,
+  key: SigningKey | null,
+  k: Known,
+  t: TreeSent,
+): Promise<Published> {
+  const { fleet, publisher: pub, log: lg } = opts;
+  const previous = k.primary.marker;
   const marker: VersionMarker = {
-    seq: Math.max(local?.seq ?? 0, previous?.seq ?? 0) + 1,
-    commit: target.commit,
-    ref: target.ref,
+    seq: Math.max(k.local?.seq ?? 0, previous?.seq ?? 0) + 1,
+    commit: k.target.commit,
+    ref: k.target.ref,
     published_at: new Date().toISOString(),
   };
   await stageMarker(files, marker);
-  if (key && manifest) await stageRelease(files.markerDir, key, marker, manifest);
-  const entry = logEntry(previous, local, marker, sent.items);
-  const last = await sendMarker(fleet, pub, files, entry, target.commit, key !== null);
+  if (key && t.manifest) await stageRelease(files.markerDir, key, marker, t.manifest);
+  const entry = logEntry(previous, k.local, marker, t.items, t.deleted);
+  const last = await sendMarker(fleet, pub, files, entry, k.target.commit, key !== null);
   lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
+  await keepLastPublish(files.published, landed(k, marker, t.manifest));
   return {
     marker,
     previous,
     published: true,
-    rollback,
-    stats: sent.stats,
-    items: sent.items,
-    release: signed(manifest),
+    rollback: k.rollback,
+    stats: t.stats,
+    items: t.items,
+    release: signedBy(key, t.manifest),
   };
 }
 
-/**
- * Whether the primary's envelope signs `previous` and this very manifest
- * with a listed key: if not (the fleet just turned signing on, or rotated its
- * key out), the same tree is published again as a new, signed version.
- */
-async function signedOnPrimary(
-  fleet: Fleet,
-  pub: PublisherHost,
-  files: PublisherFiles,
-  previous: VersionMarker,
-  manifest: StagingManifest,
-): Promise<boolean> {
-  const text = await pullFromPrimary(fleet, pub, files.pulledDir, RELEASE_ENVELOPE, [
-    `--max-size=${ENVELOPE_MAX_BYTES}`,
-  ]);
-  const envelope = text === null ? null : new TextEncoder().encode(text);
-  return await releaseCurrent(fleet, envelope, previous, manifest);
+/** The record of a publish whose marker is on the primary. */
+function landed(k: Known, marker: VersionMarker, m: StagingManifest | null): LastPublish {
+  return { marker, tree: k.target.tree, excludes: k.excludes, manifest: m?.digest ?? null };
+}
+
+function signedBy(key: SigningKey | null, m: StagingManifest | null): PublishResult["release"] {
+  return key && m ? { keyId: key.publicKey.id, paths: m.paths, hashed: m.hashed } : null;
 }
 
 /**
@@ -309,7 +574,7 @@ async function resolveTarget(
   const { commit, tree } = await resolveRef(repo, refName);
   const ref = markerRef(refName, commit);
   lg.debug("resolved", { ref: refName, commit, tree });
-  if (await isEmptyTree(repo, tree)) {
+  if (isEmptyTree(tree)) {
     throw new SafetyError(
       `refusing to publish ${short(commit)} (${ref}): its tree is empty, ` +
         `which would delete everything on ${fleet.primary.name}`,
@@ -318,11 +583,23 @@ async function resolveTarget(
   return { commit, tree, ref };
 }
 
+/** What {@linkcode primaryAndStaging} found and did. */
+interface Seen {
+  primary: PrimaryState;
+  rollback: boolean;
+  /** Staging brought from its tree by the paths that differ ({@linkcode updateTree}). */
+  updated: boolean;
+  /** Staging exported whole, and whether from nothing; null when not (yet). */
+  fresh: boolean | null;
+}
+
 /**
- * The primary's marker, and whether `target` rolls it back; meanwhile the
- * commit's tree is exported into staging. Both read only: the export touches
- * nothing but staging, so it runs while the marker is fetched (a refused
- * publish just leaves staging ahead).
+ * The primary's marker (and signed its envelope), and whether `target`
+ * rolls it back; meanwhile staging is brought to the commit's tree: by the
+ * paths that differ when a publish by difference may follow (`ahead`),
+ * whole otherwise. Both read only: staging is the publisher's alone, so it
+ * is brought there while the primary is asked (a refused publish just leaves
+ * staging ahead).
  *
  * @throws {SafetyError} for a commit older than the published one without `force`.
  */
@@ -331,18 +608,24 @@ async function primaryAndStaging(
   repo: GitRepo,
   files: PublisherFiles,
   target: Target,
-): Promise<{ previous: VersionMarker | null; rollback: boolean; fresh: boolean }> {
+  how: { signed: boolean; ahead: Ahead | null },
+): Promise<Seen> {
   const { fleet, publisher: pub, log: lg } = opts;
-  const [fetched, exporting] = await Promise.allSettled([
-    primaryMarker(fleet, pub, files.pulledDir),
-    exportTree(repo, target.tree, {
-      staging: pub.staging,
-      indexFile: files.index,
-      stampFile: files.stamp,
+  const started = performance.now();
+  const ms = () => Math.round(performance.now() - started);
+  const [fetched, staged] = await Promise.allSettled([
+    readPrimary(fleet, pub, files.pulledDir, how.signed).finally(() => {
+      lg.debug("primary read", { ms: ms() });
     }),
+    how.ahead
+      ? updateTree(repo, target.tree, exportPaths(files, pub)).finally(() => {
+        lg.debug("staging updated", { ms: ms() });
+      })
+      : exportWhole(repo, files, opts, target),
   ]);
   if (fetched.status === "rejected") throw fetched.reason;
-  const previous = fetched.value;
+  const primary = fetched.value;
+  const previous = primary.marker;
   lg.debug("primary version", { version: describeVersion(previous) });
   const rollback = previous !== null && previous.commit !== target.commit &&
     await checkOrder(
@@ -352,16 +635,33 @@ async function primaryAndStaging(
       previous,
       fleet.primary.name,
       opts.force ?? false,
+      how.ahead?.older,
     );
-  if (exporting.status === "rejected") throw exporting.reason;
-  const exported = exporting.value;
-  lg.debug("exported", {
-    staging: pub.staging,
+  if (staged.status === "rejected") throw staged.reason;
+  return how.ahead
+    ? { primary, rollback, updated: staged.value, fresh: null }
+    : { primary, rollback, updated: false, fresh: staged.value };
+}
+
+/** Exports `target`'s tree into staging whole; whether it was built from nothing. */
+async function exportWhole(
+  repo: GitRepo,
+  files: PublisherFiles,
+  opts: PublishOptions,
+  target: Target,
+): Promise<boolean> {
+  const exported = await exportTree(repo, target.tree, exportPaths(files, opts.publisher));
+  opts.log.debug("exported", {
+    staging: opts.publisher.staging,
     fresh: exported.fresh,
     strays: exported.strays,
     ms: Math.round(exported.ms),
   });
-  return { previous, rollback, fresh: exported.fresh };
+  return exported.fresh;
+}
+
+function exportPaths(files: PublisherFiles, pub: PublisherHost): ExportPaths {
+  return { staging: pub.staging, indexFile: files.index, stampFile: files.stamp };
 }
 
 /**
@@ -381,43 +681,6 @@ function treeExcludes(fleet: Fleet, signed: boolean): string[] {
 }
 
 /**
- * Sends staging to the primary's write module, all but `excludes`.
- *
- * @throws {TransferError} when the primary cannot be reached or refuses.
- */
-async function sendTree(
-  fleet: Fleet,
-  pub: PublisherHost,
-  excludes: string[],
-): Promise<RsyncResult> {
-  const sent = await runRsync(
-    rsyncArgs(
-      pushJob(fleet, pub, `${pub.staging}/`, {
-        delete: true,
-        deleteDelay: true,
-        excludes,
-        // The daemon's --stats never count deletions on its side; the items do.
-        itemize: true,
-      }),
-    ),
-    { rsync: fleet.rsync.path },
-  );
-  if (sent.code !== 0) {
-    throw new TransferError(
-      `cannot send the tree to ${fleet.primary.name} (${writeUrl(fleet)}): ${
-        describeRsyncFailure(sent)
-      }${refusalHint(sent.stderr, fleet, pub)}; ${
-        NOTHING_SENT.has(sent.code)
-          ? "nothing was sent"
-          : "the marker still names the previous version: publish again"
-      }`,
-      sent.code,
-    );
-  }
-  return sent;
-}
-
-/**
  * Records `marker` as offered (a seq once offered is never offered again)
  * and writes it, stamped, into the marker dir.
  */
@@ -433,32 +696,35 @@ async function stageMarker(
 }
 
 /**
- * The version log's entry for `marker`: what the tree transfer changed. That
- * is the whole change from `previous` only when the primary held exactly
- * `previous` before it: not after a publish of ours that failed between
- * tree and marker (our record `local` is then ahead), nor after another
- * publisher's; then the entry says the whole tree may have changed.
+ * The version log's entry for `marker`: what the tree's transfers changed
+ * (`items`), and `deleted` (by difference, what git says left the tree).
+ * That is the whole change from `previous` only when the
+ * primary held exactly `previous` before it: not after a publish of ours
+ * that failed between tree and marker (our record `local` is then ahead),
+ * nor after another publisher's; then the entry says the whole tree may have
+ * changed.
  */
 function logEntry(
   previous: VersionMarker | null,
   local: VersionMarker | null,
   marker: VersionMarker,
   items: string[],
+  deleted: string[],
 ): LogEntry {
   const drift = classifyItems(items);
   const paths = [...drift.changed, ...drift.missing].map((i) => i.path);
-  const deleted = drift.extra.map((i) => i.path);
+  const gone = [...new Set([...drift.extra.map((i) => i.path), ...deleted])];
   // rsync escapes bytes it will not print; decoded they are exact, except
   // bytes that are not UTF-8, which the JSON log cannot carry.
-  const lossy = [...paths, ...deleted].some((p) => p.includes("\uFFFD"));
+  const lossy = [...paths, ...gone].some((p) => p.includes("\uFFFD"));
   const unsure = previous !== null && !sameVersion(local, previous);
-  return newEntry(previous, marker, { paths, deleted, whole: lossy || unsure });
+  return newEntry(previous, marker, { paths, deleted: gone, whole: lossy || unsure });
 }
 
 /**
  * Appends `entry` to the version log and sends the log (and, `signed`, the
- * manifest and the envelope) with the marker in one transfer; the marker
- * sorts last (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
+ * manifest and the envelope) with the marker in one transfer; the marker sorts last
+ * (`.fanout-changes`, `-manifest`, `-release`, `-version`), so
  * --delay-updates lands the others just before it. On failure the log is put
  * back: a version never published has no place in it.
  *
@@ -475,25 +741,23 @@ async function sendMarker(
   const logFile = `${files.markerDir}/${VERSION_LOG}`;
   const logBefore = await Deno.readTextFile(logFile).catch(() => "");
   await writeAtomic(logFile, appendEntry(logBefore, entry));
-  await writeFileList(files.markerList, [
-    VERSION_LOG,
-    ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
-    VERSION_MARKER,
-  ]);
-  const last = await runRsync(
-    rsyncArgs(pushJob(fleet, pub, `${files.markerDir}/`, { filesFrom: files.markerList })),
-    { rsync: fleet.rsync.path },
-  );
-  if (last.code !== 0) {
+  try {
+    const names = [
+      VERSION_LOG,
+      ...(signed ? [RELEASE_MANIFEST, RELEASE_ENVELOPE] : []),
+      VERSION_MARKER,
+    ];
+    return await sendLast(fleet, pub, files.markerDir, names, files.markerList);
+  } catch (e) {
     await writeAtomic(logFile, logBefore);
+    if (!(e instanceof TransferError)) throw e;
     throw new TransferError(
-      `sent the tree of ${short(commit)} to ${fleet.primary.name} but not its version marker: ${
-        describeRsyncFailure(last)
-      }; publish again`,
-      last.code,
+      `sent the tree of ${
+        short(commit)
+      } to ${fleet.primary.name} but not its version marker: ${e.message}; publish again`,
+      e.rsyncCode,
     );
   }
-  return last;
 }
 
 /**
@@ -522,20 +786,6 @@ export function describePublish(r: PublishResult, fleet: Fleet): string {
   } to ${fleet.primary.name} in ${secs}: ${what}${back}${signed}`;
 }
 
-/** rsync exit codes that mean the transfer never started: the primary is as it was. */
-const NOTHING_SENT = new Set([5, 10, 35]);
-
-/**
- * The write module hides itself (`list = no`) from addresses it does not
- * allow, so a wrong `--address` reads as an unknown module: say what to check.
- */
-function refusalHint(stderr: string, fleet: Fleet, pub: PublisherHost): string {
-  if (!/@ERROR: (Unknown module|access denied)/.test(stderr)) return "";
-  return ` (${fleet.primary.name} lets only the publisher's address write to ` +
-    `${fleet.modules.write}; this came from ${pub.address}: is that publisher.address ` +
-    `in the primary's fleet file?)`;
-}
-
 function changedCount(s: RsyncStats | null, items: string[]): number {
   return (s?.transferred ?? 0) + deletions(items);
 }
@@ -555,8 +805,11 @@ async function checkOrder(
   previous: VersionMarker,
   primary: string,
   force: boolean,
+  known?: Ahead["older"],
 ): Promise<boolean> {
-  const older = await isAncestor(repo, commit, previous.commit);
+  const older = known?.than === previous.commit
+    ? await known.answer
+    : await isAncestor(repo, commit, previous.commit);
   if (older === false) return false;
   if (force) return older === true;
   if (older === true) {
@@ -573,98 +826,6 @@ async function checkOrder(
     } (seq ${previous.seq} on ${primary}) is not in ${repo.path}, so fanout cannot tell ` +
       `whether this is older (history rewritten, or another repository?); add --force to publish anyway`,
   );
-}
-
-/** The primary's current marker, read from its open read module; null when it has none. */
-async function primaryMarker(
-  fleet: Fleet,
-  pub: PublisherHost,
-  dir: string,
-): Promise<VersionMarker | null> {
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  await Deno.mkdir(dir, { recursive: true });
-  const text = await pullFromPrimary(fleet, pub, dir, VERSION_MARKER);
-  try {
-    return text === null ? null : parseMarker(text);
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The text of fanout's file `name` at the root of the primary's tree, read
- * from its open read module into `dir`; null when it has none (or it is
- * past the size `extra` flags allow).
- *
- * @throws {TransferError} when the primary cannot be reached.
- */
-async function pullFromPrimary(
-  fleet: Fleet,
-  pub: PublisherHost,
-  dir: string,
-  name: string,
-  extra: string[] = [],
-): Promise<string | null> {
-  const url = formatRsyncUrl({
-    ...fleet.primary.listen,
-    module: fleet.modules.read,
-    path: `/${name}`,
-  });
-  const r = await runRsync(
-    rsyncArgs({
-      source: url,
-      dest: `${dir}/`,
-      address: pub.address,
-      timeout: fleet.rsync.timeout,
-      connectTimeout: fleet.rsync.connectTimeout,
-      extra,
-    }),
-    { rsync: fleet.rsync.path },
-  );
-  if (r.code === 23 && /No such file or directory/.test(r.stderr)) return null;
-  if (r.code !== 0) {
-    throw new TransferError(
-      `cannot reach the primary ${fleet.primary.name} at ${formatHostPort(fleet.primary.listen)} ` +
-        `(reading ${url}): ${describeRsyncFailure(r)}; nothing was sent`,
-      r.code,
-    );
-  }
-  return readSmallFile(`${dir}/${name}`, PULLED_MAX_BYTES);
-}
-
-/** The most of a fanout file read from the primary: a marker or an envelope is far smaller. */
-const PULLED_MAX_BYTES = 64 * 1024;
-
-function pushJob(
-  fleet: Fleet,
-  pub: PublisherHost,
-  source: string,
-  more: Partial<RsyncJob>,
-): RsyncJob {
-  return {
-    source,
-    dest: writeUrl(fleet),
-    address: pub.address,
-    passwordFile: fleet.auth.passwordFile,
-    timeout: fleet.rsync.timeout,
-    connectTimeout: fleet.rsync.connectTimeout,
-    // Files land together at the end; meanwhile they sit in the primary's
-    // temp dir and .~tmp~ dirs, which its read module never serves.
-    delayUpdates: true,
-    tempDir: SERVER_TEMP_DIR,
-    // Two publishes within one second may rewrite a file with the same size:
-    // only the exact mtime tells the new one apart.
-    exactTimes: true,
-    ...more,
-  };
-}
-
-function writeUrl(fleet: Fleet): string {
-  return formatRsyncUrl({
-    ...fleet.primary.listen,
-    module: fleet.modules.write,
-    user: fleet.auth.user,
-  });
 }
 
 async function readLocal(file: string): Promise<VersionMarker | null> {

@@ -2,9 +2,11 @@
  * Signed versions, the publisher's part (docs/publishing.md, "Signed
  * versions"): the signing key, refused unless the fleet lists its public key;
  * the manifest of staging, kept in the publisher's state dir with a stat
- * record so that only what changed since the last publish is hashed; the
- * manifest and the signed envelope written beside the marker; and whether
- * the primary already holds a signed release of the version.
+ * record so that only what changed since the last publish is hashed (after
+ * a walk of staging), or patched for the paths git says changed (a publish
+ * by difference: nothing else read); the manifest and the signed envelope
+ * written beside the marker; and whether the primary already holds a signed
+ * release of the version.
  *
  * The manifest lists what the tree transfer sends, exactly: staging without
  * fanout's own files, and without what `push.exclude` keeps from the
@@ -22,7 +24,6 @@ import {
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SERVER_TEMP_DIR,
-  TransferError,
 } from "../core/mod.ts";
 import {
   ENVELOPE_MAX_BYTES,
@@ -30,6 +31,9 @@ import {
   manifestDigest,
   markerMismatch,
   parsePublicKey,
+  patchManifestState,
+  type PathChange,
+  readKeptManifest,
   readManifestState,
   RELEASE_SKIP,
   type SigningKey,
@@ -39,9 +43,20 @@ import {
   verifyRelease,
   writeManifestState,
 } from "../release/mod.ts";
-import { describeRsyncFailure, rsyncArgs, runRsync, unescapeName } from "../rsync/mod.ts";
 import type { VersionMarker } from "../version/mod.ts";
 import { writeAtomic } from "./_atomic.ts";
+import { excludesExport, sentBy } from "./exclude.ts";
+
+/**
+ * The root names no manifest lists: fanout's own files, and its temp dir on
+ * the servers.
+ *
+ * @example
+ * ```ts
+ * const listed = !MANIFEST_SKIP.includes(path.split("/")[0]);
+ * ```
+ */
+export const MANIFEST_SKIP: readonly string[] = [...RELEASE_SKIP, SERVER_TEMP_DIR];
 
 /** The fleet-file key that names the signing key, for messages. */
 const KEY_SETTING = "release.signing_key_file";
@@ -128,7 +143,7 @@ export async function stagingManifest(
   const before = opts.fresh ? null : keptState(files, opts.log);
   const filter = await transferFilter(fleet, pub.staging, files.nowhere, opts.excludes);
   const next = await updateManifest(pub.staging, before, {
-    skip: [...RELEASE_SKIP, SERVER_TEMP_DIR],
+    skip: MANIFEST_SKIP,
     filter,
   });
   const bytes = await writeManifestState(files, next);
@@ -147,6 +162,66 @@ export async function stagingManifest(
   return m;
 }
 
+/**
+ * The kept manifest's bytes when its SHA-256 is `digest` (the last
+ * publish's); a reason instead. Read apart from {@linkcode patchedManifest}
+ * so that it overlaps with what a publish waits for first (the primary).
+ *
+ * @example
+ * ```ts
+ * const kept = keptManifest(files, last.manifest); // started now, awaited later
+ * ```
+ */
+export async function keptManifest(
+  files: StateFiles,
+  digest: string,
+): Promise<Uint8Array | string> {
+  try {
+    const kept = readKeptManifest(files);
+    if (kept && await manifestDigest(kept) === digest) return kept;
+    return "the kept manifest is not the one last published";
+  } catch (e) {
+    return `the kept manifest cannot be read: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * The manifest of staging after a publish by difference: `kept` (from
+ * {@linkcode keptManifest}) brought up to date for `changes` alone, and kept
+ * with its record for the next publish. A reason instead when that cannot
+ * be done: the manifest is then built from a walk of staging, as a
+ * whole-tree publish builds it.
+ *
+ * @example
+ * ```ts
+ * const m = await patchedManifest(files, staging, kept, difference.manifest, log);
+ * if (typeof m === "string") log.debug("walking staging for the manifest", { because: m });
+ * ```
+ */
+export async function patchedManifest(
+  files: StateFiles,
+  staging: string,
+  kept: Uint8Array,
+  changes: readonly PathChange[],
+  log: Logger,
+): Promise<StagingManifest | string> {
+  const started = performance.now();
+  try {
+    const next = await patchManifestState(files, kept, staging, changes);
+    const m = { ...next, digest: await manifestDigest(next.bytes) };
+    log.debug("manifest built", {
+      paths: m.paths,
+      hashed: m.hashed,
+      kept: true,
+      patched: true,
+      ms: Math.round(performance.now() - started),
+    });
+    return m;
+  } catch (e) {
+    return `the kept manifest cannot be brought up to date: ${(e as Error).message}`;
+  }
+}
+
 /** The kept manifest and record, or null (said when they were there but unusable). */
 function keptState(files: StateFiles, log: Logger): ReturnType<typeof readManifestState> {
   try {
@@ -159,19 +234,11 @@ function keptState(files: StateFiles, log: Logger): ReturnType<typeof readManife
   }
 }
 
-/** `push.exclude` patterns that can never match a git export: git refuses `.git` in a tree. */
-const NEVER_EXPORTED = new Set([".git", ".git/", "/.git", "/.git/"]);
-
-/** What rsync prints before each name it would send, so no other line is taken for one. */
-const SENT_PREFIX = "fanout-sends:";
-
 /**
  * Which paths of `staging` the tree transfer sends, as a walk filter; none
- * needed when no pattern can match. Asks rsync: a dry run with the
- * transfer's own flags and patterns into a directory that does not exist
- * lists every path it would send.
+ * needed when no pattern can match an export (lib/publish/exclude.ts).
  *
- * @throws {TransferError} when that dry run fails.
+ * @throws {TransferError} when rsync cannot list them.
  */
 async function transferFilter(
   fleet: Fleet,
@@ -179,36 +246,8 @@ async function transferFilter(
   nowhere: string,
   excludes: string[],
 ): Promise<((path: string) => boolean) | undefined> {
-  if (fleet.push.exclude.every((p) => NEVER_EXPORTED.has(p))) return undefined;
-  await Deno.remove(nowhere, { recursive: true }).catch(() => {});
-  const sent = new Set<string>();
-  const r = await runRsync(
-    rsyncArgs({
-      source: `${staging}/`,
-      dest: `${nowhere}/`,
-      dryRun: true,
-      timeout: fleet.rsync.timeout,
-      excludes,
-      extra: [`--out-format=${SENT_PREFIX}%n`],
-    }),
-    {
-      rsync: fleet.rsync.path,
-      keepItems: false,
-      onStdout: (line) => {
-        if (line.startsWith(SENT_PREFIX)) {
-          sent.add(unescapeName(line.slice(SENT_PREFIX.length)).replace(/\/$/, ""));
-        }
-      },
-    },
-  );
-  if (r.code !== 0) {
-    throw new TransferError(
-      `cannot list what push.exclude leaves of ${staging} (a dry run): ${
-        describeRsyncFailure(r)
-      }; nothing was sent`,
-      r.code,
-    );
-  }
+  if (!excludesExport(fleet)) return undefined;
+  const sent = await sentBy(fleet, staging, nowhere, excludes);
   return (path) => sent.has(path);
 }
 
@@ -248,7 +287,7 @@ export async function releaseCurrent(
   fleet: Fleet,
   envelope: Uint8Array | null,
   marker: VersionMarker,
-  m: StagingManifest,
+  m: Pick<StagingManifest, "digest">,
 ): Promise<boolean> {
   if (!envelope || envelope.length > ENVELOPE_MAX_BYTES) return false;
   try {

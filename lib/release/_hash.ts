@@ -13,6 +13,7 @@
  */
 
 import { quoted } from "../core/mod.ts";
+import { readChecked } from "./_read.ts";
 import { type TreeEntry, TreeError } from "./tree.ts";
 
 /** Files are read in pieces of this size, into one buffer. */
@@ -70,4 +71,73 @@ export async function hashers(): Promise<Hashers> {
       return h.digest("hex");
     },
   };
+}
+
+/** The largest file {@linkcode hashersFor} reads whole into memory. */
+const WHOLE_MAX = 16 << 20;
+
+/**
+ * Hashers for a few known entries below `root`, by WebCrypto: each file is
+ * read whole (it must still be the entry's file, of its size) and each
+ * symlink's target read, and all are hashed before this returns. For a
+ * publish of a few changed paths, loading node:crypto would cost more than
+ * the hashes. Asked for anything else (a file or target that changed
+ * since), they throw {@linkcode TreeError}. With a file past 16 MiB among
+ * `entries`, {@linkcode hashers} instead.
+ *
+ * @example
+ * ```ts
+ * const hash = await hashersFor(root, entries);
+ * const entry = manifestEntry(root, entries[0], hash);
+ * ```
+ */
+export async function hashersFor(root: string, entries: readonly TreeEntry[]): Promise<Hashers> {
+  if (entries.some((e) => e.kind === "file" && e.size > WHOLE_MAX)) return await hashers();
+  const files = new Map<string, string>(), targets = new Map<string, string>();
+  for (const e of entries) {
+    if (e.kind === "file") files.set(e.path, await webDigest(readEntry(root, e)));
+    const target = e.kind === "symlink" ? linkTarget(`${root}/${e.path}`) : null;
+    if (target !== null) targets.set(target, await webDigest(new TextEncoder().encode(target)));
+  }
+  const unknown = (path: string) =>
+    new TreeError(path, `${quoted(path, 200)} changed while it was read`);
+  return {
+    file(_root, e) {
+      const h = files.get(e.path);
+      if (h === undefined) throw unknown(e.path);
+      return h;
+    },
+    bytes(data) {
+      const h = targets.get(new TextDecoder().decode(data));
+      if (h === undefined) throw unknown("a symlink's target");
+      return h;
+    },
+  };
+}
+
+/** The bytes of the file of walked entry `e`, which must still be that file. */
+function readEntry(root: string, e: TreeEntry): Uint8Array<ArrayBuffer> {
+  const path = `${root}/${e.path}`;
+  const bytes = readChecked(
+    path,
+    { ino: e.ino, dev: e.dev, size: e.size } as Deno.FileInfo,
+    WHOLE_MAX,
+  );
+  if (typeof bytes === "string") {
+    throw new TreeError(e.path, `${quoted(path, 200)} changed while it was read`);
+  }
+  return bytes;
+}
+
+/** A symlink's target; null when it cannot be read as text (the manifest says why). */
+function linkTarget(path: string): string | null {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
+async function webDigest(data: Uint8Array<ArrayBuffer>): Promise<string> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", data)).toHex();
 }

@@ -7,6 +7,38 @@
  */
 
 /**
+ * The bytes of the regular file at `path` (kept state: a record, a
+ * manifest), read as hostile: `lstat` first, never through a symlink, at
+ * most `maxBytes`. Null when there is nothing there.
+ *
+ * @throws what `fail(message)` makes, for something else than a regular
+ * file, one past `maxBytes`, or one that changed while it was read.
+ *
+ * @example
+ * ```ts
+ * const bytes = readKept(file, 64 << 20, (m) => new RecordError(m));
+ * ```
+ */
+export function readKept(
+  path: string,
+  maxBytes: number,
+  fail: (message: string) => Error,
+): Uint8Array<ArrayBuffer> | null {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  if (!st.isFile) throw fail(`${path} is not a regular file`);
+  const bytes = readChecked(path, st, maxBytes);
+  if (bytes === "too big") throw fail(`${path} is more than ${maxBytes} bytes`);
+  if (bytes === "changed") throw fail(`${path} changed while it was read`);
+  return bytes;
+}
+
+/**
  * The bytes of the regular file at `path`, which `lstat` gave as `st`
  * (checked by the caller, and `st.size` at most `maxBytes`); "changed" when
  * what is opened is not that file or not of that size, "too big" past

@@ -236,15 +236,23 @@ const CHAR_TYPE: Record<string, EntryType> = { f: "file", d: "dir", l: "symlink"
  */
 export function formatManifest(m: Manifest): Uint8Array<ArrayBuffer> {
   const lines = [MANIFEST_HEADER];
-  for (const e of m.entries) {
-    lines.push(
-      `${TYPE_CHAR[e.type]} ${e.mode.toString(8).padStart(4, "0")} ${e.size} ${
-        e.sha256 ?? "-"
-      } ${e.path}`,
-    );
-  }
+  for (const e of m.entries) lines.push(formatEntry(e));
   lines.push("");
   return enc.encode(lines.join("\n"));
+}
+
+/**
+ * The line of `e` in a manifest's text, without its newline.
+ *
+ * @example
+ * ```ts
+ * formatEntry({ path: "lib", type: "dir", mode: 0o755, size: 0, sha256: null }); // "d 0755 0 - lib"
+ * ```
+ */
+export function formatEntry(e: ManifestEntry): string {
+  return `${TYPE_CHAR[e.type]} ${e.mode.toString(8).padStart(4, "0")} ${e.size} ${
+    e.sha256 ?? "-"
+  } ${e.path}`;
 }
 
 const LINE = /^([fdl]) ([0-7]{4}) (0|[1-9][0-9]{0,15}) ([0-9a-f]{64}|-) (.+)$/s;

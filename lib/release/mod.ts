@@ -4,7 +4,8 @@
  * type, mode, size and SHA-256), the signed envelope that binds a manifest to
  * a version, the difference between two manifests and the check of a tree
  * against one, the stat record of a tree, and a manifest kept up to date
- * by it (only what changed is hashed again).
+ * by it (only what changed is hashed again), or patched for a list of paths
+ * known to have changed (nothing else read).
  *
  * @module
  */
@@ -25,6 +26,7 @@ export {
   buildManifest,
   type BuildOptions,
   type EntryType,
+  formatEntry,
   formatManifest,
   type Manifest,
   MANIFEST_HEADER,
@@ -40,6 +42,7 @@ export {
 export {
   comparePaths,
   mergePaths,
+  statEntry,
   type TreeEntry,
   TreeError,
   type TreeKind,
@@ -83,7 +86,9 @@ export {
   RecordError,
   type RecordLimits,
   recordOf,
+  type RecordSplice,
   recordTree,
+  spliceRecord,
   type TreeRecord,
   writeRecord,
 } from "./record.ts";
@@ -95,3 +100,9 @@ export {
   updateManifest,
   writeManifestState,
 } from "./update.ts";
+export {
+  type PatchedManifest,
+  patchManifestState,
+  type PathChange,
+  readKeptManifest,
+} from "./patch.ts";

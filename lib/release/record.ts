@@ -27,7 +27,8 @@
  */
 
 import { CONTROL_CHARS, quoted, SafetyError } from "../core/mod.ts";
-import { readChecked } from "./_read.ts";
+import { readKept } from "./_read.ts";
+import { writePrivate } from "./_write.ts";
 import { comparePaths, mergePaths, type TreeEntry, type TreeKind, walkTree } from "./tree.ts";
 
 /** A record's first 16 bytes. */
@@ -253,6 +254,180 @@ export function parseRecord(bytes: Uint8Array, limits: RecordLimits = RECORD_LIM
 }
 
 /**
+ * One change of {@linkcode spliceRecord}: at the record's entry `at`, `drop`
+ * entries go and `put` come in their place.
+ */
+export interface RecordSplice {
+  at: number;
+  drop: number;
+  put: readonly RecordEntry[];
+}
+
+/**
+ * Record bytes `bytes` with `splices` made (sorted by `at`, apart), all else
+ * copied as it is: for a caller that knows where its few changed paths sit
+ * (the manifest kept with the record lists the same paths in the same
+ * order), so a record of a hundred thousand paths is not parsed to change
+ * three. `known` is what the caller knows of the record: how many entries
+ * it has, and the path of each (`pathOf(i)`). An entry next to a splice is
+ * written again against its new neighbour (each entry shares its start with
+ * the one before), and its bytes must end as its path does.
+ *
+ * @throws {RecordError} for bytes that are not a record, another count,
+ * splices out of range or order, an entry beside a splice whose bytes do not
+ * end as `pathOf` says, or a new path with a control character.
+ *
+ * @example
+ * ```ts
+ * // Entry 7 was "lib/a.ts"; now it has new stat fields, and "lib/b.ts" comes after it.
+ * const next = spliceRecord(bytes, [{ at: 7, drop: 1, put: [a, b] }], {
+ *   count: paths.length,
+ *   pathOf: (i) => paths[i],
+ * });
+ * ```
+ */
+export function spliceRecord(
+  bytes: Uint8Array,
+  splices: readonly RecordSplice[],
+  known: { count: number; pathOf: (i: number) => string },
+): Uint8Array<ArrayBuffer> {
+  const old = recordParts(bytes);
+  if (old.n !== known.count) {
+    throw new RecordError(`record holds ${old.n} paths, not ${known.count}`);
+  }
+  const out = new RecordWriter(old, known.pathOf);
+  let from = 0;
+  for (const s of splices) {
+    if (s.at < from || s.drop < 0 || s.at + s.drop > old.n) {
+      throw new RecordError(`a splice at ${s.at} (${s.drop} out) is out of order or range`);
+    }
+    out.copy(from, s.at);
+    for (const e of s.put) out.add(e);
+    from = s.at + s.drop;
+  }
+  out.copy(from, old.n);
+  return out.bytes();
+}
+
+/** A record's sections, and where each entry's text starts (`starts[n]`: the end). */
+interface RecordParts {
+  n: number;
+  nums: Float64Array;
+  codes: Uint32Array;
+  text: Uint8Array;
+  starts: Int32Array;
+}
+
+/** The sections of record bytes, checked only as far as splicing needs. */
+function recordParts(bytes: Uint8Array): RecordParts {
+  if (bytes.length < HEAD || new TextDecoder().decode(bytes.subarray(0, 16)) !== RECORD_MAGIC) {
+    throw new RecordError(`record does not start with ${quoted(RECORD_MAGIC)}`);
+  }
+  const buf = bytes.byteOffset % 8 ? bytes.slice() : bytes;
+  const [n, textLength] = new Uint32Array(buf.buffer, buf.byteOffset + 16, 2);
+  if (buf.length !== HEAD + n * 40 + textLength) {
+    throw new RecordError(`record is ${buf.length} bytes, not what its counts say`);
+  }
+  const text = buf.subarray(HEAD + n * 40);
+  const starts = new Int32Array(n + 1);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    starts[i] = at;
+    const nl = text.indexOf(10, at);
+    if (nl < 0) throw new RecordError(`record holds fewer than ${n} paths`);
+    at = nl + 1;
+  }
+  if (at !== text.length) throw new RecordError(`record holds more than ${n} paths`);
+  starts[n] = at;
+  return {
+    n,
+    nums: new Float64Array(buf.buffer, buf.byteOffset + HEAD, n * 4),
+    codes: new Uint32Array(buf.buffer, buf.byteOffset + HEAD + n * 32, n * 2),
+    text,
+    starts,
+  };
+}
+
+/** Builds a record from runs of an old one's entries and new entries, in order. */
+class RecordWriter {
+  #nums: Float64Array[] = [];
+  #codes: Uint32Array[] = [];
+  #text: Uint8Array[] = [];
+  #n = 0;
+  /** The entry written last: an old one's index, or a new one's path. */
+  #last: number | string | null = null;
+  #enc = new TextEncoder();
+
+  constructor(private old: RecordParts, private pathOf: (i: number) => string) {}
+
+  /** Old entries `a` to `b` (not included); the first written again unless it follows its old neighbour. */
+  copy(a: number, b: number): void {
+    if (a >= b) return;
+    const o = this.old;
+    let from = a;
+    if (this.#last !== (a === 0 ? null : a - 1)) {
+      this.#encoded(this.#oldPath(a), o.nums.subarray(a * 4, a * 4 + 4), o.codes[a * 2]);
+      from++;
+    }
+    this.#nums.push(o.nums.subarray(from * 4, b * 4));
+    this.#codes.push(o.codes.subarray(from * 2, b * 2));
+    this.#text.push(o.text.subarray(o.starts[from], o.starts[b]));
+    this.#n += b - from;
+    this.#last = b - 1;
+  }
+
+  /** A new entry. */
+  add(e: RecordEntry): void {
+    if (CONTROL_CHARS.test(e.path)) {
+      throw new RecordError(`${quoted(e.path, 200)} holds a control character`);
+    }
+    const nums = new Float64Array([e.ino, e.size, e.mtimeMs, e.ctimeMs]);
+    this.#encoded(e.path, nums, CODE[e.kind] * 0o10000 + e.mode);
+    this.#last = e.path;
+  }
+
+  bytes(): Uint8Array<ArrayBuffer> {
+    const textLength = this.#text.reduce((s, t) => s + t.length, 0);
+    const out = new Uint8Array(HEAD + this.#n * 40 + textLength);
+    out.set(this.#enc.encode(RECORD_MAGIC));
+    new Uint32Array(out.buffer, 16, 2).set([this.#n, textLength]);
+    const nums = new Float64Array(out.buffer, HEAD, this.#n * 4);
+    const codes = new Uint32Array(out.buffer, HEAD + this.#n * 32, this.#n * 2);
+    let i = 0, j = 0, k = HEAD + this.#n * 40;
+    for (const x of this.#nums) nums.set(x, (i += x.length) - x.length);
+    for (const x of this.#codes) codes.set(x, (j += x.length) - x.length);
+    for (const x of this.#text) out.set(x, (k += x.length) - x.length);
+    return out;
+  }
+
+  /** One entry at the end: its path's start shared with the entry before. */
+  #encoded(path: string, nums: Float64Array, code: number): void {
+    const prev = this.#last === null
+      ? ""
+      : typeof this.#last === "string"
+      ? this.#last
+      : this.pathOf(this.#last);
+    const keep = shared(prev, path);
+    this.#nums.push(nums);
+    this.#codes.push(new Uint32Array([code, keep]));
+    this.#text.push(this.#enc.encode(`${path.slice(keep)}\n`));
+    this.#n++;
+  }
+
+  /** `pathOf(i)`, once it is seen to end as the record's entry `i` does. */
+  #oldPath(i: number): string {
+    const path = this.pathOf(i);
+    const o = this.old;
+    const rest = this.#enc.encode(path.slice(o.codes[i * 2 + 1]));
+    const mine = o.text.subarray(o.starts[i], o.starts[i + 1] - 1);
+    if (rest.length !== mine.length || rest.some((b, x) => b !== mine[x])) {
+      throw new RecordError(`record entry ${i + 1} is not ${quoted(path, 200)}`);
+    }
+    return path;
+  }
+}
+
+/**
  * Writes record `r` to `path` whole or not at all (a temporary file renamed
  * over it), readable by its owner only.
  *
@@ -262,14 +437,7 @@ export function parseRecord(bytes: Uint8Array, limits: RecordLimits = RECORD_LIM
  * ```
  */
 export async function writeRecord(path: string, r: TreeRecord): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  try {
-    await Deno.writeFile(tmp, formatRecord(r), { mode: 0o600 });
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writePrivate(path, formatRecord(r));
 }
 
 /**
@@ -284,18 +452,8 @@ export async function writeRecord(path: string, r: TreeRecord): Promise<void> {
  * ```
  */
 export function readRecord(path: string, limits: RecordLimits = RECORD_LIMITS): TreeRecord | null {
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  if (!st.isFile) throw new RecordError(`${path} is not a regular file`);
-  const bytes = readChecked(path, st, limits.maxBytes);
-  if (bytes === "too big") throw new RecordError(`${path} is more than ${limits.maxBytes} bytes`);
-  if (bytes === "changed") throw new RecordError(`${path} changed while it was read`);
-  return parseRecord(bytes, limits);
+  const bytes = readKept(path, limits.maxBytes, (m) => new RecordError(m));
+  return bytes && parseRecord(bytes, limits);
 }
 
 /** What a fresh walk finds against a record; each list sorted by {@linkcode comparePaths}. */

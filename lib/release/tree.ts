@@ -129,25 +129,9 @@ export function walkTree(root: string, opts: WalkOptions = {}): TreeEntry[] {
       const path = dir ? `${dir}/${e.name}` : e.name;
       if (skip.has(path) || (opts.filter && !opts.filter(path))) continue;
       if (out.length >= max) throw new TreeError(path, `more than ${max} paths below ${root}`);
-      let st: Deno.FileInfo;
-      try {
-        st = Deno.lstatSync(`${root}/${path}`);
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-        throw new TreeError(path, unreadable(root, path));
-      }
-      const kind = kindOf(st);
-      out.push({
-        path,
-        kind,
-        mode: st.mode! & 0o7777,
-        size: st.size,
-        ino: st.ino!,
-        dev: st.dev,
-        mtimeMs: st.mtime?.getTime() ?? 0,
-        ctimeMs: st.ctime?.getTime() ?? 0,
-      });
-      if (kind === "dir") dirs.push(path);
+      const entry = statEntry(root, path);
+      out.push(entry);
+      if (entry.kind === "dir") dirs.push(path);
     }
   }
   out.sort((a, b) => comparePaths(a.path, b.path));
@@ -157,6 +141,39 @@ export function walkTree(root: string, opts: WalkOptions = {}): TreeEntry[] {
     }
   }
   return out;
+}
+
+/**
+ * The entry of one path below `root`, by its own `lstat` (a symlink is
+ * listed, never followed): what {@linkcode walkTree} gives for it.
+ *
+ * @throws {TreeError} when nothing is found by that name (it is not valid
+ * UTF-8, or it vanished).
+ *
+ * @example
+ * ```ts
+ * const e = statEntry("/srv/tree", "lib/a.ts");
+ * console.log(e.kind, e.size);
+ * ```
+ */
+export function statEntry(root: string, path: string): TreeEntry {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(`${root}/${path}`);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new TreeError(path, unreadable(root, path));
+  }
+  return {
+    path,
+    kind: kindOf(st),
+    mode: st.mode! & 0o7777,
+    size: st.size,
+    ino: st.ino!,
+    dev: st.dev,
+    mtimeMs: st.mtime?.getTime() ?? 0,
+    ctimeMs: st.ctime?.getTime() ?? 0,
+  };
 }
 
 function unreadable(root: string, path: string): string {

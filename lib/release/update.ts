@@ -16,7 +16,8 @@
  */
 
 import { hashers } from "./_hash.ts";
-import { readChecked } from "./_read.ts";
+import { readKept } from "./_read.ts";
+import { writePrivate } from "./_write.ts";
 import {
   type BuildOptions,
   formatManifest,
@@ -120,19 +121,8 @@ export function readManifestState(
 ): ManifestState | null {
   const record = readRecord(files.record);
   if (!record) return null;
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(files.manifest);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  if (!st.isFile) throw new ManifestError(`${files.manifest} is not a regular file`);
-  const bytes = readChecked(files.manifest, st, limits.maxBytes);
-  if (bytes === "too big") {
-    throw new ManifestError(`${files.manifest} is more than ${limits.maxBytes} bytes`);
-  }
-  if (bytes === "changed") throw new ManifestError(`${files.manifest} changed while it was read`);
+  const bytes = readKept(files.manifest, limits.maxBytes, (m) => new ManifestError(m));
+  if (!bytes) return null;
   return { manifest: parseManifest(bytes, limits), record };
 }
 
@@ -151,14 +141,7 @@ export async function writeManifestState(
   state: ManifestState,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const bytes = formatManifest(state.manifest);
-  const tmp = `${files.manifest}.${Deno.pid}.tmp`;
-  try {
-    await Deno.writeFile(tmp, bytes, { mode: 0o600 });
-    await Deno.rename(tmp, files.manifest);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writePrivate(files.manifest, bytes);
   await writeRecord(files.record, state.record);
   return bytes;
 }

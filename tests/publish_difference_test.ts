@@ -294,6 +294,16 @@ Deno.test("publish by difference falls back to the whole tree, and says why: ano
     const entry = await lastEntry(lab);
     assert.equal(entry.whole, true, "the publisher cannot vouch for what the primary held");
     assert.equal(because(await step({ "a.txt": "a4\n" })), null);
+    assert.equal((await lastEntry(lab)).whole, false);
+
+    // A publish that stopped while it sent (part of its tree may be on the
+    // primary, no marker): the next entry cannot vouch for the change either.
+    await Deno.writeTextFile(`${lab.dir}/state/git1/publish-sending`, "4242\n");
+    await step({ "a.txt": "a4, after a stop\n" });
+    assert.equal((await lastEntry(lab)).whole, true, "part of a stopped publish may have landed");
+    await assert.rejects(Deno.lstat(`${lab.dir}/state/git1/publish-sending`), Deno.errors.NotFound);
+    await step({ "a.txt": "a4, once more\n" });
+    assert.equal((await lastEntry(lab)).whole, false);
 
     // push.exclude changed: what the primary holds is not what the patterns would send.
     await Deno.writeTextFile(

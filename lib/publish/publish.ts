@@ -173,6 +173,11 @@ export function publisherFiles(p: PublisherHost): {
   nowhere: string;
   /** The record of the last publish whose marker landed (lib/publish/difference.ts). */
   published: string;
+  /**
+   * There while a publish sends: one found at the start stopped after part
+   * of its tree may have landed, so the next version log entry is not exact.
+   */
+  sending: string;
   /** What a publish by difference sends, as a list for rsync. */
   sendList: string;
   /** Scratch space of a publish by difference (skeletons for push.exclude's dry runs). */
@@ -190,6 +195,7 @@ export function publisherFiles(p: PublisherHost): {
     record: `${p.stateDir}/staging.record`,
     nowhere: `${p.stateDir}/dry-run-nowhere`,
     published: `${p.stateDir}/published.json`,
+    sending: `${p.stateDir}/publish-sending`,
     sendList: `${p.stateDir}/send.list`,
     scratch: `${p.stateDir}/difference`,
   };
@@ -260,6 +266,8 @@ interface Known {
   excludes: string[];
   /** The publisher's own record of the version it offered last. */
   local: VersionMarker | null;
+  /** A publish from here stopped while it sent: part of its tree may be on the primary. */
+  interrupted: boolean;
   /** The primary's marker and envelope. */
   primary: PrimaryState;
   /** Whether `target` rolls the primary back. */
@@ -289,13 +297,37 @@ async function publishLocked(
     signed: key !== null,
     ahead,
   });
-  const known: Known = { target, excludes, local, primary: seen.primary, rollback: seen.rollback };
+  const known: Known = {
+    target,
+    excludes,
+    local,
+    interrupted: lstatOk(files.sending),
+    primary: seen.primary,
+    rollback: seen.rollback,
+  };
   const by = last && ahead && await differenceFor(opts, files, key, known, { last, seen, ahead });
   // Until the marker lands, the primary may hold neither version whole.
   await keepLastPublish(files.published, null);
-  if (by) return await publishDifference(opts, files, key, known, by);
-  const fresh = seen.fresh ?? await exportWhole(repo, files, opts, target);
-  return await publishWhole(opts, files, key, known, fresh);
+  await Deno.writeTextFile(files.sending, `${Deno.pid}\n`);
+  const done = by ? await publishDifference(opts, files, key, known, by) : await publishWhole(
+    opts,
+    files,
+    key,
+    known,
+    seen.fresh ?? await exportWhole(repo, files, opts, target),
+  );
+  await Deno.remove(files.sending).catch(() => {});
+  return done;
+}
+
+/** Whether anything is at `path` (not followed). */
+function lstatOk(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -535,7 +567,7 @@ async function land(
   };
   await stageMarker(files, marker);
   if (key && t.manifest) await stageRelease(files.markerDir, key, marker, t.manifest);
-  const entry = logEntry(previous, k.local, marker, t.items, t.deleted);
+  const entry = logEntry(previous, k, marker, t.items, t.deleted);
   const last = await sendMarker(fleet, pub, files, entry, k.target.commit, key !== null);
   lg.debug("marker sent", { seq: marker.seq, ms: Math.round(last.ms) });
   await keepLastPublish(files.published, landed(k, marker, t.manifest));
@@ -700,13 +732,13 @@ async function stageMarker(
  * (`items`), and `deleted` (by difference, what git says left the tree).
  * That is the whole change from `previous` only when the
  * primary held exactly `previous` before it: not after a publish of ours
- * that failed between tree and marker (our record `local` is then ahead),
- * nor after another publisher's; then the entry says the whole tree may have
- * changed.
+ * that stopped while it sent (part of its tree may have landed) or between
+ * tree and marker (our record `local` is then ahead), nor after another
+ * publisher's; then the entry says the whole tree may have changed.
  */
 function logEntry(
   previous: VersionMarker | null,
-  local: VersionMarker | null,
+  k: Pick<Known, "local" | "interrupted">,
   marker: VersionMarker,
   items: string[],
   deleted: string[],
@@ -717,7 +749,7 @@ function logEntry(
   // rsync escapes bytes it will not print; decoded they are exact, except
   // bytes that are not UTF-8, which the JSON log cannot carry.
   const lossy = [...paths, ...gone].some((p) => p.includes("\uFFFD"));
-  const unsure = previous !== null && !sameVersion(local, previous);
+  const unsure = previous !== null && (k.interrupted || !sameVersion(k.local, previous));
   return newEntry(previous, marker, { paths, deleted: gone, whole: lossy || unsure });
 }
 

@@ -103,7 +103,7 @@ if (args.values.child) {
   if (args.values.child === "async") n = await lstatAsync(root);
   else if (args.values.child === "statx") n = statx(root).length;
   else {
-    const rec = recordTree(root);
+    const rec = await recordTree(root);
     const ms = -t + (t = performance.now());
     const lap = () => -t + (t = performance.now());
     const text = formatRecord(rec);

@@ -326,15 +326,18 @@ function parseRecord(text: string, at: number, end: number): TreeEntry | null {
 }
 
 /**
- * Milliseconds from find's `seconds.nanoseconds` (the seconds signed, the
- * nanoseconds not), as Deno gives them: the mtime to the millisecond, the
- * ctime to the whole second.
+ * Milliseconds from find's `seconds.nanoseconds` (its `tv_sec` and
+ * `tv_nsec`: seconds signed, nanoseconds not), as Deno gives them: the
+ * mtime to the millisecond toward zero, the ctime in whole seconds.
  */
 function timeMs(s: string, fraction: boolean): number {
   const m = /^(-?\d+)\.(\d{1,9})\d*$/.exec(s);
   if (!m) return NaN;
-  const ms = Number(m[1]) * 1000;
-  return fraction ? ms + Number(m[2].padEnd(9, "0").slice(0, 3)) : ms;
+  const sec = Number(m[1]) * 1000;
+  if (!fraction) return sec;
+  const ns = Number(m[2].padEnd(9, "0"));
+  const ms = sec + Math.floor(ns / 1e6);
+  return ms < 0 && ns % 1e6 ? ms + 1 : ms;
 }
 
 /** The walk by `Deno.readDirSync` and `Deno.lstatSync`, unsorted. */

@@ -2,7 +2,8 @@
 // (bench/_release_tree.ts) takes, the ways Deno can make it, against find(1)
 // in the same run:
 //
-//   recordTree   lib/release: readDirSync and lstatSync, sorted, as entries
+//   recordTree   lib/release: one `find -printf` run read as it writes, sorted, as entries
+//   lstat walk   lib/release's fallback: readDirSync and lstatSync, sorted, as entries
 //   lstat async  readDirSync, then every lstat of a directory at once (Deno.lstat)
 //   ffi statx    readDirSync, then statx(2) through FFI into one buffer
 //                (nanosecond times; what recordTree would use if it needed them)
@@ -21,8 +22,11 @@ import {
   formatRecord,
   parseRecord,
   type RecordEntry,
+  recordOf,
   recordTree,
 } from "../lib/release/mod.ts";
+// The fallback walk is no part of the folder's door; the benchmark compares it.
+import { walkTreeByLstat } from "../lib/release/tree.ts";
 import { V8_FLAGS } from "../lib/core/mod.ts";
 import { makeReleaseTree } from "./_release_tree.ts";
 
@@ -102,6 +106,7 @@ if (args.values.child) {
   let n = 0;
   if (args.values.child === "async") n = await lstatAsync(root);
   else if (args.values.child === "statx") n = statx(root).length;
+  else if (args.values.child === "lstat") n = recordOf(walkTreeByLstat(root)).entries.length;
   else {
     const rec = await recordTree(root);
     const ms = -t + (t = performance.now());
@@ -158,7 +163,7 @@ try {
     makeReleaseTree(root, FILES);
   }
   find(root); // the inodes into the cache
-  const ways = ["record", "async", "statx", "find"] as const;
+  const ways = ["record", "lstat", "async", "statx", "find"] as const;
   const t: Record<string, number[]> = Object.fromEntries(ways.map((w) => [w, []]));
   let paths = 0;
   const rec: Record<string, number[]> = { format: [], parse: [], compare: [] };
@@ -181,7 +186,8 @@ try {
   console.log("| way | time | vs find |");
   console.log("| --- | ---: | ---: |");
   const label = {
-    record: "recordTree (lstatSync)",
+    record: "recordTree (find -printf, read as it writes)",
+    lstat: "recordOf(readDirSync, lstatSync)",
     async: "Deno.lstat, a directory at once",
     statx: "statx through FFI",
     find: "find -printf",

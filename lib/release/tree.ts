@@ -256,19 +256,43 @@ class RecordReader {
     this.#rest = buf.slice(end);
     if (this.#rest.length > MAX_RECORD) return false;
     if (!end) return true;
-    let text: string;
+    const bytes = buf.subarray(0, end);
+    let whole: string | null = null;
     try {
-      text = this.#fatal.decode(buf.subarray(0, end));
-    } catch {
-      this.#refuseName(buf.subarray(0, end));
+      whole = this.#fatal.decode(bytes);
+    } catch { /* record by record, below */ }
+    if (whole !== null) return this.#records(whole, true);
+    // Record by record: a name that is not valid UTF-8 is read as Deno reads
+    // it (U+FFFD for what is not), so that skip and filter see what they
+    // would see in a walk by lstat, which refuses it only if kept.
+    const lossy = new TextDecoder();
+    for (let at = 0; at < bytes.length;) {
+      const nul = bytes.indexOf(0, at);
+      const rec = bytes.subarray(at, nul + 1);
+      at = nul + 1;
+      let text: string, valid = true;
+      try {
+        text = this.#fatal.decode(rec);
+      } catch {
+        text = lossy.decode(rec);
+        valid = false;
+      }
+      if (!this.#records(text, valid)) return false;
     }
+    return true;
+  }
+
+  /** The records of `text`, whole ones; false for what is not one. */
+  #records(text: string, valid: boolean): boolean {
     for (let at = 0; at < text.length;) {
       const nul = text.indexOf("\0", at);
       const e = parseRecord(text, at, nul);
       if (!e) return false;
       at = nul + 1;
       if (this.#left !== null && e.path.startsWith(this.#left)) continue;
-      this.#left = this.keep(e) ? null : `${e.path}/`;
+      const kept = this.keep(e);
+      if (kept && !valid) throw new TreeError(e.path, unreadable(this.root, e.path));
+      this.#left = kept ? null : `${e.path}/`;
     }
     return true;
   }
@@ -276,24 +300,6 @@ class RecordReader {
   /** Whether every byte read was a whole record. */
   empty(): boolean {
     return this.#rest.length === 0;
-  }
-
-  /** Throws for the first record of `bytes` that is not valid UTF-8. */
-  #refuseName(bytes: Uint8Array): never {
-    const lossy = new TextDecoder();
-    for (let at = 0; at < bytes.length;) {
-      const nul = bytes.indexOf(0, at);
-      const rec = bytes.subarray(at, nul);
-      at = nul + 1;
-      try {
-        this.#fatal.decode(rec);
-      } catch {
-        const text = lossy.decode(rec);
-        const path = text.split(" ").slice(7).join(" ");
-        throw new TreeError(path, unreadable(this.root, path));
-      }
-    }
-    throw new TreeError("", unreadable(this.root, ""));
   }
 }
 

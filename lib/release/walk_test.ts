@@ -144,3 +144,28 @@ Deno.test("walk: find's walk refuses a name that is not valid UTF-8", async () =
     );
   });
 });
+
+Deno.test("walk: a name that is not valid UTF-8 is skipped or filtered out as Deno reads it, refused only if kept", async () => {
+  await withDir(async (dir) => {
+    sh(
+      dir,
+      `mkdir -p "t/$(printf 'd\\377')" && touch t/ok "t/$(printf 'd\\377')/x" "t/$(printf 'f\\377')"`,
+    );
+    const asked: string[] = [];
+    const filter = (p: string) => (asked.push(p), p === "ok");
+    assert.deepEqual(
+      await walkTreeByFind(`${dir}/t`, { filter }),
+      walkTreeByLstat(`${dir}/t`, { filter }),
+    );
+    assert.deepEqual(asked.sort(), ["d\ufffd", "f\ufffd", "ok", "d\ufffd", "f\ufffd", "ok"].sort());
+    const skip = ["d\ufffd", "f\ufffd"];
+    assert.deepEqual(
+      await walkTreeByFind(`${dir}/t`, { skip }),
+      walkTreeByLstat(`${dir}/t`, { skip }),
+    );
+    await assert.rejects(
+      () => walkTreeByFind(`${dir}/t`, { skip: ["f\ufffd"] }),
+      (e) => e instanceof TreeError && e.path === "d\ufffd",
+    );
+  });
+});

@@ -149,13 +149,32 @@ export async function walkTreeByFind(
 }
 
 function sorted(root: string, out: TreeEntry[]): TreeEntry[] {
-  out.sort((a, b) => comparePaths(a.path, b.path));
+  sortByPath(out);
   for (let i = 1; i < out.length; i++) {
     if (out[i].path === out[i - 1].path) {
       throw new TreeError(out[i].path, unreadable(root, out[i].path));
     }
   }
   return out;
+}
+
+/**
+ * Sorts `entries` by {@linkcode comparePaths}: by the engine's own string
+ * order (UTF-16 units, no comparator called, which costs most in V8's lite
+ * mode), checked pair by pair and sorted again by code point only where
+ * surrogates made the two orders differ. A NUL, in no path, below every
+ * character, keeps a path before the paths it is a prefix of.
+ */
+function sortByPath(entries: TreeEntry[]): void {
+  const keys = entries.map((e, i) => `${e.path}\0${i}`).sort();
+  const order = keys.map((k) => entries[Number(k.slice(k.lastIndexOf("\0") + 1))]);
+  for (let i = 1; i < order.length; i++) {
+    if (comparePaths(order[i - 1].path, order[i].path) > 0) {
+      order.sort((a, b) => comparePaths(a.path, b.path));
+      break;
+    }
+  }
+  for (let i = 0; i < order.length; i++) entries[i] = order[i];
 }
 
 /**
@@ -284,11 +303,10 @@ class RecordReader {
 
   /** The records of `text`, whole ones; false for what is not one. */
   #records(text: string, valid: boolean): boolean {
-    for (let at = 0; at < text.length;) {
-      const nul = text.indexOf("\0", at);
-      const e = parseRecord(text, at, nul);
-      if (!e) return false;
-      at = nul + 1;
+    const re = new RegExp(RECORD.source, "y");
+    for (let m; re.lastIndex < text.length;) {
+      if (!(m = re.exec(text))) return false;
+      const e = entryOf(m);
       if (this.#left !== null && e.path.startsWith(this.#left)) continue;
       const kept = this.keep(e);
       if (kept && !valid) throw new TreeError(e.path, unreadable(this.root, e.path));
@@ -303,47 +321,33 @@ class RecordReader {
   }
 }
 
-/** One record of `text` from `at` to the NUL at `end`, or null for what is not one. */
-function parseRecord(text: string, at: number, end: number): TreeEntry | null {
-  const f: string[] = [];
-  let i = at;
-  while (f.length < 7) {
-    const sp = text.indexOf(" ", i);
-    if (sp < 0 || sp >= end) return null;
-    f.push(text.slice(i, sp));
-    i = sp + 1;
-  }
-  const path = text.slice(i, end);
-  const mtimeMs = timeMs(f[5], true), ctimeMs = timeMs(f[6], false);
-  const e: TreeEntry = {
-    path,
-    kind: KIND_OF_TYPE[f[0]] ?? "other",
-    mode: parseInt(f[1], 8) & 0o7777,
-    size: Number(f[2]),
-    ino: Number(f[3]),
-    dev: Number(f[4]),
-    mtimeMs,
-    ctimeMs,
-  };
-  const bad = !path || f[0].length !== 1 || f[0] === "?" || !/^[0-7]+$/.test(f[1]) ||
-    !Number.isSafeInteger(e.size) || !Number.isSafeInteger(e.ino) ||
-    !Number.isSafeInteger(e.dev) || Number.isNaN(mtimeMs) || Number.isNaN(ctimeMs);
-  return bad ? null : e;
-}
+/**
+ * One record of {@linkcode FIND_FORMAT}: type, mode, size, inode, device,
+ * the mtime's seconds and nanoseconds (find writes ten digits, the last a
+ * zero), the ctime's seconds, the path. One regular expression a record
+ * costs less than splitting it by hand in V8's lite mode.
+ */
+const RECORD =
+  /([a-zA-Z]) ([0-7]{1,5}) (\d+) (\d+) (\d+) (-?\d+)\.(\d{9})\d* (-?\d+)\.\d+ ([^\0]+)\0/;
 
 /**
- * Milliseconds from find's `seconds.nanoseconds` (its `tv_sec` and
- * `tv_nsec`: seconds signed, nanoseconds not), as Deno gives them: the
- * mtime to the millisecond toward zero, the ctime in whole seconds.
+ * The entry of one matched record, its times in milliseconds as Deno gives
+ * them: the mtime toward zero (find's seconds are `tv_sec`, signed, and its
+ * nanoseconds `tv_nsec`, not), the ctime in whole seconds.
  */
-function timeMs(s: string, fraction: boolean): number {
-  const m = /^(-?\d+)\.(\d{1,9})\d*$/.exec(s);
-  if (!m) return NaN;
-  const sec = Number(m[1]) * 1000;
-  if (!fraction) return sec;
-  const ns = Number(m[2].padEnd(9, "0"));
-  const ms = sec + Math.floor(ns / 1e6);
-  return ms < 0 && ns % 1e6 ? ms + 1 : ms;
+function entryOf(m: RegExpExecArray): TreeEntry {
+  const ns = Number(m[7]);
+  const ms = Number(m[6]) * 1000 + Math.floor(ns / 1e6);
+  return {
+    path: m[9],
+    kind: KIND_OF_TYPE[m[1]] ?? "other",
+    mode: parseInt(m[2], 8) & 0o7777,
+    size: Number(m[3]),
+    ino: Number(m[4]),
+    dev: Number(m[5]),
+    mtimeMs: ms < 0 && ns % 1e6 ? ms + 1 : ms,
+    ctimeMs: Number(m[8]) * 1000,
+  };
 }
 
 /** The walk by `Deno.readDirSync` and `Deno.lstatSync`, unsorted. */

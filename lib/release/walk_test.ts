@@ -2,6 +2,7 @@
 // on random trees of every kind of path and name.
 import assert from "node:assert/strict";
 import {
+  comparePaths,
   type TreeEntry,
   TreeError,
   type WalkOptions,
@@ -79,6 +80,9 @@ async function same(root: string, opts: WalkOptions = {}, what = ""): Promise<vo
   const byFind = await walkTreeByFind(root, opts);
   assert.ok(byFind, `find walked ${what}`);
   assert.deepEqual(byFind, walkTreeByLstat(root, opts), what);
+  for (let i = 1; i < byFind.length; i++) {
+    assert.ok(comparePaths(byFind[i - 1].path, byFind[i].path) < 0, `${what}: order at ${i}`);
+  }
 }
 
 Deno.test("walk: find's walk equals the lstat walk entry for entry on random trees, with skip, filter and maxPaths", async () => {
@@ -116,7 +120,7 @@ Deno.test("walk: a skipped name with wildcards leaves out itself only; a symlink
   await withDir(async (dir) => {
     sh(
       dir,
-      "mkdir -p 't/a*/d' t/ab 't/[x]' t/x && touch 't/a*/d/f' t/ab/g t/x/h 't/\\' && ln -s t link && " +
+      "mkdir -p 't/a*/d' t/ab 't/[x]' t/x && touch 't/a*/d/f' t/ab/g t/x/h 't/\\' t/\ue000 t/\u{10000} && ln -s t link && " +
         "ln -s t/ab/g filelink",
     );
     const skip = ["a*", "[x]", "\\"];
@@ -125,6 +129,8 @@ Deno.test("walk: a skipped name with wildcards leaves out itself only; a symlink
       "ab/g",
       "x",
       "x/h",
+      "\ue000",
+      "\u{10000}",
     ]);
     await same(`${dir}/link`, { skip });
     await same(`${dir}/link`);

@@ -15,7 +15,10 @@
 // parsing and comparing the record.
 //
 // Usage: deno run -A bench/stat_walk.ts [--quick] [--files 100000] [--runs 5] [--dir DIR]
+//        [--against CHECKOUT]
 //   --dir keeps the tree in DIR (made when missing), for another run.
+//   --against times CHECKOUT's recordTree too (another commit of fanout, e.g.
+//   from `git archive`), its bench/stat_walk.ts run the same way, interleaved.
 import { parseArgs } from "node:util";
 import {
   compareRecord,
@@ -39,6 +42,7 @@ const args = parseArgs({
     dir: { type: "string" },
     child: { type: "string" },
     root: { type: "string" },
+    against: { type: "string" },
   },
 });
 
@@ -128,6 +132,7 @@ if (args.values.child) {
 const FILES = Number(args.values.files ?? (args.values.quick ? 10_000 : 100_000));
 const RUNS = Number(args.values.runs ?? (args.values.quick ? 3 : 5));
 const SELF = new URL(import.meta.url).pathname;
+const AGAINST = args.values.against;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface Run {
@@ -137,8 +142,11 @@ interface Run {
 }
 
 function child(kind: string, root: string): Run {
+  const [self, way] = kind === "against"
+    ? [`${AGAINST}/bench/stat_walk.ts`, "record"]
+    : [SELF, kind];
   const out = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, SELF, "--child", kind, "--root", root],
+    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, self, "--child", way, "--root", root],
   }).outputSync();
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
   return JSON.parse(new TextDecoder().decode(out.stdout));
@@ -163,7 +171,14 @@ try {
     makeReleaseTree(root, FILES);
   }
   find(root); // the inodes into the cache
-  const ways = ["record", "lstat", "async", "statx", "find"] as const;
+  const ways = [
+    "record",
+    "lstat",
+    ...(AGAINST ? ["against"] : []),
+    "async",
+    "statx",
+    "find",
+  ];
   const t: Record<string, number[]> = Object.fromEntries(ways.map((w) => [w, []]));
   let paths = 0;
   const rec: Record<string, number[]> = { format: [], parse: [], compare: [] };
@@ -174,7 +189,7 @@ try {
       if (paths && got.n !== paths) throw new Error(`${w} saw ${got.n} paths, not ${paths}`);
       paths = got.n;
       t[w].push(got.ms);
-      if (got.extra) {
+      if (got.extra && w === "record") {
         for (const k of ["format", "parse", "compare"] as const) rec[k].push(got.extra[k]);
         bytes = got.extra.bytes;
       }
@@ -185,9 +200,10 @@ try {
   console.log(`\n### stat walk of ${paths} paths (median of ${RUNS}, warm cache)\n`);
   console.log("| way | time | vs find |");
   console.log("| --- | ---: | ---: |");
-  const label = {
+  const label: Record<string, string> = {
     record: "recordTree (find -printf, read as it writes)",
     lstat: "recordOf(readDirSync, lstatSync)",
+    against: `recordTree at ${AGAINST}`,
     async: "Deno.lstat, a directory at once",
     statx: "statx through FFI",
     find: "find -printf",

@@ -1,5 +1,5 @@
 /**
- * One walk of a tree by `lstat`, for the manifest, the check of a tree
+ * One walk of a tree by `lstat` (find's, or Deno's where find cannot), for the manifest, the check of a tree
  * against one and the client's stat record: every path below the root,
  * relative, in one order (by code point, which is the order of the names'
  * UTF-8 bytes), never through a symlink.
@@ -108,10 +108,11 @@ function kindOf(st: Deno.FileInfo): TreeKind {
  * {@linkcode comparePaths}, each with what its `lstat` gave. Symlinks are listed, never
  * followed; `root` itself is the caller's and may be one.
  *
- * One `find -printf` lists the tree (a process that stats in C, at a quarter
- * of the cost of a `Deno.lstatSync` a path), read as it writes; where find
+ * One `find -printf` lists the tree (a process that stats in C, without a
+ * call into Deno and a FileInfo a path), read as it writes; where find
  * cannot run or reports any error, the walk is made by `readDirSync` and
- * `lstatSync` instead, which throws what it meets.
+ * `lstatSync` instead, which throws what it meets (what find met, unless it
+ * is gone by then).
  *
  * @throws {TreeError} for a name that is not valid UTF-8, and past `maxPaths`.
  * @throws {Deno.errors.PermissionDenied} etc. as `Deno.readDirSync` does.

@@ -2,27 +2,35 @@
 // (bench/_release_tree.ts) takes, the ways Deno can make it, against find(1)
 // in the same run:
 //
-//   recordTree   lib/release: readDirSync and lstatSync, sorted, as entries
+//   recordTree   lib/release: one `find -printf` run read as it writes, sorted, as entries
+//   lstat walk   lib/release's fallback: readDirSync and lstatSync, sorted, as entries
 //   lstat async  readDirSync, then every lstat of a directory at once (Deno.lstat)
 //   ffi statx    readDirSync, then statx(2) through FFI into one buffer
 //                (nanosecond times; what recordTree would use if it needed them)
 //   find         `find . -printf '%i %s %T@ %C@ %m %y %P\n'`, its output read
 //
 // Each in a fresh `deno run` with fanout's V8 flags (a cron client starts
-// cold, in lite mode), timed from inside (find from its spawn); interleaved,
+// cold, in lite mode) that has spawned one process already (as a client has
+// run rsync), timed from inside (find from its spawn); interleaved,
 // medians, warm page cache. The recordTree runs also time formatting,
 // parsing and comparing the record.
 //
 // Usage: deno run -A bench/stat_walk.ts [--quick] [--files 100000] [--runs 5] [--dir DIR]
+//        [--against CHECKOUT]
 //   --dir keeps the tree in DIR (made when missing), for another run.
+//   --against times CHECKOUT's recordTree too (another commit of fanout, e.g.
+//   from `git archive`), its bench/stat_walk.ts run the same way, interleaved.
 import { parseArgs } from "node:util";
 import {
   compareRecord,
   formatRecord,
   parseRecord,
   type RecordEntry,
+  recordOf,
   recordTree,
 } from "../lib/release/mod.ts";
+// The fallback walk is no part of the folder's door; the benchmark compares it.
+import { walkTreeByLstat } from "../lib/release/tree.ts";
 import { V8_FLAGS } from "../lib/core/mod.ts";
 import { makeReleaseTree } from "./_release_tree.ts";
 
@@ -35,6 +43,7 @@ const args = parseArgs({
     dir: { type: "string" },
     child: { type: "string" },
     root: { type: "string" },
+    against: { type: "string" },
   },
 });
 
@@ -98,12 +107,16 @@ function statx(root: string): RecordEntry[] {
 
 if (args.values.child) {
   const root = args.values.root!;
+  // A client has run rsync before it walks dest: the first process a Deno
+  // process spawns costs ~30 ms more than the next, and is paid before.
+  new Deno.Command("true").outputSync();
   let t = performance.now();
   let n = 0;
   if (args.values.child === "async") n = await lstatAsync(root);
   else if (args.values.child === "statx") n = statx(root).length;
+  else if (args.values.child === "lstat") n = recordOf(walkTreeByLstat(root)).entries.length;
   else {
-    const rec = recordTree(root);
+    const rec = await recordTree(root);
     const ms = -t + (t = performance.now());
     const lap = () => -t + (t = performance.now());
     const text = formatRecord(rec);
@@ -123,6 +136,7 @@ if (args.values.child) {
 const FILES = Number(args.values.files ?? (args.values.quick ? 10_000 : 100_000));
 const RUNS = Number(args.values.runs ?? (args.values.quick ? 3 : 5));
 const SELF = new URL(import.meta.url).pathname;
+const AGAINST = args.values.against;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface Run {
@@ -132,8 +146,11 @@ interface Run {
 }
 
 function child(kind: string, root: string): Run {
+  const [self, way] = kind === "against"
+    ? [`${AGAINST}/bench/stat_walk.ts`, "record"]
+    : [SELF, kind];
   const out = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, SELF, "--child", kind, "--root", root],
+    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, self, "--child", way, "--root", root],
   }).outputSync();
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
   return JSON.parse(new TextDecoder().decode(out.stdout));
@@ -158,7 +175,14 @@ try {
     makeReleaseTree(root, FILES);
   }
   find(root); // the inodes into the cache
-  const ways = ["record", "async", "statx", "find"] as const;
+  const ways = [
+    "record",
+    "lstat",
+    ...(AGAINST ? ["against"] : []),
+    "async",
+    "statx",
+    "find",
+  ];
   const t: Record<string, number[]> = Object.fromEntries(ways.map((w) => [w, []]));
   let paths = 0;
   const rec: Record<string, number[]> = { format: [], parse: [], compare: [] };
@@ -169,7 +193,7 @@ try {
       if (paths && got.n !== paths) throw new Error(`${w} saw ${got.n} paths, not ${paths}`);
       paths = got.n;
       t[w].push(got.ms);
-      if (got.extra) {
+      if (got.extra && w === "record") {
         for (const k of ["format", "parse", "compare"] as const) rec[k].push(got.extra[k]);
         bytes = got.extra.bytes;
       }
@@ -180,8 +204,10 @@ try {
   console.log(`\n### stat walk of ${paths} paths (median of ${RUNS}, warm cache)\n`);
   console.log("| way | time | vs find |");
   console.log("| --- | ---: | ---: |");
-  const label = {
-    record: "recordTree (lstatSync)",
+  const label: Record<string, string> = {
+    record: "recordTree (find -printf, read as it writes)",
+    lstat: "recordOf(readDirSync, lstatSync)",
+    against: `recordTree at ${AGAINST}`,
     async: "Deno.lstat, a directory at once",
     statx: "statx through FFI",
     find: "find -printf",

@@ -133,7 +133,7 @@ export async function recordRelease(
   if (!w) {
     await sleep(1001 - Date.now() % 1000, job.signal);
     const at = Date.now();
-    w = { entries: recordTree(tree, { skip: TREE_SKIP }).entries, at };
+    w = { entries: (await recordTree(tree, { skip: TREE_SKIP })).entries, at };
   }
   const prev = readApplied(job);
   await writeAtomic(`${job.stateDir}/${MANIFEST_COPY}`, c.bytes.manifest);

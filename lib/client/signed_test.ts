@@ -160,7 +160,7 @@ Deno.test("signed: the stat record vouches for an unchanged file; with the last 
     const job = { stateDir: `${dir}/state`, log: new Logger({ level: "error" }) } as ClientJob;
     await Deno.mkdir(job.stateDir);
     const c = await release(1);
-    const walked = walkTree(tree);
+    const walked = await walkTree(tree);
     // Recorded as if walked two seconds from now: every change time is older.
     await recordRelease(job, c, tree, { entries: recordOf(walked).entries, at: Date.now() + 2000 });
     const want = { path: "a", type: "file" as const, mode: 0o644, size: 1, sha256: "a".repeat(64) };

@@ -42,7 +42,7 @@ export interface Hashers {
  * @example
  * ```ts
  * const hash = await hashers();
- * for (const e of walkTree(root)) if (e.kind === "file") console.log(hash.file(root, e), e.path);
+ * for (const e of await walkTree(root)) if (e.kind === "file") console.log(hash.file(root, e), e.path);
  * ```
  */
 export async function hashers(): Promise<Hashers> {

@@ -20,7 +20,7 @@ Deno.test("hash: files of every size around the read buffer's hash as sha256sum 
       Deno.writeFileSync(`${dir}/f${i}`, data);
     });
     const hash = await hashers();
-    const files = walkTree(dir);
+    const files = await walkTree(dir);
     const got = new Map(files.map((e) => [e.path, hash.file(dir, e)]));
     assert.deepEqual(got, sha256sum(dir, files.map((f) => f.path)));
     assert.equal(
@@ -48,7 +48,7 @@ Deno.test("hash: a file replaced by a symlink, a directory or a file of another 
         Deno.mkdirSync(`${dir}/sub`, { recursive: true });
         Deno.writeFileSync(path, new Uint8Array(size));
         Deno.writeFileSync(`${dir}/other`, new Uint8Array(size));
-        const [e] = walkTree(`${dir}/sub`);
+        const [e] = await walkTree(`${dir}/sub`);
         change(path);
         assert.throws(
           () => hash.file(`${dir}/sub`, e),

@@ -161,7 +161,7 @@ export async function verifyTree(
   const extra = { path: null as string | null };
   let tree: TreeEntry[];
   try {
-    tree = walkTree(root, {
+    tree = await walkTree(root, {
       skip: opts.skip,
       filter: (path) => {
         if (listed.has(path)) return true;
@@ -248,7 +248,7 @@ export async function planTree(
   m: Manifest,
   opts: PlanOptions = {},
 ): Promise<TreePlan> {
-  const walked = walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
+  const walked = await walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
   const plan: TreePlan = { wrong: [], extra: [], walked };
   // In the manifest's order: each listed path's offence found without
   // reading, or the entries whose content is still to be read.

@@ -173,7 +173,11 @@ export interface BuildOptions {
  */
 export async function buildManifest(root: string, opts: BuildOptions = {}): Promise<Manifest> {
   const limits = opts.limits ?? MANIFEST_LIMITS;
-  const tree = walkTree(root, { skip: opts.skip, filter: opts.filter, maxPaths: limits.maxPaths });
+  const tree = await walkTree(root, {
+    skip: opts.skip,
+    filter: opts.filter,
+    maxPaths: limits.maxPaths,
+  });
   const hash = await hashers();
   return { entries: tree.map((e) => manifestEntry(root, e, hash)) };
 }
@@ -190,7 +194,7 @@ export async function buildManifest(root: string, opts: BuildOptions = {}): Prom
  * @example
  * ```ts
  * const hash = await hashers();
- * const entries = walkTree(root).map((e) => manifestEntry(root, e, hash));
+ * const entries = (await walkTree(root)).map((e) => manifestEntry(root, e, hash));
  * ```
  */
 export function manifestEntry(root: string, e: TreeEntry, hash: Hashers): ManifestEntry {

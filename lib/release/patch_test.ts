@@ -39,7 +39,7 @@ Deno.test("patchManifestState: the manifest and the record are what a walk of th
     );
     const files = stateFiles(root);
     await writeManifestState(files, await updateManifest(t, null, { skip: SKIP }));
-    const before = walkTree(t, { skip: SKIP }).map((e) => e.path);
+    const before = (await walkTree(t, { skip: SKIP })).map((e) => e.path);
 
     // Edits, an addition in a new directory, a directory gone, a mode, a
     // symlink retargeted, a file turned into a directory, the first and the
@@ -50,7 +50,7 @@ Deno.test("patchManifestState: the manifest and the record are what a walk of th
         "mkdir -p t/new/in && echo n > t/new/in/n.ts && rm t/c.ts && mkdir t/c.ts && " +
         "echo inner > t/c.ts/inner && echo Y > t/z/y && echo 0 > t/0first",
     );
-    const after = walkTree(t, { skip: SKIP }).map((e) => e.path);
+    const after = (await walkTree(t, { skip: SKIP })).map((e) => e.path);
     const changes = changed(before, after, ["lib", "lib/a.ts", "mode.sh", "lib/l", "c.ts", "z/y"]);
     const kept = readKeptManifest(files)!;
     const m = await patchManifestState(files, kept, t, changes);
@@ -64,7 +64,7 @@ Deno.test("patchManifestState: the manifest and the record are what a walk of th
     assert.equal(m.paths, whole.manifest.entries.length);
     // a.ts, mode.sh, lib/l, c.ts/inner, new/in/n.ts, z/y, 0first
     assert.equal(m.hashed, 7);
-    assert.deepEqual(readRecord(files.record), recordOf(walkTree(t, { skip: SKIP })));
+    assert.deepEqual(readRecord(files.record), recordOf(await walkTree(t, { skip: SKIP })));
     // The next walk agrees: nothing to hash.
     assert.equal((await updateManifest(t, readManifestState(files), { skip: SKIP })).hashed, 0);
   });

@@ -92,17 +92,19 @@ export class RecordError extends SafetyError {
  *
  * @example
  * ```ts
- * const now = recordTree("/srv/plugins", { skip: [".fanout-version"] });
+ * const now = await recordTree("/srv/plugins", { skip: [".fanout-version"] });
  * ```
  */
-export function recordTree(
+export async function recordTree(
   root: string,
   opts: { skip?: Iterable<string>; maxPaths?: number } = {},
-): TreeRecord {
-  return recordOf(walkTree(root, {
-    skip: opts.skip,
-    maxPaths: opts.maxPaths ?? RECORD_LIMITS.maxPaths,
-  }));
+): Promise<TreeRecord> {
+  return recordOf(
+    await walkTree(root, {
+      skip: opts.skip,
+      maxPaths: opts.maxPaths ?? RECORD_LIMITS.maxPaths,
+    }),
+  );
 }
 
 /**
@@ -111,7 +113,7 @@ export function recordTree(
  *
  * @example
  * ```ts
- * const tree = walkTree(root, { skip: RELEASE_SKIP });
+ * const tree = await walkTree(root, { skip: RELEASE_SKIP });
  * const record = recordOf(tree);
  * ```
  */

@@ -20,7 +20,7 @@ Deno.test("record: a walk's record writes, reads back the same, and compares equ
       "mkdir -p t/lib/sub && echo a > t/lib/a.ts && echo b > t/lib/sub/b && ln -s a.ts t/lib/l && " +
         "touch t/\u{1F600} t/\u{1F601} 't/with space' t/.fanout-version && mkfifo t/lib/pipe",
     );
-    const r = recordTree(`${root}/t`, { skip: [".fanout-version"] });
+    const r = await recordTree(`${root}/t`, { skip: [".fanout-version"] });
     assert.deepEqual(r.entries.map((e) => `${e.kind} ${e.path}`), [
       "dir lib",
       "file lib/a.ts",
@@ -58,11 +58,14 @@ Deno.test("record: a walk's record writes, reads back the same, and compares equ
     await writeRecord(`${root}/tree.record`, r);
     assert.equal(Deno.statSync(`${root}/tree.record`).mode! & 0o777, 0o600);
     assert.deepEqual(readRecord(`${root}/tree.record`), r);
-    assert.deepEqual(compareRecord(r, recordTree(`${root}/t`, { skip: [".fanout-version"] })), {
-      changed: [],
-      added: [],
-      removed: [],
-    });
+    assert.deepEqual(
+      compareRecord(r, await recordTree(`${root}/t`, { skip: [".fanout-version"] })),
+      {
+        changed: [],
+        added: [],
+        removed: [],
+      },
+    );
     // Written again over the old one.
     await writeRecord(`${root}/tree.record`, { entries: r.entries.slice(1) });
     assert.equal(readRecord(`${root}/tree.record`)!.entries.length, r.entries.length - 1);
@@ -71,18 +74,18 @@ Deno.test("record: a walk's record writes, reads back the same, and compares equ
 });
 
 Deno.test("record: a fresh walk names what changed (content, mode, mtime, inode, type), what came and what went", async () => {
-  await withDir((root) => {
+  await withDir(async (root) => {
     sh(
       root,
       "mkdir -p t/d && for f in size mode mtime ino type gone same; do echo 12345 > t/$f; done",
     );
-    const before = recordTree(`${root}/t`);
+    const before = await recordTree(`${root}/t`);
     sh(
       root,
       "cd t && echo more >> size && chmod 600 mode && touch -d '2001-01-01 00:00:00' mtime && " +
         "echo 54321 > ino.new && mv ino.new ino && rm type && mkdir type && rm gone && touch new d/new",
     );
-    const now = recordTree(`${root}/t`);
+    const now = await recordTree(`${root}/t`);
     assert.deepEqual(compareRecord(before, now), {
       // d: its listing changed (its mtime and ctime move with it).
       changed: ["d", "ino", "mode", "mtime", "size", "type"],

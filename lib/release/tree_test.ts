@@ -18,13 +18,13 @@ Deno.test("tree: paths order by code point, as their UTF-8 bytes", () => {
 });
 
 Deno.test("tree: every path by lstat, sorted, symlinks listed and not followed, skips with their subtrees", async () => {
-  await withDir((dir) => {
+  await withDir(async (dir) => {
     sh(
       dir,
       "mkdir -p t/a/b t/a-b t/skipped/deep && echo 1 > t/a/b/f && echo 2 > t/a-b/g && touch t/.marker " +
         "t/skipped/deep/x && ln -s ../.. t/a/up && ln -s /etc t/etc && ln -s missing t/dangling && mkfifo t/fifo",
     );
-    const entries = walkTree(`${dir}/t`, { skip: [".marker", "skipped"] });
+    const entries = await walkTree(`${dir}/t`, { skip: [".marker", "skipped"] });
     assert.deepEqual(entries.map((e) => `${e.kind} ${e.path}`), [
       "dir a",
       "dir a-b",
@@ -37,14 +37,14 @@ Deno.test("tree: every path by lstat, sorted, symlinks listed and not followed, 
       "other fifo",
     ]);
     assert.equal(entries.find((e) => e.path === "a/b/f")!.size, 2);
-    assert.equal(walkTree(`${dir}/t`, { maxPaths: 13 }).length, 13);
-    assert.throws(
+    assert.equal((await walkTree(`${dir}/t`, { maxPaths: 13 })).length, 13);
+    await assert.rejects(
       () => walkTree(`${dir}/t`, { maxPaths: 12 }),
       (e) => e instanceof TreeError && /more than 12 paths/.test(e.message),
     );
-    assert.deepEqual(walkTree(`${dir}/t/a/b`).map((e) => e.path), ["f"]);
+    assert.deepEqual((await walkTree(`${dir}/t/a/b`)).map((e) => e.path), ["f"]);
     const asked: string[] = [];
-    const some = walkTree(`${dir}/t`, {
+    const some = await walkTree(`${dir}/t`, {
       skip: ["skipped"],
       filter: (p) => (asked.push(p), p === "a" || p === "a/b"),
     });
@@ -64,13 +64,13 @@ Deno.test("tree: every path by lstat, sorted, symlinks listed and not followed, 
 });
 
 Deno.test("tree: a name that is not valid UTF-8 is refused, alone or beside the name Deno reads it as", async () => {
-  await withDir((dir) => {
+  await withDir(async (dir) => {
     sh(
       dir,
       `mkdir -p lone pair && touch "lone/$(printf 'a\\377b')" "pair/$(printf 'a\\377b')" pair/a\uFFFDb`,
     );
     for (const sub of ["lone", "pair"]) {
-      assert.throws(
+      await assert.rejects(
         () => walkTree(`${dir}/${sub}`),
         (e) => e instanceof TreeError && e.path === "a\ufffdb" && /not valid UTF-8/.test(e.message),
         sub,

@@ -73,7 +73,11 @@ export async function updateManifest(
   opts: BuildOptions = {},
 ): Promise<UpdatedManifest> {
   const limits = opts.limits ?? MANIFEST_LIMITS;
-  const tree = walkTree(root, { skip: opts.skip, filter: opts.filter, maxPaths: limits.maxPaths });
+  const tree = await walkTree(root, {
+    skip: opts.skip,
+    filter: opts.filter,
+    maxPaths: limits.maxPaths,
+  });
   const record = recordOf(tree);
   const hash = await hashers();
   let hashed = 0;

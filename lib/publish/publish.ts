@@ -47,6 +47,7 @@
 import { checkSecretFiles, type Fleet, type PublisherHost } from "../config/mod.ts";
 import {
   ConfigError,
+  existsNow,
   type Logger,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
@@ -301,7 +302,7 @@ async function publishLocked(
     target,
     excludes,
     local,
-    interrupted: lstatOk(files.sending),
+    interrupted: existsNow(files.sending),
     primary: seen.primary,
     rollback: seen.rollback,
   };
@@ -318,16 +319,6 @@ async function publishLocked(
   );
   await Deno.remove(files.sending).catch(() => {});
   return done;
-}
-
-/** Whether anything is at `path` (not followed). */
-function lstatOk(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -41,6 +41,7 @@ import {
 } from "../version/mod.ts";
 import type { PushConfig } from "../config/mod.ts";
 import {
+  existsNow,
   formatDuration,
   type Logger,
   readSmallFile,
@@ -324,7 +325,7 @@ export class PushEngine {
       });
       // Files put back lift the block by themselves; a publish or the flag lifts it too.
       this.#restoreTimer = setInterval(() => {
-        const exists = (p: string) => lstatOk(`${this.#o.source}/${p}`);
+        const exists = (p: string) => existsNow(`${this.#o.source}/${p}`);
         if (!this.#guard.restored(exists, Date.now())) return;
         this.#endBlock("the files are back");
       }, 1000);
@@ -392,7 +393,7 @@ export class PushEngine {
   }
 
   #everVersioned(): boolean {
-    this.#seenVersion ??= lstatOk(`${this.#o.workDir}/seen-version`);
+    this.#seenVersion ??= existsNow(`${this.#o.workDir}/seen-version`);
     return this.#seenVersion;
   }
 
@@ -1069,15 +1070,6 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
     return await Deno.lstat(path);
   } catch {
     return null;
-  }
-}
-
-function lstatOk(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

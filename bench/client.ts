@@ -27,6 +27,7 @@ import {
   exists,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
+  SERVER_TEMP_DIR,
   V8_FLAGS,
   VERSION_LOG,
   VERSION_MARKER,
@@ -459,7 +460,9 @@ async function writeMarker(
  * marker follows).
  */
 async function writeRelease(dir: string, v: VersionMarker, key: SigningKey): Promise<void> {
-  const manifest = formatManifest(await buildManifest(dir, { skip: RELEASE_SKIP }));
+  // As the publisher lists it: the server's temp dir is never content.
+  const skip = [...RELEASE_SKIP, SERVER_TEMP_DIR];
+  const manifest = formatManifest(await buildManifest(dir, { skip }));
   const envelope = await signRelease(
     { ...v, manifest_sha256: await manifestDigest(manifest) },
     key,

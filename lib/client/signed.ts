@@ -90,10 +90,7 @@ export async function syncRelease(
   for (let pass = 1;; pass++) {
     let c: CheckedRelease | null = null;
     try {
-      c = await retrying(job, "fetch the signed release", async () => {
-        const files = await fetchControl(job);
-        return await checkRelease(job, files, await releaseFloor(job, current));
-      });
+      c = await fetchChecked(job, await releaseFloor(job, current));
       const checked = c;
       newest = Math.max(newest, checked.release.seq);
       const done = await retrying(job, "sync", () => layout.applyRelease!(checked, ctx));
@@ -132,13 +129,18 @@ export async function syncRelease(
 export async function fetchRelease(job: ClientJob, floor: number): Promise<CheckedRelease> {
   for (let pass = 1;; pass++) {
     try {
-      return await retrying(job, "fetch the signed release", async () => {
-        return await checkRelease(job, await fetchControl(job), floor);
-      });
+      return await fetchChecked(job, floor);
     } catch (e) {
       if (!(e instanceof ReleaseRefusal) || !e.racy || pass >= PASSES) throw e;
     }
   }
+}
+
+/** One fetch of the release files, checked against `floor`; a failed transfer is retried. */
+async function fetchChecked(job: ClientJob, floor: number): Promise<CheckedRelease> {
+  return await retrying(job, "fetch the signed release", async () => {
+    return await checkRelease(job, await fetchControl(job), floor);
+  });
 }
 
 /**

@@ -63,17 +63,9 @@ export async function readPrimary(
   const text = readSmallFile(`${dir}/${VERSION_MARKER}`, PULLED_MAX_BYTES);
   const envelope = signed ? readSmallFile(`${dir}/${RELEASE_ENVELOPE}`, PULLED_MAX_BYTES) : null;
   return {
-    marker: text === null ? null : markerOrNull(text),
+    marker: text === null ? null : parseMarker(text),
     envelope: envelope === null ? null : new TextEncoder().encode(envelope),
   };
-}
-
-function markerOrNull(text: string): VersionMarker | null {
-  try {
-    return parseMarker(text);
-  } catch {
-    return null;
-  }
 }
 
 /**

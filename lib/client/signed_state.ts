@@ -7,7 +7,7 @@
  * @module
  */
 
-import { RELEASE_ENVELOPE, sleep } from "../core/mod.ts";
+import { RELEASE_ENVELOPE, sleep, writePrivate } from "../core/mod.ts";
 import {
   ENVELOPE_MAX_BYTES,
   type Manifest,
@@ -59,13 +59,10 @@ function readApplied(job: ClientJob): Applied | null {
 }
 
 async function writeApplied(job: ClientJob, a: Applied): Promise<void> {
-  await writeAtomic(`${job.stateDir}/${APPLIED_FILE}`, new TextEncoder().encode(JSON.stringify(a)));
-}
-
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeFile(tmp, bytes, { mode: 0o600 });
-  await Deno.rename(tmp, path);
+  await writePrivate(
+    `${job.stateDir}/${APPLIED_FILE}`,
+    new TextEncoder().encode(JSON.stringify(a)),
+  );
 }
 
 /**
@@ -136,7 +133,7 @@ export async function recordRelease(
     w = { entries: (await recordTree(tree, { skip: TREE_SKIP })).entries, at };
   }
   const prev = readApplied(job);
-  await writeAtomic(`${job.stateDir}/${MANIFEST_COPY}`, c.bytes.manifest);
+  await writePrivate(`${job.stateDir}/${MANIFEST_COPY}`, c.bytes.manifest);
   await writeRecord(`${job.stateDir}/${RECORD_FILE}`, { entries: w.entries });
   await writeApplied(job, {
     seq: c.release.seq,

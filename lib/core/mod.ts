@@ -17,6 +17,7 @@ export {
   readTextNow,
   readTextOrNull,
   readTextUpTo,
+  writePrivate,
 } from "./fs.ts";
 export { compileExcludes, type ExcludeMatcher, GLOB_MAX, globProblem } from "./glob.ts";
 export { Nudge } from "./nudge.ts";

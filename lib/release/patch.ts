@@ -16,10 +16,9 @@
  * @module
  */
 
-import { quoted } from "../core/mod.ts";
+import { quoted, writePrivate } from "../core/mod.ts";
 import { hashersFor } from "./_hash.ts";
 import { readKept } from "./_read.ts";
-import { writePrivate } from "./_write.ts";
 import {
   formatEntry,
   MANIFEST_HEADER,

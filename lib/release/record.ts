@@ -26,9 +26,8 @@
  * @module
  */
 
-import { CONTROL_CHARS, quoted, SafetyError } from "../core/mod.ts";
+import { CONTROL_CHARS, quoted, SafetyError, writePrivate } from "../core/mod.ts";
 import { readKept } from "./_read.ts";
-import { writePrivate } from "./_write.ts";
 import { comparePaths, mergePaths, type TreeEntry, type TreeKind, walkTree } from "./tree.ts";
 
 /** A record's first 16 bytes. */

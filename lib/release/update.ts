@@ -17,7 +17,7 @@
 
 import { hashers } from "./_hash.ts";
 import { readKept } from "./_read.ts";
-import { writePrivate } from "./_write.ts";
+import { writePrivate } from "../core/mod.ts";
 import {
   type BuildOptions,
   formatManifest,

@@ -37,8 +37,9 @@ import {
 import { PushEngine } from "../lib/push/mod.ts";
 import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
-import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
-import { UNSIGNED_WARNING } from "../lib/release/mod.ts";
+import { readMarker, sameVersion, type VersionMarker } from "../lib/version/mod.ts";
+import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
+import { repairFrom, type Vouch, Voucher } from "../lib/vouch/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -51,9 +52,26 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   const host = await checkServer(opts, kind);
   const { fleet, self, lg } = host;
   await ensureTempDir(self.path);
-  const current = readMarker(self.path);
-  const tree: TreeVersion = { current, board: new VersionBoard(current) };
-  const daemons = await makeDaemons(host, tree.current);
+  // Nothing is announced before the first check of the tree.
+  const tree: TreeVersion = {
+    current: null,
+    board: new VersionBoard(null),
+    voucher: new Voucher({
+      root: self.path,
+      stateDir: `${self.stateDir}/vouch`,
+      trusted: fleet.release.publicKeys.map(parsePublicKey),
+      excludes: fleet.push.exclude,
+    }),
+    fullCheckAt: 0,
+    repair: {
+      source: upstreamSource(fleet, self),
+      at: 0,
+      running: false,
+      refusedSince: null,
+      stop: new AbortController(),
+    },
+  };
+  const daemons = await makeDaemons(host, null);
   const registry = serverRegistry(daemons.daemon, tree);
   // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
   const fleetView = kind === "primary"
@@ -84,13 +102,14 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
         name: self.name,
         registry,
         versions: tree.board,
-        problem: () => serverProblem(host, daemons, relay),
-        status: () => serverStatus(host, daemons, relay),
+        problem: () => serverProblem(host, daemons, relay, tree),
+        status: () => serverStatus(host, daemons, relay, tree),
       },
       fleetView?.routes,
     );
     onStop(() => health.shutdown());
-    onStop(followMarker(self.path, () => refreshVersion(self.path, daemons, tree)));
+    onStop(followMarker(self.path, () => refreshVersion(host, daemons, tree), lg));
+    onStop(() => tree.repair.stop.abort());
     // Once a start: the server serves what it is given, signed or not; its clients check.
     if (fleet.release.publicKeys.length === 0) lg.warn(UNSIGNED_WARNING);
     lg.info("ready", describe(self, host.downstreams));
@@ -123,12 +142,32 @@ interface Daemons {
 
 /**
  * The tree's version as the daemons announce it, the metrics show it and
- * `/version` tells watching clients; {@linkcode refreshVersion} is its one
- * writer.
+ * `/version` tells watching clients: the one the voucher vouches for;
+ * {@linkcode refreshVersion} is its one writer.
  */
 interface TreeVersion {
   current: VersionMarker | null;
   board: VersionBoard;
+  voucher: Voucher;
+  /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
+  fullCheckAt: number;
+  /**
+   * Where the tree is repaired from (null on the primary), when next, whether
+   * now, since when the tree has been refused, and the stop of a repair.
+   */
+  repair: {
+    source: string | null;
+    at: number;
+    running: boolean;
+    refusedSince: number | null;
+    stop: AbortController;
+  };
+}
+
+/** The upstream's read module, which a replica repairs its tree from; null for the primary. */
+function upstreamSource(fleet: Fleet, self: ServerHost): string | null {
+  const up = [fleet.primary, ...fleet.replicas].find((s) => s.name === self.upstream);
+  return up ? formatRsyncUrl({ ...up.listen, module: fleet.modules.read }) : null;
 }
 
 /**
@@ -196,9 +235,21 @@ function serverRegistry(daemon: RsyncDaemon, tree: TreeVersion): Registry {
 }
 
 /** Why the host is not healthy, or null. */
-function serverProblem(host: ServerSetup, daemons: Daemons, relay: Relay | null): string | null {
+function serverProblem(
+  host: ServerSetup,
+  daemons: Daemons,
+  relay: Relay | null,
+  tree: TreeVersion,
+): string | null {
   return daemonProblem(daemons.daemon) ?? proxiedProblem(daemons.proxied) ??
-    relay?.engine.problem() ?? watchProblem(relay, host.fleet.push.pollInterval);
+    vouchProblem(tree.voucher.last) ?? relay?.engine.problem() ??
+    watchProblem(relay, host.fleet.push.pollInterval);
+}
+
+/** Unhealthy while the tree is not the version its marker names: it announces none. */
+function vouchProblem(v: Vouch | null): string | null {
+  if (v?.state !== "refused") return null;
+  return `announcing no version: ${v.why}`;
 }
 
 /** The role's fields of `/status`; reads, changes nothing. */
@@ -206,11 +257,17 @@ function serverStatus(
   host: ServerSetup,
   daemons: Daemons,
   relay: Relay | null,
+  tree: TreeVersion,
 ): Record<string, unknown> {
   const { fleet, self } = host;
   const { daemon, proxied } = daemons;
   return {
-    tree: { path: self.path, version: readMarker(self.path) },
+    tree: {
+      path: self.path,
+      version: tree.current,
+      marker: readMarker(self.path),
+      check: checkStatus(tree.voucher.last),
+    },
     daemon: {
       state: daemon.state,
       pid: daemon.pid,
@@ -239,22 +296,111 @@ function serverStatus(
   };
 }
 
+/** What `/status` says of the last check of the tree. */
+function checkStatus(v: Vouch | null): Record<string, unknown> | null {
+  if (v === null) return { state: "pending" };
+  switch (v.state) {
+    case "verified":
+      return { state: v.state, by: v.by, hashed: v.hashed };
+    case "unchecked":
+      return { state: v.state, why: v.why };
+    case "refused":
+      return { state: v.state, why: v.why, path: v.path };
+  }
+}
+
 /**
- * Reads the tree's version again and hands it to the daemons (the module
- * comment) and the metrics, then to `/version`: a client that hears of it
- * reads the module comment next, so that is rewritten first. Puts back a
- * removed temp dir.
+ * Checks the tree's version again and hands the version it holds to the
+ * daemons (the module comment) and the metrics, then to `/version`: a
+ * client that hears of it reads the module comment next, so that is
+ * rewritten first. A marker the tree does not hold announces no version.
+ * Puts back a removed temp dir.
  */
 async function refreshVersion(
-  tree: string,
+  host: ServerSetup,
   daemons: Daemons,
   version: TreeVersion,
 ): Promise<void> {
-  await ensureTempDir(tree);
-  version.current = readMarker(tree);
+  await ensureTempDir(host.self.path);
+  const first = version.voucher.last === null;
+  const v = await checkTree(host, version);
+  if (v.state === "refused" && refusedFor(version, v) >= REFUSED_RECHECK_MS) {
+    repairSoon(host, daemons, version);
+  }
+  const held = v.state === "refused" ? null : v.marker;
+  if (sameVersion(held, version.current) && !first) return;
+  version.current = held;
   await daemons.daemon.setVersion(version.current);
   await daemons.proxied?.setVersion(version.current);
   version.board.announce(version.current);
+}
+
+/** How often a tree refused is checked whole again, and how long a refusal lasts before a repair. */
+const REFUSED_RECHECK_MS = 5_000;
+/** How often a replica repairs its tree from upstream at most. */
+const REPAIR_EVERY_MS = 30_000;
+
+/**
+ * The voucher's check: whole every `push.reconcile`, and every
+ * {@linkcode REFUSED_RECHECK_MS} while refused (a repair seldom changes the
+ * marker); else only when the marker changed. Logs a change of verdict.
+ */
+async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch> {
+  const now = Date.now();
+  const whole = now >= version.fullCheckAt;
+  const before = version.voucher.last;
+  const v = await version.voucher.check(whole);
+  if (whole) {
+    version.fullCheckAt = now +
+      (v.state === "refused" ? REFUSED_RECHECK_MS : host.fleet.push.reconcile);
+  }
+  if (v.state === "refused" && before?.state !== "refused") {
+    host.lg.warn("announcing no version: the tree is not the version its marker names", {
+      why: v.why,
+      path: v.path ?? undefined,
+    });
+  } else if (v.state !== "refused" && before?.state === "refused") {
+    host.lg.info("the tree holds its version again", { seq: v.marker?.seq });
+  }
+  return v;
+}
+
+/**
+ * How long the tree has been refused (ms; 0 when it is not): a push or
+ * publish landing can leave it so for a moment, which is no reason to repair.
+ */
+function refusedFor(version: TreeVersion, v: Vouch): number {
+  const r = version.repair;
+  r.refusedSince = v.state === "refused" ? r.refusedSince ?? Date.now() : null;
+  return r.refusedSince === null ? 0 : Date.now() - r.refusedSince;
+}
+
+/**
+ * Repairs a refused tree from upstream, at most every
+ * {@linkcode REPAIR_EVERY_MS}, in the background (stopped with the
+ * server); checks it whole after.
+ */
+function repairSoon(host: ServerSetup, daemons: Daemons, version: TreeVersion): void {
+  const r = version.repair;
+  if (r.source === null || r.running || Date.now() < r.at || r.stop.signal.aborted) return;
+  const { self, fleet, lg } = host;
+  r.running = true;
+  r.at = Date.now() + REPAIR_EVERY_MS;
+  lg.info("repairing the tree from upstream", { upstream: self.upstream });
+  repairFrom({
+    source: r.source,
+    root: self.path,
+    excludes: fleet.push.exclude,
+    rsync: fleet.rsync,
+    address: self.address,
+    signal: r.stop.signal,
+  }).then((failed) => {
+    if (failed && !r.stop.signal.aborted) lg.warn("repair from upstream failed", { error: failed });
+  }).finally(() => {
+    r.running = false;
+    version.fullCheckAt = 0;
+    if (!r.stop.signal.aborted) refreshVersion(host, daemons, version).catch(() => {});
+  });
 }
 
 /**
@@ -262,9 +408,12 @@ async function refreshVersion(
  * /metrics and the module comment follow at once: on a watch of the tree's
  * root, with a timer in case an event is missed. Returns the stop.
  */
-function followMarker(tree: string, refresh: () => Promise<void>): () => void {
-  const timer = setInterval(refresh, 1000);
-  const markerWatch = watchMarker(tree, refresh);
+function followMarker(tree: string, refresh: () => Promise<void>, lg: Logger): () => void {
+  const run = () =>
+    refresh().catch((e) => lg.warn("version not refreshed", { error: (e as Error).message }));
+  run();
+  const timer = setInterval(run, 1000);
+  const markerWatch = watchMarker(tree, run);
   return () => {
     markerWatch.close();
     clearInterval(timer);

@@ -120,7 +120,16 @@ export interface Signed {
   status: (name: string) => Promise<Record<string, unknown>>;
 }
 
-async function newKey(lab: Lab, name: string): Promise<{ key: SigningKey; text: string }> {
+/**
+ * A new release key pair in the lab: the private key's file written (mode
+ * 600) and loaded, the public key's fleet-file text.
+ *
+ * @example
+ * ```ts
+ * const { key, text } = await newKey(lab, "release");
+ * ```
+ */
+export async function newKey(lab: Lab, name: string): Promise<{ key: SigningKey; text: string }> {
   const pair = await generateKeyPair();
   const path = `${lab.dir}/${name}.key`;
   await writePrivateKey(path, pair.privatePem);

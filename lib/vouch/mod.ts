@@ -1,0 +1,12 @@
+/**
+ * The version a server vouches for: in a signed fleet, the version its tree
+ * verifiably holds (the signed manifest, path for path), checked where the
+ * tree is, by difference from the version last vouched for or by a walk; a
+ * server announces that version and no other, and repairs its tree from
+ * its upstream when it holds none.
+ *
+ * @module
+ */
+
+export { type Vouch, Voucher, type VoucherOptions } from "./vouch.ts";
+export { repairFrom, type RepairOptions } from "./repair.ts";

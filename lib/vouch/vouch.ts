@@ -1,0 +1,305 @@
+/**
+ * The version a server vouches for: the one its tree verifiably holds.
+ *
+ * In a signed fleet a server announces a version (the read module's
+ * comment, `/status`, `/version`, the proxy's routing) only once its tree is
+ * that version's manifest, path for path, and the manifest the one the
+ * envelope signs. The check is made where the tree is, by the server itself,
+ * whatever brought the files (a push, a publish, a repair, a restore).
+ *
+ * The tree's own manifest is kept in the state dir with its stat record
+ * (lib/release's `updateManifest`), so a check hashes only what changed:
+ * - by difference, when the version log has an unbroken chain from the
+ *   version last vouched for: only the log's paths are stat'ed and hashed,
+ *   their lines spliced into the kept manifest;
+ * - by a walk of the whole tree otherwise (start, a gap in the log, a
+ *   difference that does not give the signed manifest): every path stat'ed,
+ *   those whose stat changed hashed.
+ * The answer is the same SHA-256 the envelope signs, or a refusal naming the
+ * first path that differs.
+ *
+ * @module
+ */
+
+import {
+  compileExcludes,
+  detour,
+  quoted,
+  readSmallFile,
+  RELEASE_ENVELOPE,
+  RELEASE_MANIFEST,
+  SERVER_TEMP_DIR,
+  VERSION_LOG,
+  VERSION_MARKER,
+  writePrivate,
+} from "../core/mod.ts";
+import {
+  comparePaths,
+  diffManifests,
+  ENVELOPE_MAX_BYTES,
+  MANIFEST_LIMITS,
+  manifestDigest,
+  markerMismatch,
+  parseManifest,
+  patchManifestState,
+  type PathChange,
+  type PublicKey,
+  readKeptManifest,
+  readManifestState,
+  RELEASE_SKIP,
+  SignatureError,
+  type StateFiles,
+  updateManifest,
+  verifyRelease,
+  writeManifestState,
+} from "../release/mod.ts";
+import {
+  changesBetween,
+  LOG_READ_MAX_BYTES,
+  parseLog,
+  parseMarker,
+  type VersionMarker,
+} from "../version/mod.ts";
+
+/** What a check found. */
+export type Vouch =
+  /** The tree is the marker's version, as signed: announce it. */
+  | { state: "verified"; marker: VersionMarker; by: "difference" | "walk"; hashed: number }
+  /**
+   * Nothing to check against (an unsigned fleet, or no marker yet): the
+   * marker is announced as read, as its push put it last.
+   */
+  | { state: "unchecked"; marker: VersionMarker | null; why: string }
+  /** The tree is not the marker's version (or the version is not signed): announce none. */
+  | { state: "refused"; marker: VersionMarker | null; why: string; path: string | null };
+
+/** What a {@linkcode Voucher} checks, and where it keeps its manifest. */
+export interface VoucherOptions {
+  /** The tree served. */
+  root: string;
+  /** A private dir for the tree's manifest and record (made if missing). */
+  stateDir: string;
+  /** The fleet's public keys; none: nothing is checked. */
+  trusted: readonly PublicKey[];
+  /** `push.exclude`: paths no push brings, so no manifest lists. */
+  excludes: string[];
+}
+
+/** The most of a marker read: a marker is a few hundred bytes. */
+const MARKER_MAX_BYTES = 4096;
+
+/** Relative paths a server keeps in its tree beside the version. */
+const SERVER_SKIP: readonly string[] = [...RELEASE_SKIP, SERVER_TEMP_DIR];
+
+/** rsync's `--delay-updates` dirs: a transfer's files on their way, never the version's. */
+const DELAY_DIR = /(^|\/)\.~tmp~$/;
+
+/**
+ * Checks a server's tree against the version its marker names, keeping
+ * what it learns so the next check hashes only what changed. One check at a
+ * time: a check asked for while one runs waits for it.
+ *
+ * @example
+ * ```ts
+ * const voucher = new Voucher({ root: "/srv/plugins", stateDir: "/var/lib/fanout/vouch",
+ *   trusted: keys, excludes: [".git"] });
+ * const v = await voucher.check();
+ * console.log(v.state === "refused" ? `not announced: ${v.why}` : v.marker);
+ * ```
+ */
+export class Voucher {
+  #o: VoucherOptions;
+  #files: StateFiles;
+  #vouchedFile: string;
+  #excluded: (path: string) => boolean;
+  #last: { markerText: string | null; vouch: Vouch } | null = null;
+  /** The check running or last run: the next waits for it (#check never rejects). */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: VoucherOptions) {
+    this.#o = opts;
+    this.#files = {
+      manifest: `${opts.stateDir}/tree.manifest`,
+      record: `${opts.stateDir}/tree.record`,
+    };
+    this.#vouchedFile = `${opts.stateDir}/vouched.version`;
+    const m = compileExcludes(opts.excludes);
+    this.#excluded = (p) => DELAY_DIR.test(p) || m.excluded(p);
+  }
+
+  /** What the last check found; null before the first. */
+  get last(): Vouch | null {
+    return this.#last?.vouch ?? null;
+  }
+
+  /**
+   * Checks the tree's version: at once when the marker is the one last
+   * checked (unless `again`), else by difference or by a walk.
+   */
+  check(again = false): Promise<Vouch> {
+    const run = this.#queue.then(() => this.#check(again));
+    this.#queue = run;
+    return run;
+  }
+
+  async #check(again: boolean): Promise<Vouch> {
+    const markerText = readSmallFile(`${this.#o.root}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
+    if (!again && this.#last && this.#last.markerText === markerText) return this.#last.vouch;
+    let vouch: Vouch;
+    try {
+      vouch = await this.#vouch(markerText);
+    } catch (e) {
+      vouch = refused(markerText, `the tree cannot be checked: ${(e as Error).message}`, null);
+    }
+    this.#last = { markerText, vouch };
+    return vouch;
+  }
+
+  async #vouch(markerText: string | null): Promise<Vouch> {
+    const marker = markerText === null ? null : parseMarker(markerText);
+    if (this.#o.trusted.length === 0) {
+      return {
+        state: "unchecked",
+        marker,
+        why: "unsigned fleet: nothing to check the tree against",
+      };
+    }
+    if (markerText === null) return { state: "unchecked", marker: null, why: "no version yet" };
+    if (marker === null) return refused(markerText, "the version marker is not a marker", null);
+    const signed = await this.#signedManifest(marker);
+    if (typeof signed === "string") return refused(markerText, signed, null);
+    await Deno.mkdir(this.#o.stateDir, { recursive: true, mode: 0o700 });
+    const byDifference = await this.#byDifference(marker, signed.digest);
+    if (byDifference !== null) return this.#vouched(markerText, marker, "difference", byDifference);
+    const walked = await this.#byWalk();
+    if (walked.digest === signed.digest) {
+      return this.#vouched(markerText, marker, "walk", walked.hashed);
+    }
+    const path = firstDifference(signed.bytes, walked.bytes);
+    return refused(
+      markerText,
+      `the tree is not version ${marker.seq}'s manifest${path ? ` at ${quoted(path, 200)}` : ""}`,
+      path,
+    );
+  }
+
+  /** Keeps `markerText` as the version vouched for, and says so. */
+  async #vouched(
+    markerText: string,
+    marker: VersionMarker,
+    by: "difference" | "walk",
+    hashed: number,
+  ): Promise<Vouch> {
+    await writePrivate(this.#vouchedFile, new TextEncoder().encode(markerText));
+    return { state: "verified", marker, by, hashed };
+  }
+
+  /**
+   * The manifest in the tree and its SHA-256 when the envelope beside it
+   * signs it for `marker`'s version; else why not.
+   */
+  async #signedManifest(
+    marker: VersionMarker,
+  ): Promise<{ bytes: Uint8Array<ArrayBuffer>; digest: string } | string> {
+    const envelope = readBytes(`${this.#o.root}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES);
+    if (envelope === null) return `no release envelope beside version ${marker.seq}`;
+    let release;
+    try {
+      release = await verifyRelease(envelope, this.#o.trusted);
+    } catch (e) {
+      if (e instanceof SignatureError) return e.message;
+      throw e;
+    }
+    const field = markerMismatch(release, marker);
+    if (field) return `the envelope is not version ${marker.seq}'s (its ${field} differs)`;
+    const bytes = readBytes(`${this.#o.root}/${RELEASE_MANIFEST}`, MANIFEST_LIMITS.maxBytes);
+    if (bytes === null) return `no manifest beside version ${marker.seq}`;
+    const digest = await manifestDigest(bytes);
+    if (digest !== release.manifest_sha256) {
+      return `the manifest beside version ${marker.seq} is not the one its envelope signs`;
+    }
+    return { bytes, digest };
+  }
+
+  /**
+   * Files and symlinks hashed when the log's paths since the version last
+   * vouched for, spliced into its kept manifest, give `digest`; null when
+   * the log cannot say or the result is not `digest` (a walk decides then).
+   */
+  async #byDifference(marker: VersionMarker, digest: string): Promise<number | null> {
+    const vouchedText = readSmallFile(this.#vouchedFile, MARKER_MAX_BYTES);
+    const vouched = vouchedText === null ? null : parseMarker(vouchedText);
+    const logText = readSmallFile(`${this.#o.root}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
+    if (vouched === null || logText === null) return null;
+    const list = changesBetween(parseLog(logText), vouched, marker);
+    if (list === null) return null;
+    try {
+      const kept = readKeptManifest(this.#files);
+      if (kept === null) return null;
+      const changes = await this.#pathChanges([...list.paths, ...list.deleted]);
+      if (changes === null) return null;
+      const patched = await patchManifestState(this.#files, kept, this.#o.root, changes);
+      return await manifestDigest(patched.bytes) === digest ? patched.hashed : null;
+    } catch {
+      return null; // a kept state that cannot be patched: the walk rebuilds it
+    }
+  }
+
+  /**
+   * Each path of the log, listed when it is in the tree now and a push
+   * brings it; null when one lies below a symlink (the walk, which never
+   * follows one, decides then).
+   */
+  async #pathChanges(paths: string[]): Promise<PathChange[] | null> {
+    const out: PathChange[] = [];
+    for (const path of new Set(paths)) {
+      if (path === "." || SERVER_SKIP.includes(path.split("/")[0])) continue;
+      if (detour(this.#o.root, path) !== null) return null;
+      const here = await Deno.lstat(`${this.#o.root}/${path}`).then(() => true, () => false);
+      out.push({ path, listed: here && !this.#excluded(path) });
+    }
+    return out;
+  }
+
+  /** The tree's manifest by a walk, hashing only what changed since the kept one. */
+  async #byWalk(): Promise<{ bytes: Uint8Array<ArrayBuffer>; digest: string; hashed: number }> {
+    let before = null;
+    try {
+      before = readManifestState(this.#files);
+    } catch { /* unusable: everything is hashed */ }
+    const next = await updateManifest(this.#o.root, before, {
+      skip: SERVER_SKIP,
+      filter: (p) => !this.#excluded(p),
+    });
+    const bytes = await writeManifestState(this.#files, next);
+    return { bytes, digest: await manifestDigest(bytes), hashed: next.hashed };
+  }
+}
+
+function refused(markerText: string | null, why: string, path: string | null): Vouch {
+  const marker = markerText === null ? null : parseMarker(markerText);
+  return { state: "refused", marker, why, path };
+}
+
+/** A small file's bytes, not through a symlink; null when missing, not a file or too large. */
+function readBytes(path: string, max: number): Uint8Array<ArrayBuffer> | null {
+  try {
+    const st = Deno.lstatSync(path);
+    if (!st.isFile || st.size > max) return null;
+    const bytes = Deno.readFileSync(path);
+    return bytes.length > max ? null : bytes;
+  } catch {
+    return null;
+  }
+}
+
+/** The first path the two manifests disagree on, in path order; null when none or unreadable. */
+function firstDifference(signed: Uint8Array, tree: Uint8Array): string | null {
+  try {
+    const d = diffManifests(parseManifest(signed), parseManifest(tree));
+    return [...d.added, ...d.removed, ...d.changed, ...d.typeChanged].sort(comparePaths)[0] ??
+      null;
+  } catch {
+    return null;
+  }
+}

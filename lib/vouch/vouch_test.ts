@@ -1,0 +1,223 @@
+import assert from "node:assert/strict";
+import {
+  buildManifest,
+  formatManifest,
+  generateKeyPair,
+  loadSigningKey,
+  manifestDigest,
+  RELEASE_SKIP,
+  type SigningKey,
+  signRelease,
+  writePrivateKey,
+} from "../release/mod.ts";
+import { formatMarker, newEntry, type VersionMarker } from "../version/mod.ts";
+import { type Vouch, Voucher } from "./mod.ts";
+
+function markerOf(seq: number): VersionMarker {
+  return {
+    seq,
+    commit: `c0ffee${seq}`,
+    ref: "main",
+    published_at: new Date(Date.UTC(2026, 11, 4, 0, 0, seq)).toISOString(),
+  };
+}
+
+interface Lab {
+  root: string;
+  state: string;
+  key: SigningKey;
+  other: SigningKey;
+  log: string;
+  last: VersionMarker | null;
+}
+
+async function keyIn(dir: string, name: string): Promise<SigningKey> {
+  const pair = await generateKeyPair();
+  await writePrivateKey(`${dir}/${name}`, pair.privatePem);
+  return await loadSigningKey(`${dir}/${name}`);
+}
+
+async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const root = `${dir}/tree`;
+    await Deno.mkdir(root);
+    const lab = {
+      root,
+      state: `${dir}/state`,
+      key: await keyIn(dir, "key"),
+      other: await keyIn(dir, "other"),
+      log: "",
+      last: null,
+    };
+    await body(lab);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Lands version `seq` as a push leaves it: `write` changes the tree, then
+ * the manifest of the tree (or of `manifestOf`), the envelope signed by
+ * `key`, the log entry naming `paths`, the marker last.
+ */
+async function land(
+  lab: Lab,
+  seq: number,
+  paths: string[],
+  write: (root: string) => Promise<void>,
+  opts: { key?: SigningKey; manifestOf?: (root: string) => Promise<Uint8Array> } = {},
+): Promise<VersionMarker> {
+  await write(lab.root);
+  const m = markerOf(seq);
+  const manifest = opts.manifestOf
+    ? new Uint8Array(await opts.manifestOf(lab.root))
+    : formatManifest(await buildManifest(lab.root, { skip: [...RELEASE_SKIP, ".fanout-tmp"] }));
+  await Deno.writeFile(`${lab.root}/.fanout-manifest`, manifest);
+  const envelope = await signRelease(
+    { ...m, manifest_sha256: await manifestDigest(manifest) },
+    opts.key ?? lab.key,
+  );
+  await Deno.writeFile(`${lab.root}/.fanout-release`, envelope);
+  lab.log += JSON.stringify(newEntry(lab.last, m, { paths, deleted: [] })) + "\n";
+  await Deno.writeTextFile(`${lab.root}/.fanout-changes`, lab.log);
+  await Deno.writeTextFile(`${lab.root}/.fanout-version`, formatMarker(m));
+  lab.last = m;
+  return m;
+}
+
+function voucherOf(lab: Lab, opts: { trusted?: boolean; excludes?: string[] } = {}): Voucher {
+  return new Voucher({
+    root: lab.root,
+    stateDir: lab.state,
+    trusted: opts.trusted === false ? [] : [lab.key.publicKey],
+    excludes: opts.excludes ?? [],
+  });
+}
+
+function seqOf(v: Vouch): number | null {
+  return v.state === "refused" ? null : v.marker?.seq ?? null;
+}
+
+const v1 = (root: string) =>
+  Promise.all([
+    Deno.writeTextFile(`${root}/a.txt`, "alpha\n"),
+    Deno.mkdir(`${root}/lib`).then(() => Deno.writeTextFile(`${root}/lib/b.txt`, "bravo\n")),
+  ]).then(() => {});
+
+Deno.test("vouch: an unsigned fleet's marker is announced as read, unchecked", async () => {
+  await withLab(async (lab) => {
+    await land(lab, 1, [], v1);
+    const v = await voucherOf(lab, { trusted: false }).check();
+    assert.deepEqual(v.state, "unchecked");
+    assert.deepEqual(seqOf(v), 1);
+  });
+});
+
+Deno.test("vouch: a tree that is its signed version is vouched for, by a walk and then by difference", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    const first = await voucher.check();
+    assert.deepEqual(first.state, "verified");
+    assert.deepEqual(first.state === "verified" && first.by, "walk");
+    await land(lab, 2, ["a.txt"], (r) => Deno.writeTextFile(`${r}/a.txt`, "alpha v2\n"));
+    const second = await voucher.check();
+    assert.deepEqual(second.state === "verified" && [second.by, second.hashed], ["difference", 1]);
+    assert.deepEqual(seqOf(second), 2);
+    // The same marker again: nothing read but the marker.
+    assert.deepEqual(await voucher.check(), second);
+  });
+});
+
+Deno.test("vouch: a version whose file is missing from the tree is refused, naming the file", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.deepEqual((await voucher.check()).state, "verified");
+    // The manifest lists lib/c.txt, the push that should have brought it did not.
+    await land(lab, 2, ["lib/c.txt"], async () => {}, {
+      manifestOf: async (root) => {
+        await Deno.writeTextFile(`${root}/lib/c.txt`, "charlie\n");
+        const m = formatManifest(await buildManifest(root, { skip: RELEASE_SKIP }));
+        await Deno.remove(`${root}/lib/c.txt`);
+        return m;
+      },
+    });
+    const v = await voucher.check();
+    assert.deepEqual(v.state, "refused");
+    assert.deepEqual(v.state === "refused" && v.path, "lib/c.txt");
+    assert.deepEqual(seqOf(v), null);
+    // The file arrives: the next check vouches for the version.
+    await Deno.writeTextFile(`${lab.root}/lib/c.txt`, "charlie\n");
+    assert.deepEqual(seqOf(await voucher.check(true)), 2);
+  });
+});
+
+Deno.test("vouch: an edit under an intact marker is found by the next full check", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.deepEqual((await voucher.check()).state, "verified");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    const v = await voucher.check(true);
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
+  });
+});
+
+Deno.test("vouch: an envelope by an untrusted key, or of another version, is refused", async () => {
+  await withLab(async (lab) => {
+    await land(lab, 1, [], v1, { key: lab.other });
+    const v = await voucherOf(lab).check();
+    assert.deepEqual(v.state, "refused");
+    assert(v.state === "refused" && v.why.includes("not trusted"), JSON.stringify(v));
+  });
+  await withLab(async (lab) => {
+    await land(lab, 1, [], v1);
+    await Deno.writeTextFile(`${lab.root}/.fanout-version`, formatMarker(markerOf(7)));
+    const v = await voucherOf(lab).check();
+    assert(v.state === "refused" && v.why.includes("not version 7's"), JSON.stringify(v));
+  });
+});
+
+Deno.test("vouch: excluded paths and the server's temp dir are not the version's", async () => {
+  await withLab(async (lab) => {
+    await land(lab, 1, [], v1);
+    await Deno.mkdir(`${lab.root}/.fanout-tmp`);
+    await Deno.writeTextFile(`${lab.root}/.fanout-tmp/partial`, "x");
+    await Deno.writeTextFile(`${lab.root}/local.log`, "kept here only\n");
+    const v = await voucherOf(lab, { excludes: ["*.log"] }).check();
+    assert.deepEqual(v.state, "verified");
+  });
+});
+
+Deno.test("vouch: a logged path below a symlink is never followed out of the tree", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.deepEqual((await voucher.check()).state, "verified");
+    const outside = `${lab.state}-outside`;
+    await Deno.mkdir(outside);
+    try {
+      await Deno.writeTextFile(`${outside}/secret`, "not the tree's\n");
+      const before = (await Deno.stat(`${outside}/secret`)).atime;
+      // The log names lib/secret, and lib is now a link out of the tree.
+      await land(lab, 2, ["lib", "lib/secret"], async (r) => {
+        await Deno.remove(`${r}/lib`, { recursive: true });
+        await Deno.symlink(outside, `${r}/lib`);
+      });
+      const v = await voucher.check();
+      assert.deepEqual(v.state === "verified" && v.by, "walk");
+      assert.deepEqual((await Deno.stat(`${outside}/secret`)).atime, before);
+    } finally {
+      await Deno.remove(outside, { recursive: true });
+    }
+  });
+});
+
+Deno.test("vouch: no marker yet is no version, unchecked", async () => {
+  await withLab(async (lab) => {
+    const v = await voucherOf(lab).check();
+    assert.deepEqual([v.state, seqOf(v)], ["unchecked", null]);
+  });
+});

@@ -1,0 +1,108 @@
+// Servers announce only the version their tree verifiably holds: in a
+// signed fleet a tree that is not its marker's signed manifest announces no
+// version (module comment, /status, /version, /healthz 503), and a replica
+// repairs it from its upstream's read module.
+import assert from "node:assert/strict";
+import { http, type Lab, rsync, waitFor, withLab } from "./_helpers.ts";
+import { newKey, publish, V1 } from "./_signed.ts";
+
+interface Tree {
+  version: { seq: number } | null;
+  check: { state: string; path?: string | null; why?: string };
+}
+
+async function treeOf(lab: Lab, name: string): Promise<Tree> {
+  const h = lab.hosts[name];
+  return JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body).tree;
+}
+
+/** The read module's line in the daemon's listing: its comment names the version. */
+async function listing(lab: Lab, name: string): Promise<string> {
+  const h = lab.hosts[name];
+  const r = await rsync([`rsync://${h.ip}:${h.port}/`]);
+  return r.stdout.split("\n").find((l) => l.startsWith("plugins ")) ?? "";
+}
+
+/** A signed fleet, version 1 in the primary's tree as a publish leaves it. */
+async function signedFleet(lab: Lab, replicas: string[]) {
+  const { key, text } = await newKey(lab, "release");
+  await lab.fleet({
+    replicas,
+    publisher: false,
+    extra: `release:\n  public_keys: ["${text}"]`,
+  });
+  await publish(lab.hosts.rsync1.path, 1, V1, key);
+}
+
+/** Rewrites `path` below `root` with other bytes of the same size and the old mtime. */
+async function damage(root: string, path: string): Promise<void> {
+  const file = `${root}/${path}`;
+  const st = await Deno.stat(file);
+  const text = await Deno.readTextFile(file);
+  await Deno.writeTextFile(file, text.toUpperCase());
+  await Deno.utime(file, st.atime!, st.mtime!);
+}
+
+Deno.test("vouch: a primary whose tree is not its signed version announces none until it is", async () => {
+  await withLab(async (lab) => {
+    await signedFleet(lab, []);
+    const p = lab.hosts.rsync1;
+    await damage(p.path, "lib/b.txt");
+    const primary = await lab.server("primary", "rsync1");
+    const refused = await waitFor("the primary to refuse its tree", async () => {
+      const t = await treeOf(lab, "rsync1");
+      return t.check.state === "refused" ? t : null;
+    }, 20_000);
+    assert.equal(refused.version, null, "no version announced");
+    assert.equal(refused.check.path, "lib/b.txt");
+    const health = await http(`http://${p.ip}:${p.health}/healthz`);
+    assert.equal(health.status, 503);
+    assert.match(health.body, /announcing no version: .*lib\/b\.txt/);
+    assert.doesNotMatch(await listing(lab, "rsync1"), /seq/);
+    const version = await http(`http://${p.ip}:${p.health}/version`);
+    assert.doesNotMatch(version.body, /"seq":1/);
+    assert.match(primary.stderr + primary.stdout, /announcing no version/);
+    // The file as signed again: the next check announces the version.
+    await Deno.writeTextFile(`${p.path}/lib/b.txt`, V1["lib/b.txt"]);
+    await waitFor(
+      "version 1 announced",
+      async () => (await treeOf(lab, "rsync1")).version?.seq === 1,
+      20_000,
+    );
+    assert.equal((await treeOf(lab, "rsync1")).check.state, "verified");
+    assert.equal((await http(`http://${p.ip}:${p.health}/healthz`)).status, 200);
+    assert.match(await listing(lab, "rsync1"), /seq/);
+  });
+});
+
+Deno.test("vouch: a replica whose tree was damaged under an intact marker repairs it from upstream before announcing", async () => {
+  await withLab(async (lab) => {
+    await signedFleet(lab, ["rsync2"]);
+    const r2 = lab.hosts.rsync2;
+    await lab.server("primary", "rsync1");
+    let replica = await lab.server("replica", "rsync2");
+    await waitFor(
+      "the replica at version 1",
+      async () => (await treeOf(lab, "rsync2")).version?.seq === 1,
+      30_000,
+    );
+    assert.equal((await treeOf(lab, "rsync2")).check.state, "verified");
+    await replica.stop();
+    // Same size, same mtime: no quick check sees it; and a file gone.
+    await damage(r2.path, "lib/b.txt");
+    await Deno.remove(`${r2.path}/a.txt`);
+    replica = await lab.server("replica", "rsync2");
+    await waitFor("the replica repaired", async () => {
+      const t = await treeOf(lab, "rsync2");
+      return t.version?.seq === 1 && t.check.state === "verified";
+    }, 30_000);
+    assert.equal(await Deno.readTextFile(`${r2.path}/lib/b.txt`), V1["lib/b.txt"]);
+    assert.equal(await Deno.readTextFile(`${r2.path}/a.txt`), V1["a.txt"]);
+    const said = replica.stderr + replica.stdout;
+    assert.match(said, /announcing no version/);
+    assert.match(said, /repairing the tree from upstream/);
+    // Repaired files belong to the tree's owner, as pushed ones do.
+    const root = await Deno.stat(r2.path);
+    assert.equal((await Deno.stat(`${r2.path}/lib/b.txt`)).uid, root.uid);
+  });
+});

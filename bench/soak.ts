@@ -3,7 +3,11 @@
 // one of those with --verify-every 1h, two with --watch) under random commits, faults and client runs for a set
 // time, with a convergence check every --check-every. Not in CI.
 //
-//   deno run -A bench/soak.ts [--duration 10m] [--check-every 30s] [--seed N]
+//   deno run -A bench/soak.ts [--duration 10m] [--check-every 30s] [--seed N] [--signed]
+//
+// --signed: a signed fleet (a release key made here, its public key in the
+// fleet file): every server checks its tree against the signed manifest
+// before it announces a version, every client verifies what it applies.
 //   deno task soak
 //
 // Actions, drawn at random: a commit pushed through the hook (adds, changes,
@@ -24,6 +28,7 @@ import { parseArgs } from "node:util";
 import { Lab, type Proc, sleep } from "../tests/_helpers.ts";
 import { git, type GitRepo, hookSaid, MARKER, markerOf, Topology } from "../tests/_fleet.ts";
 import { parseDuration } from "../lib/core/mod.ts";
+import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -31,6 +36,7 @@ const args = parseArgs({
     duration: { type: "string", default: "10m" },
     "check-every": { type: "string", default: "30s" },
     seed: { type: "string" },
+    signed: { type: "boolean" },
   },
 });
 const DURATION = parseDuration(args.values.duration!) ?? usage("--duration");
@@ -89,6 +95,14 @@ const note = (what: string, hosts: string[]) => {
   log(what);
 };
 
+/** The fleet file's `release` section of a new key pair, its private key in the lab. */
+async function releaseKeys(lab: Lab): Promise<string> {
+  const pair = await generateKeyPair();
+  const file = `${lab.dir}/release.key`;
+  await writePrivateKey(file, pair.privatePem);
+  return `release:\n  signing_key_file: ${file}\n  public_keys: ["${pair.publicKey.text}"]`;
+}
+
 async function main(): Promise<void> {
   const lab = await Lab.create({ tmpfs: true });
   t0 = Date.now();
@@ -99,6 +113,7 @@ async function main(): Promise<void> {
     t = await Topology.start(lab, {
       push: { retry_min: "200ms", retry_max: "2s" },
       client: { retries: 3 },
+      extra: args.values.signed ? await releaseKeys(lab) : undefined,
     });
     const fleet = t;
     // One cron client walks the tree only hourly: between walks it follows the
@@ -111,7 +126,11 @@ async function main(): Promise<void> {
     let lastPublishOk = true;
     await fleet.converged(head, { clients: CRON });
     await fleet.startWatchers(WATCH);
-    log(`soak: ${args.values.duration} (seed ${SEED}), checks every ${args.values["check-every"]}`);
+    log(
+      `soak: ${args.values.duration} (seed ${SEED}${
+        args.values.signed ? ", signed" : ""
+      }), checks every ${args.values["check-every"]}`,
+    );
 
     const restartLater = (name: string, ms: number) => {
       down.add(name);

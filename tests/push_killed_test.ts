@@ -20,7 +20,8 @@
 // marker, the new version) and the point tried again with the next version
 // when the push got past it first. The primary is held (SIGSTOP) while the
 // killed replica comes back, so what the replica announces is seen before
-// the next push mends it. The states seen are printed.
+// the next push mends it. The states seen are printed. Cases today's code
+// fails are kept, ignored, each with its failure named.
 import assert from "node:assert/strict";
 import {
   canConnect,
@@ -34,7 +35,7 @@ import {
   waitFor,
   withLab,
 } from "./_helpers.ts";
-import { alive, GitRepo, killServer } from "./_fleet.ts";
+import { alive, assertNothingLeft, GitRepo, killServer } from "./_fleet.ts";
 import { signingSection } from "./_signed.ts";
 import { markerFromComment, parseMarker } from "../lib/version/mod.ts";
 
@@ -138,10 +139,29 @@ function seqOn(tree: string): number | null {
   }
 }
 
-/** How the replica's tree differs from version `seq` ("" when it holds every file of it). */
+/**
+ * Where the replica's tree differs from version `seq`, a line a path (""
+ * when it holds every file of it).
+ */
 async function missing(r: Rig, seq: number): Promise<string> {
   const copy = r.trees.get(seq);
-  return copy ? await diffTrees(copy, r.tree, TEMP) : `no version ${seq} was published`;
+  if (!copy) return `no version ${seq} was published`;
+  const diff = await diffTrees(copy, r.tree, TEMP);
+  const paths = diff.split("\n").flatMap((l) => {
+    const only = /^Only in (.*?)\/?: (.*)$/.exec(l);
+    if (only) {
+      const [side, rel] = only[1].startsWith(copy) ? ["version", only[1].slice(copy.length)] : [
+        "replica",
+        only[1].slice(r.tree.length),
+      ];
+      return [`  only on the ${side}: ${rel ? `${rel.slice(1)}/` : ""}${only[2]}`];
+    }
+    const differs = /^(?:diff .* |File .* and |Binary files .* and )(\S+)/.exec(l)?.[1];
+    return differs?.startsWith(`${r.tree}/`)
+      ? [`  differs: ${differs.slice(r.tree.length + 1)}`]
+      : [];
+  });
+  return [...new Set(paths)].join("\n") || diff;
 }
 
 /** The version each way of asking names (its seq, null for none); null when the replica is down. */
@@ -170,17 +190,13 @@ async function announced(h: LabHost): Promise<Record<string, number | null> | nu
 async function assertVouched(r: Rig, what: string, strict: boolean): Promise<void> {
   const said = await announced(r.host);
   assert.ok(said, `${what}: the replica answers`);
+  const wrong: string[] = [];
   for (const [how, seq] of Object.entries(said)) {
     if (seq === null || (!strict && seq !== r.seq)) continue;
     const diff = await missing(r, seq);
-    assert.equal(
-      diff,
-      "",
-      `${what}: ${how} announces version ${seq}, which the replica does not fully hold:\n${
-        diff.slice(0, 1500)
-      }`,
-    );
+    if (diff) wrong.push(`${how} announces version ${seq}, which it does not fully hold:\n${diff}`);
   }
+  assert.deepEqual(wrong, [], `${what}:\n${wrong.join("\n").slice(0, 3000)}`);
 }
 
 /**
@@ -292,7 +308,10 @@ async function killReplicaAt(r: Rig, point: KillPoint, strict = false): Promise<
     try {
       const state = await stateOf(r, what);
       seen.push(state);
-      assert.equal(await announced(r.host), null, `${what}: nothing answers while it is down`);
+      const answers = await Promise.all(
+        [r.host.health, r.host.port].map((p) => canConnect(r.host.ip, p)),
+      );
+      assert.deepEqual(answers, [false, false], `${what}: nothing answers while it is down`);
       r.replica = await r.lab.server("replica", "rsync2");
       await assertVouched(r, `${what}, back`, strict);
     } finally {
@@ -317,48 +336,67 @@ function childrenOf(pid: number): number[] {
 
 /**
  * Kills the primary's fanout alone (SIGKILL) while it pushes the next
- * version: its transfer in flight runs out and its daemon lives on, until
- * the primary comes back. Returns what the push left on the replica.
+ * version, until a kill lands before the marker went: its transfer in
+ * flight runs out and its daemon lives on, until the primary comes back.
+ * Returns what each kill left on the replica.
  */
-async function killPrimaryMidPush(r: Rig): Promise<string> {
-  const published = await publishUntil(r, BEFORE);
-  const daemon = Number(readText(`${r.lab.dir}/state/rsync1/rsyncd.pid`));
-  const transfers = childrenOf(r.primary.pid).filter((pid) => pid !== daemon);
-  r.primary.kill("SIGKILL");
-  await r.primary.status();
-  const what = `primary killed mid-push, version ${r.seq}`;
-  try {
-    await published;
-    await waitFor(`${what}: its transfers ended`, () => transfers.every((p) => !alive(p)));
-    const state = await stateOf(r, what);
-    await assertVouched(r, `${what}, the replica meanwhile`, false);
-    r.primary = await r.lab.server("primary", "rsync1");
-    await converged(r, what);
-    return state;
-  } finally {
-    for (const pid of transfers) {
-      try {
-        Deno.kill(-pid, "SIGKILL");
-      } catch { /* gone */ }
+async function killPrimaryMidPush(r: Rig): Promise<string[]> {
+  const seen: string[] = [];
+  for (let attempt = 1; attempt <= TRIES; attempt++) {
+    const published = await publishUntil(r, BEFORE);
+    const daemon = Number(readText(`${r.lab.dir}/state/rsync1/rsyncd.pid`));
+    const transfers = childrenOf(r.primary.pid).filter((pid) => pid !== daemon);
+    r.primary.kill("SIGKILL");
+    await r.primary.status();
+    const what = `primary killed mid-push, version ${r.seq}`;
+    try {
+      await published;
+      await waitFor(`${what}: its transfers ended`, () => transfers.every((p) => !alive(p)));
+      seen.push(await stateOf(r, what));
+      await assertVouched(r, `${what}, the replica meanwhile`, false);
+      r.primary = await r.lab.server("primary", "rsync1");
+      await converged(r, what);
+    } finally {
+      for (const pid of transfers) {
+        try {
+          Deno.kill(-pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
     }
+    if (seen.at(-1) !== "new") return seen;
   }
+  assert.fail(`the primary's push: never killed before its marker in ${TRIES} versions`);
 }
 
-/** The primary's record of its last push to the replica. */
-async function lastPush(r: Rig): Promise<{ kind: string } | null> {
+/** What the primary's /status says of the replica. */
+async function replicaStatus(
+  r: Rig,
+): Promise<{ last_push: { kind: string } | null; version: { seq: number } | null }> {
   const h = r.lab.hosts.rsync1;
   const status = JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body);
-  return status.replicas.find((x: { name: string }) => x.name === "rsync2")?.last_push ?? null;
+  return status.replicas.find((x: { name: string }) => x.name === "rsync2");
+}
+
+/** The kind of the primary's last push to the replica. */
+async function lastPush(r: Rig): Promise<string | undefined> {
+  return (await replicaStatus(r)).last_push?.kind;
+}
+
+/** The seq of the version the primary last pushed whole to the replica (its marker went). */
+async function acknowledged(r: Rig): Promise<number | undefined> {
+  return (await replicaStatus(r)).version?.seq;
 }
 
 Deno.test("push killed: a replica killed before the paths, between paths and marker, or after never announces a version it does not fully hold and converges when back; so after the primary is killed mid-push; a replica at an unknown version gets the whole tree", async () => {
+  let left: Lab | null = null;
   await withLab(async (lab) => {
+    left = lab;
     const r = await rig(lab);
     const seen: string[] = [];
     for (const point of [BEFORE, BETWEEN, AFTER]) {
       seen.push(`replica killed at ${point.name}: ${(await killReplicaAt(r, point)).join(" -> ")}`);
     }
-    seen.push(`primary killed mid-push: ${await killPrimaryMidPush(r)}`);
+    seen.push(`primary killed mid-push: ${(await killPrimaryMidPush(r)).join(" -> ")}`);
 
     // The replica's marker goes (an unknown version): the next version goes whole.
     await Deno.remove(`${r.tree}/.fanout-version`);
@@ -368,8 +406,56 @@ Deno.test("push killed: a replica killed before the paths, between paths and mar
     });
     await publish(r);
     await converged(r, "a replica at an unknown version");
-    await waitFor("a whole push recorded", async () => (await lastPush(r))?.kind === "full");
+    await waitFor("a whole push recorded", async () => (await lastPush(r)) === "full");
     assert.match(r.primary.stderr, /replica not at the version it acknowledged/);
     console.log(seen.join("\n"));
   });
+  // Nothing of the lab outlives it: no fanout, daemon or transfer a kill left.
+  await assertNothingLeft(left!);
+});
+
+Deno.test({
+  name:
+    "push killed: a replica killed between its paths and its marker announces no version it does not fully hold, not the old one over the new paths",
+  // Fails today: back with the new paths under the old marker, it announces the old version (all four ways).
+  ignore: true,
+  fn: () =>
+    withLab(async (lab) => {
+      const r = await rig(lab);
+      await killReplicaAt(r, BETWEEN, true);
+    }),
+});
+
+/** Edits a file no later version changes on the replica's disk, under its intact marker. */
+async function diverge(r: Rig): Promise<void> {
+  await Deno.writeTextFile(`${r.tree}/keep/k.txt`, "edited on the replica\n");
+  assert.equal(seqOn(r.tree), r.seq);
+}
+
+Deno.test({
+  name:
+    "push killed: a replica whose tree diverged under an intact marker does not announce that version",
+  // Fails today: a server announces the marker its tree holds, its tree not checked against the manifest.
+  ignore: true,
+  fn: () =>
+    withLab(async (lab) => {
+      const r = await rig(lab);
+      await diverge(r);
+      await assertVouched(r, "a file edited on the replica", true);
+    }),
+});
+
+Deno.test({
+  name:
+    "push killed: a replica whose tree diverged under an intact marker gets the whole tree on the next push",
+  // Fails today: the version push sees the marker it acknowledged and sends the log's paths; the edit stays.
+  ignore: true,
+  fn: () =>
+    withLab(async (lab) => {
+      const r = await rig(lab);
+      await diverge(r);
+      await publish(r);
+      await waitFor("the next version pushed", async () => (await acknowledged(r)) === r.seq);
+      assert.equal(await missing(r, r.seq), "", "the replica holds all of the next version");
+    }),
 });

@@ -147,21 +147,9 @@ async function missing(r: Rig, seq: number): Promise<string> {
   const copy = r.trees.get(seq);
   if (!copy) return `no version ${seq} was published`;
   const diff = await diffTrees(copy, r.tree, TEMP);
-  const paths = diff.split("\n").flatMap((l) => {
-    const only = /^Only in (.*?)\/?: (.*)$/.exec(l);
-    if (only) {
-      const [side, rel] = only[1].startsWith(copy) ? ["version", only[1].slice(copy.length)] : [
-        "replica",
-        only[1].slice(r.tree.length),
-      ];
-      return [`  only on the ${side}: ${rel ? `${rel.slice(1)}/` : ""}${only[2]}`];
-    }
-    const differs = /^(?:diff .* |File .* and |Binary files .* and )(\S+)/.exec(l)?.[1];
-    return differs?.startsWith(`${r.tree}/`)
-      ? [`  differs: ${differs.slice(r.tree.length + 1)}`]
-      : [];
-  });
-  return [...new Set(paths)].join("\n") || diff;
+  const paths = diff.split("\n").filter((l) => /^(diff |Only in |File |Binary files )/.test(l));
+  return (paths.length ? paths.join("\n") : diff).replaceAll(copy, `<version ${seq}>`)
+    .replaceAll(r.tree, "<replica>");
 }
 
 /** The version each way of asking names (its seq, null for none); null when the replica is down. */
@@ -234,7 +222,7 @@ async function stateOf(r: Rig, what: string): Promise<State> {
   const on = seqOn(r.tree);
   if (on === r.seq) {
     const diff = await missing(r, r.seq);
-    assert.equal(diff, "", `${what}: the marker names version ${on} over:\n${diff.slice(0, 1500)}`);
+    assert.equal(diff, "", `${what}: the marker names version ${on} over:\n${diff.slice(0, 3000)}`);
     return "new";
   }
   assert.equal(on, r.seq - 1, `${what}: the marker names version ${on}`);

@@ -285,17 +285,8 @@ export class Topology {
    */
   async killServer(name: string): Promise<void> {
     const p = this.procs.get(name);
-    const pidFile = `${this.lab.dir}/state/${name}/rsyncd.pid`;
-    const pid = Number(await Deno.readTextFile(pidFile).catch(() => "0"));
-    p?.kill("SIGKILL");
-    if (pid > 1) {
-      try {
-        Deno.kill(-pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-    await p?.status();
     this.procs.delete(name);
-    await waitFor(`${name}'s daemon gone`, () => !alive(pid), 5_000);
+    await killServer(this.lab, name, p);
   }
 
   /** URL of a host's health endpoint. */
@@ -439,6 +430,29 @@ export class Topology {
     this.procs.clear();
     await assertNothingLeft(this.lab);
   }
+}
+
+/**
+ * Kills server `name` of `lab` (its fanout `p`) as a host dies: SIGKILL to
+ * fanout and to its rsync daemon's process group, no goodbyes; returns once
+ * both are gone.
+ *
+ * @example
+ * ```ts
+ * await killServer(lab, "rsync2", replica);
+ * ```
+ */
+export async function killServer(lab: Lab, name: string, p?: Proc): Promise<void> {
+  const pidFile = `${lab.dir}/state/${name}/rsyncd.pid`;
+  const pid = Number(await Deno.readTextFile(pidFile).catch(() => "0"));
+  p?.kill("SIGKILL");
+  if (pid > 1) {
+    try {
+      Deno.kill(-pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  await p?.status();
+  await waitFor(`${name}'s daemon gone`, () => !alive(pid), 5_000);
 }
 
 /** Asserts no process mentions the lab dir in its command line. */

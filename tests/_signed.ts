@@ -1,7 +1,8 @@
 // Signed versions served to clients: trees signed here (lib/release) as a
 // publisher signs them, served by a plain rsync daemon to clients whose
 // fleet file trusts the key. Used by tests/client_verified_test.ts and
-// tests/client_killed_test.ts.
+// tests/client_killed_test.ts; the release section of a signed fleet, by
+// tests that publish with the real publisher.
 import {
   buildManifest,
   formatManifest,
@@ -95,6 +96,22 @@ export async function publish(
   await Deno.writeTextFile(`${src}/.fanout-version`, formatMarker(m));
   stampMarker(`${src}/.fanout-version`);
   return m;
+}
+
+/**
+ * The release section of a signed fleet (for `lab.fleet`'s `extra`): a new
+ * key pair, its private key written into the lab as the signing key, its
+ * public key the one the fleet trusts.
+ *
+ * @example
+ * ```ts
+ * await lab.fleet({ replicas: [], extra: await signingSection(lab) });
+ * ```
+ */
+export async function signingSection(lab: Lab): Promise<string> {
+  const pair = await generateKeyPair();
+  await writePrivateKey(`${lab.dir}/release.key`, pair.privatePem);
+  return `release:\n  signing_key_file: ${lab.dir}/release.key\n  public_keys: [${pair.publicKey.text}]`;
 }
 
 /** A signed lab: see {@linkcode signedLab}. */

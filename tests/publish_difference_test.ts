@@ -9,13 +9,8 @@
 import assert from "node:assert/strict";
 import { type Lab, type Ran, sh, withLab } from "./_helpers.ts";
 import { GitRepo } from "./_fleet.ts";
-import {
-  buildManifest,
-  formatManifest,
-  generateKeyPair,
-  RELEASE_SKIP,
-  writePrivateKey,
-} from "../lib/release/mod.ts";
+import { signingSection } from "./_signed.ts";
+import { buildManifest, formatManifest, RELEASE_SKIP } from "../lib/release/mod.ts";
 import { parseLog } from "../lib/version/mod.ts";
 
 /** The root names no manifest lists. */
@@ -103,13 +98,6 @@ const ODD: Step[] = [
   },
   { name: "after it, by difference again", files: { "a.txt": "a, third\n" } },
 ];
-
-/** The release section of a signed fleet, its key written into the lab. */
-async function signing(lab: Lab): Promise<string> {
-  const pair = await generateKeyPair();
-  await writePrivateKey(`${lab.dir}/release.key`, pair.privatePem);
-  return `release:\n  signing_key_file: ${lab.dir}/release.key\n  public_keys: [${pair.publicKey.text}]`;
-}
 
 /** Publishes `ref` (a rollback allowed) at debug level; fails the test on an error. */
 async function publish(lab: Lab, repo: GitRepo, ref: string, force = true): Promise<Ran> {
@@ -202,7 +190,7 @@ async function compareSeries(steps: Step[], opts: { signed: boolean; exclude: st
         await lab.fleet({
           replicas: [],
           push: { exclude: `[${opts.exclude.map((x) => JSON.stringify(x)).join(", ")}]` },
-          extra: opts.signed ? await signing(lab) : "",
+          extra: opts.signed ? await signingSection(lab) : "",
         });
         await lab.server("primary", "rsync1");
       }
@@ -328,7 +316,11 @@ Deno.test("publish by difference falls back to the whole tree, and says why: ano
 
 Deno.test("publish by difference, signed: no envelope of ours on the primary sends the whole tree; a kept record that cannot be patched walks staging for the same manifest", async () => {
   await withLab(async (lab) => {
-    await lab.fleet({ replicas: [], push: { exclude: "[.git]" }, extra: await signing(lab) });
+    await lab.fleet({
+      replicas: [],
+      push: { exclude: "[.git]" },
+      extra: await signingSection(lab),
+    });
     await lab.server("primary", "rsync1");
     const repo = await GitRepo.create(lab.dir);
     const primary = lab.hosts.rsync1.path;

@@ -52,6 +52,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   const host = await checkServer(opts, kind);
   const { fleet, self, lg } = host;
   await ensureTempDir(self.path);
+  const watch: { watcher: TreeWatcher | null } = { watcher: null };
   // Nothing is announced before the first check of the tree.
   const tree: TreeVersion = {
     current: null,
@@ -61,6 +62,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       stateDir: `${self.stateDir}/vouch`,
       trusted: fleet.release.publicKeys.map(parsePublicKey),
       excludes: fleet.push.exclude,
+      watched: () => watch.watcher?.mode === "events",
     }),
     fullCheckAt: 0,
     repair: {
@@ -68,6 +70,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       at: 0,
       running: false,
       refusedSince: null,
+      failures: 0,
       stop: new AbortController(),
     },
   };
@@ -91,9 +94,15 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     await daemons.proxied?.start();
     let relay: Relay | null = null;
     if (host.downstreams.length > 0) {
-      relay = await startRelay(host, registry, opts.allowMassDelete);
+      relay = await startRelay(host, registry, opts.allowMassDelete, tree.voucher);
       onStop(() => relay!.stop());
       fleetView?.setReplicaSource(() => relay!.engine.status());
+      watch.watcher = relay.watcher;
+    } else if (fleet.release.publicKeys.length > 0) {
+      // Signed, a replica watches its tree too: what changes under its marker is checked.
+      const watcher = await startWatcher(host, registry, tree.voucher, null);
+      onStop(() => watcher.close());
+      watch.watcher = watcher;
     }
     const health = startHealth(
       self.health,
@@ -153,13 +162,15 @@ interface TreeVersion {
   fullCheckAt: number;
   /**
    * Where the tree is repaired from (null on the primary), when next, whether
-   * now, since when the tree has been refused, and the stop of a repair.
+   * now, since when the tree has been refused, how many repairs left it so,
+   * and the stop of a repair.
    */
   repair: {
     source: string | null;
     at: number;
     running: boolean;
     refusedSince: number | null;
+    failures: number;
     stop: AbortController;
   };
 }
@@ -324,9 +335,7 @@ async function refreshVersion(
   await ensureTempDir(host.self.path);
   const first = version.voucher.last === null;
   const v = await checkTree(host, version);
-  if (v.state === "refused" && refusedFor(version, v) >= REFUSED_RECHECK_MS) {
-    repairSoon(host, daemons, version);
-  }
+  if (refusedFor(version, v) >= REFUSED_RECHECK_MS) repairSoon(host, daemons, version);
   const held = v.state === "refused" ? null : v.marker;
   if (sameVersion(held, version.current) && !first) return;
   version.current = held;
@@ -337,8 +346,12 @@ async function refreshVersion(
 
 /** How often a tree refused is checked whole again, and how long a refusal lasts before a repair. */
 const REFUSED_RECHECK_MS = 5_000;
-/** How often a replica repairs its tree from upstream at most. */
-const REPAIR_EVERY_MS = 30_000;
+/**
+ * How long a replica waits before its next repair when the last one left the
+ * tree refused: doubling from the first to the last (an upstream that serves
+ * a bad tree is not asked for it in a loop).
+ */
+const REPAIR_BACKOFF_MS = [10_000, 300_000] as const;
 
 /**
  * The voucher's check: whole every `push.reconcile`, and every
@@ -372,20 +385,21 @@ async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch
 function refusedFor(version: TreeVersion, v: Vouch): number {
   const r = version.repair;
   r.refusedSince = v.state === "refused" ? r.refusedSince ?? Date.now() : null;
+  if (r.refusedSince === null) [r.failures, r.at] = [0, 0];
   return r.refusedSince === null ? 0 : Date.now() - r.refusedSince;
 }
 
 /**
- * Repairs a refused tree from upstream, at most every
- * {@linkcode REPAIR_EVERY_MS}, in the background (stopped with the
- * server); checks it whole after.
+ * Repairs a refused tree from upstream in the background (stopped with the
+ * server), backing off while repairs leave it refused; checks it whole after.
  */
 function repairSoon(host: ServerSetup, daemons: Daemons, version: TreeVersion): void {
   const r = version.repair;
   if (r.source === null || r.running || Date.now() < r.at || r.stop.signal.aborted) return;
   const { self, fleet, lg } = host;
   r.running = true;
-  r.at = Date.now() + REPAIR_EVERY_MS;
+  const [first, last] = REPAIR_BACKOFF_MS;
+  r.at = Date.now() + Math.min(last, first * 2 ** r.failures++);
   lg.info("repairing the tree from upstream", { upstream: self.upstream });
   repairFrom({
     source: r.source,
@@ -475,11 +489,48 @@ interface Relay {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts the watcher of the tree, which tells the push engine (on a host
+ * with downstream replicas) and the voucher what changed.
+ */
+async function startWatcher(
+  host: ServerSetup,
+  registry: Registry,
+  voucher: Voucher,
+  engine: PushEngine | null,
+): Promise<TreeWatcher> {
+  const { fleet, self, lg } = host;
+  const watcher = new TreeWatcher({
+    root: self.path,
+    excludes: fleet.push.exclude,
+    stormEvents: fleet.push.stormEvents,
+    onChanges: (c) => {
+      engine?.notify(c);
+      voucher.changed(c);
+    },
+    onFull: (why) => {
+      engine?.requestFull(why);
+      voucher.lost();
+    },
+    log: lg,
+    registry,
+  });
+  await watcher.start();
+  lg.info("watching", {
+    root: self.path,
+    mode: watcher.mode,
+    backend: watcher.backend,
+    setup_ms: Math.round(watcher.setupMs),
+  });
+  return watcher;
+}
+
 /** Starts the watcher and the push engine (a first push of everything). */
 async function startRelay(
   host: ServerSetup,
   registry: Registry,
   allowMassDelete: boolean,
+  voucher: Voucher,
 ): Promise<Relay> {
   const { fleet, self, downstreams, lg } = host;
   const workDir = `${self.stateDir}/push`;
@@ -499,24 +550,9 @@ async function startRelay(
     registry,
     allowMassDelete,
   });
-  const watcher = new TreeWatcher({
-    root: self.path,
-    excludes: fleet.push.exclude,
-    stormEvents: fleet.push.stormEvents,
-    onChanges: (c) => engine.notify(c),
-    onFull: (why) => engine.requestFull(why),
-    log: lg,
-    registry,
-  });
   // Watch first, then push everything: nothing changed in between is lost.
-  await watcher.start();
+  const watcher = await startWatcher(host, registry, voucher, engine);
   engine.start();
-  lg.info("watching", {
-    root: self.path,
-    mode: watcher.mode,
-    backend: watcher.backend,
-    setup_ms: Math.round(watcher.setupMs),
-  });
   const poll = setInterval(() => {
     if (watcher.mode === "polling") engine.requestFull("no watcher: periodic full push");
   }, fleet.push.pollInterval);

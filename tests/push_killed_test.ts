@@ -11,8 +11,9 @@
 // it byte for byte; once back, the replica converges to the new version,
 // its tree byte for byte the primary's (the servers' temp dirs aside), and
 // announces it. A replica whose marker is gone (at an unknown version) gets
-// the whole tree on the next push, and so does one whose tree diverged
-// under an intact marker.
+// the whole tree on the next push. One whose tree diverged under an intact
+// marker (a file edited on its disk) stops announcing that version once its
+// tree is quiet, and is repaired from its upstream.
 //
 // The kill points are events on the replica's disk, polled for: the kill
 // lands at the event or a little after it, so each kill's state is
@@ -20,8 +21,7 @@
 // marker, the new version) and the point tried again with the next version
 // when the push got past it first. The primary is held (SIGSTOP) while the
 // killed replica comes back, so what the replica announces is seen before
-// the next push mends it. The states seen are printed. Cases today's code
-// fails are kept, ignored, each with its failure named.
+// the next push mends it. The states seen are printed.
 import assert from "node:assert/strict";
 import {
   canConnect,
@@ -172,15 +172,14 @@ async function announced(h: LabHost): Promise<Record<string, number | null> | nu
 
 /**
  * Asserts that whatever version the replica announces, its tree holds every
- * file of it; with `strict` false only the newest version is held to that
- * (an older one may be announced over the newer one's paths).
+ * file of it (an older version announced over the newer one's paths fails).
  */
-async function assertVouched(r: Rig, what: string, strict: boolean): Promise<void> {
+async function assertVouched(r: Rig, what: string): Promise<void> {
   const said = await announced(r.host);
   assert.ok(said, `${what}: the replica answers`);
   const wrong: string[] = [];
   for (const [how, seq] of Object.entries(said)) {
-    if (seq === null || (!strict && seq !== r.seq)) continue;
+    if (seq === null) continue;
     const diff = await missing(r, seq);
     if (diff) wrong.push(`${how} announces version ${seq}, which it does not fully hold:\n${diff}`);
   }
@@ -285,7 +284,7 @@ async function publishUntil(r: Rig, point: KillPoint): Promise<Promise<void>> {
  * kill leaves what the point does: checks it while down, brought back with
  * the primary held, and once the primary goes on. Returns what each kill left.
  */
-async function killReplicaAt(r: Rig, point: KillPoint, strict = false): Promise<string[]> {
+async function killReplicaAt(r: Rig, point: KillPoint): Promise<string[]> {
   const seen: string[] = [];
   for (let attempt = 1; attempt <= TRIES; attempt++) {
     const published = await publishUntil(r, point);
@@ -301,7 +300,7 @@ async function killReplicaAt(r: Rig, point: KillPoint, strict = false): Promise<
       );
       assert.deepEqual(answers, [false, false], `${what}: nothing answers while it is down`);
       r.replica = await r.lab.server("replica", "rsync2");
-      await assertVouched(r, `${what}, back`, strict);
+      await assertVouched(r, `${what}, back`);
     } finally {
       r.primary.kill("SIGCONT");
     }
@@ -341,7 +340,11 @@ async function killPrimaryMidPush(r: Rig): Promise<string[]> {
       await published;
       await waitFor(`${what}: its transfers ended`, () => transfers.every((p) => !alive(p)));
       seen.push(await stateOf(r, what));
-      await assertVouched(r, `${what}, the replica meanwhile`, false);
+      // Its tree holds the new paths under the old marker: once quiet, it is refused.
+      await waitFor(
+        `${what}: the replica announces only what it holds`,
+        () => assertVouched(r, `${what}, the replica meanwhile`).then(() => true),
+      );
       r.primary = await r.lab.server("primary", "rsync1");
       await converged(r, what);
     } finally {
@@ -368,11 +371,6 @@ async function replicaStatus(
 /** The kind of the primary's last push to the replica. */
 async function lastPush(r: Rig): Promise<string | undefined> {
   return (await replicaStatus(r)).last_push?.kind;
-}
-
-/** The seq of the version the primary last pushed whole to the replica (its marker went). */
-async function acknowledged(r: Rig): Promise<number | undefined> {
-  return (await replicaStatus(r)).version?.seq;
 }
 
 Deno.test("push killed: a replica killed before the paths, between paths and marker, or after never announces a version it does not fully hold and converges when back; so after the primary is killed mid-push; a replica at an unknown version gets the whole tree", async () => {
@@ -402,48 +400,28 @@ Deno.test("push killed: a replica killed before the paths, between paths and mar
   await assertNothingLeft(left!);
 });
 
-Deno.test({
-  name:
-    "push killed: a replica killed between its paths and its marker announces no version it does not fully hold, not the old one over the new paths",
-  // Fails today: back with the new paths under the old marker, it announces the old version (all four ways).
-  ignore: true,
-  fn: () =>
-    withLab(async (lab) => {
-      const r = await rig(lab);
-      await killReplicaAt(r, BETWEEN, true);
-    }),
-});
-
 /** Edits a file no later version changes on the replica's disk, under its intact marker. */
 async function diverge(r: Rig): Promise<void> {
   await Deno.writeTextFile(`${r.tree}/keep/k.txt`, "edited on the replica\n");
   assert.equal(seqOn(r.tree), r.seq);
 }
 
-Deno.test({
-  name:
-    "push killed: a replica whose tree diverged under an intact marker does not announce that version",
-  // Fails today: a server announces the marker its tree holds, its tree not checked against the manifest.
-  ignore: true,
-  fn: () =>
-    withLab(async (lab) => {
-      const r = await rig(lab);
-      await diverge(r);
-      await assertVouched(r, "a file edited on the replica", true);
-    }),
-});
-
-Deno.test({
-  name:
-    "push killed: a replica whose tree diverged under an intact marker gets the whole tree on the next push",
-  // Fails today: the version push sees the marker it acknowledged and sends the log's paths; the edit stays.
-  ignore: true,
-  fn: () =>
-    withLab(async (lab) => {
-      const r = await rig(lab);
-      await diverge(r);
-      await publish(r);
-      await waitFor("the next version pushed", async () => (await acknowledged(r)) === r.seq);
-      assert.equal(await missing(r, r.seq), "", "the replica holds all of the next version");
-    }),
-});
+Deno.test("push killed: a replica whose tree diverged under an intact marker stops announcing that version, is repaired, and holds the next version exactly", () =>
+  withLab(async (lab) => {
+    const r = await rig(lab);
+    await diverge(r);
+    // Its watcher sees the edit; once the tree is quiet the check refuses it.
+    await waitFor("the replica announces no version", async () => {
+      const said = await announced(r.host);
+      return said !== null && Object.values(said).every((s) => s === null);
+    });
+    await assertVouched(r, "a file edited on the replica");
+    // Repaired from its upstream: the version again, the edit gone.
+    await converged(r, "repaired");
+    assert.match(r.replica.stderr + r.replica.stdout, /repairing the tree from upstream/);
+    // Edited again, then the next version comes: the replica holds it exactly.
+    await diverge(r);
+    await publish(r);
+    await converged(r, "the next version");
+    assert.equal(await missing(r, r.seq), "", "the replica holds all of the next version");
+  }));

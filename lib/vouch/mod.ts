@@ -8,5 +8,5 @@
  * @module
  */
 
-export { type Vouch, Voucher, type VoucherOptions } from "./vouch.ts";
+export { QUIET_MS, type Vouch, Voucher, type VoucherOptions } from "./vouch.ts";
 export { repairFrom, type RepairOptions } from "./repair.ts";

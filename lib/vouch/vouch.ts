@@ -10,11 +10,18 @@
  * The tree's own manifest is kept in the state dir with its stat record
  * (lib/release's `updateManifest`), so a check hashes only what changed:
  * - by difference, when the version log has an unbroken chain from the
- *   version last vouched for: only the log's paths are stat'ed and hashed,
- *   their lines spliced into the kept manifest;
- * - by a walk of the whole tree otherwise (start, a gap in the log, a
- *   difference that does not give the signed manifest): every path stat'ed,
- *   those whose stat changed hashed.
+ *   version last vouched for and a watcher of the tree reports every path
+ *   changed since the last check: the log's paths and the watched ones are
+ *   stat'ed and hashed, their lines spliced into the kept manifest (the log
+ *   comes from upstream and is not signed; the watched paths catch what it
+ *   leaves out);
+ * - by a walk of the whole tree otherwise (start, a gap in the log, events
+ *   lost, a directory that appeared whole, a difference that does not give
+ *   the signed manifest): every path stat'ed, those whose stat changed
+ *   hashed.
+ * Paths changed under the marker it vouched for (an edit on the server's
+ * disk, a push that stopped before its marker) are checked once the tree
+ * has been quiet for a moment, so a push landing is not refused halfway.
  * The answer is the same SHA-256 the envelope signs, or a refusal naming the
  * first path that differs.
  *
@@ -58,6 +65,7 @@ import {
   LOG_READ_MAX_BYTES,
   parseLog,
   parseMarker,
+  sameVersion,
   type VersionMarker,
 } from "../version/mod.ts";
 
@@ -83,10 +91,27 @@ export interface VoucherOptions {
   trusted: readonly PublicKey[];
   /** `push.exclude`: paths no push brings, so no manifest lists. */
   excludes: string[];
+  /**
+   * Whether a watcher of the tree reports every change through
+   * {@linkcode Voucher.changed} now: only then is a check made by
+   * difference; otherwise a check (at a new marker, or whole) walks.
+   */
+  watched: () => boolean;
+  /**
+   * How long paths changed under an unchanged marker wait for the tree to be
+   * quiet before they are checked (ms; default {@linkcode QUIET_MS}).
+   */
+  quietMs?: number;
 }
+
+/** How long changed paths wait for quiet by default: a push's paths and its marker land within it. */
+export const QUIET_MS = 2_000;
 
 /** The most of a marker read: a marker is a few hundred bytes. */
 const MARKER_MAX_BYTES = 4096;
+
+/** More paths changed than this between two checks: a walk is cheaper than the list. */
+const MAX_CHANGED = 10_000;
 
 /** Relative paths a server keeps in its tree beside the version. */
 const SERVER_SKIP: readonly string[] = [...RELEASE_SKIP, SERVER_TEMP_DIR];
@@ -102,7 +127,7 @@ const DELAY_DIR = /(^|\/)\.~tmp~$/;
  * @example
  * ```ts
  * const voucher = new Voucher({ root: "/srv/plugins", stateDir: "/var/lib/fanout/vouch",
- *   trusted: keys, excludes: [".git"] });
+ *   trusted: keys, excludes: [".git"], watched: () => watcher.mode === "events" });
  * const v = await voucher.check();
  * console.log(v.state === "refused" ? `not announced: ${v.why}` : v.marker);
  * ```
@@ -113,6 +138,11 @@ export class Voucher {
   #vouchedFile: string;
   #excluded: (path: string) => boolean;
   #last: { markerText: string | null; vouch: Vouch } | null = null;
+  /** Paths changed since the last check, and whether everything under them changed. */
+  #changed = new Map<string, boolean>();
+  #changedAt = 0;
+  /** Changes were lost (or there is no watcher): the next check walks. */
+  #walkNext = true;
   /** The check running or last run: the next waits for it (#check never rejects). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -133,21 +163,55 @@ export class Voucher {
   }
 
   /**
-   * Checks the tree's version: at once when the marker is the one last
-   * checked (unless `again`), else by difference or by a walk.
+   * Paths a watcher of the tree saw change (`deep`: with what is below
+   * them): the next check looks at them again. Without this, every check
+   * walks the whole tree.
+   *
+   * @example
+   * ```ts
+   * watcher.onChanges = (changes) => voucher.changed(changes);
+   * ```
    */
-  check(again = false): Promise<Vouch> {
-    const run = this.#queue.then(() => this.#check(again));
+  changed(changes: readonly { path: string; deep: boolean }[]): void {
+    for (const c of changes) {
+      this.#changed.set(c.path, (this.#changed.get(c.path) ?? false) || c.deep);
+    }
+    this.#changedAt = Date.now();
+    this.#walkNext ||= this.#changed.size > MAX_CHANGED;
+  }
+
+  /** The watcher lost events or stopped: the next check walks the whole tree. */
+  lost(): void {
+    this.#walkNext = true;
+  }
+
+  /**
+   * Checks the tree's version: at once when the marker is the one last
+   * checked and nothing changed since (or only just: the tree not quiet
+   * yet), else by difference or by a walk; `whole` walks whatever else.
+   */
+  check(whole = false): Promise<Vouch> {
+    const run = this.#queue.then(() => this.#check(whole));
     this.#queue = run;
     return run;
   }
 
-  async #check(again: boolean): Promise<Vouch> {
+  async #check(whole: boolean): Promise<Vouch> {
     const markerText = readSmallFile(`${this.#o.root}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
-    if (!again && this.#last && this.#last.markerText === markerText) return this.#last.vouch;
+    const sameMarker = this.#last !== null && this.#last.markerText === markerText;
+    const quiet = Date.now() - this.#changedAt >= (this.#o.quietMs ?? QUIET_MS);
+    const settled = this.#changed.size === 0 || !quiet;
+    const watched = this.#o.watched();
+    if (!whole && sameMarker && settled && (!this.#walkNext || !watched)) {
+      return this.#last!.vouch;
+    }
+    const changed = this.#changed;
+    this.#changed = new Map();
+    const walk = whole || this.#walkNext || !watched;
+    this.#walkNext = false;
     let vouch: Vouch;
     try {
-      vouch = await this.#vouch(markerText);
+      vouch = await this.#vouch(markerText, walk ? null : changed);
     } catch (e) {
       vouch = refused(markerText, `the tree cannot be checked: ${(e as Error).message}`, null);
     }
@@ -155,7 +219,8 @@ export class Voucher {
     return vouch;
   }
 
-  async #vouch(markerText: string | null): Promise<Vouch> {
+  /** `changed`: the paths watched since the last check; null: walk. */
+  async #vouch(markerText: string | null, changed: Map<string, boolean> | null): Promise<Vouch> {
     const marker = markerText === null ? null : parseMarker(markerText);
     if (this.#o.trusted.length === 0) {
       return {
@@ -169,8 +234,10 @@ export class Voucher {
     const signed = await this.#signedManifest(marker);
     if (typeof signed === "string") return refused(markerText, signed, null);
     await Deno.mkdir(this.#o.stateDir, { recursive: true, mode: 0o700 });
-    const byDifference = await this.#byDifference(marker, signed.digest);
-    if (byDifference !== null) return this.#vouched(markerText, marker, "difference", byDifference);
+    const byDifference = changed && await this.#byDifference(marker, signed.digest, changed);
+    if (typeof byDifference === "number") {
+      return this.#vouched(markerText, marker, "difference", byDifference);
+    }
     const walked = await this.#byWalk();
     if (walked.digest === signed.digest) {
       return this.#vouched(markerText, marker, "walk", walked.hashed);
@@ -223,20 +290,21 @@ export class Voucher {
 
   /**
    * Files and symlinks hashed when the log's paths since the version last
-   * vouched for, spliced into its kept manifest, give `digest`; null when
-   * the log cannot say or the result is not `digest` (a walk decides then).
+   * vouched for and the paths watched since the last check, spliced into
+   * the kept manifest, give `digest`; null when they cannot say or the
+   * result is not `digest` (a walk decides then).
    */
-  async #byDifference(marker: VersionMarker, digest: string): Promise<number | null> {
-    const vouchedText = readSmallFile(this.#vouchedFile, MARKER_MAX_BYTES);
-    const vouched = vouchedText === null ? null : parseMarker(vouchedText);
-    const logText = readSmallFile(`${this.#o.root}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
-    if (vouched === null || logText === null) return null;
-    const list = changesBetween(parseLog(logText), vouched, marker);
-    if (list === null) return null;
+  async #byDifference(
+    marker: VersionMarker,
+    digest: string,
+    changed: Map<string, boolean>,
+  ): Promise<number | null> {
+    const logged = this.#loggedSinceVouched(marker);
+    if (logged === null) return null;
     try {
       const kept = readKeptManifest(this.#files);
       if (kept === null) return null;
-      const changes = await this.#pathChanges([...list.paths, ...list.deleted]);
+      const changes = await this.#pathChanges([...logged, ...changed.keys()], changed);
       if (changes === null) return null;
       const patched = await patchManifestState(this.#files, kept, this.#o.root, changes);
       return await manifestDigest(patched.bytes) === digest ? patched.hashed : null;
@@ -246,17 +314,34 @@ export class Voucher {
   }
 
   /**
-   * Each path of the log, listed when it is in the tree now and a push
-   * brings it; null when one lies below a symlink (the walk, which never
-   * follows one, decides then).
+   * The paths the version log names from the version last vouched for to
+   * `marker` (none when it is that version); null when there is no such
+   * chain.
    */
-  async #pathChanges(paths: string[]): Promise<PathChange[] | null> {
+  #loggedSinceVouched(marker: VersionMarker): string[] | null {
+    const vouchedText = readSmallFile(this.#vouchedFile, MARKER_MAX_BYTES);
+    const vouched = vouchedText === null ? null : parseMarker(vouchedText);
+    if (vouched === null) return null;
+    if (sameVersion(vouched, marker)) return [];
+    const logText = readSmallFile(`${this.#o.root}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
+    const list = logText === null ? null : changesBetween(parseLog(logText), vouched, marker);
+    return list === null ? null : [...list.paths, ...list.deleted];
+  }
+
+  /**
+   * Each path, listed when it is in the tree now and a push brings it; null
+   * when one lies below a symlink (the walk, which never follows one,
+   * decides then) or is a directory that changed whole (what is below it is
+   * not in the list).
+   */
+  async #pathChanges(paths: string[], changed: Map<string, boolean>): Promise<PathChange[] | null> {
     const out: PathChange[] = [];
     for (const path of new Set(paths)) {
-      if (path === "." || SERVER_SKIP.includes(path.split("/")[0])) continue;
+      if (path === "." || path === "" || SERVER_SKIP.includes(path.split("/")[0])) continue;
       if (detour(this.#o.root, path) !== null) return null;
-      const here = await Deno.lstat(`${this.#o.root}/${path}`).then(() => true, () => false);
-      out.push({ path, listed: here && !this.#excluded(path) });
+      const st = await Deno.lstat(`${this.#o.root}/${path}`).catch(() => null);
+      if (st?.isDirectory && changed.get(path)) return null;
+      out.push({ path, listed: st !== null && !this.#excluded(path) });
     }
     return out;
   }

@@ -86,12 +86,17 @@ async function land(
   return m;
 }
 
-function voucherOf(lab: Lab, opts: { trusted?: boolean; excludes?: string[] } = {}): Voucher {
+function voucherOf(
+  lab: Lab,
+  opts: { trusted?: boolean; excludes?: string[]; watched?: boolean; quietMs?: number } = {},
+): Voucher {
   return new Voucher({
     root: lab.root,
     stateDir: lab.state,
     trusted: opts.trusted === false ? [] : [lab.key.publicKey],
     excludes: opts.excludes ?? [],
+    watched: () => opts.watched ?? true,
+    quietMs: opts.quietMs ?? 0,
   });
 }
 
@@ -219,5 +224,74 @@ Deno.test("vouch: no marker yet is no version, unchecked", async () => {
   await withLab(async (lab) => {
     const v = await voucherOf(lab).check();
     assert.deepEqual([v.state, seqOf(v)], ["unchecked", null]);
+  });
+});
+
+Deno.test("vouch: a watched edit under an intact marker is refused once the tree is quiet, without a walk", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 60_000 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    // Not quiet yet (a push may be landing): the version stands.
+    assert.equal((await voucher.check()).state, "verified");
+    const quiet = voucherOf(lab);
+    assert.equal((await quiet.check()).state, "refused", "a walk finds it too");
+  });
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "bravo\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    const back = await voucher.check();
+    assert.deepEqual(back.state === "verified" && back.by, "difference");
+  });
+});
+
+Deno.test("vouch: a path the log leaves out but the watcher saw is checked all the same", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // The version is genuinely signed, but the push also changed lib/b.txt
+    // and its log names only a.txt.
+    await land(lab, 2, ["a.txt"], (r) => Deno.writeTextFile(`${r}/a.txt`, "alpha v2\n"));
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "planted\n");
+    voucher.changed([{ path: "a.txt", deep: false }, { path: "lib/b.txt", deep: false }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
+  });
+});
+
+Deno.test("vouch: a directory that changed whole is walked, not taken from the kept manifest", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // lib replaced by another directory of the same name holding more.
+    await Deno.remove(`${lab.root}/lib`, { recursive: true });
+    await Deno.mkdir(`${lab.root}/lib`);
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "bravo\n");
+    await Deno.writeTextFile(`${lab.root}/lib/extra.txt`, "not signed\n");
+    voucher.changed([{ path: "lib", deep: true }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/extra.txt");
+  });
+});
+
+Deno.test("vouch: unwatched, every check walks", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { watched: false });
+    await land(lab, 1, [], v1);
+    await voucher.check();
+    await land(lab, 2, ["a.txt"], (r) => Deno.writeTextFile(`${r}/a.txt`, "alpha v2\n"));
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "verified" && v.by, "walk");
   });
 });

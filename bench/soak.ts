@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { Lab, type Proc, sleep } from "../tests/_helpers.ts";
 import { git, type GitRepo, hookSaid, MARKER, markerOf, Topology } from "../tests/_fleet.ts";
 import { parseDuration } from "../lib/core/mod.ts";
-import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
+import { signingSection } from "../tests/_signed.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -95,14 +95,6 @@ const note = (what: string, hosts: string[]) => {
   log(what);
 };
 
-/** The fleet file's `release` section of a new key pair, its private key in the lab. */
-async function releaseKeys(lab: Lab): Promise<string> {
-  const pair = await generateKeyPair();
-  const file = `${lab.dir}/release.key`;
-  await writePrivateKey(file, pair.privatePem);
-  return `release:\n  signing_key_file: ${file}\n  public_keys: ["${pair.publicKey.text}"]`;
-}
-
 async function main(): Promise<void> {
   const lab = await Lab.create({ tmpfs: true });
   t0 = Date.now();
@@ -113,7 +105,7 @@ async function main(): Promise<void> {
     t = await Topology.start(lab, {
       push: { retry_min: "200ms", retry_max: "2s" },
       client: { retries: 3 },
-      extra: args.values.signed ? await releaseKeys(lab) : undefined,
+      extra: args.values.signed ? await signingSection(lab) : undefined,
     });
     const fleet = t;
     // One cron client walks the tree only hourly: between walks it follows the

@@ -4,7 +4,8 @@
 // repairs it from its upstream's read module.
 import assert from "node:assert/strict";
 import { http, type Lab, rsync, waitFor, withLab } from "./_helpers.ts";
-import { newKey, publish, V1 } from "./_signed.ts";
+import { newKey, publish, signingSection, V1 } from "./_signed.ts";
+import { GitRepo } from "./_fleet.ts";
 
 interface Tree {
   version: { seq: number } | null;
@@ -104,5 +105,45 @@ Deno.test("vouch: a replica whose tree was damaged under an intact marker repair
     // Repaired files belong to the tree's owner, as pushed ones do.
     const root = await Deno.stat(r2.path);
     assert.equal((await Deno.stat(`${r2.path}/lib/b.txt`)).uid, root.uid);
+  });
+});
+
+Deno.test("vouch: a publish to a primary that announces no version sends the whole tree by content, and the primary holds the new version", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({ replicas: [], extra: await signingSection(lab) });
+    const p = lab.hosts.rsync1;
+    const repo = await GitRepo.create(lab.dir);
+    const publish = async () => {
+      assert.equal((await repo.push()).code, 0);
+      const r = await lab.run([
+        "--role",
+        "publish",
+        "-c",
+        lab.fleetFile,
+        "--repo",
+        repo.bare,
+        "--log-level",
+        "debug",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stderr;
+    };
+    await lab.server("primary", "rsync1");
+    await repo.commit({ "a.txt": "alpha\n", "lib/b.txt": "bravo\n" });
+    await publish();
+    await waitFor(
+      "version 1 announced",
+      async () => (await treeOf(lab, "rsync1")).version?.seq === 1,
+    );
+    await damage(p.path, "lib/b.txt");
+    await waitFor("the damage refused", async () => (await treeOf(lab, "rsync1")).version === null);
+    await repo.commit({ "a.txt": "alpha 2\n" });
+    const said = await publish();
+    assert.match(said, /the primary announces no version/);
+    await waitFor(
+      "version 2 announced",
+      async () => (await treeOf(lab, "rsync1")).version?.seq === 2,
+    );
+    assert.equal(await Deno.readTextFile(`${p.path}/lib/b.txt`), "bravo\n");
   });
 });

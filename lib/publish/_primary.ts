@@ -20,13 +20,14 @@ import {
 } from "../core/mod.ts";
 import {
   describeRsyncFailure,
+  probeRsyncd,
   rsyncArgs,
   type RsyncJob,
   type RsyncResult,
   runRsync,
   writeFileList,
 } from "../rsync/mod.ts";
-import { parseMarker, type VersionMarker } from "../version/mod.ts";
+import { markerFromComment, parseMarker, type VersionMarker } from "../version/mod.ts";
 
 /** What the primary holds of fanout's own files, as read before a publish. */
 export interface PrimaryState {
@@ -34,6 +35,12 @@ export interface PrimaryState {
   marker: VersionMarker | null;
   /** Its envelope's bytes, when asked for and there; null otherwise. */
   envelope: Uint8Array | null;
+  /**
+   * Signed: the version its read module's comment announces, which is the
+   * one it has checked its tree against (null: none); undefined when the
+   * listing could not tell, or unsigned.
+   */
+  announced?: VersionMarker | null;
 }
 
 /** The most of a fanout file read from the primary: a marker or an envelope is far smaller. */
@@ -59,13 +66,28 @@ export async function readPrimary(
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   const names = signed ? [VERSION_MARKER, RELEASE_ENVELOPE] : [VERSION_MARKER];
+  // The listing goes alongside the pull: one small exchange, no rsync process.
+  const announced = signed ? announcedBy(fleet) : Promise.resolve(undefined);
   await pullFromPrimary(fleet, pub, dir, names);
   const text = readSmallFile(`${dir}/${VERSION_MARKER}`, PULLED_MAX_BYTES);
   const envelope = signed ? readSmallFile(`${dir}/${RELEASE_ENVELOPE}`, PULLED_MAX_BYTES) : null;
   return {
     marker: text === null ? null : parseMarker(text),
     envelope: envelope === null ? null : new TextEncoder().encode(envelope),
+    announced: await announced,
   };
+}
+
+/**
+ * The version the primary's read module announces in its comment; null for
+ * a comment without one, undefined when the listing cannot tell.
+ */
+async function announcedBy(fleet: Fleet): Promise<VersionMarker | null | undefined> {
+  const r = await probeRsyncd(fleet.primary.listen, Math.min(fleet.rsync.connectTimeout, 5_000), {
+    list: true,
+  }).catch(() => null);
+  const comment = r?.ok ? r.comments?.[fleet.modules.read] : undefined;
+  return comment === undefined ? undefined : markerFromComment(comment);
 }
 
 /**
@@ -107,7 +129,9 @@ async function pullFromPrimary(
 
 /**
  * Sends staging to the primary's write module, all but `excludes`, deleting
- * what staging lacks after the new files landed.
+ * what staging lacks after the new files landed; with `checksum`, files are
+ * compared by content (a primary whose tree is not what its marker names
+ * may hold a file changed without its size or time).
  *
  * @throws {TransferError} when the primary cannot be reached or refuses.
  *
@@ -120,10 +144,12 @@ export async function sendTree(
   fleet: Fleet,
   pub: PublisherHost,
   excludes: string[],
+  opts: { checksum?: boolean } = {},
 ): Promise<RsyncResult> {
   const job = pushJob(fleet, pub, `${pub.staging}/`, {
     delete: true,
     deleteDelay: true,
+    checksum: opts.checksum,
     excludes,
     // The daemon's --stats never count deletions on its side; the items do.
     itemize: true,

@@ -436,7 +436,11 @@ async function primaryDoubt(
   const signed = await releaseCurrent(fleet, primary.envelope, last.marker, {
     digest: last.manifest,
   });
-  return signed ? null : "the primary's envelope does not sign the version published from here";
+  if (!signed) return "the primary's envelope does not sign the version published from here";
+  // A primary that does not vouch for its tree holds something else under the marker.
+  return primary.announced === null
+    ? "the primary announces no version: its tree is not ours"
+    : null;
 }
 
 /** Sends what `by` says (the changed paths, then the deletions), then the marker. */
@@ -498,7 +502,9 @@ async function publishWhole(
   const manifest = key
     ? await stagingManifest(fleet, pub, files, { fresh, excludes: k.excludes, log: lg })
     : null;
-  const sent = await sendTree(fleet, pub, k.excludes);
+  const sent = await sendTree(fleet, pub, k.excludes, {
+    checksum: k.primary.announced === null,
+  });
   lg.debug("tree sent", { ...sent.stats, ms: Math.round(sent.ms) });
   const previous = k.primary.marker;
   if (

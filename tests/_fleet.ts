@@ -103,6 +103,30 @@ export class GitRepo {
   }
 }
 
+/**
+ * Runs `fanout --role publish` of the lab's fleet from `repo`'s bare
+ * repository at debug level (its lines say which way a publish went), with
+ * `args` after.
+ *
+ * @example
+ * ```ts
+ * const r = await publishFrom(lab, repo, "--ref", "main");
+ * ```
+ */
+export function publishFrom(lab: Lab, repo: GitRepo, ...args: string[]): Promise<Ran> {
+  return lab.run([
+    "--role",
+    "publish",
+    "-c",
+    lab.fleetFile,
+    "--repo",
+    repo.bare,
+    "--log-level",
+    "debug",
+    ...args,
+  ]);
+}
+
 /** The hook's lines to the pusher (`remote: …`), without the prefix. */
 export function hookSaid(r: Ran): string[] {
   return r.stderr.split("\n").filter((l) => l.startsWith("remote: ")).map((l) => l.slice(8))

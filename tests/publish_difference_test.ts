@@ -8,7 +8,7 @@
 // directories included).
 import assert from "node:assert/strict";
 import { type Lab, type Ran, sh, withLab } from "./_helpers.ts";
-import { GitRepo } from "./_fleet.ts";
+import { GitRepo, publishFrom } from "./_fleet.ts";
 import { signingSection } from "./_signed.ts";
 import { buildManifest, formatManifest, RELEASE_SKIP } from "../lib/release/mod.ts";
 import { parseLog } from "../lib/version/mod.ts";
@@ -101,19 +101,7 @@ const ODD: Step[] = [
 
 /** Publishes `ref` (a rollback allowed) at debug level; fails the test on an error. */
 async function publish(lab: Lab, repo: GitRepo, ref: string, force = true): Promise<Ran> {
-  const r = await lab.run([
-    "--role",
-    "publish",
-    "-c",
-    lab.fleetFile,
-    "--repo",
-    repo.bare,
-    "--ref",
-    ref,
-    ...(force ? ["--force"] : []),
-    "--log-level",
-    "debug",
-  ]);
+  const r = await publishFrom(lab, repo, "--ref", ref, ...(force ? ["--force"] : []));
   assert.equal(r.code, 0, `publish failed (${r.code}):\n${r.stderr}${r.stdout}`);
   return r;
 }

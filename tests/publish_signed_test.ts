@@ -5,7 +5,7 @@
 // manifest, the marker against the envelope.
 import assert from "node:assert/strict";
 import { type Lab, type Ran, waitFor, withLab } from "./_helpers.ts";
-import { GitRepo } from "./_fleet.ts";
+import { GitRepo, publishFrom as publish } from "./_fleet.ts";
 import {
   buildManifest,
   diffManifests,
@@ -51,21 +51,6 @@ async function setRelease(lab: Lab, release: string): Promise<void> {
     lab.fleetFile,
     `${at < 0 ? text.trimEnd() : text.slice(0, at)}\n${release}\n`,
   );
-}
-
-/** Runs `fanout --role publish` from the bare repository, logging at debug. */
-function publish(lab: Lab, repo: GitRepo, ...args: string[]): Promise<Ran> {
-  return lab.run([
-    "--role",
-    "publish",
-    "-c",
-    lab.fleetFile,
-    "--repo",
-    repo.bare,
-    "--log-level",
-    "debug",
-    ...args,
-  ]);
 }
 
 function ok(r: Ran): string {

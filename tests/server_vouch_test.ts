@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { http, type Lab, rsync, waitFor, withLab } from "./_helpers.ts";
 import { newKey, publish, signingSection, V1 } from "./_signed.ts";
-import { GitRepo } from "./_fleet.ts";
+import { GitRepo, publishFrom } from "./_fleet.ts";
 
 interface Tree {
   version: { seq: number } | null;
@@ -115,16 +115,7 @@ Deno.test("vouch: a publish to a primary that announces no version sends the who
     const repo = await GitRepo.create(lab.dir);
     const publish = async () => {
       assert.equal((await repo.push()).code, 0);
-      const r = await lab.run([
-        "--role",
-        "publish",
-        "-c",
-        lab.fleetFile,
-        "--repo",
-        repo.bare,
-        "--log-level",
-        "debug",
-      ]);
+      const r = await publishFrom(lab, repo);
       assert.equal(r.code, 0, r.stderr);
       return r.stderr;
     };

@@ -22,6 +22,7 @@ import {
   sleep,
   splayDelay,
   stripControl,
+  sweepTemps,
   UsageError,
 } from "../lib/core/mod.ts";
 import { acquireLock, type FileLock, shutdownSignal } from "../lib/sys/mod.ts";
@@ -142,10 +143,13 @@ function makeJob(
 
 /**
  * The client's run lock: taken at once or not at all (a cron run that finds
- * it held has nothing to do).
+ * it held has nothing to do). Held, it sweeps the temporary files a killed
+ * run left in the state dir.
  */
-function lockRun(job: ClientJob): Promise<FileLock> {
-  return acquireLock(`${job.stateDir}/client.lock`, { timeout: 0, what: "client run" });
+async function lockRun(job: ClientJob): Promise<FileLock> {
+  const held = await acquireLock(`${job.stateDir}/client.lock`, { timeout: 0, what: "client run" });
+  await sweepTemps(job.stateDir);
+  return held;
 }
 
 function makeStateDir(dir: string): void {

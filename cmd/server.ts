@@ -22,6 +22,7 @@ import {
   log,
   type Logger,
   SERVER_TEMP_DIR,
+  sweepTemps,
   VERSION_MARKER,
 } from "../lib/core/mod.ts";
 import { Registry, VersionBoard } from "../lib/health/mod.ts";
@@ -52,6 +53,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   const host = await checkServer(opts, kind);
   const { fleet, self, lg } = host;
   await ensureTempDir(self.path);
+  // What a killed server left mid-write.
+  for (const dir of [self.stateDir, `${self.stateDir}/vouch`]) await sweepTemps(dir);
   const watch: { watcher: TreeWatcher | null } = { watcher: null };
   // Nothing is announced before the first check of the tree.
   const tree: TreeVersion = {

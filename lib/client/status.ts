@@ -8,6 +8,7 @@
  * @module
  */
 
+import { tempFor } from "../core/mod.ts";
 import type { VersionMarker } from "../version/mod.ts";
 
 /** File name of the status file in the host's state dir. */
@@ -84,7 +85,7 @@ export function readStatus(stateDir: string): ClientRunResult | null {
  */
 export function writeStatus(stateDir: string, result: ClientRunResult): void {
   const path = `${stateDir}/${STATUS_FILE}`;
-  const tmp = `${path}.${Deno.pid}.tmp`;
+  const tmp = tempFor(path);
   // Sync: two small calls at the end of every cron run (see existsNow in lib/core/fs.ts).
   Deno.writeTextFileSync(tmp, JSON.stringify(result, null, 2) + "\n");
   Deno.renameSync(tmp, path);

@@ -21,7 +21,7 @@
 
 import type { Fleet } from "./config.ts";
 import type { Override } from "./options.ts";
-import { DEFAULTS, fnv1a, readTextUpTo, VERSION } from "../core/mod.ts";
+import { DEFAULTS, fnv1a, readTextUpTo, VERSION, writePrivate } from "../core/mod.ts";
 
 /** Everything a validated fleet depends on. */
 export interface FleetCacheKey {
@@ -88,16 +88,11 @@ export async function cacheFleet(key: FleetCacheKey, fleet: Fleet): Promise<void
   const path = cachePath(key);
   if (!path || !plainData(fleet)) return;
   const dir = path.slice(0, path.lastIndexOf("/"));
-  const tmp = `${path}.${Deno.pid}.tmp`;
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    await Deno.writeTextFile(tmp, JSON.stringify({ key: JSON.stringify(key), fleet }) + "\n", {
-      mode: 0o600,
-    });
-    await Deno.rename(tmp, path);
-  } catch {
-    await Deno.remove(tmp).catch(() => {});
-  }
+    const text = JSON.stringify({ key: JSON.stringify(key), fleet }) + "\n";
+    await writePrivate(path, new TextEncoder().encode(text));
+  } catch { /* not kept: the next run reads the fleet file again */ }
 }
 
 function cachePath(key: FleetCacheKey): string | null {

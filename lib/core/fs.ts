@@ -171,7 +171,7 @@ export function detour(root: string, rel: string, opts: { whole?: boolean } = {}
  * ```
  */
 export async function writePrivate(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
+  const tmp = tempFor(path);
   try {
     await Deno.writeFile(tmp, bytes, { mode: 0o600 });
     await Deno.rename(tmp, path);
@@ -179,4 +179,46 @@ export async function writePrivate(path: string, bytes: Uint8Array): Promise<voi
     await Deno.remove(tmp).catch(() => {});
     throw e;
   }
+}
+
+/** `<name>.<pid>.tmp`: a temporary file of a running writer. */
+const TEMP_NAME = /^.+\.([1-9][0-9]{0,9})\.tmp$/;
+
+/**
+ * The temporary file this process writes `path` through before renaming it
+ * over `path` (`<path>.<pid>.tmp`): a writer killed between the two leaves
+ * it, and {@linkcode sweepTemps} knows it by that name.
+ *
+ * @example
+ * ```ts
+ * const tmp = tempFor(`${stateDir}/client-status.json`);
+ * Deno.writeTextFileSync(tmp, text);
+ * Deno.renameSync(tmp, `${stateDir}/client-status.json`);
+ * ```
+ */
+export function tempFor(path: string): string {
+  return `${path}.${Deno.pid}.tmp`;
+}
+
+/**
+ * Removes from `dir` the temporary files ({@linkcode tempFor}) of writers
+ * that no longer run: a run killed mid-write leaves one each time. Only
+ * regular files named so, never through a symlink; a pid that runs again
+ * (reused) keeps its file until a later sweep. Returns how many went.
+ *
+ * @example
+ * ```ts
+ * await sweepTemps(stateDir); // at start, before anything of this run is written
+ * ```
+ */
+export async function sweepTemps(dir: string): Promise<number> {
+  let gone = 0;
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      const pid = e.isFile ? TEMP_NAME.exec(e.name)?.[1] : undefined;
+      if (!pid || Number(pid) === Deno.pid || existsNow(`/proc/${pid}`)) continue;
+      await Deno.remove(`${dir}/${e.name}`).then(() => gone++, () => {});
+    }
+  } catch { /* no dir yet, or unreadable: nothing to sweep */ }
+  return gone;
 }

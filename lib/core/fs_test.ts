@@ -11,6 +11,7 @@ import {
   readTextNow,
   readTextOrNull,
   readTextUpTo,
+  sweepTemps,
 } from "./fs.ts";
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
@@ -109,4 +110,23 @@ Deno.test("detour: a symlink inside the tree is a detour too; . and empty parts 
     assert.equal(detour(dir, "../etc/passwd"), "..");
     assert.equal(detour(dir, ""), null);
   });
+});
+
+Deno.test("sweepTemps: removes a dead writer's temp files, keeps a live one's, other names and links", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A pid far above any running one (pid_max is at most 2^22).
+    const dead = `${dir}/client-status.json.99999999.tmp`;
+    const live = `${dir}/client-status.json.${Deno.pid}.tmp`;
+    const other = `${dir}/notes.tmp`;
+    const link = `${dir}/record.88888888.tmp`;
+    for (const f of [dead, live, other]) await Deno.writeTextFile(f, "x");
+    await Deno.symlink(other, link);
+    assert.equal(await sweepTemps(dir), 1);
+    assert.equal(existsNow(dead), false);
+    for (const f of [live, other, link]) assert.ok((await Deno.lstat(f)) !== null, f);
+    assert.equal(await sweepTemps(`${dir}/missing`), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -17,6 +17,8 @@ export {
   readTextNow,
   readTextOrNull,
   readTextUpTo,
+  sweepTemps,
+  tempFor,
   writePrivate,
 } from "./fs.ts";
 export { compileExcludes, type ExcludeMatcher, GLOB_MAX, globProblem } from "./glob.ts";

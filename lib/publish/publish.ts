@@ -53,6 +53,7 @@ import {
   RELEASE_MANIFEST,
   SafetyError,
   SERVER_TEMP_DIR,
+  sweepTemps,
   TransferError,
   UsageError,
   VERSION_LOG,
@@ -235,6 +236,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       opts.log.info("waiting for another publish", { lock: files.lock, holder: pid }),
   });
   try {
+    await sweepTemps(opts.publisher.stateDir); // what a killed publish left mid-write
     const started = performance.now();
     const done = await publishLocked(opts, repo, files, key);
     return { ...done, ms: performance.now() - started, waitedMs: lock.waitedMs };

@@ -19,6 +19,7 @@ import {
   renderTemplate,
   SERVER_TEMP_DIR,
   stripControl,
+  tempFor,
 } from "../core/mod.ts";
 import { probeRsyncd, PROXY_V1_UNKNOWN } from "../rsync/mod.ts";
 import { holdsListener, killGroup, trackGroup } from "../sys/mod.ts";
@@ -252,7 +253,7 @@ export class RsyncDaemon {
   /** Writes the conf through a temp file of this process; never rejects. */
   async #writeConf(text: string): Promise<void> {
     if (text === this.#conf) return;
-    const tmp = `${this.#o.confPath}.${Deno.pid}.tmp`;
+    const tmp = tempFor(this.#o.confPath);
     try {
       await Deno.writeTextFile(tmp, text);
       await Deno.rename(tmp, this.#o.confPath);

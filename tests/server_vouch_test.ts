@@ -138,3 +138,34 @@ Deno.test("vouch: a publish to a primary that announces no version sends the who
     assert.equal(await Deno.readTextFile(`${p.path}/lib/b.txt`), "bravo\n");
   });
 });
+
+Deno.test("vouch: a relay whose tree was damaged announces no version, nor does the replica behind it, until both are repaired", async () => {
+  await withLab(async (lab) => {
+    const { key, text } = await newKey(lab, "release");
+    await lab.fleet({
+      replicas: ["rsync2", { name: "rsync3", upstream: "rsync2" }],
+      publisher: false,
+      extra: `release:\n  public_keys: ["${text}"]`,
+    });
+    await publish(lab.hosts.rsync1.path, 1, V1, key);
+    await lab.server("replica", "rsync3");
+    await lab.server("replica", "rsync2");
+    await lab.server("primary", "rsync1");
+    const at = async (name: string) => (await treeOf(lab, name)).version?.seq ?? null;
+    await waitFor(
+      "both at version 1",
+      async () => (await at("rsync2")) === 1 && (await at("rsync3")) === 1,
+      30_000,
+    );
+    // A file changed on the relay's disk: its watcher pushes it on, and both trees differ from version 1.
+    const seen = new Set<string>();
+    await Deno.writeTextFile(`${lab.hosts.rsync2.path}/lib/b.txt`, "planted on the relay\n");
+    await waitFor("both repaired", async () => {
+      for (const name of ["rsync2", "rsync3"]) if ((await at(name)) === null) seen.add(name);
+      return seen.size === 2 && (await at("rsync2")) === 1 && (await at("rsync3")) === 1;
+    }, 60_000);
+    for (const name of ["rsync2", "rsync3"]) {
+      assert.equal(await Deno.readTextFile(`${lab.hosts[name].path}/lib/b.txt`), V1["lib/b.txt"]);
+    }
+  });
+});

@@ -55,7 +55,6 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   await ensureTempDir(self.path);
   // What a killed server left mid-write.
   for (const dir of [self.stateDir, `${self.stateDir}/vouch`]) await sweepTemps(dir);
-  const watch: { watcher: TreeWatcher | null } = { watcher: null };
   // Nothing is announced before the first check of the tree.
   const tree: TreeVersion = {
     current: null,
@@ -65,9 +64,10 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       stateDir: `${self.stateDir}/vouch`,
       trusted: fleet.release.publicKeys.map(parsePublicKey),
       excludes: fleet.push.exclude,
-      watched: () => watch.watcher?.mode === "events",
+      watched: () => tree.watcher?.mode === "events",
     }),
     fullCheckAt: 0,
+    watcher: null,
     repair: {
       source: upstreamSource(fleet, self),
       at: 0,
@@ -100,12 +100,12 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       relay = await startRelay(host, registry, opts.allowMassDelete, tree.voucher);
       onStop(() => relay!.stop());
       fleetView?.setReplicaSource(() => relay!.engine.status());
-      watch.watcher = relay.watcher;
+      tree.watcher = relay.watcher;
     } else if (fleet.release.publicKeys.length > 0) {
       // Signed, a replica watches its tree too: what changes under its marker is checked.
       const watcher = await startWatcher(host, registry, tree.voucher, null);
       onStop(() => watcher.close());
-      watch.watcher = watcher;
+      tree.watcher = watcher;
     }
     const health = startHealth(
       self.health,
@@ -163,6 +163,8 @@ interface TreeVersion {
   voucher: Voucher;
   /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
   fullCheckAt: number;
+  /** The watcher of the tree, once started (a relay's, or a signed replica's own); null before. */
+  watcher: TreeWatcher | null;
   /**
    * Where the tree is repaired from (null on the primary), when next, whether
    * now, since when the tree has been refused, how many repairs left it so,
@@ -297,12 +299,12 @@ function serverStatus(
     },
     upstream: self.upstream,
     downstreams: host.downstreams.map((d) => d.name),
-    watch: relay
+    watch: tree.watcher
       ? {
-        mode: relay.watcher.mode,
-        backend: relay.watcher.backend,
-        dirs: relay.watcher.dirs,
-        setup_ms: Math.round(relay.watcher.setupMs),
+        mode: tree.watcher.mode,
+        backend: tree.watcher.backend,
+        dirs: tree.watcher.dirs,
+        setup_ms: Math.round(tree.watcher.setupMs),
       }
       : null,
     push_guard: relay?.engine.guardStatus() ?? null,

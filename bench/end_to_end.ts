@@ -40,6 +40,8 @@ const CLIENTS = Number(args.clients ?? 2);
 const HOOK = !args["after-push"];
 const PER_DIR = 100;
 const REPLICAS = ["rsync2", "rsync3"];
+/** FANOUT_BENCH_LOG=FILE: the primary's debug log (FILE.<files>), to see where time goes. */
+const LOG_TO = Deno.env.get("FANOUT_BENCH_LOG");
 /** The longest a version may take to arrive anywhere before the run fails. */
 const CAP_MS = 120_000;
 
@@ -153,7 +155,7 @@ class Fleet {
     await git(this.work, "add", "-A");
     await git(this.work, "commit", "-q", "-m", "tree");
     for (const r of REPLICAS) await lab.server("replica", r);
-    this.primary = await lab.server("primary", "rsync1");
+    this.primary = await lab.server("primary", "rsync1", LOG_TO ? ["--log-level", "debug"] : []);
     const first = await this.push(); // the whole tree, through the primary to both replicas
     const commit = await git(this.work, "rev-parse", "HEAD");
     await Promise.all(REPLICAS.map((r) => announced(this.health(r), -1, commit, () => 0)));
@@ -227,6 +229,7 @@ class Fleet {
   async quiet(): Promise<void> {
     for (const c of this.clients) await c.proc.stop();
     await this.primary.stop();
+    if (LOG_TO) await Deno.writeTextFile(`${LOG_TO}.${this.files}`, this.primary.stderr);
   }
 }
 

@@ -40,7 +40,10 @@ const CLIENTS = Number(args.clients ?? 2);
 const HOOK = !args["after-push"];
 const PER_DIR = 100;
 const REPLICAS = ["rsync2", "rsync3"];
-/** FANOUT_BENCH_LOG=FILE: the primary's debug log (FILE.<files>), to see where time goes. */
+/**
+ * FANOUT_BENCH_LOG=FILE: the primary's debug log (FILE.<files>), and with
+ * --after-push the publisher's (FILE.<files>.publish), to see where time goes.
+ */
 const LOG_TO = Deno.env.get("FANOUT_BENCH_LOG");
 /** The longest a version may take to arrive anywhere before the run fails. */
 const CAP_MS = 120_000;
@@ -186,8 +189,12 @@ class Fleet {
         this.lab.fleetFile,
         "--repo",
         this.bare,
+        ...(LOG_TO ? ["--log-level", "debug"] : []),
       ]);
       if (r.code !== 0) throw new Error(r.stderr);
+      if (LOG_TO) {
+        await Deno.writeTextFile(`${LOG_TO}.${this.files}.publish`, r.stderr, { append: true });
+      }
     }
     return performance.now() - t0;
   }
@@ -205,14 +212,22 @@ class Fleet {
     );
     const clients = held(this.clients.map((c) => c.dest), commit, clock);
     await sleep(50); // the long-polls held before the clock starts
+    const at = new Date().toISOString();
     t0 = performance.now();
     const push = await this.push();
-    return {
+    const s = {
       push,
       primary: await primary,
       replicas: Math.max(...await replicas),
       clients: await clients,
     };
+    // When it started, to find it in the logs.
+    console.error(
+      `bench: ${count} files at ${at}: ${
+        JSON.stringify(s, (_, v) => typeof v === "number" ? Math.round(v) : v)
+      }`,
+    );
+    return s;
   }
 
   /** RUNS commits of the same kind, not pushed, each sent by the floor alone. */

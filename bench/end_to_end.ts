@@ -4,7 +4,8 @@
 // new version (a `GET /version` long-poll of the bench's own on each) and
 // until every `--watch` client holds it (its marker in its dest). Two
 // replicas, loopback only. Per tree: RUNS one-file commits, then (in the
-// largest tree) RUNS commits of BURST files; then, every fanout process
+// largest tree) RUNS commits of BURST files in each of the --burst-dirs
+// spreads (10 files in each of 50 directories, one in each of 500); then, every fanout process
 // stopped but the replicas, the floor: plain rsync of the same kind of commit's changed paths
 // from the work tree to both replicas at once (bench/_floor.ts).
 //
@@ -12,7 +13,7 @@
 // `fanout --role publish` itself the moment `git push` returns.
 //
 // Usage: deno run -A bench/end_to_end.ts [--quick] [--files 5000,100000] [--runs N]
-//   [--burst N] [--clients N] [--after-push] [--disk]
+//   [--burst N] [--burst-dirs 50,500] [--clients N] [--after-push] [--disk]
 import { parseArgs } from "node:util";
 import { Lab, type Proc, sleep, waitFor, watchClient } from "../tests/_helpers.ts";
 import { readMarker } from "../lib/version/mod.ts";
@@ -27,6 +28,7 @@ const args = parseArgs({
     files: { type: "string" },
     runs: { type: "string" },
     burst: { type: "string" },
+    "burst-dirs": { type: "string" },
     clients: { type: "string" },
     "after-push": { type: "boolean" },
     disk: { type: "boolean" },
@@ -36,6 +38,8 @@ const quick = args.quick ?? false;
 const TREES = (args.files ?? (quick ? "2000" : "5000,100000")).split(",").map(Number);
 const RUNS = Number(args.runs ?? (quick ? 3 : 7));
 const BURST = Number(args.burst ?? (quick ? 100 : 500));
+/** How many directories a burst's files are spread over, one row each. */
+const BURST_DIRS = (args["burst-dirs"] ?? (quick ? "10" : "50,500")).split(",").map(Number);
 const CLIENTS = Number(args.clients ?? 2);
 const HOOK = !args["after-push"];
 const PER_DIR = 100;
@@ -56,6 +60,12 @@ interface Sample {
   clients: number;
 }
 
+/** A kind of commit: `count` files in `dirs` directories. */
+interface Kind {
+  count: number;
+  dirs: number;
+}
+
 interface Row {
   name: string;
   samples: Sample[];
@@ -72,11 +82,23 @@ async function writeTree(work: string, files: number): Promise<void> {
   }
 }
 
-/** Rewrites `count` files spread over the tree and commits them; returns their paths. */
-async function change(work: string, files: number, count: number, k: number): Promise<string[]> {
+/**
+ * Rewrites `count` files in `dirs` directories spread over the tree (at most
+ * PER_DIR in each) and commits them; returns their paths.
+ */
+async function change(
+  work: string,
+  files: number,
+  { count, dirs }: Kind,
+  k: number,
+): Promise<string[]> {
+  const all = Math.ceil(files / PER_DIR);
+  const per = Math.ceil(count / dirs);
   const paths: string[] = [];
   for (let i = 0; i < count; i++) {
-    const p = fileOf((k * 7919 + i * Math.floor(files / count)) % files);
+    const dir = (k * 7919 + Math.floor(i / per) * Math.floor(all / dirs)) % all;
+    const n = Math.min(files - 1, dir * PER_DIR + (k * 13 + i % per) % PER_DIR);
+    const p = fileOf(n);
     await Deno.writeTextFile(`${work}/${p}`, `<?php // change ${k}.${i}\n`);
     paths.push(p);
   }
@@ -199,10 +221,10 @@ class Fleet {
     return performance.now() - t0;
   }
 
-  /** One commit of `count` files through the fleet. */
-  async sample(count: number, k: number): Promise<Sample> {
+  /** One commit of `kind` through the fleet. */
+  async sample(kind: Kind, k: number): Promise<Sample> {
     const seq = readMarker(this.lab.hosts.rsync1.path)?.seq ?? -1;
-    await change(this.work, this.files, count, k);
+    await change(this.work, this.files, kind, k);
     const commit = await git(this.work, "rev-parse", "HEAD");
     let t0 = 0;
     const clock = () => t0;
@@ -223,7 +245,7 @@ class Fleet {
     };
     // When it started, to find it in the logs.
     console.error(
-      `bench: ${count} files at ${at}: ${
+      `bench: ${kind.count} files in ${kind.dirs} dirs at ${at}: ${
         JSON.stringify(s, (_, v) => typeof v === "number" ? Math.round(v) : v)
       }`,
     );
@@ -231,10 +253,10 @@ class Fleet {
   }
 
   /** RUNS commits of the same kind, not pushed, each sent by the floor alone. */
-  async floor(count: number, k: number): Promise<number[]> {
+  async floor(kind: Kind, k: number): Promise<number[]> {
     const times: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const paths = await change(this.work, this.files, count, k + i);
+      const paths = await change(this.work, this.files, kind, k + i);
       times.push(await floorPush(this.lab, this.work, paths, REPLICAS));
     }
     return times;
@@ -253,22 +275,27 @@ let k = 1;
 for (const files of TREES) {
   const fleet = await Fleet.start(files);
   try {
-    const kinds = [1, ...(files === Math.max(...TREES) ? [BURST] : [])];
-    const mine = kinds.map((count) => ({
-      name: `${files} files, ${count === 1 ? "one file" : `${count} files`}`,
-      count,
+    const kinds: Kind[] = [
+      { count: 1, dirs: 1 },
+      ...(files === Math.max(...TREES) ? BURST_DIRS.map((dirs) => ({ count: BURST, dirs })) : []),
+    ];
+    const mine = kinds.map((kind) => ({
+      name: `${files} files, ${
+        kind.count === 1 ? "one file" : `${kind.count} files in ${kind.dirs} dirs`
+      }`,
+      kind,
       samples: [] as Sample[],
       floor: [] as number[],
     }));
     for (const row of mine) {
       for (let i = 0; i < RUNS; i++) {
-        row.samples.push(await fleet.sample(row.count, k++));
+        row.samples.push(await fleet.sample(row.kind, k++));
         await sleep(300);
       }
     }
     await fleet.quiet();
     for (const row of mine) {
-      row.floor = await fleet.floor(row.count, k);
+      row.floor = await fleet.floor(row.kind, k);
       k += RUNS;
     }
     rows.push(...mine);

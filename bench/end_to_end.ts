@@ -45,8 +45,9 @@ const HOOK = !args["after-push"];
 const PER_DIR = 100;
 const REPLICAS = ["rsync2", "rsync3"];
 /**
- * FANOUT_BENCH_LOG=FILE: the primary's debug log (FILE.<files>), and with
- * --after-push the publisher's (FILE.<files>.publish), to see where time goes.
+ * FANOUT_BENCH_LOG=FILE: the debug logs of the primary (FILE.<files>), the
+ * clients (FILE.<files>.web1, …) and with --after-push the publisher
+ * (FILE.<files>.publish), to see where time goes.
  */
 const LOG_TO = Deno.env.get("FANOUT_BENCH_LOG");
 /** The longest a version may take to arrive anywhere before the run fails. */
@@ -188,7 +189,11 @@ class Fleet {
     for (let i = 0; i < CLIENTS; i++) {
       const h = lab.hosts[REPLICAS[i % REPLICAS.length]];
       this.clients.push(
-        watchClient(lab, `web${i + 1}`, ["--source", `rsync://${h.ip}:${h.port}/plugins/`]),
+        watchClient(lab, `web${i + 1}`, [
+          "--source",
+          `rsync://${h.ip}:${h.port}/plugins/`,
+          ...(LOG_TO ? ["--log-level", "debug"] : []),
+        ]),
       );
     }
     await held(this.clients.map((c) => c.dest), commit, () => 0);
@@ -264,7 +269,10 @@ class Fleet {
 
   /** Stops the clients and the primary: the replicas' daemons stay for the floor. */
   async quiet(): Promise<void> {
-    for (const c of this.clients) await c.proc.stop();
+    for (const [i, c] of this.clients.entries()) {
+      await c.proc.stop();
+      if (LOG_TO) await Deno.writeTextFile(`${LOG_TO}.${this.files}.web${i + 1}`, c.proc.stderr);
+    }
     await this.primary.stop();
     if (LOG_TO) await Deno.writeTextFile(`${LOG_TO}.${this.files}`, this.primary.stderr);
   }

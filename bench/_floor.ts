@@ -5,15 +5,17 @@
 import { type Lab, sh } from "../tests/_helpers.ts";
 
 /**
- * Sends `paths` (relative to `src`) to the replicas `to` of `lab` at once;
- * resolves with the ms until every rsync exited (the list file is written
- * before the clock starts).
+ * Sends `paths` (relative to `src`) to the replicas `to` of `lab` at once,
+ * with `extra` rsync options (none for the floor); resolves with the ms
+ * until every rsync exited (the list file is written before the clock
+ * starts).
  */
 export async function floorPush(
   lab: Lab,
   src: string,
   paths: string[],
   to: string[] = ["rsync2", "rsync3"],
+  extra: string[] = [],
 ): Promise<number> {
   const list = `${lab.dir}/floor.list`;
   await Deno.writeTextFile(list, paths.join("\n") + "\n");
@@ -24,6 +26,7 @@ export async function floorPush(
       "--sockopts=TCP_NODELAY",
       `--address=${lab.hosts.rsync1.ip}`,
       `--password-file=${lab.password}`,
+      ...extra,
       `--files-from=${list}`,
       `${src}/`,
       `rsync://fanout@${lab.hosts[r].ip}:${lab.hosts[r].port}/plugins-push/`,

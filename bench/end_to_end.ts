@@ -14,6 +14,7 @@
 //
 // Usage: deno run -A bench/end_to_end.ts [--quick] [--files 5000,100000] [--runs N]
 //   [--burst N] [--burst-dirs 50,500] [--clients N] [--after-push] [--disk]
+//   [--set push.KEY=VALUE …]   (settings of the primary, e.g. push.storm_events=5000)
 import { parseArgs } from "node:util";
 import { Lab, type Proc, sleep, waitFor, watchClient } from "../tests/_helpers.ts";
 import { readMarker } from "../lib/version/mod.ts";
@@ -32,6 +33,7 @@ const args = parseArgs({
     clients: { type: "string" },
     "after-push": { type: "boolean" },
     disk: { type: "boolean" },
+    set: { type: "string", multiple: true },
   },
 }).values;
 const quick = args.quick ?? false;
@@ -181,7 +183,10 @@ class Fleet {
     await git(this.work, "add", "-A");
     await git(this.work, "commit", "-q", "-m", "tree");
     for (const r of REPLICAS) await lab.server("replica", r);
-    this.primary = await lab.server("primary", "rsync1", LOG_TO ? ["--log-level", "debug"] : []);
+    this.primary = await lab.server("primary", "rsync1", [
+      ...(LOG_TO ? ["--log-level", "debug"] : []),
+      ...(args.set ?? []).flatMap((kv) => ["--set", kv]),
+    ]);
     const first = await this.push(); // the whole tree, through the primary to both replicas
     const commit = await git(this.work, "rev-parse", "HEAD");
     await Promise.all(REPLICAS.map((r) => announced(this.health(r), -1, commit, () => 0)));
@@ -313,11 +318,12 @@ for (const files of TREES) {
 }
 
 const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+const settings = args.set?.length ? `; the primary with ${args.set.join(", ")}` : "";
 console.log(
   `\n\`git push\` start → ${
     HOOK ? "(post-receive hook publishes) →" : "push returns, the bench publishes →"
   } both replicas announce → ${CLIENTS} --watch clients hold it; ${RUNS} commits a row; ` +
-    `ms p50 / p90 / max; load average at the end ${load}\n`,
+    `ms p50 / p90 / max; load average at the end ${load}${settings}\n`,
 );
 console.log(
   `| commit | push${

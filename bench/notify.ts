@@ -9,14 +9,10 @@
 //   deno run -A bench/notify.ts --quick    # 8 versions each
 import { Lab, landVersion, sleep, waitFor, watchClient } from "../tests/_helpers.ts";
 import { readMarker } from "../lib/version/mod.ts";
+import { pct } from "./_stats.ts";
 
 const quick = Deno.args.includes("--quick");
 const SAMPLES = quick ? 8 : 30;
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 
 /** One new file, as a publish leaves it (its log entry, then the marker). */
 async function land(dir: string, seq: number): Promise<void> {

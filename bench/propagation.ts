@@ -1,29 +1,31 @@
 // Propagation benchmark: write on the primary -> identical on two
 // replicas, for fanout, lsyncd (delay = 0) and the hand-made inotifywait loop,
-// on the same tree and the same replica daemons, in one run.
+// on the same tree and the same replica daemons, in one run; and the floor:
+// the bench itself sends each write the moment it is written, by plain rsync
+// of its paths to both replicas at once (bench/_floor.ts).
 //
 //   deno run -A bench/propagation.ts            # 100k files in 10k dirs
 //   deno run -A bench/propagation.ts --quick    # 10k files in 1k dirs, fewer samples
+//   deno run -A bench/propagation.ts --files=50000 --only=fanout,floor
 //
 // Needs rsync, lsyncd and inotify-tools (apt-get install lsyncd inotify-tools).
 import { Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
+import { floorPush } from "./_floor.ts";
+import { pct } from "./_stats.ts";
 
 const quick = Deno.args.includes("--quick");
-/** `--only=fanout` (or lsyncd, loop) runs one contender. */
-const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7);
-const runs = (name: string) => !only || name.startsWith(only);
-const DIRS_A = quick ? 10 : 100; // top-level dirs
-const DIRS_B = quick ? 100 : 100; // subdirs each
+/** `--only=fanout,floor` (among fanout, bundle, floor, lsyncd, loop) runs those contenders. */
+const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
+const runs = (name: string) => !only || only.some((o) => name.startsWith(o));
+/** `--files=N`: a tree of about N files (in thousands of directories of 10). */
+const files = Number(Deno.args.find((a) => a.startsWith("--files="))?.slice(8) ?? 0);
+const DIRS_B = 100; // subdirs each
 const FILES = 10; // files per subdir
+const DIRS_A = files ? Math.max(1, Math.round(files / (DIRS_B * FILES))) : quick ? 10 : 100; // top-level dirs
 const SINGLE = quick ? 20 : 50;
 const BURST = 500;
 const LOOP_SINGLE = quick ? 3 : 5;
 const LOOP_CAP_MS = quick ? 10_000 : 30_000;
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 
 function rssMB(pid: number, field = "VmRSS"): number {
   try {
@@ -77,6 +79,8 @@ async function measure(
   name: string,
   samples: number,
   cap: number,
+  /** Sends the paths just written (the floor); without it, the tool under test does. */
+  send?: (paths: string[]) => Promise<unknown>,
 ): Promise<{ lat: number[]; burst: number; writes: number; missed: number }> {
   const src = lab.hosts.rsync1.path;
   const reps = [lab.hosts.rsync2.path, lab.hosts.rsync3.path];
@@ -86,6 +90,7 @@ async function measure(
     const content = `${name} ${i} ${crypto.randomUUID()}\n`;
     const t0 = performance.now();
     await Deno.writeTextFile(`${src}/${rel}`, content);
+    await send?.([rel]);
     try {
       await waitFor(
         `${rel} on replicas`,
@@ -105,12 +110,16 @@ async function measure(
   // A burst: 500 files in 50 directories, written as fast as possible.
   const tag = `${name}-burst-${Date.now()}`;
   const t0 = performance.now();
+  const burstPaths: string[] = [];
   for (let i = 0; i < BURST; i++) {
-    Deno.writeTextFileSync(`${src}/d${i % DIRS_A}/e${i % 50}/${tag}-${i}.txt`, `${i}\n`);
+    const rel = `d${i % DIRS_A}/e${i % 50}/${tag}-${i}.txt`;
+    Deno.writeTextFileSync(`${src}/${rel}`, `${i}\n`);
+    burstPaths.push(rel);
   }
   // No tool can finish before the files exist: on a slow disk creating them
   // is most of a burst, so the time they took is printed as its floor.
   const writes = performance.now() - t0;
+  await send?.(burstPaths);
   let burst = NaN;
   try {
     // Files that arrived stay: each is checked until it is there, once.
@@ -172,7 +181,9 @@ async function main() {
     const target = (h: typeof r2) => `rsync://fanout@${h.ip}:${h.port}/plugins-push/`;
 
     // --- fanout, from main.ts and from the bundle (what ships where the binary cannot be built)
-    for (const bundle of runs("fanout") ? [false, true] : []) {
+    // The bundle too, unless --only names fanout without "bundle".
+    const bundles = !only || runs("bundle") ? [false, true] : [false];
+    for (const bundle of runs("fanout") ? bundles : []) {
       const name = bundle ? "fanout (bundle)" : "fanout";
       if (bundle) await lab.bundle();
       const t0 = performance.now();
@@ -207,6 +218,22 @@ async function main() {
       });
       await proc.stop();
       if (logTo) await Deno.writeTextFile(bundle ? `${logTo}.bundle` : logTo, proc.stderr);
+    }
+
+    // --- the floor: each write sent by the bench the moment it is written
+    if (runs("floor")) {
+      await syncReplicas(lab);
+      const m = await measure(lab, "floor", SINGLE, 60_000, (paths) => floorPush(lab, src, paths));
+      results.push({
+        name: "floor: plain rsync of the paths",
+        missed: `${m.missed}/${SINGLE}`,
+        p50: pct(m.lat, 50),
+        p99: pct(m.lat, 99),
+        burst: m.burst,
+        writes: m.writes,
+        setup: "-",
+        rss: "-",
+      });
     }
 
     // --- lsyncd, delay = 0, as fast as it goes (with TCP_NODELAY like fanout)
@@ -314,6 +341,7 @@ sync {
     "| tool | one file p50 | p99 | missed | 500-file burst (writing it) | vs fanout (p50 / burst) | watch setup | RSS |",
   );
   console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const floor = results.find((r) => r.name.startsWith("floor"));
   for (const r of results) {
     console.log(
       `| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.missed} | ${fmt(r.burst)} (${
@@ -321,6 +349,13 @@ sync {
       }) | ${
         r === f ? "1×" : `${ratio(r.p50, f.p50)} / ${ratio(r.burst, f.burst)}`
       } | ${r.setup} | ${r.rss} |`,
+    );
+  }
+  if (floor && f !== floor) {
+    console.log(
+      `\n${f.name} / floor: one file p50 ${ratio(f.p50, floor.p50)}, p99 ${
+        ratio(f.p99, floor.p99)
+      }, burst ${ratio(f.burst, floor.burst)}`,
     );
   }
 }

@@ -32,6 +32,7 @@ import { parseArgs } from "node:util";
 import { Lab, type Ran, sh } from "../tests/_helpers.ts";
 import { exists } from "../lib/core/mod.ts";
 import { generateKeyPair, writePrivateKey } from "../lib/release/mod.ts";
+import { git } from "./_git.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -47,12 +48,6 @@ const args = parseArgs({
 const quick = args.quick ?? false;
 const FILES = Number(args.files ?? (quick ? 5_000 : 20_000));
 const RUNS = Number(args.runs ?? (quick ? 3 : 7));
-
-async function git(cwd: string, ...args: string[]): Promise<string> {
-  const r = await sh("git", ["-c", "user.name=b", "-c", "user.email=b@lab", ...args], { cwd });
-  if (r.code !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout.trim();
-}
 
 async function timed(fn: () => Promise<void>): Promise<number> {
   const t = performance.now();

@@ -7,7 +7,7 @@
 //   deno task bench propagation     # only the named ones
 const quick = Deno.args.includes("--quick");
 const named = Deno.args.filter((a) => !a.startsWith("--"));
-const ALL = ["propagation", "proxy", "client", "publish", "notify"];
+const ALL = ["propagation", "proxy", "client", "publish", "notify", "end_to_end"];
 const chosen = named.length ? named : ALL;
 let failed = 0;
 for (const name of chosen) {

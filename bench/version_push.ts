@@ -13,6 +13,8 @@
 // Usage: deno run -A bench/version_push.ts [--quick] [--files N] [--runs N]
 import { parseArgs } from "node:util";
 import { Lab, sh, sleep, waitFor } from "../tests/_helpers.ts";
+import { floorPush } from "./_floor.ts";
+import { pct } from "./_stats.ts";
 import {
   appendEntry,
   formatMarker,
@@ -37,11 +39,6 @@ function markerOf(seq: number): VersionMarker {
     ref: "main",
     published_at: new Date().toISOString(),
   };
-}
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {
@@ -134,27 +131,10 @@ try {
   await primary.stop();
   if (logTo) await Deno.writeTextFile(logTo, primary.stderr);
 
-  const target = (r: string) =>
-    `rsync://fanout@${lab.hosts[r].ip}:${lab.hosts[r].port}/plugins-push/`;
   for (let i = 0; i < RUNS; i++) {
     seq++;
     const { marker, path } = await publishOne(src, prev, seq, false);
-    const list = `${lab.dir}/floor.list`;
-    await Deno.writeTextFile(list, `${path}\n.fanout-changes\n.fanout-version\n`);
-    const t0 = performance.now();
-    const runs = await Promise.all(["rsync2", "rsync3"].map((r) =>
-      sh("rsync", [
-        "-a",
-        "--sockopts=TCP_NODELAY",
-        `--address=${p.ip}`,
-        `--password-file=${lab.password}`,
-        `--files-from=${list}`,
-        `${src}/`,
-        target(r),
-      ])
-    ));
-    for (const r of runs) if (r.code !== 0) throw new Error(r.stderr);
-    times.floor.push(performance.now() - t0);
+    times.floor.push(await floorPush(lab, src, [path, ".fanout-changes", ".fanout-version"]));
     prev = marker;
   }
 

@@ -18,7 +18,6 @@
 // Usage: deno run -A bench/vouch.ts [--files 5000,100000] [--runs 7]
 import { parseArgs } from "node:util";
 import {
-  formatManifest,
   generateKeyPair,
   loadSigningKey,
   manifestDigest,

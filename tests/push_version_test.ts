@@ -226,3 +226,37 @@ Deno.test("push by version: through a relay each hop goes by version; a leaf tha
     assert.match(relay.stderr, /replica not at the version it acknowledged/);
   });
 });
+
+Deno.test("push by version: a publish that sets off an event storm reaches the replica by its version push first, the whole tree after", async () => {
+  await withLab(async (lab) => {
+    await lab.fleet({
+      replicas: [{ name: "rsync2" }],
+      push: { exclude: "[.git]", reconcile: "1h", storm_events: 20 },
+    });
+    await lab.server("replica", "rsync2");
+    const primary = await lab.server("primary", "rsync1");
+    const replica = lab.hosts.rsync2.path;
+    const repo = await GitRepo.create(lab.dir);
+    for (const [seq, commit] of [[1, files(10, 2)], [2, files(150, 30)]] as const) {
+      await repo.commit(commit);
+      assert.equal((await repo.push()).code, 0);
+      assert.equal((await publish(lab, repo)).code, 0);
+      await waitFor(`seq ${seq} on the replica`, async () => {
+        const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
+        return parseMarker(m)?.seq === seq || null;
+      });
+    }
+    await primary.waitFor(/event burst: some events may be lost/);
+    // The storm's whole push waited behind the version's own.
+    const said = () => primary.stderr + primary.stdout;
+    await waitFor(
+      "the whole push after the storm",
+      () => /msg=pushed .*kind=full .*reason="event burst/.test(said()),
+    );
+    const lines = said().split("\n");
+    const version = lines.findIndex((l) => /msg=pushed .*kind=version .*version=2/.test(l));
+    const whole = lines.findIndex((l) => /msg=pushed .*kind=full .*reason="event burst/.test(l));
+    assert.ok(version >= 0 && version < whole, said().slice(-3000));
+    await assertSameTree(lab.hosts.rsync1.path, replica, [".fanout-dest"]);
+  });
+});

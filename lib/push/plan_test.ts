@@ -79,7 +79,7 @@ Deno.test("planPush: a new version the log covers sends its paths and the ones w
   );
 });
 
-Deno.test("versionChanges: the log's chain from the acknowledged version, deletions and directories deep, the log itself", () => {
+Deno.test("versionChanges: the log's chain from the acknowledged version, deletions deep (a directory named is its own entry), the log itself", () => {
   const log = [
     entry(null, 1, { whole: true }),
     entry(1, 2, { paths: ["a.txt", "new/", "new/c.txt"], deleted: ["old/", "old/x"] }),
@@ -87,7 +87,7 @@ Deno.test("versionChanges: the log's chain from the acknowledged version, deleti
   ].join("\n") + "\n";
   assert.deepEqual(versionChanges(log, marker(1), marker(3)), [
     { path: "b.txt", deep: false },
-    { path: "new", deep: true },
+    { path: "new", deep: false },
     { path: "new/c.txt", deep: false },
     { path: "a.txt", deep: true },
     { path: "old", deep: true },

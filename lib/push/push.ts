@@ -510,11 +510,13 @@ export class PushEngine {
   }
 
   /** One push of `work`; returns how it ended (the state is already set). */
-  async #pushOnce(r: Replica, work: Work): Promise<"ok" | "failed" | "refused"> {
+  async #pushOnce(r: Replica, asked: Work): Promise<"ok" | "failed" | "refused"> {
     const t0 = performance.now();
     const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     this.#sawMarker(markerText);
-    const plan = planPush(work, markerText, r.ackText, this.#versionChanges(r, markerText));
+    const versionChanges = this.#versionChanges(r, markerText);
+    const work = versionFirst(r, asked, versionChanges);
+    const plan = planPush(work, markerText, r.ackText, versionChanges);
     // A version push holds only for a replica still at the version it
     // acknowledged: its marker is read while the paths go.
     const held = plan.kind === "version" ? this.#replicaMarker(r).catch(() => null) : null;
@@ -912,6 +914,19 @@ export interface PushPlan {
 type LastPush = NonNullable<ReplicaStatus["last_push"]>;
 
 /**
+ * The work to push now: a whole push asked for (a storm, as a publish of
+ * many files makes one, or a reconcile) while the version log can say what
+ * a new version changed waits behind that version's own push, which it
+ * keeps pending: the replica holds the version in its paths' time, and the
+ * whole tree follows.
+ */
+function versionFirst(r: Replica, work: Work, versionChanges: Change[] | null): Work {
+  if (work.kind !== "full" || versionChanges === null) return work;
+  r.pending.markFull(work.reason);
+  return { kind: "paths", changes: [], since: work.since };
+}
+
+/**
  * What a push of `work` sends, given the source's marker now
  * (`markerText`), the one the replica acknowledged (`ackText`) and, when
  * the marker is new, the paths the version log says the versions between
@@ -958,7 +973,7 @@ export function planPush(
 /**
  * The paths that take a tree from version `ack` to `marker` by the version
  * log (`logText`, the source's): every changed and deleted path, the log
- * itself, deletions and directories deep. Null when the log has no unbroken
+ * itself; deletions deep. Null when the log has no unbroken
  * chain between them path by path, or either marker is unreadable.
  *
  * @example
@@ -976,8 +991,10 @@ export function versionChanges(
   if (logText === null || from === null || to === null) return null;
   const list = changesBetween(parseLog(logText), from, to);
   if (list === null || [...list.paths, ...list.deleted].some((p) => !cleanPath(p))) return null;
+  // A directory the log names is its own entry (mode, mtime): every path
+  // changed below it is named too, so none is walked whole. Deletions are.
   return [
-    ...list.paths.map((path) => ({ path, deep: list.dirs.has(path) })),
+    ...list.paths.map((path) => ({ path, deep: false })),
     ...list.deleted.map((path) => ({ path, deep: true })),
     { path: VERSION_LOG, deep: false },
   ];

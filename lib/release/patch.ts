@@ -42,10 +42,12 @@ export interface PathChange {
   listed: boolean;
 }
 
-/** What {@linkcode patchManifestState} wrote. */
+/** What {@linkcode patchManifestState} wrote (or, told not to, would write). */
 export interface PatchedManifest {
   /** The manifest's text, as written. */
   bytes: Uint8Array<ArrayBuffer>;
+  /** The stat record's bytes, as written. */
+  record: Uint8Array<ArrayBuffer>;
   /** Paths it lists. */
   paths: number;
   /** Files and symlinks hashed for it. */
@@ -80,7 +82,8 @@ export function readKeptManifest(
 /**
  * Brings the kept manifest `kept` (its bytes, checked by the caller) and the
  * record in `files` up to date for `changes` in the tree at `root`, writes
- * both (the manifest first) and returns the manifest.
+ * both (the manifest first; with `write: false` the caller does, when it
+ * has used them) and returns them.
  *
  * @throws {ManifestError} / {TreeError} for a path no manifest can list, or
  * kept text that is not a manifest.
@@ -101,6 +104,7 @@ export async function patchManifestState(
   kept: Uint8Array,
   root: string,
   changes: readonly PathChange[],
+  opts: { write?: boolean } = {},
 ): Promise<PatchedManifest> {
   const lines = indexLines(kept);
   const record = readKept(files.record, RECORD_LIMITS.maxBytes, (m) => new RecordError(m));
@@ -111,10 +115,13 @@ export async function patchManifestState(
     count: lines.length - 1,
     pathOf: (i) => pathOfLine(kept, lines, i),
   });
-  await writePrivate(files.manifest, bytes);
-  await writePrivate(files.record, nextRecord);
+  if (opts.write !== false) {
+    await writePrivate(files.manifest, bytes);
+    await writePrivate(files.record, nextRecord);
+  }
   return {
     bytes,
+    record: nextRecord,
     paths: lines.length - 1 + splices.reduce((n, s) => n + s.put.length - s.drop, 0),
     hashed: splices.reduce((n, s) => n + s.lines.filter((l) => !l.startsWith("d")).length, 0),
   };

@@ -143,6 +143,10 @@ export class Voucher {
   #changedAt = 0;
   /** Changes were lost (or there is no watcher): the next check walks. */
   #walkNext = true;
+  /** A patched manifest and record to keep once their version is announced. */
+  #keep: { manifest: Uint8Array; record: Uint8Array } | null = null;
+  /** Their writing, which the next check waits for (never rejects). */
+  #persisting: Promise<void> = Promise.resolve();
   /** The check running or last run: the next waits for it (#check never rejects). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -197,6 +201,7 @@ export class Voucher {
   }
 
   async #check(whole: boolean): Promise<Vouch> {
+    await this.#persisting;
     const markerText = readSmallFile(`${this.#o.root}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
     const sameMarker = this.#last !== null && this.#last.markerText === markerText;
     const quiet = Date.now() - this.#changedAt >= (this.#o.quietMs ?? QUIET_MS);
@@ -257,7 +262,21 @@ export class Voucher {
     by: "difference" | "walk",
     hashed: number,
   ): Promise<Vouch> {
-    await writePrivate(this.#vouchedFile, new TextEncoder().encode(markerText));
+    const keep = this.#keep;
+    this.#keep = null;
+    const text = new TextEncoder().encode(markerText);
+    if (keep === null) {
+      await writePrivate(this.#vouchedFile, text);
+    } else {
+      // The manifest, the record, then the version they describe: a stop
+      // in between leaves a version older than the state, which only costs
+      // a walk (every start walks).
+      this.#persisting = (async () => {
+        await writePrivate(this.#files.manifest, keep.manifest);
+        await writePrivate(this.#files.record, keep.record);
+        await writePrivate(this.#vouchedFile, text);
+      })().catch(() => this.lost());
+    }
     return { state: "verified", marker, by, hashed };
   }
 
@@ -306,8 +325,13 @@ export class Voucher {
       if (kept === null) return null;
       const changes = await this.#pathChanges([...logged, ...changed.keys()], changed);
       if (changes === null) return null;
-      const patched = await patchManifestState(this.#files, kept, this.#o.root, changes);
-      return await manifestDigest(patched.bytes) === digest ? patched.hashed : null;
+      const patched = await patchManifestState(this.#files, kept, this.#o.root, changes, {
+        write: false,
+      });
+      if (await manifestDigest(patched.bytes) !== digest) return null;
+      // Kept once the version is announced: the next check waits for it.
+      this.#keep = { manifest: patched.bytes, record: patched.record };
+      return patched.hashed;
     } catch {
       return null; // a kept state that cannot be patched: the walk rebuilds it
     }

@@ -832,6 +832,8 @@ export class PushEngine {
   }
 
   #failed(r: Replica, _work: Work, error: string): "failed" {
+    // Stopping aborts the push in flight: no failure, and no retry after the stop.
+    if (this.#stopped) return "failed";
     r.failures++;
     r.lastError = error;
     r.state = "backoff";

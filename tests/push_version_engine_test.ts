@@ -264,3 +264,26 @@ Deno.test("version push alone: a version of more paths than push.max_paths goes 
     }
   });
 });
+
+Deno.test("version push alone: past push.max_paths but with nothing to delete, a version goes by its list", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab, { max_paths: 10 });
+    try {
+      await g.repo.commit({ "a.txt": "a\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      // 30 new files in 3 new directories: a stat each, no rule tried on every entry.
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 30; i++) files[`d${i % 3}/f${i}.txt`] = `f${i}\n`;
+      await g.repo.commit(files);
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(2);
+      assert.equal(g.engine.status()[0].last_push?.kind, "version");
+      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

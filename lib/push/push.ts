@@ -568,15 +568,19 @@ export class PushEngine {
   /**
    * The paths of the versions between the replica's acknowledged marker and
    * `markerText` by the source's version log; null when there is no new
-   * version, the log cannot say, or it names more than push.max_paths (each
-   * path is a filter rule rsync tries on every entry it meets: past that,
-   * the whole tree costs less, as for any change set).
+   * version, the log cannot say, or it names more than push.max_paths with
+   * a deletion among them (each path is then a filter rule rsync tries on
+   * every entry it meets: past that, the whole tree costs less, as for any
+   * change set); without one, they go as a list (a stat each), up to
+   * {@linkcode LIST_PATHS_FACTOR} times as many.
    */
   #versionChanges(r: Replica, markerText: string | null): Change[] | null {
     if (markerText === null || r.ackText === null || markerText === r.ackText) return null;
     const log = readSmallFile(`${this.#o.source}/${VERSION_LOG}`, LOG_READ_MAX_BYTES);
     const changes = versionChanges(log, r.ackText, markerText);
-    return changes !== null && changes.length > this.#o.push.maxPaths ? null : changes;
+    if (changes === null) return null;
+    const max = this.#o.push.maxPaths * (changes.some((c) => c.deep) ? 1 : LIST_PATHS_FACTOR);
+    return changes.length > max ? null : changes;
   }
 
   /** The marker the replica's tree holds now, read through its write module; null when none. */
@@ -1102,6 +1106,12 @@ function cleanPath(p: string): boolean {
   return !/[\x00-\x1f\x7f]/.test(p) &&
     p.split("/").every((x) => x !== "" && x !== "." && x !== "..");
 }
+
+/**
+ * How many times push.max_paths a version push may name when it can go as a
+ * list: a stat per path, no rule tried on every entry of the tree.
+ */
+const LIST_PATHS_FACTOR = 10;
 
 /** The most of a replica's marker read back: a marker is a few hundred bytes. */
 const MARKER_READ_MAX_BYTES = 4096;

@@ -331,15 +331,23 @@ export class Voucher {
   /**
    * Each path, listed when it is in the tree now and a push brings it; null
    * when one lies below a symlink (the walk, which never follows one,
-   * decides then) or is a directory that changed whole (what is below it is
-   * not in the list).
+   * decides then), is a directory that changed whole (what is below it is
+   * not in the list), or cannot be looked up by its name: one holding
+   * U+FFFD is how a name that is not UTF-8 reaches us, and finding nothing
+   * by it is no proof the file is gone (the walk refuses such a name).
    */
   async #pathChanges(paths: string[], changed: Map<string, boolean>): Promise<PathChange[] | null> {
     const out: PathChange[] = [];
     for (const path of new Set(paths)) {
       if (path === "." || path === "" || SERVER_SKIP.includes(path.split("/")[0])) continue;
-      if (detour(this.#o.root, path) !== null) return null;
-      const st = await Deno.lstat(`${this.#o.root}/${path}`).catch(() => null);
+      if (path.includes("\uFFFD") || detour(this.#o.root, path) !== null) return null;
+      let st: Deno.FileInfo | null;
+      try {
+        st = await Deno.lstat(`${this.#o.root}/${path}`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) return null;
+        st = null;
+      }
       if (st?.isDirectory && changed.get(path)) return null;
       out.push({ path, listed: st !== null && !this.#excluded(path) });
     }

@@ -295,3 +295,20 @@ Deno.test("vouch: unwatched, every check walks", async () => {
     assert.deepEqual(v.state === "verified" && v.by, "walk");
   });
 });
+
+Deno.test("vouch: a watched file whose name is not UTF-8 is not taken for gone", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // Planted under the marker; the watcher names it as Deno decodes it, with U+FFFD.
+    const made = await new Deno.Command("sh", {
+      args: ["-c", `printf planted > "$(printf 'lib/bad\\377')"`],
+      cwd: lab.root,
+    }).output();
+    assert(made.success);
+    voucher.changed([{ path: "lib/bad\uFFFD", deep: false }]);
+    const v = await voucher.check();
+    assert.equal(v.state, "refused", JSON.stringify(v));
+  });
+});

@@ -19,9 +19,12 @@
  *   lost, a directory that appeared whole, a difference that does not give
  *   the signed manifest): every path stat'ed, those whose stat changed
  *   hashed.
- * Paths changed under the marker it vouched for (an edit on the server's
- * disk, a push that stopped before its marker) are checked once the tree
- * has been quiet for a moment, so a push landing is not refused halfway.
+ * Under the marker it vouched for, nothing is checked while the tree
+ * changes (a check by difference, a walk after lost events, a whole one),
+ * so a push landing its paths before its marker is not refused halfway;
+ * what changed (an edit on the server's disk, a push that stopped before
+ * its marker) is checked once the tree has been quiet for a moment, or has
+ * kept changing for half a minute.
  * The answer is the same SHA-256 the envelope signs, or a refusal naming the
  * first path that differs.
  *
@@ -102,10 +105,20 @@ export interface VoucherOptions {
    * quiet before they are checked (ms; default {@linkcode QUIET_MS}).
    */
   quietMs?: number;
+  /**
+   * The most a change under an unchanged marker waits for quiet (ms, from
+   * the first change since the last check; default
+   * {@linkcode QUIET_MAX_MS}): a tree written again and again is checked
+   * all the same.
+   */
+  quietMaxMs?: number;
 }
 
 /** How long changed paths wait for quiet by default: a push's paths and its marker land within it. */
 export const QUIET_MS = 2_000;
+
+/** The most changed paths wait for quiet by default: far past a push's bursts, far below a reconcile. */
+export const QUIET_MAX_MS = 30_000;
 
 /** The most of a marker read: a marker is a few hundred bytes. */
 const MARKER_MAX_BYTES = 4096;
@@ -141,6 +154,8 @@ export class Voucher {
   /** Paths changed since the last check, and whether everything under them changed. */
   #changed = new Map<string, boolean>();
   #changedAt = 0;
+  /** When the first change (or loss) since the last check came; null: none. */
+  #busySince: number | null = null;
   /** Changes were lost (or there is no watcher): the next check walks. */
   #walkNext = true;
   /** The check running or last run: the next waits for it (#check never rejects). */
@@ -176,19 +191,27 @@ export class Voucher {
     for (const c of changes) {
       this.#changed.set(c.path, (this.#changed.get(c.path) ?? false) || c.deep);
     }
-    this.#changedAt = Date.now();
+    this.#busy();
     this.#walkNext ||= this.#changed.size > MAX_CHANGED;
   }
 
   /** The watcher lost events or stopped: the next check walks the whole tree. */
   lost(): void {
+    // Lost events are changes too: the walk waits for quiet as they would.
+    this.#busy();
     this.#walkNext = true;
+  }
+
+  #busy(): void {
+    this.#changedAt = Date.now();
+    this.#busySince ??= this.#changedAt;
   }
 
   /**
    * Checks the tree's version: at once when the marker is the one last
-   * checked and nothing changed since (or only just: the tree not quiet
-   * yet), else by difference or by a walk; `whole` walks whatever else.
+   * checked and nothing changed since, or only just (the tree not quiet
+   * yet: whatever the check, it waits, at most `quietMaxMs`), else by
+   * difference or by a walk; `whole` walks whatever else.
    */
   check(whole = false): Promise<Vouch> {
     const run = this.#queue.then(() => this.#check(whole));
@@ -199,14 +222,22 @@ export class Voucher {
   async #check(whole: boolean): Promise<Vouch> {
     const markerText = readSmallFile(`${this.#o.root}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
     const sameMarker = this.#last !== null && this.#last.markerText === markerText;
-    const quiet = Date.now() - this.#changedAt >= (this.#o.quietMs ?? QUIET_MS);
-    const settled = this.#changed.size === 0 || !quiet;
+    const now = Date.now();
+    // A push lands its paths, then its marker: under the marker, wait.
+    const landing = this.#busySince !== null &&
+      now - this.#changedAt < (this.#o.quietMs ?? QUIET_MS) &&
+      now - this.#busySince < (this.#o.quietMaxMs ?? QUIET_MAX_MS);
     const watched = this.#o.watched();
-    if (!whole && sameMarker && settled && (!this.#walkNext || !watched)) {
+    if (sameMarker && landing) {
+      this.#walkNext ||= whole;
+      return this.#last!.vouch;
+    }
+    if (!whole && sameMarker && this.#changed.size === 0 && (!this.#walkNext || !watched)) {
       return this.#last!.vouch;
     }
     const changed = this.#changed;
     this.#changed = new Map();
+    this.#busySince = null;
     const walk = whole || this.#walkNext || !watched;
     this.#walkNext = false;
     let vouch: Vouch;

@@ -88,7 +88,13 @@ async function land(
 
 function voucherOf(
   lab: Lab,
-  opts: { trusted?: boolean; excludes?: string[]; watched?: boolean; quietMs?: number } = {},
+  opts: {
+    trusted?: boolean;
+    excludes?: string[];
+    watched?: boolean;
+    quietMs?: number;
+    quietMaxMs?: number;
+  } = {},
 ): Voucher {
   return new Voucher({
     root: lab.root,
@@ -97,6 +103,7 @@ function voucherOf(
     excludes: opts.excludes ?? [],
     watched: () => opts.watched ?? true,
     quietMs: opts.quietMs ?? 0,
+    quietMaxMs: opts.quietMaxMs,
   });
 }
 
@@ -310,5 +317,38 @@ Deno.test("vouch: a watched file whose name is not UTF-8 is not taken for gone",
     voucher.changed([{ path: "lib/bad\uFFFD", deep: false }]);
     const v = await voucher.check();
     assert.equal(v.state, "refused", JSON.stringify(v));
+  });
+});
+
+Deno.test("vouch: under its marker, a whole check and one after lost events wait for the tree to be quiet", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 60_000 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // A push landing: its paths are in, its marker not yet.
+    await Deno.writeTextFile(`${lab.root}/a.txt`, "alpha v2\n");
+    voucher.changed([{ path: "a.txt", deep: false }]);
+    assert.equal((await voucher.check(true)).state, "verified", "a whole check waits");
+    voucher.lost();
+    assert.equal((await voucher.check()).state, "verified", "a walk after lost events waits");
+    // The push stopped there: once quiet, the tree is walked and refused.
+    const quiet = voucherOf(lab);
+    assert.equal((await quiet.check()).state, "refused");
+  });
+});
+
+Deno.test("vouch: a tree never quiet under its marker is checked all the same once it waited long enough", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 60_000, quietMaxMs: 20 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    await new Promise((r) => setTimeout(r, 40));
+    // Written again and again: never quiet.
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO!\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
   });
 });

@@ -21,7 +21,6 @@ import {
   formatRsyncUrl,
   log,
   type Logger,
-  SERVER_TEMP_DIR,
   sweepTemps,
   VERSION_MARKER,
 } from "../lib/core/mod.ts";
@@ -40,7 +39,7 @@ import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
 import { readMarker, sameVersion, type VersionMarker } from "../lib/version/mod.ts";
 import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
-import { repairFrom, type Vouch, Voucher } from "../lib/vouch/mod.ts";
+import { ensureTempDir, repairFrom, type Vouch, Voucher } from "../lib/vouch/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -328,7 +327,7 @@ function checkStatus(v: Vouch | null): Record<string, unknown> | null {
  * daemons (the module comment) and the metrics, then to `/version`: a
  * client that hears of it reads the module comment next, so that is
  * rewritten first. A marker the tree does not hold announces no version.
- * Puts back a removed temp dir.
+ * Puts back a temp dir removed or replaced (a symlink is never written through).
  */
 async function refreshVersion(
   host: ServerSetup,
@@ -435,26 +434,6 @@ function followMarker(tree: string, refresh: () => Promise<void>, lg: Logger): (
     markerWatch.close();
     clearInterval(timer);
   };
-}
-
-/**
- * Makes the tree's temp dir (rsync `--temp-dir` of pushes and publishes
- * into this host), owned like the tree so the daemon can write to it after
- * dropping root; puts it back if someone removed it.
- */
-async function ensureTempDir(tree: string): Promise<void> {
-  const dir = `${tree}/${SERVER_TEMP_DIR}`;
-  try {
-    await Deno.lstat(dir);
-    return;
-  } catch { /* missing: make it */ }
-  try {
-    const st = await Deno.stat(tree);
-    await Deno.mkdir(dir, { mode: 0o700 });
-    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
-      await Deno.chown(dir, st.uid, st.gid);
-    }
-  } catch { /* the tree is gone: the push guard reports it */ }
 }
 
 /**

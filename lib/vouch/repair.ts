@@ -79,6 +79,9 @@ export async function repairFrom(o: RepairOptions): Promise<string | null> {
 }
 
 async function run(o: RepairOptions, over: Partial<RsyncJob>): Promise<string | null> {
+  // rsync's temp files go there: through a symlink, they would land outside the tree.
+  const temp = await ensureTempDir(o.root);
+  if (temp) return temp;
   const job: RsyncJob = {
     source: o.source,
     dest: `${o.root}/`,
@@ -95,6 +98,40 @@ async function run(o: RepairOptions, over: Partial<RsyncJob>): Promise<string | 
     keepItems: false,
   });
   return r.code === 0 || r.code === 24 ? null : describeRsyncFailure(r);
+}
+
+/**
+ * Makes the tree's temp dir (rsync `--temp-dir` of pushes, publishes and
+ * repairs into the tree), owned like the tree so the daemon can write to it
+ * after dropping root; puts it back if someone removed it, and removes what
+ * is there instead of a directory (a symlink planted there, by a push into
+ * the tree or on its disk, would take rsync's temp files where it points).
+ * Returns null, or why the dir cannot be made (the tree gone, say).
+ *
+ * @example
+ * ```ts
+ * const failed = await ensureTempDir("/srv/plugins");
+ * if (failed) log.warn(failed);
+ * ```
+ */
+export async function ensureTempDir(tree: string): Promise<string | null> {
+  const dir = `${tree}/${SERVER_TEMP_DIR}`;
+  try {
+    if ((await Deno.lstat(dir)).isDirectory) return null;
+    await Deno.remove(dir); // a symlink goes, not what it points at
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return `${dir}: ${(e as Error).message}`;
+  }
+  try {
+    const st = await Deno.stat(tree);
+    await Deno.mkdir(dir, { mode: 0o700 });
+    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
+      await Deno.chown(dir, st.uid, st.gid);
+    }
+    return null;
+  } catch (e) {
+    return `cannot make ${dir}: ${(e as Error).message}`;
+  }
 }
 
 /** As root, `--chown` to the tree root's owner; else nothing (files are ours, as the tree is). */

@@ -494,6 +494,7 @@ async function startWatcher(
       engine?.requestFull(why);
       voucher.lost();
     },
+    onTempNamed: (c) => voucher.changed(c),
     log: lg,
     registry,
   });

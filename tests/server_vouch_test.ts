@@ -169,3 +169,29 @@ Deno.test("vouch: a relay whose tree was damaged announces no version, nor does 
     }
   });
 });
+
+Deno.test("vouch: an edit of a file named like an rsync temp file (.env.sample) under an intact marker is refused once quiet", async () => {
+  await withLab(async (lab) => {
+    const { key, text } = await newKey(lab, "release");
+    await lab.fleet({
+      replicas: [],
+      publisher: false,
+      extra: `release:\n  public_keys: ["${text}"]`,
+    });
+    const p = lab.hosts.rsync1;
+    await publish(p.path, 1, { ...V1, ".env.sample": "KEY=\n" }, key);
+    await lab.server("primary", "rsync1");
+    await waitFor(
+      "version 1 announced",
+      async () => (await treeOf(lab, "rsync1")).version?.seq === 1,
+      20_000,
+    );
+    // The watcher takes writing such a name for rsync's own, and pushes nothing for it.
+    await Deno.writeTextFile(`${p.path}/.env.sample`, "KEY=planted\n");
+    const refused = await waitFor("the edit refused", async () => {
+      const t = await treeOf(lab, "rsync1");
+      return t.check.state === "refused" ? t : null;
+    }, 15_000);
+    assert.equal(refused.check.path, ".env.sample");
+  });
+});

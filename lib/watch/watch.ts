@@ -44,6 +44,13 @@ export interface WatchOptions {
   onChanges: (changes: Change[]) => void;
   /** Receives requests for a full push, with the reason. */
   onFull: (reason: string) => void;
+  /**
+   * Receives paths named like an rsync temp file that were written (a
+   * directory one `deep`): never pushed for that, as they may be rsync's
+   * own, but a real file may be so named (`.env.sample`), and a check of the
+   * tree must look at it.
+   */
+  onTempNamed?: (changes: Change[]) => void;
   log: Logger;
   registry?: Registry;
 }
@@ -491,8 +498,10 @@ export class TreeWatcher {
         // But it was pushed if it is a real file (.env.sample), or if a push
         // walked its directory while another rsync was writing it, so its
         // going away is one (the next push deletes the copy downstream).
-        const gone = evKind === "remove" || (evKind === "rename" && lstatSync(abs) === null);
+        const st = evKind === "remove" ? null : lstatSync(abs);
+        const gone = evKind === "remove" || (evKind === "rename" && st === null);
         if (gone) batch.changes.push({ path: rel, deep: false, gone: true });
+        else if (st !== null) this.#o.onTempNamed?.([{ path: rel, deep: st.isDirectory }]);
         continue;
       }
       const kind = evKind === "modify" ? "modify" : evKind === "remove" ? "remove" : "other";

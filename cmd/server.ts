@@ -55,6 +55,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   // What a killed server left mid-write.
   for (const dir of [self.stateDir, `${self.stateDir}/vouch`]) await sweepTemps(dir);
   const watch: { watcher: TreeWatcher | null } = { watcher: null };
+  const watched = () => watch.watcher?.mode === "events";
   // Nothing is announced before the first check of the tree.
   const tree: TreeVersion = {
     current: null,
@@ -64,8 +65,9 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       stateDir: `${self.stateDir}/vouch`,
       trusted: fleet.release.publicKeys.map(parsePublicKey),
       excludes: fleet.push.exclude,
-      watched: () => watch.watcher?.mode === "events",
+      watched,
     }),
+    watched,
     fullCheckAt: 0,
     repair: {
       source: upstreamSource(fleet, self),
@@ -160,6 +162,8 @@ interface TreeVersion {
   current: VersionMarker | null;
   board: VersionBoard;
   voucher: Voucher;
+  /** Whether a watcher reports every change of the tree now. */
+  watched: () => boolean;
   /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
   fullCheckAt: number;
   /**
@@ -356,9 +360,12 @@ const REFUSED_RECHECK_MS = 5_000;
 const REPAIR_BACKOFF_MS = [10_000, 300_000] as const;
 
 /**
- * The voucher's check: whole every `push.reconcile`, and every
- * {@linkcode REFUSED_RECHECK_MS} while refused (a repair seldom changes the
- * marker); else only when the marker changed. Logs a change of verdict.
+ * The voucher's check: whole every `push.reconcile`, every
+ * `push.poll_interval` while no watcher reports changes (nothing else
+ * would see an edit under the marker; the push engine pushes whole as
+ * often then), and every {@linkcode REFUSED_RECHECK_MS} while refused (a
+ * repair seldom changes the marker); else only when the marker changed.
+ * Logs a change of verdict.
  */
 async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch> {
   const now = Date.now();
@@ -366,8 +373,7 @@ async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch
   const before = version.voucher.last;
   const v = await version.voucher.check(whole);
   if (whole) {
-    version.fullCheckAt = now +
-      (v.state === "refused" ? REFUSED_RECHECK_MS : host.fleet.push.reconcile);
+    version.fullCheckAt = now + wholeCheckEvery(host, version, v);
   }
   if (v.state === "refused" && before?.state !== "refused") {
     host.lg.warn("announcing no version: the tree is not the version its marker names", {
@@ -378,6 +384,13 @@ async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch
     host.lg.info("the tree holds its version again", { seq: v.marker?.seq });
   }
   return v;
+}
+
+/** How long after a whole check that found `v` the next one is made (ms). */
+function wholeCheckEvery(host: ServerSetup, version: TreeVersion, v: Vouch): number {
+  if (v.state === "refused") return REFUSED_RECHECK_MS;
+  const { reconcile, pollInterval } = host.fleet.push;
+  return version.watched() ? reconcile : Math.min(pollInterval, reconcile);
 }
 
 /**

@@ -352,3 +352,24 @@ Deno.test("vouch: a tree never quiet under its marker is checked all the same on
     assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
   });
 });
+
+Deno.test("vouch: a push still writing into the temp dir is landing, however long since its first event", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 50 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // rsync makes the version's new directory first, then takes its time over a big file.
+    await Deno.mkdir(`${lab.root}/new`);
+    voucher.changed([{ path: "new", deep: true }]);
+    await Deno.mkdir(`${lab.root}/.fanout-tmp`);
+    const temp = `${lab.root}/.fanout-tmp/big.bin.Ab12Cd`;
+    await Deno.writeTextFile(temp, "part");
+    await new Promise((r) => setTimeout(r, 100));
+    await Deno.writeTextFile(temp, "part two", { append: true });
+    assert.equal((await voucher.check()).state, "verified", "the push is landing");
+    // The transfer stopped there (its temp file left): refused once quiet.
+    await new Promise((r) => setTimeout(r, 100));
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "new");
+  });
+});

@@ -39,7 +39,7 @@ import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
 import { readMarker, sameVersion, type VersionMarker } from "../lib/version/mod.ts";
 import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
-import { ensureTempDir, repairFrom, type Vouch, Voucher } from "../lib/vouch/mod.ts";
+import { ensureTempDir, repairFrom, RepairPace, type Vouch, Voucher } from "../lib/vouch/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -71,10 +71,9 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     fullCheckAt: 0,
     repair: {
       source: upstreamSource(fleet, self),
-      at: 0,
+      pace: new RepairPace(),
       running: false,
       refusedSince: null,
-      failures: 0,
       stop: new AbortController(),
     },
   };
@@ -167,16 +166,14 @@ interface TreeVersion {
   /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
   fullCheckAt: number;
   /**
-   * Where the tree is repaired from (null on the primary), when next, whether
-   * now, since when the tree has been refused, how many repairs left it so,
-   * and the stop of a repair.
+   * Where the tree is repaired from (null on the primary), how often, whether
+   * now, since when the tree has been refused, and the stop of a repair.
    */
   repair: {
     source: string | null;
-    at: number;
+    pace: RepairPace;
     running: boolean;
     refusedSince: number | null;
-    failures: number;
     stop: AbortController;
   };
 }
@@ -352,12 +349,6 @@ async function refreshVersion(
 
 /** How often a tree refused is checked whole again, and how long a refusal lasts before a repair. */
 const REFUSED_RECHECK_MS = 5_000;
-/**
- * How long a replica waits before its next repair when the last one left the
- * tree refused: doubling from the first to the last (an upstream that serves
- * a bad tree is not asked for it in a loop).
- */
-const REPAIR_BACKOFF_MS = [10_000, 300_000] as const;
 
 /**
  * The voucher's check: whole every `push.reconcile`, every
@@ -400,21 +391,20 @@ function wholeCheckEvery(host: ServerSetup, version: TreeVersion, v: Vouch): num
 function refusedFor(version: TreeVersion, v: Vouch): number {
   const r = version.repair;
   r.refusedSince = v.state === "refused" ? r.refusedSince ?? Date.now() : null;
-  if (r.refusedSince === null) [r.failures, r.at] = [0, 0];
+  if (r.refusedSince === null) r.pace.held(Date.now());
   return r.refusedSince === null ? 0 : Date.now() - r.refusedSince;
 }
 
 /**
  * Repairs a refused tree from upstream in the background (stopped with the
- * server), backing off while repairs leave it refused; checks it whole after.
+ * server), at the pace of {@linkcode RepairPace}; checks it whole after.
  */
 function repairSoon(host: ServerSetup, daemons: Daemons, version: TreeVersion): void {
   const r = version.repair;
-  if (r.source === null || r.running || Date.now() < r.at || r.stop.signal.aborted) return;
+  if (r.source === null || r.running || r.stop.signal.aborted) return;
+  if (!r.pace.start(Date.now())) return;
   const { self, fleet, lg } = host;
   r.running = true;
-  const [first, last] = REPAIR_BACKOFF_MS;
-  r.at = Date.now() + Math.min(last, first * 2 ** r.failures++);
   lg.info("repairing the tree from upstream", { upstream: self.upstream });
   repairFrom({
     source: r.source,

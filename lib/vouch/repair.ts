@@ -36,6 +36,45 @@ export interface RepairOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * How often a replica's tree is repaired from upstream while refused: the
+ * waits between repairs double from the first to the last. A tree that holds
+ * its version for a moment between refusals (edited again and again) does
+ * not bring the next repair sooner: the waits start again from the first
+ * only once the tree has held its version for the longest since the last
+ * repair was due, so an upstream is never asked for its whole tree, compared
+ * by content, in a loop.
+ *
+ * @example
+ * ```ts
+ * const pace = new RepairPace();
+ * if (refusedLongEnough && pace.start(Date.now())) void repairFrom(opts);
+ * if (verified) pace.held(Date.now());
+ * ```
+ */
+export class RepairPace {
+  #at = 0;
+  #failures = 0;
+  /** `waits`: the first and the longest wait between two repairs (ms). */
+  constructor(readonly waits: readonly [number, number] = REPAIR_WAITS_MS) {}
+
+  /** Whether a repair may start at `now` (ms); if it may, the next waits longer. */
+  start(now: number): boolean {
+    if (now < this.#at) return false;
+    const [first, last] = this.waits;
+    this.#at = now + Math.min(last, first * 2 ** this.#failures++);
+    return true;
+  }
+
+  /** The tree holds its version at `now` (ms). */
+  held(now: number): void {
+    if (now >= this.#at + this.waits[1]) this.#failures = 0;
+  }
+}
+
+/** The first and the longest wait between two repairs by default (ms). */
+const REPAIR_WAITS_MS = [10_000, 300_000] as const;
+
 /** The files that name and vouch for a version: fetched last, together. */
 const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE];
 

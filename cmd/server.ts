@@ -498,6 +498,7 @@ async function startWatcher(
       voucher.lost();
     },
     onTempNamed: (c) => voucher.changed(c),
+    onLost: () => voucher.lost(),
     log: lg,
     registry,
   });

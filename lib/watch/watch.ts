@@ -51,6 +51,12 @@ export interface WatchOptions {
    * tree must look at it.
    */
   onTempNamed?: (changes: Change[]) => void;
+  /**
+   * Told at once when events may have been lost (a burst begins, the kernel
+   * queue overflowed), before the re-walk and the `onFull` that follow: a
+   * check of the tree must not take the changes reported meanwhile for all.
+   */
+  onLost?: () => void;
   log: Logger;
   registry?: Registry;
 }
@@ -292,6 +298,7 @@ export class TreeWatcher {
     r?.gauge("fanout_watch_dirs", "Directories watched.", () => [[{}, this.#dirs.size]]);
     this.#storm = new StormMeter(opts.stormEvents, {
       start: (eventsPerS) => {
+        this.#o.onLost?.();
         this.#m.storms?.inc();
         this.#o.log.info(
           "event burst: some events may be lost; re-walk and whole push once quiet",
@@ -473,6 +480,7 @@ export class TreeWatcher {
   #handle([evKind, paths, flag]: RawEvent): void {
     this.#m.events?.inc();
     if (flag === "rescan") {
+      this.#o.onLost?.();
       this.#m.overflows?.inc();
       this.#o.log.warn(
         "watcher asked for a rescan (kernel queue overflow?): re-walk and full push",

@@ -21,7 +21,6 @@ import {
   formatRsyncUrl,
   log,
   type Logger,
-  SERVER_TEMP_DIR,
   sweepTemps,
   VERSION_MARKER,
 } from "../lib/core/mod.ts";
@@ -40,7 +39,7 @@ import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
 import { readMarker, sameVersion, type VersionMarker } from "../lib/version/mod.ts";
 import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
-import { repairFrom, type Vouch, Voucher } from "../lib/vouch/mod.ts";
+import { ensureTempDir, repairFrom, RepairPace, type Vouch, Voucher } from "../lib/vouch/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -55,6 +54,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   await ensureTempDir(self.path);
   // What a killed server left mid-write.
   for (const dir of [self.stateDir, `${self.stateDir}/vouch`]) await sweepTemps(dir);
+  const watched = () => tree.watcher?.mode === "events";
   // Nothing is announced before the first check of the tree.
   const tree: TreeVersion = {
     current: null,
@@ -64,16 +64,16 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       stateDir: `${self.stateDir}/vouch`,
       trusted: fleet.release.publicKeys.map(parsePublicKey),
       excludes: fleet.push.exclude,
-      watched: () => tree.watcher?.mode === "events",
+      watched,
     }),
+    watched,
     fullCheckAt: 0,
     watcher: null,
     repair: {
       source: upstreamSource(fleet, self),
-      at: 0,
+      pace: new RepairPace(),
       running: false,
       refusedSince: null,
-      failures: 0,
       stop: new AbortController(),
     },
   };
@@ -161,21 +161,21 @@ interface TreeVersion {
   current: VersionMarker | null;
   board: VersionBoard;
   voucher: Voucher;
+  /** Whether a watcher reports every change of the tree now. */
+  watched: () => boolean;
   /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
   fullCheckAt: number;
   /** The watcher of the tree, once started (a relay's, or a signed replica's own); null before. */
   watcher: TreeWatcher | null;
   /**
-   * Where the tree is repaired from (null on the primary), when next, whether
-   * now, since when the tree has been refused, how many repairs left it so,
-   * and the stop of a repair.
+   * Where the tree is repaired from (null on the primary), how often, whether
+   * now, since when the tree has been refused, and the stop of a repair.
    */
   repair: {
     source: string | null;
-    at: number;
+    pace: RepairPace;
     running: boolean;
     refusedSince: number | null;
-    failures: number;
     stop: AbortController;
   };
 }
@@ -330,7 +330,7 @@ function checkStatus(v: Vouch | null): Record<string, unknown> | null {
  * daemons (the module comment) and the metrics, then to `/version`: a
  * client that hears of it reads the module comment next, so that is
  * rewritten first. A marker the tree does not hold announces no version.
- * Puts back a removed temp dir.
+ * Puts back a temp dir removed or replaced (a symlink is never written through).
  */
 async function refreshVersion(
   host: ServerSetup,
@@ -351,17 +351,14 @@ async function refreshVersion(
 
 /** How often a tree refused is checked whole again, and how long a refusal lasts before a repair. */
 const REFUSED_RECHECK_MS = 5_000;
-/**
- * How long a replica waits before its next repair when the last one left the
- * tree refused: doubling from the first to the last (an upstream that serves
- * a bad tree is not asked for it in a loop).
- */
-const REPAIR_BACKOFF_MS = [10_000, 300_000] as const;
 
 /**
- * The voucher's check: whole every `push.reconcile`, and every
- * {@linkcode REFUSED_RECHECK_MS} while refused (a repair seldom changes the
- * marker); else only when the marker changed. Logs a change of verdict.
+ * The voucher's check: whole every `push.reconcile`, every
+ * `push.poll_interval` while no watcher reports changes (nothing else
+ * would see an edit under the marker; the push engine pushes whole as
+ * often then), and every {@linkcode REFUSED_RECHECK_MS} while refused (a
+ * repair seldom changes the marker); else only when the marker changed.
+ * Logs a change of verdict.
  */
 async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch> {
   const now = Date.now();
@@ -369,8 +366,7 @@ async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch
   const before = version.voucher.last;
   const v = await version.voucher.check(whole);
   if (whole) {
-    version.fullCheckAt = now +
-      (v.state === "refused" ? REFUSED_RECHECK_MS : host.fleet.push.reconcile);
+    version.fullCheckAt = now + wholeCheckEvery(host, version, v);
   }
   if (v.state === "refused" && before?.state !== "refused") {
     host.lg.warn("announcing no version: the tree is not the version its marker names", {
@@ -383,6 +379,13 @@ async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch
   return v;
 }
 
+/** How long after a whole check that found `v` the next one is made (ms). */
+function wholeCheckEvery(host: ServerSetup, version: TreeVersion, v: Vouch): number {
+  if (v.state === "refused") return REFUSED_RECHECK_MS;
+  const { reconcile, pollInterval } = host.fleet.push;
+  return version.watched() ? reconcile : Math.min(pollInterval, reconcile);
+}
+
 /**
  * How long the tree has been refused (ms; 0 when it is not): a push or
  * publish landing can leave it so for a moment, which is no reason to repair.
@@ -390,21 +393,20 @@ async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch
 function refusedFor(version: TreeVersion, v: Vouch): number {
   const r = version.repair;
   r.refusedSince = v.state === "refused" ? r.refusedSince ?? Date.now() : null;
-  if (r.refusedSince === null) [r.failures, r.at] = [0, 0];
+  if (r.refusedSince === null) r.pace.held(Date.now());
   return r.refusedSince === null ? 0 : Date.now() - r.refusedSince;
 }
 
 /**
  * Repairs a refused tree from upstream in the background (stopped with the
- * server), backing off while repairs leave it refused; checks it whole after.
+ * server), at the pace of {@linkcode RepairPace}; checks it whole after.
  */
 function repairSoon(host: ServerSetup, daemons: Daemons, version: TreeVersion): void {
   const r = version.repair;
-  if (r.source === null || r.running || Date.now() < r.at || r.stop.signal.aborted) return;
+  if (r.source === null || r.running || r.stop.signal.aborted) return;
+  if (!r.pace.start(Date.now())) return;
   const { self, fleet, lg } = host;
   r.running = true;
-  const [first, last] = REPAIR_BACKOFF_MS;
-  r.at = Date.now() + Math.min(last, first * 2 ** r.failures++);
   lg.info("repairing the tree from upstream", { upstream: self.upstream });
   repairFrom({
     source: r.source,
@@ -437,26 +439,6 @@ function followMarker(tree: string, refresh: () => Promise<void>, lg: Logger): (
     markerWatch.close();
     clearInterval(timer);
   };
-}
-
-/**
- * Makes the tree's temp dir (rsync `--temp-dir` of pushes and publishes
- * into this host), owned like the tree so the daemon can write to it after
- * dropping root; puts it back if someone removed it.
- */
-async function ensureTempDir(tree: string): Promise<void> {
-  const dir = `${tree}/${SERVER_TEMP_DIR}`;
-  try {
-    await Deno.lstat(dir);
-    return;
-  } catch { /* missing: make it */ }
-  try {
-    const st = await Deno.stat(tree);
-    await Deno.mkdir(dir, { mode: 0o700 });
-    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
-      await Deno.chown(dir, st.uid, st.gid);
-    }
-  } catch { /* the tree is gone: the push guard reports it */ }
 }
 
 /**
@@ -517,6 +499,8 @@ async function startWatcher(
       engine?.requestFull(why);
       voucher.lost();
     },
+    onTempNamed: (c) => voucher.changed(c),
+    onLost: () => voucher.lost(),
     log: lg,
     registry,
   });

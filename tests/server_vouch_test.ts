@@ -3,7 +3,15 @@
 // version (module comment, /status, /version, /healthz 503), and a replica
 // repairs it from its upstream's read module.
 import assert from "node:assert/strict";
-import { http, type Lab, rsync, waitFor, withLab } from "./_helpers.ts";
+import {
+  canLowerInotify,
+  http,
+  type Lab,
+  primaryWithWatches,
+  rsync,
+  waitFor,
+  withLab,
+} from "./_helpers.ts";
 import { newKey, publish, signingSection, V1 } from "./_signed.ts";
 import { GitRepo, publishFrom } from "./_fleet.ts";
 
@@ -166,6 +174,65 @@ Deno.test("vouch: a relay whose tree was damaged announces no version, nor does 
     }, 60_000);
     for (const name of ["rsync2", "rsync3"]) {
       assert.equal(await Deno.readTextFile(`${lab.hosts[name].path}/lib/b.txt`), V1["lib/b.txt"]);
+    }
+  });
+});
+
+Deno.test("vouch: an edit of a file named like an rsync temp file (.env.sample) under an intact marker is refused once quiet", async () => {
+  await withLab(async (lab) => {
+    const { key, text } = await newKey(lab, "release");
+    await lab.fleet({
+      replicas: [],
+      publisher: false,
+      extra: `release:\n  public_keys: ["${text}"]`,
+    });
+    const p = lab.hosts.rsync1;
+    await publish(p.path, 1, { ...V1, ".env.sample": "KEY=\n" }, key);
+    await lab.server("primary", "rsync1");
+    await waitFor(
+      "version 1 announced",
+      async () => (await treeOf(lab, "rsync1")).version?.seq === 1,
+      20_000,
+    );
+    // The watcher takes writing such a name for rsync's own, and pushes nothing for it.
+    await Deno.writeTextFile(`${p.path}/.env.sample`, "KEY=planted\n");
+    const refused = await waitFor("the edit refused", async () => {
+      const t = await treeOf(lab, "rsync1");
+      return t.check.state === "refused" ? t : null;
+    }, 15_000);
+    assert.equal(refused.check.path, ".env.sample");
+  });
+});
+
+Deno.test("vouch: a server out of inotify watches checks its tree whole every push.poll_interval, not only every reconcile", async () => {
+  // A user namespace has its own inotify limits: set them tiny there only.
+  if (!(await canLowerInotify())) return;
+  await withLab(async (lab) => {
+    const { key, text } = await newKey(lab, "release");
+    await lab.fleet({
+      replicas: [],
+      publisher: false,
+      push: { poll_interval: "300ms" },
+      extra: `release:\n  public_keys: ["${text}"]`,
+    });
+    const p = lab.hosts.rsync1;
+    await publish(p.path, 1, V1, key);
+    const primary = primaryWithWatches(lab, 1);
+    try {
+      await waitFor(
+        "version 1 announced, unwatched",
+        async () => (await treeOf(lab, "rsync1").catch(() => null))?.version?.seq === 1,
+        20_000,
+      );
+      assert.match(primary.stderr(), /out of inotify watches/);
+      await Deno.writeTextFile(`${p.path}/lib/b.txt`, "planted\n");
+      const refused = await waitFor("the edit refused", async () => {
+        const t = await treeOf(lab, "rsync1");
+        return t.check.state === "refused" ? t : null;
+      }, 10_000);
+      assert.equal(refused.check.path, "lib/b.txt");
+    } finally {
+      await primary.stop();
     }
   });
 });

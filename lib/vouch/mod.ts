@@ -9,4 +9,4 @@
  */
 
 export { QUIET_MS, type Vouch, Voucher, type VoucherOptions } from "./vouch.ts";
-export { repairFrom, type RepairOptions } from "./repair.ts";
+export { ensureTempDir, repairFrom, type RepairOptions, RepairPace } from "./repair.ts";

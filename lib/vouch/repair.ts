@@ -36,6 +36,45 @@ export interface RepairOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * How often a replica's tree is repaired from upstream while refused: the
+ * waits between repairs double from the first to the last. A tree that holds
+ * its version for a moment between refusals (edited again and again) does
+ * not bring the next repair sooner: the waits start again from the first
+ * only once the tree has held its version for the longest since the last
+ * repair was due, so an upstream is never asked for its whole tree, compared
+ * by content, in a loop.
+ *
+ * @example
+ * ```ts
+ * const pace = new RepairPace();
+ * if (refusedLongEnough && pace.start(Date.now())) void repairFrom(opts);
+ * if (verified) pace.held(Date.now());
+ * ```
+ */
+export class RepairPace {
+  #at = 0;
+  #failures = 0;
+  /** `waits`: the first and the longest wait between two repairs (ms). */
+  constructor(readonly waits: readonly [number, number] = REPAIR_WAITS_MS) {}
+
+  /** Whether a repair may start at `now` (ms); if it may, the next waits longer. */
+  start(now: number): boolean {
+    if (now < this.#at) return false;
+    const [first, last] = this.waits;
+    this.#at = now + Math.min(last, first * 2 ** this.#failures++);
+    return true;
+  }
+
+  /** The tree holds its version at `now` (ms). */
+  held(now: number): void {
+    if (now >= this.#at + this.waits[1]) this.#failures = 0;
+  }
+}
+
+/** The first and the longest wait between two repairs by default (ms). */
+const REPAIR_WAITS_MS = [10_000, 300_000] as const;
+
 /** The files that name and vouch for a version: fetched last, together. */
 const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE];
 
@@ -79,6 +118,9 @@ export async function repairFrom(o: RepairOptions): Promise<string | null> {
 }
 
 async function run(o: RepairOptions, over: Partial<RsyncJob>): Promise<string | null> {
+  // rsync's temp files go there: through a symlink, they would land outside the tree.
+  const temp = await ensureTempDir(o.root);
+  if (temp) return temp;
   const job: RsyncJob = {
     source: o.source,
     dest: `${o.root}/`,
@@ -95,6 +137,40 @@ async function run(o: RepairOptions, over: Partial<RsyncJob>): Promise<string | 
     keepItems: false,
   });
   return r.code === 0 || r.code === 24 ? null : describeRsyncFailure(r);
+}
+
+/**
+ * Makes the tree's temp dir (rsync `--temp-dir` of pushes, publishes and
+ * repairs into the tree), owned like the tree so the daemon can write to it
+ * after dropping root; puts it back if someone removed it, and removes what
+ * is there instead of a directory (a symlink planted there, by a push into
+ * the tree or on its disk, would take rsync's temp files where it points).
+ * Returns null, or why the dir cannot be made (the tree gone, say).
+ *
+ * @example
+ * ```ts
+ * const failed = await ensureTempDir("/srv/plugins");
+ * if (failed) log.warn(failed);
+ * ```
+ */
+export async function ensureTempDir(tree: string): Promise<string | null> {
+  const dir = `${tree}/${SERVER_TEMP_DIR}`;
+  try {
+    if ((await Deno.lstat(dir)).isDirectory) return null;
+    await Deno.remove(dir); // a symlink goes, not what it points at
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return `${dir}: ${(e as Error).message}`;
+  }
+  try {
+    const st = await Deno.stat(tree);
+    await Deno.mkdir(dir, { mode: 0o700 });
+    if (Deno.uid() === 0 && st.uid !== null && st.gid !== null) {
+      await Deno.chown(dir, st.uid, st.gid);
+    }
+    return null;
+  } catch (e) {
+    return `cannot make ${dir}: ${(e as Error).message}`;
+  }
 }
 
 /** As root, `--chown` to the tree root's owner; else nothing (files are ours, as the tree is). */

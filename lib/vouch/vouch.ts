@@ -19,9 +19,13 @@
  *   lost, a directory that appeared whole, a difference that does not give
  *   the signed manifest): every path stat'ed, those whose stat changed
  *   hashed.
- * Paths changed under the marker it vouched for (an edit on the server's
- * disk, a push that stopped before its marker) are checked once the tree
- * has been quiet for a moment, so a push landing is not refused halfway.
+ * Under the marker it vouched for, nothing is checked while the tree
+ * changes (a check by difference, a walk after lost events, a whole one),
+ * so a push landing its paths before its marker is not refused halfway;
+ * what changed (an edit on the server's disk, a push that stopped before
+ * its marker) is checked once the tree has been quiet for a moment (no
+ * event, nothing written in its temp dir), or has kept changing for half a
+ * minute.
  * The answer is the same SHA-256 the envelope signs, or a refusal naming the
  * first path that differs.
  *
@@ -102,16 +106,29 @@ export interface VoucherOptions {
    * quiet before they are checked (ms; default {@linkcode QUIET_MS}).
    */
   quietMs?: number;
+  /**
+   * The most a change under an unchanged marker waits for quiet (ms, from
+   * the first change since the last check; default
+   * {@linkcode QUIET_MAX_MS}): a tree written again and again is checked
+   * all the same.
+   */
+  quietMaxMs?: number;
 }
 
 /** How long changed paths wait for quiet by default: a push's paths and its marker land within it. */
 export const QUIET_MS = 2_000;
+
+/** The most changed paths wait for quiet by default: far past a push's bursts, far below a reconcile. */
+export const QUIET_MAX_MS = 30_000;
 
 /** The most of a marker read: a marker is a few hundred bytes. */
 const MARKER_MAX_BYTES = 4096;
 
 /** More paths changed than this between two checks: a walk is cheaper than the list. */
 const MAX_CHANGED = 10_000;
+
+/** The most entries of the temp dir looked at for a transfer writing: one rsync writes one file at a time. */
+const MAX_TEMP_LOOKED_AT = 64;
 
 /** Relative paths a server keeps in its tree beside the version. */
 const SERVER_SKIP: readonly string[] = [...RELEASE_SKIP, SERVER_TEMP_DIR];
@@ -141,6 +158,8 @@ export class Voucher {
   /** Paths changed since the last check, and whether everything under them changed. */
   #changed = new Map<string, boolean>();
   #changedAt = 0;
+  /** When the first change (or loss) since the last check came; null: none. */
+  #busySince: number | null = null;
   /** Changes were lost (or there is no watcher): the next check walks. */
   #walkNext = true;
   /** A patched manifest and record to keep once their version is announced. */
@@ -180,19 +199,27 @@ export class Voucher {
     for (const c of changes) {
       this.#changed.set(c.path, (this.#changed.get(c.path) ?? false) || c.deep);
     }
-    this.#changedAt = Date.now();
+    this.#busy();
     this.#walkNext ||= this.#changed.size > MAX_CHANGED;
   }
 
   /** The watcher lost events or stopped: the next check walks the whole tree. */
   lost(): void {
+    // Lost events are changes too: the walk waits for quiet as they would.
+    this.#busy();
     this.#walkNext = true;
+  }
+
+  #busy(): void {
+    this.#changedAt = Date.now();
+    this.#busySince ??= this.#changedAt;
   }
 
   /**
    * Checks the tree's version: at once when the marker is the one last
-   * checked and nothing changed since (or only just: the tree not quiet
-   * yet), else by difference or by a walk; `whole` walks whatever else.
+   * checked and nothing changed since, or only just (the tree not quiet
+   * yet: whatever the check, it waits, at most `quietMaxMs`), else by
+   * difference or by a walk; `whole` walks whatever else.
    */
   check(whole = false): Promise<Vouch> {
     const run = this.#queue.then(() => this.#check(whole));
@@ -204,14 +231,23 @@ export class Voucher {
     await this.#persisting;
     const markerText = readSmallFile(`${this.#o.root}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
     const sameMarker = this.#last !== null && this.#last.markerText === markerText;
-    const quiet = Date.now() - this.#changedAt >= (this.#o.quietMs ?? QUIET_MS);
-    const settled = this.#changed.size === 0 || !quiet;
+    const now = Date.now();
+    // A push lands its paths, then its marker: under the marker, wait.
+    const quietMs = this.#o.quietMs ?? QUIET_MS;
+    const landing = this.#busySince !== null &&
+      now - this.#busySince < (this.#o.quietMaxMs ?? QUIET_MAX_MS) &&
+      (now - this.#changedAt < quietMs || this.#receiving(now - quietMs));
     const watched = this.#o.watched();
-    if (!whole && sameMarker && settled && (!this.#walkNext || !watched)) {
+    if (sameMarker && landing) {
+      this.#walkNext ||= whole;
+      return this.#last!.vouch;
+    }
+    if (!whole && sameMarker && this.#changed.size === 0 && (!this.#walkNext || !watched)) {
       return this.#last!.vouch;
     }
     const changed = this.#changed;
     this.#changed = new Map();
+    this.#busySince = null;
     const walk = whole || this.#walkNext || !watched;
     this.#walkNext = false;
     let vouch: Vouch;
@@ -222,6 +258,35 @@ export class Voucher {
     }
     this.#last = { markerText, vouch };
     return vouch;
+  }
+
+  /**
+   * Whether a transfer into the tree wrote its temp dir since `since` (ms
+   * since the epoch): rsync makes a version's new directories as it starts,
+   * then may take long over a big file, with no event in the tree.
+   */
+  #receiving(since: number): boolean {
+    const dir = `${this.#o.root}/${SERVER_TEMP_DIR}`;
+    const stat = (path: string) => {
+      try {
+        return Deno.lstatSync(path);
+      } catch {
+        return null;
+      }
+    };
+    const fresh = (st: Deno.FileInfo | null) => (st?.mtime?.getTime() ?? 0) >= since;
+    // Never listed through a symlink: what it points at is not the tree's.
+    const st = stat(dir);
+    if (!st?.isDirectory) return false;
+    if (fresh(st)) return true;
+    try {
+      let n = 0;
+      for (const e of Deno.readDirSync(dir)) {
+        if (fresh(stat(`${dir}/${e.name}`))) return true;
+        if (++n >= MAX_TEMP_LOOKED_AT) break;
+      }
+    } catch { /* gone meanwhile: nothing is received */ }
+    return false;
   }
 
   /** `changed`: the paths watched since the last check; null: walk. */
@@ -355,15 +420,23 @@ export class Voucher {
   /**
    * Each path, listed when it is in the tree now and a push brings it; null
    * when one lies below a symlink (the walk, which never follows one,
-   * decides then) or is a directory that changed whole (what is below it is
-   * not in the list).
+   * decides then), is a directory that changed whole (what is below it is
+   * not in the list), or cannot be looked up by its name: one holding
+   * U+FFFD is how a name that is not UTF-8 reaches us, and finding nothing
+   * by it is no proof the file is gone (the walk refuses such a name).
    */
   async #pathChanges(paths: string[], changed: Map<string, boolean>): Promise<PathChange[] | null> {
     const out: PathChange[] = [];
     for (const path of new Set(paths)) {
       if (path === "." || path === "" || SERVER_SKIP.includes(path.split("/")[0])) continue;
-      if (detour(this.#o.root, path) !== null) return null;
-      const st = await Deno.lstat(`${this.#o.root}/${path}`).catch(() => null);
+      if (path.includes("\uFFFD") || detour(this.#o.root, path) !== null) return null;
+      let st: Deno.FileInfo | null;
+      try {
+        st = await Deno.lstat(`${this.#o.root}/${path}`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) return null;
+        st = null;
+      }
       if (st?.isDirectory && changed.get(path)) return null;
       out.push({ path, listed: st !== null && !this.#excluded(path) });
     }

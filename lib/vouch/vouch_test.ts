@@ -88,7 +88,13 @@ async function land(
 
 function voucherOf(
   lab: Lab,
-  opts: { trusted?: boolean; excludes?: string[]; watched?: boolean; quietMs?: number } = {},
+  opts: {
+    trusted?: boolean;
+    excludes?: string[];
+    watched?: boolean;
+    quietMs?: number;
+    quietMaxMs?: number;
+  } = {},
 ): Voucher {
   return new Voucher({
     root: lab.root,
@@ -97,6 +103,7 @@ function voucherOf(
     excludes: opts.excludes ?? [],
     watched: () => opts.watched ?? true,
     quietMs: opts.quietMs ?? 0,
+    quietMaxMs: opts.quietMaxMs,
   });
 }
 
@@ -293,5 +300,76 @@ Deno.test("vouch: unwatched, every check walks", async () => {
     await land(lab, 2, ["a.txt"], (r) => Deno.writeTextFile(`${r}/a.txt`, "alpha v2\n"));
     const v = await voucher.check();
     assert.deepEqual(v.state === "verified" && v.by, "walk");
+  });
+});
+
+Deno.test("vouch: a watched file whose name is not UTF-8 is not taken for gone", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // Planted under the marker; the watcher names it as Deno decodes it, with U+FFFD.
+    const made = await new Deno.Command("sh", {
+      args: ["-c", `printf planted > "$(printf 'lib/bad\\377')"`],
+      cwd: lab.root,
+    }).output();
+    assert(made.success);
+    voucher.changed([{ path: "lib/bad\uFFFD", deep: false }]);
+    const v = await voucher.check();
+    assert.equal(v.state, "refused", JSON.stringify(v));
+  });
+});
+
+Deno.test("vouch: under its marker, a whole check and one after lost events wait for the tree to be quiet", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 60_000 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // A push landing: its paths are in, its marker not yet.
+    await Deno.writeTextFile(`${lab.root}/a.txt`, "alpha v2\n");
+    voucher.changed([{ path: "a.txt", deep: false }]);
+    assert.equal((await voucher.check(true)).state, "verified", "a whole check waits");
+    voucher.lost();
+    assert.equal((await voucher.check()).state, "verified", "a walk after lost events waits");
+    // The push stopped there: once quiet, the tree is walked and refused.
+    const quiet = voucherOf(lab);
+    assert.equal((await quiet.check()).state, "refused");
+  });
+});
+
+Deno.test("vouch: a tree never quiet under its marker is checked all the same once it waited long enough", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 60_000, quietMaxMs: 20 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    await new Promise((r) => setTimeout(r, 40));
+    // Written again and again: never quiet.
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO!\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
+  });
+});
+
+Deno.test("vouch: a push still writing into the temp dir is landing, however long since its first event", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab, { quietMs: 50 });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // rsync makes the version's new directory first, then takes its time over a big file.
+    await Deno.mkdir(`${lab.root}/new`);
+    voucher.changed([{ path: "new", deep: true }]);
+    await Deno.mkdir(`${lab.root}/.fanout-tmp`);
+    const temp = `${lab.root}/.fanout-tmp/big.bin.Ab12Cd`;
+    await Deno.writeTextFile(temp, "part");
+    await new Promise((r) => setTimeout(r, 100));
+    await Deno.writeTextFile(temp, "part two", { append: true });
+    assert.equal((await voucher.check()).state, "verified", "the push is landing");
+    // The transfer stopped there (its temp file left): refused once quiet.
+    await new Promise((r) => setTimeout(r, 100));
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "new");
   });
 });

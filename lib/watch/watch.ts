@@ -44,6 +44,19 @@ export interface WatchOptions {
   onChanges: (changes: Change[]) => void;
   /** Receives requests for a full push, with the reason. */
   onFull: (reason: string) => void;
+  /**
+   * Receives paths named like an rsync temp file that were written (a
+   * directory one `deep`): never pushed for that, as they may be rsync's
+   * own, but a real file may be so named (`.env.sample`), and a check of the
+   * tree must look at it.
+   */
+  onTempNamed?: (changes: Change[]) => void;
+  /**
+   * Told at once when events may have been lost (a burst begins, the kernel
+   * queue overflowed), before the re-walk and the `onFull` that follow: a
+   * check of the tree must not take the changes reported meanwhile for all.
+   */
+  onLost?: () => void;
   log: Logger;
   registry?: Registry;
 }
@@ -285,6 +298,7 @@ export class TreeWatcher {
     r?.gauge("fanout_watch_dirs", "Directories watched.", () => [[{}, this.#dirs.size]]);
     this.#storm = new StormMeter(opts.stormEvents, {
       start: (eventsPerS) => {
+        this.#o.onLost?.();
         this.#m.storms?.inc();
         this.#o.log.info(
           "event burst: some events may be lost; re-walk and whole push once quiet",
@@ -466,6 +480,7 @@ export class TreeWatcher {
   #handle([evKind, paths, flag]: RawEvent): void {
     this.#m.events?.inc();
     if (flag === "rescan") {
+      this.#o.onLost?.();
       this.#m.overflows?.inc();
       this.#o.log.warn(
         "watcher asked for a rescan (kernel queue overflow?): re-walk and full push",
@@ -491,8 +506,10 @@ export class TreeWatcher {
         // But it was pushed if it is a real file (.env.sample), or if a push
         // walked its directory while another rsync was writing it, so its
         // going away is one (the next push deletes the copy downstream).
-        const gone = evKind === "remove" || (evKind === "rename" && lstatSync(abs) === null);
+        const st = evKind === "remove" ? null : lstatSync(abs);
+        const gone = evKind === "remove" || (evKind === "rename" && st === null);
         if (gone) batch.changes.push({ path: rel, deep: false, gone: true });
+        else if (st !== null) this.#o.onTempNamed?.([{ path: rel, deep: st.isDirectory }]);
         continue;
       }
       const kind = evKind === "modify" ? "modify" : evKind === "remove" ? "remove" : "other";

@@ -122,6 +122,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     onStop(() => health.shutdown());
     onStop(followMarker(self.path, () => refreshVersion(host, daemons, tree), lg));
     onStop(() => tree.repair.stop.abort());
+    onStop(() => tree.voucher.settled());
     // Once a start: the server serves what it is given, signed or not; its clients check.
     if (fleet.release.publicKeys.length === 0) lg.warn(UNSIGNED_WARNING);
     lg.info("ready", describe(self, host.downstreams));

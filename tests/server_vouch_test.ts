@@ -127,7 +127,7 @@ Deno.test("vouch: a publish to a primary that announces no version sends the who
       assert.equal(r.code, 0, r.stderr);
       return r.stderr;
     };
-    await lab.server("primary", "rsync1");
+    const primary = await lab.server("primary", "rsync1");
     await repo.commit({ "a.txt": "alpha\n", "lib/b.txt": "bravo\n" });
     await publish();
     await waitFor(
@@ -135,7 +135,10 @@ Deno.test("vouch: a publish to a primary that announces no version sends the who
       async () => (await treeOf(lab, "rsync1")).version?.seq === 1,
     );
     await damage(p.path, "lib/b.txt");
-    await waitFor("the damage refused", async () => (await treeOf(lab, "rsync1")).version === null);
+    await waitFor("the damage refused", async () => (await treeOf(lab, "rsync1")).version === null)
+      .catch((e) => {
+        throw new Error(`${(e as Error).message}\n${primary.stderr.slice(-3000)}`);
+      });
     await repo.commit({ "a.txt": "alpha 2\n" });
     const said = await publish();
     assert.match(said, /the primary announces no version/);

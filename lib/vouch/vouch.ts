@@ -203,6 +203,19 @@ export class Voucher {
     this.#walkNext ||= this.#changed.size > MAX_CHANGED;
   }
 
+  /**
+   * Resolves once what the last check keeps (its manifest and record) is
+   * written: a check by difference announces first and writes after.
+   *
+   * @example
+   * ```ts
+   * await voucher.settled(); // before the state dir goes
+   * ```
+   */
+  settled(): Promise<void> {
+    return this.#persisting;
+  }
+
   /** The watcher lost events or stopped: the next check walks the whole tree. */
   lost(): void {
     // Lost events are changes too: the walk waits for quiet as they would.
@@ -393,7 +406,13 @@ export class Voucher {
       const patched = await patchManifestState(this.#files, kept, this.#o.root, changes, {
         write: false,
       });
-      if (await manifestDigest(patched.bytes) !== digest) return null;
+      if (await manifestDigest(patched.bytes) !== digest) {
+        // Kept before the walk: the paths just hashed may have kept their
+        // size, mtime and (to the second) ctime, which a walk alone trusts.
+        await writePrivate(this.#files.manifest, patched.bytes);
+        await writePrivate(this.#files.record, patched.record);
+        return null;
+      }
       // Kept once the version is announced: the next check waits for it.
       this.#keep = { manifest: patched.bytes, record: patched.record };
       return patched.hashed;

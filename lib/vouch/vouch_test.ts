@@ -29,6 +29,8 @@ interface Lab {
   other: SigningKey;
   log: string;
   last: VersionMarker | null;
+  /** Every voucher made here: their writing ends before the lab goes. */
+  vouchers: Voucher[];
 }
 
 async function keyIn(dir: string, name: string): Promise<SigningKey> {
@@ -42,15 +44,20 @@ async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> {
   try {
     const root = `${dir}/tree`;
     await Deno.mkdir(root);
-    const lab = {
+    const lab: Lab = {
       root,
       state: `${dir}/state`,
       key: await keyIn(dir, "key"),
       other: await keyIn(dir, "other"),
       log: "",
       last: null,
+      vouchers: [],
     };
-    await body(lab);
+    try {
+      await body(lab);
+    } finally {
+      await Promise.all(lab.vouchers.map((v) => v.settled()));
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -96,7 +103,7 @@ function voucherOf(
     quietMaxMs?: number;
   } = {},
 ): Voucher {
-  return new Voucher({
+  const voucher = new Voucher({
     root: lab.root,
     stateDir: lab.state,
     trusted: opts.trusted === false ? [] : [lab.key.publicKey],
@@ -105,6 +112,8 @@ function voucherOf(
     quietMs: opts.quietMs ?? 0,
     quietMaxMs: opts.quietMaxMs,
   });
+  lab.vouchers.push(voucher);
+  return voucher;
 }
 
 function seqOf(v: Vouch): number | null {
@@ -239,7 +248,8 @@ Deno.test("vouch: a watched edit under an intact marker is refused once the tree
     const voucher = voucherOf(lab, { quietMs: 60_000 });
     await land(lab, 1, [], v1);
     assert.equal((await voucher.check()).state, "verified");
-    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    // Another size: a walk sees it whatever the second (ctime is whole seconds).
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO!\n");
     voucher.changed([{ path: "lib/b.txt", deep: false }]);
     // Not quiet yet (a push may be landing): the version stands.
     assert.equal((await voucher.check()).state, "verified");
@@ -371,5 +381,21 @@ Deno.test("vouch: a push still writing into the temp dir is landing, however lon
     await new Promise((r) => setTimeout(r, 100));
     const v = await voucher.check();
     assert.deepEqual(v.state === "refused" && v.path, "new");
+  });
+});
+
+Deno.test("vouch: a watched edit that kept size, mtime and the second of its ctime is refused all the same", async () => {
+  await withLab(async (lab) => {
+    const voucher = voucherOf(lab);
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    // Within the second the record was taken: only the hash can tell.
+    const file = `${lab.root}/lib/b.txt`;
+    const st = await Deno.stat(file);
+    await Deno.writeTextFile(file, "BRAVO\n");
+    await Deno.utime(file, st.atime!, st.mtime!);
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
   });
 });

@@ -10,15 +10,14 @@
 import { RELEASE_ENVELOPE, sleep, writePrivate } from "../core/mod.ts";
 import {
   ENVELOPE_MAX_BYTES,
-  type Manifest,
   MANIFEST_LIMITS,
   manifestDigest,
   type ManifestEntry,
-  parseManifest,
   readRecord,
   type RecordEntry,
   RecordError,
   recordTree,
+  relistedPaths,
   SignatureError,
   type TreeEntry,
   verifyRelease,
@@ -149,10 +148,11 @@ export async function recordRelease(
  * What the stat record of `tree` vouches for: a file or symlink walked as
  * it was recorded (type, mode, inode, size, mtime and change time), whose
  * change time is older than the record's walk by a whole second, and that
- * the last applied manifest listed with the bytes `want` lists. Null when
- * there is no usable record of `tree`. When `now`, the release being
- * applied, has the last applied manifest (its SHA-256), that manifest is
- * `now`'s and the kept copy is not read again.
+ * the last applied manifest listed by the very line `want` comes from. Null
+ * when there is no usable record of `tree`. When `now`, the release being
+ * applied, has the last applied manifest (its SHA-256), every line is that
+ * manifest's and the kept copy is not read; else the kept copy is compared
+ * with `now`'s line by line, not parsed again.
  *
  * @example
  * ```ts
@@ -175,33 +175,30 @@ export async function recordVouches(
     return null;
   }
   if (!record) return null;
-  // null: the last manifest is now's, so what it listed at a path is `want`.
-  let was: Map<string, ManifestEntry> | null = null;
+  // The paths `now` lists otherwise than the last manifest did (none when
+  // it is that manifest): the record says nothing of their bytes.
+  let relisted: Set<string> | null = new Set();
   if (now.release.manifest_sha256 !== a.manifest_sha256) {
     const old = await keptManifest(job, a);
-    if (!old) return null;
-    was = new Map(old.entries.map((e) => [e.path, e]));
+    relisted = old && relistedPaths(old, now.bytes.manifest);
+    if (!relisted) return null;
   }
+  const fresh = relisted;
   const stat = new Map(record.entries.map((e) => [e.path, e]));
   const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
-  return (got, want) => {
-    const o = was ? was.get(got.path) : want, r = stat.get(got.path);
-    return !!o && !!r && o.type === want.type && o.size === want.size &&
-      o.sha256 === want.sha256 && r.kind === got.kind && r.mode === got.mode &&
+  return (got) => {
+    const r = stat.get(got.path);
+    return !fresh.has(got.path) && !!r && r.kind === got.kind && r.mode === got.mode &&
       r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
       r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
   };
 }
 
-/** The manifest of the last release applied, as the state dir keeps it; null when it is not that one. */
-async function keptManifest(job: ClientJob, a: Applied): Promise<Manifest | null> {
+/** The bytes of the manifest of the last release applied, as the state dir keeps it; null when they are not that one's. */
+async function keptManifest(job: ClientJob, a: Applied): Promise<Uint8Array<ArrayBuffer> | null> {
   const bytes = readBounded(`${job.stateDir}/${MANIFEST_COPY}`, MANIFEST_LIMITS.maxBytes);
   if (typeof bytes === "string" || await manifestDigest(bytes) !== a.manifest_sha256) return null;
-  try {
-    return parseManifest(bytes);
-  } catch {
-    return null;
-  }
+  return bytes;
 }
 
 /**

@@ -34,14 +34,17 @@ function fix(path: string, got: "file" | "symlink" | null): PlannedFix {
   };
 }
 
-async function release(seq: number): Promise<CheckedRelease> {
+async function release(
+  seq: number,
+  lines = [`f 0644 1 ${"a".repeat(64)} a`],
+): Promise<CheckedRelease> {
   const marker: VersionMarker = {
     seq,
     commit: `c0ffee${seq}`,
     ref: "main",
     published_at: "2026-11-25T00:00:0" + seq + ".000Z",
   };
-  const manifest = enc.encode(`fanout-manifest v1\nf 0644 1 ${"a".repeat(64)} a\n`);
+  const manifest = enc.encode(["fanout-manifest v1", ...lines, ""].join("\n"));
   const manifest_sha256 = await manifestDigest(manifest);
   return {
     release: { ...marker, manifest_sha256, keyId: "0123456789abcdef" },
@@ -164,12 +167,13 @@ Deno.test("signed: the stat record vouches for an unchanged file; with the last 
     // Recorded as if walked two seconds from now: every change time is older.
     await recordRelease(job, c, tree, { entries: recordOf(walked).entries, at: Date.now() + 2000 });
     const want = { path: "a", type: "file" as const, mode: 0o644, size: 1, sha256: "a".repeat(64) };
-    // Another manifest: what the kept copy listed at the path must be what it lists.
-    const next = await release(2);
-    next.release.manifest_sha256 = "f".repeat(64);
+    // Another manifest: the kept copy must list the path by the same line.
+    const next = await release(2, [`f 0644 1 ${"a".repeat(64)} a`, `f 0644 1 ${"b".repeat(64)} z`]);
     const other = await recordVouches(job, tree, next);
     assert.equal(other?.(walked[0], want), true);
-    assert.equal(other?.(walked[0], { ...want, sha256: "b".repeat(64) }), false);
+    const changed = await release(3, [`f 0644 1 ${"b".repeat(64)} a`]);
+    const relisted = await recordVouches(job, tree, changed);
+    assert.equal(relisted?.(walked[0], { ...want, sha256: "b".repeat(64) }), false);
     // The same manifest: the kept copy is not read.
     await Deno.remove(`${job.stateDir}/release-manifest`);
     const same = await recordVouches(job, tree, c);

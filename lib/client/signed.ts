@@ -47,7 +47,14 @@ import { writeFileList } from "../rsync/mod.ts";
 import { MARKER_MAX_BYTES, parseMarker } from "../version/mod.ts";
 import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
-import { CONTROL, CONTROL_TMP, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
+import {
+  CONTROL,
+  CONTROL_TMP,
+  readBounded,
+  ReleaseRefusal,
+  TREE_SKIP,
+  unreadable,
+} from "./signed_files.ts";
 import { releaseFloor } from "./signed_state.ts";
 
 /** Names a manifest may not list: fanout's own files, and the name its control files are written as. */
@@ -174,7 +181,7 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   for (const n of CONTROL) {
     const at = `${dir}/${n}`;
-    if (n !== RELEASE_MANIFEST || typeof readBounded(at, MANIFEST_LIMITS.maxBytes) === "string") {
+    if (n !== RELEASE_MANIFEST || unreadable(at, MANIFEST_LIMITS.maxBytes) !== null) {
       await Deno.remove(at, { recursive: true }).catch(() => {});
     }
   }

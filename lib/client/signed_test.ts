@@ -127,6 +127,12 @@ Deno.test("signed: the release's files are written whole, the marker last with i
     // The next version: each file replaced.
     assert.equal(await writeControl(tree, await release(6)), true);
     assert.match(await Deno.readTextFile(`${tree}/.fanout-version`), /"seq":6/);
+    // Rewritten, as after a change to the tree: written without a look at what was there.
+    const six = (await Deno.lstat(`${tree}/.fanout-manifest`)).ino;
+    const seven = await release(7);
+    assert.equal(await writeControl(tree, seven, { rewrite: true }), true);
+    assert.notEqual((await Deno.lstat(`${tree}/.fanout-manifest`)).ino, six);
+    assert.deepEqual(await Deno.readFile(`${tree}/.fanout-version`), seven.bytes.marker);
   });
 });
 

@@ -49,11 +49,18 @@ export async function applyInPlace(
 ): Promise<ReleaseApplied> {
   const dest = job.dest;
   const there = ctx.state !== "absent";
-  const known = there && !ctx.forced ? await recordVouches(job, dest, c) : null;
+  const look = there && ctx.look?.tree === dest ? ctx.look : null;
+  const known = there && !ctx.forced
+    ? await (look ? look.vouches(c) : recordVouches(job, dest, c))
+    : null;
   const vouch = vouching(known);
-  const at = Date.now();
+  const at = look?.at ?? Date.now();
   const plan = there
-    ? await planTree(dest, c.manifest, { skip: treeSkip(ctx), known: vouch.known })
+    ? await planTree(dest, c.manifest, {
+      skip: treeSkip(ctx),
+      known: vouch.known,
+      walked: await look?.walked,
+    })
     : everythingMissing(c.manifest);
   if (plan.extra.length > job.maxDelete) {
     throw tooManyDeletions(dest, plan.extra.length, job.maxDelete);

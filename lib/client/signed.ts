@@ -45,7 +45,13 @@ import {
 } from "../release/mod.ts";
 import { writeFileList } from "../rsync/mod.ts";
 import { MARKER_MAX_BYTES, parseMarker } from "../version/mod.ts";
-import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
+import type {
+  ApplyContext,
+  CheckedRelease,
+  ReleaseApplied,
+  TreeLayout,
+  TreeLook,
+} from "./layout.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
 import {
   CONTROL,
@@ -55,7 +61,7 @@ import {
   TREE_SKIP,
   unreadable,
 } from "./signed_files.ts";
-import { releaseFloor } from "./signed_state.ts";
+import { lookAt, releaseFloor } from "./signed_state.ts";
 
 /** Names a manifest may not list: fanout's own files, and the name its control files are written as. */
 const RESERVED = new Set([...TREE_SKIP, VERSION_LOG, CONTROL_TMP]);
@@ -94,27 +100,39 @@ export async function syncRelease(
   // The newest seq checked this run: only a signed version newer than it
   // landing on the server explains a refusal away.
   let newest = -1;
-  for (let pass = 1;; pass++) {
-    let c: CheckedRelease | null = null;
-    try {
-      c = await fetchChecked(job, await releaseFloor(job, current));
-      const checked = c;
-      newest = Math.max(newest, checked.release.seq);
-      const done = await retrying(job, "sync", () => layout.applyRelease!(checked, ctx));
-      return { ...done, release: checked };
-    } catch (e) {
-      if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
-      const landed = c ? await newerRelease(job, newest) : null;
-      if (c ? landed === null : pass >= PASSES) throw e;
-      if (landed !== null) newest = landed;
-      if (pass >= PASSES) {
-        throw new TransferError(
-          `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
-            `changed in ${job.dest} (the next run completes the sync)`,
-        );
+  // The tree's walk and stat record, read while the release is fetched,
+  // for the first try at applying it.
+  let look: TreeLook | null = current && ctx.state !== "absent" ? lookAt(job, current, ctx) : null;
+  try {
+    for (let pass = 1;; pass++) {
+      let c: CheckedRelease | null = null;
+      try {
+        c = await fetchChecked(job, await releaseFloor(job, current));
+        const checked = c;
+        newest = Math.max(newest, checked.release.seq);
+        const done = await retrying(job, "sync", () => {
+          const first = look ?? undefined;
+          look = null;
+          return layout.applyRelease!(checked, { ...ctx, look: first });
+        });
+        return { ...done, release: checked };
+      } catch (e) {
+        if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
+        const landed = c ? await newerRelease(job, newest) : null;
+        if (c ? landed === null : pass >= PASSES) throw e;
+        if (landed !== null) newest = landed;
+        if (pass >= PASSES) {
+          throw new TransferError(
+            `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
+              `changed in ${job.dest} (the next run completes the sync)`,
+          );
+        }
+        job.log.debug("a version landed during the run; trying again", { path: e.path });
       }
-      job.log.debug("a version landed during the run; trying again", { path: e.path });
     }
+  } finally {
+    // A look never taken (the release refused) ends before the run does.
+    await (look as TreeLook | null)?.walked.catch(() => {});
   }
 }
 

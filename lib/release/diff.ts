@@ -225,6 +225,11 @@ export interface PlanOptions {
   /** The most paths walked. */
   maxPaths?: number;
   /**
+   * A walk of `root` with these options, made beforehand (begun while what
+   * it is compared with was still being fetched): taken instead of a walk.
+   */
+  walked?: TreeEntry[];
+  /**
    * True when the file or symlink walked as `got` is known to hold `want`'s
    * bytes (or target) without reading them: a stat record says it has not
    * changed since it was checked against a manifest that listed the same.
@@ -254,7 +259,8 @@ export async function planTree(
   m: Manifest,
   opts: PlanOptions = {},
 ): Promise<TreePlan> {
-  const walked = await walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
+  const walked = opts.walked ??
+    await walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
   const plan: TreePlan = { wrong: [], extra: [], walked };
   // In the manifest's order: each listed path's offence found without
   // reading, or the entries whose content is still to be read.

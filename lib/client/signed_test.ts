@@ -7,7 +7,7 @@ import { formatMarker, type VersionMarker } from "../version/mod.ts";
 import type { CheckedRelease } from "./layout.ts";
 import { basisFor, fetchGroups } from "./signed_fetch.ts";
 import { offence, ReleaseRefusal, writeControl } from "./signed_files.ts";
-import { recordRelease, recordVouches } from "./signed_state.ts";
+import { lookAt, recordRelease, recordVouches } from "./signed_state.ts";
 import type { ClientJob } from "./job.ts";
 import { Logger } from "../core/mod.ts";
 
@@ -186,5 +186,13 @@ Deno.test("signed: the stat record vouches for an unchanged file; with the last 
     assert.equal(same?.(walked[0], want), true);
     assert.equal(same?.({ ...walked[0], ino: walked[0].ino + 1 }, want), false);
     assert.equal(await recordVouches(job, tree, next), null);
+    // Looked at beforehand: the same walk, and the record as it was read then.
+    await recordRelease(job, c, tree, { entries: recordOf(walked).entries, at: Date.now() + 2000 });
+    const look = lookAt(job, tree, { state: "marked", backupDir: null });
+    assert.deepEqual(await look.walked, walked);
+    await Deno.remove(`${job.stateDir}/release-record`);
+    assert.equal((await look.vouches(next))?.(walked[0], want), true);
+    const dirty = lookAt(job, tree, { state: "marked", backupDir: null, forced: true });
+    assert.equal(await dirty.vouches(c), null);
   });
 });

@@ -295,7 +295,7 @@ async function checkRelease(
     if (e instanceof SafetyError) throw refuse(RELEASE_MANIFEST, e.message);
     throw e;
   }
-  const own = manifest.entries.find((e) => RESERVED.has(e.path.split("/")[0]));
+  const own = manifest.entries.find((e) => RESERVED.has(topName(e.path)));
   if (own) throw refuse(own.path, `the manifest of ${seq} lists a file of fanout's own`);
   const markerBytes = bytes(VERSION_MARKER, "the source has none");
   const marker = parseMarker(new TextDecoder().decode(markerBytes));
@@ -316,7 +316,16 @@ async function checkRelease(
   };
 }
 
-/** `e` with the mode the client gives it (see {@linkcode NOT_TAKEN}). */
+/**
+ * `e` with the mode the client gives it (see {@linkcode NOT_TAKEN}): `e`
+ * itself, fresh from the parse, when it has none of those bits.
+ */
 function taken(e: ManifestEntry): ManifestEntry {
-  return e.type === "symlink" ? e : { ...e, mode: e.mode & ~NOT_TAKEN };
+  return e.type === "symlink" || !(e.mode & NOT_TAKEN) ? e : { ...e, mode: e.mode & ~NOT_TAKEN };
+}
+
+/** The first name of a relative path. */
+function topName(path: string): string {
+  const slash = path.indexOf("/");
+  return slash < 0 ? path : path.slice(0, slash);
 }

@@ -145,10 +145,17 @@ async function applyReleaseTree(
   const trees = treesDir(job.dest);
   await ownTreesDir(trees);
   const live = await liveTree(job.dest);
-  const vouch = vouching(live && !ctx.forced ? await recordVouches(job, live, c) : null);
-  const at = Date.now();
+  const look = live && ctx.look?.tree === live ? ctx.look : null;
+  const vouch = vouching(
+    live && !ctx.forced ? await (look ? look.vouches(c) : recordVouches(job, live, c)) : null,
+  );
+  const at = look?.at ?? Date.now();
   const plan = live
-    ? await planTree(live, c.manifest, { skip: treeSkip(ctx), known: vouch.known })
+    ? await planTree(live, c.manifest, {
+      skip: treeSkip(ctx),
+      known: vouch.known,
+      walked: await look?.walked,
+    })
     : everythingMissing(c.manifest);
   if (plan.extra.length > job.maxDelete) {
     throw tooManyDeletions(job.dest, plan.extra.length, job.maxDelete);

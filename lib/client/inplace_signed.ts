@@ -49,11 +49,18 @@ export async function applyInPlace(
 ): Promise<ReleaseApplied> {
   const dest = job.dest;
   const there = ctx.state !== "absent";
-  const known = there && !ctx.forced ? await recordVouches(job, dest, c) : null;
+  const look = there && ctx.look?.tree === dest ? ctx.look : null;
+  const known = there && !ctx.forced
+    ? await (look ? look.vouches(c) : recordVouches(job, dest, c))
+    : null;
   const vouch = vouching(known);
-  const at = Date.now();
+  const at = look?.at ?? Date.now();
   const plan = there
-    ? await planTree(dest, c.manifest, { skip: treeSkip(ctx), known: vouch.known })
+    ? await planTree(dest, c.manifest, {
+      skip: treeSkip(ctx),
+      known: vouch.known,
+      walked: await look?.walked,
+    })
     : everythingMissing(c.manifest);
   if (plan.extra.length > job.maxDelete) {
     throw tooManyDeletions(dest, plan.extra.length, job.maxDelete);
@@ -100,7 +107,11 @@ export async function applyInPlace(
     // Emptied by the renames: gone before the dirty flag comes down, so that
     // no kill leaves it beside dest for a run with nothing to fetch.
     if (staging) await Deno.remove(staging, { recursive: true });
-    const control = await writeControl(dest, c);
+    // A tree changed here takes the release's files as they are: nothing
+    // is gained by reading a manifest of megabytes to compare first.
+    const control = await writeControl(dest, c, {
+      rewrite: plan.wrong.length + plan.extra.length > 0,
+    });
     // A tree that was there keeps the record of what this run left as the
     // walk found it; what it changed is not in it, so the next run hashes
     // that once and records it. A new or adopted tree is walked anew.

@@ -9,7 +9,7 @@ import type { DestState } from "./safety.ts";
 import type { Drift } from "./drift.ts";
 import type { RsyncResult } from "../rsync/mod.ts";
 import type { ChangeList, VersionMarker } from "../version/mod.ts";
-import type { Manifest, VerifiedRelease } from "../release/mod.ts";
+import type { Manifest, ManifestEntry, TreeEntry, VerifiedRelease } from "../release/mod.ts";
 
 /** How the tree is laid out on disk: in place, or atomic generations. */
 export interface TreeLayout {
@@ -42,6 +42,25 @@ export interface ApplyContext {
   backupDir: string | null;
   /** A killed run left dest dirty: no stat record is trusted, every file is hashed. */
   forced?: boolean;
+  /**
+   * A look at the tree begun while the signed release was fetched
+   * (lib/client/signed_state.ts): {@linkcode TreeLayout.applyRelease} takes
+   * it instead of walking the tree and reading the stat record itself, when
+   * it is of the tree it would walk.
+   */
+  look?: TreeLook;
+}
+
+/** A walk of a tree, and what the state dir's stat record says of it, begun before its release is known. */
+export interface TreeLook {
+  /** The tree walked. */
+  tree: string;
+  /** When the walk began (ms since the epoch). */
+  at: number;
+  /** The walk, with what a walk of the tree for the run's context leaves out. */
+  walked: Promise<TreeEntry[]>;
+  /** What the stat record vouches for against release `now` (see recordVouches). */
+  vouches(now: CheckedRelease): Promise<((got: TreeEntry, want: ManifestEntry) => boolean) | null>;
 }
 
 /** A signed release whose envelope, manifest and marker were checked (lib/client/signed.ts). */

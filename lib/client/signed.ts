@@ -45,10 +45,23 @@ import {
 } from "../release/mod.ts";
 import { writeFileList } from "../rsync/mod.ts";
 import { MARKER_MAX_BYTES, parseMarker } from "../version/mod.ts";
-import type { ApplyContext, CheckedRelease, ReleaseApplied, TreeLayout } from "./layout.ts";
+import type {
+  ApplyContext,
+  CheckedRelease,
+  ReleaseApplied,
+  TreeLayout,
+  TreeLook,
+} from "./layout.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
-import { CONTROL, CONTROL_TMP, readBounded, ReleaseRefusal, TREE_SKIP } from "./signed_files.ts";
-import { releaseFloor } from "./signed_state.ts";
+import {
+  CONTROL,
+  CONTROL_TMP,
+  readBounded,
+  ReleaseRefusal,
+  TREE_SKIP,
+  unreadable,
+} from "./signed_files.ts";
+import { lookAt, releaseFloor } from "./signed_state.ts";
 
 /** Names a manifest may not list: fanout's own files, and the name its control files are written as. */
 const RESERVED = new Set([...TREE_SKIP, VERSION_LOG, CONTROL_TMP]);
@@ -87,27 +100,39 @@ export async function syncRelease(
   // The newest seq checked this run: only a signed version newer than it
   // landing on the server explains a refusal away.
   let newest = -1;
-  for (let pass = 1;; pass++) {
-    let c: CheckedRelease | null = null;
-    try {
-      c = await fetchChecked(job, await releaseFloor(job, current));
-      const checked = c;
-      newest = Math.max(newest, checked.release.seq);
-      const done = await retrying(job, "sync", () => layout.applyRelease!(checked, ctx));
-      return { ...done, release: checked };
-    } catch (e) {
-      if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
-      const landed = c ? await newerRelease(job, newest) : null;
-      if (c ? landed === null : pass >= PASSES) throw e;
-      if (landed !== null) newest = landed;
-      if (pass >= PASSES) {
-        throw new TransferError(
-          `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
-            `changed in ${job.dest} (the next run completes the sync)`,
-        );
+  // The tree's walk and stat record, read while the release is fetched,
+  // for the first try at applying it.
+  let look: TreeLook | null = current && ctx.state !== "absent" ? lookAt(job, current, ctx) : null;
+  try {
+    for (let pass = 1;; pass++) {
+      let c: CheckedRelease | null = null;
+      try {
+        c = await fetchChecked(job, await releaseFloor(job, current));
+        const checked = c;
+        newest = Math.max(newest, checked.release.seq);
+        const done = await retrying(job, "sync", () => {
+          const first = look ?? undefined;
+          look = null;
+          return layout.applyRelease!(checked, { ...ctx, look: first });
+        });
+        return { ...done, release: checked };
+      } catch (e) {
+        if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
+        const landed = c ? await newerRelease(job, newest) : null;
+        if (c ? landed === null : pass >= PASSES) throw e;
+        if (landed !== null) newest = landed;
+        if (pass >= PASSES) {
+          throw new TransferError(
+            `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
+              `changed in ${job.dest} (the next run completes the sync)`,
+          );
+        }
+        job.log.debug("a version landed during the run; trying again", { path: e.path });
       }
-      job.log.debug("a version landed during the run; trying again", { path: e.path });
     }
+  } finally {
+    // A look never taken (the release refused) ends before the run does.
+    await (look as TreeLook | null)?.walked.catch(() => {});
   }
 }
 
@@ -174,7 +199,7 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   for (const n of CONTROL) {
     const at = `${dir}/${n}`;
-    if (n !== RELEASE_MANIFEST || typeof readBounded(at, MANIFEST_LIMITS.maxBytes) === "string") {
+    if (n !== RELEASE_MANIFEST || unreadable(at, MANIFEST_LIMITS.maxBytes) !== null) {
       await Deno.remove(at, { recursive: true }).catch(() => {});
     }
   }
@@ -270,7 +295,7 @@ async function checkRelease(
     if (e instanceof SafetyError) throw refuse(RELEASE_MANIFEST, e.message);
     throw e;
   }
-  const own = manifest.entries.find((e) => RESERVED.has(e.path.split("/")[0]));
+  const own = manifest.entries.find((e) => RESERVED.has(topName(e.path)));
   if (own) throw refuse(own.path, `the manifest of ${seq} lists a file of fanout's own`);
   const markerBytes = bytes(VERSION_MARKER, "the source has none");
   const marker = parseMarker(new TextDecoder().decode(markerBytes));
@@ -291,7 +316,16 @@ async function checkRelease(
   };
 }
 
-/** `e` with the mode the client gives it (see {@linkcode NOT_TAKEN}). */
+/**
+ * `e` with the mode the client gives it (see {@linkcode NOT_TAKEN}): `e`
+ * itself, fresh from the parse, when it has none of those bits.
+ */
 function taken(e: ManifestEntry): ManifestEntry {
-  return e.type === "symlink" ? e : { ...e, mode: e.mode & ~NOT_TAKEN };
+  return e.type === "symlink" || !(e.mode & NOT_TAKEN) ? e : { ...e, mode: e.mode & ~NOT_TAKEN };
+}
+
+/** The first name of a relative path. */
+function topName(path: string): string {
+  const slash = path.indexOf("/");
+  return slash < 0 ? path : path.slice(0, slash);
 }

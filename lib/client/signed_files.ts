@@ -81,6 +81,14 @@ export class ReleaseRefusal extends SafetyError {
 
 /** The bytes of the regular file at `path`, or why not: none there, another kind, too large. */
 export function readBounded(path: string, max: number): Uint8Array<ArrayBuffer> | string {
+  return unreadable(path, max) ?? Deno.readFileSync(path);
+}
+
+/**
+ * Why {@linkcode readBounded} would not read `path` (none there, another
+ * kind, too large), or null when it would: its `lstat` alone.
+ */
+export function unreadable(path: string, max: number): string | null {
   let st: Deno.FileInfo;
   try {
     st = Deno.lstatSync(path);
@@ -89,7 +97,7 @@ export function readBounded(path: string, max: number): Uint8Array<ArrayBuffer> 
   }
   if (!st.isFile) return "not a regular file";
   if (st.size > max) return `more than ${max} bytes`;
-  return Deno.readFileSync(path);
+  return null;
 }
 
 /**
@@ -120,9 +128,16 @@ export function offence(m: TreeMismatch, c: CheckedRelease): string {
  * Writes the release's files into `dir`: the manifest, the envelope and,
  * last, the marker (with its publish time as its mtime, as every server's
  * has). Each replaces the old one in one rename, from {@linkcode CONTROL_TMP}.
- * Returns whether any of them differed from what `dir` held.
+ * Returns whether any of them differed from what `dir` held. With
+ * `rewrite`, for a tree the caller has just changed, each is written
+ * without reading what `dir` held (a manifest of megabytes), and the answer
+ * is true.
  */
-export async function writeControl(dir: string, c: CheckedRelease): Promise<boolean> {
+export async function writeControl(
+  dir: string,
+  c: CheckedRelease,
+  opts: { rewrite?: boolean } = {},
+): Promise<boolean> {
   const files: [string, Uint8Array][] = [
     [RELEASE_MANIFEST, c.bytes.manifest],
     [RELEASE_ENVELOPE, c.bytes.envelope],
@@ -131,7 +146,7 @@ export async function writeControl(dir: string, c: CheckedRelease): Promise<bool
   let changed = false;
   for (const [name, bytes] of files) {
     const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
-    if (await holds(`${dir}/${name}`, bytes, digest)) continue;
+    if (!opts.rewrite && await holds(`${dir}/${name}`, bytes, digest)) continue;
     changed = true;
     const tmp = `${dir}/${CONTROL_TMP}`;
     await Deno.remove(tmp, { recursive: true }).catch(() => {});

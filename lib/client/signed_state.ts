@@ -10,23 +10,23 @@
 import { RELEASE_ENVELOPE, sleep, writePrivate } from "../core/mod.ts";
 import {
   ENVELOPE_MAX_BYTES,
-  type Manifest,
   MANIFEST_LIMITS,
   manifestDigest,
   type ManifestEntry,
-  parseManifest,
   readRecord,
   type RecordEntry,
   RecordError,
   recordTree,
+  relistedPaths,
   SignatureError,
   type TreeEntry,
   verifyRelease,
+  walkTree,
   writeRecord,
 } from "../release/mod.ts";
-import type { CheckedRelease } from "./layout.ts";
+import type { ApplyContext, CheckedRelease, TreeLook } from "./layout.ts";
 import type { ClientJob } from "./job.ts";
-import { readBounded, TREE_SKIP } from "./signed_files.ts";
+import { readBounded, TREE_SKIP, treeSkip } from "./signed_files.ts";
 
 /** Files in the state dir. */
 const APPLIED_FILE = "release-applied.json";
@@ -149,10 +149,12 @@ export async function recordRelease(
  * What the stat record of `tree` vouches for: a file or symlink walked as
  * it was recorded (type, mode, inode, size, mtime and change time), whose
  * change time is older than the record's walk by a whole second, and that
- * the last applied manifest listed with the bytes `want` lists. Null when
- * there is no usable record of `tree`. When `now`, the release being
- * applied, has the last applied manifest (its SHA-256), that manifest is
- * `now`'s and the kept copy is not read again.
+ * the last applied manifest listed by the very line `want` comes from. Null
+ * when there is no usable record of `tree`. When `now`, the release being
+ * applied, has the last applied manifest (its SHA-256), every line is that
+ * manifest's and the kept copy is not read; else the kept copy is compared
+ * with `now`'s line by line, not parsed again. `basis` is the record as
+ * read beforehand ({@linkcode lookAt}).
  *
  * @example
  * ```ts
@@ -163,7 +165,36 @@ export async function recordVouches(
   job: ClientJob,
   tree: string,
   now: CheckedRelease,
+  basis: RecordBasis | null = recordBasis(job, tree),
 ): Promise<((got: TreeEntry, want: ManifestEntry) => boolean) | null> {
+  if (!basis) return null;
+  const a = basis.applied;
+  // The paths `now` lists otherwise than the last manifest did (none when
+  // it is that manifest): the record says nothing of their bytes.
+  let relisted: Set<string> | null = new Set();
+  if (now.release.manifest_sha256 !== a.manifest_sha256) {
+    const old = await keptManifest(job, a);
+    relisted = old && relistedPaths(old, now.bytes.manifest);
+    if (!relisted) return null;
+  }
+  const fresh = relisted, stat = basis.stat;
+  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
+  return (got) => {
+    const r = stat.get(got.path);
+    return !fresh.has(got.path) && !!r && r.kind === got.kind && r.mode === got.mode &&
+      r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
+      r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
+  };
+}
+
+/** What the state dir says of a tree before its release is known: the version applied and the stat record. */
+interface RecordBasis {
+  applied: Applied;
+  stat: Map<string, RecordEntry>;
+}
+
+/** The state dir's record of `tree`, or null when there is no usable one. */
+function recordBasis(job: ClientJob, tree: string): RecordBasis | null {
   const a = readApplied(job);
   if (!a || a.tree !== tree) return null;
   let record;
@@ -174,34 +205,45 @@ export async function recordVouches(
     job.log.warn(`${e.message}; checking every file`);
     return null;
   }
-  if (!record) return null;
-  // null: the last manifest is now's, so what it listed at a path is `want`.
-  let was: Map<string, ManifestEntry> | null = null;
-  if (now.release.manifest_sha256 !== a.manifest_sha256) {
-    const old = await keptManifest(job, a);
-    if (!old) return null;
-    was = new Map(old.entries.map((e) => [e.path, e]));
-  }
-  const stat = new Map(record.entries.map((e) => [e.path, e]));
-  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
-  return (got, want) => {
-    const o = was ? was.get(got.path) : want, r = stat.get(got.path);
-    return !!o && !!r && o.type === want.type && o.size === want.size &&
-      o.sha256 === want.sha256 && r.kind === got.kind && r.mode === got.mode &&
-      r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
-      r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
+  return record && { applied: a, stat: new Map(record.entries.map((e) => [e.path, e])) };
+}
+
+/**
+ * Begins, in the background, the walk of `tree` and the reading of its stat
+ * record that applying a release to it starts with (for `ctx`: what its
+ * walk leaves out, no record when a killed run left it dirty), so that
+ * they run while the release is fetched; the release's layout takes them
+ * ({@linkcode TreeLook}). It only reads. A walk that fails throws where the
+ * look is taken.
+ *
+ * @example
+ * ```ts
+ * const look = lookAt(job, dest, ctx);
+ * const c = await fetchRelease(job, floor);
+ * await layout.applyRelease(c, { ...ctx, look });
+ * ```
+ */
+export function lookAt(job: ClientJob, tree: string, ctx: ApplyContext): TreeLook {
+  const at = Date.now();
+  const walked = walkTree(tree, { skip: treeSkip(ctx) });
+  // Read once the walk is under way, while the release is still coming.
+  const basis = walked.then(() => ctx.forced ? null : recordBasis(job, tree));
+  // Taken or not (a refused release), neither rejects unseen.
+  walked.catch(() => {});
+  basis.catch(() => {});
+  return {
+    tree,
+    at,
+    walked,
+    vouches: async (now) => await recordVouches(job, tree, now, await basis),
   };
 }
 
-/** The manifest of the last release applied, as the state dir keeps it; null when it is not that one. */
-async function keptManifest(job: ClientJob, a: Applied): Promise<Manifest | null> {
+/** The bytes of the manifest of the last release applied, as the state dir keeps it; null when they are not that one's. */
+async function keptManifest(job: ClientJob, a: Applied): Promise<Uint8Array<ArrayBuffer> | null> {
   const bytes = readBounded(`${job.stateDir}/${MANIFEST_COPY}`, MANIFEST_LIMITS.maxBytes);
   if (typeof bytes === "string" || await manifestDigest(bytes) !== a.manifest_sha256) return null;
-  try {
-    return parseManifest(bytes);
-  } catch {
-    return null;
-  }
+  return bytes;
 }
 
 /**

@@ -7,7 +7,7 @@ import { formatMarker, type VersionMarker } from "../version/mod.ts";
 import type { CheckedRelease } from "./layout.ts";
 import { basisFor, fetchGroups } from "./signed_fetch.ts";
 import { offence, ReleaseRefusal, writeControl } from "./signed_files.ts";
-import { recordRelease, recordVouches } from "./signed_state.ts";
+import { lookAt, recordRelease, recordVouches } from "./signed_state.ts";
 import type { ClientJob } from "./job.ts";
 import { Logger } from "../core/mod.ts";
 
@@ -34,14 +34,17 @@ function fix(path: string, got: "file" | "symlink" | null): PlannedFix {
   };
 }
 
-async function release(seq: number): Promise<CheckedRelease> {
+async function release(
+  seq: number,
+  lines = [`f 0644 1 ${"a".repeat(64)} a`],
+): Promise<CheckedRelease> {
   const marker: VersionMarker = {
     seq,
     commit: `c0ffee${seq}`,
     ref: "main",
     published_at: "2026-11-25T00:00:0" + seq + ".000Z",
   };
-  const manifest = enc.encode(`fanout-manifest v1\nf 0644 1 ${"a".repeat(64)} a\n`);
+  const manifest = enc.encode(["fanout-manifest v1", ...lines, ""].join("\n"));
   const manifest_sha256 = await manifestDigest(manifest);
   return {
     release: { ...marker, manifest_sha256, keyId: "0123456789abcdef" },
@@ -124,6 +127,12 @@ Deno.test("signed: the release's files are written whole, the marker last with i
     // The next version: each file replaced.
     assert.equal(await writeControl(tree, await release(6)), true);
     assert.match(await Deno.readTextFile(`${tree}/.fanout-version`), /"seq":6/);
+    // Rewritten, as after a change to the tree: written without a look at what was there.
+    const six = (await Deno.lstat(`${tree}/.fanout-manifest`)).ino;
+    const seven = await release(7);
+    assert.equal(await writeControl(tree, seven, { rewrite: true }), true);
+    assert.notEqual((await Deno.lstat(`${tree}/.fanout-manifest`)).ino, six);
+    assert.deepEqual(await Deno.readFile(`${tree}/.fanout-version`), seven.bytes.marker);
   });
 });
 
@@ -164,17 +173,26 @@ Deno.test("signed: the stat record vouches for an unchanged file; with the last 
     // Recorded as if walked two seconds from now: every change time is older.
     await recordRelease(job, c, tree, { entries: recordOf(walked).entries, at: Date.now() + 2000 });
     const want = { path: "a", type: "file" as const, mode: 0o644, size: 1, sha256: "a".repeat(64) };
-    // Another manifest: what the kept copy listed at the path must be what it lists.
-    const next = await release(2);
-    next.release.manifest_sha256 = "f".repeat(64);
+    // Another manifest: the kept copy must list the path by the same line.
+    const next = await release(2, [`f 0644 1 ${"a".repeat(64)} a`, `f 0644 1 ${"b".repeat(64)} z`]);
     const other = await recordVouches(job, tree, next);
     assert.equal(other?.(walked[0], want), true);
-    assert.equal(other?.(walked[0], { ...want, sha256: "b".repeat(64) }), false);
+    const changed = await release(3, [`f 0644 1 ${"b".repeat(64)} a`]);
+    const relisted = await recordVouches(job, tree, changed);
+    assert.equal(relisted?.(walked[0], { ...want, sha256: "b".repeat(64) }), false);
     // The same manifest: the kept copy is not read.
     await Deno.remove(`${job.stateDir}/release-manifest`);
     const same = await recordVouches(job, tree, c);
     assert.equal(same?.(walked[0], want), true);
     assert.equal(same?.({ ...walked[0], ino: walked[0].ino + 1 }, want), false);
     assert.equal(await recordVouches(job, tree, next), null);
+    // Looked at beforehand: the same walk, and the record as it was read then.
+    await recordRelease(job, c, tree, { entries: recordOf(walked).entries, at: Date.now() + 2000 });
+    const look = lookAt(job, tree, { state: "marked", backupDir: null });
+    assert.deepEqual(await look.walked, walked);
+    await Deno.remove(`${job.stateDir}/release-record`);
+    assert.equal((await look.vouches(next))?.(walked[0], want), true);
+    const dirty = lookAt(job, tree, { state: "marked", backupDir: null, forced: true });
+    assert.equal(await dirty.vouches(c), null);
   });
 });

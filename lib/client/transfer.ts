@@ -161,7 +161,9 @@ export async function recoverInterrupted(
 async function isRsyncInto(pid: number, destArg: string): Promise<boolean> {
   try {
     const argv = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
-    return /(^|\/)rsync$/.test(argv[0]) && argv.includes(destArg);
+    // setsid(1) for the moment before it executes rsync (lib/rsync/rsync.ts).
+    const cmd = /(^|\/)setsid$/.test(argv[0]) ? argv.slice(1) : argv;
+    return /(^|\/)rsync$/.test(cmd[0]) && cmd.includes(destArg);
   } catch {
     return false;
   }

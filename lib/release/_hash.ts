@@ -6,8 +6,8 @@
  * fanout runs with (no optimizing compiler).
  *
  * node:crypto is imported on first use: tens of milliseconds and a few MB
- * that a client run with nothing to check never pays. Internal to
- * lib/release.
+ * that a client run with nothing to check never pays, and one with a few
+ * files to check neither (WebCrypto hashes those). Internal to lib/release.
  *
  * @module
  */
@@ -77,13 +77,21 @@ export async function hashers(): Promise<Hashers> {
 const WHOLE_MAX = 16 << 20;
 
 /**
+ * The most files and symlinks {@linkcode hashersOf} hashes by WebCrypto: a
+ * hop to another thread each, where loading node:crypto costs tens of
+ * milliseconds once.
+ */
+const FEW = 64;
+
+/**
  * Hashers for a few known entries below `root`, by WebCrypto: each file is
  * read whole (it must still be the entry's file, of its size) and each
  * symlink's target read, and all are hashed before this returns. For a
  * publish of a few changed paths, loading node:crypto would cost more than
- * the hashes. Asked for anything else (a file or target that changed
- * since), they throw {@linkcode TreeError}. With a file past 16 MiB among
- * `entries`, {@linkcode hashers} instead.
+ * the hashes. Asked for anything else, or for a file that could not be read
+ * as walked, they throw ({@linkcode TreeError} for a file or target that
+ * changed since). With a file past 16 MiB among `entries`,
+ * {@linkcode hashers} instead.
  *
  * @example
  * ```ts
@@ -93,9 +101,20 @@ const WHOLE_MAX = 16 << 20;
  */
 export async function hashersFor(root: string, entries: readonly TreeEntry[]): Promise<Hashers> {
   if (entries.some((e) => e.kind === "file" && e.size > WHOLE_MAX)) return await hashers();
-  const files = new Map<string, string>(), targets = new Map<string, string>();
+  // A file that cannot be read as walked throws when it is asked for, as
+  // {@linkcode hashers} would: its caller may never ask.
+  const files = new Map<string, string | unknown>(), targets = new Map<string, string>();
   for (const e of entries) {
-    if (e.kind === "file") files.set(e.path, await webDigest(readEntry(root, e)));
+    if (e.kind === "file") {
+      let bytes;
+      try {
+        bytes = readEntry(root, e);
+      } catch (err) {
+        files.set(e.path, err);
+        continue;
+      }
+      files.set(e.path, await webDigest(bytes));
+    }
     const target = e.kind === "symlink" ? linkTarget(`${root}/${e.path}`) : null;
     if (target !== null) targets.set(target, await webDigest(new TextEncoder().encode(target)));
   }
@@ -105,6 +124,7 @@ export async function hashersFor(root: string, entries: readonly TreeEntry[]): P
     file(_root, e) {
       const h = files.get(e.path);
       if (h === undefined) throw unknown(e.path);
+      if (typeof h !== "string") throw h;
       return h;
     },
     bytes(data) {
@@ -113,6 +133,22 @@ export async function hashersFor(root: string, entries: readonly TreeEntry[]): P
       return h;
     },
   };
+}
+
+/**
+ * Hashers for the files and symlinks of `entries` below `root`, the only
+ * ones they are asked for: {@linkcode hashersFor} for a few, else
+ * {@linkcode hashers}. A check of a version that changed a few paths then
+ * never loads node:crypto.
+ *
+ * @example
+ * ```ts
+ * const hash = await hashersOf(root, toRead);
+ * ```
+ */
+export async function hashersOf(root: string, entries: readonly TreeEntry[]): Promise<Hashers> {
+  const read = entries.filter((e) => e.kind === "file" || e.kind === "symlink");
+  return read.length <= FEW ? await hashersFor(root, read) : await hashers();
 }
 
 /** The bytes of the file of walked entry `e`, which must still be that file. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { hashers, PIECE } from "./_hash.ts";
+import { hashers, hashersOf, PIECE } from "./_hash.ts";
 import { TreeError, walkTree } from "./tree.ts";
 import { withDir } from "./_testing.ts";
 
@@ -60,5 +60,32 @@ Deno.test("hash: a file replaced by a symlink, a directory or a file of another 
         Deno.removeSync(`${dir}/sub`, { recursive: true });
       }
     }
+  });
+});
+
+Deno.test("hash: a few entries hash by WebCrypto as node:crypto does, a file changed since the walk throwing only when asked for", async () => {
+  await withDir(async (dir) => {
+    Deno.mkdirSync(`${dir}/d`);
+    Deno.writeFileSync(`${dir}/a`, new TextEncoder().encode("alpha\n"));
+    Deno.writeFileSync(`${dir}/big`, new Uint8Array(PIECE + 3).fill(7));
+    Deno.writeFileSync(`${dir}/gone`, new Uint8Array(5));
+    Deno.symlinkSync("a", `${dir}/l`);
+    const walked = await walkTree(dir);
+    Deno.writeFileSync(`${dir}/gone`, new Uint8Array(6));
+    const few = await hashersOf(dir, walked), all = await hashers();
+    for (const e of walked.filter((e) => e.kind === "file" && e.path !== "gone")) {
+      assert.equal(few.file(dir, e), all.file(dir, e), e.path);
+    }
+    const target = new TextEncoder().encode("a");
+    assert.equal(few.bytes(target), all.bytes(target));
+    const gone = walked.find((e) => e.path === "gone")!;
+    for (const h of [few, all]) {
+      assert.throws(
+        () => h.file(dir, gone),
+        (err) => err instanceof TreeError && /changed while it was read/.test(err.message),
+      );
+    }
+    // Not among the entries: never vouched for.
+    assert.throws(() => few.bytes(new TextEncoder().encode("elsewhere")), TreeError);
   });
 });

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Hashers, hashers } from "./_hash.ts";
+import { type Hashers, hashersOf } from "./_hash.ts";
 import type { EntryType, Manifest, ManifestEntry } from "./manifest.ts";
 import { comparePaths, mergePaths, type TreeEntry, TreeError, walkTree } from "./tree.ts";
 
@@ -103,9 +103,14 @@ function contentOffence(
       detail: "a symlink whose target cannot be read as UTF-8",
     };
   }
-  return hash.bytes(target) === want.sha256
-    ? null
-    : { path: want.path, why: "content", detail: "a symlink to another target" };
+  try {
+    return hash.bytes(target) === want.sha256
+      ? null
+      : { path: want.path, why: "content", detail: "a symlink to another target" };
+  } catch (e) {
+    if (!(e instanceof TreeError)) throw e;
+    return { path: want.path, why: "content", detail: e.message };
+  }
 }
 
 /** A mode other than `want`'s, or null. */
@@ -176,7 +181,7 @@ export async function verifyTree(
   // The listed paths before the first extra, in order, each as far as its
   // first difference.
   const byPath = new Map(tree.map((e) => [e.path, e]));
-  const hash = await hashers();
+  const hash = await hashersOf(root, tree);
   for (const want of m.entries) {
     if (extra.path !== null && comparePaths(want.path, extra.path) > 0) break;
     const got = byPath.get(want.path);
@@ -220,6 +225,11 @@ export interface PlanOptions {
   /** The most paths walked. */
   maxPaths?: number;
   /**
+   * A walk of `root` with these options, made beforehand (begun while what
+   * it is compared with was still being fetched): taken instead of a walk.
+   */
+  walked?: TreeEntry[];
+  /**
    * True when the file or symlink walked as `got` is known to hold `want`'s
    * bytes (or target) without reading them: a stat record says it has not
    * changed since it was checked against a manifest that listed the same.
@@ -232,7 +242,8 @@ export interface PlanOptions {
  * missing, of another type, content or mode, and what the manifest does not
  * list. One `lstat` walk (never through a symlink); every file of the listed
  * size, and every symlink's target, is hashed unless `known` vouches for it.
- * The hashing code loads only when something is left to hash.
+ * Nothing loads to hash when nothing is left to, nor node:crypto for a few
+ * files (lib/release/_hash.ts).
  *
  * @throws {TreeError} for a name in the tree that is not valid UTF-8, or
  * past `maxPaths`.
@@ -248,7 +259,8 @@ export async function planTree(
   m: Manifest,
   opts: PlanOptions = {},
 ): Promise<TreePlan> {
-  const walked = await walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
+  const walked = opts.walked ??
+    await walkTree(root, { skip: opts.skip, maxPaths: opts.maxPaths });
   const plan: TreePlan = { wrong: [], extra: [], walked };
   // In the manifest's order: each listed path's offence found without
   // reading, or the entries whose content is still to be read.
@@ -269,7 +281,9 @@ export async function planTree(
       toRead++;
     }
   });
-  const hash = toRead ? await hashers() : null;
+  const hash = toRead
+    ? await hashersOf(root, found.flatMap((f) => "why" in f ? [] : [f.got]))
+    : null;
   for (const f of found) {
     if ("why" in f) {
       plan.wrong.push(f);

@@ -7,6 +7,7 @@ import {
   ManifestError,
   parseManifest,
   pathProblem,
+  relistedPaths,
 } from "./manifest.ts";
 import { TreeError } from "./tree.ts";
 import { sh, withDir } from "./_testing.ts";
@@ -168,6 +169,37 @@ Deno.test("manifest: the parser takes only canonical text within its bounds", ()
   refused(body(f("a/b")), /below "a", which is not a directory listed before it/, 2);
   refused(body(f("a"), f("a/b")), /below "a", which is not a directory/, 3);
   refused(body(`l 0777 1 ${HASH_A} a`, f("a/b")), /below "a", which is not a directory/, 3);
+});
+
+Deno.test("manifest: relistedPaths names each path listed otherwise or not before, spaces in names and all", () => {
+  const text = (...lines: string[]) => enc.encode([MANIFEST_HEADER, ...lines, ""].join("\n"));
+  const HASH_B = "b".repeat(64);
+  const old = text(
+    "d 0755 0 - a",
+    `f 0644 3 ${HASH_A} a/b c`,
+    `f 0644 3 ${HASH_A} a/mode`,
+    `f 0644 3 ${HASH_A} a/same`,
+    `f 0644 3 ${HASH_A} gone`,
+  );
+  const now = text(
+    "d 0755 0 - a",
+    `f 0644 4 ${HASH_B} a/b c`,
+    `f 0755 3 ${HASH_A} a/mode`,
+    `l 0777 1 ${HASH_A} a/new link`,
+    `f 0644 3 ${HASH_A} a/same`,
+  );
+  parseManifest(now);
+  assert.deepEqual([...relistedPaths(old, now)!].sort(), ["a/b c", "a/mode", "a/new link"]);
+  assert.deepEqual([...relistedPaths(now, now)!], []);
+  // Not text: nothing said, so nothing vouched for.
+  assert.equal(relistedPaths(new Uint8Array([0xff, 0x0a]), now), null);
+  assert.deepEqual([...relistedPaths(new Uint8Array(), now)!].sort(), [
+    "a",
+    "a/b c",
+    "a/mode",
+    "a/new link",
+    "a/same",
+  ]);
 });
 
 Deno.test("manifest: pathProblem", () => {

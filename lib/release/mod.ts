@@ -38,6 +38,7 @@ export {
   parseManifest,
   pathProblem,
   RELEASE_SKIP,
+  relistedPaths,
 } from "./manifest.ts";
 export {
   comparePaths,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { comparePaths, TreeError, walkTree } from "./tree.ts";
 import { sh, withDir } from "./_testing.ts";
 
@@ -15,6 +16,18 @@ Deno.test("tree: paths order by code point, as their UTF-8 bytes", () => {
   assert.deepEqual(sorted.slice(0, 5), ["a", "a b", "a-b", "a/b", "b"]);
   assert.deepEqual(sorted.slice(-3), ["\ue000", "\uffff", "\u{10000}"]);
   assert.equal(comparePaths("x", "x"), 0);
+  // Names of ASCII, BMP and astral characters mixed, against their bytes' order.
+  const units = ["a", "/", "z", "\u00e9", "\ud7ff", "\ue000", "\uffff", "\u{10000}", "\u{10ffff}"];
+  const names: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    let n = "";
+    for (let k = 0, len = 1 + (i * 7) % 5; k < len; k++) {
+      n += units[(i * 31 + k * 17) % units.length];
+    }
+    names.push(n);
+  }
+  const bytes = (x: string, y: string) => Buffer.compare(enc.encode(x), enc.encode(y));
+  assert.deepEqual([...names].sort(comparePaths), [...names].sort(bytes));
 });
 
 Deno.test("tree: every path by lstat, sorted, symlinks listed and not followed, skips with their subtrees", async () => {

@@ -198,25 +198,38 @@ export interface RunOptions {
  */
 export async function runRsync(args: string[], opts: RunOptions = {}): Promise<RsyncResult> {
   const started = performance.now();
+  const rsync = opts.rsync ?? "rsync";
+  // (With stderr passed through, setsid(1)'s word that rsync is missing
+  // could not be read.)
+  const lead = opts.inheritStderr ? null : sessionLeader();
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(opts.rsync ?? "rsync", {
-      args,
+    // Its own session and process group, so an abort kills rsync and its
+    // forked receiver together: by setsid(1), which takes rsync's place,
+    // where it is installed; else by Deno's `detached`, which forks this
+    // process to set it up (copying its page tables: 10-40 ms once a run
+    // holds a manifest of 10k paths).
+    child = new Deno.Command(lead ?? rsync, {
+      args: lead ? [rsync, ...args] : args,
       stdin: "null",
       stdout: "piped",
       stderr: opts.inheritStderr ? "inherit" : "piped",
-      // Own process group: an abort kills rsync and its forked receiver together.
-      detached: true,
+      detached: !lead,
       env: { LC_ALL: "C" },
     }).spawn();
   } catch (e) {
-    throw missingRsync(opts.rsync ?? "rsync", e);
+    throw missingRsync(rsync, e);
   }
   opts.onSpawn?.(child.pid);
   const kill = () => {
     try {
       Deno.kill(-child.pid, "SIGTERM");
-    } catch { /* already gone */ }
+    } catch {
+      // Not leading its group yet (setsid(1) about to make it so), or gone.
+      try {
+        Deno.kill(child.pid, "SIGTERM");
+      } catch { /* already gone */ }
+    }
   };
   opts.signal?.addEventListener("abort", kill, { once: true });
   const other: string[] = [];
@@ -240,6 +253,13 @@ export async function runRsync(args: string[], opts: RunOptions = {}): Promise<R
       child.status,
     ]);
     const stderr = err.join("\n");
+    const unstarted = lead ? /^setsid: failed to execute .*?: (.*)$/m.exec(stderr) : null;
+    if (unstarted && (status.code === 126 || status.code === 127)) {
+      throw missingRsync(
+        rsync,
+        status.code === 127 ? new Deno.errors.NotFound(unstarted[1]) : new Error(unstarted[1]),
+      );
+    }
     return {
       code: status.code,
       stats: parseStats(other),
@@ -453,6 +473,27 @@ export function requireRsync(rsync = "rsync"): Promise<string> {
   // A failure is asked again next time (rsync may be installed meanwhile).
   answer.catch(() => checked.get(rsync) === answer && checked.delete(rsync));
   return answer;
+}
+
+/** setsid(1)'s path, or null where it is not installed; looked for once. */
+let leader: string | null | undefined;
+
+/**
+ * The setsid(1) that {@linkcode runRsync} starts rsync through, or null.
+ * Started by posix_spawn, it calls setsid(2) and executes rsync in its own
+ * place, so the pid rsync runs as is the one spawned.
+ */
+function sessionLeader(): string | null {
+  if (leader === undefined) {
+    leader = ["/usr/bin/setsid", "/bin/setsid"].find((p) => {
+      try {
+        return Deno.statSync(p).isFile;
+      } catch {
+        return false;
+      }
+    }) ?? null;
+  }
+  return leader;
 }
 
 function missingRsync(rsync: string, e: unknown): EnvironmentError {

@@ -260,6 +260,40 @@ Deno.test("runRsync: a missing binary is an EnvironmentError saying how to insta
   );
 });
 
+Deno.test("runRsync: the program spawned leads its own session and process group, as the pid spawned, and an abort stops the group", async () => {
+  const ac = new AbortController();
+  let pid = 0;
+  const run = runRsync(["-c", "sleep 30 & wait"], {
+    rsync: "sh",
+    signal: ac.signal,
+    onSpawn: (p) => pid = p,
+  });
+  let stat: string[] = [];
+  let sleeper = 0;
+  for (let i = 0; i < 100 && !sleeper; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    stat = (await Deno.readTextFile(`/proc/${pid}/stat`)).split(") ")[1].split(" ");
+    sleeper = Number((await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`)).trim());
+  }
+  // Fields after the name: state, ppid, pgrp, session.
+  assert.equal(Number(stat[2]), pid, "process group");
+  assert.equal(Number(stat[3]), pid, "session");
+  assert.equal(Number(stat[1]), Deno.pid, "fanout's child");
+  ac.abort();
+  const r = await run;
+  assert.notEqual(r.code, 0);
+  // The group's other member stopped too.
+  const alive = () => {
+    try {
+      return Deno.readTextFileSync(`/proc/${sleeper}/stat`).split(") ")[1][0] !== "Z";
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(alive(), false, "sleep stopped with its group");
+});
+
 Deno.test("requireRsync: the installed rsync's version", async () => {
   assert.match(await requireRsync(), /^\d+\.\d+\.\d+$/);
 });

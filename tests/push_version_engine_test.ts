@@ -21,6 +21,12 @@ interface Rig {
   publish(): Promise<Ran>;
   /** Waits until the replica's marker says `seq`. */
   landed(seq: number): Promise<void>;
+  /**
+   * Publishes the commit made, tells the engine the marker changed, waits
+   * for version `seq` on the replica, its tree the primary's; returns the
+   * kind of the last push.
+   */
+  nextVersion(seq: number): Promise<string | undefined>;
 }
 
 /**
@@ -62,23 +68,32 @@ async function rig(lab: Lab, push: Record<string, string | number> = {}): Promis
   });
   const repo = await GitRepo.create(lab.dir);
   const replica = r2.path;
+  const publish = async () => {
+    assert.equal((await repo.push()).code, 0);
+    return await lab.run(["--role", "publish", "-c", alone, "--repo", repo.bare]);
+  };
+  const landed = async (seq: number) => {
+    await waitFor(`the replica at seq ${seq}`, async () => {
+      const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
+      return parseMarker(m)?.seq === seq || null;
+    });
+    // The engine records the push once its marker's rsync has exited.
+    await waitFor(`seq ${seq} acknowledged`, () => engine.status()[0].version?.seq === seq);
+  };
   return {
     engine,
     repo,
     primary: lab.hosts.rsync1.path,
     replica,
     lines,
-    publish: async () => {
-      assert.equal((await repo.push()).code, 0);
-      return await lab.run(["--role", "publish", "-c", alone, "--repo", repo.bare]);
-    },
-    landed: async (seq: number) => {
-      await waitFor(`the replica at seq ${seq}`, async () => {
-        const m = await Deno.readTextFile(`${replica}/.fanout-version`).catch(() => "");
-        return parseMarker(m)?.seq === seq || null;
-      });
-      // The engine records the push once its marker's rsync has exited.
-      await waitFor(`seq ${seq} acknowledged`, () => engine.status()[0].version?.seq === seq);
+    publish,
+    landed,
+    nextVersion: async (seq: number) => {
+      assert.equal((await publish()).code, 0);
+      engine.notify(MARKER_EVENT);
+      await landed(seq);
+      await assertSameTree(lab.hosts.rsync1.path, replica, [".fanout-dest"]);
+      return engine.status()[0].last_push?.kind;
     },
   };
 }
@@ -146,12 +161,7 @@ Deno.test("version push alone: odd names, renames, type changes and deleted dire
       );
       await Deno.mkdir(`${g.repo.work}/file2dir`);
       await g.repo.commit({ "dir2file": "now a file\n", "file2dir/c.txt": "c\n" });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.notify(MARKER_EVENT);
-      await g.landed(2);
-      const status = g.engine.status()[0];
-      assert.equal(status.last_push?.kind, "version", g.lines.join(""));
-      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+      assert.equal(await g.nextVersion(2), "version", g.lines.join(""));
     } finally {
       await g.engine.stop();
     }
@@ -169,11 +179,7 @@ Deno.test("version push alone: symbolic links, one named with an arrow, land by 
       g.engine.start();
       await g.landed(1);
       await g.repo.commit({}, { symlinks: { "ln": "other.txt", "a -> b": "plain.txt" } });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.notify(MARKER_EVENT);
-      await g.landed(2);
-      assert.equal(g.engine.status()[0].last_push?.kind, "version");
-      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+      assert.equal(await g.nextVersion(2), "version");
     } finally {
       await g.engine.stop();
     }
@@ -254,11 +260,7 @@ Deno.test("version push alone: a version of more paths than push.max_paths goes 
       // Every file deleted but one: 29 deletions, each two filter rules that
       // rsync tries on every entry it meets.
       await g.repo.commit(Object.fromEntries(Object.keys(files).slice(1).map((p) => [p, null])));
-      assert.equal((await g.publish()).code, 0);
-      g.engine.notify(MARKER_EVENT);
-      await g.landed(2);
-      assert.equal(g.engine.status()[0].last_push?.kind, "full");
-      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+      assert.equal(await g.nextVersion(2), "full");
     } finally {
       await g.engine.stop();
     }
@@ -277,11 +279,7 @@ Deno.test("version push alone: past push.max_paths but with nothing to delete, a
       const files: Record<string, string> = {};
       for (let i = 0; i < 30; i++) files[`d${i % 3}/f${i}.txt`] = `f${i}\n`;
       await g.repo.commit(files);
-      assert.equal((await g.publish()).code, 0);
-      g.engine.notify(MARKER_EVENT);
-      await g.landed(2);
-      assert.equal(g.engine.status()[0].last_push?.kind, "version");
-      await assertSameTree(g.primary, g.replica, [".fanout-dest"]);
+      assert.equal(await g.nextVersion(2), "version");
     } finally {
       await g.engine.stop();
     }

@@ -54,29 +54,7 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   await ensureTempDir(self.path);
   // What a killed server left mid-write.
   for (const dir of [self.stateDir, `${self.stateDir}/vouch`]) await sweepTemps(dir);
-  const watched = () => tree.watcher?.mode === "events";
-  // Nothing is announced before the first check of the tree.
-  const tree: TreeVersion = {
-    current: null,
-    board: new VersionBoard(null),
-    voucher: new Voucher({
-      root: self.path,
-      stateDir: `${self.stateDir}/vouch`,
-      trusted: fleet.release.publicKeys.map(parsePublicKey),
-      excludes: fleet.push.exclude,
-      watched,
-    }),
-    watched,
-    fullCheckAt: 0,
-    watcher: null,
-    repair: {
-      source: upstreamSource(fleet, self),
-      pace: new RepairPace(),
-      running: false,
-      refusedSince: null,
-      stop: new AbortController(),
-    },
-  };
+  const tree = treeVersionOf(host);
   const daemons = await makeDaemons(host, null);
   const registry = serverRegistry(daemons.daemon, tree);
   // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
@@ -95,18 +73,8 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
     await daemons.daemon.start();
     onStop(() => daemons.proxied?.stop());
     await daemons.proxied?.start();
-    let relay: Relay | null = null;
-    if (host.downstreams.length > 0) {
-      relay = await startRelay(host, registry, opts.allowMassDelete, tree.voucher);
-      onStop(() => relay!.stop());
-      fleetView?.setReplicaSource(() => relay!.engine.status());
-      tree.watcher = relay.watcher;
-    } else if (fleet.release.publicKeys.length > 0) {
-      // Signed, a replica watches its tree too: what changes under its marker is checked.
-      const watcher = await startWatcher(host, registry, tree.voucher, null);
-      onStop(() => watcher.close());
-      tree.watcher = watcher;
-    }
+    const relay = await startWatching(host, registry, tree, opts.allowMassDelete, onStop);
+    if (relay) fleetView?.setReplicaSource(() => relay.engine.status());
     const health = startHealth(
       self.health,
       {
@@ -179,6 +147,61 @@ interface TreeVersion {
     refusedSince: number | null;
     stop: AbortController;
   };
+}
+
+/** The tree's version before its first check: nothing announced, a voucher ready. */
+function treeVersionOf(host: ServerSetup): TreeVersion {
+  const { fleet, self } = host;
+  const watched = () => tree.watcher?.mode === "events";
+  const tree: TreeVersion = {
+    current: null,
+    board: new VersionBoard(null),
+    voucher: new Voucher({
+      root: self.path,
+      stateDir: `${self.stateDir}/vouch`,
+      trusted: fleet.release.publicKeys.map(parsePublicKey),
+      excludes: fleet.push.exclude,
+      watched,
+    }),
+    watched,
+    fullCheckAt: 0,
+    watcher: null,
+    repair: {
+      source: upstreamSource(fleet, self),
+      pace: new RepairPace(),
+      running: false,
+      refusedSince: null,
+      stop: new AbortController(),
+    },
+  };
+  return tree;
+}
+
+/**
+ * Starts what watches the tree: on a host with downstream replicas the
+ * watcher and the push engine (returned), on a signed replica a watcher
+ * for its own checks alone; nothing on an unsigned leaf replica.
+ */
+async function startWatching(
+  host: ServerSetup,
+  registry: Registry,
+  tree: TreeVersion,
+  allowMassDelete: boolean,
+  onStop: (stop: () => Promise<void> | void) => void,
+): Promise<Relay | null> {
+  if (host.downstreams.length > 0) {
+    const relay = await startRelay(host, registry, allowMassDelete, tree.voucher);
+    onStop(() => relay.stop());
+    tree.watcher = relay.watcher;
+    return relay;
+  }
+  if (host.fleet.release.publicKeys.length > 0) {
+    // Signed, a replica watches its tree too: what changes under its marker is checked.
+    const watcher = await startWatcher(host, registry, tree.voucher, null);
+    onStop(() => watcher.close());
+    tree.watcher = watcher;
+  }
+  return null;
 }
 
 /** The upstream's read module, which a replica repairs its tree from; null for the primary. */

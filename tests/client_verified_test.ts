@@ -400,3 +400,31 @@ Deno.test("verified: an unsigned fleet syncs as before, silent under cron and wa
     await assertSameTree(s.src, `${dest}/`, [".fanout-dest"]);
   });
 });
+
+Deno.test("verified: a path the server did not send (another version behind the proxy) is fetched again, and the version applied (in place and --atomic)", async () => {
+  await withSigned(async (lab) => {
+    const s = await signedLab(lab);
+    for (const [i, [layout, args]] of LAYOUTS.entries()) {
+      const name = `web${i + 1}`;
+      const dest = `${lab.dir}/apps/plugins${i + 1}`;
+      await publish(s.src, 1, V1, s.key);
+      assert.equal((await s.client(name, dest, args)).code, 0);
+      // Version 2 without one of its new files at first: the first fetch of
+      // the files misses it, as a server still at version 1 would.
+      await publish(s.src, 2, V2, s.key);
+      const held = `${lab.dir}/held-${name}`;
+      await Deno.rename(`${s.src}/new/c.txt`, held);
+      const count = `${lab.dir}/requests-${name}`;
+      await Deno.writeTextFile(
+        s.hook,
+        `#!/bin/sh\nn=$(($(cat ${count} 2>/dev/null || echo 0) + 1)); echo $n > ${count}\n` +
+          `if [ $n -ge 3 ] && [ -e ${held} ]; then mv ${held} ${s.src}/new/c.txt; fi\n`,
+      );
+      const r = await s.client(name, dest, [...args, "--log-level", "debug"]);
+      await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
+      assert.equal(r.code, 0, `${layout}: ${r.stderr}`);
+      assert.match(r.stderr, /a path of the version was not sent; trying again/);
+      assert.equal(await Deno.readTextFile(`${dest}/new/c.txt`), V2["new/c.txt"]);
+    }
+  });
+});

@@ -187,7 +187,9 @@ async function applyReleaseTree(
     });
     const bad = built.wrong[0] ??
       (built.extra[0] && { path: built.extra[0].path, why: "extra" as const, detail: "" });
-    if (bad) throw new ReleaseRefusal(job, bad.path, offence(bad, c), true);
+    if (bad) {
+      throw new ReleaseRefusal(job, bad.path, offence(bad, c), true, bad.why === "missing");
+    }
     await writeControl(building, c);
     await writeDestMarker(building, "created");
     await Deno.rename(building, `${trees}/${name}`);

@@ -119,15 +119,23 @@ export async function syncRelease(
       } catch (e) {
         if (!(e instanceof ReleaseRefusal) || !e.racy) throw e;
         const landed = c ? await newerRelease(job, newest) : null;
-        if (c ? landed === null : pass >= PASSES) throw e;
+        // A path not sent at all may come from a server behind the proxy
+        // still at another version: another pass may reach one holding it.
+        if (c ? landed === null && !e.withheld : pass >= PASSES) throw e;
         if (landed !== null) newest = landed;
         if (pass >= PASSES) {
+          if (landed === null) throw e;
           throw new TransferError(
             `${job.source}: a new version landed during each of ${PASSES} tries; nothing ` +
               `changed in ${job.dest} (the next run completes the sync)`,
           );
         }
-        job.log.debug("a version landed during the run; trying again", { path: e.path });
+        job.log.debug(
+          landed === null
+            ? "a path of the version was not sent; trying again"
+            : "a version landed during the run; trying again",
+          { path: e.path },
+        );
       }
     }
   } finally {

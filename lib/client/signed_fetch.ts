@@ -216,5 +216,5 @@ export async function checkFetched(
   }));
   const all = [...dirs, ...entries].sort((a, b) => comparePaths(a.path, b.path));
   const bad = await verifyTree(root, { entries: all });
-  if (bad) throw new ReleaseRefusal(job, bad.path, offence(bad, c), true);
+  if (bad) throw new ReleaseRefusal(job, bad.path, offence(bad, c), true, bad.why === "missing");
 }

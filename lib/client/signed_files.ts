@@ -63,11 +63,18 @@ export class ReleaseRefusal extends SafetyError {
   /** The path at fault, relative to the tree. */
   readonly path: string;
   readonly racy: boolean;
+  /**
+   * The path was not sent at all (rather than sent wrong): behind a proxy,
+   * the connection for the files may reach a server still at another
+   * version than the one that gave the manifest.
+   */
+  readonly withheld: boolean;
   constructor(
     job: Pick<ClientJob, "source" | "dest">,
     path: string,
     why: string,
     racy = false,
+    withheld = false,
   ) {
     super(
       `refusing the version from ${serverOf(job.source)} for ${job.dest}: ` +
@@ -76,6 +83,7 @@ export class ReleaseRefusal extends SafetyError {
     this.name = "ReleaseRefusal";
     this.path = path;
     this.racy = racy;
+    this.withheld = withheld;
   }
 }
 

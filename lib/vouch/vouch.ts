@@ -187,8 +187,8 @@ export class Voucher {
 
   /**
    * Paths a watcher of the tree saw change (`deep`: with what is below
-   * them): the next check looks at them again. Without this, every check
-   * walks the whole tree.
+   * them): the next check looks at them again. While `watched` says no
+   * watcher reports every change, checks walk the whole tree instead.
    *
    * @example
    * ```ts

@@ -51,6 +51,17 @@ export const RELEASE_MANIFEST = ".fanout-manifest";
 export const RELEASE_ENVELOPE = ".fanout-release";
 
 /**
+ * The files that name and vouch for a version, at the root of a tree: a
+ * push, a publish or a repair moves them last, together, so a tree never
+ * holds a marker and an envelope that disagree.
+ */
+export const VERSION_FILES: readonly string[] = [
+  VERSION_MARKER,
+  RELEASE_MANIFEST,
+  RELEASE_ENVELOPE,
+];
+
+/**
  * V8 flags every fanout process starts with (compile.sh, the bundle's
  * shebang, the demo, the tests). They only take effect on the command line,
  * not set later at run time.

@@ -48,6 +48,7 @@ export {
   RELEASE_MANIFEST,
   SERVER_TEMP_DIR,
   V8_FLAGS,
+  VERSION_FILES,
   VERSION_LOG,
   VERSION_MARKER,
 } from "./defaults.ts";

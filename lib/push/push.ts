@@ -50,6 +50,7 @@ import {
   RELEASE_MANIFEST,
   Semaphore,
   SERVER_TEMP_DIR,
+  VERSION_FILES,
   VERSION_LOG,
   VERSION_MARKER,
 } from "../core/mod.ts";
@@ -1115,9 +1116,6 @@ const LIST_PATHS_FACTOR = 10;
 
 /** The most of a replica's marker read back: a marker is a few hundred bytes. */
 const MARKER_READ_MAX_BYTES = 4096;
-
-/** The files that name and vouch for a version: sent last, together. */
-const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE] as const;
 
 /**
  * Copies the source's manifest and envelope into `dir` when both belong to

@@ -8,12 +8,7 @@
  * @module
  */
 
-import {
-  RELEASE_ENVELOPE,
-  RELEASE_MANIFEST,
-  SERVER_TEMP_DIR,
-  VERSION_MARKER,
-} from "../core/mod.ts";
+import { SERVER_TEMP_DIR, VERSION_FILES } from "../core/mod.ts";
 import {
   describeRsyncFailure,
   rsyncArgs,
@@ -74,9 +69,6 @@ export class RepairPace {
 
 /** The first and the longest wait between two repairs by default (ms). */
 const REPAIR_WAITS_MS = [10_000, 300_000] as const;
-
-/** The files that name and vouch for a version: fetched last, together. */
-const VERSION_FILES = [VERSION_MARKER, RELEASE_MANIFEST, RELEASE_ENVELOPE];
 
 /**
  * Brings the tree at `root` to what the upstream serves; returns null, or

@@ -97,6 +97,22 @@ export async function readTextUpTo(path: string, max: number): Promise<string> {
  * ```
  */
 export function readSmallFile(path: string, maxBytes: number): string | null {
+  const bytes = readSmallBytes(path, maxBytes);
+  return bytes === null ? null : new TextDecoder().decode(bytes);
+}
+
+/**
+ * The bytes of the regular file at `path`, as {@linkcode readSmallFile}
+ * reads them: null when missing, not a regular file (never through a
+ * symlink, nor one swapped in after the `lstat`), or larger than
+ * `maxBytes`. Memory follows the file, not the bound.
+ *
+ * @example
+ * ```ts
+ * const manifest = readSmallBytes(`${tree}/.fanout-manifest`, 128 << 20);
+ * ```
+ */
+export function readSmallBytes(path: string, maxBytes: number): Uint8Array<ArrayBuffer> | null {
   let before: Deno.FileInfo;
   try {
     before = Deno.lstatSync(path);
@@ -110,14 +126,22 @@ export function readSmallFile(path: string, maxBytes: number): string | null {
     // Swapped for a symlink or another file since the lstat: not the file checked.
     const st = file.statSync();
     if (!st.isFile || st.ino !== before.ino || st.dev !== before.dev) return null;
-    const buf = new Uint8Array(maxBytes + 1);
+    // One byte over the size seen, to tell a file that grew since; grown
+    // past maxBytes, it is not read further.
+    let buf = new Uint8Array(Math.min(st.size, maxBytes) + 1);
     let n = 0;
-    while (n < buf.length) {
+    for (;;) {
+      if (n === buf.length) {
+        if (n > maxBytes) break;
+        const more = new Uint8Array(Math.min(n * 2, maxBytes + 1));
+        more.set(buf);
+        buf = more;
+      }
       const got = file.readSync(buf.subarray(n));
       if (got === null || got === 0) break;
       n += got;
     }
-    return n > maxBytes ? null : new TextDecoder().decode(buf.subarray(0, n));
+    return n > maxBytes ? null : buf.subarray(0, n);
   } catch {
     return null;
   } finally {

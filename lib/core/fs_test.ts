@@ -7,6 +7,7 @@ import {
   exists,
   existsNow,
   FileTooBigError,
+  readSmallBytes,
   readSmallFile,
   readTextNow,
   readTextOrNull,
@@ -126,6 +127,25 @@ Deno.test("sweepTemps: removes a dead writer's temp files, keeps a live one's, o
     assert.equal(existsNow(dead), false);
     for (const f of [live, other, link]) assert.ok((await Deno.lstat(f)) !== null, f);
     assert.equal(await sweepTemps(`${dir}/missing`), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readSmallBytes: the bytes of a regular file within the bound; a larger one, a link or a directory is null", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bytes = new Uint8Array(70_000).map((_, i) => (i * 7919) % 251);
+    await Deno.writeFile(`${dir}/f`, bytes);
+    assert.deepEqual(readSmallBytes(`${dir}/f`, 128 << 20), bytes);
+    assert.deepEqual(readSmallBytes(`${dir}/f`, 70_000), bytes);
+    assert.equal(readSmallBytes(`${dir}/f`, 69_999), null);
+    await Deno.symlink(`${dir}/f`, `${dir}/l`);
+    assert.equal(readSmallBytes(`${dir}/l`, 128 << 20), null);
+    assert.equal(readSmallBytes(dir, 128 << 20), null);
+    assert.deepEqual(readSmallBytes(`${dir}/f`, 0) ?? "null", "null");
+    await Deno.writeFile(`${dir}/empty`, new Uint8Array());
+    assert.deepEqual(readSmallBytes(`${dir}/empty`, 0), new Uint8Array());
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

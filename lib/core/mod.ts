@@ -13,6 +13,7 @@ export {
   exists,
   existsNow,
   FileTooBigError,
+  readSmallBytes,
   readSmallFile,
   readTextNow,
   readTextOrNull,

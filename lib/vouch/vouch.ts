@@ -36,6 +36,7 @@ import {
   compileExcludes,
   detour,
   quoted,
+  readSmallBytes,
   readSmallFile,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
@@ -365,7 +366,7 @@ export class Voucher {
   async #signedManifest(
     marker: VersionMarker,
   ): Promise<{ bytes: Uint8Array<ArrayBuffer>; digest: string } | string> {
-    const envelope = readBytes(`${this.#o.root}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES);
+    const envelope = readSmallBytes(`${this.#o.root}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES);
     if (envelope === null) return `no release envelope beside version ${marker.seq}`;
     let release;
     try {
@@ -376,7 +377,7 @@ export class Voucher {
     }
     const field = markerMismatch(release, marker);
     if (field) return `the envelope is not version ${marker.seq}'s (its ${field} differs)`;
-    const bytes = readBytes(`${this.#o.root}/${RELEASE_MANIFEST}`, MANIFEST_LIMITS.maxBytes);
+    const bytes = readSmallBytes(`${this.#o.root}/${RELEASE_MANIFEST}`, MANIFEST_LIMITS.maxBytes);
     if (bytes === null) return `no manifest beside version ${marker.seq}`;
     const digest = await manifestDigest(bytes);
     if (digest !== release.manifest_sha256) {
@@ -480,18 +481,6 @@ export class Voucher {
 function refused(markerText: string | null, why: string, path: string | null): Vouch {
   const marker = markerText === null ? null : parseMarker(markerText);
   return { state: "refused", marker, why, path };
-}
-
-/** A small file's bytes, not through a symlink; null when missing, not a file or too large. */
-function readBytes(path: string, max: number): Uint8Array<ArrayBuffer> | null {
-  try {
-    const st = Deno.lstatSync(path);
-    if (!st.isFile || st.size > max) return null;
-    const bytes = Deno.readFileSync(path);
-    return bytes.length > max ? null : bytes;
-  } catch {
-    return null;
-  }
 }
 
 /** The first path the two manifests disagree on, in path order; null when none or unreadable. */

@@ -45,11 +45,10 @@ import {
   VERSION_LOG,
   VERSION_MARKER,
 } from "../core/mod.ts";
-import { probeRsyncd, type RsyncResult } from "../rsync/mod.ts";
+import { listedVersion, type RsyncResult } from "../rsync/mod.ts";
 import {
   describeVersion,
   MARKER_MAX_BYTES,
-  markerFromComment,
   markerFromScan,
   parseMarker,
   readMarker,
@@ -592,9 +591,7 @@ async function listedMarker(job: ClientJob): Promise<VersionMarker | null> {
   const url = parseRsyncUrl(job.source);
   if (!url || (url.path !== "" && url.path !== "/")) return null;
   const at = { host: url.host, port: url.port };
-  const r = await probeRsyncd(at, Math.min(job.connectTimeout, 5_000), { list: true });
-  const comment = r.ok ? r.comments?.[url.module] : undefined;
-  return comment ? markerFromComment(comment) : null;
+  return await listedVersion(at, url.module, Math.min(job.connectTimeout, 5_000)) ?? null;
 }
 
 /** A rollback pin: syncs stay off until the source has a version newer than `seq`. */

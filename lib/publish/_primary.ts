@@ -20,14 +20,14 @@ import {
 } from "../core/mod.ts";
 import {
   describeRsyncFailure,
-  probeRsyncd,
+  listedVersion,
   rsyncArgs,
   type RsyncJob,
   type RsyncResult,
   runRsync,
   writeFileList,
 } from "../rsync/mod.ts";
-import { markerFromComment, parseMarker, type VersionMarker } from "../version/mod.ts";
+import { parseMarker, type VersionMarker } from "../version/mod.ts";
 
 /** What the primary holds of fanout's own files, as read before a publish. */
 export interface PrimaryState {
@@ -67,7 +67,13 @@ export async function readPrimary(
   await Deno.mkdir(dir, { recursive: true });
   const names = signed ? [VERSION_MARKER, RELEASE_ENVELOPE] : [VERSION_MARKER];
   // The listing goes alongside the pull: one small exchange, no rsync process.
-  const announced = signed ? announcedBy(fleet) : Promise.resolve(undefined);
+  const announced = signed
+    ? listedVersion(
+      fleet.primary.listen,
+      fleet.modules.read,
+      Math.min(fleet.rsync.connectTimeout, 5_000),
+    )
+    : Promise.resolve(undefined);
   await pullFromPrimary(fleet, pub, dir, names);
   const text = readSmallFile(`${dir}/${VERSION_MARKER}`, PULLED_MAX_BYTES);
   const envelope = signed ? readSmallFile(`${dir}/${RELEASE_ENVELOPE}`, PULLED_MAX_BYTES) : null;
@@ -76,18 +82,6 @@ export async function readPrimary(
     envelope: envelope === null ? null : new TextEncoder().encode(envelope),
     announced: await announced,
   };
-}
-
-/**
- * The version the primary's read module announces in its comment; null for
- * a comment without one, undefined when the listing cannot tell.
- */
-async function announcedBy(fleet: Fleet): Promise<VersionMarker | null | undefined> {
-  const r = await probeRsyncd(fleet.primary.listen, Math.min(fleet.rsync.connectTimeout, 5_000), {
-    list: true,
-  }).catch(() => null);
-  const comment = r?.ok ? r.comments?.[fleet.modules.read] : undefined;
-  return comment === undefined ? undefined : markerFromComment(comment);
 }
 
 /**

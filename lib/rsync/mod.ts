@@ -7,7 +7,7 @@
  */
 
 export { classifyItems, type Itemized, type ItemizedEntry, unescapeName } from "./itemize.ts";
-export { describeConnectError, PROBE_MAX_BYTES, probeRsyncd } from "./probe.ts";
+export { describeConnectError, listedVersion, PROBE_MAX_BYTES, probeRsyncd } from "./probe.ts";
 export { PROXY_V1_UNKNOWN, proxyV1Header } from "./proxy_protocol.ts";
 export {
   describeRsyncFailure,

@@ -7,6 +7,7 @@
  */
 
 import { deadline, type HostPort, printableLine, quoted, stripControl } from "../core/mod.ts";
+import { markerFromComment, type VersionMarker } from "../version/mod.ts";
 
 /** The outcome of one probe. */
 export interface ProbeResult {
@@ -165,4 +166,26 @@ class LineReader {
     this.#buf = this.#buf.slice(i + 1);
     return line;
   }
+}
+
+/**
+ * The version a fanout server's `module` announces in its comment (the one
+ * its tree holds): one module listing, no rsync process on either side.
+ * Null for a module whose comment names none; undefined when the listing
+ * cannot tell (no answer, no such module).
+ *
+ * @example
+ * ```ts
+ * const v = await listedVersion({ host: "10.0.0.10", port: 873 }, "plugins", 5000);
+ * if (v === undefined) console.log("ask for the marker file instead");
+ * ```
+ */
+export async function listedVersion(
+  at: HostPort,
+  module: string,
+  timeoutMs: number,
+): Promise<VersionMarker | null | undefined> {
+  const r = await probeRsyncd(at, timeoutMs, { list: true }).catch(() => null);
+  const comment = r?.ok ? r.comments?.[module] : undefined;
+  return comment === undefined ? undefined : markerFromComment(comment);
 }

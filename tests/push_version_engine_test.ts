@@ -4,7 +4,7 @@
 // other event of a publish still lags in the watcher: what reaches the
 // replica with the marker is what the version log says, nothing else.
 import assert from "node:assert/strict";
-import { assertSameTree, type Lab, type Ran, waitFor, withLab } from "./_helpers.ts";
+import { assertSameTree, type Lab, type Ran, sleep, waitFor, withLab } from "./_helpers.ts";
 import { GitRepo } from "./_fleet.ts";
 import { loadFleet } from "../lib/config/mod.ts";
 import { formatRsyncUrl, Logger } from "../lib/core/mod.ts";
@@ -33,7 +33,11 @@ interface Rig {
  * A primary with no downstreams of its own (the publisher's target), a
  * replica, and an engine here pushing the one to the other.
  */
-async function rig(lab: Lab, push: Record<string, string | number> = {}): Promise<Rig> {
+async function rig(
+  lab: Lab,
+  push: Record<string, string | number> = {},
+  landingMaxMs?: number,
+): Promise<Rig> {
   await lab.fleet({ replicas: ["rsync2"], push: { exclude: "[.git]", reconcile: "1h", ...push } });
   const withReplica = lab.fleetFile;
   await lab.server("replica", "rsync2");
@@ -65,6 +69,7 @@ async function rig(lab: Lab, push: Record<string, string | number> = {}): Promis
     workDir,
     log: new Logger({ sink: (l) => lines.push(l) }),
     registry: new Registry(),
+    landingMaxMs,
   });
   const repo = await GitRepo.create(lab.dir);
   const replica = r2.path;
@@ -280,6 +285,74 @@ Deno.test("version push alone: past push.max_paths but with nothing to delete, a
       for (let i = 0; i < 30; i++) files[`d${i % 3}/f${i}.txt`] = `f${i}\n`;
       await g.repo.commit(files);
       assert.equal(await g.nextVersion(2), "version");
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});
+
+/** Keeps the primary's temp dir written "now" (an entry dated a minute ahead): a transfer landing. */
+async function landing(primary: string): Promise<string> {
+  const tmp = `${primary}/.fanout-tmp`;
+  await Deno.mkdir(tmp, { recursive: true });
+  const file = `${tmp}/landing`;
+  await Deno.writeTextFile(file, "");
+  const ahead = new Date(Date.now() + 60_000);
+  await Deno.utime(file, ahead, ahead);
+  return file;
+}
+
+/** The kinds of the pushes the engine logged, in order. */
+function pushKinds(lines: string[]): string[] {
+  return lines.filter((l) => l.includes("msg=pushed")).map((l) => /kind=(\w+)/.exec(l)?.[1] ?? "?");
+}
+
+Deno.test("version push alone: paths landing through the temp dir wait for their marker, not pushed before it", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab, {}, 120_000);
+    try {
+      await g.repo.commit({ "a.txt": "a\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      const before = pushKinds(g.lines).length;
+      await landing(g.primary);
+      await Deno.writeTextFile(`${g.primary}/a.txt`, "a v2\n");
+      // A path's event arrives while the transfer lands: it waits (a push of
+      // it would have run within this second) for the version to follow.
+      g.engine.notify([{ path: "a.txt", deep: false }]);
+      await sleep(1000);
+      await g.repo.commit({ "b.txt": "b\n", "a.txt": "a v2\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.notify(MARKER_EVENT);
+      await g.landed(2);
+      await assertSameTree(g.primary, g.replica, [".fanout-dest", ".fanout-tmp"]);
+      assert.deepEqual(pushKinds(g.lines).slice(before), ["version"], g.lines.join(""));
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});
+
+Deno.test("version push alone: a temp dir that stays written holds pushes only for a while", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab, {}, 300);
+    try {
+      await g.repo.commit({ "a.txt": "a\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      await landing(g.primary);
+      // An edit on the primary with no marker after it: it goes all the same.
+      await Deno.writeTextFile(`${g.primary}/edit.txt`, "edited\n");
+      g.engine.notify([{ path: "edit.txt", deep: false }]);
+      await waitFor("the edit on the replica", async () => {
+        return (await Deno.readTextFile(`${g.replica}/edit.txt`).catch(() => "")) === "edited\n";
+      });
+      await waitFor(
+        "a scoped push recorded",
+        () => g.engine.status()[0].last_push?.kind === "scoped",
+      );
     } finally {
       await g.engine.stop();
     }

@@ -1,5 +1,7 @@
 // Small file-system helpers shared by several modules.
 
+import { SERVER_TEMP_DIR } from "./defaults.ts";
+
 /** True when something (a file, a directory, a link, even a dangling one) is at `path`. */
 export async function exists(path: string): Promise<boolean> {
   try {
@@ -246,3 +248,42 @@ export async function sweepTemps(dir: string): Promise<number> {
   } catch { /* no dir yet, or unreadable: nothing to sweep */ }
   return gone;
 }
+
+/**
+ * Whether a transfer into the tree at `root` wrote fanout's temp dir
+ * ({@linkcode SERVER_TEMP_DIR}) at or after `since` (ms since the epoch):
+ * the dir's own mtime (a file named or renamed out of it) or one of its
+ * first entries'. A transfer lands each path through it, so this is how a
+ * server sees a version landing before its marker does, even through a big
+ * file that raises no event in the tree. Never looks through a symlink.
+ *
+ * @example
+ * ```ts
+ * if (receivingSince(tree, Date.now() - 500)) console.log("a transfer is landing");
+ * ```
+ */
+export function receivingSince(root: string, since: number): boolean {
+  const dir = `${root}/${SERVER_TEMP_DIR}`;
+  const fresh = (path: string) => {
+    try {
+      const st = Deno.lstatSync(path);
+      return { dir: st.isDirectory, fresh: (st.mtime?.getTime() ?? 0) >= since };
+    } catch {
+      return null;
+    }
+  };
+  const top = fresh(dir);
+  if (!top?.dir) return false;
+  if (top.fresh) return true;
+  try {
+    let n = 0;
+    for (const e of Deno.readDirSync(dir)) {
+      if (fresh(`${dir}/${e.name}`)?.fresh) return true;
+      if (++n >= MAX_TEMP_LOOKED_AT) break;
+    }
+  } catch { /* gone meanwhile: nothing is received */ }
+  return false;
+}
+
+/** The most entries of the temp dir looked at: one rsync writes one file at a time. */
+const MAX_TEMP_LOOKED_AT = 64;

@@ -18,6 +18,7 @@ export {
   readTextNow,
   readTextOrNull,
   readTextUpTo,
+  receivingSince,
   sweepTemps,
   tempFor,
   writePrivate,

@@ -46,6 +46,7 @@ import {
   type Logger,
   readSmallFile,
   readTextOrNull,
+  receivingSince,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   Semaphore,
@@ -96,6 +97,11 @@ export interface PushEngineOptions {
   registry: Registry;
   /** Let pushes delete past max_delete until every replica has synced once. */
   allowMassDelete?: boolean;
+  /**
+   * The longest pushes wait for a landing transfer's marker (ms; default
+   * {@linkcode LANDING_MAX_MS}).
+   */
+  landingMaxMs?: number;
 }
 
 /** The mass-delete guard, as `/status` shows it (`push_guard`). */
@@ -202,6 +208,8 @@ export class PushEngine {
   #guardTimer: ReturnType<typeof setInterval> | undefined;
   #reconcileTimer: ReturnType<typeof setInterval> | undefined;
   #debounce: { timer: ReturnType<typeof setTimeout>; first: number } | null = null;
+  /** Pushes wait while a transfer lands in the source: since `first` (ms), looked at again by `timer`. */
+  #landing: { first: number; timer?: ReturnType<typeof setTimeout> } | null = null;
   #allowMassDelete: boolean;
   /** A publish's lift ends here (ms), even if a replica never gets its whole push. */
   #liftEnds: number | null = null;
@@ -446,6 +454,7 @@ export class PushEngine {
     clearInterval(this.#guardTimer);
     clearInterval(this.#restoreTimer);
     clearTimeout(this.#holdTimer);
+    clearTimeout(this.#landing?.timer);
     if (this.#debounce) clearTimeout(this.#debounce.timer);
     for (const r of this.#replicas) clearTimeout(r.retryTimer);
     this.#abort.abort();
@@ -473,10 +482,54 @@ export class PushEngine {
     for (const r of this.#replicas) this.#kick(r);
   }
 
+  /**
+   * Whether pushes wait, because a transfer is landing in the source (a
+   * publish, an upstream's push: each path goes through the temp dir) and
+   * its marker is not there yet. The version push that follows the marker
+   * sends the version's paths once; pushing each path's events first would
+   * put one or two pushes ahead of it. The wait ends once the temp dir has
+   * been quiet for {@linkcode LANDING_QUIET_MS}, the marker is new to a
+   * replica, or {@linkcode LANDING_MAX_MS} after it began; while it lasts,
+   * the engine looks again every {@linkcode LANDING_RECHECK_MS}.
+   */
+  #heldForLanding(): boolean {
+    if (this.#stopped) return false;
+    const now = Date.now();
+    if (!receivingSince(this.#o.source, now - LANDING_QUIET_MS)) {
+      clearTimeout(this.#landing?.timer);
+      this.#landing = null;
+      return false;
+    }
+    const first = this.#landing?.first ?? now;
+    if (now - first >= (this.#o.landingMaxMs ?? LANDING_MAX_MS) || this.#versionDue()) {
+      // The landing goes on (the marker's own transfer, or one that never
+      // ends): no second wait until the temp dir is quiet.
+      clearTimeout(this.#landing?.timer);
+      this.#landing = { first };
+      return false;
+    }
+    if (this.#landing?.timer === undefined) {
+      this.#landing = {
+        first,
+        timer: setTimeout(() => {
+          this.#landing = { first };
+          this.#kickAll();
+        }, LANDING_RECHECK_MS),
+      };
+    }
+    return true;
+  }
+
+  /** Whether the source's marker is one a replica has not acknowledged. */
+  #versionDue(): boolean {
+    const text = readSmallFile(`${this.#o.source}/${VERSION_MARKER}`, MARKER_READ_MAX_BYTES);
+    return text !== null && this.#replicas.some((r) => r.ackText !== text);
+  }
+
   #kick(r: Replica): void {
     if (this.#stopped || this.#problem) return;
     if (r.state === "pushing" || r.state === "backoff") return;
-    if (r.pending.empty) return;
+    if (r.pending.empty || this.#heldForLanding()) return;
     r.state = "pushing";
     r.inFlightSince = r.pending.since ?? Date.now();
     r.inFlight = this.#drain(r);
@@ -486,7 +539,7 @@ export class PushEngine {
   async #drain(r: Replica): Promise<void> {
     const release = await this.#sem.acquire();
     try {
-      while (!this.#stopped) {
+      while (!this.#stopped && !this.#heldForLanding()) {
         const work = r.pending.take();
         if (!work) break;
         r.inFlightSince = work.since;
@@ -1116,6 +1169,19 @@ const LIST_PATHS_FACTOR = 10;
 
 /** The most of a replica's marker read back: a marker is a few hundred bytes. */
 const MARKER_READ_MAX_BYTES = 4096;
+
+/**
+ * How long the source's temp dir stays quiet before a landing transfer is
+ * taken to be over (ms): past the gap between a publish's paths and its
+ * marker, which are two transfers.
+ */
+const LANDING_QUIET_MS = 500;
+
+/** The longest pushes wait for a landing transfer's marker by default (ms). */
+const LANDING_MAX_MS = 5_000;
+
+/** How often a wait for a landing transfer looks at the temp dir again (ms). */
+const LANDING_RECHECK_MS = 100;
 
 /**
  * Copies the source's manifest and envelope into `dir` when both belong to

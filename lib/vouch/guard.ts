@@ -26,6 +26,11 @@ import { type Vouch, Voucher } from "./vouch.ts";
  * - `repairing`: refused, and a repair from upstream runs; checks wait for
  *   it (they would see the tree half-rewritten), then the tree is checked whole;
  * - `stopped`: the server stops; nothing more is checked or announced.
+ *
+ * @example
+ * ```ts
+ * if (guard.state === "repairing") console.log("repairing from upstream");
+ * ```
  */
 export type GuardState = "unchecked" | "checking" | "vouched" | "refused" | "repairing" | "stopped";
 
@@ -34,7 +39,7 @@ export type GuardState = "unchecked" | "checking" | "vouched" | "refused" | "rep
  *
  * @example
  * ```ts
- * TRANSITIONS.refused.includes("repairing"); // true
+ * TRANSITIONS.repairing; // ["checking", "stopped"]: a repair ends in a check
  * ```
  */
 export const TRANSITIONS: Readonly<Record<GuardState, readonly GuardState[]>> = {
@@ -46,7 +51,14 @@ export const TRANSITIONS: Readonly<Record<GuardState, readonly GuardState[]>> = 
   stopped: [],
 };
 
-/** What checks the tree: a {@linkcode Voucher} (a stand-in in tests). */
+/**
+ * What checks the tree: a {@linkcode Voucher} (a stand-in in tests).
+ *
+ * @example
+ * ```ts
+ * const checker: TreeChecker = new Voucher(voucherOptions);
+ * ```
+ */
 export interface TreeChecker {
   /** Checks the tree's version; `whole` walks it whatever else. Never rejects. */
   check(whole: boolean): Promise<Vouch>;
@@ -58,7 +70,14 @@ export interface TreeChecker {
   settled(): Promise<void>;
 }
 
-/** Where a refused tree is repaired from, and the repair itself. */
+/**
+ * Where a refused tree is repaired from, and the repair itself.
+ *
+ * @example
+ * ```ts
+ * const repair: GuardRepair = { upstream: "rsync1", run: (signal) => repairFrom({ ...opts, signal }) };
+ * ```
+ */
 export interface GuardRepair {
   /** The upstream's name, for the log. */
   upstream: string | null;
@@ -66,7 +85,15 @@ export interface GuardRepair {
   run(signal: AbortSignal): Promise<string | null>;
 }
 
-/** What a {@linkcode TreeGuard} checks with, tells, and how often. */
+/**
+ * What a {@linkcode TreeGuard} checks with, tells, and how often.
+ *
+ * @example
+ * ```ts
+ * const opts: TreeGuardOptions = { checker: voucher, announce: (v) => daemon.setVersion(v),
+ *   repair: null, watched: () => true, reconcileMs: 600_000, pollMs: 60_000, log };
+ * ```
+ */
 export interface TreeGuardOptions {
   checker: TreeChecker;
   /**
@@ -107,7 +134,14 @@ export interface TreeGuardOptions {
   pace?: RepairPace;
 }
 
-/** How often the guard asks for a check by default: a missed marker event costs a second at most. */
+/**
+ * How often the guard asks for a check by default: a missed marker event costs a second at most.
+ *
+ * @example
+ * ```ts
+ * new TreeGuard({ ...opts, tickMs: TICK_MS * 5 }); // a slower disk
+ * ```
+ */
 export const TICK_MS = 1_000;
 
 /**
@@ -115,6 +149,11 @@ export const TICK_MS = 1_000;
  * changes the marker), and how long a refusal lasts before a repair: a
  * push or publish landing can leave the tree refused for a moment, which is
  * no reason to repair.
+ *
+ * @example
+ * ```ts
+ * new TreeGuard({ ...opts, refusedRecheckMs: REFUSED_RECHECK_MS });
+ * ```
  */
 export const REFUSED_RECHECK_MS = 5_000;
 
@@ -438,7 +477,17 @@ export class TreeGuard {
   }
 }
 
-/** What {@linkcode guardTree} needs of a server: its tree, its fleet's keys and pace, its upstream. */
+/**
+ * What {@linkcode guardTree} needs of a server: its tree, its fleet's keys and pace, its upstream.
+ *
+ * @example
+ * ```ts
+ * const setup: TreeGuardSetup = { root: "/srv/plugins", stateDir: "/var/lib/fanout/vouch",
+ *   trusted: keys, excludes: [".git"], upstream: { source: "rsync://10.0.0.10:873/plugins/",
+ *   name: "rsync1" }, rsync: fleet.rsync, watched: () => true, reconcileMs: 600_000,
+ *   pollMs: 60_000, announce: (v) => daemon.setVersion(v), log };
+ * ```
+ */
 export interface TreeGuardSetup {
   /** The tree served. */
   root: string;

@@ -22,7 +22,6 @@ import {
   log,
   type Logger,
   sweepTemps,
-  VERSION_MARKER,
 } from "../lib/core/mod.ts";
 import { Registry, VersionBoard } from "../lib/health/mod.ts";
 import { requireRsync } from "../lib/rsync/mod.ts";
@@ -37,9 +36,9 @@ import {
 import { PushEngine } from "../lib/push/mod.ts";
 import { TreeWatcher } from "../lib/watch/mod.ts";
 import { aborted } from "../lib/sys/mod.ts";
-import { readMarker, sameVersion, type VersionMarker } from "../lib/version/mod.ts";
+import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
 import { parsePublicKey, UNSIGNED_WARNING } from "../lib/release/mod.ts";
-import { ensureTempDir, repairFrom, RepairPace, type Vouch, Voucher } from "../lib/vouch/mod.ts";
+import { ensureTempDir, guardTree, type TreeGuard, watchMarker } from "../lib/vouch/mod.ts";
 import { ensureDir, startHealth, untilShutdown, writeState } from "./_lifecycle.ts";
 
 /**
@@ -54,9 +53,9 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
   await ensureTempDir(self.path);
   // What a killed server left mid-write.
   for (const dir of [self.stateDir, `${self.stateDir}/vouch`]) await sweepTemps(dir);
-  const tree = treeVersionOf(host);
   const daemons = await makeDaemons(host, null);
-  const registry = serverRegistry(daemons.daemon, tree);
+  const tree = treeOf(host, daemons);
+  const registry = serverRegistry(daemons.daemon, tree.guard);
   // The fleet view (client reports, /fleet) is the primary's alone, and loaded only there.
   const fleetView = kind === "primary"
     ? await (await import("../lib/fleet/mod.ts")).openFleetView({
@@ -88,9 +87,10 @@ export async function runServer(opts: CommonOptions, kind: "primary" | "replica"
       fleetView?.routes,
     );
     onStop(() => health.shutdown());
-    onStop(followMarker(self.path, () => refreshVersion(host, daemons, tree), lg));
-    onStop(() => tree.repair.stop.abort());
-    onStop(() => tree.voucher.settled());
+    tree.guard.start();
+    const marker = watchMarker(self.path, () => tree.guard.markerChanged());
+    onStop(() => marker.close());
+    onStop(() => tree.guard.stop());
     // Once a start: the server serves what it is given, signed or not; its clients check.
     if (fleet.release.publicKeys.length === 0) lg.warn(UNSIGNED_WARNING);
     lg.info("ready", describe(self, host.downstreams));
@@ -122,58 +122,44 @@ interface Daemons {
 }
 
 /**
- * The tree's version as the daemons announce it, the metrics show it and
- * `/version` tells watching clients: the one the voucher vouches for;
- * {@linkcode refreshVersion} is its one writer.
+ * The tree's guard, which decides the version announced, the board that
+ * tells `/version` of it, and the watcher of the tree once started (a
+ * relay's, or a signed replica's own; null before and on an unsigned leaf).
  */
-interface TreeVersion {
-  current: VersionMarker | null;
+interface Tree {
+  guard: TreeGuard;
   board: VersionBoard;
-  voucher: Voucher;
-  /** Whether a watcher reports every change of the tree now. */
-  watched: () => boolean;
-  /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
-  fullCheckAt: number;
-  /** The watcher of the tree, once started (a relay's, or a signed replica's own); null before. */
   watcher: TreeWatcher | null;
-  /**
-   * Where the tree is repaired from (null on the primary), how often, whether
-   * now, since when the tree has been refused, and the stop of a repair.
-   */
-  repair: {
-    source: string | null;
-    pace: RepairPace;
-    running: boolean;
-    refusedSince: number | null;
-    stop: AbortController;
-  };
 }
 
-/** The tree's version before its first check: nothing announced, a voucher ready. */
-function treeVersionOf(host: ServerSetup): TreeVersion {
-  const { fleet, self } = host;
-  const watched = () => tree.watcher?.mode === "events";
-  const tree: TreeVersion = {
-    current: null,
-    board: new VersionBoard(null),
-    voucher: new Voucher({
-      root: self.path,
-      stateDir: `${self.stateDir}/vouch`,
-      trusted: fleet.release.publicKeys.map(parsePublicKey),
-      excludes: fleet.push.exclude,
-      watched,
-    }),
-    watched,
-    fullCheckAt: 0,
-    watcher: null,
-    repair: {
-      source: upstreamSource(fleet, self),
-      pace: new RepairPace(),
-      running: false,
-      refusedSince: null,
-      stop: new AbortController(),
+/**
+ * The tree's guard, announcing to the daemons (the module comment) and
+ * then to `/version`: a client that hears of a version reads the module
+ * comment next, so that is rewritten first.
+ */
+function treeOf(host: ServerSetup, daemons: Daemons): Tree {
+  const { fleet, self, lg } = host;
+  const board = new VersionBoard(null);
+  const source = upstreamSource(fleet, self);
+  const guard = guardTree({
+    root: self.path,
+    stateDir: `${self.stateDir}/vouch`,
+    trusted: fleet.release.publicKeys.map(parsePublicKey),
+    excludes: fleet.push.exclude,
+    upstream: source === null ? null : { source, name: self.upstream },
+    rsync: fleet.rsync,
+    address: self.address,
+    watched: () => tree.watcher?.mode === "events",
+    reconcileMs: fleet.push.reconcile,
+    pollMs: fleet.push.pollInterval,
+    announce: async (version) => {
+      await daemons.daemon.setVersion(version);
+      await daemons.proxied?.setVersion(version);
+      board.announce(version);
     },
-  };
+    log: lg,
+  });
+  const tree: Tree = { guard, board, watcher: null };
   return tree;
 }
 
@@ -185,19 +171,19 @@ function treeVersionOf(host: ServerSetup): TreeVersion {
 async function startWatching(
   host: ServerSetup,
   registry: Registry,
-  tree: TreeVersion,
+  tree: Tree,
   allowMassDelete: boolean,
   onStop: (stop: () => Promise<void> | void) => void,
 ): Promise<Relay | null> {
   if (host.downstreams.length > 0) {
-    const relay = await startRelay(host, registry, allowMassDelete, tree.voucher);
+    const relay = await startRelay(host, registry, allowMassDelete, tree.guard);
     onStop(() => relay.stop());
     tree.watcher = relay.watcher;
     return relay;
   }
   if (host.fleet.release.publicKeys.length > 0) {
     // Signed, a replica watches its tree too: what changes under its marker is checked.
-    const watcher = await startWatcher(host, registry, tree.voucher, null);
+    const watcher = await startWatcher(host, registry, tree.guard, null);
     onStop(() => watcher.close());
     tree.watcher = watcher;
   }
@@ -254,7 +240,7 @@ async function makeDaemons(host: ServerSetup, version: VersionMarker | null): Pr
 }
 
 /** The metrics of the daemon and the tree's version. */
-function serverRegistry(daemon: RsyncDaemon, tree: TreeVersion): Registry {
+function serverRegistry(daemon: RsyncDaemon, guard: TreeGuard): Registry {
   const registry = new Registry();
   registry.gauge(
     "fanout_daemon_up",
@@ -269,7 +255,7 @@ function serverRegistry(daemon: RsyncDaemon, tree: TreeVersion): Registry {
   registry.gauge(
     "fanout_tree_version_seq",
     "seq of the version marker in this host's tree.",
-    () => [[{}, tree.current?.seq ?? -1]],
+    () => [[{}, guard.version?.seq ?? -1]],
   );
   return registry;
 }
@@ -279,17 +265,11 @@ function serverProblem(
   host: ServerSetup,
   daemons: Daemons,
   relay: Relay | null,
-  tree: TreeVersion,
+  tree: Tree,
 ): string | null {
   return daemonProblem(daemons.daemon) ?? proxiedProblem(daemons.proxied) ??
-    vouchProblem(tree.voucher.last) ?? relay?.engine.problem() ??
+    tree.guard.problem() ?? relay?.engine.problem() ??
     watchProblem(relay, host.fleet.push.pollInterval);
-}
-
-/** Unhealthy while the tree is not the version its marker names: it announces none. */
-function vouchProblem(v: Vouch | null): string | null {
-  if (v?.state !== "refused") return null;
-  return `announcing no version: ${v.why}`;
 }
 
 /** The role's fields of `/status`; reads, changes nothing. */
@@ -297,16 +277,16 @@ function serverStatus(
   host: ServerSetup,
   daemons: Daemons,
   relay: Relay | null,
-  tree: TreeVersion,
+  tree: Tree,
 ): Record<string, unknown> {
   const { fleet, self } = host;
   const { daemon, proxied } = daemons;
   return {
     tree: {
       path: self.path,
-      version: tree.current,
+      version: tree.guard.version,
       marker: readMarker(self.path),
-      check: checkStatus(tree.voucher.last),
+      check: tree.guard.checkStatus(),
     },
     daemon: {
       state: daemon.state,
@@ -336,163 +316,6 @@ function serverStatus(
   };
 }
 
-/** What `/status` says of the last check of the tree. */
-function checkStatus(v: Vouch | null): Record<string, unknown> | null {
-  if (v === null) return { state: "pending" };
-  switch (v.state) {
-    case "verified":
-      return { state: v.state, by: v.by, hashed: v.hashed };
-    case "unchecked":
-      return { state: v.state, why: v.why };
-    case "refused":
-      return { state: v.state, why: v.why, path: v.path };
-  }
-}
-
-/**
- * Checks the tree's version again and hands the version it holds to the
- * daemons (the module comment) and the metrics, then to `/version`: a
- * client that hears of it reads the module comment next, so that is
- * rewritten first. A marker the tree does not hold announces no version.
- * Puts back a temp dir removed or replaced (a symlink is never written through).
- */
-async function refreshVersion(
-  host: ServerSetup,
-  daemons: Daemons,
-  version: TreeVersion,
-): Promise<void> {
-  await ensureTempDir(host.self.path);
-  const first = version.voucher.last === null;
-  const v = await checkTree(host, version);
-  if (refusedFor(version, v) >= REFUSED_RECHECK_MS) repairSoon(host, daemons, version);
-  const held = v.state === "refused" ? null : v.marker;
-  if (sameVersion(held, version.current) && !first) return;
-  version.current = held;
-  await daemons.daemon.setVersion(version.current);
-  await daemons.proxied?.setVersion(version.current);
-  version.board.announce(version.current);
-}
-
-/** How often a tree refused is checked whole again, and how long a refusal lasts before a repair. */
-const REFUSED_RECHECK_MS = 5_000;
-
-/**
- * The voucher's check: whole every `push.reconcile`, every
- * `push.poll_interval` while no watcher reports changes (nothing else
- * would see an edit under the marker; the push engine pushes whole as
- * often then), and every {@linkcode REFUSED_RECHECK_MS} while refused (a
- * repair seldom changes the marker); else only when the marker changed.
- * Logs a change of verdict.
- */
-async function checkTree(host: ServerSetup, version: TreeVersion): Promise<Vouch> {
-  const now = Date.now();
-  const whole = now >= version.fullCheckAt;
-  const before = version.voucher.last;
-  const v = await version.voucher.check(whole);
-  if (whole) {
-    version.fullCheckAt = now + wholeCheckEvery(host, version, v);
-  }
-  if (v.state === "refused" && before?.state !== "refused") {
-    host.lg.warn("announcing no version: the tree is not the version its marker names", {
-      why: v.why,
-      path: v.path ?? undefined,
-    });
-  } else if (v.state !== "refused" && before?.state === "refused") {
-    host.lg.info("the tree holds its version again", { seq: v.marker?.seq });
-  }
-  return v;
-}
-
-/** How long after a whole check that found `v` the next one is made (ms). */
-function wholeCheckEvery(host: ServerSetup, version: TreeVersion, v: Vouch): number {
-  if (v.state === "refused") return REFUSED_RECHECK_MS;
-  const { reconcile, pollInterval } = host.fleet.push;
-  return version.watched() ? reconcile : Math.min(pollInterval, reconcile);
-}
-
-/**
- * How long the tree has been refused (ms; 0 when it is not): a push or
- * publish landing can leave it so for a moment, which is no reason to repair.
- */
-function refusedFor(version: TreeVersion, v: Vouch): number {
-  const r = version.repair;
-  r.refusedSince = v.state === "refused" ? r.refusedSince ?? Date.now() : null;
-  if (r.refusedSince === null) r.pace.held(Date.now());
-  return r.refusedSince === null ? 0 : Date.now() - r.refusedSince;
-}
-
-/**
- * Repairs a refused tree from upstream in the background (stopped with the
- * server), at the pace of {@linkcode RepairPace}; checks it whole after.
- */
-function repairSoon(host: ServerSetup, daemons: Daemons, version: TreeVersion): void {
-  const r = version.repair;
-  if (r.source === null || r.running || r.stop.signal.aborted) return;
-  if (!r.pace.start(Date.now())) return;
-  const { self, fleet, lg } = host;
-  r.running = true;
-  lg.info("repairing the tree from upstream", { upstream: self.upstream });
-  repairFrom({
-    source: r.source,
-    root: self.path,
-    excludes: fleet.push.exclude,
-    rsync: fleet.rsync,
-    address: self.address,
-    signal: r.stop.signal,
-  }).then((failed) => {
-    if (failed && !r.stop.signal.aborted) lg.warn("repair from upstream failed", { error: failed });
-  }).finally(() => {
-    r.running = false;
-    version.fullCheckAt = 0;
-    if (!r.stop.signal.aborted) refreshVersion(host, daemons, version).catch(() => {});
-  });
-}
-
-/**
- * Calls `refresh` when a push lands (the marker changes), so /status,
- * /metrics and the module comment follow at once: on a watch of the tree's
- * root, with a timer in case an event is missed. Returns the stop.
- */
-function followMarker(tree: string, refresh: () => Promise<void>, lg: Logger): () => void {
-  const run = () =>
-    refresh().catch((e) => lg.warn("version not refreshed", { error: (e as Error).message }));
-  run();
-  const timer = setInterval(run, 1000);
-  const markerWatch = watchMarker(tree, run);
-  return () => {
-    markerWatch.close();
-    clearInterval(timer);
-  };
-}
-
-/**
- * Calls `changed` when the version marker at the root of `tree` changes. A
- * watch of the root alone (not recursive): one inotify watch, whatever the
- * tree's size.
- */
-function watchMarker(tree: string, changed: () => Promise<void>): { close(): void } {
-  let w: Deno.FsWatcher;
-  try {
-    w = Deno.watchFs(tree, { recursive: false });
-  } catch {
-    return { close() {} }; // the timer still refreshes
-  }
-  (async () => {
-    try {
-      for await (const ev of w) {
-        if (ev.paths.some((p) => p.endsWith(`/${VERSION_MARKER}`))) await changed();
-      }
-    } catch { /* closed, or the tree went away: the timer still refreshes */ }
-  })();
-  return {
-    close() {
-      try {
-        w.close();
-      } catch { /* closed */ }
-    },
-  };
-}
-
 /** The watcher and the push engine of a host with downstream replicas. */
 interface Relay {
   engine: PushEngine;
@@ -502,12 +325,12 @@ interface Relay {
 
 /**
  * Starts the watcher of the tree, which tells the push engine (on a host
- * with downstream replicas) and the voucher what changed.
+ * with downstream replicas) and the tree's guard what changed.
  */
 async function startWatcher(
   host: ServerSetup,
   registry: Registry,
-  voucher: Voucher,
+  guard: TreeGuard,
   engine: PushEngine | null,
 ): Promise<TreeWatcher> {
   const { fleet, self, lg } = host;
@@ -517,14 +340,14 @@ async function startWatcher(
     stormEvents: fleet.push.stormEvents,
     onChanges: (c) => {
       engine?.notify(c);
-      voucher.changed(c);
+      guard.changed(c);
     },
     onFull: (why) => {
       engine?.requestFull(why);
-      voucher.lost();
+      guard.lost();
     },
-    onTempNamed: (c) => voucher.changed(c),
-    onLost: () => voucher.lost(),
+    onTempNamed: (c) => guard.changed(c),
+    onLost: () => guard.lost(),
     log: lg,
     registry,
   });
@@ -543,7 +366,7 @@ async function startRelay(
   host: ServerSetup,
   registry: Registry,
   allowMassDelete: boolean,
-  voucher: Voucher,
+  guard: TreeGuard,
 ): Promise<Relay> {
   const { fleet, self, downstreams, lg } = host;
   const workDir = `${self.stateDir}/push`;
@@ -564,7 +387,7 @@ async function startRelay(
     allowMassDelete,
   });
   // Watch first, then push everything: nothing changed in between is lost.
-  const watcher = await startWatcher(host, registry, voucher, engine);
+  const watcher = await startWatcher(host, registry, guard, engine);
   engine.start();
   const poll = setInterval(() => {
     if (watcher.mode === "polling") engine.requestFull("no watcher: periodic full push");

@@ -13,6 +13,7 @@ import {
   markerOf,
   OURS,
   publish,
+  type Signed,
   signedLab,
   snapshot,
   V1,
@@ -322,14 +323,13 @@ Deno.test("verified: a tampered version stays refused (exit 4) when the server s
       await Deno.copyFile(`${s.src}/.fanout-version`, v2);
       await Deno.writeTextFile(v1, formatMarker(markerOf(1)));
       const count = `${lab.dir}/requests-${name}`;
-      await Deno.writeTextFile(
-        s.hook,
-        `#!/bin/sh\nn=$(($(cat ${count} 2>/dev/null || echo 0) + 1)); echo $n > ${count}\n` +
-          `if [ $((n % 3)) -eq 0 ]; then cp ${v1} ${s.src}/.fanout-version; ` +
-          `else cp ${v2} ${s.src}/.fanout-version; fi\n`,
+      const r = await withRequestHook(
+        s,
+        count,
+        `if [ $((n % 3)) -eq 0 ]; then cp ${v1} ${s.src}/.fanout-version; ` +
+          `else cp ${v2} ${s.src}/.fanout-version; fi`,
+        () => s.client(name, dest, args),
       );
-      const r = await s.client(name, dest, args);
-      await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
       assert.equal(r.code, 4, `${layout}: ${r.stderr}`);
       assert.match(
         r.stderr,
@@ -342,14 +342,12 @@ Deno.test("verified: a tampered version stays refused (exit 4) when the server s
       const v3 = `${lab.dir}/v3-${name}`;
       await publish(v3, 3, V1, s.key);
       await publish(s.src, 2, V2, s.key);
-      await Deno.writeTextFile(count, "0\n");
-      await Deno.writeTextFile(
-        s.hook,
-        `#!/bin/sh\nn=$(($(cat ${count}) + 1)); echo $n > ${count}\n` +
-          `if [ $n -eq 2 ]; then rsync -a -I --delete ${v3}/ ${s.src}/; fi\n`,
+      const landed = await withRequestHook(
+        s,
+        count,
+        `if [ $n -eq 2 ]; then rsync -a -I --delete ${v3}/ ${s.src}/; fi`,
+        () => s.client(name, dest, args),
       );
-      const landed = await s.client(name, dest, args);
-      await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
       assert.deepEqual([landed.code, landed.stderr], [0, ""], `${layout}: ${landed.stderr}`);
       await assertSameTree(v3, `${dest}/`, OURS);
     }
@@ -414,17 +412,38 @@ Deno.test("verified: a path the server did not send (another version behind the 
       await publish(s.src, 2, V2, s.key);
       const held = `${lab.dir}/held-${name}`;
       await Deno.rename(`${s.src}/new/c.txt`, held);
-      const count = `${lab.dir}/requests-${name}`;
-      await Deno.writeTextFile(
-        s.hook,
-        `#!/bin/sh\nn=$(($(cat ${count} 2>/dev/null || echo 0) + 1)); echo $n > ${count}\n` +
-          `if [ $n -ge 3 ] && [ -e ${held} ]; then mv ${held} ${s.src}/new/c.txt; fi\n`,
+      const r = await withRequestHook(
+        s,
+        `${lab.dir}/requests-${name}`,
+        `if [ $n -ge 3 ] && [ -e ${held} ]; then mv ${held} ${s.src}/new/c.txt; fi`,
+        () => s.client(name, dest, [...args, "--log-level", "debug"]),
       );
-      const r = await s.client(name, dest, [...args, "--log-level", "debug"]);
-      await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
       assert.equal(r.code, 0, `${layout}: ${r.stderr}`);
       assert.match(r.stderr, /a path of the version was not sent; trying again/);
       assert.equal(await Deno.readTextFile(`${dest}/new/c.txt`), V2["new/c.txt"]);
     }
   });
 });
+
+/**
+ * Runs `body` while the server's pre-xfer hook numbers each request (from
+ * 1, in `count` and the script's `$n`) and then runs `then`; the hook does
+ * nothing again after.
+ */
+async function withRequestHook<T>(
+  s: Signed,
+  count: string,
+  then: string,
+  body: () => Promise<T>,
+): Promise<T> {
+  await Deno.writeTextFile(count, "0\n");
+  await Deno.writeTextFile(
+    s.hook,
+    `#!/bin/sh\nn=$(($(cat ${count}) + 1)); echo $n > ${count}\n${then}\n`,
+  );
+  try {
+    return await body();
+  } finally {
+    await Deno.writeTextFile(s.hook, "#!/bin/sh\nexit 0\n");
+  }
+}

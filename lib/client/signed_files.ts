@@ -9,6 +9,7 @@
 
 import {
   DEST_MARKER,
+  readSmallBytes,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SafetyError,
@@ -87,9 +88,21 @@ export class ReleaseRefusal extends SafetyError {
   }
 }
 
-/** The bytes of the regular file at `path`, or why not: none there, another kind, too large. */
+/**
+ * The bytes of the regular file at `path`, or why not: none there, another
+ * kind, too large. The file read is the one its `lstat` saw (its inode
+ * checked once opened): a symlink swapped in between is never followed.
+ *
+ * @example
+ * ```ts
+ * const got = readBounded("/srv/plugins/.fanout-release", 64 * 1024);
+ * if (typeof got === "string") console.log(`not read: ${got}`);
+ * ```
+ */
 export function readBounded(path: string, max: number): Uint8Array<ArrayBuffer> | string {
-  return unreadable(path, max) ?? Deno.readFileSync(path);
+  const why = unreadable(path, max);
+  if (why !== null) return why;
+  return readSmallBytes(path, max) ?? unreadable(path, max) ?? "changed while it was read";
 }
 
 /**

@@ -6,7 +6,7 @@ import { manifestDigest, type PlannedFix, recordOf, walkTree } from "../release/
 import { formatMarker, type VersionMarker } from "../version/mod.ts";
 import type { CheckedRelease } from "./layout.ts";
 import { basisFor, fetchGroups } from "./signed_fetch.ts";
-import { offence, ReleaseRefusal, writeControl } from "./signed_files.ts";
+import { offence, readBounded, ReleaseRefusal, writeControl } from "./signed_files.ts";
 import { lookAt, recordRelease, recordVouches } from "./signed_state.ts";
 import type { ClientJob } from "./job.ts";
 import { Logger } from "../core/mod.ts";
@@ -196,3 +196,16 @@ Deno.test("signed: the stat record vouches for an unchanged file; with the last 
     assert.equal(await dirty.vouches(c), null);
   });
 });
+
+Deno.test("signed: readBounded reads a regular file within its bound, and says why not otherwise", () =>
+  withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/small`, "abc");
+    await Deno.writeTextFile(`${dir}/large`, "x".repeat(17));
+    await Deno.symlink(`${dir}/small`, `${dir}/link`);
+    await Deno.mkdir(`${dir}/sub`);
+    assert.deepEqual(readBounded(`${dir}/small`, 16), enc.encode("abc"));
+    assert.equal(readBounded(`${dir}/large`, 16), "more than 16 bytes");
+    assert.equal(readBounded(`${dir}/link`, 16), "not a regular file");
+    assert.equal(readBounded(`${dir}/sub`, 16), "not a regular file");
+    assert.equal(readBounded(`${dir}/none`, 16), "the source has none");
+  }));

@@ -291,11 +291,11 @@ export class TcpProxy {
         return this.#refuse(client, null, `@ERROR: fanout proxy: ${greeting}`);
       }
       const tried = new Set<Backend>();
+      // An address that cannot be read is no client's: no affinity for it.
+      const key = source === "?" ? undefined : source;
       let upstream: ProxyConn | null = null;
       let b: Backend | null = null;
-      while (
-        !upstream && !s.closed && (b = pool.pick(tried, source === "?" ? undefined : source))
-      ) {
+      while (!upstream && !s.closed && (b = pool.pick(tried, key))) {
         tried.add(b);
         try {
           upstream = await this.#o.net.connect(b.addr, this.#o.connectTimeout);

@@ -35,6 +35,7 @@ export async function run(opts: CommonOptions): Promise<number> {
     fall: cfg.fall,
     rise: cfg.rise,
     versionGrace: cfg.versionGrace,
+    affinity: cfg.affinity,
     checkTimeout: cfg.checkTimeout,
     module: fleet.modules.read,
     proxyProtocol: cfg.proxyProtocol,
@@ -197,6 +198,10 @@ function status(pool: BackendPool, tcp: TcpProxy, cfg: ProxyConfig): Record<stri
     served_version: pool.served,
     reference: pool.reference,
     version_max_lead: cfg.versionMaxLead,
+    affinity: {
+      window: pool.affinity.window ? formatDuration(pool.affinity.window) : "off",
+      clients: pool.affinity.clients,
+    },
     degraded: pool.degraded,
     rotation: pool.rotation.map((b) => b.name),
     backends: pool.backends.map((b) => ({

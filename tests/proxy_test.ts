@@ -102,10 +102,15 @@ function metrics(lab: Lab) {
   return http(`http://${lab.hosts.proxy.ip}:${lab.hosts.proxy.health}/metrics`).then((r) => r.body);
 }
 
-/** Pulls once and says which backend served it (from the per-backend counts). */
-async function pullAndWhich(lab: Lab, dest: string): Promise<string> {
+/**
+ * Pulls once (from the address `from`, else the default one) and says which
+ * backend served it (from the per-backend counts). The proxy holds one
+ * address to one backend for `proxy.affinity`: pulls meant to spread come
+ * from addresses of their own.
+ */
+async function pullAndWhich(lab: Lab, dest: string, from?: string): Promise<string> {
   const before = await status(lab);
-  const r = await pull(lab, dest);
+  const r = await pull(lab, dest, from ? [`--address=${from}`] : []);
   assert.equal(r.code, 0, r.stderr);
   const after = await status(lab);
   const grew = after.backends.filter((b) =>
@@ -124,7 +129,7 @@ function marker(seq: number): string {
   }) + "\n";
 }
 
-Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken out, a killed one costs no pull", async () => {
+Deno.test("proxy: pulls from different clients land identical and alternate; a wedged backend is taken out, a killed one costs no pull", async () => {
   await withLab(async (lab) => {
     await lab.fleet({ replicas: ["rsync2"], proxy: true });
     await plantTrees(lab);
@@ -136,7 +141,7 @@ Deno.test("proxy: pulls land identical and alternate; a wedged backend is taken 
 
     const served: string[] = [];
     for (let i = 0; i < 4; i++) {
-      served.push(await pullAndWhich(lab, `out${i}`));
+      served.push(await pullAndWhich(lab, `out${i}`, lab.ip(20 + i)));
       await assertSameTree(`${lab.dir}/out${i}`, lab.hosts.rsync1.path);
     }
     assert.notEqual(served[0], served[1]);
@@ -214,7 +219,10 @@ Deno.test("proxy: the splice and deno engines carry the same pulls; without FFI,
       const proxy = await startProxy(lab, c.extra, c.deno);
       assert.match(proxy.stderr, new RegExp(`msg=ready .*engine=${c.engine}`));
       if (c.warn) assert.match(proxy.stderr, c.warn);
-      const served = [await pullAndWhich(lab, `e${i}a`), await pullAndWhich(lab, `e${i}b`)];
+      const served = [
+        await pullAndWhich(lab, `e${i}a`, lab.ip(20)),
+        await pullAndWhich(lab, `e${i}b`, lab.ip(21)),
+      ];
       assert.notEqual(served[0], served[1]);
       for (const d of [`e${i}a`, `e${i}b`]) {
         await assertSameTree(`${lab.dir}/${d}`, lab.hosts.rsync1.path);
@@ -441,25 +449,28 @@ Deno.test("proxy: PROXY protocol: the second daemon logs the real client; pushes
     await lab.server("primary", "rsync1");
     await lab.server("replica", "rsync2");
     await startProxy(lab);
-    // Round robin sends one pull to each only once both passed their checks.
+    // Round robin sends one client to each only once both passed their checks.
     await waitFor("both in rotation", async () => (await status(lab)).rotation.length === 2);
-    const client = lab.ip(9);
-    for (let i = 0; i < 2; i++) {
+    const clients = [lab.ip(9), lab.ip(10)];
+    const seen = new Set<string>();
+    for (const [i, client] of clients.entries()) {
       const r = await pull(lab, `out${i}`, [`--address=${client}`]);
       assert.equal(r.code, 0, r.stderr);
       await assertSameTree(`${lab.dir}/out${i}`, lab.hosts.rsync1.path);
     }
     for (const name of ["rsync1", "rsync2"]) {
       const logText = await Deno.readTextFile(`${lab.dir}/state/${name}/proxied/rsyncd.log`);
-      assert.match(
-        logText,
-        new RegExp(`rsync on plugins/ from \\S+ \\(${client.replaceAll(".", "\\.")}\\)`),
-        `${name} saw the real client`,
-      );
+      const real = [...logText.matchAll(/rsync on plugins\/ from \S+ \((\S+)\)/g)].map((m) => m[1]);
+      assert.ok(real.length > 0, `${name} served a pull:\n${logText}`);
+      for (const c of real) {
+        assert.ok(clients.includes(c), `${name} saw a real client, not ${c}`);
+        seen.add(c);
+      }
       const conf = await Deno.readTextFile(`${lab.dir}/state/${name}/proxied/rsyncd.conf`);
       assert.match(conf, /^proxy protocol = yes$/m);
       assert.doesNotMatch(conf, /plugins-push/, "read module only");
     }
+    assert.deepEqual([...seen].sort(), [...clients].sort(), "each daemon saw its own client");
     // The first daemon takes plain connections: the primary's pushes still land.
     await Deno.writeTextFile(`${lab.hosts.rsync1.path}/pushed.txt`, "pushed\n");
     await waitFor(
@@ -537,8 +548,8 @@ Deno.test("proxy: SIGHUP re-reads the backend list", async () => {
     await proxy.waitFor(/msg="backends reloaded" .*added=rsync2/);
     assert.deepEqual(await configured(), ["rsync1", "rsync2"]);
     await waitFor("both", async () => (await status(lab)).rotation.length === 2);
-    const a = await pullAndWhich(lab, "a");
-    const b = await pullAndWhich(lab, "b");
+    const a = await pullAndWhich(lab, "a", lab.ip(20));
+    const b = await pullAndWhich(lab, "b", lab.ip(21));
     assert.deepEqual([a, b].sort(), ["rsync1", "rsync2"]);
 
     // A broken file is reported and the current backends are kept.

@@ -87,6 +87,8 @@ export interface ProxyConfig {
   idleTimeout: number;
   drainTimeout: number;
   versionGrace: number;
+  /** How long a client address is held to the backend its first connection went to (ms); 0: off. */
+  affinity: number;
   /** Seqs past the primary's a backend may claim before its version is distrusted. */
   versionMaxLead: number;
   proxyProtocol: boolean;

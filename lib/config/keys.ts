@@ -349,6 +349,13 @@ export const FLEET = {
       default: "10s",
       doc: "how long a backend may lag the newest version before leaving rotation",
     }),
+    // Longer than a client run's connections take (a few seconds), short
+    // enough that clients behind one NAT spread again soon.
+    affinity: key(t.duration, {
+      default: "10s",
+      doc: "a client address's connections go to its first one's backend for this long " +
+        "(not extended); 0s: off",
+    }),
     // 1 covers a publish read mid-way (a replica already at N+1, the primary
     // read at N); a marker forged further ahead is not believed.
     version_max_lead: key(t.int(0), {

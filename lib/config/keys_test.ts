@@ -154,6 +154,7 @@ Deno.test("keys: the defaults a fleet gets", async () => {
     idleTimeout: 300_000,
     drainTimeout: 30_000,
     versionGrace: 10_000,
+    affinity: 10_000,
     versionMaxLead: 1,
     proxyProtocol: false,
     engine: "auto",

@@ -2,7 +2,8 @@
  * The proxy's backend pool: one explicit state machine per rsync server, fed
  * by active checks (the rsync greeting and module list, and the tree version
  * from the server's `/status`) and by passive marking (a failed connect), and
- * a round-robin pick over the backends in rotation.
+ * a round-robin pick over the backends in rotation that holds a client
+ * address to its backend for the affinity window (affinity.ts).
  *
  * A backend's life:
  *
@@ -30,6 +31,7 @@ import { formatDuration, formatHostPort, type HostPort, type Logger } from "../c
 import type { BackendSpec } from "../config/mod.ts";
 import { probeRsyncd, PROXY_V1_UNKNOWN } from "../rsync/mod.ts";
 import { parseMarker, type VersionMarker } from "../version/mod.ts";
+import { AffinityTable } from "./affinity.ts";
 
 /** up or down; `new` until the first check answers. */
 export type BackendState = "new" | "up" | "down";
@@ -116,6 +118,11 @@ export interface PoolOptions {
   rise: number;
   /** How long a backend may lag the newest version before leaving rotation (ms). */
   versionGrace: number;
+  /**
+   * How long a client address's connections go to the backend its first one
+   * went to (ms; see affinity.ts); 0 or unset: plain round robin.
+   */
+  affinity?: number;
   /** Deadline of each probe and status read (ms). */
   checkTimeout: number;
   /** The module that must be listed by a healthy daemon. */
@@ -153,6 +160,7 @@ export interface PoolOptions {
  *   checkTimeout: 1000, module: "plugins", proxyProtocol: false, log });
  * await pool.checkAll();
  * const b = pool.pick(); // the next backend in rotation, or null
+ * const c = pool.pick(new Set(), "192.0.2.7"); // that client's backend while its window lasts
  * ```
  */
 export class BackendPool {
@@ -169,10 +177,12 @@ export class BackendPool {
   /** The reference's last verified seq, kept through a failed read (a blip must not unbound). */
   #refSeq: number | undefined = undefined;
   #reference: Reference | null = null;
+  #affinity: AffinityTable<Backend>;
 
   constructor(specs: BackendSpec[], opts: PoolOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
+    this.#affinity = new AffinityTable({ window: opts.affinity ?? 0, now: this.#now });
     this.#backends = specs.map((s) => new Backend(s, this.#now()));
     this.#setReference();
   }
@@ -222,11 +232,32 @@ export class BackendPool {
     return this.#reference;
   }
 
+  /** The affinity window (ms; 0: off) and the client addresses it holds to a backend now. */
+  get affinity(): { window: number; clients: number } {
+    return { window: this.#affinity.window, clients: this.#affinity.size };
+  }
+
   /**
-   * The next backend in rotation after the last one picked, skipping those in
-   * `exclude` (already tried for this client); null when none is left.
+   * The backend for a connection from `client` (its address): the one its
+   * window holds it to while that one is in rotation and not in `exclude`
+   * (already tried for this connection); else the next in rotation after
+   * the last one picked, which then starts the client's window. Null when
+   * none is left.
    */
-  pick(exclude?: ReadonlySet<Backend>): Backend | null {
+  pick(exclude?: ReadonlySet<Backend>, client?: string): Backend | null {
+    if (client === undefined) return this.#nextInRotation(exclude);
+    const held = this.#affinity.lookup(
+      client,
+      (b) => !exclude?.has(b) && this.#rotation.includes(b),
+    );
+    if (held) return held;
+    const b = this.#nextInRotation(exclude);
+    if (b) this.#affinity.remember(client, b);
+    return b;
+  }
+
+  /** Round robin: the next backend in rotation not in `exclude`. */
+  #nextInRotation(exclude?: ReadonlySet<Backend>): Backend | null {
     const r = this.#rotation;
     for (let i = 0; i < r.length; i++) {
       const b = r[(this.#next + i) % r.length];

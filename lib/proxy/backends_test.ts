@@ -14,7 +14,10 @@ interface Script {
   lines: string[];
 }
 
-function pool(names: string[], opts: { fall?: number; rise?: number; grace?: number } = {}) {
+function pool(
+  names: string[],
+  opts: { fall?: number; rise?: number; grace?: number; affinity?: number } = {},
+) {
   const s: Script = { ok: {}, seq: {}, now: 1_000_000, lines: [] };
   for (const n of names) s.ok[n] = true;
   const p = new BackendPool(
@@ -27,6 +30,7 @@ function pool(names: string[], opts: { fall?: number; rise?: number; grace?: num
       fall: opts.fall ?? 2,
       rise: opts.rise ?? 2,
       versionGrace: opts.grace ?? 10_000,
+      affinity: opts.affinity,
       checkTimeout: 100,
       module: "plugins",
       proxyProtocol: false,
@@ -90,6 +94,46 @@ Deno.test("pool: round robin alternates and skips what was tried", async () => {
   const tried = new Set([p.backends[1]]);
   assert.equal(p.pick(tried)?.name, "a");
   assert.equal(p.pick(new Set(p.backends)), null);
+});
+
+Deno.test("pool: a client address keeps its backend for the affinity window while it is in rotation; other addresses round robin", async () => {
+  const { p, s } = pool(["a", "b"], { grace: 60_000, affinity: 10_000 });
+  s.seq = { a: 1, b: 2 };
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "b"], "a lags within the grace: both in rotation");
+  const from = (client: string, n: number, tried?: Set<Backend>) =>
+    Array.from({ length: n }, () => p.pick(tried, client)?.name);
+  assert.deepEqual(from("10.0.0.1", 3), ["a", "a", "a"]);
+  assert.deepEqual([...from("10.0.0.2", 2), ...from("10.0.0.3", 1)], ["b", "b", "a"]);
+  assert.deepEqual(p.affinity, { window: 10_000, clients: 3 });
+  // Tried for this connection (its connect failed): the next one, which the client keeps.
+  assert.equal(p.pick(new Set([p.backends[0]]), "10.0.0.1")?.name, "b");
+  assert.deepEqual(from("10.0.0.1", 2), ["b", "b"]);
+  // Out of rotation: not used; the client gets the normal pick and keeps it.
+  s.ok.b = false;
+  await p.checkAll();
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a"]);
+  assert.deepEqual([...from("10.0.0.1", 2), ...from("10.0.0.2", 1)], ["a", "a", "a"]);
+  s.ok.b = true;
+  await p.checkAll();
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "b"]);
+  assert.deepEqual(from("10.0.0.1", 2), ["a", "a"]);
+  // The window is not extended by use: past it, the round robin decides again.
+  s.now += 9_999;
+  assert.deepEqual(from("10.0.0.1", 1), ["a"]);
+  s.now += 1;
+  assert.equal(p.affinity.clients, 0);
+  assert.notEqual(p.pick(undefined, "10.0.0.1"), p.pick(undefined, "10.0.0.7"));
+  // Off: plain round robin for everyone.
+  const off = pool(["a", "b"]);
+  await off.p.checkAll();
+  assert.deepEqual(
+    Array.from({ length: 4 }, () => off.p.pick(undefined, "10.0.0.1")?.name),
+    ["a", "b", "a", "b"],
+  );
+  assert.deepEqual(off.p.affinity, { window: 0, clients: 0 });
 });
 
 Deno.test("pool: a failed connect takes a backend down until rise checks pass", async () => {

@@ -1,7 +1,8 @@
 /**
  * The version-aware TCP proxy: the backend pool with its health checks and
  * version routing, the long-polls that hear of the backends' new versions at
- * once, and the accept loop that balances client connections.
+ * once, and the accept loop that balances client connections (holding each
+ * client address to one backend for the affinity window).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
  * The proxy's data plane: a TCP listener that hands each client to the next
- * backend of a {@linkcode BackendPool} and relays bytes both ways through a
+ * backend of a {@linkcode BackendPool} (or, within its affinity window, to
+ * the one its address was last sent to) and relays bytes both ways through a
  * {@linkcode ProxyNet} engine (native FFI sockets on Linux, Deno's elsewhere).
  *
  * Byte counts are plain field additions and the idle and handshake deadlines
@@ -116,7 +117,7 @@ class Session {
 }
 
 /**
- * A TCP round-robin proxy in front of rsync daemons.
+ * A TCP round-robin proxy in front of rsync daemons, with client affinity.
  *
  * @example
  * ```ts
@@ -290,9 +291,11 @@ export class TcpProxy {
         return this.#refuse(client, null, `@ERROR: fanout proxy: ${greeting}`);
       }
       const tried = new Set<Backend>();
+      // An address that cannot be read is no client's: no affinity for it.
+      const key = source === "?" ? undefined : source;
       let upstream: ProxyConn | null = null;
       let b: Backend | null = null;
-      while (!upstream && !s.closed && (b = pool.pick(tried))) {
+      while (!upstream && !s.closed && (b = pool.pick(tried, key))) {
         tried.add(b);
         try {
           upstream = await this.#o.net.connect(b.addr, this.#o.connectTimeout);

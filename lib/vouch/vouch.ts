@@ -38,6 +38,7 @@ import {
   quoted,
   readSmallBytes,
   readSmallFile,
+  receivingSince,
   RELEASE_ENVELOPE,
   RELEASE_MANIFEST,
   SERVER_TEMP_DIR,
@@ -127,9 +128,6 @@ const MARKER_MAX_BYTES = 4096;
 
 /** More paths changed than this between two checks: a walk is cheaper than the list. */
 const MAX_CHANGED = 10_000;
-
-/** The most entries of the temp dir looked at for a transfer writing: one rsync writes one file at a time. */
-const MAX_TEMP_LOOKED_AT = 64;
 
 /** Relative paths a server keeps in its tree beside the version. */
 const SERVER_SKIP: readonly string[] = [...RELEASE_SKIP, SERVER_TEMP_DIR];
@@ -250,7 +248,7 @@ export class Voucher {
     const quietMs = this.#o.quietMs ?? QUIET_MS;
     const landing = this.#busySince !== null &&
       now - this.#busySince < (this.#o.quietMaxMs ?? QUIET_MAX_MS) &&
-      (now - this.#changedAt < quietMs || this.#receiving(now - quietMs));
+      (now - this.#changedAt < quietMs || receivingSince(this.#o.root, now - quietMs));
     const watched = this.#o.watched();
     if (sameMarker && landing) {
       this.#walkNext ||= whole;
@@ -272,35 +270,6 @@ export class Voucher {
     }
     this.#last = { markerText, vouch };
     return vouch;
-  }
-
-  /**
-   * Whether a transfer into the tree wrote its temp dir since `since` (ms
-   * since the epoch): rsync makes a version's new directories as it starts,
-   * then may take long over a big file, with no event in the tree.
-   */
-  #receiving(since: number): boolean {
-    const dir = `${this.#o.root}/${SERVER_TEMP_DIR}`;
-    const stat = (path: string) => {
-      try {
-        return Deno.lstatSync(path);
-      } catch {
-        return null;
-      }
-    };
-    const fresh = (st: Deno.FileInfo | null) => (st?.mtime?.getTime() ?? 0) >= since;
-    // Never listed through a symlink: what it points at is not the tree's.
-    const st = stat(dir);
-    if (!st?.isDirectory) return false;
-    if (fresh(st)) return true;
-    try {
-      let n = 0;
-      for (const e of Deno.readDirSync(dir)) {
-        if (fresh(stat(`${dir}/${e.name}`))) return true;
-        if (++n >= MAX_TEMP_LOOKED_AT) break;
-      }
-    } catch { /* gone meanwhile: nothing is received */ }
-    return false;
   }
 
   /** `changed`: the paths watched since the last check; null: walk. */

@@ -636,20 +636,35 @@ Deno.test("render nginx and haproxy: the configs pass nginx -t and haproxy -c an
         ((await Deno.readTextFile(`${lab.dir}/state/${name}/rsyncd.log`)).match(
           /rsync on plugins\/ from/g,
         ) ?? []).length;
-      for (const lb of [ngx, hap]) {
+      // Which server served a pull from `from` (the rsync daemons' logs grew).
+      const pullFrom = async (url: string, from: string, dest: string) => {
         const before = [await served("rsync1"), await served("rsync2")];
+        const r = await waitFor(`a pull through ${url} from ${from}`, async () => {
+          const r = await rsync(["-a", `--address=${from}`, url, dest]);
+          return r.code === 0 ? r : null;
+        });
+        assert.equal(r.code, 0);
+        await assertSameTree(dest, lab.hosts.rsync1.path);
+        const grew = [await served("rsync1") - before[0], await served("rsync2") - before[1]];
+        return grew[0] > 0 && grew[1] === 0
+          ? "rsync1"
+          : grew[1] > 0 && grew[0] === 0
+          ? "rsync2"
+          : "?";
+      };
+      for (const lb of [ngx, hap]) {
         const url = `rsync://${lb.ip}:${lb.port}/plugins/`;
-        for (let i = 0; i < 2; i++) {
-          const dest = `${lab.dir}/lb-${lb.port}-${i}/`;
-          const r = await waitFor(`a pull through ${url}`, async () => {
-            const r = await rsync(["-a", url, dest]);
-            return r.code === 0 ? r : null;
-          });
-          assert.equal(r.code, 0);
-          await assertSameTree(dest, lab.hosts.rsync1.path);
+        // One client's pulls reach one server; clients spread over both.
+        const byClient = new Map<string, string>();
+        for (let i = 0; i < 32 && new Set(byClient.values()).size < 2; i++) {
+          const from = lab.ip(30 + i);
+          const first = await pullFrom(url, from, `${lab.dir}/lb-${lb.port}-${i}a/`);
+          const again = await pullFrom(url, from, `${lab.dir}/lb-${lb.port}-${i}b/`);
+          assert.notEqual(first, "?", `one server served the pull from ${from}`);
+          assert.equal(again, first, `${from}'s pulls through ${url} reach one server`);
+          byClient.set(from, first);
         }
-        assert.ok(await served("rsync1") > before[0], `rsync1 served through ${url}`);
-        assert.ok(await served("rsync2") > before[1], `rsync2 served through ${url}`);
+        assert.equal(new Set(byClient.values()).size, 2, `both servers serve through ${url}`);
       }
     } finally {
       for (const p of procs) {

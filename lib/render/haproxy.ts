@@ -1,6 +1,6 @@
 /**
  * `fanout render haproxy`: a HAProxy `mode tcp` config that balances the
- * fleet's rsync servers as `fanout --role proxy` does (round robin, active
+ * fleet's rsync servers as `fanout --role proxy` does (one server per client address, active
  * checks that read the `@RSYNCD:` greeting and the module list, fall/rise,
  * redispatch on a failed connect, idle timeout, connection limit, optional
  * PROXY protocol), for operators who prefer HAProxy.

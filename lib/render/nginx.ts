@@ -1,6 +1,6 @@
 /**
  * `fanout render nginx`: an nginx `stream` config that balances the fleet's
- * rsync servers as `fanout --role proxy` does (round robin, passive failure
+ * rsync servers as `fanout --role proxy` does (one server per client address, passive failure
  * marking, retry on the next server, idle timeout, connection limit, optional
  * PROXY protocol), for operators who prefer nginx.
  *

@@ -174,10 +174,7 @@ export class Topology {
   #archives = new Map<string, Promise<string>>();
 
   private constructor(readonly lab: Lab, readonly repo: GitRepo, readonly bin: string) {
-    this.servers = [
-      "rsync1",
-      ...Object.keys(lab.hosts).filter((n) => n.startsWith("rsync") && n !== "rsync1"),
-    ];
+    this.servers = Topology.#serverNames(lab);
     this.clients = [];
   }
 
@@ -187,15 +184,28 @@ export class Topology {
    * the proxy through the CLI and waits until each says it is ready.
    */
   static async start(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
-    const t = await Topology.prepare(lab, opts);
+    const bin = await Topology.#fleetFile(lab, opts);
+    // The git server is made while the servers start: neither needs the other.
+    const repo = Topology.#gitServer(lab);
+    repo.catch(() => {}); // awaited below, once the servers are up
+    const procs = await Topology.#startServers(lab);
+    const t = Topology.#of(lab, await repo, bin, opts);
+    for (const [name, p] of procs) t.procs.set(name, p);
+    return t;
+  }
+
+  /** Starts every server of `lab`'s fleet and its proxy; returns them by name once all are ready. */
+  static async #startServers(lab: Lab): Promise<[string, Proc][]> {
     // Downstream first, so every push finds its target up; any order converges.
     // The proxy depends on none of them (it health-checks every 200 ms here).
-    const proxy = t.startProxy();
+    const proxy = lab.proxy();
     proxy.catch(() => {}); // awaited below, once the servers are up
-    await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
-    await t.startServer("rsync1");
-    await proxy;
-    return t;
+    const [primary, ...replicas] = Topology.#serverNames(lab);
+    const started = await Promise.all(
+      replicas.map(async (n) => [n, await startServer(lab, n)] as [string, Proc]),
+    );
+    started.push([primary, await startServer(lab, primary)]);
+    return [...started, ["proxy", await proxy]];
   }
 
   /**
@@ -204,6 +214,12 @@ export class Topology {
    * refuses at start, which needs no fleet running.
    */
   static async prepare(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
+    const bin = await Topology.#fleetFile(lab, opts);
+    return Topology.#of(lab, await Topology.#gitServer(lab), bin, opts);
+  }
+
+  /** Writes the fleet file (and the fanout wrapper it names); returns the wrapper's path. */
+  static async #fleetFile(lab: Lab, opts: TopologyOptions): Promise<string> {
     const bin = await lab.wrapper();
     await lab.fleet({
       replicas: opts.replicas ?? ["rsync2", "rsync3", { name: "rsync4", upstream: "rsync3" }],
@@ -212,12 +228,31 @@ export class Topology {
       client: { dest: `${lab.dir}/clients/unused`, watch_interval: "250ms", ...opts.client },
       extra: [`binary: ${bin}`, opts.extra ?? ""].join("\n"),
     });
+    return bin;
+  }
+
+  /** The git server: a bare repository with the hook `fanout render post-receive` makes. */
+  static async #gitServer(lab: Lab): Promise<GitRepo> {
     await Deno.mkdir(`${lab.dir}/git`, { recursive: true });
-    const repo = await GitRepo.create(`${lab.dir}/git`);
-    const hook = await lab.run(["render", "post-receive", "-c", lab.fleetFile]);
+    const [repo, hook] = await Promise.all([
+      GitRepo.create(`${lab.dir}/git`),
+      lab.run(["render", "post-receive", "-c", lab.fleetFile]),
+    ]);
     assert.equal(hook.code, 0, hook.stderr);
     await Deno.writeTextFile(`${repo.bare}/hooks/post-receive`, hook.stdout, { mode: 0o755 });
     await Deno.chmod(`${repo.bare}/hooks/post-receive`, 0o755);
+    return repo;
+  }
+
+  /** The servers of the lab's fleet, the primary (rsync1) first. */
+  static #serverNames(lab: Lab): string[] {
+    return [
+      "rsync1",
+      ...Object.keys(lab.hosts).filter((n) => n.startsWith("rsync") && n !== "rsync1"),
+    ];
+  }
+
+  static #of(lab: Lab, repo: GitRepo, bin: string, opts: TopologyOptions): Topology {
     const t = new Topology(lab, repo, bin);
     t.clients.push(...(opts.clients ?? ["c1", "c2", "c3", "c4", "c5"]));
     return t;
@@ -285,13 +320,7 @@ export class Topology {
 
   /** Starts server `name` (the primary is rsync1) and waits until it is ready. */
   async startServer(name: string): Promise<Proc> {
-    // FANOUT_LAB_LOG=debug: the servers log at that level (read with FANOUT_KEEP_LAB=1).
-    const level = Deno.env.get("FANOUT_LAB_LOG");
-    const p = await this.lab.server(
-      name === "rsync1" ? "primary" : "replica",
-      name,
-      level ? ["--log-level", level] : [],
-    );
+    const p = await startServer(this.lab, name);
     this.procs.set(name, p);
     return p;
   }
@@ -454,6 +483,17 @@ export class Topology {
     this.procs.clear();
     await assertNothingLeft(this.lab);
   }
+}
+
+/** Starts server `name` of `lab`'s fleet (the primary is rsync1) and waits until it is ready. */
+function startServer(lab: Lab, name: string): Promise<Proc> {
+  // FANOUT_LAB_LOG=debug: the servers log at that level (read with FANOUT_KEEP_LAB=1).
+  const level = Deno.env.get("FANOUT_LAB_LOG");
+  return lab.server(
+    name === "rsync1" ? "primary" : "replica",
+    name,
+    level ? ["--log-level", level] : [],
+  );
 }
 
 /**

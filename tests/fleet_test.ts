@@ -22,6 +22,7 @@ import {
   markerOf,
   smallTree,
   Topology,
+  type TopologyOptions,
 } from "./_fleet.ts";
 import { floodFrom } from "./_flood.ts";
 
@@ -31,22 +32,34 @@ import { floodFrom } from "./_flood.ts";
  */
 const fleetLab = (body: (lab: Lab) => Promise<void>) => withLab(body, { tmpfs: true });
 
-Deno.test("fleet: every git push reaches every server and every client, exactly; two pushes at once both go through the hook", async (ctx) => {
+/**
+ * Runs `cases` on one fleet (`opts` as {@linkcode Topology.start}'s), each a
+ * step of `ctx` that starts where the one before ended (every host at one
+ * version): a fleet costs seconds to start and stop. A failed case ends the
+ * test there.
+ */
+async function onOneFleet(
+  ctx: Deno.TestContext,
+  opts: TopologyOptions,
+  cases: [name: string, run: (t: Topology) => Promise<void>][],
+): Promise<void> {
   await fleetLab(async (lab) => {
-    // One fleet for both: the second starts where the first ends, every host
-    // holding exactly one version (a fleet costs seconds to start and stop).
-    const t = await Topology.start(lab);
-    const first = await ctx.step(
-      "every git push reaches every server and every client, exactly",
-      () => everyPush(t),
-    );
-    if (!first) return;
-    const second = await ctx.step(
-      "two pushes at once: both publishes go through the hook, every host ends at the newer",
-      () => twoPushes(t),
-    );
-    if (second) await t.shutdown();
+    const t = await Topology.start(lab, opts);
+    for (const [name, run] of cases) {
+      if (!(await ctx.step(name, () => run(t)))) return;
+    }
+    await t.shutdown();
   });
+}
+
+Deno.test("fleet: every git push reaches every server and every client, exactly; two pushes at once both go through the hook", async (ctx) => {
+  await onOneFleet(ctx, {}, [
+    ["every git push reaches every server and every client, exactly", everyPush],
+    [
+      "two pushes at once: both publishes go through the hook, every host ends at the newer",
+      twoPushes,
+    ],
+  ]);
 });
 
 /** Versions of every kind of change, published by `git push`, reach every host of `t` exactly. */
@@ -208,21 +221,14 @@ interface TimedRun {
 }
 
 Deno.test("fault: a replica killed behind the proxy while clients pull: no client run fails; a flood of 2,000 connections from one address at the proxy breaks no transfer in progress and locks no client out", async (ctx) => {
-  await fleetLab(async (lab) => {
-    // One fleet for both: the second starts where the first ends, every host
-    // at one version and every server back in the proxy's rotation.
-    const t = await Topology.start(lab, { push: FAST_RETRY, clients: ["c1", "c2", "c3"] });
-    const first = await ctx.step(
-      "a replica killed behind the proxy while clients pull: no client run fails",
-      () => replicaKilled(t),
-    );
-    if (!first) return;
-    const second = await ctx.step(
+  // The flood starts where the kill ends: every server back in the proxy's rotation.
+  await onOneFleet(ctx, { push: FAST_RETRY, clients: ["c1", "c2", "c3"] }, [
+    ["a replica killed behind the proxy while clients pull: no client run fails", replicaKilled],
+    [
       "a flood of 2,000 connections from one address at the proxy breaks no transfer in progress and locks no client out",
-      () => flood(t),
-    );
-    if (second) await t.shutdown();
-  });
+      flood,
+    ],
+  ]);
 });
 
 /** A replica of `t` dies while its clients pull through the proxy: no client run fails. */

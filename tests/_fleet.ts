@@ -2,7 +2,7 @@
 // operator would start it: a git server (a bare repository with the rendered
 // post-receive hook), the primary, replicas (one behind a relay), the proxy,
 // and clients run as cron runs them (or with --watch). Used by
-// tests/fleet_test.ts, bench/herd.ts and bench/soak.ts.
+// tests/fleet_test.ts, tests/whole_fleet_*_test.ts, bench/herd.ts and bench/soak.ts.
 import assert from "node:assert/strict";
 import {
   type FleetSpec,
@@ -13,6 +13,7 @@ import {
   sh,
   treesDiffer,
   waitFor,
+  withLab,
   writeTree,
 } from "./_helpers.ts";
 import { UNSIGNED_WARNING } from "../lib/release/mod.ts";
@@ -555,4 +556,72 @@ export function smallTree(n: number, tag: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < n; i++) out[`src/m${i % 4}/f${i}.php`] = `<?php // ${tag} ${i}\n`;
   return out;
+}
+
+/**
+ * Runs `body` with a lab for a whole fleet: ten hosts' trees on one machine,
+ * on a tmpfs when one has room, where creating thousands of files costs a
+ * fraction of the kernel time a disk takes.
+ *
+ * @example
+ * ```ts
+ * await fleetLab(async (lab) => { const t = await Topology.start(lab); await t.shutdown(); });
+ * ```
+ */
+export function fleetLab(body: (lab: Lab) => Promise<void>): Promise<void> {
+  return withLab(body, { tmpfs: true });
+}
+
+/**
+ * Runs `cases` on one fleet (`opts` as {@linkcode Topology.start}'s), each a
+ * step of `ctx` that starts where the one before ended (every host at one
+ * version): a fleet costs seconds to start and stop. A failed case ends the
+ * test there.
+ *
+ * @example
+ * ```ts
+ * Deno.test("two cases", (ctx) => onOneFleet(ctx, {}, [["a", caseA], ["b", caseB]]));
+ * ```
+ */
+export async function onOneFleet(
+  ctx: Deno.TestContext,
+  opts: TopologyOptions,
+  cases: [name: string, run: (t: Topology) => Promise<void>][],
+): Promise<void> {
+  await fleetLab(async (lab) => {
+    const t = await Topology.start(lab, opts);
+    for (const [name, run] of cases) {
+      if (!(await ctx.step(name, () => run(t)))) return;
+    }
+    await t.shutdown();
+  });
+}
+
+/**
+ * Writes `n` files of `mb` MiB (sparse: cheap to make, full size to send)
+ * into `t`'s work clone, `big/blob<i>.bin`; returns their paths.
+ *
+ * @example
+ * ```ts
+ * const big = await bigFiles(t, 2, 16);
+ * ```
+ */
+export async function bigFiles(
+  t: Topology,
+  n: number,
+  mb: number,
+  tag = "v1",
+): Promise<string[]> {
+  const names: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `big/blob${i}.bin`;
+    await Deno.mkdir(`${t.repo.work}/big`, { recursive: true });
+    const f = await Deno.open(`${t.repo.work}/${name}`, { write: true, create: true });
+    await f.truncate(0);
+    await f.write(new TextEncoder().encode(`${tag} ${i}\n`));
+    await f.truncate(mb * 1024 * 1024);
+    f.close();
+    names.push(name);
+  }
+  return names;
 }

@@ -187,11 +187,15 @@ export class Topology {
   static async start(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
     const bin = await Topology.#fleetFile(lab, opts);
     // The git server is made while the servers start: neither needs the other.
-    const repo = Topology.#gitServer(lab);
-    repo.catch(() => {}); // awaited below, once the servers are up
-    const procs = await Topology.#startServers(lab);
-    const t = Topology.#of(lab, await repo, bin, opts);
-    for (const [name, p] of procs) t.procs.set(name, p);
+    // Both are waited for, whichever fails: nothing of either is left running.
+    const [procs, repo] = await Promise.allSettled([
+      Topology.#startServers(lab),
+      Topology.#gitServer(lab),
+    ]);
+    if (procs.status === "rejected") throw procs.reason;
+    if (repo.status === "rejected") throw repo.reason;
+    const t = Topology.#of(lab, repo.value, bin, opts);
+    for (const [name, p] of procs.value) t.procs.set(name, p);
     return t;
   }
 

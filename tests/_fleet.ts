@@ -2,7 +2,7 @@
 // operator would start it: a git server (a bare repository with the rendered
 // post-receive hook), the primary, replicas (one behind a relay), the proxy,
 // and clients run as cron runs them (or with --watch). Used by
-// tests/fleet_test.ts, bench/herd.ts and bench/soak.ts.
+// tests/fleet_test.ts, tests/whole_fleet_*_test.ts, bench/herd.ts and bench/soak.ts.
 import assert from "node:assert/strict";
 import {
   type FleetSpec,
@@ -13,6 +13,7 @@ import {
   sh,
   treesDiffer,
   waitFor,
+  withLab,
   writeTree,
 } from "./_helpers.ts";
 import { UNSIGNED_WARNING } from "../lib/release/mod.ts";
@@ -174,10 +175,7 @@ export class Topology {
   #archives = new Map<string, Promise<string>>();
 
   private constructor(readonly lab: Lab, readonly repo: GitRepo, readonly bin: string) {
-    this.servers = [
-      "rsync1",
-      ...Object.keys(lab.hosts).filter((n) => n.startsWith("rsync") && n !== "rsync1"),
-    ];
+    this.servers = Topology.#serverNames(lab);
     this.clients = [];
   }
 
@@ -187,15 +185,32 @@ export class Topology {
    * the proxy through the CLI and waits until each says it is ready.
    */
   static async start(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
-    const t = await Topology.prepare(lab, opts);
+    const bin = await Topology.#fleetFile(lab, opts);
+    // The git server is made while the servers start: neither needs the other.
+    // Both are waited for, whichever fails: nothing of either is left running.
+    const [procs, repo] = await Promise.allSettled([
+      Topology.#startServers(lab),
+      Topology.#gitServer(lab),
+    ]);
+    if (procs.status === "rejected") throw procs.reason;
+    if (repo.status === "rejected") throw repo.reason;
+    const t = Topology.#of(lab, repo.value, bin, opts);
+    for (const [name, p] of procs.value) t.procs.set(name, p);
+    return t;
+  }
+
+  /** Starts every server of `lab`'s fleet and its proxy; returns them by name once all are ready. */
+  static async #startServers(lab: Lab): Promise<[string, Proc][]> {
     // Downstream first, so every push finds its target up; any order converges.
     // The proxy depends on none of them (it health-checks every 200 ms here).
-    const proxy = t.startProxy();
+    const proxy = lab.proxy();
     proxy.catch(() => {}); // awaited below, once the servers are up
-    await Promise.all(t.servers.slice(1).map((n) => t.startServer(n)));
-    await t.startServer("rsync1");
-    await proxy;
-    return t;
+    const [primary, ...replicas] = Topology.#serverNames(lab);
+    const started = await Promise.all(
+      replicas.map(async (n) => [n, await startServer(lab, n)] as [string, Proc]),
+    );
+    started.push([primary, await startServer(lab, primary)]);
+    return [...started, ["proxy", await proxy]];
   }
 
   /**
@@ -204,6 +219,12 @@ export class Topology {
    * refuses at start, which needs no fleet running.
    */
   static async prepare(lab: Lab, opts: TopologyOptions = {}): Promise<Topology> {
+    const bin = await Topology.#fleetFile(lab, opts);
+    return Topology.#of(lab, await Topology.#gitServer(lab), bin, opts);
+  }
+
+  /** Writes the fleet file (and the fanout wrapper it names); returns the wrapper's path. */
+  static async #fleetFile(lab: Lab, opts: TopologyOptions): Promise<string> {
     const bin = await lab.wrapper();
     await lab.fleet({
       replicas: opts.replicas ?? ["rsync2", "rsync3", { name: "rsync4", upstream: "rsync3" }],
@@ -212,12 +233,31 @@ export class Topology {
       client: { dest: `${lab.dir}/clients/unused`, watch_interval: "250ms", ...opts.client },
       extra: [`binary: ${bin}`, opts.extra ?? ""].join("\n"),
     });
+    return bin;
+  }
+
+  /** The git server: a bare repository with the hook `fanout render post-receive` makes. */
+  static async #gitServer(lab: Lab): Promise<GitRepo> {
     await Deno.mkdir(`${lab.dir}/git`, { recursive: true });
-    const repo = await GitRepo.create(`${lab.dir}/git`);
-    const hook = await lab.run(["render", "post-receive", "-c", lab.fleetFile]);
+    const [repo, hook] = await Promise.all([
+      GitRepo.create(`${lab.dir}/git`),
+      lab.run(["render", "post-receive", "-c", lab.fleetFile]),
+    ]);
     assert.equal(hook.code, 0, hook.stderr);
     await Deno.writeTextFile(`${repo.bare}/hooks/post-receive`, hook.stdout, { mode: 0o755 });
     await Deno.chmod(`${repo.bare}/hooks/post-receive`, 0o755);
+    return repo;
+  }
+
+  /** The servers of the lab's fleet, the primary (rsync1) first. */
+  static #serverNames(lab: Lab): string[] {
+    return [
+      "rsync1",
+      ...Object.keys(lab.hosts).filter((n) => n.startsWith("rsync") && n !== "rsync1"),
+    ];
+  }
+
+  static #of(lab: Lab, repo: GitRepo, bin: string, opts: TopologyOptions): Topology {
     const t = new Topology(lab, repo, bin);
     t.clients.push(...(opts.clients ?? ["c1", "c2", "c3", "c4", "c5"]));
     return t;
@@ -285,13 +325,7 @@ export class Topology {
 
   /** Starts server `name` (the primary is rsync1) and waits until it is ready. */
   async startServer(name: string): Promise<Proc> {
-    // FANOUT_LAB_LOG=debug: the servers log at that level (read with FANOUT_KEEP_LAB=1).
-    const level = Deno.env.get("FANOUT_LAB_LOG");
-    const p = await this.lab.server(
-      name === "rsync1" ? "primary" : "replica",
-      name,
-      level ? ["--log-level", level] : [],
-    );
+    const p = await startServer(this.lab, name);
     this.procs.set(name, p);
     return p;
   }
@@ -456,6 +490,17 @@ export class Topology {
   }
 }
 
+/** Starts server `name` of `lab`'s fleet (the primary is rsync1) and waits until it is ready. */
+function startServer(lab: Lab, name: string): Promise<Proc> {
+  // FANOUT_LAB_LOG=debug: the servers log at that level (read with FANOUT_KEEP_LAB=1).
+  const level = Deno.env.get("FANOUT_LAB_LOG");
+  return lab.server(
+    name === "rsync1" ? "primary" : "replica",
+    name,
+    level ? ["--log-level", level] : [],
+  );
+}
+
 /**
  * Kills server `name` of `lab` (its fanout `p`) as a host dies: SIGKILL to
  * fanout and to its rsync daemon's process group, no goodbyes; returns once
@@ -515,4 +560,72 @@ export function smallTree(n: number, tag: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < n; i++) out[`src/m${i % 4}/f${i}.php`] = `<?php // ${tag} ${i}\n`;
   return out;
+}
+
+/**
+ * Runs `body` with a lab for a whole fleet: ten hosts' trees on one machine,
+ * on a tmpfs when one has room, where creating thousands of files costs a
+ * fraction of the kernel time a disk takes.
+ *
+ * @example
+ * ```ts
+ * await fleetLab(async (lab) => { const t = await Topology.start(lab); await t.shutdown(); });
+ * ```
+ */
+export function fleetLab(body: (lab: Lab) => Promise<void>): Promise<void> {
+  return withLab(body, { tmpfs: true });
+}
+
+/**
+ * Runs `cases` on one fleet (`opts` as {@linkcode Topology.start}'s), each a
+ * step of `ctx` that starts where the one before ended (every host at one
+ * version): a fleet costs seconds to start and stop. A failed case ends the
+ * test there.
+ *
+ * @example
+ * ```ts
+ * Deno.test("two cases", (ctx) => onOneFleet(ctx, {}, [["a", caseA], ["b", caseB]]));
+ * ```
+ */
+export async function onOneFleet(
+  ctx: Deno.TestContext,
+  opts: TopologyOptions,
+  cases: [name: string, run: (t: Topology) => Promise<void>][],
+): Promise<void> {
+  await fleetLab(async (lab) => {
+    const t = await Topology.start(lab, opts);
+    for (const [name, run] of cases) {
+      if (!(await ctx.step(name, () => run(t)))) return;
+    }
+    await t.shutdown();
+  });
+}
+
+/**
+ * Writes `n` files of `mb` MiB (sparse: cheap to make, full size to send)
+ * into `t`'s work clone, `big/blob<i>.bin`; returns their paths.
+ *
+ * @example
+ * ```ts
+ * const big = await bigFiles(t, 2, 16);
+ * ```
+ */
+export async function bigFiles(
+  t: Topology,
+  n: number,
+  mb: number,
+  tag = "v1",
+): Promise<string[]> {
+  const names: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `big/blob${i}.bin`;
+    await Deno.mkdir(`${t.repo.work}/big`, { recursive: true });
+    const f = await Deno.open(`${t.repo.work}/${name}`, { write: true, create: true });
+    await f.truncate(0);
+    await f.write(new TextEncoder().encode(`${tag} ${i}\n`));
+    await f.truncate(mb * 1024 * 1024);
+    f.close();
+    names.push(name);
+  }
+  return names;
 }

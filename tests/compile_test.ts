@@ -14,8 +14,32 @@ const COMPILE = `${ROOT}compile.sh`;
 // `deno` by name, for the bundle's shebang, whatever PATH the test runner had.
 const PATH = `${Deno.execPath().replace(/\/[^/]+$/, "")}:${Deno.env.get("PATH") ?? ""}`;
 
+/**
+ * A temp dir for builds, on a tmpfs of its own when this process may mount
+ * one (root): every build writes Deno (~100 MB) and unpacks it, which on this
+ * machine's disk costs kernel time and waits behind whatever else writes.
+ * `remove()` unmounts and deletes it.
+ */
+async function buildDir(): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "fanout-dist-" });
+  const mounted =
+    (await sh("mount", ["-t", "tmpfs", "-o", "size=2g,mode=0700", "fanout-dist", path])
+      .catch(() => null))?.code === 0;
+  return {
+    path,
+    remove: async () => {
+      // Lazy: a process killed a moment ago may still hold a file in it.
+      if (mounted) await sh("umount", ["-l", path]).catch(() => {});
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Runs compile.sh into `outDir`, with its own temp files (TMPDIR) there too. */
 function compile(outDir: string, args: string[] = [], env: Record<string, string> = {}) {
-  return sh("bash", [COMPILE, ...args], { env: { OUT_DIR: outDir, DENORT_BIN: "", PATH, ...env } });
+  return sh("bash", [COMPILE, ...args], {
+    env: { OUT_DIR: outDir, TMPDIR: outDir, DENORT_BIN: "", PATH, ...env },
+  });
 }
 
 /** compile.sh's lines about the binary: the last one it printed. */
@@ -57,7 +81,8 @@ async function processesUnder(dir: string): Promise<string[]> {
 }
 
 Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built or one sentence says why not", async (t) => {
-  const out = await Deno.makeTempDir({ prefix: "fanout-dist-" });
+  const dist = await buildDir();
+  const out = dist.path;
   try {
     const build = await compile(out);
     const bundle = `${out}/fanout.js`;
@@ -420,7 +445,7 @@ Deno.test("compile.sh: the bundle is built and runs fanout; the binary is built 
       },
     );
   } finally {
-    await Deno.remove(out, { recursive: true }).catch(() => {});
+    await dist.remove();
   }
 });
 
@@ -429,7 +454,8 @@ Deno.test({
     "compile.sh: DENORT_BIN reaches deno compile; templates, permissions, version are in the binary; a bad one is one sentence",
   ignore: Deno.build.os !== "linux",
   fn: async () => {
-    const out = await Deno.makeTempDir({ prefix: "fanout-dist-" });
+    const tmp = await buildDir();
+    const out = tmp.path;
     try {
       // A DENORT_BIN that cannot serve: one sentence, exit 2, and dist/fanout is
       // the self-contained one all the same.
@@ -492,7 +518,7 @@ Deno.test({
         );
       }
     } finally {
-      await Deno.remove(out, { recursive: true }).catch(() => {});
+      await tmp.remove();
     }
   },
 });

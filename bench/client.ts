@@ -13,9 +13,11 @@
 //   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
 //
 // Measures a no-op sync (wall time, bytes on the wire, the CPU of the server it
-// reads from: the rsync or git daemon with its per-connection children), a
+// reads from: the rsync or git daemon with its per-connection children, and
+// the fanout server process, which answers the clients' GET /version), a
 // one-file change, and the bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
-// in this process, used only for those runs (timings go direct).
+// in this process, used only for those runs (timings go direct); a fanout
+// client's health endpoint (client.notify) is relayed too for them.
 //
 //   deno run -A bench/client.ts [--quick]
 //
@@ -104,8 +106,10 @@ async function main(): Promise<void> {
     let seq = 1;
     await writeMarker(r2.path, seq);
     await writeMarker(r3.path, seq, (v) => writeRelease(r3.path, v, key));
-    await lab.server("replica", "rsync2");
-    await lab.server("replica", "rsync3");
+    const serverProcs = {
+      replica: await lab.server("replica", "rsync2"),
+      signed: await lab.server("replica", "rsync3"),
+    };
 
     const gitIp = lab.ip(40);
     const gitPort = lab.port(gitIp);
@@ -146,6 +150,12 @@ async function main(): Promise<void> {
       signed: await relayFor(r3.ip, r3.port),
       git: await relayFor(gitIp, gitPort),
     };
+    // Direct runs find their notify endpoint by the source (the fleet's server);
+    // counted runs name the relay of it.
+    const countedHealth = {
+      replica: await relayFor(r2.ip, r2.health),
+      signed: await relayFor(r3.ip, r3.health),
+    };
 
     const gitDest = `${lab.dir}/clients/git`;
     await sh("git", ["clone", "-q", gitUrl(direct.git), gitDest]);
@@ -167,11 +177,15 @@ async function main(): Promise<void> {
     const source = ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`];
     const bundle = ["--quiet", ...built.flags];
 
-    // The server each tool reads from, for its CPU (the daemons' per-connection children included).
+    // The server each tool reads from, for its CPU: the daemons' (their
+    // per-connection children included) and the fanout server's own.
     const pidOf = async (r: string) =>
       Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`));
-    const servers = { replica: await pidOf("rsync2"), signed: await pidOf("rsync3") };
-    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server?: number };
+    const servers = {
+      replica: [await pidOf("rsync2"), serverProcs.replica.pid],
+      signed: [await pidOf("rsync3"), serverProcs.signed.pid],
+    };
+    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server: number[] };
     const fanout = (
       name: string,
       dest: string,
@@ -194,6 +208,7 @@ async function main(): Promise<void> {
         rsyncUrl(
           signed ? (c ? counted.signed : direct.signed) : (c ? counted.replica : direct.replica),
         ),
+        ...(c ? ["--notify", hostPort(signed ? countedHealth.signed : countedHealth.replica)] : []),
         "--dest",
         dest,
         ...extra,
@@ -237,7 +252,7 @@ async function main(): Promise<void> {
       },
       {
         name: "git pull (git daemon)",
-        server: gitDaemon,
+        server: [gitDaemon],
         run: (c) =>
           runOk("git", [
             "-C",
@@ -284,11 +299,11 @@ async function main(): Promise<void> {
     for (let i = 0; i < NOOP_RUNS; i++) {
       // Interleaved, so load from elsewhere on the machine hits every tool alike.
       for (const t of tools) {
-        const cpu0 = cpuSeconds(t.server!);
+        const cpu0 = serverCpu(t.server);
         push(noop, t.name, await timed(() => t.run(false)));
         // The daemon reaps its connection's child (and adds its CPU) when it exits.
         await sleep(20);
-        push(noopCpu, t.name, (cpuSeconds(t.server!) - cpu0) * 1000);
+        push(noopCpu, t.name, (serverCpu(t.server) - cpu0) * 1000);
       }
     }
     const noopBytes = new Map<string, number>();
@@ -417,6 +432,15 @@ async function main(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------
+
+/** The CPU seconds of the server processes `pids`, their reaped children included. */
+function serverCpu(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+}
+
+function hostPort(at: { host: string; port: number }): string {
+  return `${at.host}:${at.port}`;
+}
 
 async function makeTree(dir: string): Promise<void> {
   const files: Record<string, string> = {};

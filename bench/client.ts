@@ -182,10 +182,10 @@ async function main(): Promise<void> {
     const pidOf = async (r: string) =>
       Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`));
     const servers = {
-      replica: [await pidOf("rsync2"), serverProcs.replica.pid],
-      signed: [await pidOf("rsync3"), serverProcs.signed.pid],
+      replica: { daemon: await pidOf("rsync2"), fanout: serverProcs.replica.pid },
+      signed: { daemon: await pidOf("rsync3"), fanout: serverProcs.signed.pid },
     };
-    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server: number[] };
+    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server: Server };
     const fanout = (
       name: string,
       dest: string,
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
       },
       {
         name: "git pull (git daemon)",
-        server: [gitDaemon],
+        server: { daemon: gitDaemon },
         run: (c) =>
           runOk("git", [
             "-C",
@@ -433,9 +433,31 @@ async function main(): Promise<void> {
 
 // ---------------------------------------------------------------------------
 
-/** The CPU seconds of the server processes `pids`, their reaped children included. */
-function serverCpu(pids: number[]): number {
-  return pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+/** A server's processes: its daemon, and fanout's own process where fanout serves. */
+interface Server {
+  daemon: number;
+  fanout?: number;
+}
+
+/**
+ * The CPU seconds a server has used: its daemon's with the per-connection
+ * children it reaped (in clock ticks, 10 ms), and the fanout process's to
+ * the nanosecond (its threads' schedstat), where a GET /version costs well
+ * under a tick.
+ */
+function serverCpu(s: Server): number {
+  return cpuSeconds(s.daemon) + (s.fanout ? threadsCpuSeconds(s.fanout) : 0);
+}
+
+/** The CPU seconds of `pid`'s threads, from /proc's schedstat (ns on a CPU). */
+function threadsCpuSeconds(pid: number): number {
+  let ns = 0;
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
+    } catch { /* the thread ended */ }
+  }
+  return ns / 1e9;
 }
 
 function hostPort(at: { host: string; port: number }): string {

@@ -22,7 +22,8 @@
 //   deno run -A bench/client.ts [--quick]
 //
 // Prints a markdown table with ratios against git pull and against the plain
-// rsync cron line, measured in the same run.
+// rsync cron line, measured in the same run, and the server CPU of one version
+// look alone (GET /version against a module listing).
 import { parseArgs } from "node:util";
 import { canConnect, cpuSeconds, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
 import {
@@ -40,8 +41,10 @@ import {
   newEntry,
   readMarker,
   stampMarker,
+  VERSION_ANSWER_MAX_BYTES,
   type VersionMarker,
 } from "../lib/version/mod.ts";
+import { getOnce } from "../lib/http/mod.ts";
 import {
   buildManifest,
   formatManifest,
@@ -306,6 +309,7 @@ async function main(): Promise<void> {
         push(noopCpu, t.name, (serverCpu(t.server) - cpu0) * 1000);
       }
     }
+    const look = await versionLookCpu(r2, servers.replica);
     const noopBytes = new Map<string, number>();
     for (const t of tools) noopBytes.set(t.name, await relay.measure(() => t.run(true)));
 
@@ -418,6 +422,12 @@ async function main(): Promise<void> {
         `no-op ≤ 1 KiB on the wire: ${signedNoopBytes ? "met" : "NOT met"}; ` +
         `one-file version ≤ 0.5× git pull: ${signedChange ? "met" : "NOT met"}.`,
     );
+    rows.push(
+      `The version look alone, ${LOOKS} of each back to back, server CPU each: ` +
+        `GET /version ${look.http.toFixed(2)} ms (the fanout server), a module listing ` +
+        `${look.listing.toFixed(2)} ms (the rsync daemon and its child); the fanout server ` +
+        `idles at ${look.idle.toFixed(2)} ms a second, counted in the no-op figures above.`,
+    );
     console.log(rows.join("\n"));
     relay.close();
   } finally {
@@ -447,6 +457,35 @@ interface Server {
  */
 function serverCpu(s: Server): number {
   return cpuSeconds(s.daemon) + (s.fanout ? threadsCpuSeconds(s.fanout) : 0);
+}
+
+/** Version looks measured alone, each way. */
+const LOOKS = 50;
+
+/**
+ * The server CPU of one version look without a client's start around it: a
+ * cron client's GET /version (the fanout process answers it) and a module
+ * listing (the daemon forks a child), {@linkcode LOOKS} of each; and what
+ * the fanout server spends idle, per second, which the no-op rows include.
+ */
+async function versionLookCpu(
+  at: { ip: string; port: number; health: number },
+  server: Server,
+): Promise<{ http: number; listing: number; idle: number }> {
+  const ms = () => serverCpu(server) * 1000;
+  let t0 = ms();
+  await sleep(2000);
+  const idle = (ms() - t0) / 2;
+  t0 = ms();
+  for (let i = 0; i < LOOKS; i++) {
+    await getOnce(`http://${at.ip}:${at.health}/version`, 2000, VERSION_ANSWER_MAX_BYTES);
+  }
+  const http = (ms() - t0) / LOOKS;
+  t0 = ms();
+  for (let i = 0; i < LOOKS; i++) await sh("rsync", [`rsync://${at.ip}:${at.port}/`]);
+  await sleep(20);
+  const listing = (ms() - t0) / LOOKS;
+  return { http, listing, idle };
 }
 
 /** The CPU seconds of `pid`'s threads, from /proc's schedstat (ns on a CPU). */

@@ -5,7 +5,16 @@
 // through rsync as it does without one. Real servers, proxy and clients; a
 // small Deno server in the test plays the hostile endpoint.
 import assert from "node:assert/strict";
-import { assertSameTree, http, type Lab, landVersion, sh, waitFor, withLab } from "./_helpers.ts";
+import {
+  assertSameTree,
+  http,
+  type Lab,
+  landVersion,
+  sh,
+  treeListing,
+  waitFor,
+  withLab,
+} from "./_helpers.ts";
 import type { VersionMarker } from "../lib/version/mod.ts";
 
 const OURS = [".fanout-dest"];
@@ -37,12 +46,6 @@ async function status(
   return JSON.parse(await Deno.readTextFile(`${lab.dir}/state/${NAME}/client-status.json`));
 }
 
-/** Every path under `dir` with its size, mtime and inode: "untouched" means equal listings. */
-async function listing(dir: string): Promise<string> {
-  const r = await sh("find", [dir, "-printf", "%P %y %s %T@ %i\n"]);
-  return r.stdout.split("\n").sort().join("\n");
-}
-
 // deno-lint-ignore no-control-regex
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
 
@@ -66,7 +69,7 @@ Deno.test("client notify: a no-op through the proxy makes no rsync connection; a
     assert.equal(first.code, 0, first.stderr);
     await assertSameTree(lab.hosts.rsync1.path, dest, OURS);
 
-    const before = [await accepted(), await listing(dest)] as const;
+    const before = [await accepted(), await treeListing(dest)] as const;
     const noop = await cron(lab, dest);
     assert.equal(noop.code, 0, noop.stderr);
     assert.equal(noop.stdout, "");
@@ -77,7 +80,7 @@ Deno.test("client notify: a no-op through the proxy makes no rsync connection; a
     assert.doesNotMatch(noop.stderr, /module listing|marker file/);
     assert.equal((await status(lab)).mode, "fast");
     assert.deepEqual(
-      [await accepted(), await listing(dest)],
+      [await accepted(), await treeListing(dest)],
       before,
       "no rsync connection, dest as it was",
     );

@@ -13,14 +13,17 @@
 //   (no TCP_NODELAY on the client side), and with `--sockopts=TCP_NODELAY`.
 //
 // Measures a no-op sync (wall time, bytes on the wire, the CPU of the server it
-// reads from: the rsync or git daemon with its per-connection children), a
+// reads from: the rsync or git daemon with its per-connection children, and
+// the fanout server process, which answers the clients' GET /version), a
 // one-file change, and the bytes on the client's disk. Bytes on the wire are counted by a small TCP relay
-// in this process, used only for those runs (timings go direct).
+// in this process, used only for those runs (timings go direct); a fanout
+// client's health endpoint (client.notify) is relayed too for them.
 //
 //   deno run -A bench/client.ts [--quick]
 //
 // Prints a markdown table with ratios against git pull and against the plain
-// rsync cron line, measured in the same run.
+// rsync cron line, measured in the same run, and the server CPU of one version
+// look alone (GET /version against a module listing).
 import { parseArgs } from "node:util";
 import { canConnect, cpuSeconds, Lab, sh, sleep, waitFor, writeTree } from "../tests/_helpers.ts";
 import {
@@ -38,8 +41,10 @@ import {
   newEntry,
   readMarker,
   stampMarker,
+  VERSION_ANSWER_MAX_BYTES,
   type VersionMarker,
 } from "../lib/version/mod.ts";
+import { getOnce } from "../lib/http/mod.ts";
 import {
   buildManifest,
   formatManifest,
@@ -104,8 +109,10 @@ async function main(): Promise<void> {
     let seq = 1;
     await writeMarker(r2.path, seq);
     await writeMarker(r3.path, seq, (v) => writeRelease(r3.path, v, key));
-    await lab.server("replica", "rsync2");
-    await lab.server("replica", "rsync3");
+    const serverProcs = {
+      replica: await lab.server("replica", "rsync2"),
+      signed: await lab.server("replica", "rsync3"),
+    };
 
     const gitIp = lab.ip(40);
     const gitPort = lab.port(gitIp);
@@ -146,6 +153,12 @@ async function main(): Promise<void> {
       signed: await relayFor(r3.ip, r3.port),
       git: await relayFor(gitIp, gitPort),
     };
+    // Direct runs find their notify endpoint by the source (the fleet's server);
+    // counted runs name the relay of it.
+    const countedHealth = {
+      replica: await relayFor(r2.ip, r2.health),
+      signed: await relayFor(r3.ip, r3.health),
+    };
 
     const gitDest = `${lab.dir}/clients/git`;
     await sh("git", ["clone", "-q", gitUrl(direct.git), gitDest]);
@@ -167,11 +180,15 @@ async function main(): Promise<void> {
     const source = ["-A", "--quiet", `--v8-flags=${V8_FLAGS}`, `--config=${ROOT}deno.json`];
     const bundle = ["--quiet", ...built.flags];
 
-    // The server each tool reads from, for its CPU (the daemons' per-connection children included).
+    // The server each tool reads from, for its CPU: the daemons' (their
+    // per-connection children included) and the fanout server's own.
     const pidOf = async (r: string) =>
       Number(await Deno.readTextFile(`${lab.dir}/state/${r}/rsyncd.pid`));
-    const servers = { replica: await pidOf("rsync2"), signed: await pidOf("rsync3") };
-    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server?: number };
+    const servers = {
+      replica: { daemon: await pidOf("rsync2"), fanout: serverProcs.replica.pid },
+      signed: { daemon: await pidOf("rsync3"), fanout: serverProcs.signed.pid },
+    };
+    type Tool = { name: string; run: (counted: boolean) => Promise<void>; server: Server };
     const fanout = (
       name: string,
       dest: string,
@@ -194,6 +211,7 @@ async function main(): Promise<void> {
         rsyncUrl(
           signed ? (c ? counted.signed : direct.signed) : (c ? counted.replica : direct.replica),
         ),
+        ...(c ? ["--notify", hostPort(signed ? countedHealth.signed : countedHealth.replica)] : []),
         "--dest",
         dest,
         ...extra,
@@ -237,7 +255,7 @@ async function main(): Promise<void> {
       },
       {
         name: "git pull (git daemon)",
-        server: gitDaemon,
+        server: { daemon: gitDaemon },
         run: (c) =>
           runOk("git", [
             "-C",
@@ -284,13 +302,14 @@ async function main(): Promise<void> {
     for (let i = 0; i < NOOP_RUNS; i++) {
       // Interleaved, so load from elsewhere on the machine hits every tool alike.
       for (const t of tools) {
-        const cpu0 = cpuSeconds(t.server!);
+        const cpu0 = serverCpu(t.server);
         push(noop, t.name, await timed(() => t.run(false)));
         // The daemon reaps its connection's child (and adds its CPU) when it exits.
         await sleep(20);
-        push(noopCpu, t.name, (cpuSeconds(t.server!) - cpu0) * 1000);
+        push(noopCpu, t.name, (serverCpu(t.server) - cpu0) * 1000);
       }
     }
+    const look = await versionLookCpu(r2, servers.replica);
     const noopBytes = new Map<string, number>();
     for (const t of tools) noopBytes.set(t.name, await relay.measure(() => t.run(true)));
 
@@ -403,6 +422,12 @@ async function main(): Promise<void> {
         `no-op ≤ 1 KiB on the wire: ${signedNoopBytes ? "met" : "NOT met"}; ` +
         `one-file version ≤ 0.5× git pull: ${signedChange ? "met" : "NOT met"}.`,
     );
+    rows.push(
+      `The version look alone, ${LOOKS} of each back to back, server CPU each: ` +
+        `GET /version ${look.http.toFixed(2)} ms (the fanout server), a module listing ` +
+        `${look.listing.toFixed(2)} ms (the rsync daemon and its child); the fanout server ` +
+        `idles at ${look.idle.toFixed(2)} ms a second, counted in the no-op figures above.`,
+    );
     console.log(rows.join("\n"));
     relay.close();
   } finally {
@@ -417,6 +442,66 @@ async function main(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------
+
+/** A server's processes: its daemon, and fanout's own process where fanout serves. */
+interface Server {
+  daemon: number;
+  fanout?: number;
+}
+
+/**
+ * The CPU seconds a server has used: its daemon's with the per-connection
+ * children it reaped (in clock ticks, 10 ms), and the fanout process's to
+ * the nanosecond (its threads' schedstat), where a GET /version costs well
+ * under a tick.
+ */
+function serverCpu(s: Server): number {
+  return cpuSeconds(s.daemon) + (s.fanout ? threadsCpuSeconds(s.fanout) : 0);
+}
+
+/** Version looks measured alone, each way. */
+const LOOKS = 50;
+
+/**
+ * The server CPU of one version look without a client's start around it: a
+ * cron client's GET /version (the fanout process answers it) and a module
+ * listing (the daemon forks a child), {@linkcode LOOKS} of each; and what
+ * the fanout server spends idle, per second, which the no-op rows include.
+ */
+async function versionLookCpu(
+  at: { ip: string; port: number; health: number },
+  server: Server,
+): Promise<{ http: number; listing: number; idle: number }> {
+  const ms = () => serverCpu(server) * 1000;
+  let t0 = ms();
+  await sleep(2000);
+  const idle = (ms() - t0) / 2;
+  t0 = ms();
+  for (let i = 0; i < LOOKS; i++) {
+    await getOnce(`http://${at.ip}:${at.health}/version`, 2000, VERSION_ANSWER_MAX_BYTES);
+  }
+  const http = (ms() - t0) / LOOKS;
+  t0 = ms();
+  for (let i = 0; i < LOOKS; i++) await sh("rsync", [`rsync://${at.ip}:${at.port}/`]);
+  await sleep(20);
+  const listing = (ms() - t0) / LOOKS;
+  return { http, listing, idle };
+}
+
+/** The CPU seconds of `pid`'s threads, from /proc's schedstat (ns on a CPU). */
+function threadsCpuSeconds(pid: number): number {
+  let ns = 0;
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
+    } catch { /* the thread ended */ }
+  }
+  return ns / 1e9;
+}
+
+function hostPort(at: { host: string; port: number }): string {
+  return `${at.host}:${at.port}`;
+}
 
 async function makeTree(dir: string): Promise<void> {
   const files: Record<string, string> = {};

@@ -135,6 +135,7 @@ function makeJob(
     keep: c.keep,
     adopt: f.adopt,
     keepOwners: c.keepOwners,
+    notify: c.notify,
     publicKeys: keys,
     verbose: f.verbose,
     log: lg,

@@ -653,6 +653,21 @@ export function holding(tree: string, expected: Record<string, string>): number 
 }
 
 /**
+ * Every path under `dir` with its type, size, mtime and inode, sorted:
+ * "untouched" means equal listings.
+ *
+ * @example
+ * ```ts
+ * const before = await treeListing(dest);
+ * assert.equal(await treeListing(dest), before);
+ * ```
+ */
+export async function treeListing(dir: string): Promise<string> {
+  const r = await sh("find", [dir, "-printf", "%P %y %s %T@ %i\n"]);
+  return r.stdout.split("\n").sort().join("\n");
+}
+
+/**
  * CPU seconds of process `pid` and of its children it has reaped
  * (utime + stime + cutime + cstime of /proc/<pid>/stat): what a server such
  * as an rsync daemon spends, its per-connection children included. NaN when

@@ -8,6 +8,7 @@ import {
   type Lab,
   rsync,
   sh,
+  treeListing,
   waitFor,
   withLab,
   writeTree,
@@ -92,12 +93,6 @@ async function alive(pid: number): Promise<boolean> {
   }
 }
 
-/** Every path under `dir` with its size and mtime: "untouched" means equal listings. */
-async function listing(dir: string): Promise<string> {
-  const r = await sh("find", [dir, "-printf", "%P %y %s %T@ %i\n"]);
-  return r.stdout.split("\n").sort().join("\n");
-}
-
 Deno.test("client: first sync, a silent no-op, the fast path, the status file", async () => {
   await withLab(async (lab) => {
     const s = await setup(lab);
@@ -119,10 +114,10 @@ Deno.test("client: first sync, a silent no-op, the fast path, the status file", 
     assert.ok(st.verified_at);
 
     // A no-op changes nothing: same inodes, same mtimes, nothing printed.
-    const before = await listing(s.dest);
+    const before = await treeListing(s.dest);
     const noop = await s.client();
     assert.deepEqual([noop.code, noop.stdout, noop.stderr], [0, "", ""]);
-    assert.equal(await listing(s.dest), before);
+    assert.equal(await treeListing(s.dest), before);
     st = await s.status();
     assert.equal(st.mode, "verify");
     assert.equal(st.drift, 0);
@@ -418,9 +413,9 @@ Deno.test("client: dangerous destinations are refused with exit 4, nothing touch
         "x",
       ]]
     ) assert.equal((await sh("git", args, { cwd: co })).code, 0);
-    const before = await listing(co);
+    const before = await treeListing(co);
     await refuse(co, /is not empty and has no \.fanout-dest marker.*--adopt/);
-    assert.equal(await listing(co), before, "refusal touched nothing");
+    assert.equal(await treeListing(co), before, "refusal touched nothing");
     const adopt = await s.client(["--dest", co, "--adopt"]);
     assert.deepEqual([adopt.code, adopt.stderr.includes("level=error")], [0, false], adopt.stderr);
     await assertSameTree(s.src, co, OURS);
@@ -433,7 +428,7 @@ Deno.test("client: a source that lost its tree is refused (max_delete, empty, no
   await withLab(async (lab) => {
     const s = await setup(lab);
     assert.equal((await s.client()).code, 0);
-    const before = await listing(s.dest);
+    const before = await treeListing(s.dest);
     // 30 files gone on the server: more than max_delete.
     for (let i = 0; i < 30; i++) {
       await Deno.remove(`${s.src}/dir${i % 5}/sub${i % 3}/file${i}.txt`);
@@ -445,19 +440,19 @@ Deno.test("client: a source that lost its tree is refused (max_delete, empty, no
       many.stderr,
       /^fanout: refusing to sync .*: it would delete 30 entries, more than client.max_delete \(20\); nothing changed/,
     );
-    assert.equal(await listing(s.dest), before, "dest untouched, not even the changed file");
+    assert.equal(await treeListing(s.dest), before, "dest untouched, not even the changed file");
     assert.equal((await s.status()).exit_code, 4);
     // Allowed when within the limit.
     assert.equal((await s.client(["--max-delete", "30"])).code, 0);
     await assertSameTree(s.src, s.dest, OURS);
 
-    const synced = await listing(s.dest);
+    const synced = await treeListing(s.dest);
     const hide = `${lab.dir}/hidden`;
     await Deno.rename(`${s.src}/.fanout-version`, `${lab.dir}/marker`);
     const noMarker = await s.client();
     assert.equal(noMarker.code, 4);
     assert.match(noMarker.stderr, /has no \.fanout-version while dest holds seq 1/);
-    assert.equal(await listing(s.dest), synced);
+    assert.equal(await treeListing(s.dest), synced);
 
     await Deno.mkdir(hide);
     for await (const e of Deno.readDir(s.src)) {
@@ -466,7 +461,7 @@ Deno.test("client: a source that lost its tree is refused (max_delete, empty, no
     const empty = await s.client(["--max-delete", "100000"]);
     assert.equal(empty.code, 4);
     assert.match(empty.stderr, /the source .* is empty/);
-    assert.equal(await listing(s.dest), synced);
+    assert.equal(await treeListing(s.dest), synced);
   });
 });
 
@@ -488,7 +483,7 @@ Deno.test("client: --check lists drift, exit 0 in sync and 1 when not, changing 
     await Deno.remove(`${s.dest}/b.txt`);
     await Deno.writeTextFile(`${s.dest}/local.txt`, "mine\n");
     await Deno.writeTextFile(`${s.dest}/dir1/café.txt`, "local\n");
-    const before = await listing(s.dest);
+    const before = await treeListing(s.dest);
     const drift = await s.client(["--check"]);
     assert.equal(drift.code, 1, drift.stderr);
     assert.match(drift.stdout, /differs from .* in 5 entries \(2 changed, 1 missing, 2 extra\):/);
@@ -509,7 +504,7 @@ Deno.test("client: --check lists drift, exit 0 in sync and 1 when not, changing 
     ]);
     assert.equal(report.changed[0].path, "a.txt");
     assert.equal(report.source_version.seq, 1);
-    assert.equal(await listing(s.dest), before, "--check changed nothing");
+    assert.equal(await treeListing(s.dest), before, "--check changed nothing");
     // Names rsync prints escaped are synced all the same (by a whole-tree pass).
     await writeTree(s.src, { "ünïcode/naïve.txt": "x\n" });
     assert.equal((await s.client()).code, 0);
@@ -527,7 +522,7 @@ Deno.test("client: the server unreachable: one clear line, exit 3, dest untouche
     const s = await setup(lab);
     assert.equal((await s.client()).code, 0);
     await Deno.writeTextFile(`${s.dest}/a.txt`, "local edit\n");
-    const before = await listing(s.dest);
+    const before = await treeListing(s.dest);
     const nowhere = `rsync://${lab.ip(99)}:${lab.port(lab.ip(99))}/plugins/`;
     const t0 = Date.now();
     const r = await s.client(["--source", nowhere, "--retries", "1"]);
@@ -537,7 +532,7 @@ Deno.test("client: the server unreachable: one clear line, exit 3, dest untouche
       /^fanout: cannot sync from rsync:\/\/.* \(2 attempts\): rsync exit 10 \(error in socket I\/O\): .*Connection refused.*; dest unchanged\n$/,
     );
     assert.ok(Date.now() - t0 >= 700, "waited before retrying");
-    assert.equal(await listing(s.dest), before);
+    assert.equal(await treeListing(s.dest), before);
     const st = await s.status();
     assert.equal(st.exit_code, 3);
     assert.match(st.error as string, /Connection refused/);
@@ -552,7 +547,7 @@ Deno.test("client: the server unreachable: one clear line, exit 3, dest untouche
     ]);
     assert.equal(typo.code, 3);
     assert.match(typo.stderr, /rsync exit 5 .*@ERROR: Unknown module 'plugns'/);
-    assert.equal(await listing(s.dest), before);
+    assert.equal(await treeListing(s.dest), before);
   });
 });
 

@@ -9,8 +9,11 @@
  *    unfinished until a run completes it, so a run killed after this step
  *    leaves it marked too;
  * 2. refuse a dangerous destination (lib/client/safety.ts);
- * 3. fast path (when `client.verify_every` allows it): fetch only the source's
- *    `.fanout-version` (one small request) and stop when it matches dest's;
+ * 3. fast path (when `client.verify_every` allows it): read the source's
+ *    version and stop when it matches dest's. The health endpoint's
+ *    announcement (lib/client/announced.ts: one HTTP answer, no rsync on
+ *    the server) may only say "dest's version"; anything else, and the
+ *    version is read through rsync (the module listing, else the marker);
  *    when the source is ahead, catch up by its version log
  *    (lib/client/catchup.ts: just the changed paths, no tree walk) when the
  *    log can vouch for the change;
@@ -70,6 +73,7 @@ import {
 import { compare, type Drift, driftCount } from "./drift.ts";
 import { clearDirty, dirtyFile, recoverInterrupted } from "./transfer.ts";
 import { catchUp } from "./catchup.ts";
+import { announcesHeld } from "./announced.ts";
 
 /**
  * Comparisons in one run while each transfer's marker turns out newer than
@@ -196,7 +200,7 @@ async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout):
     const fastOk = fastPathAllowed(job, prev, start) && (!signed || await verifiedHere(job, start));
     let remoteBefore: VersionMarker | null = null;
     if (pin || job.verifyEvery > 0) {
-      remoteBefore = await retrying(job, "fetch the version marker", () => fetchMarker(job));
+      remoteBefore = await versionBefore(job, fastOk ? start.before : null);
       known = { ...known, server: serverOf(job.source) };
     }
     if (pin && await heldByPin(job, pin, remoteBefore)) return { ...known, mode: "pinned" };
@@ -284,6 +288,19 @@ function fastPathAllowed(job: ClientJob, prev: PreviousRun, start: DestStart): b
   return job.verifyEvery > 0 && !start.forced && start.state === "marked" &&
     start.before !== null && prev.status?.exit_code === 0 && prev.status.verified_at !== null &&
     Date.now() - Date.parse(prev.status.verified_at) < job.verifyEvery;
+}
+
+/**
+ * The source's version as the run starts. With `held` (dest's version, when
+ * the fast path may stop at it), the health endpoint is asked first: it may
+ * only confirm `held`; any other answer and rsync reads the version.
+ */
+async function versionBefore(
+  job: ClientJob,
+  held: VersionMarker | null,
+): Promise<VersionMarker | null> {
+  if (held && await announcesHeld(job, held)) return held;
+  return await retrying(job, "fetch the version marker", () => fetchMarker(job));
 }
 
 /**
@@ -565,7 +582,10 @@ function refuseUnsafe(
  */
 export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null> {
   const listed = await listedMarker(job);
-  if (listed) return listed;
+  if (listed) {
+    job.log.debug("version read from the module listing", { version: describeVersion(listed) });
+    return listed;
+  }
   const into = `${job.stateDir}/source-version`;
   await Deno.remove(into).catch(() => {});
   const r = await rsyncRun(job, {
@@ -578,7 +598,9 @@ export async function fetchMarker(job: ClientJob): Promise<VersionMarker | null>
   });
   if (r.code === 23 && /No such file|change_dir|link_stat/.test(r.stderr)) return null;
   failUnlessOk(job, r);
-  return parseMarker(readSmallFile(into, MARKER_MAX_BYTES) ?? "");
+  const v = parseMarker(readSmallFile(into, MARKER_MAX_BYTES) ?? "");
+  job.log.debug("version read from the marker file", { version: describeVersion(v) });
+  return v;
 }
 
 /**

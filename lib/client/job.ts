@@ -9,6 +9,7 @@
 import {
   DEST_MARKER,
   formatHostPort,
+  type HostPort,
   type Logger,
   parseRsyncUrl,
   sleep,
@@ -61,6 +62,12 @@ export interface ClientJob {
   publicKeys?: readonly PublicKey[];
   /** Keep the owners and groups the server's files have (`client.keep_owners`). */
   keepOwners?: boolean;
+  /**
+   * The health endpoint that announces the source's version
+   * (`client.notify`): a run asks it first whether anything is new
+   * (lib/client/announced.ts); null or absent: the module listing only.
+   */
+  notify?: HostPort | null;
   /** Show progress and a summary line. */
   verbose: boolean;
   log: Logger;

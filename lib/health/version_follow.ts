@@ -12,7 +12,11 @@
 
 import { formatHostPort, type HostPort, type Logger, printableLine, sleep } from "../core/mod.ts";
 import { fetchFailure, readLimited } from "../http/mod.ts";
-import { MARKER_MAX_BYTES, parseMarker, type VersionMarker } from "../version/mod.ts";
+import {
+  parseVersionAnswer,
+  VERSION_ANSWER_MAX_BYTES,
+  type VersionMarker,
+} from "../version/mod.ts";
 
 /** Options of {@linkcode followVersions}. */
 export interface FollowOptions {
@@ -51,8 +55,6 @@ const WAIT_MS = 30_000;
 const MIN_GAP_MS = 250;
 /** A host without /version is asked again this rarely (it may be upgraded meanwhile). */
 const ABSENT_RETRY_MS = 300_000;
-/** The most of an answer read: a marker and its JSON wrapping. */
-const MAX_ANSWER = MARKER_MAX_BYTES + 64;
 
 /**
  * Follows the version `o.at` announces until `o.signal` aborts; never throws.
@@ -156,7 +158,7 @@ async function askOnce(
   const url = `http://${formatHostPort(at)}/version?after=${after}&wait=${waitMs / 1000}`;
   try {
     const res = await fetch(url, { signal: ac.signal, redirect: "manual" });
-    const body = await readLimited(res, MAX_ANSWER);
+    const body = await readLimited(res, VERSION_ANSWER_MAX_BYTES);
     return heardOf(res, body);
   } catch (e) {
     return { kind: "failed", why: ac.signal.aborted ? "timed out" : fetchFailure(e) };
@@ -174,26 +176,14 @@ function heardOf(res: Response, body: string | null): Heard {
     return { kind: "busy", why: status, retryMs: retryAfter(res.headers.get("retry-after")) };
   }
   if (res.status !== 200) return { kind: "failed", why: status };
-  if (body === null) return { kind: "failed", why: `an answer over ${MAX_ANSWER} bytes` };
-  const v = versionOf(body);
+  if (body === null) {
+    return { kind: "failed", why: `an answer over ${VERSION_ANSWER_MAX_BYTES} bytes` };
+  }
+  const v = parseVersionAnswer(body);
   if (v === undefined) {
     return { kind: "failed", why: `not a version: ${printableLine(body, 80)}` };
   }
   return { kind: "version", v };
-}
-
-/** The marker of a `{"version": …}` answer; null for none; undefined when not that shape. */
-function versionOf(body: string): VersionMarker | null | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== "object" || parsed === null || !("version" in parsed)) return undefined;
-  const v = (parsed as { version: unknown }).version;
-  if (v === null) return null;
-  return parseMarker(JSON.stringify(v)) ?? undefined;
 }
 
 /** `Retry-After` in seconds as ms, held to 1 s – 5 min (10 s when absent or not seconds). */

@@ -1,6 +1,7 @@
 /**
- * HTTP as a client speaks it: a bounded POST (a client's report), bounded
- * reads of response bodies (a server's /status), and one wording for a
+ * HTTP as a client speaks it: a bounded POST (a client's report) and GET
+ * (the version a client's server announces), bounded reads of response
+ * bodies (a server's /status), and one wording for a
  * failed request. Nothing here serves: the endpoint is lib/health's, so a
  * cron client never loads the server's HTTP stack.
  *
@@ -9,4 +10,4 @@
 
 export { MAX_STATUS_BODY, readLimited } from "./bounded_body.ts";
 export { fetchFailure } from "./fetch_error.ts";
-export { postOnce } from "./http_post.ts";
+export { getOnce, postOnce } from "./http_once.ts";

@@ -15,8 +15,10 @@ export {
   markerComment,
   markerFromComment,
   parseMarker,
+  parseVersionAnswer,
   readMarker,
   sameVersion,
+  VERSION_ANSWER_MAX_BYTES,
   type VersionMarker,
 } from "./version.ts";
 export {

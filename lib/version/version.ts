@@ -41,6 +41,35 @@ export function parseMarker(text: string): VersionMarker | null {
   return null;
 }
 
+/** The most of a `GET /version` answer read: a marker and its JSON wrapping. */
+export const VERSION_ANSWER_MAX_BYTES = MARKER_MAX_BYTES + 64;
+
+/**
+ * The marker of a `GET /version` answer (`{"version": <marker or null>}`,
+ * lib/health's board): null when it names none, undefined when the text is
+ * not that shape or its marker is not valid. The answer comes from whoever
+ * holds the port, so it gets a marker file's check.
+ *
+ * @example
+ * ```ts
+ * parseVersionAnswer('{"version":{"seq":1,"commit":"ab12","ref":"main","published_at":"2026-11-25T00:00:00Z"}}')?.seq; // 1
+ * parseVersionAnswer('{"version":null}'); // null
+ * parseVersionAnswer("<html>"); // undefined
+ * ```
+ */
+export function parseVersionAnswer(text: string): VersionMarker | null | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || !("version" in parsed)) return undefined;
+  const v = (parsed as { version: unknown }).version;
+  if (v === null) return null;
+  return markerOf(v) ?? undefined;
+}
+
 /**
  * `v` as a marker when it has the four fields, each of the right kind; null
  * otherwise. The one check for every way a marker arrives (a file's JSON, a

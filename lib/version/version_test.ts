@@ -9,6 +9,7 @@ import {
   markerComment,
   markerFromComment,
   parseMarker,
+  parseVersionAnswer,
   readMarker,
   sameVersion,
   type VersionMarker,
@@ -149,4 +150,31 @@ Deno.test("markerComment: nothing of a hostile marker ends, continues or expands
   const back = markerFromComment(comment)!;
   assert.equal(back.seq, 7);
   assert.equal(back.commit, "ab_[evil]__path_=_/");
+});
+
+Deno.test("parseVersionAnswer: a marker, null, or undefined for any other shape", () => {
+  const marker = JSON.stringify(V);
+  assert.deepEqual(parseVersionAnswer(`{"version":${marker}}`), V);
+  assert.equal(parseVersionAnswer('{"version":null}'), null);
+  for (
+    const text of [
+      "",
+      "<html>",
+      "null",
+      "[]",
+      "{}",
+      marker,
+      '{"version":{"seq":"1"}}',
+      `{"version":${JSON.stringify({ ...V, seq: -1 })}}`,
+      `{"version":${JSON.stringify({ ...V, seq: 1e300 })}}`,
+    ]
+  ) {
+    assert.equal(parseVersionAnswer(text), undefined, text);
+  }
+  // Control characters never come through: a marker's strings are one clean line.
+  const hostile = parseVersionAnswer(
+    `{"version":${JSON.stringify({ ...V, commit: "ab\u001b[2J\ncd" })}}`,
+  );
+  // deno-lint-ignore no-control-regex
+  assert.ok(hostile && !/[\x00-\x1f\x7f-\x9f]/.test(hostile.commit), hostile?.commit);
 });

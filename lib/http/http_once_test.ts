@@ -1,7 +1,7 @@
 // The report's bare HTTP POST against a real Deno.serve: plain and chunked
 // answers, error statuses, a server that never answers.
 import assert from "node:assert/strict";
-import { postOnce } from "./http_post.ts";
+import { getOnce, postOnce } from "./http_once.ts";
 
 Deno.test("postOnce: status and body, plain or chunked; headers and body arrive; timeout", async () => {
   const seen: { sig: string | null; body: string }[] = [];
@@ -77,4 +77,38 @@ Deno.test("postOnce: status and body, plain or chunked; headers and body arrive;
   for (const c of held) c.close();
   await accepting.catch(() => {});
   await assert.rejects(postOnce("https://127.0.0.1/report", {}, "{}", 300), /only http/);
+});
+
+Deno.test("getOnce: a GET with no body; an answer past the bound is an error; a hang times out", async () => {
+  const seen: string[] = [];
+  let release = () => {};
+  const held = new Promise<Response>((r) => release = () => r(new Response("late")));
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    seen.push(`${req.method} ${new URL(req.url).pathname}`);
+    const path = new URL(req.url).pathname;
+    if (path === "/big") return new Response("x".repeat(100_000));
+    if (path === "/endless") {
+      const chunk = new TextEncoder().encode("y".repeat(1024));
+      return new Response(new ReadableStream({ pull: (c) => c.enqueue(chunk) }));
+    }
+    if (path === "/hang") return held;
+    return new Response('{"version":null}');
+  });
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    assert.deepEqual(await getOnce(`${base}/version`, 1000, 100), {
+      status: 200,
+      text: '{"version":null}',
+    });
+    assert.deepEqual(seen, ["GET /version"]);
+    await assert.rejects(getOnce(`${base}/big`, 2000, 100), /an answer over \d+ bytes/);
+    await assert.rejects(getOnce(`${base}/endless`, 2000, 100), /an answer over \d+ bytes/);
+    await assert.rejects(
+      getOnce(`${base}/hang`, 300, 100),
+      (e: Error) => e.name === "TimeoutError",
+    );
+  } finally {
+    release();
+    await server.shutdown();
+  }
 });

@@ -1,15 +1,20 @@
-// One HTTP/1.1 POST over a plain TCP connection, for the client's report.
-// fetch() starts its HTTP client on its first call in a process, a cost a
-// cron run would pay every minute on every host; a bare request on
-// Deno.connect starts nothing. Only what fanout's own health
-// server answers is supported: http://, a body of at most 64 KiB back.
+// One HTTP/1.1 request over a plain TCP connection: the client's report (a
+// POST) and its look at the version its server announces (a GET). fetch()
+// starts its HTTP client on its first call in a process, a cost a cron run
+// would pay every minute on every host; a bare request on Deno.connect
+// starts nothing. Only what fanout's own health server answers is
+// supported: http://, and an answer of bounded size (a longer one is an
+// error, never read on).
 
 import { deadline } from "../core/mod.ts";
 
-const MAX_RESPONSE = 64 * 1024;
+/** The most of an answer to a report read, head and body. */
+const MAX_POST_ANSWER = 64 * 1024;
+/** Room for an answer's status line and headers besides the body {@linkcode getOnce} allows. */
+const HEAD_ROOM = 4096;
 const enc = new TextEncoder();
 
-/** The answer to {@linkcode postOnce}. */
+/** The answer to {@linkcode postOnce} or {@linkcode getOnce}. */
 export interface PostAnswer {
   status: number;
   text: string;
@@ -20,13 +25,51 @@ export interface PostAnswer {
  * connection closed after the answer; gives up after `timeoutMs`.
  *
  * @throws {Error} named `TimeoutError` after `timeoutMs`; Deno's connection
- * errors (`ConnectionRefused`…); an Error for an answer that is not HTTP.
+ * errors (`ConnectionRefused`…); an Error for an answer that is not HTTP or
+ * is over 64 KiB.
+ *
+ * @example
+ * ```ts
+ * const res = await postOnce("http://10.0.0.10:8874/report", { "content-type": "application/json" }, "{}", 2000);
+ * res.status; // 202
+ * ```
  */
-export async function postOnce(
+export function postOnce(
   url: string,
   headers: Record<string, string>,
   body: string,
   timeoutMs: number,
+): Promise<PostAnswer> {
+  return exchange("POST", url, headers, body, timeoutMs, MAX_POST_ANSWER);
+}
+
+/**
+ * GETs the `http://` URL `url` on a new connection closed after the answer;
+ * gives up after `timeoutMs`, and on an answer whose body is over `maxBody`
+ * bytes (what came is dropped).
+ *
+ * @throws {Error} named `TimeoutError` after `timeoutMs`; Deno's connection
+ * errors (`ConnectionRefused`…); an Error for an answer that is not HTTP or
+ * is too long.
+ *
+ * @example
+ * ```ts
+ * const res = await getOnce("http://10.0.0.20:8874/version", 2000, 4160);
+ * if (res.status === 200) JSON.parse(res.text).version;
+ * ```
+ */
+export function getOnce(url: string, timeoutMs: number, maxBody: number): Promise<PostAnswer> {
+  return exchange("GET", url, {}, "", timeoutMs, maxBody + HEAD_ROOM);
+}
+
+/** One request and its answer of at most `max` bytes (head and body). */
+async function exchange(
+  method: "GET" | "POST",
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+  max: number,
 ): Promise<PostAnswer> {
   const u = new URL(url);
   if (u.protocol !== "http:") throw new Error(`only http:// is supported, not ${u.protocol}`);
@@ -42,9 +85,9 @@ export async function postOnce(
     if (dl.expired) throw timeout();
     const payload = enc.encode(body);
     const head = [
-      `POST ${u.pathname}${u.search} HTTP/1.1`,
+      `${method} ${u.pathname}${u.search} HTTP/1.1`,
       `Host: ${u.host}`,
-      `Content-Length: ${payload.length}`,
+      ...(method === "POST" ? [`Content-Length: ${payload.length}`] : []),
       "Connection: close",
       ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
       "",
@@ -52,7 +95,7 @@ export async function postOnce(
     ].join("\r\n");
     const req = new Uint8Array([...enc.encode(head), ...payload]);
     for (let off = 0; off < req.length;) off += await conn.write(req.subarray(off));
-    const raw = await readAll(conn);
+    const raw = await readAll(conn, max);
     return parseAnswer(raw);
   } catch (e) {
     if (dl.expired) throw timeout();
@@ -75,8 +118,10 @@ function timeout(): Error {
  * Reads the answer: until the server closes, or, with a Content-Length, until
  * the body is complete (a server or a proxy in between that keeps the
  * connection open despite `Connection: close` costs no timeout).
+ *
+ * @throws {Error} past `max` bytes.
  */
-async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+async function readAll(conn: Deno.Conn, max: number): Promise<Uint8Array> {
   let out = new Uint8Array(0);
   const buf = new Uint8Array(16 * 1024);
   let want = Infinity;
@@ -87,7 +132,7 @@ async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
     next.set(out);
     next.set(buf.subarray(0, n), out.length);
     out = next;
-    if (out.length > MAX_RESPONSE) break;
+    if (out.length > max) throw new Error(`an answer over ${max} bytes`);
     if (want === Infinity) want = expectedLength(out);
     if (out.length >= want) break;
   }

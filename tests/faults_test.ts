@@ -181,6 +181,10 @@ Deno.test("hostile: writes to any module from a host not allowed, or without the
     await writeTree(lab.hosts.rsync1.path, { "a.txt": "a\n" });
     await lab.server("replica", "rsync2");
     await lab.server("primary", "rsync1");
+    // The replica holds the tree before it is attacked: "untouched" then means it.
+    await waitFor("a.txt on rsync2", async () => {
+      return (await Deno.readTextFile(`${lab.hosts.rsync2.path}/a.txt`).catch(() => "")) === "a\n";
+    });
     const evil = `${lab.dir}/evil`;
     await writeTree(evil, { "a.txt": "evil\n" });
     const noPw = `${lab.dir}/empty.pw`;

@@ -358,3 +358,32 @@ Deno.test("version push alone: a temp dir that stays written holds pushes only f
     }
   });
 });
+
+Deno.test("version push alone: the version files' own events after their version push send nothing", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab);
+    try {
+      await g.repo.commit({ "a.txt": "a\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      await g.repo.commit({ "a.txt": "a v2\n" });
+      assert.equal(await g.nextVersion(2), "version");
+      const before = pushKinds(g.lines).length;
+      // The log's and the marker's events, as the watcher hands them over
+      // once the version push has begun: nothing is left to send.
+      g.engine.notify([{ path: ".fanout-changes", deep: false }, ...MARKER_EVENT]);
+      await sleep(1000);
+      await Deno.writeTextFile(`${g.primary}/edit.txt`, "edited\n");
+      g.engine.notify([{ path: "edit.txt", deep: false }]);
+      await waitFor("the edit on the replica", async () => {
+        return (await Deno.readTextFile(`${g.replica}/edit.txt`).catch(() => "")) === "edited\n";
+      });
+      await waitFor("the edit's push recorded", () => pushKinds(g.lines).length > before);
+      assert.deepEqual(pushKinds(g.lines).slice(before), ["scoped"], g.lines.join("\n"));
+      assert.equal(g.engine.status()[0].version?.seq, 2);
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

@@ -571,6 +571,11 @@ export class PushEngine {
     const versionChanges = this.#versionChanges(r, markerText);
     const work = versionFirst(r, asked, versionChanges);
     const plan = planPush(work, markerText, r.ackText, versionChanges);
+    // The version files travel with their version (a version or whole push
+    // sends the log, the marker goes after the tree): a push of only their
+    // events would cost a connection after every version and send nothing
+    // a replica uses.
+    if (plan.kind === "scoped" && plan.changes.every((c) => VERSION_OWN.has(c.path))) return "ok";
     // A version push holds only for a replica still at the version it
     // acknowledged: its marker is read while the paths go.
     const held = plan.kind === "version" ? this.#replicaMarker(r).catch(() => null) : null;
@@ -1087,6 +1092,9 @@ function lastPushOf(kind: PushPlan["kind"], ms: number, result: RsyncResult): La
     bytes: stats?.bytesSent ?? 0,
   };
 }
+
+/** fanout's own files of a version: the marker, the files that vouch for it, the log. */
+const VERSION_OWN: ReadonlySet<string> = new Set([...VERSION_FILES, VERSION_LOG]);
 
 /** What an empty tree that never had a version is waiting for. */
 const WAITING = "waiting for the first publish";

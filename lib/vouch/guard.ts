@@ -183,6 +183,8 @@ export class TreeGuard {
   #now: () => number;
   #state: GuardState = "unchecked";
   #current: VersionMarker | null = null;
+  /** The announcement of `#current` has not been made whole: the next check makes it again. */
+  #owed = false;
   #last: Vouch | null = null;
   /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
   #fullCheckAt = 0;
@@ -408,9 +410,13 @@ export class TreeGuard {
     const repair = this.#refusedFor(v) >= this.#recheckMs() && this.#repairMayStart();
     if (this.#state === "stopped") return false;
     const held = v.state === "refused" ? null : v.marker;
-    if (!sameVersion(held, this.#current) || first) {
+    if (!sameVersion(held, this.#current) || first || this.#owed) {
       this.#current = held;
+      // Owed until it is made: an announcement that throws may leave the
+      // daemons naming a version the tree no longer holds.
+      this.#owed = true;
       await this.#o.announce(held);
+      this.#owed = false;
     }
     return repair;
   }

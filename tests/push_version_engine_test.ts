@@ -37,6 +37,8 @@ async function rig(
   lab: Lab,
   push: Record<string, string | number> = {},
   landingMaxMs?: number,
+  /** A second replica, whose port nothing listens on: down the whole test. */
+  withDown = false,
 ): Promise<Rig> {
   await lab.fleet({ replicas: ["rsync2"], push: { exclude: "[.git]", reconcile: "1h", ...push } });
   const withReplica = lab.fleetFile;
@@ -53,15 +55,16 @@ async function rig(
   await Deno.mkdir(workDir, { recursive: true });
   const engine = new PushEngine({
     source: lab.hosts.rsync1.path,
-    targets: [{
-      name: "rsync2",
-      url: formatRsyncUrl({
-        host: r2.ip,
-        port: r2.port,
-        module: fleet.modules.write,
-        user: fleet.auth.user,
-      }),
-    }],
+    targets: [{ name: "rsync2", port: r2.port }, ...(withDown ? [{ name: "down", port: 1 }] : [])]
+      .map(({ name, port }) => ({
+        name,
+        url: formatRsyncUrl({
+          host: r2.ip,
+          port,
+          module: fleet.modules.write,
+          user: fleet.auth.user,
+        }),
+      })),
     push: { ...fleet.push, deleteHold: 300 },
     rsync: fleet.rsync,
     address: lab.hosts.rsync1.ip,
@@ -308,31 +311,38 @@ function pushKinds(lines: string[]): string[] {
 }
 
 Deno.test("version push alone: paths landing through the temp dir wait for their marker, not pushed before it", async () => {
-  await withLab(async (lab) => {
-    const g = await rig(lab, {}, 120_000);
-    try {
-      await g.repo.commit({ "a.txt": "a\n" });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.start();
-      await g.landed(1);
-      const before = pushKinds(g.lines).length;
-      await landing(g.primary);
-      await Deno.writeTextFile(`${g.primary}/a.txt`, "a v2\n");
-      // A path's event arrives while the transfer lands: it waits (a push of
-      // it would have run within this second) for the version to follow.
-      g.engine.notify([{ path: "a.txt", deep: false }]);
-      await sleep(1000);
-      await g.repo.commit({ "b.txt": "b\n", "a.txt": "a v2\n" });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.notify(MARKER_EVENT);
-      await g.landed(2);
-      await assertSameTree(g.primary, g.replica, [".fanout-dest", ".fanout-tmp"]);
-      assert.deepEqual(pushKinds(g.lines).slice(before), ["version"], g.lines.join(""));
-    } finally {
-      await g.engine.stop();
-    }
-  });
+  await withLab((lab) => pathsWaitForTheirMarker(lab, false));
 });
+
+Deno.test("version push alone: a replica down does not end the wait for a landing transfer's marker for the others", async () => {
+  await withLab((lab) => pathsWaitForTheirMarker(lab, true));
+});
+
+/** A path's event while a transfer lands waits for its marker: one version push, nothing before it. */
+async function pathsWaitForTheirMarker(lab: Lab, withDown: boolean): Promise<void> {
+  const g = await rig(lab, {}, 120_000, withDown);
+  try {
+    await g.repo.commit({ "a.txt": "a\n" });
+    assert.equal((await g.publish()).code, 0);
+    g.engine.start();
+    await g.landed(1);
+    const before = pushKinds(g.lines).length;
+    await landing(g.primary);
+    await Deno.writeTextFile(`${g.primary}/a.txt`, "a v2\n");
+    // A path's event arrives while the transfer lands: it waits (a push of
+    // it would have run within this second) for the version to follow.
+    g.engine.notify([{ path: "a.txt", deep: false }]);
+    await sleep(1000);
+    await g.repo.commit({ "b.txt": "b\n", "a.txt": "a v2\n" });
+    assert.equal((await g.publish()).code, 0);
+    g.engine.notify(MARKER_EVENT);
+    await g.landed(2);
+    await assertSameTree(g.primary, g.replica, [".fanout-dest", ".fanout-tmp"]);
+    assert.deepEqual(pushKinds(g.lines).slice(before), ["version"], g.lines.join(""));
+  } finally {
+    await g.engine.stop();
+  }
+}
 
 Deno.test("version push alone: a temp dir that stays written holds pushes only for a while", async () => {
   await withLab(async (lab) => {

@@ -520,10 +520,15 @@ export class PushEngine {
     return true;
   }
 
-  /** Whether the source's marker is one a replica has not acknowledged. */
+  /**
+   * Whether the source's marker is one a replica that takes pushes has not
+   * acknowledged. A replica failing or refused is left out: it acknowledges
+   * no marker, and would end every wait for every other replica.
+   */
   #versionDue(): boolean {
     const text = readSmallFile(`${this.#o.source}/${VERSION_MARKER}`, MARKER_READ_MAX_BYTES);
-    return text !== null && this.#replicas.some((r) => r.ackText !== text);
+    return text !== null &&
+      this.#replicas.some((r) => r.failures === 0 && r.state !== "refused" && r.ackText !== text);
   }
 
   #kick(r: Replica): void {

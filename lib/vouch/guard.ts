@@ -116,7 +116,11 @@ export interface TreeGuardOptions {
    */
   pollMs: number;
   log: Logger;
-  /** The clock (ms since the epoch); default `Date.now`. */
+  /**
+   * The clock (ms) the guard times its waits on; default the monotonic
+   * `performance.now`: a wall clock stepped back would put off the whole
+   * checks, the rechecks of a refused tree and its repair by the step.
+   */
   now?: () => number;
   /**
    * Calls `fn` every `ms` until the returned stop; default `setInterval`.
@@ -186,7 +190,7 @@ export class TreeGuard {
   /** The announcement of `#current` has not been made whole: the next check makes it again. */
   #owed = false;
   #last: Vouch | null = null;
-  /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
+  /** When the tree is next checked whole, whatever its marker says (ms on the guard's clock). */
   #fullCheckAt = 0;
   /** Since when the tree has been refused; null while it is not. */
   #refusedSince: number | null = null;
@@ -200,7 +204,7 @@ export class TreeGuard {
 
   constructor(opts: TreeGuardOptions) {
     this.#o = opts;
-    this.#now = opts.now ?? Date.now;
+    this.#now = opts.now ?? (() => performance.now());
     this.#pace = opts.pace ?? new RepairPace();
   }
 

@@ -304,3 +304,34 @@ Deno.test("guard: an announcement that fails is made again at the next check, ne
   assert.deepEqual(r.announced, [markerOf(1), null, null]);
   await r.guard.stop();
 });
+
+Deno.test("guard: a wall clock stepped back (NTP) does not put off the whole checks by the step", async () => {
+  const wall = Date.now;
+  const step = { back: 0 };
+  Date.now = () => wall() - step.back;
+  const checker = new FakeChecker();
+  checker.next = verified(1);
+  const guard = new TreeGuard({
+    checker,
+    announce: () => Promise.resolve(),
+    repair: null,
+    watched: () => true,
+    reconcileMs: 20,
+    pollMs: 20,
+    log: new Logger({ sink: () => {} }),
+    every: () => () => {},
+  });
+  try {
+    guard.tick();
+    await guard.idle();
+    assert.deepEqual(checker.wholes, [true]);
+    step.back = 3_600_000;
+    await new Promise((r) => setTimeout(r, 40));
+    guard.tick();
+    await guard.idle();
+    assert.deepEqual(checker.wholes, [true, true], "a whole check is due 20 ms on");
+  } finally {
+    Date.now = wall;
+    await guard.stop();
+  }
+});

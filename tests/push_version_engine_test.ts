@@ -36,8 +36,15 @@ interface Rig {
 async function rig(
   lab: Lab,
   push: Record<string, string | number> = {},
-  landingMaxMs?: number,
+  engineOpts: {
+    landingMaxMs?: number;
+    /** A second replica, whose port nothing listens on: down the whole test. */
+    withDown?: boolean;
+    /** The wall clock the engine reads the temp dir's times against. */
+    clock?: () => number;
+  } = {},
 ): Promise<Rig> {
+  const { landingMaxMs, withDown, clock } = engineOpts;
   await lab.fleet({ replicas: ["rsync2"], push: { exclude: "[.git]", reconcile: "1h", ...push } });
   const withReplica = lab.fleetFile;
   await lab.server("replica", "rsync2");
@@ -53,15 +60,16 @@ async function rig(
   await Deno.mkdir(workDir, { recursive: true });
   const engine = new PushEngine({
     source: lab.hosts.rsync1.path,
-    targets: [{
-      name: "rsync2",
-      url: formatRsyncUrl({
-        host: r2.ip,
-        port: r2.port,
-        module: fleet.modules.write,
-        user: fleet.auth.user,
-      }),
-    }],
+    targets: [{ name: "rsync2", port: r2.port }, ...(withDown ? [{ name: "down", port: 1 }] : [])]
+      .map(({ name, port }) => ({
+        name,
+        url: formatRsyncUrl({
+          host: r2.ip,
+          port,
+          module: fleet.modules.write,
+          user: fleet.auth.user,
+        }),
+      })),
     push: { ...fleet.push, deleteHold: 300 },
     rsync: fleet.rsync,
     address: lab.hosts.rsync1.ip,
@@ -70,6 +78,7 @@ async function rig(
     log: new Logger({ sink: (l) => lines.push(l) }),
     registry: new Registry(),
     landingMaxMs,
+    clock,
   });
   const repo = await GitRepo.create(lab.dir);
   const replica = r2.path;
@@ -308,55 +317,11 @@ function pushKinds(lines: string[]): string[] {
 }
 
 Deno.test("version push alone: paths landing through the temp dir wait for their marker, not pushed before it", async () => {
-  await withLab(async (lab) => {
-    const g = await rig(lab, {}, 120_000);
-    try {
-      await g.repo.commit({ "a.txt": "a\n" });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.start();
-      await g.landed(1);
-      const before = pushKinds(g.lines).length;
-      await landing(g.primary);
-      await Deno.writeTextFile(`${g.primary}/a.txt`, "a v2\n");
-      // A path's event arrives while the transfer lands: it waits (a push of
-      // it would have run within this second) for the version to follow.
-      g.engine.notify([{ path: "a.txt", deep: false }]);
-      await sleep(1000);
-      await g.repo.commit({ "b.txt": "b\n", "a.txt": "a v2\n" });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.notify(MARKER_EVENT);
-      await g.landed(2);
-      await assertSameTree(g.primary, g.replica, [".fanout-dest", ".fanout-tmp"]);
-      assert.deepEqual(pushKinds(g.lines).slice(before), ["version"], g.lines.join(""));
-    } finally {
-      await g.engine.stop();
-    }
-  });
+  await withLab((lab) => pathsWaitForTheirMarker(lab, false));
 });
 
-Deno.test("version push alone: a temp dir that stays written holds pushes only for a while", async () => {
-  await withLab(async (lab) => {
-    const g = await rig(lab, {}, 300);
-    try {
-      await g.repo.commit({ "a.txt": "a\n" });
-      assert.equal((await g.publish()).code, 0);
-      g.engine.start();
-      await g.landed(1);
-      await landing(g.primary);
-      // An edit on the primary with no marker after it: it goes all the same.
-      await Deno.writeTextFile(`${g.primary}/edit.txt`, "edited\n");
-      g.engine.notify([{ path: "edit.txt", deep: false }]);
-      await waitFor("the edit on the replica", async () => {
-        return (await Deno.readTextFile(`${g.replica}/edit.txt`).catch(() => "")) === "edited\n";
-      });
-      await waitFor(
-        "a scoped push recorded",
-        () => g.engine.status()[0].last_push?.kind === "scoped",
-      );
-    } finally {
-      await g.engine.stop();
-    }
-  });
+Deno.test("version push alone: a replica down does not end the wait for a landing transfer's marker for the others", async () => {
+  await withLab((lab) => pathsWaitForTheirMarker(lab, true));
 });
 
 Deno.test("version push alone: the version files' own events after their version push send nothing", async () => {
@@ -387,3 +352,68 @@ Deno.test("version push alone: the version files' own events after their version
     }
   });
 });
+/** A path's event while a transfer lands waits for its marker: one version push, nothing before it. */
+async function pathsWaitForTheirMarker(lab: Lab, withDown: boolean): Promise<void> {
+  const g = await rig(lab, {}, { landingMaxMs: 120_000, withDown });
+  try {
+    await g.repo.commit({ "a.txt": "a\n" });
+    assert.equal((await g.publish()).code, 0);
+    g.engine.start();
+    await g.landed(1);
+    const before = pushKinds(g.lines).length;
+    await landing(g.primary);
+    await Deno.writeTextFile(`${g.primary}/a.txt`, "a v2\n");
+    // A path's event arrives while the transfer lands: it waits (a push of
+    // it would have run within this second) for the version to follow.
+    g.engine.notify([{ path: "a.txt", deep: false }]);
+    await sleep(1000);
+    await g.repo.commit({ "b.txt": "b\n", "a.txt": "a v2\n" });
+    assert.equal((await g.publish()).code, 0);
+    g.engine.notify(MARKER_EVENT);
+    await g.landed(2);
+    await assertSameTree(g.primary, g.replica, [".fanout-dest", ".fanout-tmp"]);
+    assert.deepEqual(pushKinds(g.lines).slice(before), ["version"], g.lines.join(""));
+  } finally {
+    await g.engine.stop();
+  }
+}
+
+Deno.test("version push alone: a temp dir that stays written holds pushes only for a while", async () => {
+  await withLab((lab) => anEditGoesWhileLanding(lab, false));
+});
+
+Deno.test("version push alone: a wall clock stepped back while pushes wait for a landing holds them no longer than the wait", async () => {
+  await withLab((lab) => anEditGoesWhileLanding(lab, true));
+});
+
+/**
+ * An edit on the primary with no marker after it, while the temp dir stays
+ * written, goes all the same; with `stepped`, the wall clock steps back an
+ * hour within the wait (the engine's first look at it after the edit is as
+ * it was, every later one an hour behind).
+ */
+async function anEditGoesWhileLanding(lab: Lab, stepped: boolean): Promise<void> {
+  const step = { armed: false, looks: 0 };
+  const clock = () => Date.now() - (step.armed && step.looks++ > 0 ? 3_600_000 : 0);
+  const g = await rig(lab, {}, { landingMaxMs: 300, clock: stepped ? clock : undefined });
+  try {
+    await g.repo.commit({ "a.txt": "a\n" });
+    assert.equal((await g.publish()).code, 0);
+    g.engine.start();
+    await g.landed(1);
+    await landing(g.primary);
+    await Deno.writeTextFile(`${g.primary}/edit.txt`, "edited\n");
+    step.armed = true;
+    g.engine.notify([{ path: "edit.txt", deep: false }]);
+    await waitFor("the edit on the replica", async () => {
+      return (await Deno.readTextFile(`${g.replica}/edit.txt`).catch(() => "")) === "edited\n";
+    });
+    await waitFor(
+      "a scoped push recorded",
+      () => g.engine.status()[0].last_push?.kind === "scoped",
+    );
+    if (stepped) assert.ok(step.looks > 1, "the engine looked at the clock again in the wait");
+  } finally {
+    await g.engine.stop();
+  }
+}

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { probeRsyncd } from "../lib/rsync/mod.ts";
 import { RsyncDaemon } from "../lib/rsyncd/mod.ts";
-import { EnvironmentError, Logger } from "../lib/core/mod.ts";
+import { EnvironmentError, Logger, tempFor } from "../lib/core/mod.ts";
 import { markerComment, type VersionMarker } from "../lib/version/mod.ts";
 import { rsyncOf, sh, waitFor, withLab } from "./_helpers.ts";
 
@@ -161,18 +161,28 @@ Deno.test("rsync daemon: an old rsyncd listening on every address: the server ex
   });
 });
 
-Deno.test("rsync daemon: concurrent conf rewrites all land; the last version is the one left", async () => {
+const version = (seq: number): VersionMarker => ({
+  seq,
+  commit: `c${seq}`,
+  ref: "main",
+  published_at: "2026-01-01T00:00:00Z",
+});
+const render = (v: VersionMarker | null) => `comment = ${v ? markerComment(v) : "none"}\n`;
+
+/** A daemon (never started) whose conf in a temp dir announces `v`; its warnings go to `lines`. */
+async function confOnly(
+  v: VersionMarker | null,
+  fn: (
+    d: RsyncDaemon,
+    confPath: string,
+    lines: string[],
+    dir: string,
+  ) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "fanout-conf-" });
   const lines: string[] = [];
-  const version = (seq: number): VersionMarker => ({
-    seq,
-    commit: `c${seq}`,
-    ref: "main",
-    published_at: "2026-01-01T00:00:00Z",
-  });
-  const render = (v: VersionMarker | null) => `comment = ${v ? markerComment(v) : "none"}\n`;
   const confPath = `${dir}/rsyncd.conf`;
-  await Deno.writeTextFile(confPath, render(null));
+  await Deno.writeTextFile(confPath, render(v));
   const d = new RsyncDaemon({
     rsync: "rsync",
     confPath,
@@ -182,6 +192,14 @@ Deno.test("rsync daemon: concurrent conf rewrites all land; the last version is 
     render,
   });
   try {
+    await fn(d, confPath, lines, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("rsync daemon: concurrent conf rewrites all land; the last version is the one left", async () => {
+  await confOnly(null, async (d, confPath, lines, dir) => {
     // The timer and the marker watch both refresh: the same version twice, and new ones.
     const seqs = [1, 1, 2, 2, 3, 4, 4, 5, 6, 7, 8, 9, 10, 10];
     await Promise.all(seqs.map((s) => d.setVersion(version(s))));
@@ -190,7 +208,20 @@ Deno.test("rsync daemon: concurrent conf rewrites all land; the last version is 
     const left = [];
     for await (const e of Deno.readDir(dir)) left.push(e.name);
     assert.deepEqual(left, ["rsyncd.conf"], "no temp file left");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
+});
+
+Deno.test("rsync daemon: a conf rewrite that fails rejects (the caller tries again), and the next lands", async () => {
+  await confOnly(version(1), async (d, confPath) => {
+    // The write cannot land (a directory where its temp file goes: as a
+    // full disk would): the conf still announces version 1.
+    await Deno.mkdir(tempFor(confPath));
+    await Deno.writeTextFile(`${tempFor(confPath)}/held`, "");
+    await assert.rejects(d.setVersion(null), /rsyncd\.conf/);
+    assert.equal(await Deno.readTextFile(confPath), render(version(1)));
+    await assert.rejects(d.setVersion(null), /rsyncd\.conf/);
+    await Deno.remove(tempFor(confPath), { recursive: true });
+    await d.setVersion(null);
+    assert.equal(await Deno.readTextFile(confPath), render(null));
+  });
 });

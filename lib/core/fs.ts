@@ -255,7 +255,11 @@ export async function sweepTemps(dir: string): Promise<number> {
  * the dir's own mtime (a file named or renamed out of it) or one of its
  * first entries'. A transfer lands each path through it, so this is how a
  * server sees a version landing before its marker does, even through a big
- * file that raises no event in the tree. Never looks through a symlink.
+ * file that raises no event in the tree. Never looks through a symlink, and
+ * never lists a temp dir over {@linkcode MAX_TEMP_LISTED_BYTES}: a listing
+ * reads every entry at once on the thread every push and check waits on,
+ * and one transfer holds one file there, so a dir that big holds junk (left
+ * or planted) and its own mtime must do.
  *
  * @example
  * ```ts
@@ -267,7 +271,7 @@ export function receivingSince(root: string, since: number): boolean {
   const fresh = (path: string) => {
     try {
       const st = Deno.lstatSync(path);
-      return { dir: st.isDirectory, fresh: (st.mtime?.getTime() ?? 0) >= since };
+      return { dir: st.isDirectory, size: st.size, fresh: (st.mtime?.getTime() ?? 0) >= since };
     } catch {
       return null;
     }
@@ -275,6 +279,7 @@ export function receivingSince(root: string, since: number): boolean {
   const top = fresh(dir);
   if (!top?.dir) return false;
   if (top.fresh) return true;
+  if (top.size > MAX_TEMP_LISTED_BYTES) return false;
   try {
     let n = 0;
     for (const e of Deno.readDirSync(dir)) {
@@ -287,3 +292,11 @@ export function receivingSince(root: string, since: number): boolean {
 
 /** The most entries of the temp dir looked at: one rsync writes one file at a time. */
 const MAX_TEMP_LOOKED_AT = 64;
+
+/**
+ * The largest temp dir listed (its size as lstat says: its entries' names
+ * on ext4, btrfs or tmpfs): room for far more than the few files the
+ * transfers landing at once hold, and a listing of at most a few thousand
+ * names.
+ */
+const MAX_TEMP_LISTED_BYTES = 32 * 1024;

@@ -12,6 +12,7 @@ import {
   readTextNow,
   readTextOrNull,
   readTextUpTo,
+  receivingSince,
   sweepTemps,
 } from "./fs.ts";
 
@@ -149,4 +150,39 @@ Deno.test("readSmallBytes: the bytes of a regular file within the bound; a large
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("receivingSince: a fresh entry of a small temp dir is a transfer landing; a link is never looked through", async () => {
+  await withDir(async (dir) => {
+    const tmp = `${dir}/.fanout-tmp`;
+    await Deno.mkdir(tmp);
+    await Deno.writeTextFile(`${tmp}/.big.bin.AbCdEf`, "x");
+    const old = new Date(Date.now() - 60_000);
+    await Deno.utime(tmp, old, old);
+    assert.equal(receivingSince(dir, Date.now() - 500), true);
+    await Deno.utime(`${tmp}/.big.bin.AbCdEf`, old, old);
+    assert.equal(receivingSince(dir, Date.now() - 500), false);
+    await Deno.remove(tmp, { recursive: true });
+    const elsewhere = `${dir}/elsewhere`;
+    await Deno.mkdir(elsewhere);
+    await Deno.symlink(elsewhere, tmp);
+    assert.equal(receivingSince(dir, Date.now() - 500), false);
+  });
+});
+
+Deno.test("receivingSince: a temp dir too big to list (junk planted or left) is judged by its own mtime, never listed", async () => {
+  await withDir(async (dir) => {
+    const tmp = `${dir}/.fanout-tmp`;
+    await Deno.mkdir(tmp);
+    // Listing a directory reads all its entries at once, on the thread
+    // every push and check waits on: these would each look fresh.
+    for (let i = 0; i < 4000; i++) {
+      Deno.writeFileSync(`${tmp}/.planted-junk-entry-of-a-long-name-${i}`, new Uint8Array(0));
+    }
+    const old = new Date(Date.now() - 60_000);
+    await Deno.utime(tmp, old, old);
+    assert.equal(receivingSince(dir, Date.now() - 500), false);
+    await Deno.utime(tmp, new Date(), new Date());
+    assert.equal(receivingSince(dir, Date.now() - 500), true);
+  });
 });

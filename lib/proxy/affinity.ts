@@ -78,7 +78,7 @@ export class AffinityTable<T> {
     if (!this.enabled) return null;
     const e = this.#entries.get(client);
     if (!e) return null;
-    if (this.#now() - e.at >= this.window) {
+    if (!this.#live(e, this.#now())) {
       this.#entries.delete(client);
       return null;
     }
@@ -97,11 +97,23 @@ export class AffinityTable<T> {
     this.#entries.set(client, { backend, at: now });
   }
 
-  /** Drops the expired entries: the oldest first, so the sweep stops at the first live one. */
+  /**
+   * Drops the expired entries: the oldest first, so the sweep stops at the
+   * first live one. After the clock stepped back, the oldest entries are
+   * dated after now, and go too.
+   */
   #sweep(now: number): void {
     for (const [client, e] of this.#entries) {
-      if (now - e.at < this.window) return;
+      if (this.#live(e, now)) return;
       this.#entries.delete(client);
     }
+  }
+
+  /**
+   * Whether `e`'s window holds at `now`. A pick dated after `now` (the
+   * clock stepped back) holds no more: its window would last the step too.
+   */
+  #live(e: Entry<T>, now: number): boolean {
+    return e.at <= now && now - e.at < this.window;
   }
 }

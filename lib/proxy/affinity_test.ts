@@ -75,3 +75,15 @@ Deno.test("affinity: a window of 0 is off: nothing remembered", () => {
   assert.equal(t.lookup("10.0.0.1", any), null);
   assert.equal(t.size, 0);
 });
+
+Deno.test("affinity: a clock stepped back (NTP) ends the windows, never stretches them by the step", () => {
+  const { t, clock } = table(10_000);
+  t.remember("10.0.0.1", "a");
+  t.remember("10.0.0.2", "b");
+  clock.now -= 3_600_000;
+  assert.equal(t.lookup("10.0.0.1", any), null);
+  assert.equal(t.size, 0);
+  t.remember("10.0.0.1", "b");
+  clock.now += 10_000;
+  assert.equal(t.lookup("10.0.0.1", any), null, "the new window is 10 s from its pick");
+});

@@ -102,6 +102,8 @@ export interface PushEngineOptions {
    * {@linkcode LANDING_MAX_MS}).
    */
   landingMaxMs?: number;
+  /** The wall clock (ms since the epoch) the temp dir's times are read against; default `Date.now` (tests step it). */
+  clock?: () => number;
 }
 
 /** The mass-delete guard, as `/status` shows it (`push_guard`). */
@@ -208,7 +210,7 @@ export class PushEngine {
   #guardTimer: ReturnType<typeof setInterval> | undefined;
   #reconcileTimer: ReturnType<typeof setInterval> | undefined;
   #debounce: { timer: ReturnType<typeof setTimeout>; first: number } | null = null;
-  /** Pushes wait while a transfer lands in the source: since `first` (ms), looked at again by `timer`. */
+  /** Pushes wait while a transfer lands in the source: since `first` (monotonic ms), looked at again by `timer`. */
   #landing: { first: number; timer?: ReturnType<typeof setTimeout> } | null = null;
   #allowMassDelete: boolean;
   /** A publish's lift ends here (ms), even if a replica never gets its whole push. */
@@ -494,12 +496,15 @@ export class PushEngine {
    */
   #heldForLanding(): boolean {
     if (this.#stopped) return false;
-    const now = Date.now();
-    if (!receivingSince(this.#o.source, now - LANDING_QUIET_MS)) {
+    const wall = (this.#o.clock ?? Date.now)();
+    if (!receivingSince(this.#o.source, wall - LANDING_QUIET_MS)) {
       clearTimeout(this.#landing?.timer);
       this.#landing = null;
       return false;
     }
+    // The wait is timed on the monotonic clock: a wall clock stepped back
+    // would stretch it by the step. Only file times need the wall clock.
+    const now = performance.now();
     const first = this.#landing?.first ?? now;
     if (now - first >= (this.#o.landingMaxMs ?? LANDING_MAX_MS) || this.#versionDue()) {
       // The landing goes on (the marker's own transfer, or one that never
@@ -520,10 +525,15 @@ export class PushEngine {
     return true;
   }
 
-  /** Whether the source's marker is one a replica has not acknowledged. */
+  /**
+   * Whether the source's marker is one a replica that takes pushes has not
+   * acknowledged. A replica failing or refused is left out: it acknowledges
+   * no marker, and would end every wait for every other replica.
+   */
   #versionDue(): boolean {
     const text = readSmallFile(`${this.#o.source}/${VERSION_MARKER}`, MARKER_READ_MAX_BYTES);
-    return text !== null && this.#replicas.some((r) => r.ackText !== text);
+    return text !== null &&
+      this.#replicas.some((r) => r.failures === 0 && r.state !== "refused" && r.ackText !== text);
   }
 
   #kick(r: Replica): void {

@@ -241,16 +241,21 @@ export class RsyncDaemon {
    * conf (atomically: rsyncd reads it on every connection) when it changed.
    * Calls run one at a time, in call order, so the last call's version is
    * the one left in the file.
+   *
+   * @throws {Error} when the conf cannot be rewritten (a full disk): it
+   * still announces the version before, which the caller must not take as
+   * announced.
    */
   setVersion(version: VersionMarker | null): Promise<void> {
     const render = this.#o.render;
     if (!render) return Promise.resolve();
     const next = this.#rewrite.then(() => this.#writeConf(render(version)));
-    this.#rewrite = next;
+    // A failed rewrite fails its own call only: the next one still runs.
+    this.#rewrite = next.catch(() => {});
     return next;
   }
 
-  /** Writes the conf through a temp file of this process; never rejects. */
+  /** Writes the conf through a temp file of this process. */
   async #writeConf(text: string): Promise<void> {
     if (text === this.#conf) return;
     const tmp = tempFor(this.#o.confPath);
@@ -259,8 +264,8 @@ export class RsyncDaemon {
       await Deno.rename(tmp, this.#o.confPath);
       this.#conf = text;
     } catch (e) {
-      this.#o.log.warn("cannot rewrite rsyncd.conf", { path: this.#o.confPath, error: e });
       await Deno.remove(tmp).catch(() => {});
+      throw new Error(`cannot rewrite ${this.#o.confPath}: ${(e as Error).message}`);
     }
   }
 

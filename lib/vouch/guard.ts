@@ -116,7 +116,11 @@ export interface TreeGuardOptions {
    */
   pollMs: number;
   log: Logger;
-  /** The clock (ms since the epoch); default `Date.now`. */
+  /**
+   * The clock (ms) the guard times its waits on; default the monotonic
+   * `performance.now`: a wall clock stepped back would put off the whole
+   * checks, the rechecks of a refused tree and its repair by the step.
+   */
   now?: () => number;
   /**
    * Calls `fn` every `ms` until the returned stop; default `setInterval`.
@@ -183,8 +187,10 @@ export class TreeGuard {
   #now: () => number;
   #state: GuardState = "unchecked";
   #current: VersionMarker | null = null;
+  /** The announcement of `#current` has not been made whole: the next check makes it again. */
+  #owed = false;
   #last: Vouch | null = null;
-  /** When the tree is next checked whole, whatever its marker says (ms since the epoch). */
+  /** When the tree is next checked whole, whatever its marker says (ms on the guard's clock). */
   #fullCheckAt = 0;
   /** Since when the tree has been refused; null while it is not. */
   #refusedSince: number | null = null;
@@ -198,7 +204,7 @@ export class TreeGuard {
 
   constructor(opts: TreeGuardOptions) {
     this.#o = opts;
-    this.#now = opts.now ?? Date.now;
+    this.#now = opts.now ?? (() => performance.now());
     this.#pace = opts.pace ?? new RepairPace();
   }
 
@@ -408,9 +414,13 @@ export class TreeGuard {
     const repair = this.#refusedFor(v) >= this.#recheckMs() && this.#repairMayStart();
     if (this.#state === "stopped") return false;
     const held = v.state === "refused" ? null : v.marker;
-    if (!sameVersion(held, this.#current) || first) {
+    if (!sameVersion(held, this.#current) || first || this.#owed) {
       this.#current = held;
+      // Owed until it is made: an announcement that throws may leave the
+      // daemons naming a version the tree no longer holds.
+      this.#owed = true;
       await this.#o.announce(held);
+      this.#owed = false;
     }
     return repair;
   }

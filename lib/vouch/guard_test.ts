@@ -53,6 +53,8 @@ interface Rig {
   logs: { level: string; msg: string }[];
   repairs: { signal: AbortSignal; done: (failed: string | null) => void }[];
   watched: { now: boolean };
+  /** While true, `announce` throws (a daemon's config not rewritten, say). */
+  announceFails: { now: boolean };
 }
 
 function rig(opts: { upstream?: boolean } = {}): Rig {
@@ -62,11 +64,15 @@ function rig(opts: { upstream?: boolean } = {}): Rig {
   const logs: { level: string; msg: string }[] = [];
   const repairs: Rig["repairs"] = [];
   const watched = { now: true };
+  const announceFails = { now: false };
   const log = new Logger({ format: "json", sink: (line) => logs.push(JSON.parse(line)) });
   const guard = new TreeGuard({
     checker,
     announce: (v) => {
       announced.push(v);
+      if (announceFails.now) {
+        return Promise.reject(new Error("rsyncd.conf: no space left on device"));
+      }
       return Promise.resolve();
     },
     repair: opts.upstream === false ? null : {
@@ -80,7 +86,7 @@ function rig(opts: { upstream?: boolean } = {}): Rig {
     now: () => clock.now,
     pace: new RepairPace([10_000, 300_000]),
   });
-  return { guard, checker, clock, announced, logs, repairs, watched };
+  return { guard, checker, clock, announced, logs, repairs, watched, announceFails };
 }
 
 async function tick(r: Rig): Promise<void> {
@@ -277,4 +283,55 @@ Deno.test("guard: the watcher's paths and losses go to the checker; start ticks 
   await guard.idle();
   assert.equal(r.checker.wholes.length, 2, "nothing checked once stopped");
   assert.equal(guard.state, "stopped");
+});
+
+Deno.test("guard: an announcement that fails is made again at the next check, never taken as made", async () => {
+  const r = rig();
+  r.checker.next = verified(1);
+  await tick(r);
+  assert.deepEqual(r.announced, [markerOf(1)]);
+  // The tree is refused, and telling the daemons so fails: they go on
+  // announcing version 1, which the tree no longer holds.
+  r.checker.next = refused(1);
+  r.announceFails.now = true;
+  await tick(r);
+  assert.deepEqual(r.announced, [markerOf(1), null]);
+  assert.ok(r.logs.some((l) => l.msg === "version not refreshed"));
+  r.announceFails.now = false;
+  await tick(r);
+  assert.deepEqual(r.announced, [markerOf(1), null, null]);
+  await tick(r);
+  assert.deepEqual(r.announced, [markerOf(1), null, null]);
+  await r.guard.stop();
+});
+
+Deno.test("guard: a wall clock stepped back (NTP) does not put off the whole checks by the step", async () => {
+  const wall = Date.now;
+  const step = { back: 0 };
+  Date.now = () => wall() - step.back;
+  const checker = new FakeChecker();
+  checker.next = verified(1);
+  const guard = new TreeGuard({
+    checker,
+    announce: () => Promise.resolve(),
+    repair: null,
+    watched: () => true,
+    reconcileMs: 20,
+    pollMs: 20,
+    log: new Logger({ sink: () => {} }),
+    every: () => () => {},
+  });
+  try {
+    guard.tick();
+    await guard.idle();
+    assert.deepEqual(checker.wholes, [true]);
+    step.back = 3_600_000;
+    await new Promise((r) => setTimeout(r, 40));
+    guard.tick();
+    await guard.idle();
+    assert.deepEqual(checker.wholes, [true, true], "a whole check is due 20 ms on");
+  } finally {
+    Date.now = wall;
+    await guard.stop();
+  }
 });

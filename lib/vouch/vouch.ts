@@ -115,6 +115,8 @@ export interface VoucherOptions {
    * all the same.
    */
   quietMaxMs?: number;
+  /** The wall clock (ms since the epoch) the temp dir's times are read against; default `Date.now` (tests step it). */
+  clock?: () => number;
 }
 
 /** How long changed paths wait for quiet by default: a push's paths and its marker land within it. */
@@ -223,7 +225,7 @@ export class Voucher {
   }
 
   #busy(): void {
-    this.#changedAt = Date.now();
+    this.#changedAt = performance.now();
     this.#busySince ??= this.#changedAt;
   }
 
@@ -243,12 +245,15 @@ export class Voucher {
     await this.#persisting;
     const markerText = readSmallFile(`${this.#o.root}/${VERSION_MARKER}`, MARKER_MAX_BYTES);
     const sameMarker = this.#last !== null && this.#last.markerText === markerText;
-    const now = Date.now();
+    // The waits are timed on the monotonic clock: a wall clock stepped back
+    // would stretch them by the step. Only file times need the wall clock.
+    const now = performance.now();
     // A push lands its paths, then its marker: under the marker, wait.
     const quietMs = this.#o.quietMs ?? QUIET_MS;
+    const wall = (this.#o.clock ?? Date.now)();
     const landing = this.#busySince !== null &&
       now - this.#busySince < (this.#o.quietMaxMs ?? QUIET_MAX_MS) &&
-      (now - this.#changedAt < quietMs || receivingSince(this.#o.root, now - quietMs));
+      (now - this.#changedAt < quietMs || receivingSince(this.#o.root, wall - quietMs));
     const watched = this.#o.watched();
     if (sameMarker && landing) {
       this.#walkNext ||= whole;

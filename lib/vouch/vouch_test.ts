@@ -101,6 +101,7 @@ function voucherOf(
     watched?: boolean;
     quietMs?: number;
     quietMaxMs?: number;
+    clock?: () => number;
   } = {},
 ): Voucher {
   const voucher = new Voucher({
@@ -111,6 +112,7 @@ function voucherOf(
     watched: () => opts.watched ?? true,
     quietMs: opts.quietMs ?? 0,
     quietMaxMs: opts.quietMaxMs,
+    clock: opts.clock,
   });
   lab.vouchers.push(voucher);
   return voucher;
@@ -358,6 +360,27 @@ Deno.test("vouch: a tree never quiet under its marker is checked all the same on
     // Written again and again: never quiet.
     await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO!\n");
     voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    const v = await voucher.check();
+    assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
+  });
+});
+
+Deno.test("vouch: a wall clock stepped back (NTP) while changes wait for quiet holds them no longer than its waits", async () => {
+  await withLab(async (lab) => {
+    const step = { back: 0 };
+    const voucher = voucherOf(lab, {
+      quietMs: 20,
+      quietMaxMs: 60,
+      clock: () => Date.now() - step.back,
+    });
+    await land(lab, 1, [], v1);
+    assert.equal((await voucher.check()).state, "verified");
+    await Deno.writeTextFile(`${lab.root}/lib/b.txt`, "BRAVO\n");
+    voucher.changed([{ path: "lib/b.txt", deep: false }]);
+    // The changes came "an hour ahead" of the clock now: they must not
+    // keep the tree landing, and its version announced, for that hour.
+    step.back = 3_600_000;
+    await new Promise((r) => setTimeout(r, 100));
     const v = await voucher.check();
     assert.deepEqual(v.state === "refused" && v.path, "lib/b.txt");
   });

@@ -370,6 +370,14 @@ Deno.test("push killed: a replica killed before the paths, between paths and mar
     }
     seen.push(`primary killed mid-push: ${(await killPrimaryMidPush(r)).join(" -> ")}`);
 
+    // The restarted primary's first whole push is over: it would put the marker back.
+    await waitFor("the primary's first push over", async () => {
+      const h = r.lab.hosts.rsync1;
+      const status = JSON.parse((await http(`http://${h.ip}:${h.health}/status`)).body);
+      const s = status.replicas.find((x: { name: string }) => x.name === "rsync2");
+      return s?.state === "ok" && s?.pending_full === null && s?.last_push !== null &&
+        s?.version?.seq === r.seq;
+    });
     // The replica's marker goes (an unknown version): the next version goes whole.
     await Deno.remove(`${r.tree}/.fanout-version`);
     await waitFor("the replica announces no version", async () => {

@@ -135,6 +135,8 @@ export interface Signed {
   /** The state dir of client `name`. */
   stateDir: (name: string) => string;
   status: (name: string) => Promise<Record<string, unknown>>;
+  /** The connections the daemon has served so far, by its log. */
+  connections: () => Promise<number>;
 }
 
 /**
@@ -184,7 +186,8 @@ export async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promis
   const hook = `${lab.dir}/pre-xfer`;
   await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
   await Deno.chmod(hook, 0o755);
-  const daemon = await plainDaemon(lab, src, { preXfer: hook });
+  const log = `${lab.dir}/plain-rsyncd.log`;
+  const daemon = await plainDaemon(lab, src, { preXfer: hook, log });
   daemons.set(lab, daemon.proc);
   // Each host's fleet file, written once: a run writes nothing outside its
   // dest and state dir, and tests may check that.
@@ -228,6 +231,13 @@ export async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promis
     stateDir,
     status: async (name) =>
       JSON.parse(await Deno.readTextFile(`${stateDir(name)}/client-status.json`)),
+    connections: async () => {
+      // Each connection is a child of its own: its pid starts its lines.
+      const text = await Deno.readTextFile(log).catch(() => "");
+      const pids = text.split("\n").filter((l) => !/ rsyncd version /.test(l))
+        .map((l) => /^\S+ \S+ \[(\d+)\]/.exec(l)?.[1]).filter((p) => p !== undefined);
+      return new Set(pids).size;
+    },
   };
 }
 

@@ -23,7 +23,7 @@ import {
 
 Deno.test("kept release: a signed no-op checked every run makes no rsync connection; an edit is repaired; a tampered kept release is never taken; a new version syncs", async () => {
   await withSigned(async (lab) => {
-    const s = await signedLab(lab);
+    const s = await signedLab(lab, { log: true });
     // The health endpoint: it announces the version the test says the server holds.
     let announced = markerOf(1);
     const endpoint = Deno.serve(

@@ -30,7 +30,10 @@
  * (lib/client/signed.ts): the fast path only where the state dir vouches
  * for dest's marker, and instead of the comparison and the version log, the
  * source's signed release checked, dest compared with its manifest, and
- * only what it has wrong fetched and checked before it goes live.
+ * only what it has wrong fetched and checked before it goes live. When the
+ * health endpoint announces dest's version, the release kept from the run
+ * that fetched it is checked instead of fetched again, and a dest that is
+ * that release costs the server no rsync connection.
  *
  * Connection failures (refused, reset, timeouts, a full server) are retried
  * with backoff, each attempt on a new connection so a proxy can pick another

@@ -6,7 +6,11 @@
  *    into the state dir. The envelope must verify with a trusted key, its
  *    version must be no older than the newest this host applied (an old
  *    signed version served again is refused), the manifest must have the
- *    SHA-256 it signs, and the marker must be its version.
+ *    SHA-256 it signs, and the marker must be its version. When the server
+ *    announces the version dest holds, the files kept from the fetch that
+ *    applied it stand in for the request, checked the same way; a tree
+ *    that is not that release already is brought to it as below, after
+ *    the request.
  * 2. The tree is compared with the manifest path by path; a file is hashed
  *    (a symlink's target read) unless the stat record of the last verified
  *    tree vouches for it.

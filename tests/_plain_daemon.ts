@@ -22,7 +22,8 @@ export interface PlainDaemon {
  * Starts a plain rsync daemon on the lab's .9 serving `path` as module
  * `plugins`, and waits until it takes connections. `preXfer` is a command
  * the daemon runs before each transfer (`pre-xfer exec`): a server that
- * changes what it serves from one request to the next.
+ * changes what it serves from one request to the next. `log` is the file
+ * the daemon logs each connection to.
  *
  * @example
  * ```ts
@@ -33,7 +34,7 @@ export interface PlainDaemon {
 export async function plainDaemon(
   lab: Lab,
   path: string,
-  opts: { preXfer?: string } = {},
+  opts: { preXfer?: string; log?: string } = {},
 ): Promise<PlainDaemon> {
   const ip = lab.ip(9);
   const port = lab.port(ip);
@@ -50,6 +51,7 @@ export async function plainDaemon(
       `path = ${path}`,
       "read only = yes",
       ...(opts.preXfer ? [`pre-xfer exec = ${opts.preXfer}`] : []),
+      ...(opts.log ? [`log file = ${opts.log}`] : []),
       "",
     ].join("\n"),
   );

@@ -135,6 +135,8 @@ export interface Signed {
   /** The state dir of client `name`. */
   stateDir: (name: string) => string;
   status: (name: string) => Promise<Record<string, unknown>>;
+  /** The connections the daemon has served so far, by its log (`log: true`). */
+  connections: () => Promise<number>;
 }
 
 /**
@@ -155,7 +157,8 @@ export async function newKey(lab: Lab, name: string): Promise<{ key: SigningKey;
 
 /**
  * A lab whose fleet file trusts one release key (none with `keys: false`),
- * a plain rsync daemon serving `<lab>/src`, and clients that report to the
+ * a plain rsync daemon serving `<lab>/src` (logging each request in the lab
+ * with `log: true`), and clients that report to the
  * primary as themselves. Run it within {@linkcode withSigned}, which stops
  * the daemon.
  *
@@ -168,7 +171,10 @@ export async function newKey(lab: Lab, name: string): Promise<{ key: SigningKey;
  * });
  * ```
  */
-export async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promise<Signed> {
+export async function signedLab(
+  lab: Lab,
+  opts: { keys?: boolean; log?: boolean } = {},
+): Promise<Signed> {
   const trusted = await newKey(lab, "release");
   const stranger = await newKey(lab, "stranger");
   const src = `${lab.dir}/src`;
@@ -184,7 +190,9 @@ export async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promis
   const hook = `${lab.dir}/pre-xfer`;
   await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
   await Deno.chmod(hook, 0o755);
-  const daemon = await plainDaemon(lab, src, { preXfer: hook });
+  // The daemon's log, when asked for: a file in the lab, written by every request.
+  const log = opts.log ? `${lab.dir}/plain-rsyncd.log` : undefined;
+  const daemon = await plainDaemon(lab, src, { preXfer: hook, log });
   daemons.set(lab, daemon.proc);
   // Each host's fleet file, written once: a run writes nothing outside its
   // dest and state dir, and tests may check that.
@@ -228,6 +236,14 @@ export async function signedLab(lab: Lab, opts: { keys?: boolean } = {}): Promis
     stateDir,
     status: async (name) =>
       JSON.parse(await Deno.readTextFile(`${stateDir(name)}/client-status.json`)),
+    connections: async () => {
+      // Each connection is a child of its own: its pid starts its lines.
+      if (!log) throw new Error("signedLab(lab, { log: true }) counts connections");
+      const text = await Deno.readTextFile(log).catch(() => "");
+      const pids = text.split("\n").filter((l) => !/ rsyncd version /.test(l))
+        .map((l) => /^\S+ \S+ \[(\d+)\]/.exec(l)?.[1]).filter((p) => p !== undefined);
+      return new Set(pids).size;
+    },
   };
 }
 

@@ -28,7 +28,7 @@ import { baseJob, type ClientJob, stamp } from "./job.ts";
 import { clearDirty, markDirty, transfer } from "./transfer.ts";
 import { tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { planTree, type TreePlan } from "../release/mod.ts";
-import { offence, ReleaseRefusal, treeSkip, writeControl } from "./signed_files.ts";
+import { confirmKept, offence, ReleaseRefusal, treeSkip, writeControl } from "./signed_files.ts";
 import { recordRelease, recordVouches, vouching } from "./signed_state.ts";
 import { basisFor, everythingMissing, fetchPaths, toFetch } from "./signed_fetch.ts";
 import { describeVersion, readMarker, type VersionMarker } from "../version/mod.ts";
@@ -157,6 +157,7 @@ async function applyReleaseTree(
       walked: await look?.walked,
     })
     : everythingMissing(c.manifest);
+  await confirmKept(ctx, live, c, plan);
   if (plan.extra.length > job.maxDelete) {
     throw tooManyDeletions(job.dest, plan.extra.length, job.maxDelete);
   }

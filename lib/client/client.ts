@@ -30,7 +30,10 @@
  * (lib/client/signed.ts): the fast path only where the state dir vouches
  * for dest's marker, and instead of the comparison and the version log, the
  * source's signed release checked, dest compared with its manifest, and
- * only what it has wrong fetched and checked before it goes live.
+ * only what it has wrong fetched and checked before it goes live. When the
+ * health endpoint announces dest's version, the release kept from the run
+ * that fetched it is checked instead of fetched again, and a dest that is
+ * that release costs the server no rsync connection.
  *
  * Connection failures (refused, reset, timeouts, a full server) are retried
  * with backoff, each attempt on a new connection so a proxy can pick another
@@ -214,7 +217,7 @@ async function syncSteps(job: ClientJob, prev: PreviousRun, layout: TreeLayout):
     const backupDir = job.backupDir ? `${job.backupDir}/${stamp(new Date())}` : null;
     if (signed) {
       known = { ...known, server: serverOf(job.source) };
-      const done = await signedSync(job, layout, start, backupDir);
+      const done = await signedSync(job, layout, start, backupDir, remoteBefore === null);
       // Dest is the release's: down goes the dirty flag, which recovery
       // keeps up (lib/client/transfer.ts) while dest may be unfinished.
       await clearDirty(job);
@@ -371,17 +374,29 @@ async function verifiedHere(job: ClientJob, start: DestStart): Promise<boolean> 
 /**
  * A run of a signed fleet (lib/client/signed.ts): the source's release is
  * checked, then dest is compared with its manifest and brought to it, or
- * refused whole. Its comparison is a verification.
+ * refused whole. Its comparison is a verification. `unread` when the run
+ * has not read the source's version: then, when the health endpoint
+ * announces dest's version, the release kept from the run that fetched it
+ * is checked instead of fetched, and a dest that is that release costs the
+ * server no rsync connection.
  */
 async function signedSync(
   job: ClientJob,
   layout: TreeLayout,
   start: DestStart,
   backupDir: string | null,
+  unread: boolean,
 ): Promise<Partial<Sync>> {
   const { syncRelease } = await import("./signed.ts");
   const ctx = { state: start.state, backupDir, forced: start.forced };
-  const done = await syncRelease(job, layout, ctx, start.current);
+  const held = start.before;
+  // The health endpoint's answer may only let the run check the release it
+  // keeps instead of fetching it; once the run has read the version through
+  // rsync, the connection it would save is spent.
+  const kept = unread && job.notify && held && start.state === "marked" && !start.forced
+    ? { version: held, serverHolds: () => announcesHeld(job, held) }
+    : null;
+  const done = await syncRelease(job, layout, ctx, start.current, kept);
   const changed = done.changed + done.deleted > 0 || done.control;
   if (changed) await rememberDest(`${job.stateDir}/${RECORD_FILE}`, job.dest);
   warnIfBackwards(job, start.before, done.release.marker);

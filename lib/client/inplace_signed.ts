@@ -19,7 +19,7 @@ import type { ClientJob } from "./job.ts";
 import { adoptDest, tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { clearDirty, markDirty, removeStaging, stagingDirs } from "./transfer.ts";
 import { moveAside, removeExtras } from "./dest_paths.ts";
-import { treeSkip, writeControl } from "./signed_files.ts";
+import { confirmKept, treeSkip, writeControl } from "./signed_files.ts";
 import { markApplying, recordRelease, recordVouches, vouching } from "./signed_state.ts";
 import {
   basisFor,
@@ -62,6 +62,7 @@ export async function applyInPlace(
       walked: await look?.walked,
     })
     : everythingMissing(c.manifest);
+  await confirmKept(ctx, there ? dest : null, c, plan);
   if (plan.extra.length > job.maxDelete) {
     throw tooManyDeletions(dest, plan.extra.length, job.maxDelete);
   }

@@ -49,6 +49,30 @@ export interface ApplyContext {
    * it is of the tree it would walk.
    */
   look?: TreeLook;
+  /**
+   * The release is the state dir's kept copy, not one fetched this run
+   * (lib/client/signed.ts): the tree is only confirmed to be it already,
+   * and anything to change throws {@linkcode KeptDiffers} before dest is
+   * touched, so that the run fetches the release and repairs as it would
+   * without a kept copy.
+   */
+  keptOnly?: boolean;
+}
+
+/**
+ * The tree is not the kept release already (see
+ * {@linkcode ApplyContext.keptOnly}); nothing changed.
+ *
+ * @example
+ * ```ts
+ * if (plan.wrong.length) throw new KeptDiffers();
+ * ```
+ */
+export class KeptDiffers extends Error {
+  constructor() {
+    super("the tree is not the kept release");
+    this.name = "KeptDiffers";
+  }
 }
 
 /** A walk of a tree, and what the state dir's stat record says of it, begun before its release is known. */

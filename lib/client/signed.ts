@@ -6,7 +6,11 @@
  *    into the state dir. The envelope must verify with a trusted key, its
  *    version must be no older than the newest this host applied (an old
  *    signed version served again is refused), the manifest must have the
- *    SHA-256 it signs, and the marker must be its version.
+ *    SHA-256 it signs, and the marker must be its version. When the server
+ *    announces the version dest holds, the files kept from the fetch that
+ *    applied it stand in for the request, checked the same way; a tree
+ *    that is not that release already is brought to it as below, after
+ *    the request.
  * 2. The tree is compared with the manifest path by path; a file is hashed
  *    (a symlink's target read) unless the stat record of the last verified
  *    tree vouches for it.
@@ -44,13 +48,20 @@ import {
   verifyRelease,
 } from "../release/mod.ts";
 import { writeFileList } from "../rsync/mod.ts";
-import { MARKER_MAX_BYTES, parseMarker } from "../version/mod.ts";
-import type {
-  ApplyContext,
-  CheckedRelease,
-  ReleaseApplied,
-  TreeLayout,
-  TreeLook,
+import {
+  describeVersion,
+  MARKER_MAX_BYTES,
+  parseMarker,
+  sameVersion,
+  type VersionMarker,
+} from "../version/mod.ts";
+import {
+  type ApplyContext,
+  type CheckedRelease,
+  KeptDiffers,
+  type ReleaseApplied,
+  type TreeLayout,
+  type TreeLook,
 } from "./layout.ts";
 import { type ClientJob, failUnlessOk, retrying, rsyncRun, safeAttrs } from "./job.ts";
 import {
@@ -72,8 +83,19 @@ const NOT_TAKEN = 0o6002;
 /** A comparison that lands between a version's files and its marker is tried this often. */
 const PASSES = 2;
 
-/** Where the release files are fetched to, in the state dir. */
+/**
+ * Where the release files are fetched to, in the state dir. They stay there
+ * after the run: the kept release a later run checks instead of fetching
+ * (see {@linkcode syncRelease}).
+ */
 const FETCH_DIR = "release-fetch";
+
+/** The most bytes each release file may have, fetched or kept. */
+const LIMITS: Record<string, number> = {
+  [VERSION_MARKER]: MARKER_MAX_BYTES,
+  [RELEASE_ENVELOPE]: ENVELOPE_MAX_BYTES,
+  [RELEASE_MANIFEST]: MANIFEST_LIMITS.maxBytes,
+};
 /**
  * Brings the tree to the source's signed release through `layout`, checking
  * the release first. What a version landing mid-run also causes is looked
@@ -81,6 +103,12 @@ const FETCH_DIR = "release-fetch";
  * each other are fetched again, and a fetched path that is not the
  * manifest's counts unless the source now holds a newer signed version
  * (checked whole: a marker alone is the server's word).
+ *
+ * With `kept`, the release kept in the state dir from the run that fetched
+ * it is checked first, as a fetched one is; when it is of the version dest
+ * holds, the server holds that version too, and the tree is that release
+ * already, the run ends there without a connection to the server. Anything
+ * else, and the release is fetched as without it.
  *
  * @throws {ReleaseRefusal} for a release, or a fetched path, that is not as
  * signed; {@linkcode TransferError} when the source cannot be read, or kept
@@ -96,6 +124,7 @@ export async function syncRelease(
   layout: TreeLayout,
   ctx: ApplyContext,
   current: string | null,
+  kept: KeptLook | null = null,
 ): Promise<ReleaseApplied & { release: CheckedRelease }> {
   // The newest seq checked this run: only a signed version newer than it
   // landing on the server explains a refusal away.
@@ -104,6 +133,13 @@ export async function syncRelease(
   // for the first try at applying it.
   let look: TreeLook | null = current && ctx.state !== "absent" ? lookAt(job, current, ctx) : null;
   try {
+    const c = kept ? await keptRelease(job, current, kept.version) : null;
+    if (c && await kept!.serverHolds()) {
+      const first = look ?? undefined;
+      look = null;
+      const done = await confirmedKept(job, layout, c, { ...ctx, look: first });
+      if (done) return done;
+    }
     for (let pass = 1;; pass++) {
       let c: CheckedRelease | null = null;
       try {
@@ -141,6 +177,67 @@ export async function syncRelease(
   } finally {
     // A look never taken (the release refused) ends before the run does.
     await (look as TreeLook | null)?.walked.catch(() => {});
+  }
+}
+
+/** What lets a run take the kept release instead of fetching it (see {@linkcode syncRelease}). */
+export interface KeptLook {
+  /** The version dest holds. */
+  version: VersionMarker;
+  /** Whether the server holds `version` as well (asked only when the kept release is of it). */
+  serverHolds: () => Promise<boolean>;
+}
+
+/**
+ * The release kept in the state dir from the last fetch, checked as a
+ * fetched one is (read bounded, never through a symlink), when it is of
+ * `version`; else null, and the run fetches the release.
+ */
+async function keptRelease(
+  job: ClientJob,
+  current: string | null,
+  version: VersionMarker,
+): Promise<CheckedRelease | null> {
+  const dir = `${job.stateDir}/${FETCH_DIR}`;
+  let why = "not a directory";
+  try {
+    if (Deno.lstatSync(dir).isDirectory) {
+      const files: Fetched = new Map(
+        CONTROL.map((n) => [n, readBounded(`${dir}/${n}`, LIMITS[n])]),
+      );
+      const c = await checkRelease(job, files, await releaseFloor(job, current));
+      if (sameVersion(c.marker, version)) return c;
+      why = `of ${describeVersion(c.marker)}, dest holds ${describeVersion(version)}`;
+    }
+  } catch (e) {
+    const io = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied;
+    if (!(e instanceof ReleaseRefusal || io)) throw e;
+    why = e.message;
+  }
+  job.log.debug("the kept release is not taken; fetching the release", { why });
+  return null;
+}
+
+/**
+ * The kept release `c` applied with nothing to change (the tree is it
+ * already), or null when the tree differs: then nothing changed.
+ */
+async function confirmedKept(
+  job: ClientJob,
+  layout: TreeLayout,
+  c: CheckedRelease,
+  ctx: ApplyContext,
+): Promise<ReleaseApplied & { release: CheckedRelease } | null> {
+  try {
+    const done = await layout.applyRelease!(c, { ...ctx, keptOnly: true });
+    job.log.debug("dest is the kept release of the version the server holds; nothing fetched", {
+      version: describeVersion(c.marker),
+    });
+    return { ...done, release: c };
+  } catch (e) {
+    if (!(e instanceof KeptDiffers)) throw e;
+    job.log.debug("dest differs from the kept release; fetching the release");
+    return null;
   }
 }
 
@@ -204,6 +301,10 @@ type Fetched = Map<string, Uint8Array | string>;
  */
 async function fetchControl(job: ClientJob): Promise<Fetched> {
   const dir = `${job.stateDir}/${FETCH_DIR}`;
+  // Anything but a directory there (a symlink planted in its place) goes,
+  // itself, not what it points at: the files are written into ours only.
+  const there = await Deno.lstat(dir).catch(() => null);
+  if (there && !there.isDirectory) await Deno.remove(dir);
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   for (const n of CONTROL) {
     const at = `${dir}/${n}`;
@@ -238,11 +339,6 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
     new RegExp(`link_stat "(?:[^"]*/)?${n.replaceAll(".", "\\.")}" \\(in `).test(r.stderr)
   );
   if (r.code !== 0 && !(r.code === 23 && missing.length)) failUnlessOk(job, r);
-  const limits: Record<string, number> = {
-    [VERSION_MARKER]: MARKER_MAX_BYTES,
-    [RELEASE_ENVELOPE]: ENVELOPE_MAX_BYTES,
-    [RELEASE_MANIFEST]: MANIFEST_LIMITS.maxBytes,
-  };
   const out: Fetched = new Map();
   for (const n of CONTROL) {
     out.set(
@@ -250,8 +346,8 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
       missing.includes(n)
         ? "the source has none"
         : over.has(n)
-        ? `more than ${limits[n]} bytes`
-        : readBounded(`${dir}/${n}`, limits[n]),
+        ? `more than ${LIMITS[n]} bytes`
+        : readBounded(`${dir}/${n}`, LIMITS[n]),
     );
   }
   return out;

@@ -17,9 +17,9 @@ import {
   stripControl,
   VERSION_MARKER,
 } from "../core/mod.ts";
-import { manifestDigest, type TreeMismatch } from "../release/mod.ts";
+import { manifestDigest, type TreeMismatch, type TreePlan } from "../release/mod.ts";
 import { stampMarker } from "../version/mod.ts";
-import type { ApplyContext, CheckedRelease } from "./layout.ts";
+import { type ApplyContext, type CheckedRelease, KeptDiffers } from "./layout.ts";
 import { type ClientJob, serverOf } from "./job.ts";
 
 /** The release's own files at a tree's root, fetched together. */
@@ -159,13 +159,8 @@ export async function writeControl(
   c: CheckedRelease,
   opts: { rewrite?: boolean } = {},
 ): Promise<boolean> {
-  const files: [string, Uint8Array][] = [
-    [RELEASE_MANIFEST, c.bytes.manifest],
-    [RELEASE_ENVELOPE, c.bytes.envelope],
-    [VERSION_MARKER, c.bytes.marker],
-  ];
   let changed = false;
-  for (const [name, bytes] of files) {
+  for (const [name, bytes] of controlFiles(c)) {
     const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
     if (!opts.rewrite && await holds(`${dir}/${name}`, bytes, digest)) continue;
     changed = true;
@@ -176,6 +171,43 @@ export async function writeControl(
     await Deno.rename(tmp, `${dir}/${name}`);
   }
   return changed;
+}
+
+/**
+ * For a kept release ({@linkcode ApplyContext.keptOnly}): returns when
+ * `tree`, a marked tree planned against `c` as `plan`, is the release
+ * already, its own files included; else throws, before anything changes.
+ *
+ * @throws {KeptDiffers} when anything is to change.
+ *
+ * @example
+ * ```ts
+ * await confirmKept(ctx, live, c, plan);
+ * ```
+ */
+export async function confirmKept(
+  ctx: ApplyContext,
+  tree: string | null,
+  c: CheckedRelease,
+  plan: TreePlan,
+): Promise<void> {
+  if (!ctx.keptOnly) return;
+  if (!tree || ctx.state !== "marked" || plan.wrong.length || plan.extra.length) {
+    throw new KeptDiffers();
+  }
+  for (const [name, bytes] of controlFiles(c)) {
+    const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
+    if (!await holds(`${tree}/${name}`, bytes, digest)) throw new KeptDiffers();
+  }
+}
+
+/** The release's own files and their bytes, in the order they are written (the marker last). */
+function controlFiles(c: CheckedRelease): [string, Uint8Array][] {
+  return [
+    [RELEASE_MANIFEST, c.bytes.manifest],
+    [RELEASE_ENVELOPE, c.bytes.envelope],
+    [VERSION_MARKER, c.bytes.marker],
+  ];
 }
 
 /**

@@ -104,9 +104,9 @@ const LIMITS: Record<string, number> = {
  * manifest's counts unless the source now holds a newer signed version
  * (checked whole: a marker alone is the server's word).
  *
- * With `kept`, the release kept in the state dir from the run that fetched
- * it is checked first, as a fetched one is; when it is of the version dest
- * holds, the server holds that version too, and the tree is that release
+ * With `kept`, when the server holds the version dest holds, the release
+ * kept in the state dir from the run that fetched it is checked, as a
+ * fetched one is; when it is of that version and the tree is that release
  * already, the run ends there without a connection to the server. Anything
  * else, and the release is fetched as without it.
  *
@@ -133,8 +133,13 @@ export async function syncRelease(
   // for the first try at applying it.
   let look: TreeLook | null = current && ctx.state !== "absent" ? lookAt(job, current, ctx) : null;
   try {
-    const c = kept ? await keptRelease(job, current, kept.version) : null;
-    if (c && await kept!.serverHolds()) {
+    // The server is asked first: a look of a millisecond or two, where the
+    // kept release's check reads and hashes its manifest, wasted on a run
+    // that has a new version to fetch.
+    const c = kept && await kept.serverHolds()
+      ? await keptRelease(job, current, kept.version)
+      : null;
+    if (c) {
       const first = look ?? undefined;
       look = null;
       const done = await confirmedKept(job, layout, c, { ...ctx, look: first });
@@ -184,7 +189,7 @@ export async function syncRelease(
 export interface KeptLook {
   /** The version dest holds. */
   version: VersionMarker;
-  /** Whether the server holds `version` as well (asked only when the kept release is of it). */
+  /** Whether the server holds `version` as well (asked before the kept release is read). */
   serverHolds: () => Promise<boolean>;
 }
 

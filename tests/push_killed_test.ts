@@ -40,7 +40,7 @@ import { signingSection } from "./_signed.ts";
 import { markerFromComment, parseMarker } from "../lib/version/mod.ts";
 
 /** What each version's push carries besides its small files: enough to take a moment. */
-const NOISE_FILES = 4;
+const NOISE_FILES = 16;
 const NOISE_BYTES = 128 * 1024;
 
 /** The root file every version changes: its content names the version. */
@@ -261,7 +261,7 @@ const AFTER: KillPoint = {
 };
 
 /** How many versions a kill point is tried with before the test gives up on reaching it. */
-const TRIES = 3;
+const TRIES = 5;
 
 /**
  * Publishes the next version, watching the replica's disk for `point` (or the

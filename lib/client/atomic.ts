@@ -163,7 +163,9 @@ async function applyReleaseTree(
   }
   if (live && !plan.wrong.length && !plan.extra.length) {
     // The live tree is the release's: at most its files are new.
-    const control = await writeControl(live, c);
+    // A kept release's own files were found held already (confirmKept): not
+    // read and hashed a second time.
+    const control = ctx.keptOnly ? false : await writeControl(live, c);
     if (control || vouch.hashed()) await recordRelease(job, c, live, { entries: plan.walked, at });
     return { changed: 0, deleted: 0, control, r: null, tree: live };
   }

@@ -90,7 +90,9 @@ export async function applyInPlace(
     if (ctx.state === "marked" && !plan.wrong.length && !plan.extra.length) {
       // The tree is the release's: at most its files are new (a version
       // with the same tree), and the record is kept fresh when files were read.
-      const control = await writeControl(dest, c);
+      // A kept release's own files were found held already (confirmKept): not
+      // read and hashed a second time.
+      const control = ctx.keptOnly ? false : await writeControl(dest, c);
       if (control || vouch.hashed()) {
         await recordRelease(job, c, dest, { entries: plan.walked, at });
       }

@@ -435,7 +435,8 @@ export const FLEET = {
     notify: key(t.hostPortOrOff, {
       absent: "the `source` host's `health`",
       doc: "where `--watch` long-polls `GET /version` to hear of a new version at once " +
-        "(polling stays the fallback); `off`: poll only",
+        "(polling stays the fallback), and a cron run asks whether dest's version is still " +
+        "the one served (then no rsync connection); `off`: neither",
       flag: { name: "notify" },
     }),
     user: key(t.name, { default: "root", doc: "the user field of the rendered cron line" }),

@@ -417,3 +417,30 @@ async function anEditGoesWhileLanding(lab: Lab, stepped: boolean): Promise<void>
     await g.engine.stop();
   }
 }
+
+Deno.test("version push alone: a replica down stays failing while a landing transfer holds its retry back", async () => {
+  await withLab(async (lab) => {
+    const g = await rig(lab, { retry_min: "100ms", retry_max: "200ms" }, {
+      landingMaxMs: 120_000,
+      withDown: true,
+    });
+    try {
+      await g.repo.commit({ "a.txt": "a\n" });
+      assert.equal((await g.publish()).code, 0);
+      g.engine.start();
+      await g.landed(1);
+      const down = () => g.engine.status().find((s) => s.name === "down")!;
+      await waitFor("the down replica failing", () => down().failures > 0);
+      await landing(g.primary);
+      // Its retry comes due while the landing holds every push back: the
+      // retry waits, and the replica is still one whose pushes fail.
+      await waitFor("a retry due and held", () => down().next_retry === null);
+      await sleep(500);
+      const st = down();
+      assert.equal(st.next_retry, null, "the retry is held, not run and failed again");
+      assert.equal(st.state, "failing", JSON.stringify(st));
+    } finally {
+      await g.engine.stop();
+    }
+  });
+});

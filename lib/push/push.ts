@@ -183,9 +183,11 @@ class Replica {
  * healthy for a moment each time (in the fleet view and the metrics too).
  */
 function shownState(r: Replica): ReplicaStatus["state"] {
-  if (r.state === "idle") return "ok";
-  if (r.state === "backoff" || (r.state === "pushing" && r.failures > 0)) return "failing";
-  return r.state;
+  if (r.state === "refused") return "refused";
+  // Failing until a push succeeds: in backoff, retrying, or a retry whose
+  // kick waits (a transfer landing in the source holds pushes back).
+  if (r.failures > 0) return "failing";
+  return r.state === "idle" ? "ok" : "pushing";
 }
 
 /**

@@ -172,7 +172,28 @@ export class Proc {
   }
 }
 
-let netCounter = 0;
+/**
+ * A port no test and no kernel-chosen port uses (above the default
+ * ephemeral range): a lab holds it open on `<net>.254` for its lifetime, so
+ * no other lab in any process takes its /24. Test files run in parallel
+ * as workers of one process (one pid, a module state of their own each), so
+ * nothing but the kernel can tell them apart; a crashed run frees its nets
+ * as it exits.
+ */
+const NET_HOLD_PORT = 61_999;
+
+/** Reserves a loopback /24 (`127.x.y`) no other live lab holds. */
+function reserveNet(): { net: string; hold: Deno.Listener } {
+  for (;;) {
+    const n = crypto.getRandomValues(new Uint16Array(1))[0] % (250 * 256);
+    const net = `127.${1 + (n >> 8)}.${n & 255}`;
+    try {
+      return { net, hold: Deno.listen({ hostname: `${net}.254`, port: NET_HOLD_PORT }) };
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+    }
+  }
+}
 
 /** Options for {@linkcode Lab.fleet}. */
 export interface FleetSpec {
@@ -199,7 +220,7 @@ export interface LabHost {
 
 /**
  * A test's private world: a temp dir, a loopback /24 of its own
- * (127.x.y.0, so parallel test files never collide), fleet files, secrets,
+ * (127.x.y.0, reserved, so parallel test files never collide), fleet files, secrets,
  * and every process it started, stopped at `close()`.
  */
 export class Lab {
@@ -212,6 +233,7 @@ export class Lab {
   #procs: Proc[] = [];
   #argv = new Map<Proc, string[]>();
   #mounted = false;
+  #netHold: Deno.Listener;
   #ports = new Set<number>();
   hosts: Record<string, LabHost> = {};
   fleetFile = "";
@@ -220,9 +242,9 @@ export class Lab {
 
   private constructor(dir: string) {
     this.dir = dir;
-    // Spread labs over 127.0.0.0/8 by pid and a counter.
-    const n = (Deno.pid * 7 + netCounter++ * 13) % 60000;
-    this.net = `127.${1 + (n >> 8) % 250}.${n & 255}`;
+    const { net, hold } = reserveNet();
+    this.net = net;
+    this.#netHold = hold;
     this.secrets = `${dir}/rsyncd.secrets`;
     this.password = `${dir}/push.password`;
     this.reportToken = `${dir}/report.token`;
@@ -507,6 +529,7 @@ export class Lab {
     }
     // A fanout killed with SIGKILL leaves its daemon.
     await this.#killDaemons();
+    this.#netHold.close();
     if (keepDir) {
       if (this.#mounted) console.error(`(a tmpfs: umount ${this.dir} when done)`);
       return;

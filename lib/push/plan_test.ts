@@ -1,7 +1,7 @@
 // What a push sends: scoped paths, or the whole tree when a path cannot be
 // scoped or a new marker must go out behind a whole-tree run.
 import assert from "node:assert/strict";
-import { planPush, versionChanges } from "./push.ts";
+import { planPush, versionChanges } from "./plan.ts";
 
 const paths = (...p: string[]) => ({
   kind: "paths" as const,

@@ -30,12 +30,8 @@
 
 import {
   type Change,
-  changesBetween,
-  ChangeSet,
   LOG_READ_MAX_BYTES,
-  parseLog,
   parseMarker,
-  stampMarker,
   type VersionMarker,
   type Work,
 } from "../version/mod.ts";
@@ -46,40 +42,28 @@ import {
   type Logger,
   readSmallFile,
   readTextOrNull,
-  receivingSince,
-  RELEASE_ENVELOPE,
-  RELEASE_MANIFEST,
   Semaphore,
-  SERVER_TEMP_DIR,
-  VERSION_FILES,
   VERSION_LOG,
   VERSION_MARKER,
 } from "../core/mod.ts";
 import type { Registry } from "../health/mod.ts";
-import {
-  ENVELOPE_MAX_BYTES,
-  MANIFEST_LIMITS,
-  manifestDigest,
-  markerMismatch,
-  readEnvelope,
-} from "../release/mod.ts";
-import { filterRules, unfilterable } from "./filter.ts";
-import {
-  describeRsyncFailure,
-  rsyncArgs,
-  type RsyncJob,
-  type RsyncResult,
-  runRsync,
-  writeFileList,
-} from "../rsync/mod.ts";
+import { describeRsyncFailure, type RsyncJob, type RsyncResult } from "../rsync/mod.ts";
 import { DeleteGuard, type GuardState, massDeleteReason } from "./delete_guard.ts";
-
-/** A replica to push to. */
-export interface PushTarget {
-  name: string;
-  /** `rsync://user@host:port/write-module/` */
-  url: string;
-}
+import { LandingWait } from "./landing.ts";
+import { pushMetrics } from "./metrics.ts";
+import {
+  LIST_PATHS_FACTOR,
+  planPush,
+  type PushPlan,
+  type Scope,
+  scopeOf,
+  VERSION_OWN,
+  versionChanges,
+  versionFirst,
+} from "./plan.ts";
+import { lastPushOf, type PushTarget, Replica, type ReplicaStatus, shownState } from "./replica.ts";
+import { MARKER_READ_MAX_BYTES, sourceProblem, WAITING } from "./source.ts";
+import { Transfers } from "./transfer.ts";
 
 /** Options of {@linkcode PushEngine}. */
 export interface PushEngineOptions {
@@ -99,7 +83,7 @@ export interface PushEngineOptions {
   allowMassDelete?: boolean;
   /**
    * The longest pushes wait for a landing transfer's marker (ms; default
-   * {@linkcode LANDING_MAX_MS}).
+   * 5 s: see {@linkcode LandingWait}).
    */
   landingMaxMs?: number;
   /** The wall clock (ms since the epoch) the temp dir's times are read against; default `Date.now` (tests step it). */
@@ -124,72 +108,6 @@ export interface GuardStatus {
   reason: string | null;
 }
 
-/** A replica's state, as `/status` shows it. */
-export type ReplicaState = "idle" | "pushing" | "backoff" | "refused";
-
-/** What `/status` reports per replica. */
-export interface ReplicaStatus {
-  name: string;
-  /** ok, pushing, failing or refused. */
-  state: "ok" | "pushing" | "failing" | "refused";
-  /** The version marker the replica acknowledged (last pushed), or null. */
-  version: VersionMarker | null;
-  /** Seconds its oldest unpushed change has waited (0 when in sync). */
-  lag_s: number;
-  pending_paths: number;
-  pending_full: string | null;
-  failures: number;
-  last_success: string | null;
-  last_error: string | null;
-  next_retry: string | null;
-  last_push:
-    | { kind: PushPlan["kind"]; ms: number; files: number; deleted: number; bytes: number }
-    | null;
-}
-
-/**
- * How one run picks its paths: the whole tree; filter rules (deletions,
- * new directories); or a plain list of paths that all exist.
- */
-type Scope = "full" | "filter" | "list";
-
-const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-
-class Replica {
-  state: ReplicaState = "idle";
-  pending: ChangeSet;
-  failures = 0;
-  lastSuccess: number | null = null;
-  lastError: string | null = null;
-  nextRetry: number | null = null;
-  retryTimer: ReturnType<typeof setTimeout> | undefined;
-  ack: VersionMarker | null = null;
-  ackText: string | null = null;
-  lastPush: ReplicaStatus["last_push"] = null;
-  /** Entries that recent scoped runs created: a move's new half, offsetting its held old half. */
-  recentCreated: { at: number; n: number }[] = [];
-  synced = false;
-  inFlight: Promise<void> | null = null;
-  inFlightSince: number | null = null;
-  constructor(readonly target: PushTarget, maxPaths: number) {
-    this.pending = new ChangeSet(maxPaths);
-  }
-}
-
-/**
- * A replica's state as `/status` names it. A retry of a failed push is
- * still "failing" until one succeeds: a replica that is down retries every
- * few seconds, and showing "pushing" for each attempt would make it look
- * healthy for a moment each time (in the fleet view and the metrics too).
- */
-function shownState(r: Replica): ReplicaStatus["state"] {
-  if (r.state === "refused") return "refused";
-  // Failing until a push succeeds: in backoff, retrying, or a retry whose
-  // kick waits (a transfer landing in the source holds pushes back).
-  if (r.failures > 0) return "failing";
-  return r.state === "idle" ? "ok" : "pushing";
-}
-
 /**
  * Pushes a tree to its replicas.
  *
@@ -212,8 +130,9 @@ export class PushEngine {
   #guardTimer: ReturnType<typeof setInterval> | undefined;
   #reconcileTimer: ReturnType<typeof setInterval> | undefined;
   #debounce: { timer: ReturnType<typeof setTimeout>; first: number } | null = null;
-  /** Pushes wait while a transfer lands in the source: since `first` (monotonic ms), looked at again by `timer`. */
-  #landing: { first: number; timer?: ReturnType<typeof setTimeout> } | null = null;
+  /** Pushes wait while a transfer lands in the source. */
+  #landing: LandingWait;
+  #transfers: Transfers;
   #allowMassDelete: boolean;
   /** A publish's lift ends here (ms), even if a replica never gets its whole push. */
   #liftEnds: number | null = null;
@@ -240,43 +159,22 @@ export class PushEngine {
       window: opts.push.deleteWindow,
     });
     this.#guard.allowed = this.#allowMassDelete;
-    const r = opts.registry;
-    this.#m = {
-      pushes: r.counter(
-        "fanout_pushes_total",
-        "Pushes to replicas, by kind (scoped, full) and result.",
-      ),
-      failures: r.counter("fanout_push_failures_total", "Failed pushes, by replica."),
-      refused: r.counter(
-        "fanout_push_refused_total",
-        "Pushes refused by the max_delete guard, by replica.",
-      ),
-      bytes: r.counter("fanout_push_bytes_total", "Bytes sent to replicas, by replica."),
-      files: r.counter("fanout_push_files_total", "Files transferred to replicas, by replica."),
-      duration: r.histogram(
-        "fanout_push_duration_seconds",
-        "Push duration (tree and marker), by kind.",
-        HISTOGRAM_BUCKETS,
-      ),
-    };
-    r.gauge(
-      "fanout_replica_lag_seconds",
-      "Age of the oldest change not yet on the replica.",
-      () => this.status().map((s) => [{ replica: s.name }, s.lag_s]),
-    );
-    r.gauge(
-      "fanout_replica_version_seq",
-      "seq of the version marker the replica acknowledged.",
-      () => this.status().map((s) => [{ replica: s.name }, s.version?.seq ?? -1]),
-    );
-    r.gauge(
-      "fanout_replica_failing",
-      "1 while pushes to the replica fail or are refused.",
-      () =>
-        this.status().map((
-          s,
-        ) => [{ replica: s.name }, s.state === "failing" || s.state === "refused" ? 1 : 0]),
-    );
+    this.#landing = new LandingWait({
+      source: opts.source,
+      clock: opts.clock,
+      maxMs: opts.landingMaxMs,
+      kick: () => this.#kickAll(),
+    });
+    this.#transfers = new Transfers({
+      source: opts.source,
+      workDir: opts.workDir,
+      address: opts.address,
+      passwordFile: opts.passwordFile,
+      rsync: opts.rsync,
+      exclude: opts.push.exclude,
+      signal: this.#abort.signal,
+    });
+    this.#m = pushMetrics(opts.registry, () => this.status());
   }
 
   /** Starts with a full push to every replica and schedules the reconcile. */
@@ -458,7 +356,7 @@ export class PushEngine {
     clearInterval(this.#guardTimer);
     clearInterval(this.#restoreTimer);
     clearTimeout(this.#holdTimer);
-    clearTimeout(this.#landing?.timer);
+    this.#landing.stop();
     if (this.#debounce) clearTimeout(this.#debounce.timer);
     for (const r of this.#replicas) clearTimeout(r.retryTimer);
     this.#abort.abort();
@@ -487,44 +385,13 @@ export class PushEngine {
   }
 
   /**
-   * Whether pushes wait, because a transfer is landing in the source (a
-   * publish, an upstream's push: each path goes through the temp dir) and
-   * its marker is not there yet. The version push that follows the marker
-   * sends the version's paths once; pushing each path's events first would
-   * put one or two pushes ahead of it. The wait ends once the temp dir has
-   * been quiet for {@linkcode LANDING_QUIET_MS}, the marker is new to a
-   * replica, or {@linkcode LANDING_MAX_MS} after it began; while it lasts,
-   * the engine looks again every {@linkcode LANDING_RECHECK_MS}.
+   * Whether pushes wait for a transfer landing in the source (see
+   * {@linkcode LandingWait}): until its marker is new to a replica, the temp
+   * dir is quiet, or the wait runs out.
    */
   #heldForLanding(): boolean {
     if (this.#stopped) return false;
-    const wall = (this.#o.clock ?? Date.now)();
-    if (!receivingSince(this.#o.source, wall - LANDING_QUIET_MS)) {
-      clearTimeout(this.#landing?.timer);
-      this.#landing = null;
-      return false;
-    }
-    // The wait is timed on the monotonic clock: a wall clock stepped back
-    // would stretch it by the step. Only file times need the wall clock.
-    const now = performance.now();
-    const first = this.#landing?.first ?? now;
-    if (now - first >= (this.#o.landingMaxMs ?? LANDING_MAX_MS) || this.#versionDue()) {
-      // The landing goes on (the marker's own transfer, or one that never
-      // ends): no second wait until the temp dir is quiet.
-      clearTimeout(this.#landing?.timer);
-      this.#landing = { first };
-      return false;
-    }
-    if (this.#landing?.timer === undefined) {
-      this.#landing = {
-        first,
-        timer: setTimeout(() => {
-          this.#landing = { first };
-          this.#kickAll();
-        }, LANDING_RECHECK_MS),
-      };
-    }
-    return true;
+    return this.#landing.held(() => this.#versionDue());
   }
 
   /**
@@ -581,7 +448,7 @@ export class PushEngine {
     const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
     this.#sawMarker(markerText);
     const versionChanges = this.#versionChanges(r, markerText);
-    const work = versionFirst(r, asked, versionChanges);
+    const work = versionFirst(r.pending, asked, versionChanges);
     const plan = planPush(work, markerText, r.ackText, versionChanges);
     // The version files travel with their version (a version or whole push
     // sends the log, the marker goes after the tree): a push of only their
@@ -590,7 +457,9 @@ export class PushEngine {
     if (plan.kind === "scoped" && plan.changes.every((c) => VERSION_OWN.has(c.path))) return "ok";
     // A version push holds only for a replica still at the version it
     // acknowledged: its marker is read while the paths go.
-    const held = plan.kind === "version" ? this.#replicaMarker(r).catch(() => null) : null;
+    const held = plan.kind === "version"
+      ? this.#transfers.replicaMarker(r.target).catch(() => null)
+      : null;
     try {
       const how = await scopeOf(this.#o.source, plan);
       const result = await this.#treeRun(r, work, how, plan.changes);
@@ -601,7 +470,7 @@ export class PushEngine {
       const marker = markerText === null ? null : parseMarker(markerText);
       if (held && await held !== r.ackText) return this.#lostVersion(r, plan, result, t0);
       if (markerText !== null && plan.kind !== "scoped") {
-        const m = await this.#pushMarker(r, markerText);
+        const m = await this.#transfers.marker(r.target, markerText);
         if (m === "unsettled") {
           // A publish is landing: its marker's event brings the next push.
           this.#o.log.debug("marker held back: the release files are of another version", {
@@ -652,25 +521,6 @@ export class PushEngine {
     if (changes === null) return null;
     const max = this.#o.push.maxPaths * (changes.some((c) => c.deep) ? 1 : LIST_PATHS_FACTOR);
     return changes.length > max ? null : changes;
-  }
-
-  /** The marker the replica's tree holds now, read through its write module; null when none. */
-  async #replicaMarker(r: Replica): Promise<string | null> {
-    const dir = `${this.#o.workDir}/${r.target.name}.held`;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    await Deno.mkdir(dir, { recursive: true });
-    const job = this.#job(r, {
-      source: `${r.target.url}${VERSION_MARKER}`,
-      dest: `${dir}/`,
-      tempDir: undefined,
-      sparse: false,
-      extra: [`--max-size=${MARKER_READ_MAX_BYTES}`],
-    });
-    const got = await runRsync(rsyncArgs(job), {
-      rsync: this.#o.rsync.path,
-      signal: this.#abort.signal,
-    });
-    return got.code === 0 ? readSmallFile(`${dir}/${VERSION_MARKER}`, MARKER_READ_MAX_BYTES) : null;
   }
 
   /**
@@ -820,90 +670,9 @@ export class PushEngine {
     // owed once it lets go); a scoped run deletes only among its own paths.
     const deleting = how === "filter" || (how === "full" && this.#guard.state === "pushing");
     if (how === "full" && !deleting && !extra.dryRun) this.#deletesOwed = true;
-    const job = this.#job(r, {
-      // rsync refuses --delete without recursion, and a list has nothing to delete.
-      delete: deleting,
-      // A renamed file's old name goes only once the new one is in place.
-      deleteDelay: true,
-      delayUpdates: !extra.dryRun,
-      // The marker and the release files that vouch for it travel together, last.
-      excludes: [
-        ...VERSION_FILES.map((f) => `/${f}`),
-        ".~tmp~/",
-        `/${SERVER_TEMP_DIR}/`,
-        ...this.#o.push.exclude,
-      ],
-      ...extra,
-    });
-    return (async () => {
-      if (how === "list") {
-        const file = `${this.#o.workDir}/${r.target.name}.list`;
-        const paths = new Set(changes.map((c) => c.path));
-        await writeFileList(file, paths);
-        job.filesFrom = file;
-      } else if (how === "filter") {
-        const file = `${this.#o.workDir}/${r.target.name}.filter`;
-        // Collapsed rules would take a whole directory, held deletions with it.
-        const collapse = this.#guard.state === "pushing";
-        await Deno.writeTextFile(file, filterRules(changes, { collapse }).join("\0") + "\0");
-        // --from0 must come first: rsync reads the include file when it meets the option.
-        job.extra = [...(extra.extra ?? []), "--from0", `--include-from=${file}`, "--exclude=*"];
-      }
-      return await runRsync(rsyncArgs(job), {
-        rsync: this.#o.rsync.path,
-        signal: this.#abort.signal,
-        keepItems: false,
-      });
-    })();
-  }
-
-  /**
-   * Sends the marker snapshot taken when the push began, with the release
-   * files (manifest and signed envelope) of that same version, so a replica
-   * never holds a marker and an envelope that disagree; where the source has
-   * none (an unsigned fleet) the replica's go too. "unsettled" when the
-   * source's release files are already of another version: nothing is sent.
-   */
-  async #pushMarker(r: Replica, text: string): Promise<RsyncResult | "unsettled"> {
-    const dir = `${this.#o.workDir}/${r.target.name}.marker`;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    await Deno.mkdir(dir, { recursive: true });
-    const release = await snapshotRelease(this.#o.source, dir, parseMarker(text));
-    if (release === "unsettled") return "unsettled";
-    await Deno.writeTextFile(`${dir}/${VERSION_MARKER}`, text);
-    // The publisher's stamp, kept: clients read a scan's version from it.
-    stampMarker(`${dir}/${VERSION_MARKER}`);
-    const job = this.#job(r, {
-      source: `${dir}/`,
-      // Only these names are in scope, so --delete removes just a stale
-      // envelope or manifest the source no longer has.
-      delete: true,
-      extra: [
-        `--include=/${VERSION_MARKER}`,
-        `--include=/${RELEASE_MANIFEST}`,
-        `--include=/${RELEASE_ENVELOPE}`,
-        "--exclude=*",
-      ],
-    });
-    return await runRsync(rsyncArgs(job), {
-      rsync: this.#o.rsync.path,
-      signal: this.#abort.signal,
-    });
-  }
-
-  #job(r: Replica, over: Partial<RsyncJob>): RsyncJob {
-    return {
-      source: `${this.#o.source}/`,
-      dest: r.target.url,
-      address: this.#o.address,
-      passwordFile: this.#o.passwordFile,
-      // The replica receives into its temp dir, which its clients never see.
-      tempDir: SERVER_TEMP_DIR,
-      sparse: true,
-      timeout: this.#o.rsync.timeout,
-      connectTimeout: this.#o.rsync.connectTimeout,
-      ...over,
-    };
+    // Collapsed rules would take a whole directory, held deletions with it.
+    const collapse = this.#guard.state === "pushing";
+    return this.#transfers.tree(r.target, how, changes, { deleting, collapse }, extra);
   }
 
   #failed(r: Replica, _work: Work, error: string): "failed" {
@@ -971,266 +740,4 @@ export class PushEngine {
       }, 1000);
     }
   }
-}
-
-/** What one push sends, decided when it starts ({@linkcode planPush}). */
-export interface PushPlan {
-  /**
-   * "full": the whole tree, then the marker; "version": the paths a new
-   * version changed by the version log, then its marker; "scoped": the
-   * paths whose events arrived, no marker.
-   */
-  kind: "full" | "version" | "scoped";
-  /** The paths of a scoped or version push; none for a whole one. */
-  changes: Change[];
-  /** Why it runs, for the log. */
-  reason: string;
-}
-
-/** What `/status` shows of a replica's last push. */
-type LastPush = NonNullable<ReplicaStatus["last_push"]>;
-
-/**
- * The work to push now: a whole push asked for (a storm, as a publish of
- * many files makes one, or a reconcile) while the version log can say what
- * a new version changed waits behind that version's own push, which it
- * keeps pending: the replica holds the version in its paths' time, and the
- * whole tree follows.
- */
-function versionFirst(r: Replica, work: Work, versionChanges: Change[] | null): Work {
-  if (work.kind !== "full" || versionChanges === null) return work;
-  r.pending.markFull(work.reason);
-  return { kind: "paths", changes: [], since: work.since };
-}
-
-/**
- * What a push of `work` sends, given the source's marker now
- * (`markerText`), the one the replica acknowledged (`ackText`) and, when
- * the marker is new, the paths the version log says the versions between
- * them changed (`versionChanges`; null when it cannot say). A path the
- * filter rules cannot scope takes the whole tree. A new marker goes out
- * only behind a run that starts after it was read and covers every path of
- * its version: a scoped run sends the paths whose events have arrived, but
- * the marker on disk can be ahead of them (a file's event still in the
- * watcher when the publisher wrote the marker); sending it then would let a
- * replica claim a version it does not fully hold, and clients trust it.
- *
- * @example
- * ```ts
- * planPush({ kind: "full", reason: "start", since: 0 }, null, null);
- * // { kind: "full", changes: [], reason: "start" }
- * ```
- */
-export function planPush(
-  work: Work,
-  markerText: string | null,
-  ackText: string | null,
-  versionChanges: Change[] | null = null,
-): PushPlan {
-  if (work.kind === "full") return { kind: "full", changes: [], reason: work.reason };
-  const reason = `${work.changes.length} paths`;
-  if (work.changes.some((c) => unfilterable(c.path))) return { kind: "full", changes: [], reason };
-  if (markerText !== null && markerText !== ackText) {
-    if (versionChanges === null || versionChanges.some((c) => unfilterable(c.path))) {
-      return { kind: "full", changes: [], reason: "new version" };
-    }
-    // One change per path; deep when either says so (a directory whose event
-    // arrived where the log names a file of that name).
-    const merged = new Map<string, Change>();
-    for (const c of [...work.changes, ...versionChanges]) {
-      const had = merged.get(c.path);
-      merged.set(c.path, had ? { ...had, ...c, deep: had.deep || c.deep } : c);
-    }
-    const changes = [...merged.values()];
-    return { kind: "version", changes, reason: `new version, ${versionChanges.length} paths` };
-  }
-  return { kind: "scoped", changes: work.changes, reason };
-}
-
-/**
- * The paths that take a tree from version `ack` to `marker` by the version
- * log (`logText`, the source's): every changed and deleted path, the log
- * itself; deletions deep. Null when the log has no unbroken
- * chain between them path by path, or either marker is unreadable.
- *
- * @example
- * ```ts
- * versionChanges(logText, ackText, markerText); // [{ path: "a.txt", deep: false }, …] or null
- * ```
- */
-export function versionChanges(
-  logText: string | null,
-  ackText: string | null,
-  markerText: string,
-): Change[] | null {
-  const from = ackText === null ? null : parseMarker(ackText);
-  const to = parseMarker(markerText);
-  if (logText === null || from === null || to === null) return null;
-  const list = changesBetween(parseLog(logText), from, to);
-  if (list === null || [...list.paths, ...list.deleted].some((p) => !cleanPath(p))) return null;
-  // A directory the log names is its own entry (mode, mtime): every path
-  // changed below it is named too, so none is walked whole. Deletions are.
-  return [
-    ...list.paths.map((path) => ({ path, deep: false })),
-    ...list.deleted.map((path) => ({ path, deep: true })),
-    { path: VERSION_LOG, deep: false },
-  ];
-}
-
-/**
- * How a plan picks its paths. With nothing to delete and nothing deep, rsync
- * is given the list itself, which costs a stat per path; filter rules cost
- * every rule on every entry met, far more for a burst in a large tree. A
- * list only of paths whose parents are all directories: given `a/b` where
- * `a` is now a symbolic link (a log or an event older than the tree),
- * rsync follows it and sends what it points to, from outside the tree;
- * filter rules never follow one.
- */
-async function scopeOf(source: string, plan: PushPlan): Promise<Scope> {
-  if (plan.kind === "full") return "full";
-  if (plan.changes.some((c) => c.deep)) return "filter";
-  return await listable(source, plan.changes) ? "list" : "filter";
-}
-
-/** The record of a push that took `ms` and ended with `result`. */
-function lastPushOf(kind: PushPlan["kind"], ms: number, result: RsyncResult): LastPush {
-  const stats = result.stats;
-  return {
-    kind,
-    ms: Math.round(ms * 10) / 10,
-    files: stats?.transferred ?? 0,
-    // --stats counts no deletions made by a daemon: count rsync's own lines.
-    deleted: stats ? result.deleted : 0,
-    bytes: stats?.bytesSent ?? 0,
-  };
-}
-
-/** fanout's own files of a version: the marker, the files that vouch for it, the log. */
-const VERSION_OWN: ReadonlySet<string> = new Set([...VERSION_FILES, VERSION_LOG]);
-
-/** What an empty tree that never had a version is waiting for. */
-const WAITING = "waiting for the first publish";
-
-/** fanout's own files at a tree's root: never content (a tree of only these is empty). */
-const OWN_FILES = new Set([
-  VERSION_MARKER,
-  VERSION_LOG,
-  RELEASE_MANIFEST,
-  RELEASE_ENVELOPE,
-  ".~tmp~",
-  SERVER_TEMP_DIR,
-]);
-
-/**
- * Why the tree at `root` must not be pushed, or null: missing, not a
- * directory, or empty (an unmounted disk looks like an empty mount point).
- * fanout's own files never count as content. An empty tree that never had a
- * version (`versioned` false) is a fresh host waiting for its first publish.
- *
- * @example
- * ```ts
- * await sourceProblem("/srv/plugins", true); // null, or "source tree /srv/plugins is empty …"
- * ```
- */
-export async function sourceProblem(root: string, versioned = true): Promise<string | null> {
-  try {
-    const st = await Deno.stat(root);
-    if (!st.isDirectory) return `source tree ${root} is not a directory`;
-  } catch {
-    return `source tree ${root} is missing (unmounted disk?); not pushing, replicas keep their files`;
-  }
-  for await (const e of Deno.readDir(root)) {
-    if (!OWN_FILES.has(e.name)) return null;
-    if (e.name === VERSION_MARKER) versioned = true;
-  }
-  if (!versioned) return `source tree ${root} is empty: ${WAITING}`;
-  return `source tree ${root} is empty (unmounted disk?); not pushing, replicas keep their files`;
-}
-
-/** True when every path of `changes` exists under `root` and each of its parents is a directory. */
-async function listable(root: string, changes: Change[]): Promise<boolean> {
-  const parents = new Set<string>();
-  for (const c of changes) {
-    if (!await lstatOrNull(`${root}/${c.path}`)) return false;
-    for (let i = c.path.indexOf("/"); i > 0; i = c.path.indexOf("/", i + 1)) {
-      parents.add(c.path.slice(0, i));
-    }
-  }
-  for (const p of parents) {
-    if (!(await lstatOrNull(`${root}/${p}`))?.isDirectory) return false;
-  }
-  return true;
-}
-
-async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.lstat(path);
-  } catch {
-    return null;
-  }
-}
-
-/**
- * True for a relative path below the tree's root: no empty, `.` or `..`
- * part, no leading `/`, no control character. A list or a filter rule made
- * of anything else could name a file outside the tree.
- */
-function cleanPath(p: string): boolean {
-  // deno-lint-ignore no-control-regex
-  return !/[\x00-\x1f\x7f]/.test(p) &&
-    p.split("/").every((x) => x !== "" && x !== "." && x !== "..");
-}
-
-/**
- * How many times push.max_paths a version push may name when it can go as a
- * list: a stat per path, no rule tried on every entry of the tree.
- */
-const LIST_PATHS_FACTOR = 10;
-
-/** The most of a replica's marker read back: a marker is a few hundred bytes. */
-const MARKER_READ_MAX_BYTES = 4096;
-
-/**
- * How long the source's temp dir stays quiet before a landing transfer is
- * taken to be over (ms): past the gap between a publish's paths and its
- * marker, which are two transfers.
- */
-const LANDING_QUIET_MS = 500;
-
-/** The longest pushes wait for a landing transfer's marker by default (ms). */
-const LANDING_MAX_MS = 5_000;
-
-/** How often a wait for a landing transfer looks at the temp dir again (ms). */
-const LANDING_RECHECK_MS = 100;
-
-/**
- * Copies the source's manifest and envelope into `dir` when both belong to
- * `marker`'s version (the envelope, read but not verified: a server relays
- * it, its clients verify it; and the copied manifest's SHA-256);
- * "unsettled" when they are of another version (a publish landing), "none"
- * when the source has neither (an unsigned fleet).
- */
-async function snapshotRelease(
-  source: string,
-  dir: string,
-  marker: VersionMarker | null,
-): Promise<"copied" | "none" | "unsettled"> {
-  const envelope = readSmallFile(`${source}/${RELEASE_ENVELOPE}`, ENVELOPE_MAX_BYTES);
-  const manifest = await Deno.lstat(`${source}/${RELEASE_MANIFEST}`).catch(() => null);
-  if (envelope === null && manifest === null) return "none";
-  // Only regular files are copied: a link here is not the publisher's.
-  if (envelope === null || !manifest?.isFile || manifest.size > MANIFEST_LIMITS.maxBytes) {
-    return "unsettled";
-  }
-  await Deno.copyFile(`${source}/${RELEASE_MANIFEST}`, `${dir}/${RELEASE_MANIFEST}`);
-  const release = readEnvelope(new TextEncoder().encode(envelope));
-  const copied = await Deno.readFile(`${dir}/${RELEASE_MANIFEST}`);
-  if (
-    marker === null || release === null || markerMismatch(release, marker) !== null ||
-    release.manifest_sha256 !== await manifestDigest(copied)
-  ) {
-    return "unsettled";
-  }
-  await Deno.writeTextFile(`${dir}/${RELEASE_ENVELOPE}`, envelope);
-  return "copied";
 }

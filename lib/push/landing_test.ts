@@ -1,0 +1,86 @@
+// The wait for a landing transfer, with both clocks stepped by hand: it
+// holds while the temp dir is fresh, ends at quiet, at a due version or at
+// its longest, and keeps one timer per wait.
+import assert from "node:assert/strict";
+import { SERVER_TEMP_DIR } from "../core/mod.ts";
+import { LandingWait } from "./landing.ts";
+
+/** A source whose temp dir exists; `fresh` and `quiet` are wall times that make it so. */
+function source(): { root: string; fresh: number; quiet: number } {
+  const root = Deno.makeTempDirSync();
+  Deno.mkdirSync(`${root}/${SERVER_TEMP_DIR}`);
+  const mtime = Deno.statSync(`${root}/${SERVER_TEMP_DIR}`).mtime!.getTime();
+  return { root, fresh: mtime + 100, quiet: mtime + 60_000 };
+}
+
+function wait(root: string, clocks: { wall: number; mono: number }, kicked: () => void) {
+  return new LandingWait({
+    source: root,
+    clock: () => clocks.wall,
+    monotonic: () => clocks.mono,
+    maxMs: 1_000,
+    kick: kicked,
+  });
+}
+
+Deno.test("landing wait: no temp dir, or a quiet one, holds nothing and asks nothing", () => {
+  const s = source();
+  const clocks = { wall: s.quiet, mono: 0 };
+  const landing = wait(s.root, clocks, () => assert.fail("no kick"));
+  assert.equal(landing.held(() => assert.fail("not asked")), false);
+  Deno.removeSync(`${s.root}/${SERVER_TEMP_DIR}`);
+  clocks.wall = s.fresh;
+  assert.equal(landing.held(() => assert.fail("not asked")), false);
+  landing.stop();
+  Deno.removeSync(s.root, { recursive: true });
+});
+
+Deno.test("landing wait: a fresh temp dir holds, with one timer whose kick looks again", async () => {
+  const s = source();
+  const clocks = { wall: s.fresh, mono: 0 };
+  let kicks = 0;
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const landing = wait(s.root, clocks, () => {
+    kicks++;
+    resolve();
+  });
+  assert.equal(landing.held(() => false), true);
+  clocks.mono = 50;
+  assert.equal(landing.held(() => false), true);
+  await promise;
+  assert.equal(kicks, 1);
+  landing.stop();
+  assert.equal(landing.held(() => false), false);
+  Deno.removeSync(s.root, { recursive: true });
+});
+
+Deno.test("landing wait: it ends at its longest, and no second one starts before quiet", () => {
+  const s = source();
+  const clocks = { wall: s.fresh, mono: 0 };
+  const landing = wait(s.root, clocks, () => {});
+  assert.equal(landing.held(() => false), true);
+  clocks.mono = 1_000;
+  assert.equal(landing.held(() => false), false);
+  clocks.mono = 1_500;
+  assert.equal(landing.held(() => false), false);
+  clocks.wall = s.quiet;
+  assert.equal(landing.held(() => false), false);
+  clocks.wall = s.fresh;
+  assert.equal(landing.held(() => false), true, "a new wait after quiet");
+  landing.stop();
+  Deno.removeSync(s.root, { recursive: true });
+});
+
+Deno.test("landing wait: a version due ends it; the next look waits again", () => {
+  const s = source();
+  const clocks = { wall: s.fresh, mono: 0 };
+  const landing = wait(s.root, clocks, () => {});
+  assert.equal(landing.held(() => false), true);
+  assert.equal(landing.held(() => true), false);
+  clocks.mono = 500;
+  assert.equal(landing.held(() => false), true, "within the longest wait");
+  clocks.mono = 1_000;
+  assert.equal(landing.held(() => false), false, "timed from the first look");
+  landing.stop();
+  Deno.removeSync(s.root, { recursive: true });
+});

@@ -15,7 +15,7 @@ const RUNS = Number(
     .runs ?? 30,
 );
 
-/** The options of a scoped push of a list (lib/push/push.ts, lib/rsync/rsync.ts), less the list. */
+/** The options of a scoped push of a list (lib/push/transfer.ts, lib/rsync/rsync.ts), less the list. */
 const FANOUT = [
   "--no-D",
   "--stats",

@@ -13,17 +13,23 @@
  * ```
  *
  * Deletions seen by the watcher pass the mass-delete guard first
- * (lib/push/delete_guard.ts): held a moment, counted over a window, blocked when
- * they look like an accident. While it holds or blocks, runs delete nothing
- * outside their own paths; new and changed files still go at once.
+ * (deletions.ts, delete_guard.ts): held a moment, counted over a window,
+ * blocked when they look like an accident. While it holds or blocks, runs
+ * delete nothing outside their own paths; new and changed files still go at
+ * once.
  *
  * An idle engine pushes at once; changes that arrive during a push are
  * batched into the next one. Small change sets push only the changed paths
- * (see filter.ts); large or unknown ones the whole tree. A version marker
+ * (plan.ts, filter.ts); large or unknown ones the whole tree. A version marker
  * goes last, from a snapshot taken when the push began, and only behind a
  * run that covers its whole version: the whole tree, or the paths the
  * version log says changed since the version the replica acknowledged and
  * still shows. So a replica's marker never claims more than it was sent.
+ *
+ * This file wires the engine's parts: when each replica pushes and how its
+ * outcome is recorded. What a push sends is plan.ts, the rsync runs are
+ * transfer.ts, what it may delete is deletions.ts, the wait for a landing
+ * transfer is landing.ts, the source's checks are source.ts.
  *
  * @module
  */
@@ -48,7 +54,7 @@ import {
 } from "../core/mod.ts";
 import type { Registry } from "../health/mod.ts";
 import { describeRsyncFailure, type RsyncJob, type RsyncResult } from "../rsync/mod.ts";
-import { DeleteGuard, type GuardState, massDeleteReason } from "./delete_guard.ts";
+import { Deletions, type GuardStatus } from "./deletions.ts";
 import { LandingWait } from "./landing.ts";
 import { pushMetrics } from "./metrics.ts";
 import {
@@ -90,24 +96,6 @@ export interface PushEngineOptions {
   clock?: () => number;
 }
 
-/** The mass-delete guard, as `/status` shows it (`push_guard`). */
-export interface GuardStatus {
-  /** pushing, holding (deletions wait for quiet) or blocked (a mass deletion is suspected). */
-  state: GuardState;
-  /** Deletions held now. */
-  held: number;
-  /** Net deletions within push.delete_window, the held ones included. */
-  net_deletions: number;
-  /** Net entries lost since the last publish (or start), the held ones included. */
-  lost_since_publish: number;
-  /** Entries of the tree at its last whole push, or null before one. */
-  tree_entries: number | null;
-  /** True while a publish or --allow-mass-delete lifts the limits. */
-  lifted: boolean;
-  /** Why deletions are blocked, or null. */
-  reason: string | null;
-}
-
 /**
  * Pushes a tree to its replicas.
  *
@@ -133,14 +121,8 @@ export class PushEngine {
   /** Pushes wait while a transfer lands in the source. */
   #landing: LandingWait;
   #transfers: Transfers;
-  #allowMassDelete: boolean;
-  /** A publish's lift ends here (ms), even if a replica never gets its whole push. */
-  #liftEnds: number | null = null;
-  #guard: DeleteGuard;
-  #holdTimer: ReturnType<typeof setTimeout> | undefined;
-  #restoreTimer: ReturnType<typeof setInterval> | undefined;
-  /** A whole push ran without deleting while the guard held: one is owed once it lets go. */
-  #deletesOwed = false;
+  /** What pushes may delete: the mass-delete guard and its lift. */
+  #deletions: Deletions;
   /** The version marker last seen in the source (undefined before the first look). */
   #marker: string | null | undefined = undefined;
   /** Whether this source ever had a version marker or pushed content (a file in workDir). */
@@ -151,14 +133,17 @@ export class PushEngine {
     this.#o = opts;
     this.#replicas = opts.targets.map((t) => new Replica(t, opts.push.maxPaths));
     this.#sem = new Semaphore(opts.push.concurrency);
-    this.#allowMassDelete = opts.allowMassDelete ?? false;
-    this.#guard = new DeleteGuard({
-      maxDelete: opts.push.maxDelete,
-      maxDeletePercent: opts.push.maxDeletePercent,
-      hold: opts.push.deleteHold,
-      window: opts.push.deleteWindow,
+    this.#deletions = new Deletions({
+      push: opts.push,
+      allowMassDelete: opts.allowMassDelete ?? false,
+      source: opts.source,
+      log: opts.log,
+      release: (changes, owed) => {
+        for (const r of this.#replicas) r.pending.add(changes);
+        if (owed) this.requestFull("deletions held during a whole push");
+        this.#kickSoon();
+      },
     });
-    this.#guard.allowed = this.#allowMassDelete;
     this.#landing = new LandingWait({
       source: opts.source,
       clock: opts.clock,
@@ -193,12 +178,7 @@ export class PushEngine {
     const now = Date.now();
     const deletions = changes.filter((c) => c.gone);
     const rest = deletions.length ? changes.filter((c) => !c.gone) : changes;
-    this.#guard.created(rest.filter((c) => c.created).length, now);
-    if (deletions.length) {
-      this.#lifted(); // a publish's lift may have run out
-      this.#guard.hold(deletions, now);
-      this.#stepGuard();
-    }
+    this.#deletions.see(rest.filter((c) => c.created).length, deletions, now);
     if (rest.length === 0) return;
     for (const r of this.#replicas) r.pending.add(rest);
     this.#kickSoon();
@@ -206,48 +186,7 @@ export class PushEngine {
 
   /** The mass-delete guard's state, for `/status`. */
   guardStatus(): GuardStatus {
-    return {
-      state: this.#guard.state,
-      held: this.#guard.held,
-      net_deletions: this.#guard.net(Date.now()),
-      lost_since_publish: this.#guard.lost,
-      tree_entries: this.#guard.entries,
-      lifted: this.#lifted(),
-      reason: this.#guard.reason,
-    };
-  }
-
-  /** Releases held deletions when due, or waits, or reports a block (once). */
-  #stepGuard(): void {
-    clearTimeout(this.#holdTimer);
-    if (this.#stopped) return;
-    const step = this.#guard.step(Date.now());
-    if (step.kind === "wait") {
-      this.#holdTimer = setTimeout(() => this.#stepGuard(), step.ms);
-    } else if (step.kind === "release") {
-      for (const r of this.#replicas) r.pending.add(step.changes);
-      if (this.#deletesOwed) this.requestFull("deletions held during a whole push");
-      this.#deletesOwed = false;
-      this.#kickSoon();
-    } else if (step.kind === "blocked" && this.#restoreTimer === undefined) {
-      this.#o.log.error("mass deletion suspected: deletions held, not pushed", {
-        reason: step.reason,
-        held: this.#guard.held,
-      });
-      // Files put back lift the block by themselves; a publish or the flag lifts it too.
-      this.#restoreTimer = setInterval(() => {
-        const exists = (p: string) => existsNow(`${this.#o.source}/${p}`);
-        if (!this.#guard.restored(exists, Date.now())) return;
-        this.#endBlock("the files are back");
-      }, 1000);
-    }
-  }
-
-  #endBlock(why: string): void {
-    clearInterval(this.#restoreTimer);
-    this.#restoreTimer = undefined;
-    this.#o.log.info("mass-delete guard lifted", { why });
-    this.#stepGuard();
+    return this.#deletions.status();
   }
 
   /**
@@ -261,39 +200,13 @@ export class PushEngine {
     this.#marker = text;
     if (text !== null) void this.#noteVersion();
     if (before === undefined || text === null || text === before) return;
-    const held = this.#guard.lift();
-    const blocked = this.#restoreTimer !== undefined ||
-      this.#replicas.some((r) => r.state === "refused");
-    this.#allowMassDelete = true;
-    this.#guard.allowed = true;
-    this.#liftEnds = Date.now() + this.#o.push.deleteWindow;
-    for (const r of this.#replicas) {
-      r.synced = false;
-      if (held.length) r.pending.add(held);
-    }
-    if (blocked) this.#endBlock("publish");
-    this.#deletesOwed = false;
-    clearTimeout(this.#holdTimer);
-  }
-
-  /**
-   * True while the limits are lifted: by the flag, until every replica has
-   * had a whole push; by a publish, until every replica has had a whole push
-   * or a version push of the new marker, for one delete_window at most
-   * (a replica down for a day must not keep the guard off for a day).
-   */
-  #lifted(): boolean {
-    if (this.#allowMassDelete && this.#liftEnds !== null && Date.now() > this.#liftEnds) {
-      this.#endLift();
-    }
-    return this.#allowMassDelete;
-  }
-
-  /** The limits apply again. */
-  #endLift(): void {
-    this.#allowMassDelete = false;
-    this.#guard.allowed = false;
-    this.#liftEnds = null;
+    const refused = this.#replicas.some((r) => r.state === "refused");
+    this.#deletions.publish(refused, (held) => {
+      for (const r of this.#replicas) {
+        r.synced = false;
+        if (held.length) r.pending.add(held);
+      }
+    });
   }
 
   /** Remembers (in workDir) that this source has had a version, or content pushed. */
@@ -318,7 +231,7 @@ export class PushEngine {
   /** Why nothing is being pushed (empty or vanished source, a mass deletion), or null. */
   problem(): string | null {
     if (this.#problem) return this.#problem;
-    const blocked = this.#guard.reason;
+    const blocked = this.#deletions.reason;
     if (blocked) {
       return `mass deletion suspected, deletions held (${blocked}); new and changed files ` +
         "still go; put the files back, publish, or restart with --allow-mass-delete";
@@ -354,8 +267,7 @@ export class PushEngine {
     this.#stopped = true;
     clearInterval(this.#reconcileTimer);
     clearInterval(this.#guardTimer);
-    clearInterval(this.#restoreTimer);
-    clearTimeout(this.#holdTimer);
+    this.#deletions.stop();
     this.#landing.stop();
     if (this.#debounce) clearTimeout(this.#debounce.timer);
     for (const r of this.#replicas) clearTimeout(r.retryTimer);
@@ -564,10 +476,10 @@ export class PushEngine {
     // version as a whole push does: a publish's lift ends with the last one.
     const whole = plan.kind === "full" ||
       (plan.kind === "version" && marker !== null && r.ack === marker);
-    if (plan.kind === "version" && whole) this.#guard.rebase();
+    if (plan.kind === "version" && whole) this.#deletions.rebase();
     if (r.synced === false && whole) {
       r.synced = true;
-      if (this.#allowMassDelete && this.#replicas.every((x) => x.synced)) this.#endLift();
+      if (this.#replicas.every((x) => x.synced)) this.#deletions.allSynced();
     }
     this.#m.pushes.inc({ replica: r.target.name, kind: plan.kind, result: "ok" });
     this.#m.duration.observe(ms / 1000, { kind: plan.kind });
@@ -598,7 +510,7 @@ export class PushEngine {
     how: Scope,
     changes: Change[],
   ): Promise<RsyncResult | "refused" | "failed"> {
-    const guard = this.#lifted() ? null : this.#o.push.maxDelete;
+    const guard = this.#deletions.limit();
     // The real run still caps deletions (rsync --max-delete), in case the
     // source lost files between the dry run and now: at what the dry run
     // counted, plus the guard's slack. A list deletes nothing.
@@ -614,42 +526,18 @@ export class PushEngine {
       // A moved directory's new name went at once and its old one after the
       // hold: what recent scoped runs created offsets what this one deletes.
       const creates = dry.created + (how === "filter" ? this.#recentlyCreated(r) : 0);
-      // A whole run's file count is the tree's; a scoped one counts only its paths.
-      const entries = how === "full" && dry.stats
-        ? dry.stats.files + deletes - creates
-        : this.#guard.entries;
-      const why = massDeleteReason(
-        deletes - creates,
-        guard,
-        this.#o.push.maxDeletePercent,
-        entries,
-      ) ?? this.#slowLoss(how, deletes - creates, dry.stats?.files);
+      const why = this.#deletions.refusal(how, deletes - creates, dry.stats?.files);
       if (why) return this.#refuse(r, work, deletes, creates, why);
       cap = deletes + guard;
     }
     const result = await this.#rsync(r, how, changes, { maxDelete: cap, itemize: true });
     if (how === "full" && result.code === 0 && result.stats) {
-      this.#guard.entries = result.stats.files;
+      this.#deletions.measured(result.stats.files);
     }
     if (how !== "full" && result.created > 0) {
       r.recentCreated.push({ at: Date.now(), n: result.created });
     }
     return result;
-  }
-
-  /**
-   * Why a whole run that deletes would take the tree's loss since the last
-   * publish past the limits (deletions the watcher never saw add up too), or null.
-   */
-  #slowLoss(how: Scope, net: number, files: number | undefined): string | null {
-    if (how !== "full" || net <= 0 || files === undefined) return null;
-    const why = massDeleteReason(
-      this.#guard.lossAt(files),
-      this.#o.push.maxDelete,
-      this.#o.push.maxDeletePercent,
-      this.#guard.baseline,
-    );
-    return why && `${why} since the last publish`;
   }
 
   /** Entries scoped runs created on `r` within the longest hold (11× push.delete_hold). */
@@ -666,13 +554,8 @@ export class PushEngine {
     changes: Change[],
     extra: Partial<RsyncJob>,
   ): Promise<RsyncResult> {
-    // While the guard holds deletions, a whole run deletes nothing (one is
-    // owed once it lets go); a scoped run deletes only among its own paths.
-    const deleting = how === "filter" || (how === "full" && this.#guard.state === "pushing");
-    if (how === "full" && !deleting && !extra.dryRun) this.#deletesOwed = true;
-    // Collapsed rules would take a whole directory, held deletions with it.
-    const collapse = this.#guard.state === "pushing";
-    return this.#transfers.tree(r.target, how, changes, { deleting, collapse }, extra);
+    const may = this.#deletions.treeDeletes(how, extra.dryRun === true);
+    return this.#transfers.tree(r.target, how, changes, may, extra);
   }
 
   #failed(r: Replica, _work: Work, error: string): "failed" {

@@ -13,34 +13,38 @@ function source(): { root: string; fresh: number; quiet: number } {
   return { root, fresh: mtime + 100, quiet: mtime + 60_000 };
 }
 
-function wait(root: string, clocks: { wall: number; mono: number }, kicked: () => void) {
-  return new LandingWait({
-    source: root,
+/** A wait on a fresh source with both clocks in `clocks`, and `done` to end it and remove the source. */
+function wait(kicked: () => void = () => {}) {
+  const s = source();
+  const clocks = { wall: s.fresh, mono: 0 };
+  const landing = new LandingWait({
+    source: s.root,
     clock: () => clocks.wall,
     monotonic: () => clocks.mono,
     maxMs: 1_000,
     kick: kicked,
   });
+  const done = () => {
+    landing.stop();
+    Deno.removeSync(s.root, { recursive: true });
+  };
+  return { s, clocks, landing, done };
 }
 
 Deno.test("landing wait: no temp dir, or a quiet one, holds nothing and asks nothing", () => {
-  const s = source();
-  const clocks = { wall: s.quiet, mono: 0 };
-  const landing = wait(s.root, clocks, () => assert.fail("no kick"));
+  const { s, clocks, landing, done } = wait(() => assert.fail("no kick"));
+  clocks.wall = s.quiet;
   assert.equal(landing.held(() => assert.fail("not asked")), false);
   Deno.removeSync(`${s.root}/${SERVER_TEMP_DIR}`);
   clocks.wall = s.fresh;
   assert.equal(landing.held(() => assert.fail("not asked")), false);
-  landing.stop();
-  Deno.removeSync(s.root, { recursive: true });
+  done();
 });
 
 Deno.test("landing wait: a fresh temp dir holds, with one timer whose kick looks again", async () => {
-  const s = source();
-  const clocks = { wall: s.fresh, mono: 0 };
   let kicks = 0;
   const { promise, resolve } = Promise.withResolvers<void>();
-  const landing = wait(s.root, clocks, () => {
+  const { clocks, landing, done } = wait(() => {
     kicks++;
     resolve();
   });
@@ -49,15 +53,12 @@ Deno.test("landing wait: a fresh temp dir holds, with one timer whose kick looks
   assert.equal(landing.held(() => false), true);
   await promise;
   assert.equal(kicks, 1);
-  landing.stop();
-  assert.equal(landing.held(() => false), false);
-  Deno.removeSync(s.root, { recursive: true });
+  done();
+  assert.equal(landing.held(() => false), false, "nothing held once stopped");
 });
 
 Deno.test("landing wait: it ends at its longest, and no second one starts before quiet", () => {
-  const s = source();
-  const clocks = { wall: s.fresh, mono: 0 };
-  const landing = wait(s.root, clocks, () => {});
+  const { s, clocks, landing, done } = wait();
   assert.equal(landing.held(() => false), true);
   clocks.mono = 1_000;
   assert.equal(landing.held(() => false), false);
@@ -67,20 +68,16 @@ Deno.test("landing wait: it ends at its longest, and no second one starts before
   assert.equal(landing.held(() => false), false);
   clocks.wall = s.fresh;
   assert.equal(landing.held(() => false), true, "a new wait after quiet");
-  landing.stop();
-  Deno.removeSync(s.root, { recursive: true });
+  done();
 });
 
 Deno.test("landing wait: a version due ends it; the next look waits again", () => {
-  const s = source();
-  const clocks = { wall: s.fresh, mono: 0 };
-  const landing = wait(s.root, clocks, () => {});
+  const { clocks, landing, done } = wait();
   assert.equal(landing.held(() => false), true);
   assert.equal(landing.held(() => true), false);
   clocks.mono = 500;
   assert.equal(landing.held(() => false), true, "within the longest wait");
   clocks.mono = 1_000;
   assert.equal(landing.held(() => false), false, "timed from the first look");
-  landing.stop();
-  Deno.removeSync(s.root, { recursive: true });
+  done();
 });

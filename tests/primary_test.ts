@@ -104,7 +104,7 @@ Deno.test("primary: the version marker reaches replicas last and is reported", a
     await writeTree(src, { "a.txt": "a\n" });
     await lab.server("replica", "rsync2");
     await lab.server("replica", "rsync3");
-    await lab.server("primary", "rsync1");
+    const primary = await lab.server("primary", "rsync1");
     await converged(lab, ["rsync2", "rsync3"]);
     const marker = {
       seq: 7,
@@ -132,6 +132,27 @@ Deno.test("primary: the version marker reaches replicas last and is reported", a
     for (const r of ["rsync2", "rsync3"] as const) {
       const st = await Deno.stat(`${lab.hosts[r].path}/.fanout-version`);
       assert.equal(st.mtime?.getTime(), Date.parse(marker.published_at), r);
+    }
+
+    // A marker of 600 MiB (a careless or hostile writer of the primary's
+    // tree; sparse here) is no marker: read no further than 4 KiB, never
+    // sent as one by the whole push of a restart, and the tree's changes
+    // still go.
+    const before = await Deno.readTextFile(`${lab.hosts.rsync2.path}/.fanout-version`);
+    await primary.stop("SIGTERM");
+    await Deno.truncate(`${src}/.fanout-version`, 600 << 20);
+    await writeTree(src, { "c.txt": "c\n" });
+    await lab.server("primary", "rsync1");
+    await waitFor("c.txt on both replicas", async () => {
+      const got = await Promise.all(
+        ["rsync2", "rsync3"].map((r) =>
+          Deno.readTextFile(`${lab.hosts[r].path}/c.txt`).catch(() => "")
+        ),
+      );
+      return got.every((t) => t === "c\n");
+    });
+    for (const r of ["rsync2", "rsync3"] as const) {
+      assert.equal(await Deno.readTextFile(`${lab.hosts[r].path}/.fanout-version`), before, r);
     }
   });
 });

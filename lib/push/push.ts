@@ -47,7 +47,6 @@ import {
   formatDuration,
   type Logger,
   readSmallFile,
-  readTextOrNull,
   Semaphore,
   VERSION_LOG,
   VERSION_MARKER,
@@ -357,7 +356,7 @@ export class PushEngine {
   /** One push of `work`; returns how it ended (the state is already set). */
   async #pushOnce(r: Replica, asked: Work): Promise<"ok" | "failed" | "refused"> {
     const t0 = performance.now();
-    const markerText = await readTextOrNull(`${this.#o.source}/${VERSION_MARKER}`);
+    const markerText = readSmallFile(`${this.#o.source}/${VERSION_MARKER}`, MARKER_READ_MAX_BYTES);
     this.#sawMarker(markerText);
     const versionChanges = this.#versionChanges(r, markerText);
     const work = versionFirst(r.pending, asked, versionChanges);

@@ -47,8 +47,8 @@ RUN_FLAGS=(
   # isolate nothing.
   --allow-ffi
   --no-prompt # a service has nobody to answer a prompt: fail at once
-  # Small young generation and lite mode: ~90 MB less peak RSS for a busy primary, no
-  # slower (V8_FLAGS in lib/core/defaults.ts says what was measured).
+  # Small young generation and lite mode: ~90 MB less peak RSS for a busy primary
+  # (V8_FLAGS in lib/core/defaults.ts says what they save and cost).
   --v8-flags=--max-semi-space-size=1,--lite-mode
 )
 

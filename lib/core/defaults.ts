@@ -69,10 +69,11 @@ export const VERSION_FILES: readonly string[] = [
  * - 1 MB semi-spaces: V8 lets the young generation grow to 16 MB per
  *   semi-space and keeps it, so a primary itemizing a large push would hold
  *   that memory long after the push.
- * - Lite mode (no optimizing compilers, feedback allocated lazily): fanout's
- *   JavaScript is glue around rsync, sockets and files, never the bottleneck,
- *   so the optimizers cost memory and start-up time without making anything
- *   faster.
+ * - Lite mode (no optimizing compilers, feedback allocated lazily): most of
+ *   fanout's JavaScript is glue around rsync, sockets and files, and a
+ *   primary keeps a large tree's state in less memory. The optimizers would
+ *   make a signed client's manifest and walk work faster, but the flags are
+ *   one set for every role, and the servers' memory decides.
  *
  * What each flag saves is in docs/benchmarks.md.
  */

@@ -21,7 +21,7 @@ import {
   withSigned,
 } from "./_signed.ts";
 
-Deno.test("kept release: a signed no-op checked every run makes no rsync connection; an edit is repaired; a tampered kept release is never taken; a new version syncs", async () => {
+Deno.test("kept release: a signed no-op checked every run makes no rsync connection; an edit, a deletion, added files and a chmod are repaired; a tampered kept release is never taken; a new version syncs", async () => {
   await withSigned(async (lab) => {
     const s = await signedLab(lab, { log: true });
     // The health endpoint: it announces the version the test says the server holds.
@@ -75,6 +75,20 @@ Deno.test("kept release: a signed no-op checked every run makes no rsync connect
         const restored = await s.client(name, dest, args);
         assert.deepEqual([restored.code, restored.stderr], [0, ""], layout);
         assert.equal(await Deno.readTextFile(`${dest}/a.txt`), "alpha v1\n", layout);
+        // Files added in dest (one in a new directory) and a chmod: the next
+        // run takes the added ones away and puts the signed mode back.
+        const mode = (await Deno.stat(`${s.src}/lib/b.txt`)).mode! & 0o7777;
+        await Deno.writeTextFile(`${dest}/added.php`, "<?php system($_GET['c']);\n");
+        await Deno.mkdir(`${dest}/new`);
+        await Deno.writeTextFile(`${dest}/new/added.txt`, "added\n");
+        await Deno.chmod(`${dest}/lib/b.txt`, 0o4777);
+        const cleaned = await s.client(name, dest, args);
+        assert.deepEqual([cleaned.code, cleaned.stderr], [0, ""], `${layout}: ${cleaned.stderr}`);
+        for (const p of ["added.php", "new"]) {
+          await assert.rejects(Deno.lstat(`${dest}/${p}`), `${layout}: ${p} taken away`);
+        }
+        assert.equal((await Deno.stat(`${dest}/lib/b.txt`)).mode! & 0o7777, mode, layout);
+        await assertSameTree(s.src, `${dest}/`, OURS);
 
         // The kept release tampered with, each way: never taken, the run
         // fetches the release, and dest stays as it was.

@@ -319,7 +319,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < CHANGE_RUNS; i++) {
       // One file edited and published: a commit on the git server, the same
       // edit on the replica with the version log entry and the next marker,
-      // as a publish and a push leave them (lib/publish/publish.ts writes the entry
+      // as a publish and a push leave them (lib/publish/_marker.ts writes the entry
       // with the same functions, from rsync's list of what it sent).
       const file = `src/mod${i % 50}/file${i}.ts`;
       const text = `// edit ${i}\n` + await Deno.readTextFile(`${work}/${file}`);

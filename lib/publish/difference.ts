@@ -4,7 +4,7 @@
  * trees compared), not a walk of staging and a whole-tree transfer. This
  * module keeps the record of the last publish and turns git's list of
  * changed paths into what to send, what to delete and what the manifest
- * must say again; lib/publish/publish.ts decides when to use it.
+ * must say again; lib/publish/_by_difference.ts decides when to use it.
  *
  * The record (`<state_dir>/<publisher>/published.json`) names the last
  * version whose marker landed, its tree, the tree transfer's patterns, and

@@ -7,4 +7,5 @@
  * @module
  */
 
-export { checkPublisher, describePublish, publish } from "./publish.ts";
+export { describePublish, publish } from "./publish.ts";
+export { checkPublisher } from "./publisher.ts";

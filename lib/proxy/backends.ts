@@ -72,6 +72,8 @@ export class Backend {
   versionReads = { started: 0, taken: 0 };
   /** Since when it has been behind the newest version (ms), or null. */
   behindSince: number | null = null;
+  /** The same moment on the monotonic clock, which times the grace period. */
+  behindMono: number | null = null;
   /** Behind for longer than the grace period: out of rotation. */
   lagging = false;
   /** Why its version is not believed (out of rotation, counted nowhere), or null. */
@@ -130,8 +132,14 @@ export interface PoolOptions {
   /** Backends speak the PROXY protocol: probes send a header too. */
   proxyProtocol: boolean;
   log: Logger;
-  /** The clock (tests). */
+  /** The wall clock (ms since the epoch), for times shown (tests). */
   now?: () => number;
+  /**
+   * The monotonic clock (ms) the version grace is timed on: a wall clock
+   * stepped back would keep a lagging backend in rotation for the step.
+   * Default `performance.now`, or `now` when only that is given (tests).
+   */
+  monotonic?: () => number;
   /** The active check (tests may replace it); default: rsync probe and `/status`. */
   check?: (b: Backend) => Promise<{ ok: boolean; ms: number; error: string | null }>;
   /** Reads a backend's version; default: its `/status`. */
@@ -166,6 +174,7 @@ export interface PoolOptions {
 export class BackendPool {
   #o: PoolOptions;
   #now: () => number;
+  #mono: () => number;
   #backends: Backend[];
   #rotation: Backend[] = [];
   #next = 0;
@@ -182,6 +191,7 @@ export class BackendPool {
   constructor(specs: BackendSpec[], opts: PoolOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
+    this.#mono = opts.monotonic ?? opts.now ?? (() => performance.now());
     this.#affinity = new AffinityTable({ window: opts.affinity ?? 0, now: this.#now });
     this.#backends = specs.map((s) => new Backend(s, this.#now()));
     this.#setReference();
@@ -445,6 +455,7 @@ export class BackendPool {
   /** Trust, version lag, then the rotation. */
   #recompute(): void {
     const now = this.#now();
+    const mono = this.#mono();
     const up = this.#backends.filter((b) => b.state === "up");
     const ref = this.#reference = this.#referenceNow(up);
     for (const b of this.#backends) this.#setDistrust(b, this.#distrust(b, ref));
@@ -466,15 +477,15 @@ export class BackendPool {
       // Unknown counts as behind once some backend's version is known: it may be old.
       const behind = b.state === "up" && !b.distrusted && newest !== undefined &&
         (b.seq === undefined || b.seq < newest);
-      if (!behind) b.behindSince = null;
-      else b.behindSince ??= now;
-      const lagging = behind && now - b.behindSince! >= this.#o.versionGrace;
+      if (!behind) b.behindSince = b.behindMono = null;
+      else if (b.behindMono === null) [b.behindSince, b.behindMono] = [now, mono];
+      const lagging = behind && mono - b.behindMono! >= this.#o.versionGrace;
       if (lagging !== b.lagging) {
         const fields = { backend: b.name, seq: b.seq ?? "unknown", newest };
         if (lagging) {
           this.#o.log.warn("backend lags; out of rotation", {
             ...fields,
-            for: formatDuration(now - b.behindSince!),
+            for: formatDuration(mono - b.behindMono!),
           });
         } else if (b.state === "up") {
           this.#o.log.info("backend caught up; back in rotation", fields);

@@ -11,14 +11,16 @@ interface Script {
   ok: Record<string, boolean>;
   seq: Record<string, number | null | undefined>;
   now: number;
+  /** The monotonic clock, when the test drives one apart from the wall clock. */
+  mono: number;
   lines: string[];
 }
 
 function pool(
   names: string[],
-  opts: { fall?: number; rise?: number; grace?: number; affinity?: number } = {},
+  opts: { fall?: number; rise?: number; grace?: number; affinity?: number; mono?: boolean } = {},
 ) {
-  const s: Script = { ok: {}, seq: {}, now: 1_000_000, lines: [] };
+  const s: Script = { ok: {}, seq: {}, now: 1_000_000, mono: 5_000, lines: [] };
   for (const n of names) s.ok[n] = true;
   const p = new BackendPool(
     names.map((name, i) => ({
@@ -36,6 +38,7 @@ function pool(
       proxyProtocol: false,
       log: new Logger({ sink: (l) => s.lines.push(l) }),
       now: () => s.now,
+      monotonic: opts.mono ? () => s.mono : undefined,
       check: (b: Backend) =>
         Promise.resolve({ ok: s.ok[b.name], ms: 1, error: s.ok[b.name] ? null : "refused" }),
       readVersion: (b: Backend) => {
@@ -171,6 +174,24 @@ Deno.test("pool: a lagging backend leaves after the grace period and returns whe
   await p.checkAll();
   assert.deepEqual(names(p.rotation), ["a", "b"]);
   assert.equal(p.degraded, null);
+});
+
+Deno.test("pool: a wall clock stepped back (NTP) while a backend lags keeps it in rotation no longer than the grace period", async () => {
+  const { p, s } = pool(["a", "b"], { grace: 5_000, mono: true });
+  s.seq = { a: 3, b: 3 };
+  await p.checkAll();
+  s.seq.a = 4;
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a", "b"], "within the grace period");
+  // An hour back on the wall clock, the grace period's length on the monotonic one.
+  s.now -= 3_600_000;
+  s.mono += 5_000;
+  await p.checkAll();
+  assert.deepEqual(names(p.rotation), ["a"]);
+  assert.ok(
+    s.lines.some((l) => /backend lags; out of rotation.*for=5(\.0)?s/.test(l)),
+    s.lines.join("\n"),
+  );
 });
 
 Deno.test("pool: when the newest backend goes down, the newest left serves, and /status says so", async () => {

@@ -19,8 +19,14 @@ import type { ClientJob } from "./job.ts";
 import { adoptDest, tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { clearDirty, markDirty, removeStaging, stagingDirs } from "./transfer.ts";
 import { moveAside, removeExtras } from "./dest_paths.ts";
-import { confirmKept, treeSkip, writeControl } from "./signed_files.ts";
-import { markApplying, recordRelease, recordVouches, vouching } from "./signed_state.ts";
+import { confirmControl, confirmKept, treeSkip, writeControl } from "./signed_files.ts";
+import {
+  markApplying,
+  recordIsWhole,
+  recordRelease,
+  recordVouches,
+  vouching,
+} from "./signed_state.ts";
 import {
   basisFor,
   checkFetched,
@@ -50,6 +56,14 @@ export async function applyInPlace(
   const dest = job.dest;
   const there = ctx.state !== "absent";
   const look = there && ctx.look?.tree === dest ? ctx.look : null;
+  // A kept release whose tree is its stat record whole: nothing to compare
+  // with the manifest, which is then never parsed (its bytes are the ones
+  // the record was found to be, by their SHA-256).
+  if (ctx.keptOnly && ctx.state === "marked" && !ctx.forced && look && await look.isRelease(c)) {
+    await confirmControl(dest, c);
+    job.log.debug("dest is its stat record, made whole of this manifest: the manifest is not read");
+    return { changed: 0, deleted: 0, control: false, r: null, tree: dest };
+  }
   const known = there && !ctx.forced
     ? await (look ? look.vouches(c) : recordVouches(job, dest, c))
     : null;
@@ -93,8 +107,8 @@ export async function applyInPlace(
       // A kept release's own files were found held already (confirmKept): not
       // read and hashed a second time.
       const control = ctx.keptOnly ? false : await writeControl(dest, c);
-      if (control || vouch.hashed()) {
-        await recordRelease(job, c, dest, { entries: plan.walked, at });
+      if (control || vouch.hashed() || !recordIsWhole(job, dest)) {
+        await recordRelease(job, c, dest, { entries: plan.walked, at, whole: true });
       }
       return { changed: 0, deleted: 0, control, r, tree: dest };
     }

@@ -85,6 +85,8 @@ export interface TreeLook {
   walked: Promise<TreeEntry[]>;
   /** What the stat record vouches for against release `now` (see recordVouches). */
   vouches(now: CheckedRelease): Promise<((got: TreeEntry, want: ManifestEntry) => boolean) | null>;
+  /** Whether the walk is the stat record whole for release `now` (see recordIsRelease). */
+  isRelease(now: CheckedRelease): Promise<boolean>;
 }
 
 /** A signed release whose envelope, manifest and marker were checked (lib/client/signed.ts). */

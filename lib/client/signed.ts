@@ -210,7 +210,7 @@ async function keptRelease(
       const files: Fetched = new Map(
         CONTROL.map((n) => [n, readBounded(`${dir}/${n}`, LIMITS[n])]),
       );
-      const c = await checkRelease(job, files, await releaseFloor(job, current));
+      const c = await checkRelease(job, files, await releaseFloor(job, current), { lazy: true });
       if (sameVersion(c.marker, version)) return c;
       why = `of ${describeVersion(c.marker)}, dest holds ${describeVersion(version)}`;
     }
@@ -240,8 +240,15 @@ async function confirmedKept(
     });
     return { ...done, release: c };
   } catch (e) {
-    if (!(e instanceof KeptDiffers)) throw e;
-    job.log.debug("dest differs from the kept release; fetching the release");
+    // A kept manifest that does not parse (read only now: lazily) is not
+    // taken either: the release is fetched and checked as always.
+    if (!(e instanceof KeptDiffers || e instanceof ReleaseRefusal)) throw e;
+    job.log.debug(
+      e instanceof KeptDiffers
+        ? "dest differs from the kept release; fetching the release"
+        : "the kept release is not taken; fetching the release",
+      e instanceof ReleaseRefusal ? { why: e.message } : {},
+    );
     return null;
   }
 }
@@ -361,7 +368,9 @@ async function fetchControl(job: ClientJob): Promise<Fetched> {
 /**
  * Checks the fetched files: the envelope verifies with a trusted key, its
  * seq is at least `floor`, the manifest is the one it signs (and lists none
- * of fanout's own files), and the marker is its version.
+ * of fanout's own files), and the marker is its version. With `lazy`, the
+ * manifest is parsed (and refused) when first used, not before: a kept
+ * release whose tree is its stat record whole never needs it.
  *
  * @throws {ReleaseRefusal} naming the file at fault.
  */
@@ -369,6 +378,7 @@ async function checkRelease(
   job: ClientJob,
   files: Fetched,
   floor: number,
+  opts: { lazy?: boolean } = {},
 ): Promise<CheckedRelease> {
   const refuse = (path: string, why: string, racy = false) =>
     new ReleaseRefusal(job, path, why, racy);
@@ -397,15 +407,19 @@ async function checkRelease(
   if (await manifestDigest(manifestBytes) !== release.manifest_sha256) {
     throw refuse(RELEASE_MANIFEST, `its SHA-256 is not the one the release of ${seq} signs`, true);
   }
-  let manifest: Manifest;
-  try {
-    manifest = parseManifest(manifestBytes);
-  } catch (e) {
-    if (e instanceof SafetyError) throw refuse(RELEASE_MANIFEST, e.message);
-    throw e;
-  }
-  const own = manifest.entries.find((e) => RESERVED.has(topName(e.path)));
-  if (own) throw refuse(own.path, `the manifest of ${seq} lists a file of fanout's own`);
+  const parse = (): Manifest => {
+    let manifest: Manifest;
+    try {
+      manifest = parseManifest(manifestBytes);
+    } catch (e) {
+      if (e instanceof SafetyError) throw refuse(RELEASE_MANIFEST, e.message);
+      throw e;
+    }
+    const own = manifest.entries.find((e) => RESERVED.has(topName(e.path)));
+    if (own) throw refuse(own.path, `the manifest of ${seq} lists a file of fanout's own`);
+    return { entries: manifest.entries.map(taken) };
+  };
+  let manifest = opts.lazy ? null : parse();
   const markerBytes = bytes(VERSION_MARKER, "the source has none");
   const marker = parseMarker(new TextDecoder().decode(markerBytes));
   if (!marker) throw refuse(VERSION_MARKER, "not a version marker");
@@ -421,7 +435,9 @@ async function checkRelease(
     release,
     marker,
     bytes: { marker: markerBytes, envelope, manifest: manifestBytes },
-    manifest: { entries: manifest.entries.map(taken) },
+    get manifest() {
+      return manifest ??= parse();
+    },
   };
 }
 

@@ -195,6 +195,21 @@ export async function confirmKept(
   if (!tree || ctx.state !== "marked" || plan.wrong.length || plan.extra.length) {
     throw new KeptDiffers();
   }
+  await confirmControl(tree, c);
+}
+
+/**
+ * Returns when `tree` holds release `c`'s own files (manifest, envelope,
+ * marker) as they are; else throws, before anything changes.
+ *
+ * @throws {KeptDiffers} when one of them differs or is missing.
+ *
+ * @example
+ * ```ts
+ * await confirmControl(dest, c);
+ * ```
+ */
+export async function confirmControl(tree: string, c: CheckedRelease): Promise<void> {
   for (const [name, bytes] of controlFiles(c)) {
     const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
     if (!await holds(`${tree}/${name}`, bytes, digest)) throw new KeptDiffers();

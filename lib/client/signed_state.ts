@@ -44,6 +44,13 @@ interface Applied {
   tree: string | null;
   /** When the record's walk began (ms since the epoch). */
   recorded_at: number;
+  /**
+   * The record is the manifest's, path for path: its walk was compared with
+   * this manifest and nothing differed (none missing, none extra, each
+   * type, mode, size and content as listed). Only then may a tree that is
+   * its record be taken for the release without reading the manifest.
+   */
+  whole?: boolean;
 }
 
 function readApplied(job: ClientJob): Applied | null {
@@ -51,7 +58,8 @@ function readApplied(job: ClientJob): Applied | null {
     const a = JSON.parse(Deno.readTextFileSync(`${job.stateDir}/${APPLIED_FILE}`));
     const ok = Number.isSafeInteger(a.seq) && Number.isSafeInteger(a.floor_seq) &&
       typeof a.commit === "string" && typeof a.manifest_sha256 === "string" &&
-      (a.tree === null || typeof a.tree === "string") && Number.isFinite(a.recorded_at);
+      (a.tree === null || typeof a.tree === "string") && Number.isFinite(a.recorded_at) &&
+      (a.whole === undefined || typeof a.whole === "boolean");
     return ok ? a : null;
   } catch {
     return null;
@@ -115,7 +123,8 @@ export async function markApplying(job: ClientJob): Promise<void> {
  * the stat record of the tree and the version (the floor of later ones).
  * `walked` is a walk of the tree begun at `at`, of paths it found as the
  * manifest lists them (a path it leaves out is hashed by the next run, which
- * records it then); without one the tree is walked here, from the next whole
+ * records it then), `whole` when it is every path the manifest lists,
+ * compared with it and found as listed; without one the tree is walked here, from the next whole
  * second on, so no file changed just before is left that an edit within
  * the same second of its change time could hide behind (Deno gives change
  * times in whole seconds).
@@ -124,7 +133,7 @@ export async function recordRelease(
   job: ClientJob,
   c: CheckedRelease,
   tree: string,
-  walked: { entries: readonly RecordEntry[]; at: number } | null,
+  walked: { entries: readonly RecordEntry[]; at: number; whole?: boolean } | null,
 ): Promise<void> {
   let w = walked;
   if (!w) {
@@ -142,6 +151,7 @@ export async function recordRelease(
     floor_seq: Math.max(c.release.seq, prev?.floor_seq ?? -1),
     tree,
     recorded_at: w.at,
+    whole: walked?.whole === true,
   });
 }
 
@@ -185,6 +195,58 @@ export async function recordVouches(
       r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
       r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
   };
+}
+
+/**
+ * True when `walked`, a walk of `tree`, is its stat record whole for
+ * release `now`: the record was made of this manifest and found to be it
+ * path for path ({@linkcode Applied.whole}), and the walk finds the same
+ * paths, each directory of the recorded kind and mode, each file and
+ * symlink as recorded (type, mode, inode, size, mtime and change time,
+ * the change time older than the record's walk by a whole second, as
+ * {@linkcode recordVouches} asks). Then the tree is the release, and its
+ * manifest need not be read; anything else and the tree is compared with
+ * the manifest as always.
+ *
+ * @example
+ * ```ts
+ * if (await recordIsRelease(job, dest, c, await look.walked)) return nothingToDo;
+ * ```
+ */
+export function recordIsRelease(
+  job: ClientJob,
+  tree: string,
+  now: CheckedRelease,
+  walked: readonly TreeEntry[],
+  basis: RecordBasis | null = recordBasis(job, tree),
+): boolean {
+  const a = basis?.applied;
+  if (!basis || !a?.whole || a.manifest_sha256 !== now.release.manifest_sha256) return false;
+  if (walked.length !== basis.stat.size) return false;
+  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
+  return walked.every((got) => {
+    const r = basis.stat.get(got.path);
+    if (!r || r.kind !== got.kind || r.mode !== got.mode) return false;
+    return got.kind === "dir" ||
+      (r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
+        r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff);
+  });
+}
+
+/**
+ * Whether the state dir's record of `tree` is marked whole for the
+ * manifest it was made of ({@linkcode recordIsRelease}): when it is not, a
+ * run that finds the tree to be the release writes it again, so the next
+ * no-op need not read the manifest.
+ *
+ * @example
+ * ```ts
+ * if (!recordIsWhole(job, dest)) await recordRelease(job, c, dest, { entries, at, whole: true });
+ * ```
+ */
+export function recordIsWhole(job: ClientJob, tree: string): boolean {
+  const a = readApplied(job);
+  return a?.tree === tree && a.whole === true;
 }
 
 /** What the state dir says of a tree before its release is known: the version applied and the stat record. */
@@ -236,6 +298,7 @@ export function lookAt(job: ClientJob, tree: string, ctx: ApplyContext): TreeLoo
     at,
     walked,
     vouches: async (now) => await recordVouches(job, tree, now, await basis),
+    isRelease: async (now) => recordIsRelease(job, tree, now, await walked, await basis),
   };
 }
 

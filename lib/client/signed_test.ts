@@ -7,7 +7,13 @@ import { formatMarker, type VersionMarker } from "../version/mod.ts";
 import type { CheckedRelease } from "./layout.ts";
 import { basisFor, fetchGroups } from "./signed_fetch.ts";
 import { offence, readBounded, ReleaseRefusal, writeControl } from "./signed_files.ts";
-import { lookAt, recordRelease, recordVouches } from "./signed_state.ts";
+import {
+  lookAt,
+  recordIsRelease,
+  recordIsWhole,
+  recordRelease,
+  recordVouches,
+} from "./signed_state.ts";
 import type { ClientJob } from "./job.ts";
 import { Logger } from "../core/mod.ts";
 
@@ -194,6 +200,57 @@ Deno.test("signed: the stat record vouches for an unchanged file; with the last 
     assert.equal((await look.vouches(next))?.(walked[0], want), true);
     const dirty = lookAt(job, tree, { state: "marked", backupDir: null, forced: true });
     assert.equal(await dirty.vouches(c), null);
+  });
+});
+
+Deno.test("signed: a tree is its release by its record only when the record was made whole of that manifest and every path is as recorded", async () => {
+  await withDir(async (dir) => {
+    const tree = `${dir}/tree`;
+    await Deno.mkdir(`${tree}/lib`, { recursive: true });
+    await Deno.writeTextFile(`${tree}/a`, "x");
+    await Deno.writeTextFile(`${tree}/lib/b`, "y");
+    const job = { stateDir: `${dir}/state`, log: new Logger({ level: "error" }) } as ClientJob;
+    await Deno.mkdir(job.stateDir);
+    const c = await release(1);
+    const walked = await walkTree(tree);
+    const entries = recordOf(walked).entries;
+    const later = Date.now() + 2000; // every change time older than the record's walk
+    // Not made whole (a fresh walk, or a version's untouched paths): never.
+    await recordRelease(job, c, tree, { entries, at: later });
+    assert.equal(recordIsWhole(job, tree), false);
+    assert.equal(recordIsRelease(job, tree, c, walked), false);
+    await recordRelease(job, c, tree, { entries, at: later, whole: true });
+    assert.equal(recordIsWhole(job, tree), true);
+    assert.equal(recordIsRelease(job, tree, c, walked), true);
+    // Another manifest, another tree, or a walk that differs in any way: no.
+    const other = await release(2, [`f 0644 1 ${"b".repeat(64)} a`]);
+    assert.equal(recordIsRelease(job, tree, other, walked), false);
+    assert.equal(recordIsWhole(job, `${dir}/other`), false);
+    assert.equal(recordIsRelease(job, `${dir}/other`, c, walked), false);
+    const file = walked.findIndex((e) => e.path === "a");
+    const with_ = (i: number, e: Partial<(typeof walked)[number]>) =>
+      walked.map((w, k) => k === i ? { ...w, ...e } : w);
+    for (
+      const [why, w] of [
+        ["a path fewer", walked.slice(1)],
+        ["a path more", [...walked, { ...walked[file], path: "z" }]],
+        ["a change time", with_(file, { ctimeMs: walked[file].ctimeMs + 1000 })],
+        ["a size", with_(file, { size: 2 })],
+        ["an inode", with_(file, { ino: walked[file].ino + 1 })],
+        ["a mode", with_(file, { mode: 0o4755 })],
+        ["a kind", with_(file, { kind: "symlink" })],
+      ] as const
+    ) {
+      assert.equal(recordIsRelease(job, tree, c, w), false, why);
+    }
+    // A directory's own times move with what is in it: only its kind and mode count.
+    const libDir = walked.findIndex((e) => e.path === "lib");
+    const touched = with_(libDir, { mtimeMs: 1, ctimeMs: 1, ino: 7 });
+    assert.equal(recordIsRelease(job, tree, c, touched), true);
+    assert.equal(recordIsRelease(job, tree, c, with_(libDir, { mode: 0o777 })), false);
+    // A file changed within the second the record's walk began: not vouched.
+    await recordRelease(job, c, tree, { entries, at: walked[file].ctimeMs, whole: true });
+    assert.equal(recordIsRelease(job, tree, c, walked), false);
   });
 });
 

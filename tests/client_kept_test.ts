@@ -60,6 +60,13 @@ Deno.test("kept release: a signed no-op checked every run makes no rsync connect
         // record whole of this manifest: from then on dest is compared with
         // the record alone, and the manifest is not read. Every repair below
         // starts from there.
+        // In place, a staging dir a killed run left beside dest goes, as in
+        // any run with nothing to fetch.
+        const staging = `${lab.dir}/apps/.plugins${i + 1}.staging`;
+        if (layout === "in place") {
+          await Deno.mkdir(`${staging}/lib`, { recursive: true });
+          await Deno.writeTextFile(`${staging}/lib/b.txt`, "half fetched\n");
+        }
         const whole = await s.client(name, dest, [...args, "--log-level", "debug"]);
         assert.equal(whole.code, 0, `${layout}: ${whole.stderr}`);
         assert.equal(
@@ -68,6 +75,7 @@ Deno.test("kept release: a signed no-op checked every run makes no rsync connect
           whole.stderr,
         );
         assert.equal(await s.connections(), conns, `${layout}: no rsync connection`);
+        if (layout === "in place") await assert.rejects(Deno.lstat(staging), "staging dir gone");
 
         // An edit that keeps size and mtime: the change time gives it away,
         // and the run fetches the release and repairs as without a kept one.

@@ -61,6 +61,8 @@ export async function applyInPlace(
   // the record was found to be, by their SHA-256).
   if (ctx.keptOnly && ctx.state === "marked" && !ctx.forced && look && await look.isRelease(c)) {
     await confirmControl(dest, c);
+    // As any run with nothing to fetch: a staging dir a killed run left goes.
+    await removeStaging(job);
     job.log.debug("dest is its stat record, made whole of this manifest: the manifest is not read");
     return { changed: 0, deleted: 0, control: false, r: null, tree: dest };
   }

@@ -28,8 +28,15 @@ import { baseJob, type ClientJob, stamp } from "./job.ts";
 import { clearDirty, markDirty, transfer } from "./transfer.ts";
 import { tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { planTree, type TreePlan } from "../release/mod.ts";
-import { confirmKept, offence, ReleaseRefusal, treeSkip, writeControl } from "./signed_files.ts";
-import { recordRelease, recordVouches, vouching } from "./signed_state.ts";
+import {
+  confirmControl,
+  confirmKept,
+  offence,
+  ReleaseRefusal,
+  treeSkip,
+  writeControl,
+} from "./signed_files.ts";
+import { recordIsWhole, recordRelease, recordVouches, vouching } from "./signed_state.ts";
 import { basisFor, everythingMissing, fetchPaths, toFetch } from "./signed_fetch.ts";
 import { describeVersion, readMarker, type VersionMarker } from "../version/mod.ts";
 
@@ -146,6 +153,14 @@ async function applyReleaseTree(
   await ownTreesDir(trees);
   const live = await liveTree(job.dest);
   const look = live && ctx.look?.tree === live ? ctx.look : null;
+  // A kept release whose live tree is its stat record whole: nothing to
+  // compare with the manifest, which is then never parsed (see
+  // applyInPlace).
+  if (ctx.keptOnly && ctx.state === "marked" && !ctx.forced && look && await look.isRelease(c)) {
+    await confirmControl(live!, c);
+    job.log.debug("dest is its stat record, made whole of this manifest: the manifest is not read");
+    return { changed: 0, deleted: 0, control: false, r: null, tree: live! };
+  }
   const vouch = vouching(
     live && !ctx.forced ? await (look ? look.vouches(c) : recordVouches(job, live, c)) : null,
   );
@@ -166,7 +181,9 @@ async function applyReleaseTree(
     // A kept release's own files were found held already (confirmKept): not
     // read and hashed a second time.
     const control = ctx.keptOnly ? false : await writeControl(live, c);
-    if (control || vouch.hashed()) await recordRelease(job, c, live, { entries: plan.walked, at });
+    if (control || vouch.hashed() || !recordIsWhole(job, live)) {
+      await recordRelease(job, c, live, { entries: plan.walked, at, whole: true });
+    }
     return { changed: 0, deleted: 0, control, r: null, tree: live };
   }
   const t0 = Date.now();

@@ -137,7 +137,7 @@ export interface PoolOptions {
   /**
    * The monotonic clock (ms) the version grace is timed on: a wall clock
    * stepped back would keep a lagging backend in rotation for the step.
-   * Default `performance.now`, or `now` when only that is given (tests).
+   * Default `performance.now`.
    */
   monotonic?: () => number;
   /** The active check (tests may replace it); default: rsync probe and `/status`. */
@@ -191,7 +191,7 @@ export class BackendPool {
   constructor(specs: BackendSpec[], opts: PoolOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    this.#mono = opts.monotonic ?? opts.now ?? (() => performance.now());
+    this.#mono = opts.monotonic ?? (() => performance.now());
     this.#affinity = new AffinityTable({ window: opts.affinity ?? 0, now: this.#now });
     this.#backends = specs.map((s) => new Backend(s, this.#now()));
     this.#setReference();

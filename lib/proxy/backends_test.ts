@@ -38,7 +38,8 @@ function pool(
       proxyProtocol: false,
       log: new Logger({ sink: (l) => s.lines.push(l) }),
       now: () => s.now,
-      monotonic: opts.mono ? () => s.mono : undefined,
+      // One scripted clock times both, unless a test steps them apart.
+      monotonic: opts.mono ? () => s.mono : () => s.now,
       check: (b: Backend) =>
         Promise.resolve({ ok: s.ok[b.name], ms: 1, error: s.ok[b.name] ? null : "refused" }),
       readVersion: (b: Backend) => {

@@ -29,8 +29,8 @@ import { clearDirty, markDirty, transfer } from "./transfer.ts";
 import { tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { planTree, type TreePlan } from "../release/mod.ts";
 import {
-  confirmControl,
   confirmKept,
+  keptByRecord,
   offence,
   ReleaseRefusal,
   treeSkip,
@@ -156,10 +156,8 @@ async function applyReleaseTree(
   // A kept release whose live tree is its stat record whole: nothing to
   // compare with the manifest, which is then never parsed (see
   // applyInPlace).
-  if (ctx.keptOnly && ctx.state === "marked" && !ctx.forced && look && await look.isRelease(c)) {
-    await confirmControl(live!, c);
-    job.log.debug("dest is its stat record, made whole of this manifest: the manifest is not read");
-    return { changed: 0, deleted: 0, control: false, r: null, tree: live! };
+  if (live && await keptByRecord(job, ctx, look, c)) {
+    return { changed: 0, deleted: 0, control: false, r: null, tree: live };
   }
   const vouch = vouching(
     live && !ctx.forced ? await (look ? look.vouches(c) : recordVouches(job, live, c)) : null,

@@ -19,7 +19,7 @@ import type { ClientJob } from "./job.ts";
 import { adoptDest, tooManyDeletions, writeDestMarker } from "./safety.ts";
 import { clearDirty, markDirty, removeStaging, stagingDirs } from "./transfer.ts";
 import { moveAside, removeExtras } from "./dest_paths.ts";
-import { confirmControl, confirmKept, treeSkip, writeControl } from "./signed_files.ts";
+import { confirmKept, keptByRecord, treeSkip, writeControl } from "./signed_files.ts";
 import {
   markApplying,
   recordIsWhole,
@@ -59,11 +59,9 @@ export async function applyInPlace(
   // A kept release whose tree is its stat record whole: nothing to compare
   // with the manifest, which is then never parsed (its bytes are the ones
   // the record was found to be, by their SHA-256).
-  if (ctx.keptOnly && ctx.state === "marked" && !ctx.forced && look && await look.isRelease(c)) {
-    await confirmControl(dest, c);
+  if (await keptByRecord(job, ctx, look, c)) {
     // As any run with nothing to fetch: a staging dir a killed run left goes.
     await removeStaging(job);
-    job.log.debug("dest is its stat record, made whole of this manifest: the manifest is not read");
     return { changed: 0, deleted: 0, control: false, r: null, tree: dest };
   }
   const known = there && !ctx.forced

@@ -19,7 +19,7 @@ import {
 } from "../core/mod.ts";
 import { manifestDigest, type TreeMismatch, type TreePlan } from "../release/mod.ts";
 import { stampMarker } from "../version/mod.ts";
-import { type ApplyContext, type CheckedRelease, KeptDiffers } from "./layout.ts";
+import { type ApplyContext, type CheckedRelease, KeptDiffers, type TreeLook } from "./layout.ts";
 import { type ClientJob, serverOf } from "./job.ts";
 
 /** The release's own files at a tree's root, fetched together. */
@@ -199,6 +199,34 @@ export async function confirmKept(
 }
 
 /**
+ * For a kept release ({@linkcode ApplyContext.keptOnly}): true when the
+ * marked tree `look` walked is its stat record, made whole of `c`'s
+ * manifest (see recordIsRelease), and holds `c`'s own files: it is the
+ * release, and the manifest need not be parsed. False sends the caller to
+ * compare the tree with the manifest as always.
+ *
+ * @throws {KeptDiffers} when the tree is its record but one of its own
+ * files is not the release's.
+ *
+ * @example
+ * ```ts
+ * if (await keptByRecord(job, ctx, look, c)) return nothingChanged;
+ * ```
+ */
+export async function keptByRecord(
+  job: ClientJob,
+  ctx: ApplyContext,
+  look: TreeLook | null,
+  c: CheckedRelease,
+): Promise<boolean> {
+  if (!ctx.keptOnly || ctx.state !== "marked" || ctx.forced || !look) return false;
+  if (!await look.isRelease(c)) return false;
+  await confirmControl(look.tree, c);
+  job.log.debug("dest is its stat record, made whole of this manifest: the manifest is not read");
+  return true;
+}
+
+/**
  * Returns when `tree` holds release `c`'s own files (manifest, envelope,
  * marker) as they are; else throws, before anything changes.
  *
@@ -209,7 +237,7 @@ export async function confirmKept(
  * await confirmControl(dest, c);
  * ```
  */
-export async function confirmControl(tree: string, c: CheckedRelease): Promise<void> {
+async function confirmControl(tree: string, c: CheckedRelease): Promise<void> {
   for (const [name, bytes] of controlFiles(c)) {
     const digest = name === RELEASE_MANIFEST ? c.release.manifest_sha256 : null;
     if (!await holds(`${tree}/${name}`, bytes, digest)) throw new KeptDiffers();

@@ -739,6 +739,19 @@ export async function writeTree(dir: string, files: Record<string, string>): Pro
 }
 
 /**
+ * The command line of a client run of `name` in the lab's fleet (no
+ * splay), with `extra` flags after it.
+ *
+ * @example
+ * ```ts
+ * const r = await lab.run(clientArgs(lab, "web1", ["--source", url]));
+ * ```
+ */
+export function clientArgs(lab: Lab, name: string, extra: string[] = []): string[] {
+  return ["--role", "client", "-c", lab.fleetFile, "--name", name, "--no-splay", ...extra];
+}
+
+/**
  * Starts a `--watch` client named `name` (no splay) mirroring into
  * `<lab>/<name>`, with `extra` flags; stopped at the lab's close.
  *
@@ -753,19 +766,7 @@ export function watchClient(
   extra: string[] = [],
 ): { proc: Proc; dest: string } {
   const dest = `${lab.dir}/${name}`;
-  const proc = lab.spawn([
-    "--role",
-    "client",
-    "-c",
-    lab.fleetFile,
-    "--name",
-    name,
-    "--dest",
-    dest,
-    "--no-splay",
-    "--watch",
-    ...extra,
-  ]);
+  const proc = lab.spawn(clientArgs(lab, name, ["--dest", dest, "--watch", ...extra]));
   return { proc, dest };
 }
 

@@ -3,7 +3,7 @@
 // reach outside dest, plant setuid files, or exhaust memory and disk. Each
 // test checks the bytes outside dest, the client's exit code and its words.
 import assert from "node:assert/strict";
-import { type Lab, type Proc, sh, withLab, writeTree } from "./_helpers.ts";
+import { clientArgs, type Lab, type Proc, sh, withLab, writeTree } from "./_helpers.ts";
 import { plainDaemon } from "./_plain_daemon.ts";
 import { appendEntry, newEntry, parseMarker } from "../lib/version/mod.ts";
 
@@ -51,16 +51,7 @@ async function hostile(
     state: `${lab.dir}/state/web1`,
     client: (args = []) =>
       lab.run([
-        "--role",
-        "client",
-        "-c",
-        lab.fleetFile,
-        "--name",
-        "web1",
-        "--no-splay",
-        "--source",
-        url,
-        ...args,
+        ...clientArgs(lab, "web1", ["--source", url, ...args]),
       ]),
   };
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   assertSameTree,
+  clientArgs,
   http,
   type Lab,
   landVersion,
@@ -22,22 +23,17 @@ const NAME = "web1";
 
 /** A cron run of client `NAME` on the fast path, logging at debug level. */
 function cron(lab: Lab, dest: string, extra: string[] = []) {
-  return lab.run([
-    "--role",
-    "client",
-    "-c",
-    lab.fleetFile,
-    "--name",
-    NAME,
-    "--no-splay",
-    "--dest",
-    dest,
-    "--verify-every",
-    "1h",
-    "--log-level",
-    "debug",
-    ...extra,
-  ]);
+  return lab.run(
+    clientArgs(lab, NAME, [
+      "--dest",
+      dest,
+      "--verify-every",
+      "1h",
+      "--log-level",
+      "debug",
+      ...extra,
+    ]),
+  );
 }
 
 async function status(

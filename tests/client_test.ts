@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   assertSameTree,
+  clientArgs,
   diffTrees,
   http,
   type Lab,
@@ -68,16 +69,7 @@ async function setup(
     state,
     client: (args = []) =>
       lab.run([
-        "--role",
-        "client",
-        "-c",
-        lab.fleetFile,
-        "--name",
-        NAME,
-        "--no-splay",
-        "--source",
-        url,
-        ...args,
+        ...clientArgs(lab, NAME, ["--source", url, ...args]),
       ]),
     status: async () => JSON.parse(await Deno.readTextFile(`${state}/client-status.json`)),
   };
@@ -211,15 +203,7 @@ Deno.test("client: a run killed mid-transfer leaves no partial file; the next ru
     };
     const killMidTransfer = async (alsoRsync: "kill" | "freeze") => {
       const p = lab.spawn([
-        "--role",
-        "client",
-        "-c",
-        lab.fleetFile,
-        "--name",
-        NAME,
-        "--no-splay",
-        "--source",
-        s.url,
+        ...clientArgs(lab, NAME, ["--source", s.url]),
       ]);
       const partial = await waitFor(
         "a partial file in .~tmp~",

@@ -5,7 +5,15 @@
 // name); each run must reach one server and apply one whole version, and a
 // client held to a server that leaves the rotation moves to another one.
 import assert from "node:assert/strict";
-import { assertSameTree, http, type Lab, type Proc, waitFor, withLab } from "./_helpers.ts";
+import {
+  assertSameTree,
+  clientArgs,
+  http,
+  type Lab,
+  type Proc,
+  waitFor,
+  withLab,
+} from "./_helpers.ts";
 import { newKey, OURS, publish, V1, V2 } from "./_signed.ts";
 import { parseMarker } from "../lib/version/mod.ts";
 
@@ -56,15 +64,7 @@ Deno.test("proxy affinity: while the backends hold different versions, each sign
       const dest = `${lab.dir}/apps/web${i}`;
       const before = await connections(lab);
       const r = await lab.run([
-        "--role",
-        "client",
-        "-c",
-        lab.fleetFile,
-        "--name",
-        `web${i}`,
-        "--no-splay",
-        "--dest",
-        dest,
+        ...clientArgs(lab, `web${i}`, ["--dest", dest]),
       ]);
       const after = await connections(lab);
       assert.deepEqual([r.code, r.stderr], [0, ""], `run ${i}`);

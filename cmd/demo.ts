@@ -12,7 +12,7 @@
 import type { CommonOptions } from "../lib/config/mod.ts";
 import { EnvironmentError, ExitCode, V8_FLAGS } from "../lib/core/mod.ts";
 import { readMarker, type VersionMarker } from "../lib/version/mod.ts";
-import { killGroup, shutdownSignal, trackGroup } from "../lib/sys/mod.ts";
+import { commandLine, killGroup, shutdownSignal, trackGroup } from "../lib/sys/mod.ts";
 import { hostToken } from "../lib/report/mod.ts";
 
 const dec = new TextDecoder();
@@ -127,7 +127,8 @@ export async function runDemo(opts: CommonOptions): Promise<number> {
     for (const h of hosts) {
       try {
         const pid = Number(await Deno.readTextFile(`${dir}/state/${h.name}/rsyncd.pid`));
-        if (pid > 1) killGroup(pid, "SIGKILL");
+        // Only while it is still this demo's daemon: a stale file's pid may be another's.
+        if ((await commandLine(pid)).includes(dir)) killGroup(pid, "SIGKILL");
       } catch { /* stopped cleanly */ }
     }
     dispose();

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   type FleetSpec,
+  groupMentions,
   http,
   type Lab,
   type Proc,
@@ -515,7 +516,8 @@ export async function killServer(lab: Lab, name: string, p?: Proc): Promise<void
   const pidFile = `${lab.dir}/state/${name}/rsyncd.pid`;
   const pid = Number(await Deno.readTextFile(pidFile).catch(() => "0"));
   p?.kill("SIGKILL");
-  if (pid > 1) {
+  // A stale pid file's pid may be another lab's process by now.
+  if (pid > 1 && (await groupMentions(pid, lab.dir))) {
     try {
       Deno.kill(-pid, "SIGKILL");
     } catch { /* gone */ }

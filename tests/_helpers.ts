@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { V8_FLAGS, VERSION_LOG, VERSION_MARKER } from "../lib/core/mod.ts";
 import type { Fleet } from "../lib/config/mod.ts";
 import { hostToken } from "../lib/report/mod.ts";
-import { PARENT_PID_ENV } from "../lib/sys/mod.ts";
+import { commandLine, PARENT_PID_ENV } from "../lib/sys/mod.ts";
 import {
   appendEntry,
   formatMarker,
@@ -110,9 +110,15 @@ export class Proc {
   #err = "";
   #done: Promise<Deno.CommandStatus>;
   #exited: Deno.CommandStatus | null = null;
+  /**
+   * Set once the child is reaped (its output may still be draining): its
+   * pid may then be the kernel's to give to another lab's process.
+   */
+  #reaped = false;
   constructor(child: Deno.ChildProcess) {
     this.child = child;
     this.pid = child.pid;
+    child.status.then(() => this.#reaped = true);
     const pump = async (s: ReadableStream<Uint8Array>, to: "out" | "err") => {
       for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
         if (to === "out") this.#out += chunk;
@@ -155,6 +161,7 @@ export class Proc {
   }
   /** Sends `signal` to the process (its group, so children go too). */
   kill(signal: Deno.Signal = "SIGTERM"): void {
+    if (this.#reaped) return;
     try {
       Deno.kill(-this.pid, signal);
     } catch { /* gone */ }
@@ -162,9 +169,11 @@ export class Proc {
   /** Stops it with `signal` and waits; SIGKILL after `graceMs`. */
   async stop(signal: Deno.Signal = "SIGTERM", graceMs = 8_000): Promise<Deno.CommandStatus> {
     if (this.#exited) return this.#exited;
-    try {
-      Deno.kill(this.pid, signal);
-    } catch { /* gone */ }
+    if (!this.#reaped) {
+      try {
+        Deno.kill(this.pid, signal);
+      } catch { /* gone */ }
+    }
     const t = setTimeout(() => this.kill("SIGKILL"), graceMs);
     const st = await this.#done;
     clearTimeout(t);
@@ -541,7 +550,30 @@ export class Lab {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 
-  /** SIGKILLs the process group of every rsync daemon with a pid file in the lab's state dir. */
+  /**
+   * The last lines each server said, for a failure's message: what a CI log
+   * keeps of a lab that is gone.
+   */
+  serverLogs(lines = 15): string {
+    return this.#procs
+      .filter((p) => (this.#argv.get(p) ?? []).some((a) => a === "primary" || a === "replica"))
+      .map((p) => {
+        const argv = this.#argv.get(p) ?? [];
+        const name = argv.includes("--name") ? argv[argv.indexOf("--name") + 1] : "rsync1";
+        const state = p.exited ? `exited ${p.exited.code}` : "running";
+        const tail = p.stderr.trimEnd().split("\n").slice(-lines).join("\n");
+        return `--- ${argv[1]} ${name} (pid ${p.pid}, ${state}):\n${tail}`;
+      })
+      .join("\n");
+  }
+
+  /**
+   * SIGKILLs the process group of every rsync daemon with a pid file in the
+   * lab's state dir, and only while that group is still this lab's (a daemon,
+   * or the connections it forked, which outlive a killed daemon): a stale pid
+   * file (a daemon killed earlier) may name a pid the kernel has since given
+   * to another lab's process (pids wrap at 32,768 here).
+   */
   async #killDaemons(): Promise<void> {
     try {
       for await (const e of Deno.readDir(`${this.dir}/state`)) {
@@ -551,12 +583,29 @@ export class Lab {
             const pid = Number(
               await Deno.readTextFile(`${this.dir}/state/${e.name}${sub}/rsyncd.pid`),
             );
-            if (pid > 1) Deno.kill(-pid, "SIGKILL");
+            if (pid > 1 && (await groupMentions(pid, this.dir))) Deno.kill(-pid, "SIGKILL");
           } catch { /* none */ }
         }
       }
     } catch { /* no state dir */ }
   }
+}
+
+/**
+ * Whether a process of group `pgid` has `mark` in its command line: an rsync
+ * daemon's per-connection children carry its command line.
+ */
+export async function groupMentions(pgid: number, mark: string): Promise<boolean> {
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${e.name}/stat`);
+      // pid (comm) state ppid pgrp …: comm may hold spaces and parentheses.
+      const pgrp = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+      if (pgrp === pgid && (await commandLine(Number(e.name))).includes(mark)) return true;
+    } catch { /* gone meanwhile */ }
+  }
+  return false;
 }
 
 /** A server's log line on SIGTERM, before it stops its daemons (logfmt or JSON). */
@@ -653,7 +702,7 @@ export async function converged(lab: Lab, names: string[], timeoutMs = 15_000): 
         50,
       );
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}`);
+      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}\n${lab.serverLogs()}`);
     }
   }
 }

@@ -22,7 +22,7 @@ import {
   tempFor,
 } from "../core/mod.ts";
 import { probeRsyncd, PROXY_V1_UNKNOWN } from "../rsync/mod.ts";
-import { holdsListener, killGroup, trackGroup } from "../sys/mod.ts";
+import { commandLine, holdsListener, killGroup, trackGroup } from "../sys/mod.ts";
 import { markerComment, type VersionMarker } from "../version/mod.ts";
 
 /** Who the daemon runs as, when started by root. */
@@ -451,11 +451,7 @@ export class RsyncDaemon {
     } catch {
       return;
     }
-    let cmdline = "";
-    try {
-      cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).replaceAll("\0", " ");
-    } catch { /* not running */ }
-    if (pid > 1 && cmdline.includes(this.#o.confPath)) {
+    if ((await commandLine(pid)).includes(this.#o.confPath)) {
       this.#o.log.warn("stopping a stale rsync daemon left by an earlier run", { pid });
       killGroup(pid, "SIGTERM");
       for (let i = 0; i < 50 && (await exists(`/proc/${pid}`)); i++) {

@@ -44,6 +44,25 @@ export function killGroup(pid: number, signal: Deno.Signal = "SIGTERM"): boolean
   }
 }
 
+/**
+ * The command line of process `pid`, its arguments joined by spaces; "" once
+ * it is gone. A pid read from a pid file is checked against it before a
+ * signal: the file may be stale, and its pid another process's by now.
+ *
+ * @example
+ * ```ts
+ * if ((await commandLine(pid)).includes(confPath)) killGroup(pid, "SIGTERM");
+ * ```
+ */
+export async function commandLine(pid: number): Promise<string> {
+  if (!(pid > 1)) return "";
+  try {
+    return (await Deno.readTextFile(`/proc/${pid}/cmdline`)).replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
 /** SIGKILLs every registered group: the last resort on exit. */
 export function killAllGroups(): void {
   for (const pid of groups) killGroup(pid, "SIGKILL");

@@ -2,7 +2,7 @@
 // children its leader forked, and the groups still registered are killed
 // on the way out. Real processes (sh, sleep), stopped by pid.
 import assert from "node:assert/strict";
-import { killAllGroups, killGroup, trackGroup } from "./children.ts";
+import { commandLine, killAllGroups, killGroup, trackGroup } from "./children.ts";
 
 /**
  * A process group: `sh` leading it with a `sleep` it forked. Both hold the
@@ -49,4 +49,15 @@ Deno.test("killAllGroups: every tracked group is SIGKILLed; a forgotten one is l
   assert.equal(killGroup(forgotten.child.pid, "SIGTERM"), true, "still running");
   await forgotten.gone;
   assert.equal((await forgotten.child.status).signal, "SIGTERM");
+});
+
+Deno.test('commandLine: a live process\'s arguments, spaced; "" once it is reaped or for no pid', async () => {
+  const child = new Deno.Command("sleep", { args: ["30.5"], stdin: "null", stdout: "null" })
+    .spawn();
+  assert.match(await commandLine(child.pid), /(^|\/)sleep 30\.5 $/);
+  child.kill("SIGKILL");
+  await child.status;
+  assert.equal(await commandLine(child.pid), "");
+  assert.equal(await commandLine(0), "");
+  assert.equal(await commandLine(Number.NaN), "");
 });

@@ -7,6 +7,7 @@
  */
 
 export {
+  commandLine,
   exitWithParent,
   killAllGroups,
   killGroup,

@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import {
   type FleetSpec,
-  groupMentions,
   http,
   type Lab,
   type Proc,
   type Ran,
+  readText,
   sh,
   treesDiffer,
   waitFor,
@@ -514,10 +514,14 @@ function startServer(lab: Lab, name: string): Promise<Proc> {
  */
 export async function killServer(lab: Lab, name: string, p?: Proc): Promise<void> {
   const pidFile = `${lab.dir}/state/${name}/rsyncd.pid`;
-  const pid = Number(await Deno.readTextFile(pidFile).catch(() => "0"));
-  p?.kill("SIGKILL");
+  // Read synchronously and before either kill, so the two land back to back
+  // (kill-point tests catch a push mid-way): the daemon is running, and its
+  // pid file is checked against its command line, not a scan of /proc.
+  const pid = Number(readText(pidFile) ?? "0");
   // A stale pid file's pid may be another lab's process by now.
-  if (pid > 1 && (await groupMentions(pid, lab.dir))) {
+  const ours = pid > 1 && (readText(`/proc/${pid}/cmdline`) ?? "").includes(lab.dir);
+  p?.kill("SIGKILL");
+  if (ours) {
     try {
       Deno.kill(-pid, "SIGKILL");
     } catch { /* gone */ }

@@ -27,6 +27,15 @@ const dec = new TextDecoder();
 const DENO_DIR = Deno.env.get("DENO_DIR") ||
   `${Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") || "/root"}/.cache`}/deno`;
 
+/** A file's text, read at once (no await between a look and what follows), or null when it cannot be read. */
+export function readText(path: string): string | null {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return null;
+  }
+}
+
 /** Sleeps `ms`. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -21,7 +21,7 @@
 // event or a little after it, so each kill's state is classified and the
 // invariant asserted whatever it is; the states seen are printed.
 import assert from "node:assert/strict";
-import { type Lab, type Proc, sh, sleep } from "./_helpers.ts";
+import { type Lab, type Proc, readText, sh, sleep } from "./_helpers.ts";
 import { LAYOUTS, publish, signedLab, V1, V2, withSigned } from "./_signed.ts";
 
 /** Files each version changes. */
@@ -84,14 +84,6 @@ function exists(path: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function readText(path: string): string | null {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return null;
   }
 }
 

@@ -30,6 +30,7 @@ import {
   type Lab,
   type LabHost,
   type Proc,
+  readText,
   rsync,
   sh,
   waitFor,
@@ -234,14 +235,6 @@ interface KillPoint {
   at: (r: Rig) => boolean;
   /** What a kill there leaves. */
   leaves: State;
-}
-
-function readText(path: string): string | null {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return null;
-  }
 }
 
 const BEFORE: KillPoint = {

@@ -363,6 +363,8 @@ Deno.test("publish: concurrent publishes wait for each other; past the lock time
     await held.lock(true);
     let released = false;
     try {
+      // As a holder writes it: the file still holds the last publish's pid.
+      await held.truncate(0);
       await held.write(new TextEncoder().encode(`${Deno.pid}\n`));
       const args = ["--role", "publish", "-c", lab.fleetFile, "--repo", repo.work];
       const p1 = lab.spawn(args);

@@ -90,9 +90,10 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<File
   };
 }
 
+/** The pid on the lock file's first line (what follows it is another writer's leftover), or null. */
 async function holderPid(path: string): Promise<number | null> {
   try {
-    const pid = Number((await Deno.readTextFile(path)).trim());
+    const pid = Number((await Deno.readTextFile(path)).split("\n")[0].trim());
     return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;

@@ -77,3 +77,24 @@ Deno.test("file_lock: a timeout waits for the holder, and gives up when it passe
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("file_lock: the holder is named by the file's first line, whatever a writer left after it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/x.lock`;
+    (await acquireLock(path, { timeout: 0, what: "publish" })).release();
+    // Another holder wrote its shorter pid over the last one's, without truncating.
+    const held = await Deno.open(path, { read: true, write: true });
+    await held.lock(true);
+    await Deno.writeTextFile(path, "400\n1234567\n");
+    try {
+      const err = await acquireLock(path, { timeout: 0, what: "publish" }).catch((e) => e);
+      assert.ok(err instanceof LockedError, String(err));
+      assert.equal(err.message, `another publish holds ${path} (pid 400)`);
+    } finally {
+      held.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -563,17 +563,26 @@ export class Lab {
    * The last lines each server said, for a failure's message: what a CI log
    * keeps of a lab that is gone.
    */
-  serverLogs(lines = 15): string {
-    return this.#procs
+  async serverLogs(lines = 15): Promise<string> {
+    const last = (text: string) => text.trimEnd().split("\n").slice(-lines).join("\n");
+    const servers = this.#procs
       .filter((p) => (this.#argv.get(p) ?? []).some((a) => a === "primary" || a === "replica"))
       .map((p) => {
         const argv = this.#argv.get(p) ?? [];
         const name = argv.includes("--name") ? argv[argv.indexOf("--name") + 1] : "rsync1";
         const state = p.exited ? `exited ${p.exited.code}` : "running";
-        const tail = p.stderr.trimEnd().split("\n").slice(-lines).join("\n");
-        return `--- ${argv[1]} ${name} (pid ${p.pid}, ${state}):\n${tail}`;
-      })
-      .join("\n");
+        const daemon = readText(`${this.dir}/state/${name}/rsyncd.log`) ?? "";
+        return `--- ${argv[1]} ${name} (pid ${p.pid}, ${state}):\n${last(p.stderr)}\n` +
+          `--- its rsync daemon's log:\n${last(daemon)}`;
+      });
+    // What of the lab still runs, and where each process waits.
+    const ps = await sh("sh", [
+      "-c",
+      `ps -eo pid,pgid,stat,wchan:24,etimes,args | grep -F -e ${this.dir} | grep -v grep`,
+    ]);
+    return [...servers, `--- its processes (pid pgid stat wchan s args):\n${ps.stdout}`].join(
+      "\n",
+    );
   }
 
   /**
@@ -711,7 +720,9 @@ export async function converged(lab: Lab, names: string[], timeoutMs = 15_000): 
         50,
       );
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last.slice(0, 2000)}\n${lab.serverLogs()}`);
+      throw new Error(
+        `${(e as Error).message}\n${last.slice(0, 2000)}\n${await lab.serverLogs()}`,
+      );
     }
   }
 }

@@ -50,7 +50,10 @@ export interface LandingWaitOptions {
  * marker is not there yet. A wait ends once the temp dir has been quiet for
  * {@linkcode LANDING_QUIET_MS}, the marker is new to a replica, or
  * {@linkcode LANDING_MAX_MS} after it began; while it lasts, `kick` is called
- * every {@linkcode LANDING_RECHECK_MS} (one timer per wait).
+ * every {@linkcode LANDING_RECHECK_MS} (one timer per wait). A look told to
+ * wait always gets its kick, even when another look ends the wait first
+ * (the engine asks once per replica, and a replica held without a kick would
+ * get nothing until the next change or reconcile).
  *
  * @example
  * ```ts
@@ -78,8 +81,9 @@ export class LandingWait {
   held(versionDue: () => boolean): boolean {
     if (this.#stopped) return false;
     const wall = (this.#o.clock ?? Date.now)();
+    // A timer set for an earlier look is left to fire: that look was told to
+    // wait for its kick, and this one ending the wait does not give it one.
     if (!receivingSince(this.#o.source, wall - LANDING_QUIET_MS)) {
-      this.#clear();
       this.#first = null;
       return false;
     }
@@ -90,7 +94,6 @@ export class LandingWait {
     if (now - first >= (this.#o.maxMs ?? LANDING_MAX_MS) || versionDue()) {
       // The landing goes on (the marker's own transfer, or one that never
       // ends): no second wait until the temp dir is quiet.
-      this.#clear();
       this.#first = first;
       return false;
     }
@@ -107,10 +110,6 @@ export class LandingWait {
   /** Ends any wait for good: its timer goes, and nothing is held from now on. */
   stop(): void {
     this.#stopped = true;
-    this.#clear();
-  }
-
-  #clear(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }

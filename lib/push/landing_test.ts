@@ -81,3 +81,23 @@ Deno.test("landing wait: a version due ends it; the next look waits again", () =
   assert.equal(landing.held(() => false), false, "timed from the first look");
   done();
 });
+
+Deno.test("landing wait: a wait that another look ends still kicks the one it held", async () => {
+  // Two replicas look in turn: the first is held (it waits for the kick),
+  // the wall clock passes quiet, and the second's look ends the wait.
+  for (const end of ["quiet", "version due", "longest"] as const) {
+    let kicks = 0;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const { s, clocks, landing, done } = wait(() => {
+      kicks++;
+      resolve();
+    });
+    assert.equal(landing.held(() => false), true, `${end}: the first replica waits`);
+    if (end === "quiet") clocks.wall = s.quiet;
+    if (end === "longest") clocks.mono = 1_000;
+    assert.equal(landing.held(() => end === "version due"), false, `${end}: the second goes`);
+    await promise;
+    assert.equal(kicks, 1, `${end}: the first is kicked to look again`);
+    done();
+  }
+});

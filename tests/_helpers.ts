@@ -560,8 +560,9 @@ export class Lab {
   }
 
   /**
-   * The last lines each server said, for a failure's message: what a CI log
-   * keeps of a lab that is gone.
+   * For a failure's message (what a CI log keeps of a lab that is gone): the
+   * last lines each server and its rsync daemon logged, and the lab's
+   * processes with where each waits.
    */
   async serverLogs(lines = 15): Promise<string> {
     const last = (text: string) => text.trimEnd().split("\n").slice(-lines).join("\n");
@@ -613,7 +614,7 @@ export class Lab {
  * Whether a process of group `pgid` has `mark` in its command line: an rsync
  * daemon's per-connection children carry its command line.
  */
-export async function groupMentions(pgid: number, mark: string): Promise<boolean> {
+async function groupMentions(pgid: number, mark: string): Promise<boolean> {
   for await (const e of Deno.readDir("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {

@@ -188,13 +188,27 @@ export async function recordVouches(
     if (!relisted) return null;
   }
   const fresh = relisted, stat = basis.stat;
-  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
+  const cutoff = recordCutoff(a);
   return (got) => {
     const r = stat.get(got.path);
     return !fresh.has(got.path) && !!r && r.kind === got.kind && r.mode === got.mode &&
-      r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
-      r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
+      statAsRecorded(r, got, cutoff);
   };
+}
+
+/**
+ * The change time a recorded entry must be older than: the whole second
+ * the record's walk began in (Deno gives change times in whole seconds, so
+ * an edit within that second could hide behind an equal one).
+ */
+function recordCutoff(a: Applied): number {
+  return Math.floor(a.recorded_at / 1000) * 1000;
+}
+
+/** Whether `got` has the inode, size, mtime and change time of its record `r`, the change time older than `cutoff`. */
+function statAsRecorded(r: RecordEntry, got: TreeEntry, cutoff: number): boolean {
+  return r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
+    r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff;
 }
 
 /**
@@ -223,13 +237,11 @@ export function recordIsRelease(
   const a = basis?.applied;
   if (!basis || !a?.whole || a.manifest_sha256 !== now.release.manifest_sha256) return false;
   if (walked.length !== basis.stat.size) return false;
-  const cutoff = Math.floor(a.recorded_at / 1000) * 1000;
+  const cutoff = recordCutoff(a);
   return walked.every((got) => {
     const r = basis.stat.get(got.path);
     if (!r || r.kind !== got.kind || r.mode !== got.mode) return false;
-    return got.kind === "dir" ||
-      (r.ino === got.ino && r.size === got.size && r.mtimeMs === got.mtimeMs &&
-        r.ctimeMs === got.ctimeMs && r.ctimeMs < cutoff);
+    return got.kind === "dir" || statAsRecorded(r, got, cutoff);
   });
 }
 
